@@ -1,0 +1,127 @@
+//! The delivery loop: gather a batch, invoke the function until it succeeds, and only then
+//! commit the consumer offsets, so nothing is skipped and order holds per partition.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::batcher::{Added, Batch, BatchBuilder, EventEnvelope};
+use crate::error::{BridgeError, Result};
+use crate::invoker::{FunctionInvoker, InvokeOutcome};
+use crate::source::event_record;
+
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    /// Records per event (ESM `BatchSize`).
+    pub batch_size: usize,
+    /// How long to gather records after the first one (ESM `MaximumBatchingWindowInSeconds`).
+    pub batching_window: Duration,
+    pub max_payload_bytes: usize,
+    /// `None` retries a failing batch until it succeeds, like the ESM's default.
+    pub max_retry_attempts: Option<u32>,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Runs until `shutdown` turns true (the batch in flight is then left uncommitted and will be
+/// delivered again) or a batch exhausts its retries.
+pub async fn run(
+    consumer: &StreamConsumer,
+    invoker: &dyn FunctionInvoker,
+    envelope: EventEnvelope,
+    settings: &BridgeSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut builder = BatchBuilder::new(envelope, settings.batch_size, settings.max_payload_bytes);
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(record) => record,
+            None => tokio::select! {
+                message = consumer.recv() => event_record(&message?),
+                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+            },
+        };
+        if let Added::Full(_) = builder.add(first)? {
+            unreachable!("an empty batch accepts any record that fits the payload limit");
+        }
+        let window_ends = Instant::now() + settings.batching_window;
+        while !builder.is_full() {
+            let message = match tokio::time::timeout_at(window_ends, consumer.recv()).await {
+                Err(_window_over) => break,
+                Ok(message) => message?,
+            };
+            if let Added::Full(record) = builder.add(event_record(&message))? {
+                carried = Some(record);
+                break;
+            }
+        }
+        let batch = builder.take();
+        if !deliver(invoker, &batch, settings, &mut shutdown).await? {
+            return Ok(());
+        }
+        commit(consumer, &batch)?;
+    }
+}
+
+/// Invokes until success. Returns false if shutdown was asked for while retrying.
+async fn deliver(
+    invoker: &dyn FunctionInvoker,
+    batch: &Batch,
+    settings: &BridgeSettings,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool> {
+    let payload =
+        serde_json::to_vec(&batch.event).map_err(|error| BridgeError::Encode(error.to_string()))?;
+    let mut backoff = settings.initial_backoff;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let error = match invoker.invoke(payload.clone()).await {
+            Ok(InvokeOutcome::Success) => {
+                info!(
+                    records = batch.record_count,
+                    partitions = batch.event.records.len(),
+                    payload_bytes = batch.payload_bytes,
+                    attempt,
+                    "batch delivered"
+                );
+                return Ok(true);
+            }
+            Ok(InvokeOutcome::FunctionError(error)) => error,
+            Err(error) => error.to_string(),
+        };
+        warn!(records = batch.record_count, attempt, %error, "batch failed; it will be retried unchanged");
+        if settings.max_retry_attempts.is_some_and(|max| attempt > max) {
+            return Err(BridgeError::RetriesExhausted {
+                records: batch.record_count,
+                attempts: attempt,
+                last_error: error,
+            });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(false),
+        }
+        backoff = (backoff * 2).min(settings.max_backoff);
+    }
+}
+
+fn commit(consumer: &StreamConsumer, batch: &Batch) -> Result<()> {
+    let mut offsets = TopicPartitionList::new();
+    for records in batch.event.records.values() {
+        if let Some(last) = records.last() {
+            offsets.add_partition_offset(
+                &last.topic,
+                last.partition,
+                Offset::Offset(last.offset + 1),
+            )?;
+        }
+    }
+    consumer.commit(&offsets, CommitMode::Sync)?;
+    Ok(())
+}

@@ -1,0 +1,365 @@
+//! The backup writer's logic: one event in, one durable segment per topic-partition out.
+//!
+//! Two phases. The CPU phase decodes and encodes every partition (in parallel, bounded by the
+//! cores) and fails before any write if anything in the event is malformed. The I/O phase then
+//! writes each partition concurrently: the segment with a conditional create in S3, and only
+//! after that the index entry, gap and checkpoint in one DynamoDB transaction (invariant 1).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use tidemark_core::checkpoint::plan_commit;
+use tidemark_core::config::{BackupWriterConfig, TopicFilter};
+use tidemark_core::event::{KafkaEvent, PartitionBatch};
+use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::layout::PartitionId;
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::segment::{EncodedSegment, SegmentEncoder};
+use tidemark_core::telemetry::{MetricsLine, Unit};
+use tracing::{info, warn};
+
+use crate::error::{Result, WriterError};
+
+/// Metadata stored with each segment object, so a conditional-create conflict can tell an
+/// identical earlier write (a retry) from different records under the same key.
+const META_RECORD_COUNT: &str = "tidemark-record-count";
+const META_RECORDS_CRC32C: &str = "tidemark-records-crc32c";
+const META_FORMAT_VERSION: &str = "tidemark-format-version";
+
+/// How often a commit re-plans after losing a race on the checkpoint before giving up.
+const MAX_COMMIT_ATTEMPTS: usize = 8;
+
+/// One partition after the CPU phase.
+pub struct EncodedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub segment: EncodedSegment,
+    /// Bytes of keys, values and headers as delivered (before framing and compression).
+    pub payload_bytes: u64,
+}
+
+/// What the writer did for one partition; returned to the caller and logged.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionReport {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u32,
+    pub segment_key: String,
+    /// False when an identical segment already existed (a retried batch).
+    pub created: bool,
+    /// Offsets found missing between the previous checkpoint and this segment.
+    pub gap: Option<(i64, i64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub partitions: Vec<PartitionReport>,
+    /// Topics in the event that the include/exclude patterns leave out.
+    pub skipped_topics: Vec<String>,
+}
+
+/// Decodes and encodes one partition batch. Pure CPU work, no I/O.
+pub fn encode_partition(
+    batch: PartitionBatch,
+    compression_level: i32,
+) -> tidemark_core::Result<EncodedPartition> {
+    let mut encoder = SegmentEncoder::new(&batch.topic, batch.partition, compression_level)?;
+    let mut payload_bytes = 0u64;
+    for (position, event_record) in batch.records.iter().enumerate() {
+        let record = event_record.decode(position)?;
+        payload_bytes += record.key.as_ref().map_or(0, Vec::len) as u64
+            + record.value.as_ref().map_or(0, Vec::len) as u64
+            + record
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+                .sum::<usize>() as u64;
+        encoder.push(&record)?;
+    }
+    Ok(EncodedPartition {
+        topic: batch.topic,
+        partition: batch.partition,
+        segment: encoder.finish()?,
+        payload_bytes,
+    })
+}
+
+/// The CPU phase for a whole event: validates it, drops filtered topics and encodes every
+/// remaining partition, using up to `parallelism` threads. Nothing is written.
+pub async fn encode_event(
+    event: KafkaEvent,
+    topics: &TopicFilter,
+    compression_level: i32,
+    parallelism: usize,
+) -> Result<(Vec<EncodedPartition>, Vec<String>)> {
+    let (accepted, skipped): (Vec<_>, Vec<_>) = event
+        .into_partition_batches()?
+        .into_iter()
+        .partition(|batch| topics.accepts(&batch.topic));
+    let mut skipped_topics: Vec<String> = skipped.into_iter().map(|batch| batch.topic).collect();
+    skipped_topics.sort();
+    skipped_topics.dedup();
+
+    let encoded: Vec<_> = futures::stream::iter(accepted)
+        .map(|batch| {
+            tokio::task::spawn_blocking(move || encode_partition(batch, compression_level))
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    let mut partitions = Vec::with_capacity(encoded.len());
+    for result in encoded {
+        partitions.push(result.map_err(|error| WriterError::Task(error.to_string()))??);
+    }
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok((partitions, skipped_topics))
+}
+
+pub struct BackupWriter {
+    config: BackupWriterConfig,
+    objects: Arc<dyn ObjectStore>,
+    index: Arc<dyn IndexStore>,
+    parallelism: usize,
+}
+
+impl BackupWriter {
+    pub fn new(
+        config: BackupWriterConfig,
+        objects: Arc<dyn ObjectStore>,
+        index: Arc<dyn IndexStore>,
+    ) -> Self {
+        let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
+        BackupWriter {
+            config,
+            objects,
+            index,
+            parallelism,
+        }
+    }
+
+    /// Backs up one event. Returns only after every partition's segment, index entry and
+    /// checkpoint are durable; on any failure returns an error so the batch is retried, and
+    /// a retry repeats nothing that already succeeded.
+    pub async fn handle(&self, event: KafkaEvent) -> Result<BatchReport> {
+        let (partitions, skipped_topics) = encode_event(
+            event,
+            &self.config.topics,
+            self.config.compression_level,
+            self.parallelism,
+        )
+        .await?;
+        if !skipped_topics.is_empty() {
+            info!(topics = ?skipped_topics, "skipping topics excluded by the topic patterns");
+        }
+        let total = partitions.len();
+        let results = futures::future::join_all(
+            partitions
+                .into_iter()
+                .map(|partition| self.write_partition(partition)),
+        )
+        .await;
+
+        let mut reports = Vec::with_capacity(total);
+        let mut failures = Vec::new();
+        for result in results {
+            match result {
+                Ok(report) => reports.push(report),
+                Err((partition, error)) => failures.push((partition, error)),
+            }
+        }
+        if !failures.is_empty() {
+            let retryable = failures.iter().all(|(_, error)| error.is_retryable());
+            let summary = failures
+                .iter()
+                .map(|(partition, error)| format!("{partition}: {error}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            for (partition, error) in &failures {
+                warn!(%partition, %error, "partition backup failed");
+            }
+            if let [(_, tidemark_core::Error::SegmentConflict { .. })] = failures.as_slice() {
+                let (_, error) = failures.pop().expect("one failure");
+                return Err(error.into());
+            }
+            return Err(WriterError::Partitions {
+                failed: failures.len(),
+                total,
+                summary,
+                retryable,
+            });
+        }
+        Ok(BatchReport {
+            partitions: reports,
+            skipped_topics,
+        })
+    }
+
+    async fn write_partition(
+        &self,
+        encoded: EncodedPartition,
+    ) -> std::result::Result<PartitionReport, (PartitionId, tidemark_core::Error)> {
+        let partition = PartitionId {
+            backup_id: self.config.backup_id.clone(),
+            topic: encoded.topic.clone(),
+            partition: encoded.partition,
+        };
+        let started = Instant::now();
+        match self.write_and_commit(&partition, &encoded).await {
+            Ok(report) => {
+                emit_metrics(
+                    &self.config,
+                    &encoded,
+                    &report,
+                    started.elapsed().as_secs_f64() * 1000.0,
+                );
+                info!(
+                    topic = %report.topic,
+                    partition = report.partition,
+                    first_offset = report.first_offset,
+                    last_offset = report.last_offset,
+                    records = report.records,
+                    created = report.created,
+                    key = %report.segment_key,
+                    "segment durable and checkpoint advanced"
+                );
+                Ok(report)
+            }
+            Err(error) => Err((partition, error)),
+        }
+    }
+
+    async fn write_and_commit(
+        &self,
+        partition: &PartitionId,
+        encoded: &EncodedPartition,
+    ) -> tidemark_core::Result<PartitionReport> {
+        let header = &encoded.segment.header;
+        let key =
+            self.config
+                .layout
+                .segment_key(partition, header.first_offset, header.last_offset);
+        let metadata: ObjectMetadata = HashMap::from([
+            (
+                META_FORMAT_VERSION.to_owned(),
+                tidemark_core::segment::FORMAT_VERSION.to_string(),
+            ),
+            (
+                META_RECORD_COUNT.to_owned(),
+                header.record_count.to_string(),
+            ),
+            (
+                META_RECORDS_CRC32C.to_owned(),
+                header.records_crc32c.to_string(),
+            ),
+        ]);
+        let stored_bytes = encoded.segment.bytes.len() as u64;
+        let body = Bytes::copy_from_slice(&encoded.segment.bytes);
+        let created = match self.objects.put_if_absent(&key, body, &metadata).await? {
+            PutOutcome::Created => true,
+            PutOutcome::AlreadyExists(existing) => {
+                let same_records = existing.get(META_RECORD_COUNT)
+                    == metadata.get(META_RECORD_COUNT)
+                    && existing.get(META_RECORDS_CRC32C) == metadata.get(META_RECORDS_CRC32C);
+                if !same_records {
+                    return Err(tidemark_core::Error::SegmentConflict {
+                        key,
+                        detail: format!(
+                            "existing object has metadata {existing:?}, this batch has {metadata:?}"
+                        ),
+                    });
+                }
+                false
+            }
+        };
+
+        let entry = SegmentEntry::new(key.clone(), header, stored_bytes);
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let observed = self.index.checkpoint(partition).await?;
+            let plan = plan_commit(
+                observed.as_ref(),
+                header.first_offset,
+                header.last_offset,
+                header.max_timestamp,
+                now_ms(),
+            );
+            let commit = SegmentCommit {
+                partition,
+                segment: &entry,
+                gap: plan.gap.as_ref(),
+                expected: observed.as_ref(),
+                new: plan.new_checkpoint.as_ref(),
+            };
+            if self.index.commit_segment(commit).await? == CommitOutcome::Committed {
+                if let Some(gap) = &plan.gap {
+                    warn!(%partition, start = gap.start, end = gap.end, "offsets missing from the source recorded as a gap");
+                }
+                return Ok(PartitionReport {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    first_offset: header.first_offset,
+                    last_offset: header.last_offset,
+                    records: header.record_count,
+                    segment_key: key,
+                    created,
+                    gap: plan.gap.map(|gap| (gap.start, gap.end)),
+                });
+            }
+        }
+        Err(tidemark_core::Error::IndexStore {
+            operation: "commit",
+            message: format!(
+                "checkpoint of {partition} kept moving during {MAX_COMMIT_ATTEMPTS} attempts"
+            ),
+            retryable: true,
+        })
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+fn emit_metrics(
+    config: &BackupWriterConfig,
+    encoded: &EncodedPartition,
+    report: &PartitionReport,
+    latency_ms: f64,
+) {
+    let header = &encoded.segment.header;
+    let stored = encoded.segment.bytes.len() as f64;
+    let now = now_ms();
+    let mut line = MetricsLine::new(&config.metrics_namespace)
+        .dimension("BackupId", &config.backup_id)
+        .dimension("Topic", &report.topic)
+        .metric("Records", Unit::Count, f64::from(report.records))
+        .metric("BytesIn", Unit::Bytes, encoded.payload_bytes as f64)
+        .metric("BytesOut", Unit::Bytes, stored)
+        .metric(
+            "CompressionRatio",
+            Unit::None,
+            header.uncompressed_len as f64 / stored.max(1.0),
+        )
+        .metric("SegmentWriteLatency", Unit::Milliseconds, latency_ms)
+        .property("Partition", report.partition)
+        .property("FirstOffset", report.first_offset)
+        .property("LastOffset", report.last_offset);
+    if header.max_timestamp >= 0 {
+        line = line.metric(
+            "LagMs",
+            Unit::Milliseconds,
+            (now - header.max_timestamp).max(0) as f64,
+        );
+    }
+    if let Some((start, end)) = report.gap {
+        line = line.metric("GapOffsets", Unit::Count, (end - start + 1) as f64);
+    }
+    line.emit(now);
+}

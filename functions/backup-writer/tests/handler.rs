@@ -1,0 +1,422 @@
+//! Handler tests with the in-memory stores and ESM-shaped JSON fixtures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use backup_writer::{BackupWriter, WriterError};
+use tidemark_core::checkpoint::{Checkpoint, Gap};
+use tidemark_core::config::{BackupWriterConfig, Env};
+use tidemark_core::event::KafkaEvent;
+use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::layout::{BackupId, PartitionId};
+use tidemark_core::object_store::ObjectStore;
+use tidemark_core::segment::{Header, Record, SegmentReader, TimestampType};
+use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
+
+fn fixture(name: &str) -> KafkaEvent {
+    let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn config(extra: &[(&str, &str)]) -> BackupWriterConfig {
+    let mut vars: HashMap<String, String> = [
+        ("TIDEMARK_BUCKET", "b"),
+        ("TIDEMARK_TABLE", "t"),
+        ("TIDEMARK_BACKUP_ID", "prod"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.entry("TIDEMARK_PREFIX".into())
+        .or_insert_with(|| "backups".into());
+    BackupWriterConfig::from_env(&Env::from_lookup(move |name| vars.get(name).cloned())).unwrap()
+}
+
+struct Harness {
+    objects: Arc<MemoryObjectStore>,
+    index: Arc<FlakyIndex>,
+    writer: BackupWriter,
+}
+
+fn harness(extra: &[(&str, &str)]) -> Harness {
+    let objects = Arc::new(MemoryObjectStore::new());
+    let index = Arc::new(FlakyIndex {
+        inner: MemoryIndexStore::new(),
+        failures_left: AtomicUsize::new(0),
+    });
+    let writer = BackupWriter::new(config(extra), objects.clone(), index.clone());
+    Harness {
+        objects,
+        index,
+        writer,
+    }
+}
+
+fn partition(topic: &str, partition: i32) -> PartitionId {
+    PartitionId {
+        backup_id: BackupId::parse("prod").unwrap(),
+        topic: topic.into(),
+        partition,
+    }
+}
+
+async fn stored_records(objects: &MemoryObjectStore, prefix: &str) -> Vec<Record> {
+    let mut records = Vec::new();
+    for key in objects.list(prefix).await.unwrap() {
+        let bytes = objects.get(&key).await.unwrap().unwrap();
+        for record in SegmentReader::open(bytes.as_ref()).unwrap() {
+            records.push(record.unwrap());
+        }
+    }
+    records
+}
+
+/// An index store that fails its next N commits, as a throttled DynamoDB would.
+struct FlakyIndex {
+    inner: MemoryIndexStore,
+    failures_left: AtomicUsize,
+}
+
+#[async_trait]
+impl IndexStore for FlakyIndex {
+    async fn checkpoint(
+        &self,
+        partition: &PartitionId,
+    ) -> tidemark_core::Result<Option<Checkpoint>> {
+        self.inner.checkpoint(partition).await
+    }
+    async fn commit_segment(
+        &self,
+        commit: SegmentCommit<'_>,
+    ) -> tidemark_core::Result<CommitOutcome> {
+        if self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(tidemark_core::Error::IndexStore {
+                operation: "TransactWriteItems",
+                message: "ProvisionedThroughputExceededException: throttled".into(),
+                retryable: true,
+            });
+        }
+        self.inner.commit_segment(commit).await
+    }
+    async fn segments(&self, partition: &PartitionId) -> tidemark_core::Result<Vec<SegmentEntry>> {
+        self.inner.segments(partition).await
+    }
+    async fn gaps(&self, partition: &PartitionId) -> tidemark_core::Result<Vec<Gap>> {
+        self.inner.gaps(partition).await
+    }
+}
+
+#[tokio::test]
+async fn msk_event_becomes_one_faithful_segment_per_partition() {
+    let h = harness(&[]);
+    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert_eq!(report.partitions.len(), 2);
+    assert!(report.partitions.iter().all(|p| p.created));
+    assert_eq!(
+        h.objects.list("").await.unwrap(),
+        vec![
+            "backups/prod/topics/payments.captured/partition=0/00000000000000000100-00000000000000000105.seg.zst",
+            "backups/prod/topics/payments.refunded/partition=3/00000000000000000007-00000000000000000007.seg.zst",
+        ]
+    );
+
+    let records = stored_records(&h.objects, "backups/prod/topics/payments.captured/").await;
+    let header = |key: &str, value: &[u8]| Header {
+        key: key.into(),
+        value: Some(value.to_vec()),
+    };
+    assert_eq!(
+        records,
+        vec![
+            Record {
+                offset: 100,
+                timestamp: 1763732940000,
+                timestamp_type: TimestampType::CreateTime,
+                key: Some(b"order-1".to_vec()),
+                value: Some(br#"{"amount":1250,"currency":"EUR"}"#.to_vec()),
+                headers: vec![
+                    header("trace-id", b"a1b2"),
+                    header("retry", b"1"),
+                    header("retry", b"2")
+                ],
+            },
+            Record {
+                offset: 101,
+                timestamp: 1763732940500,
+                timestamp_type: TimestampType::CreateTime,
+                key: None,
+                value: None,
+                headers: vec![],
+            },
+            Record {
+                offset: 102,
+                timestamp: 1763732939000,
+                timestamp_type: TimestampType::CreateTime,
+                key: Some(vec![]),
+                value: Some(vec![]),
+                headers: vec![header("empty", b"")],
+            },
+            Record {
+                offset: 105,
+                timestamp: 1763732941000,
+                timestamp_type: TimestampType::CreateTime,
+                key: Some(b"order-2".to_vec()),
+                value: Some(b"\x00\xff\xfe binary".to_vec()),
+                headers: vec![header("bin", b"\x80\xff\x00")],
+            },
+        ]
+    );
+
+    let checkpoint = h
+        .index
+        .checkpoint(&partition("payments.captured", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (checkpoint.start_offset, checkpoint.next_offset),
+        (100, 106)
+    );
+    assert_eq!(checkpoint.max_timestamp, 1763732941000);
+    let segments = h
+        .index
+        .segments(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(
+        (
+            segments[0].first_offset,
+            segments[0].last_offset,
+            segments[0].record_count
+        ),
+        (100, 105, 4)
+    );
+    let refunded = stored_records(&h.objects, "backups/prod/topics/payments.refunded/").await;
+    assert_eq!(refunded[0].timestamp_type, TimestampType::LogAppendTime);
+}
+
+#[tokio::test]
+async fn self_managed_event_keeps_no_timestamp_records() {
+    let h = harness(&[]);
+    h.writer
+        .handle(fixture("self-managed-event.json"))
+        .await
+        .unwrap();
+    let records = stored_records(&h.objects, "backups/prod/topics/audit.log/").await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[1].timestamp, records[1].timestamp_type),
+        (-1, TimestampType::NoTimestampType)
+    );
+}
+
+#[tokio::test]
+async fn retried_batch_writes_no_second_copy() {
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let keys_before = h.objects.list("").await.unwrap();
+    let checkpoint_before = h
+        .index
+        .checkpoint(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+
+    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert!(
+        report.partitions.iter().all(|p| !p.created),
+        "retry must find the identical segments"
+    );
+    assert_eq!(h.objects.list("").await.unwrap(), keys_before);
+    assert_eq!(
+        h.index
+            .segments(&partition("payments.captured", 0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.index
+            .checkpoint(&partition("payments.captured", 0))
+            .await
+            .unwrap(),
+        checkpoint_before
+    );
+}
+
+#[tokio::test]
+async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
+    let h = harness(&[]);
+    h.index.failures_left.store(1, Ordering::SeqCst);
+    let error = h
+        .writer
+        .handle(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.Retryable", "{error}");
+    // One partition's commit failed after its segment was written: its checkpoint did not move.
+    let mut failed = 0;
+    for (topic, number) in [("payments.captured", 0), ("payments.refunded", 3)] {
+        if h.index
+            .checkpoint(&partition(topic, number))
+            .await
+            .unwrap()
+            .is_none()
+        {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 1,
+        "exactly the failed partition keeps its old checkpoint"
+    );
+
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert_eq!(
+        h.objects.list("").await.unwrap().len(),
+        2,
+        "retry must not add objects"
+    );
+    let records = stored_records(&h.objects, "backups/prod/topics/payments.captured/").await;
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![100, 101, 102, 105]
+    );
+    assert!(
+        h.index
+            .gaps(&partition("payments.captured", 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        h.index
+            .checkpoint(&partition("payments.captured", 0))
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        106
+    );
+}
+
+#[tokio::test]
+async fn later_batch_with_skipped_offsets_records_a_gap() {
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let mut later = fixture("msk-event.json");
+    let records = later.records.get_mut("payments.captured-0").unwrap();
+    for (record, offset) in records.iter_mut().zip([120, 121, 122, 123]) {
+        record.offset = offset;
+    }
+    later.records.remove("payments.refunded-3");
+    let report = h.writer.handle(later).await.unwrap();
+    assert_eq!(report.partitions[0].gap, Some((106, 119)));
+    let gaps = h
+        .index
+        .gaps(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    assert_eq!((gaps[0].start, gaps[0].end), (106, 119));
+    assert_eq!(
+        h.index
+            .checkpoint(&partition("payments.captured", 0))
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        124
+    );
+}
+
+#[tokio::test]
+async fn excluded_topics_are_skipped_and_reported() {
+    let h = harness(&[("TIDEMARK_TOPICS_EXCLUDE", "payments\\.refunded")]);
+    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert_eq!(report.skipped_topics, vec!["payments.refunded"]);
+    assert!(
+        h.objects
+            .list("backups/prod/topics/payments.refunded/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(h.objects.list("").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn malformed_events_are_refused_with_the_place_named_and_nothing_written() {
+    let cases = [
+        (
+            "malformed-bad-base64.json",
+            "records[\"payments.captured-0\"][2] (offset 102): value is not valid base64",
+        ),
+        (
+            "malformed-offsets-not-increasing.json",
+            "records[\"payments.captured-0\"][3] (offset 101): offsets are not increasing",
+        ),
+        (
+            "malformed-wrong-partition-key.json",
+            "records[\"payments.refunded-4\"] holds a record of payments.refunded-3",
+        ),
+    ];
+    for (name, expected) in cases {
+        let h = harness(&[]);
+        let error = h.writer.handle(fixture(name)).await.unwrap_err();
+        assert_eq!(
+            error.error_type(),
+            "Tidemark.InvalidEvent",
+            "{name}: {error}"
+        );
+        assert!(error.to_string().contains(expected), "{name}: {error}");
+        assert!(
+            h.objects.list("").await.unwrap().is_empty(),
+            "{name}: wrote objects"
+        );
+        assert_eq!(
+            h.index
+                .checkpoint(&partition("payments.captured", 0))
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+    }
+    let mut unknown_source = fixture("msk-event.json");
+    unknown_source.event_source = Some("aws:sqs".into());
+    let h = harness(&[]);
+    let error = h.writer.handle(unknown_source).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("eventSource is Some(\"aws:sqs\")"),
+        "{error}"
+    );
+    assert!(h.objects.list("").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() {
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let mut changed = fixture("msk-event.json");
+    changed.records.remove("payments.refunded-3");
+    changed.records.get_mut("payments.captured-0").unwrap()[0].key = Some("b3RoZXI=".into());
+    let error = h.writer.handle(changed).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            WriterError::Core(tidemark_core::Error::SegmentConflict { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(error.error_type(), "Tidemark.SegmentConflict");
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The local demo of the backup path: starts the local stack, produces payment events to
+# `payments.captured`, lets the event-source bridge feed them to the real backup-writer Lambda
+# binary, and prints what was stored in S3 and DynamoDB.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$TIDEMARK_REPO"
+
+local/install.sh
+log "building the functions and local tools"
+cargo build --workspace --bins --locked --quiet
+
+if [ -f "$TIDEMARK_STATE/moto.pid" ] && kill -0 "$(cat "$TIDEMARK_STATE/moto.pid")" 2>/dev/null; then
+  trap 'local/down-demo.sh' EXIT
+else
+  trap 'local/down.sh' EXIT
+fi
+local/up.sh
+
+run=$(date +%Y%m%d%H%M%S)
+bucket=tidemark-demo-$run
+table=tidemark-demo-$run
+backup_id=payments-prod
+topic=payments.captured
+lambda_port=${TIDEMARK_LAMBDA_PORT:-19001}
+py() { "$TIDEMARK_PYTHON" "$TIDEMARK_LOCAL_PY" "$@"; }
+
+log "creating bucket and index table $bucket, topic $topic (4 partitions)"
+py create-storage --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" >/dev/null
+py create-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --partitions 4 --if-not-exists >/dev/null
+
+log "starting the backup-writer Lambda (local Lambda host on 127.0.0.1:$lambda_port)"
+TIDEMARK_BUCKET=$bucket TIDEMARK_TABLE=$table TIDEMARK_BACKUP_ID=$backup_id TIDEMARK_PREFIX=tidemark \
+TIDEMARK_S3_FORCE_PATH_STYLE=true \
+  "$TIDEMARK_BIN/tidemark-lambda-host" --listen "127.0.0.1:$lambda_port" \
+  --function "backup-writer=$TIDEMARK_BIN/backup-writer" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+echo $! >"$TIDEMARK_STATE/lambda-host.pid"
+
+log "starting the event-source bridge (the local stand-in for the MSK event source mapping)"
+AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lambda_port \
+  "$TIDEMARK_BIN/tidemark-bridge" --bootstrap-servers "$TIDEMARK_KAFKA_BOOTSTRAP" --topics "$topic" \
+  --function-name backup-writer --group-id "tidemark-demo-$run" --batch-size 500 \
+  >"$TIDEMARK_STATE/bridge.log" 2>&1 &
+echo $! >"$TIDEMARK_STATE/bridge.pid"
+
+log "producing 5000 payment events"
+produced=$(py produce-payments --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --count 5000 --partitions 4)
+expect=$(echo "$produced" | "$TIDEMARK_PYTHON" -c 'import json,sys; d=json.load(sys.stdin)["last_offsets"]; print(" ".join(f"--expect payments.captured:{p}={o+1}" for p,o in d.items()))')
+
+log "waiting for every partition's checkpoint to reach the end of the topic"
+# shellcheck disable=SC2086
+py wait-checkpoints --endpoint "$AWS_ENDPOINT_URL" --table "$table" --backup-id "$backup_id" $expect --timeout 120 >/dev/null \
+  || { tail -n 20 "$TIDEMARK_STATE/bridge.log" "$TIDEMARK_STATE/lambda-host.log" >&2; die "the backup did not catch up"; }
+
+log "what the backup holds"
+py show-backup --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id" --prefix tidemark

@@ -1,0 +1,26 @@
+# Shared settings of the local stack; sourced by the other scripts. Every value can be
+# overridden from the environment.
+TIDEMARK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TIDEMARK_CACHE=${TIDEMARK_CACHE:-$HOME/.cache/tidemark}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TIDEMARK_CACHE/target}
+TIDEMARK_VENV=$TIDEMARK_CACHE/venv
+TIDEMARK_TOOLS=$TIDEMARK_CACHE/tools
+TIDEMARK_STATE=${TIDEMARK_STATE:-$TIDEMARK_REPO/.local-stack}
+TIDEMARK_MOTO_PORT=${TIDEMARK_MOTO_PORT:-14566}
+TIDEMARK_KAFKA_PORT=${TIDEMARK_KAFKA_PORT:-19092}
+TIDEMARK_BIN=$CARGO_TARGET_DIR/debug
+NISSHI_VERSION=0.8.1
+
+# The emulator accepts any credentials; the SDKs only need some to sign with.
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
+export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
+export AWS_REGION=${AWS_REGION:-us-east-1}
+export AWS_DEFAULT_REGION=$AWS_REGION
+export AWS_ENDPOINT_URL=http://127.0.0.1:$TIDEMARK_MOTO_PORT
+export TIDEMARK_KAFKA_BOOTSTRAP=127.0.0.1:$TIDEMARK_KAFKA_PORT
+export TIDEMARK_PYTHON=$TIDEMARK_VENV/bin/python
+export TIDEMARK_LOCAL_PY=$TIDEMARK_REPO/local/py/tidemark_local.py
+export TIDEMARK_BIN
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }

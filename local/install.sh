@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs, pinned, into $TIDEMARK_CACHE (default ~/.cache/tidemark):
+# a Python venv with the AWS emulator (moto) and independent clients, and the nisshi
+# Kafka-protocol broker (built from crates.io once, ~14 min on 2 cores, then cached).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+mkdir -p "$TIDEMARK_CACHE"
+
+if ! command -v cc >/dev/null || ! command -v make >/dev/null || ! command -v python3 >/dev/null; then
+  log "installing build tools from Debian"
+  apt-get update -qq && apt-get install -y -qq build-essential python3 python3-venv >/dev/null
+fi
+
+if [ ! -x "$TIDEMARK_VENV/bin/python" ]; then
+  log "creating the Python venv"
+  python3 -m venv "$TIDEMARK_VENV"
+fi
+if ! "$TIDEMARK_VENV/bin/pip" install -q --disable-pip-version-check -r "$TIDEMARK_REPO/local/py/requirements.txt"; then
+  die "pip could not install local/py/requirements.txt"
+fi
+
+if [ "$("$TIDEMARK_TOOLS/bin/nisshi" --version 2>/dev/null | awk '{print $2}')" != "$NISSHI_VERSION" ]; then
+  log "building the nisshi $NISSHI_VERSION broker (first time only)"
+  CARGO_TARGET_DIR=$TIDEMARK_CACHE/build-nisshi cargo install nisshi --version "$NISSHI_VERSION" \
+    --no-default-features --features dynostore --locked --ignore-rust-version --root "$TIDEMARK_TOOLS" --quiet
+fi
+log "tools ready in $TIDEMARK_CACHE"

@@ -1,0 +1,286 @@
+"""Helpers for the local stack, the demo and the integration tests, using clients that share
+no code with Tidemark: confluent-kafka (librdkafka) for Kafka, boto3 for S3 and DynamoDB, and
+tidemark_segment.py (written from the format spec) for segments.
+
+Every command prints JSON on stdout and exits non-zero with a message on stderr when it fails.
+"""
+import argparse
+import base64
+import json
+import random
+import sys
+import time
+
+import boto3
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import tidemark_segment
+
+TIMESTAMP_TYPES = {0: "NO_TIMESTAMP_TYPE", 1: "CREATE_TIME", 2: "LOG_APPEND_TIME"}
+
+
+def b64(data):
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def unb64(text):
+    return None if text is None else base64.b64decode(text)
+
+
+def fail(message):
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
+def aws(service, endpoint):
+    return boto3.client(service, endpoint_url=endpoint)
+
+
+def cmd_wait_kafka(args):
+    deadline = time.monotonic() + args.timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            metadata = AdminClient({"bootstrap.servers": args.bootstrap}).list_topics(timeout=2)
+            print(json.dumps({"brokers": len(metadata.brokers)}))
+            return
+        except KafkaException as error:
+            last = error
+            time.sleep(0.2)
+    fail(f"kafka at {args.bootstrap} not ready after {args.timeout}s: {last}")
+
+
+def cmd_create_topic(args):
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    config = dict(item.split("=", 1) for item in args.config)
+    futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1, config=config)])
+    try:
+        futures[args.topic].result(timeout=30)
+    except KafkaException as error:
+        if not (args.if_not_exists and error.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise
+    print(json.dumps({"topic": args.topic, "partitions": args.partitions, "config": config}))
+
+
+def _produce(bootstrap, topic, records):
+    """Produces records (dicts with base64 key/value, headers, partition, timestamp) in order
+    and returns them with the offsets and timestamps the broker reported."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    delivered = [None] * len(records)
+    errors = []
+
+    def on_delivery(index):
+        def callback(error, message):
+            if error is not None:
+                errors.append(f"record {index}: {error}")
+                return
+            timestamp_type, timestamp = message.timestamp()
+            delivered[index] = dict(
+                records[index],
+                partition=message.partition(),
+                offset=message.offset(),
+                timestamp=timestamp,
+                timestamp_type=TIMESTAMP_TYPES[timestamp_type],
+            )
+        return callback
+
+    for index, record in enumerate(records):
+        headers = [(key, unb64(value)) for key, value in record.get("headers", [])]
+        kwargs = dict(key=unb64(record.get("key")), value=unb64(record.get("value")), headers=headers,
+                      partition=record.get("partition", 0), on_delivery=on_delivery(index))
+        if record.get("timestamp") is not None:
+            kwargs["timestamp"] = record["timestamp"]
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or errors or any(d is None for d in delivered):
+        fail(f"produce to {topic} failed: {remaining} undelivered, errors: {errors[:5]}")
+    return delivered
+
+
+def cmd_produce(args):
+    with open(args.records) as source:
+        records = json.load(source)
+    print(json.dumps(_produce(args.bootstrap, args.topic, records)))
+
+
+def cmd_produce_payments(args):
+    """Realistic payment events: JSON values of ~300 bytes, keys by order, trace headers."""
+    rng = random.Random(args.seed)
+    start = args.start_ms or int(time.time() * 1000) - args.count * args.spacing_ms
+    records = []
+    for n in range(args.count):
+        order = f"order-{rng.randrange(10**6):06d}"
+        value = json.dumps({
+            "event": "payment.captured", "order_id": order, "payment_id": f"pay_{rng.getrandbits(64):016x}",
+            "amount_minor": rng.randrange(100, 500000), "currency": rng.choice(["EUR", "USD", "GBP"]),
+            "merchant": f"m-{rng.randrange(500):03d}", "card": {"brand": rng.choice(["visa", "mc", "amex"]), "last4": f"{rng.randrange(10000):04d}"},
+            "captured_at": start + n * args.spacing_ms, "sequence": n,
+        }).encode()
+        records.append(dict(
+            key=b64(order.encode()), value=b64(value), partition=n % args.partitions,
+            headers=[["trace-id", b64(f"{rng.getrandbits(64):016x}".encode())], ["source", b64(b"checkout")]],
+            timestamp=start + n * args.spacing_ms,
+        ))
+    delivered = _produce(args.bootstrap, args.topic, records)
+    last = {}
+    for record in delivered:
+        last[record["partition"]] = max(last.get(record["partition"], -1), record["offset"])
+    print(json.dumps({"produced": len(delivered), "last_offsets": {str(p): o for p, o in sorted(last.items())}}))
+
+
+def cmd_consume(args):
+    """Reads every record of a topic, from each partition's start to its high watermark."""
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"tidemark-reader-{time.time_ns()}",
+                         "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
+    metadata = consumer.list_topics(args.topic, timeout=10).topics[args.topic]
+    if metadata.error is not None:
+        fail(f"topic {args.topic}: {metadata.error}")
+    assignments, ends = [], {}
+    for partition in metadata.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, partition), timeout=10)
+        if high > low:
+            assignments.append(TopicPartition(args.topic, partition, low))
+            ends[partition] = high
+    consumer.assign(assignments)
+    records, deadline = [], time.monotonic() + args.timeout
+    while ends and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        if message.error() is not None:
+            fail(f"consume {args.topic}: {message.error()}")
+        timestamp_type, timestamp = message.timestamp()
+        records.append(dict(partition=message.partition(), offset=message.offset(), key=b64(message.key()),
+                            value=b64(message.value()), timestamp=timestamp, timestamp_type=TIMESTAMP_TYPES[timestamp_type],
+                            headers=[[k, b64(v)] for k, v in (message.headers() or [])]))
+        if message.offset() + 1 >= ends.get(message.partition(), 0):
+            ends.pop(message.partition(), None)
+    consumer.close()
+    if ends:
+        fail(f"consume {args.topic}: partitions {sorted(ends)} not read to their end within {args.timeout}s")
+    print(json.dumps(sorted(records, key=lambda r: (r["partition"], r["offset"]))))
+
+
+def _segments(s3, bucket, prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+    for key in keys:
+        if key.endswith(".seg.zst"):
+            data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            yield key, len(data), tidemark_segment.read_segment(data)
+
+
+def cmd_read_segments(args):
+    s3 = aws("s3", args.endpoint)
+    out = []
+    for key, size, (header, records) in _segments(s3, args.bucket, args.prefix):
+        out.append(dict(key=key, stored_bytes=size, header=header, records=[
+            dict(r, key=b64(r["key"]), value=b64(r["value"]), headers=[[k, b64(v)] for k, v in r["headers"]])
+            for r in records]))
+    print(json.dumps(out))
+
+
+def _checkpoints(dynamodb, table, backup_id):
+    items = []
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+        items.extend(page["Items"])
+    return [i for i in items if i["sk"]["S"] == "checkpoint" and i["backup_id"]["S"] == backup_id]
+
+
+def cmd_wait_checkpoints(args):
+    """Waits until every partition in --expect (topic:partition=next_offset) is backed up."""
+    dynamodb = aws("dynamodb", args.endpoint)
+    expected = {}
+    for item in args.expect:
+        target, next_offset = item.split("=")
+        expected[target] = int(next_offset)
+    deadline = time.monotonic() + args.timeout
+    reached = {}
+    while time.monotonic() < deadline:
+        reached = {f"{i['topic']['S']}:{i['partition']['N']}": int(i["next_offset"]["N"])
+                   for i in _checkpoints(dynamodb, args.table, args.backup_id)}
+        if all(reached.get(t, -1) >= n for t, n in expected.items()):
+            print(json.dumps(reached))
+            return
+        time.sleep(0.25)
+    fail(f"checkpoints not reached after {args.timeout}s: expected {expected}, have {reached}")
+
+
+def cmd_show_backup(args):
+    """A human-readable account of what a backup holds: for the demo."""
+    s3, dynamodb = aws("s3", args.endpoint), aws("dynamodb", args.endpoint)
+    prefix = f"{args.prefix.strip('/')}/{args.backup_id}/" if args.prefix else f"{args.backup_id}/"
+    total_records = total_stored = total_raw = 0
+    print(f"Segments in s3://{args.bucket}/{prefix}")
+    sample = None
+    for key, size, (header, records) in _segments(s3, args.bucket, prefix):
+        total_records += header["record_count"]
+        total_stored += size
+        total_raw += header["uncompressed_len"]
+        print(f"  {key}\n      offsets {header['first_offset']}..{header['last_offset']}  "
+              f"{header['record_count']} records  {size} bytes  (framed {header['uncompressed_len']} bytes)")
+        sample = sample or records[0]
+    ratio = total_raw / total_stored if total_stored else 0
+    print(f"  total: {total_records} records, {total_stored} bytes stored, {ratio:.2f}x smaller than framed records")
+    print(f"Checkpoints in DynamoDB table {args.table}")
+    for item in sorted(_checkpoints(dynamodb, args.table, args.backup_id), key=lambda i: (i["topic"]["S"], int(i["partition"]["N"]))):
+        print(f"  {item['topic']['S']}-{item['partition']['N']}: backed up offsets "
+              f"{item['start_offset']['N']}..{int(item['next_offset']['N']) - 1}")
+    if sample:
+        print("First record, decoded from its segment:")
+        print("  " + json.dumps(dict(sample, key=sample["key"].decode(errors="replace") if sample["key"] else None,
+                                     value=json.loads(sample["value"]) if sample["value"] else None,
+                                     headers=[[k, v.decode(errors="replace") if v is not None else None] for k, v in sample["headers"]])))
+
+
+def cmd_create_storage(args):
+    s3, dynamodb = aws("s3", args.endpoint), aws("dynamodb", args.endpoint)
+    s3.create_bucket(Bucket=args.bucket)
+    dynamodb.create_table(
+        TableName=args.table, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    print(json.dumps({"bucket": args.bucket, "table": args.table}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, handler, *arguments):
+        sub = commands.add_parser(name)
+        for flags, options in arguments:
+            sub.add_argument(*flags, **options)
+        sub.set_defaults(handler=handler)
+
+    bootstrap = (["--bootstrap"], dict(required=True))
+    endpoint = (["--endpoint"], dict(required=True))
+    topic = (["--topic"], dict(required=True))
+    command("wait-kafka", cmd_wait_kafka, bootstrap, (["--timeout"], dict(type=float, default=60)))
+    command("create-topic", cmd_create_topic, bootstrap, topic, (["--partitions"], dict(type=int, default=1)),
+            (["--config"], dict(action="append", default=[])), (["--if-not-exists"], dict(action="store_true")))
+    command("produce", cmd_produce, bootstrap, topic, (["--records"], dict(required=True)))
+    command("produce-payments", cmd_produce_payments, bootstrap, topic, (["--count"], dict(type=int, default=1000)),
+            (["--partitions"], dict(type=int, default=1)), (["--seed"], dict(type=int, default=1429)),
+            (["--start-ms"], dict(type=int)), (["--spacing-ms"], dict(type=int, default=100)))
+    command("consume", cmd_consume, bootstrap, topic, (["--timeout"], dict(type=float, default=60)))
+    command("read-segments", cmd_read_segments, endpoint, (["--bucket"], dict(required=True)), (["--prefix"], dict(default="")))
+    command("wait-checkpoints", cmd_wait_checkpoints, endpoint, (["--table"], dict(required=True)),
+            (["--backup-id"], dict(required=True)), (["--expect"], dict(action="append", required=True)),
+            (["--timeout"], dict(type=float, default=120)))
+    command("show-backup", cmd_show_backup, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)),
+            (["--backup-id"], dict(required=True)), (["--prefix"], dict(default="")))
+    command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
+    args = parser.parse_args()
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints, unit tests, and the integration suite against
+# the local stack (started here if it is not running, and stopped again afterwards).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$TIDEMARK_REPO"
+
+local/install.sh
+
+log "checking formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+
+log "building the workspace"
+cargo build --workspace --all-targets --locked --quiet
+
+if [ -f "$TIDEMARK_STATE/moto.pid" ] && kill -0 "$(cat "$TIDEMARK_STATE/moto.pid")" 2>/dev/null; then
+  log "using the local stack that is already running"
+else
+  trap 'local/down.sh' EXIT
+fi
+local/up.sh
+
+log "running the tests"
+cargo test --workspace --locked

@@ -1,0 +1,234 @@
+//! Typed configuration read once from the environment; a bad value fails fast with its name.
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+use crate::layout::{BackupId, StorageLayout};
+
+/// Reads variables through a lookup function so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>> {
+    lookup: F,
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Env {
+            lookup: |name| std::env::var(name).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn from_lookup(lookup: F) -> Self {
+        Env { lookup }
+    }
+
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<String> {
+        self.optional(name)
+            .ok_or_else(|| Error::Config(format!("{name} is required but not set")))
+    }
+
+    pub fn parsed<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        expected: &str,
+    ) -> Result<T> {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                Error::Config(format!("{name}={raw:?} is not valid: expected {expected}"))
+            }),
+        }
+    }
+
+    fn pattern(&self, name: &str) -> Result<Option<Regex>> {
+        self.optional(name)
+            .map(|raw| {
+                Regex::new(&format!("^(?:{raw})$")).map_err(|error| {
+                    Error::Config(format!(
+                        "{name}={raw:?} is not a valid regular expression: {error}"
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Which topics a backup covers: a topic is backed up when it matches `include` and does not
+/// match `exclude`. Patterns are regular expressions matched against the whole topic name.
+#[derive(Debug, Clone)]
+pub struct TopicFilter {
+    include: Option<Regex>,
+    exclude: Option<Regex>,
+}
+
+impl TopicFilter {
+    pub fn new(include: Option<Regex>, exclude: Option<Regex>) -> Self {
+        TopicFilter { include, exclude }
+    }
+
+    pub fn accepts(&self, topic: &str) -> bool {
+        self.include
+            .as_ref()
+            .is_none_or(|include| include.is_match(topic))
+            && !self
+                .exclude
+                .as_ref()
+                .is_some_and(|exclude| exclude.is_match(topic))
+    }
+}
+
+/// Configuration of the backup writer function. Every variable is listed in
+/// `docs/configuration.md` and `example.env`.
+#[derive(Debug, Clone)]
+pub struct BackupWriterConfig {
+    /// `TIDEMARK_BUCKET`: where segments are written.
+    pub bucket: String,
+    /// `TIDEMARK_TABLE`: the DynamoDB index and checkpoint table.
+    pub table: String,
+    /// `TIDEMARK_BACKUP_ID`: names this backup lineage.
+    pub backup_id: BackupId,
+    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
+    pub layout: StorageLayout,
+    /// `TIDEMARK_TOPICS_INCLUDE` / `TIDEMARK_TOPICS_EXCLUDE`.
+    pub topics: TopicFilter,
+    /// `TIDEMARK_COMPRESSION_LEVEL`: zstd level 1-19 (default 3).
+    pub compression_level: i32,
+    /// `TIDEMARK_METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics (default `Tidemark`).
+    pub metrics_namespace: String,
+}
+
+impl BackupWriterConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        let compression_level =
+            env.parsed("TIDEMARK_COMPRESSION_LEVEL", 3, "an integer from 1 to 19")?;
+        if !(1..=19).contains(&compression_level) {
+            return Err(Error::Config(format!(
+                "TIDEMARK_COMPRESSION_LEVEL={compression_level} is not valid: expected an integer from 1 to 19"
+            )));
+        }
+        let backup_id = BackupId::parse(&env.required("TIDEMARK_BACKUP_ID")?)
+            .map_err(|error| Error::Config(format!("TIDEMARK_BACKUP_ID: {error}")))?;
+        Ok(BackupWriterConfig {
+            bucket: env.required("TIDEMARK_BUCKET")?,
+            table: env.required("TIDEMARK_TABLE")?,
+            backup_id,
+            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
+                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            topics: TopicFilter::new(
+                env.pattern("TIDEMARK_TOPICS_INCLUDE")?,
+                env.pattern("TIDEMARK_TOPICS_EXCLUDE")?,
+            ),
+            compression_level,
+            metrics_namespace: env
+                .optional("TIDEMARK_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "Tidemark".to_owned()),
+        })
+    }
+}
+
+/// S3 client settings that differ between S3 and S3-compatible stores.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// `TIDEMARK_S3_FORCE_PATH_STYLE`: address buckets as `endpoint/bucket` instead of
+    /// `bucket.endpoint` (needed by most S3-compatible stores; default false).
+    pub force_path_style: bool,
+}
+
+impl S3Settings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        Ok(S3Settings {
+            force_path_style: env.parsed("TIDEMARK_S3_FORCE_PATH_STYLE", false, "true or false")?,
+        })
+    }
+
+    pub fn apply(&self, builder: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
+        builder.force_path_style(self.force_path_style)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_lookup(move |name| map.get(name).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("TIDEMARK_BUCKET", "b"),
+        ("TIDEMARK_TABLE", "t"),
+        ("TIDEMARK_BACKUP_ID", "prod"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_required_values_are_set() {
+        let config = BackupWriterConfig::from_env(&env(&BASE)).unwrap();
+        assert_eq!(config.compression_level, 3);
+        assert_eq!(config.metrics_namespace, "Tidemark");
+        assert!(config.topics.accepts("anything"));
+    }
+
+    #[test]
+    fn each_bad_value_is_named_in_the_error() {
+        let cases: [(&str, &str, &str); 5] = [
+            (
+                "TIDEMARK_COMPRESSION_LEVEL",
+                "fast",
+                "TIDEMARK_COMPRESSION_LEVEL=\"fast\"",
+            ),
+            (
+                "TIDEMARK_COMPRESSION_LEVEL",
+                "40",
+                "TIDEMARK_COMPRESSION_LEVEL=40",
+            ),
+            ("TIDEMARK_TOPICS_INCLUDE", "(", "TIDEMARK_TOPICS_INCLUDE"),
+            ("TIDEMARK_BACKUP_ID", "no spaces", "TIDEMARK_BACKUP_ID"),
+            ("TIDEMARK_PREFIX", "a//b", "TIDEMARK_PREFIX"),
+        ];
+        for (name, value, expected) in cases {
+            let mut pairs = BASE.to_vec();
+            pairs.retain(|(k, _)| *k != name);
+            pairs.push((name, value));
+            let error = BackupWriterConfig::from_env(&env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{name}={value}: {error}");
+        }
+        let error = BackupWriterConfig::from_env(&env(&BASE[..2]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("TIDEMARK_BACKUP_ID is required"), "{error}");
+    }
+
+    #[test]
+    fn topic_patterns_match_whole_names() {
+        let config = BackupWriterConfig::from_env(&env(&[
+            BASE[0],
+            BASE[1],
+            BASE[2],
+            ("TIDEMARK_TOPICS_INCLUDE", "payments\\..*|orders"),
+            ("TIDEMARK_TOPICS_EXCLUDE", ".*\\.dlq"),
+        ]))
+        .unwrap();
+        assert!(config.topics.accepts("payments.captured"));
+        assert!(config.topics.accepts("orders"));
+        assert!(
+            !config.topics.accepts("orders-v2"),
+            "include must match the whole name"
+        );
+        assert!(!config.topics.accepts("payments.captured.dlq"));
+        assert!(!config.topics.accepts("audit"));
+    }
+}

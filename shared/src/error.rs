@@ -1,0 +1,64 @@
+//! The one error type of the shared crate.
+
+/// Errors raised by the shared crate. Variants say whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes do not start with the segment magic: not a Tidemark segment at all.
+    #[error("not a tidemark segment: {0}")]
+    NotASegment(String),
+    /// A segment written by a newer format version than this build reads.
+    #[error("unsupported segment format version {found} (this build reads version {supported})")]
+    UnsupportedVersion { found: u16, supported: u16 },
+    /// The segment ends before its header or body says it should.
+    #[error("segment is truncated: {0}")]
+    TruncatedSegment(String),
+    /// The segment's bytes contradict themselves (checksum, counts, framing).
+    #[error("segment is corrupt: {0}")]
+    CorruptSegment(String),
+    /// Records handed to the segment encoder break its contract (e.g. offsets not increasing).
+    #[error("invalid records: {0}")]
+    InvalidRecords(String),
+    /// An event source mapping event that cannot be backed up as it is; permanent.
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    /// A configuration value that is missing or malformed; permanent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A segment object already exists under the same key with different records. Permanent:
+    /// it means two different batches claim the same offsets, which must be investigated.
+    #[error("segment conflict at {key}: {detail}")]
+    SegmentConflict { key: String, detail: String },
+    /// The object store (S3) failed.
+    #[error("object store failed on {operation} {key}: {message}")]
+    ObjectStore {
+        operation: &'static str,
+        key: String,
+        message: String,
+        retryable: bool,
+    },
+    /// The index and checkpoint store (DynamoDB) failed.
+    #[error("index store failed on {operation}: {message}")]
+    IndexStore {
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+    },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Whether the same call may succeed if tried again unchanged.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::ObjectStore { retryable, .. } | Error::IndexStore { retryable, .. } => {
+                *retryable
+            }
+            Error::Io(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,366 @@
+//! The Kafka event that AWS Lambda event source mappings deliver (MSK: `aws:kafka`,
+//! self-managed: `SelfManagedKafka`), in its exact JSON shape, and its decoding into records.
+//!
+//! We keep our own types rather than `aws_lambda_events::kafka`: that crate parses timestamps
+//! through `u64`/`f64` (a `-1` timestamp, which Kafka uses for NO_TIMESTAMP_TYPE, is rejected and
+//! a fractional one panics) and serialises timestamps as strings, which AWS does not.
+//! A test checks that both read the same events.
+//!
+//! What the event shape cannot carry (documented in `docs/segment-format.md`): a null header
+//! value (headers are byte arrays, so null arrives as empty).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+use crate::layout::validate_topic_name;
+use crate::segment::{Header, Record, TimestampType};
+
+pub const MSK_EVENT_SOURCE: &str = "aws:kafka";
+pub const SELF_MANAGED_EVENT_SOURCE: &str = "SelfManagedKafka";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaEvent {
+    #[serde(default)]
+    pub event_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_source_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// Records grouped by `"{topic}-{partition}"`, each group in offset order.
+    pub records: BTreeMap<String, Vec<KafkaEventRecord>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaEventRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub timestamp_type: TimestampType,
+    /// Base64; absent or null for a null key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Base64; absent or null for a null value (a tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<EventHeaders>,
+}
+
+/// One element of the `headers` array: an object of header key to value bytes, which AWS
+/// sends as signed bytes (`[104, -61, ...]`). Entries keep their order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventHeaders(pub Vec<(String, Vec<i8>)>);
+
+impl Serialize for EventHeaders {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EventHeaders {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct EntriesInOrder;
+        impl<'de> Visitor<'de> for EntriesInOrder {
+            type Value = EventHeaders;
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("an object of header names to arrays of signed bytes")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<EventHeaders, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(1));
+                while let Some(entry) = map.next_entry::<String, Vec<i8>>()? {
+                    entries.push(entry);
+                }
+                Ok(EventHeaders(entries))
+            }
+        }
+        deserializer.deserialize_map(EntriesInOrder)
+    }
+}
+
+/// The records of one topic-partition from one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionBatch {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Vec<KafkaEventRecord>,
+}
+
+impl KafkaEvent {
+    /// Checks the event's structure and splits it into partition batches, without decoding
+    /// payloads. Every record must sit under its own `topic-partition` key, in increasing
+    /// offset order.
+    pub fn into_partition_batches(self) -> Result<Vec<PartitionBatch>> {
+        match self.event_source.as_deref() {
+            Some(MSK_EVENT_SOURCE | SELF_MANAGED_EVENT_SOURCE) => {}
+            other => {
+                return Err(Error::InvalidEvent(format!(
+                    "eventSource is {other:?}; expected {MSK_EVENT_SOURCE:?} or {SELF_MANAGED_EVENT_SOURCE:?}"
+                )));
+            }
+        }
+        let mut batches = Vec::with_capacity(self.records.len());
+        for (group, records) in self.records {
+            let Some(first) = records.first() else {
+                continue;
+            };
+            let (topic, partition) = (first.topic.clone(), first.partition);
+            validate_topic_name(&topic).map_err(|_| {
+                Error::InvalidEvent(format!(
+                    "records[{group:?}]: {topic:?} is not a valid Kafka topic name"
+                ))
+            })?;
+            if group != format!("{topic}-{partition}") {
+                return Err(Error::InvalidEvent(format!(
+                    "records[{group:?}] holds a record of {topic}-{partition}"
+                )));
+            }
+            let mut previous_offset = None;
+            for (position, record) in records.iter().enumerate() {
+                let at = || format!("records[{group:?}][{position}] (offset {})", record.offset);
+                if record.topic != topic || record.partition != partition {
+                    return Err(Error::InvalidEvent(format!(
+                        "{}: belongs to {}-{}, not {group}",
+                        at(),
+                        record.topic,
+                        record.partition
+                    )));
+                }
+                if record.offset < 0 {
+                    return Err(Error::InvalidEvent(format!("{}: offset is negative", at())));
+                }
+                if previous_offset.is_some_and(|previous| record.offset <= previous) {
+                    return Err(Error::InvalidEvent(format!(
+                        "{}: offsets are not increasing",
+                        at()
+                    )));
+                }
+                previous_offset = Some(record.offset);
+            }
+            batches.push(PartitionBatch {
+                topic,
+                partition,
+                records,
+            });
+        }
+        Ok(batches)
+    }
+}
+
+impl KafkaEventRecord {
+    /// Decodes the record's base64 payloads. `position` only serves error messages.
+    pub fn decode(&self, position: usize) -> Result<Record> {
+        let decode = |field: &str, encoded: &Option<String>| -> Result<Option<Vec<u8>>> {
+            encoded
+                .as_deref()
+                .map(|encoded| BASE64.decode(encoded))
+                .transpose()
+                .map_err(|error| {
+                    Error::InvalidEvent(format!(
+                        "records[\"{}-{}\"][{position}] (offset {}): {field} is not valid base64: {error}",
+                        self.topic, self.partition, self.offset
+                    ))
+                })
+        };
+        let headers = self
+            .headers
+            .iter()
+            .flat_map(|entries| entries.0.iter())
+            .map(|(key, value)| Header {
+                key: key.clone(),
+                value: Some(value.iter().map(|&b| b as u8).collect()),
+            })
+            .collect();
+        Ok(Record {
+            offset: self.offset,
+            timestamp: self.timestamp,
+            timestamp_type: self.timestamp_type,
+            key: decode("key", &self.key)?,
+            value: decode("value", &self.value)?,
+            headers,
+        })
+    }
+
+    /// The event form of `record`, as an event source mapping would deliver it.
+    pub fn encode(topic: &str, partition: i32, record: &Record) -> Self {
+        let headers = record
+            .headers
+            .iter()
+            .map(|header| {
+                // The event shape has no null header value: AWS delivers it as empty bytes.
+                let value = header
+                    .value
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&b| b as i8)
+                    .collect();
+                EventHeaders(vec![(header.key.clone(), value)])
+            })
+            .collect();
+        KafkaEventRecord {
+            topic: topic.to_owned(),
+            partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            timestamp_type: record.timestamp_type,
+            key: record.key.as_deref().map(|key| BASE64.encode(key)),
+            value: record.value.as_deref().map(|value| BASE64.encode(value)),
+            headers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_the_same_events_as_aws_lambda_events() {
+        for name in ["msk-event.json"] {
+            let json = fixture(name);
+            let ours: KafkaEvent = serde_json::from_str(&json).unwrap();
+            let theirs: aws_lambda_events::event::kafka::KafkaEvent =
+                serde_json::from_str(&json).unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_eq!(ours.event_source, theirs.event_source, "{name}");
+            assert_eq!(ours.records.len(), theirs.records.len(), "{name}");
+            for (group, records) in &ours.records {
+                let other = &theirs.records[group];
+                for (record, other) in records.iter().zip(other) {
+                    assert_eq!(record.offset, other.offset);
+                    assert_eq!(record.key, other.key);
+                    assert_eq!(record.value, other.value);
+                    if record.timestamp >= 0 {
+                        assert_eq!(record.timestamp, other.timestamp.timestamp_millis());
+                    }
+                    let their_headers: Vec<(String, Vec<i8>)> = other
+                        .headers
+                        .iter()
+                        .flat_map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())))
+                        .collect();
+                    let our_headers: Vec<(String, Vec<i8>)> =
+                        record.headers.iter().flat_map(|h| h.0.clone()).collect();
+                    assert_eq!(our_headers, their_headers);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn events_we_send_are_events_aws_lambda_events_reads() {
+        let record = Record {
+            offset: 5,
+            timestamp: 1_700_000_000_123,
+            timestamp_type: TimestampType::LogAppendTime,
+            key: None,
+            value: Some(b"v".to_vec()),
+            headers: vec![
+                Header {
+                    key: "a".into(),
+                    value: Some(vec![0xff, 1]),
+                },
+                Header {
+                    key: "a".into(),
+                    value: None,
+                },
+            ],
+        };
+        let event = KafkaEvent {
+            event_source: Some(MSK_EVENT_SOURCE.into()),
+            event_source_arn: Some("arn:aws:kafka:us-east-1:0:cluster/x/y".into()),
+            bootstrap_servers: None,
+            records: BTreeMap::from([(
+                "t-2".to_owned(),
+                vec![KafkaEventRecord::encode("t", 2, &record)],
+            )]),
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(
+            json.contains(r#""timestamp":1700000000123"#),
+            "timestamps are JSON numbers as AWS sends them: {json}"
+        );
+        assert!(!json.contains(r#""key""#), "a null key is left out: {json}");
+        let theirs: aws_lambda_events::event::kafka::KafkaEvent =
+            serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            theirs.records["t-2"][0].timestamp_type.as_deref(),
+            Some("LOG_APPEND_TIME")
+        );
+        assert_eq!(theirs.records["t-2"][0].headers[0]["a"], vec![-1, 1]);
+
+        let decoded = serde_json::from_str::<KafkaEvent>(&json).unwrap().records["t-2"][0]
+            .decode(0)
+            .unwrap();
+        assert_eq!(decoded.headers[0].value, Some(vec![0xff, 1]));
+        assert_eq!(
+            decoded.headers[1].value,
+            Some(vec![]),
+            "the event shape turns a null header value into empty"
+        );
+        assert_eq!(
+            Record {
+                headers: vec![],
+                ..decoded
+            },
+            Record {
+                headers: vec![],
+                ..record
+            }
+        );
+    }
+
+    #[test]
+    fn aws_lambda_events_cannot_read_a_record_without_timestamp_but_we_can() {
+        let json = fixture("self-managed-event.json");
+        assert!(
+            serde_json::from_str::<aws_lambda_events::event::kafka::KafkaEvent>(&json).is_err()
+        );
+        let ours: KafkaEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(ours.records["audit.log-1"][1].timestamp, -1);
+    }
+
+    #[test]
+    fn negative_and_fractional_timestamps_are_handled_without_panic() {
+        let event = r#"{"eventSource":"SelfManagedKafka","records":{"t-0":[
+            {"topic":"t","partition":0,"offset":0,"timestamp":-1,"timestampType":"NO_TIMESTAMP_TYPE","headers":[]}]}}"#;
+        let parsed: KafkaEvent = serde_json::from_str(event).unwrap();
+        assert_eq!(parsed.records["t-0"][0].timestamp, -1);
+        let fractional = event.replace("-1,", "1.5,");
+        let error = serde_json::from_str::<KafkaEvent>(&fractional).unwrap_err();
+        assert!(error.to_string().contains("invalid type"), "{error}");
+    }
+
+    #[test]
+    fn unknown_timestamp_type_is_named() {
+        let event = r#"{"eventSource":"aws:kafka","records":{"t-0":[
+            {"topic":"t","partition":0,"offset":0,"timestamp":1,"timestampType":"SOMETIME","headers":[]}]}}"#;
+        let error = serde_json::from_str::<KafkaEvent>(event)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("SOMETIME"), "{error}");
+    }
+}

@@ -1,0 +1,78 @@
+//! The index and checkpoint store: which segments exist per partition, which offsets are
+//! recorded gaps, and how far each partition is backed up. DynamoDB in production; it can be
+//! rebuilt from S3 because segments describe themselves (invariant 5).
+
+use async_trait::async_trait;
+
+use crate::checkpoint::{Checkpoint, Gap};
+use crate::error::Result;
+use crate::layout::PartitionId;
+use crate::segment::SegmentHeader;
+
+/// One index entry: a durable segment object and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentEntry {
+    pub key: String,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub record_count: u32,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    /// Size of the stored object.
+    pub stored_bytes: u64,
+    /// Size of the framed records before compression.
+    pub uncompressed_bytes: u64,
+    pub records_crc32c: u32,
+}
+
+impl SegmentEntry {
+    pub fn new(key: String, header: &SegmentHeader, stored_bytes: u64) -> Self {
+        SegmentEntry {
+            key,
+            first_offset: header.first_offset,
+            last_offset: header.last_offset,
+            record_count: header.record_count,
+            min_timestamp: header.min_timestamp,
+            max_timestamp: header.max_timestamp,
+            stored_bytes,
+            uncompressed_bytes: header.uncompressed_len,
+            records_crc32c: header.records_crc32c,
+        }
+    }
+}
+
+/// One atomic change to a partition's index: record the segment and, when the plan says so,
+/// a gap and the checkpoint's move from `expected` to `new`.
+#[derive(Debug, Clone)]
+pub struct SegmentCommit<'a> {
+    pub partition: &'a PartitionId,
+    pub segment: &'a SegmentEntry,
+    pub gap: Option<&'a Gap>,
+    /// The checkpoint the plan was made against; `None` means "no checkpoint yet".
+    pub expected: Option<&'a Checkpoint>,
+    /// `None` leaves the checkpoint as it is (the segment was already covered).
+    pub new: Option<&'a Checkpoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The checkpoint is no longer `expected`: nothing was written; re-read and plan again.
+    CheckpointMoved,
+}
+
+/// Contract shared by every index store; `conformance` tests hold each implementation to it.
+#[async_trait]
+pub trait IndexStore: Send + Sync {
+    /// The partition's checkpoint, read consistently (after every earlier commit).
+    async fn checkpoint(&self, partition: &PartitionId) -> Result<Option<Checkpoint>>;
+
+    /// Applies `commit` all or nothing. Writing the same segment entry twice is harmless.
+    async fn commit_segment(&self, commit: SegmentCommit<'_>) -> Result<CommitOutcome>;
+
+    /// Every indexed segment of the partition, ordered by first then last offset.
+    async fn segments(&self, partition: &PartitionId) -> Result<Vec<SegmentEntry>>;
+
+    /// Every recorded gap of the partition, ordered by start offset.
+    async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>>;
+}

@@ -1,0 +1,190 @@
+//! Names and places: backup ids, partition identities and the S3 key layout.
+//!
+//! `{prefix}/{backup_id}/topics/{topic}/partition={p}/{first:020}-{last:020}.seg.zst`
+//! Offsets are zero-padded to 20 digits so that keys sort in offset order.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// A backup id names one backup lineage (one cluster, one set of settings). It appears in S3
+/// keys and DynamoDB keys, so it is restricted to characters safe in both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackupId(String);
+
+impl BackupId {
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if value.is_empty() || value.len() > 128 || !valid_chars || value.starts_with('.') {
+            return Err(Error::Config(format!(
+                "backup id {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"
+            )));
+        }
+        Ok(BackupId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a Kafka topic name by Kafka's own rule: 1-249 characters of `[a-zA-Z0-9._-]`.
+pub fn validate_topic_name(topic: &str) -> Result<()> {
+    let valid_chars = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
+        return Err(Error::InvalidEvent(format!(
+            "{topic:?} is not a valid Kafka topic name"
+        )));
+    }
+    Ok(())
+}
+
+/// One partition of one topic within one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartitionId {
+    pub backup_id: BackupId,
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}-{}", self.backup_id, self.topic, self.partition)
+    }
+}
+
+/// Where a backup's objects live in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageLayout {
+    prefix: String,
+}
+
+pub const SEGMENT_SUFFIX: &str = ".seg.zst";
+
+impl StorageLayout {
+    /// `prefix` may be empty; surrounding slashes are ignored.
+    pub fn new(prefix: &str) -> Result<Self> {
+        let prefix = prefix.trim_matches('/');
+        if prefix.contains("//") {
+            return Err(Error::Config(format!(
+                "prefix {prefix:?} contains an empty path segment"
+            )));
+        }
+        Ok(StorageLayout {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn root(&self, backup_id: &BackupId) -> String {
+        if self.prefix.is_empty() {
+            backup_id.to_string()
+        } else {
+            format!("{}/{backup_id}", self.prefix)
+        }
+    }
+
+    /// Prefix under which every segment of one partition lives, ending in `/`.
+    pub fn partition_prefix(&self, partition: &PartitionId) -> String {
+        format!(
+            "{}/topics/{}/partition={}/",
+            self.root(&partition.backup_id),
+            partition.topic,
+            partition.partition
+        )
+    }
+
+    /// The deterministic key of the segment holding offsets `first..=last` of `partition`: a
+    /// retried batch lands on the same key (invariant 2).
+    pub fn segment_key(
+        &self,
+        partition: &PartitionId,
+        first_offset: i64,
+        last_offset: i64,
+    ) -> String {
+        format!(
+            "{}{first_offset:020}-{last_offset:020}{SEGMENT_SUFFIX}",
+            self.partition_prefix(partition)
+        )
+    }
+
+    /// Inverse of [`Self::segment_key`]'s file name: the offset range, if `key` names a segment.
+    pub fn parse_segment_file_name(key: &str) -> Option<(i64, i64)> {
+        let name = key.rsplit('/').next()?.strip_suffix(SEGMENT_SUFFIX)?;
+        let (first, last) = name.split_once('-')?;
+        if first.len() != 20 || last.len() != 20 {
+            return None;
+        }
+        Some((first.parse().ok()?, last.parse().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition() -> PartitionId {
+        PartitionId {
+            backup_id: BackupId::parse("prod-eu1").unwrap(),
+            topic: "payments.captured".into(),
+            partition: 7,
+        }
+    }
+
+    #[test]
+    fn segment_keys_follow_the_documented_layout() {
+        let layout = StorageLayout::new("/tidemark/").unwrap();
+        assert_eq!(
+            layout.segment_key(&partition(), 42, 1041),
+            "tidemark/prod-eu1/topics/payments.captured/partition=7/00000000000000000042-00000000000000001041.seg.zst"
+        );
+        let no_prefix = StorageLayout::new("").unwrap();
+        assert!(
+            no_prefix
+                .segment_key(&partition(), 0, 0)
+                .starts_with("prod-eu1/topics/")
+        );
+    }
+
+    #[test]
+    fn segment_keys_sort_in_offset_order_and_parse_back() {
+        let layout = StorageLayout::new("p").unwrap();
+        let keys: Vec<_> = [(0, 9), (10, 99), (100, 100), (101, 5000)]
+            .iter()
+            .map(|(first, last)| layout.segment_key(&partition(), *first, *last))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(
+            StorageLayout::parse_segment_file_name(&keys[3]),
+            Some((101, 5000))
+        );
+        assert_eq!(
+            StorageLayout::parse_segment_file_name("p/x/report.json"),
+            None
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused_with_the_reason() {
+        for bad in ["", "has space", "a/b", ".hidden", &"x".repeat(129)] {
+            let error = BackupId::parse(bad).unwrap_err().to_string();
+            assert!(error.contains("backup id"), "{error}");
+        }
+        assert!(validate_topic_name("payments.captured").is_ok());
+        for bad in ["", "..", "a b", "a/b", &"t".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(StorageLayout::new("a//b").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Tidemark's shared library: the segment format, the storage layout, the index and
+//! checkpoint model with its stores, the Lambda event shape, configuration and telemetry.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod index;
+pub mod layout;
+pub mod object_store;
+pub mod segment;
+pub mod stores;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,37 @@
+//! The object store seam: S3 in production, an in-memory twin in unit tests.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Result;
+
+/// User metadata stored with an object (S3 `x-amz-meta-*`).
+pub type ObjectMetadata = HashMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created,
+    /// Something already exists at the key; nothing was written. Carries its metadata so the
+    /// caller can tell an identical earlier write from a real conflict.
+    AlreadyExists(ObjectMetadata),
+}
+
+/// Contract shared by every object store; `conformance` tests hold each implementation to it.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Creates `key` only if nothing exists there (a conditional write, never an overwrite).
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &ObjectMetadata,
+    ) -> Result<PutOutcome>;
+
+    /// The whole object, or `None` if there is none.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+
+    /// Every key under `prefix`, in lexicographic order.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+}

@@ -1,0 +1,244 @@
+//! The segment header: fixed-width big-endian fields, described in `docs/segment-format.md`.
+
+use crate::error::{Error, Result};
+
+/// First four bytes of every segment.
+pub const MAGIC: [u8; 4] = *b"TDMK";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Bytes of the header that do not depend on the topic name.
+const FIXED_HEADER_LEN: usize = 80;
+/// Offset of the header-length field, read before the rest of the header.
+const PREFIX_LEN: usize = 8;
+
+/// How the segment body is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+impl Compression {
+    fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Everything a reader needs to know about a segment before reading its records. It makes a
+/// segment self-describing: S3 alone is enough to restore (invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub record_count: u32,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    pub compression: Compression,
+    /// Length of the framed records before compression.
+    pub uncompressed_len: u64,
+    /// Length of the body as stored, after the header.
+    pub body_len: u64,
+    /// CRC32C (Castagnoli) of the uncompressed framed records.
+    pub records_crc32c: u32,
+    /// CRC32C of the body as stored: catches any changed byte, even one that would still
+    /// decompress to the same records.
+    pub body_crc32c: u32,
+}
+
+impl SegmentHeader {
+    /// Encoded length of a header for a topic name of this many bytes.
+    pub fn encoded_len(topic_len: usize) -> usize {
+        FIXED_HEADER_LEN + topic_len
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let topic = self.topic.as_bytes();
+        let topic_len = u16::try_from(topic.len()).map_err(|_| {
+            Error::InvalidRecords(format!("topic name is {} bytes long", topic.len()))
+        })?;
+        let header_len = Self::encoded_len(topic.len());
+        let mut out = Vec::with_capacity(header_len);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(&(header_len as u16).to_be_bytes());
+        out.push(self.compression.code());
+        out.push(0); // flags: none defined in version 1
+        out.extend_from_slice(&topic_len.to_be_bytes());
+        out.extend_from_slice(topic);
+        out.extend_from_slice(&self.partition.to_be_bytes());
+        out.extend_from_slice(&self.first_offset.to_be_bytes());
+        out.extend_from_slice(&self.last_offset.to_be_bytes());
+        out.extend_from_slice(&self.record_count.to_be_bytes());
+        out.extend_from_slice(&self.min_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.uncompressed_len.to_be_bytes());
+        out.extend_from_slice(&self.body_len.to_be_bytes());
+        out.extend_from_slice(&self.records_crc32c.to_be_bytes());
+        out.extend_from_slice(&self.body_crc32c.to_be_bytes());
+        let header_crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&header_crc.to_be_bytes());
+        debug_assert_eq!(out.len(), header_len);
+        Ok(out)
+    }
+
+    /// Reads and checks a header from the start of `source`, consuming exactly its bytes.
+    pub fn read_from(source: &mut impl std::io::Read) -> Result<Self> {
+        let mut prefix = [0u8; PREFIX_LEN];
+        read_exact_or(source, &mut prefix, "header")?;
+        if prefix[..4] != MAGIC {
+            return Err(Error::NotASegment(format!(
+                "expected magic {:?}, found {:?}",
+                MAGIC,
+                &prefix[..4]
+            )));
+        }
+        let version = u16::from_be_bytes([prefix[4], prefix[5]]);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header_len = usize::from(u16::from_be_bytes([prefix[6], prefix[7]]));
+        if header_len < FIXED_HEADER_LEN {
+            return Err(Error::CorruptSegment(format!(
+                "header length {header_len} is below the minimum {FIXED_HEADER_LEN}"
+            )));
+        }
+        let mut header = vec![0u8; header_len];
+        header[..PREFIX_LEN].copy_from_slice(&prefix);
+        read_exact_or(source, &mut header[PREFIX_LEN..], "header")?;
+
+        let (covered, stored_crc) = header.split_at(header_len - 4);
+        let stored_crc = u32::from_be_bytes(stored_crc.try_into().expect("4 bytes"));
+        let computed_crc = crc32c::crc32c(covered);
+        if stored_crc != computed_crc {
+            return Err(Error::CorruptSegment(format!(
+                "header checksum mismatch: stored {stored_crc:#010x}, computed {computed_crc:#010x}"
+            )));
+        }
+
+        let mut fields = FieldReader {
+            bytes: &header[PREFIX_LEN..],
+        };
+        let compression_code = fields.u8();
+        let compression = Compression::from_code(compression_code).ok_or_else(|| {
+            Error::CorruptSegment(format!("unknown compression code {compression_code}"))
+        })?;
+        let flags = fields.u8();
+        if flags != 0 {
+            return Err(Error::CorruptSegment(format!(
+                "unknown header flags {flags:#04x}"
+            )));
+        }
+        let topic_len = usize::from(fields.u16());
+        if Self::encoded_len(topic_len) != header_len {
+            return Err(Error::CorruptSegment(format!(
+                "topic length {topic_len} does not match header length {header_len}"
+            )));
+        }
+        let topic = std::str::from_utf8(fields.take(topic_len))
+            .map_err(|_| Error::CorruptSegment("topic name is not valid UTF-8".into()))?
+            .to_owned();
+        let parsed = SegmentHeader {
+            topic,
+            partition: fields.i32(),
+            first_offset: fields.i64(),
+            last_offset: fields.i64(),
+            record_count: fields.u32(),
+            min_timestamp: fields.i64(),
+            max_timestamp: fields.i64(),
+            compression,
+            uncompressed_len: fields.u64(),
+            body_len: fields.u64(),
+            records_crc32c: fields.u32(),
+            body_crc32c: fields.u32(),
+        };
+        parsed.check_consistency()?;
+        Ok(parsed)
+    }
+
+    fn check_consistency(&self) -> Result<()> {
+        if self.record_count == 0 {
+            return Err(Error::CorruptSegment("header declares zero records".into()));
+        }
+        if self.first_offset < 0 || self.last_offset < self.first_offset {
+            return Err(Error::CorruptSegment(format!(
+                "offset range {}..={} is not valid",
+                self.first_offset, self.last_offset
+            )));
+        }
+        let span = (self.last_offset - self.first_offset) as u64 + 1;
+        if u64::from(self.record_count) > span {
+            return Err(Error::CorruptSegment(format!(
+                "{} records cannot fit offsets {}..={}",
+                self.record_count, self.first_offset, self.last_offset
+            )));
+        }
+        if self.min_timestamp > self.max_timestamp {
+            return Err(Error::CorruptSegment(
+                "minimum timestamp is after maximum timestamp".into(),
+            ));
+        }
+        if self.compression == Compression::None && self.body_len != self.uncompressed_len {
+            return Err(Error::CorruptSegment(
+                "uncompressed body length differs from stored length".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read_exact_or(source: &mut impl std::io::Read, buf: &mut [u8], what: &str) -> Result<()> {
+    source.read_exact(buf).map_err(|error| match error.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            Error::TruncatedSegment(format!("ends inside the {what}"))
+        }
+        _ => Error::Io(error),
+    })
+}
+
+/// Cursor over header bytes whose total length was already checked.
+struct FieldReader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> FieldReader<'a> {
+    fn take(&mut self, len: usize) -> &'a [u8] {
+        let (head, tail) = self.bytes.split_at(len);
+        self.bytes = tail;
+        head
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.take(2).try_into().expect("2 bytes"))
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().expect("4 bytes"))
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.take(8).try_into().expect("8 bytes"))
+    }
+}

@@ -1,0 +1,14 @@
+//! Segment format v1: one immutable object per partition batch. Spec: `docs/segment-format.md`.
+
+mod header;
+mod reader;
+mod record;
+mod writer;
+
+pub use header::{Compression, FORMAT_VERSION, MAGIC, SegmentHeader};
+pub use reader::SegmentReader;
+pub use record::{Header, Record, TimestampType};
+pub use writer::{EncodedSegment, SegmentEncoder};
+
+#[cfg(test)]
+mod tests;

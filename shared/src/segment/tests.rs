@@ -1,0 +1,265 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::error::Error;
+
+fn record(offset: i64) -> Record {
+    Record {
+        offset,
+        timestamp: 1_700_000_000_000 + offset,
+        timestamp_type: TimestampType::CreateTime,
+        key: Some(format!("key-{offset}").into_bytes()),
+        value: Some(vec![b'v'; 64]),
+        headers: vec![Header {
+            key: "trace".into(),
+            value: Some(b"abc".to_vec()),
+        }],
+    }
+}
+
+fn encode(records: &[Record]) -> EncodedSegment {
+    let mut encoder = SegmentEncoder::new("payments.captured", 3, 3).unwrap();
+    for record in records {
+        encoder.push(record).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+fn decode(bytes: &[u8]) -> crate::Result<(SegmentHeader, Vec<Record>)> {
+    let reader = SegmentReader::open(bytes)?;
+    let header = reader.header().clone();
+    let records = reader.collect::<crate::Result<Vec<_>>>()?;
+    Ok((header, records))
+}
+
+#[test]
+fn round_trip_keeps_every_distinction() {
+    let records = vec![
+        Record {
+            key: None,
+            value: None,
+            headers: vec![],
+            ..record(10)
+        },
+        Record {
+            key: Some(vec![]),
+            value: Some(vec![]),
+            ..record(11)
+        },
+        Record {
+            headers: vec![
+                Header {
+                    key: "dup".into(),
+                    value: Some(b"1".to_vec()),
+                },
+                Header {
+                    key: "dup".into(),
+                    value: Some(b"2".to_vec()),
+                },
+                Header {
+                    key: "null".into(),
+                    value: None,
+                },
+                Header {
+                    key: "empty".into(),
+                    value: Some(vec![]),
+                },
+                Header {
+                    key: "dup".into(),
+                    value: Some(b"3".to_vec()),
+                },
+            ],
+            timestamp_type: TimestampType::LogAppendTime,
+            ..record(12)
+        },
+        // Out-of-order producer timestamp and an offset gap (compaction).
+        Record {
+            timestamp: 5,
+            timestamp_type: TimestampType::NoTimestampType,
+            ..record(20)
+        },
+    ];
+    let segment = encode(&records);
+    let (header, decoded) = decode(&segment.bytes).unwrap();
+    assert_eq!(decoded, records);
+    assert_eq!(header, segment.header);
+    assert_eq!(header.topic, "payments.captured");
+    assert_eq!(header.partition, 3);
+    assert_eq!((header.first_offset, header.last_offset), (10, 20));
+    assert_eq!(header.record_count, 4);
+    assert_eq!(
+        (header.min_timestamp, header.max_timestamp),
+        (5, 1_700_000_000_012)
+    );
+}
+
+#[test]
+fn encoding_is_deterministic() {
+    let records: Vec<_> = (0..100).map(record).collect();
+    assert_eq!(encode(&records).bytes, encode(&records).bytes);
+}
+
+#[test]
+fn encoder_rejects_offsets_that_do_not_increase() {
+    let mut encoder = SegmentEncoder::new("t", 0, 3).unwrap();
+    encoder.push(&record(5)).unwrap();
+    let error = encoder.push(&record(5)).unwrap_err();
+    assert!(
+        matches!(error, Error::InvalidRecords(ref message) if message.contains("offsets must increase")),
+        "{error}"
+    );
+    assert!(
+        SegmentEncoder::new("t", 0, 3).unwrap().finish().is_err(),
+        "empty segment must be refused"
+    );
+}
+
+#[test]
+fn foreign_bytes_are_not_a_segment() {
+    let error = decode(b"PAR1 this is a parquet file, not a segment").unwrap_err();
+    assert!(matches!(error, Error::NotASegment(_)), "{error}");
+}
+
+#[test]
+fn newer_format_version_is_refused_by_name() {
+    let mut bytes = encode(&[record(1)]).bytes;
+    bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
+    let error = decode(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn truncation_anywhere_is_detected() {
+    let bytes = encode(&(0..50).map(record).collect::<Vec<_>>()).bytes;
+    for len in 0..bytes.len() {
+        let error = decode(&bytes[..len]).expect_err("truncated segment must not decode");
+        assert!(
+            matches!(error, Error::TruncatedSegment(_) | Error::CorruptSegment(_)),
+            "length {len}: {error}"
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_are_detected() {
+    let mut bytes = encode(&[record(1), record(2)]).bytes;
+    bytes.push(0);
+    assert!(matches!(
+        decode(&bytes).unwrap_err(),
+        Error::CorruptSegment(_)
+    ));
+}
+
+#[test]
+fn every_single_byte_flip_is_detected() {
+    let bytes = encode(&(0..20).map(record).collect::<Vec<_>>()).bytes;
+    for position in 0..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[position] ^= 0x01;
+        assert!(
+            decode(&flipped).is_err(),
+            "flip at byte {position} went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn reading_streams_without_holding_the_decompressed_body() {
+    // 64 MiB of records decompress through a reader whose buffers stay small: the frame
+    // buffer only ever holds one record.
+    let value = vec![7u8; 64 * 1024];
+    let mut encoder = SegmentEncoder::new("big", 0, 1).unwrap();
+    for offset in 0..1024 {
+        encoder
+            .push(&Record {
+                value: Some(value.clone()),
+                ..record(offset)
+            })
+            .unwrap();
+    }
+    let segment = encoder.finish().unwrap();
+    assert!(
+        segment.bytes.len() < 1024 * 1024,
+        "test data should compress well"
+    );
+    let mut reader = SegmentReader::open(segment.bytes.as_slice()).unwrap();
+    let mut count = 0;
+    while let Some(record) = reader.next_record().unwrap() {
+        assert_eq!(record.value.as_deref(), Some(value.as_slice()));
+        count += 1;
+        assert!(
+            reader.frame_capacity() < 2 * 65 * 1024,
+            "frame buffer grew to {}",
+            reader.frame_capacity()
+        );
+    }
+    assert_eq!(count, 1024);
+}
+
+fn arbitrary_record() -> impl Strategy<Value = Record> {
+    let bytes = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40));
+    let header = (
+        "[a-z]{0,6}",
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+    )
+        .prop_map(|(key, value)| Header { key, value });
+    (
+        any::<i64>(),
+        0u8..3,
+        bytes.clone(),
+        bytes,
+        proptest::collection::vec(header, 0..4),
+    )
+        .prop_map(|(timestamp, type_code, key, value, headers)| Record {
+            offset: 0,
+            timestamp,
+            timestamp_type: TimestampType::from_code(type_code).unwrap(),
+            key,
+            value,
+            headers,
+        })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_valid_header_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let segment = encode(&[record(1), record(2)]);
+        let header_len = SegmentHeader::encoded_len(segment.header.topic.len());
+        let mut bytes = segment.bytes[..header_len].to_vec();
+        bytes.extend_from_slice(&tail);
+        prop_assert!(decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn arbitrary_records_round_trip(mut records in proptest::collection::vec(arbitrary_record(), 1..30), gaps in proptest::collection::vec(1i64..5, 30)) {
+        let mut offset = 0;
+        for (record, gap) in records.iter_mut().zip(gaps) {
+            offset += gap;
+            record.offset = offset;
+        }
+        let (_, decoded) = decode(&encode(&records).bytes).unwrap();
+        prop_assert_eq!(decoded, records);
+    }
+
+    #[test]
+    fn random_corruption_is_an_error_never_a_panic(position in any::<prop::sample::Index>(), mask in 1u8..=255) {
+        let mut bytes = encode(&(0..10).map(record).collect::<Vec<_>>()).bytes;
+        let position = position.index(bytes.len());
+        bytes[position] ^= mask;
+        prop_assert!(decode(&bytes).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! One conformance suite for every store implementation: the unit tests run it against the
+//! in-memory twins, the integration tests against S3 and DynamoDB (emulated locally).
+//! Each check panics with a message naming the broken rule.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::checkpoint::{Checkpoint, Gap};
+use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use crate::layout::PartitionId;
+use crate::object_store::{ObjectStore, PutOutcome};
+
+/// `prefix` must be unused in the store (tests use a fresh uuid).
+pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
+    let key = format!("{prefix}/a/segment-1");
+    let metadata = HashMap::from([("tidemark-records-crc32c".to_owned(), "12345".to_owned())]);
+
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        None,
+        "missing object must read as None"
+    );
+    assert_eq!(
+        store
+            .put_if_absent(&key, Bytes::from_static(b"first"), &metadata)
+            .await
+            .unwrap(),
+        PutOutcome::Created,
+        "first conditional put must create"
+    );
+    let other = HashMap::from([("tidemark-records-crc32c".to_owned(), "999".to_owned())]);
+    assert_eq!(
+        store
+            .put_if_absent(&key, Bytes::from_static(b"second"), &other)
+            .await
+            .unwrap(),
+        PutOutcome::AlreadyExists(metadata),
+        "second conditional put must report the existing object's metadata"
+    );
+    assert_eq!(
+        store.get(&key).await.unwrap().as_deref(),
+        Some(&b"first"[..]),
+        "a conditional put must never overwrite"
+    );
+
+    for name in ["a/segment-3", "a/segment-2", "b/other"] {
+        store
+            .put_if_absent(&format!("{prefix}/{name}"), Bytes::new(), &HashMap::new())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.list(&format!("{prefix}/a/")).await.unwrap(),
+        vec![
+            format!("{prefix}/a/segment-1"),
+            format!("{prefix}/a/segment-2"),
+            format!("{prefix}/a/segment-3")
+        ],
+        "list must return only keys under the prefix, sorted"
+    );
+}
+
+fn segment(first: i64, last: i64) -> SegmentEntry {
+    SegmentEntry {
+        key: format!("segments/{first}-{last}"),
+        first_offset: first,
+        last_offset: last,
+        record_count: (last - first + 1) as u32,
+        min_timestamp: first * 10,
+        max_timestamp: last * 10,
+        stored_bytes: 100,
+        uncompressed_bytes: 400,
+        records_crc32c: 7,
+    }
+}
+
+fn checkpoint(start: i64, next: i64) -> Checkpoint {
+    Checkpoint {
+        start_offset: start,
+        next_offset: next,
+        max_timestamp: next * 10,
+        updated_at_ms: 1,
+    }
+}
+
+/// `partition` must have no entries in the store (tests use a fresh backup id).
+pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionId) {
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        None,
+        "new partition has no checkpoint"
+    );
+    assert!(store.segments(partition).await.unwrap().is_empty());
+
+    let first = checkpoint(0, 10);
+    let commit = SegmentCommit {
+        partition,
+        segment: &segment(0, 9),
+        gap: None,
+        expected: None,
+        new: Some(&first),
+    };
+    assert_eq!(
+        store.commit_segment(commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        Some(first.clone())
+    );
+
+    // A second writer that planned against "no checkpoint" must be refused, writing nothing.
+    let stale = checkpoint(0, 30);
+    let stale_commit = SegmentCommit {
+        partition,
+        segment: &segment(20, 29),
+        gap: None,
+        expected: None,
+        new: Some(&stale),
+    };
+    assert_eq!(
+        store.commit_segment(stale_commit).await.unwrap(),
+        CommitOutcome::CheckpointMoved
+    );
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        Some(first.clone()),
+        "refused commit moved the checkpoint"
+    );
+    assert_eq!(
+        store.segments(partition).await.unwrap(),
+        vec![segment(0, 9)],
+        "refused commit wrote its segment"
+    );
+
+    // A commit that reveals a gap records it together with the segment and the checkpoint.
+    let gap = Gap {
+        start: 10,
+        end: 14,
+        detected_at_ms: 5,
+    };
+    let after_gap = checkpoint(0, 20);
+    let gap_commit = SegmentCommit {
+        partition,
+        segment: &segment(15, 19),
+        gap: Some(&gap),
+        expected: Some(&first),
+        new: Some(&after_gap),
+    };
+    assert_eq!(
+        store.commit_segment(gap_commit).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(store.gaps(partition).await.unwrap(), vec![gap]);
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        Some(after_gap.clone())
+    );
+
+    // Re-committing an already covered segment (planned against the current checkpoint, which
+    // it leaves alone) is harmless and leaves one entry.
+    let covered = SegmentCommit {
+        partition,
+        segment: &segment(0, 9),
+        gap: None,
+        expected: Some(&after_gap),
+        new: None,
+    };
+    assert_eq!(
+        store.commit_segment(covered).await.unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.segments(partition).await.unwrap(),
+        vec![segment(0, 9), segment(15, 19)],
+        "segments must be unique and ordered by offset"
+    );
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        Some(after_gap),
+        "covered segment moved the checkpoint"
+    );
+}

@@ -1,0 +1,304 @@
+//! The index and checkpoint store on one DynamoDB table (`pk`, `sk` strings).
+//!
+//! | item       | pk                            | sk                                  |
+//! |------------|-------------------------------|-------------------------------------|
+//! | checkpoint | `{backup_id}#{topic}#{p}`      | `checkpoint`                        |
+//! | segment    | `{backup_id}#{topic}#{p}`      | `segment#{first:020}#{last:020}`    |
+//! | gap        | `{backup_id}#{topic}#{p}`      | `gap#{start:020}#{end:020}`         |
+//!
+//! `#` cannot occur in backup ids or topic names, so keys are unambiguous; zero-padded offsets
+//! make sort keys sort in offset order.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+
+use super::describe_sdk_error;
+use crate::checkpoint::{Checkpoint, Gap};
+use crate::error::{Error, Result};
+use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use crate::layout::PartitionId;
+
+const CHECKPOINT_SK: &str = "checkpoint";
+const SEGMENT_SK_PREFIX: &str = "segment#";
+const GAP_SK_PREFIX: &str = "gap#";
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, Clone)]
+pub struct DynamoIndexStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoIndexStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoIndexStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn put(&self, item: Item) -> Result<Put> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(|error| Error::IndexStore {
+                operation: "TransactWriteItems",
+                message: error.to_string(),
+                retryable: false,
+            })
+    }
+
+    async fn query_prefix(&self, partition: &PartitionId, sk_prefix: &str) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(partition_key(partition)))
+            .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_owned()))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::IndexStore {
+                    operation: "Query",
+                    message,
+                    retryable,
+                }
+            })?;
+            items.extend(page.items().iter().cloned());
+        }
+        Ok(items)
+    }
+}
+
+fn partition_key(partition: &PartitionId) -> String {
+    format!(
+        "{}#{}#{}",
+        partition.backup_id, partition.topic, partition.partition
+    )
+}
+
+fn base_item(partition: &PartitionId, sk: String) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(partition_key(partition))),
+        ("sk".to_owned(), AttributeValue::S(sk)),
+        (
+            "backup_id".to_owned(),
+            AttributeValue::S(partition.backup_id.to_string()),
+        ),
+        (
+            "topic".to_owned(),
+            AttributeValue::S(partition.topic.clone()),
+        ),
+        ("partition".to_owned(), number(partition.partition)),
+    ])
+}
+
+fn number(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T> {
+    item.get(name)
+        .and_then(|value| value.as_n().ok())
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| Error::IndexStore {
+            operation: "decode",
+            message: format!(
+                "index item {:?} has no numeric attribute {name:?}",
+                item.get("sk")
+            ),
+            retryable: false,
+        })
+}
+
+fn checkpoint_item(partition: &PartitionId, checkpoint: &Checkpoint) -> Item {
+    let mut item = base_item(partition, CHECKPOINT_SK.to_owned());
+    item.insert("start_offset".into(), number(checkpoint.start_offset));
+    item.insert("next_offset".into(), number(checkpoint.next_offset));
+    item.insert("max_timestamp".into(), number(checkpoint.max_timestamp));
+    item.insert("updated_at_ms".into(), number(checkpoint.updated_at_ms));
+    item
+}
+
+fn decode_checkpoint(item: &Item) -> Result<Checkpoint> {
+    Ok(Checkpoint {
+        start_offset: read_number(item, "start_offset")?,
+        next_offset: read_number(item, "next_offset")?,
+        max_timestamp: read_number(item, "max_timestamp")?,
+        updated_at_ms: read_number(item, "updated_at_ms")?,
+    })
+}
+
+fn segment_item(partition: &PartitionId, segment: &SegmentEntry) -> Item {
+    let sk = format!(
+        "{SEGMENT_SK_PREFIX}{:020}#{:020}",
+        segment.first_offset, segment.last_offset
+    );
+    let mut item = base_item(partition, sk);
+    item.insert("key".into(), AttributeValue::S(segment.key.clone()));
+    item.insert("first_offset".into(), number(segment.first_offset));
+    item.insert("last_offset".into(), number(segment.last_offset));
+    item.insert("record_count".into(), number(segment.record_count));
+    item.insert("min_timestamp".into(), number(segment.min_timestamp));
+    item.insert("max_timestamp".into(), number(segment.max_timestamp));
+    item.insert("stored_bytes".into(), number(segment.stored_bytes));
+    item.insert(
+        "uncompressed_bytes".into(),
+        number(segment.uncompressed_bytes),
+    );
+    item.insert("records_crc32c".into(), number(segment.records_crc32c));
+    item
+}
+
+fn decode_segment(item: &Item) -> Result<SegmentEntry> {
+    let key = item
+        .get("key")
+        .and_then(|value| value.as_s().ok())
+        .cloned()
+        .ok_or_else(|| Error::IndexStore {
+            operation: "decode",
+            message: format!("segment item {:?} has no key", item.get("sk")),
+            retryable: false,
+        })?;
+    Ok(SegmentEntry {
+        key,
+        first_offset: read_number(item, "first_offset")?,
+        last_offset: read_number(item, "last_offset")?,
+        record_count: read_number(item, "record_count")?,
+        min_timestamp: read_number(item, "min_timestamp")?,
+        max_timestamp: read_number(item, "max_timestamp")?,
+        stored_bytes: read_number(item, "stored_bytes")?,
+        uncompressed_bytes: read_number(item, "uncompressed_bytes")?,
+        records_crc32c: read_number(item, "records_crc32c")?,
+    })
+}
+
+fn gap_item(partition: &PartitionId, gap: &Gap) -> Item {
+    let mut item = base_item(
+        partition,
+        format!("{GAP_SK_PREFIX}{:020}#{:020}", gap.start, gap.end),
+    );
+    item.insert("start".into(), number(gap.start));
+    item.insert("end".into(), number(gap.end));
+    item.insert("detected_at_ms".into(), number(gap.detected_at_ms));
+    item
+}
+
+fn decode_gap(item: &Item) -> Result<Gap> {
+    Ok(Gap {
+        start: read_number(item, "start")?,
+        end: read_number(item, "end")?,
+        detected_at_ms: read_number(item, "detected_at_ms")?,
+    })
+}
+
+#[async_trait]
+impl IndexStore for DynamoIndexStore {
+    async fn checkpoint(&self, partition: &PartitionId) -> Result<Option<Checkpoint>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", AttributeValue::S(partition_key(partition)))
+            .key("sk", AttributeValue::S(CHECKPOINT_SK.to_owned()))
+            .send()
+            .await
+            .map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::IndexStore {
+                    operation: "GetItem",
+                    message,
+                    retryable,
+                }
+            })?;
+        output.item().map(decode_checkpoint).transpose()
+    }
+
+    async fn commit_segment(&self, commit: SegmentCommit<'_>) -> Result<CommitOutcome> {
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(segment_item(commit.partition, commit.segment))?)
+                .build(),
+        ];
+        if let Some(gap) = commit.gap {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(gap_item(commit.partition, gap))?)
+                    .build(),
+            );
+        }
+        let checkpoint_position = items.len();
+        if let Some(new) = commit.new {
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(checkpoint_item(commit.partition, new)));
+            put = match commit.expected {
+                None => put.condition_expression("attribute_not_exists(pk)"),
+                Some(expected) => put
+                    .condition_expression("next_offset = :expected_next")
+                    .expression_attribute_values(":expected_next", number(expected.next_offset)),
+            };
+            let put = put.build().map_err(|error| Error::IndexStore {
+                operation: "TransactWriteItems",
+                message: error.to_string(),
+                retryable: false,
+            })?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(CommitOutcome::Committed),
+            Err(error) => {
+                let checkpoint_moved = error
+                    .as_service_error()
+                    .and_then(|service| match service {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled) => {
+                            cancelled.cancellation_reasons().get(checkpoint_position).and_then(|reason| reason.code())
+                        }
+                        _ => None,
+                    })
+                    .is_some_and(|code| code == "ConditionalCheckFailed");
+                if checkpoint_moved {
+                    return Ok(CommitOutcome::CheckpointMoved);
+                }
+                let (message, retryable) = describe_sdk_error(&error);
+                Err(Error::IndexStore {
+                    operation: "TransactWriteItems",
+                    message,
+                    retryable,
+                })
+            }
+        }
+    }
+
+    async fn segments(&self, partition: &PartitionId) -> Result<Vec<SegmentEntry>> {
+        self.query_prefix(partition, SEGMENT_SK_PREFIX)
+            .await?
+            .iter()
+            .map(decode_segment)
+            .collect()
+    }
+
+    async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>> {
+        self.query_prefix(partition, GAP_SK_PREFIX)
+            .await?
+            .iter()
+            .map(decode_gap)
+            .collect()
+    }
+}

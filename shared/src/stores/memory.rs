@@ -1,0 +1,145 @@
+//! In-memory twins of the stores, for unit tests. They follow the same contract as the AWS
+//! adapters (checked by the shared conformance suite).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::checkpoint::{Checkpoint, Gap};
+use crate::error::Result;
+use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use crate::layout::PartitionId;
+use crate::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+
+#[derive(Debug, Default)]
+pub struct MemoryObjectStore {
+    objects: Mutex<BTreeMap<String, (Bytes, ObjectMetadata)>>,
+}
+
+impl MemoryObjectStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryObjectStore {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &ObjectMetadata,
+    ) -> Result<PutOutcome> {
+        let mut objects = self.objects.lock().expect("lock poisoned");
+        if let Some((_, existing)) = objects.get(key) {
+            return Ok(PutOutcome::AlreadyExists(existing.clone()));
+        }
+        objects.insert(key.to_owned(), (body, metadata.clone()));
+        Ok(PutOutcome::Created)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .objects
+            .lock()
+            .expect("lock poisoned")
+            .get(key)
+            .map(|(body, _)| body.clone()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let objects = self.objects.lock().expect("lock poisoned");
+        Ok(objects
+            .keys()
+            .filter(|key| key.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+#[derive(Debug, Default)]
+struct PartitionIndex {
+    checkpoint: Option<Checkpoint>,
+    segments: BTreeMap<(i64, i64), SegmentEntry>,
+    gaps: BTreeMap<i64, Gap>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryIndexStore {
+    partitions: Mutex<BTreeMap<String, PartitionIndex>>,
+}
+
+impl MemoryIndexStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl IndexStore for MemoryIndexStore {
+    async fn checkpoint(&self, partition: &PartitionId) -> Result<Option<Checkpoint>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        Ok(partitions
+            .get(&partition.to_string())
+            .and_then(|index| index.checkpoint.clone()))
+    }
+
+    async fn commit_segment(&self, commit: SegmentCommit<'_>) -> Result<CommitOutcome> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let index = partitions.entry(commit.partition.to_string()).or_default();
+        if commit.new.is_some() && index.checkpoint.as_ref() != commit.expected {
+            return Ok(CommitOutcome::CheckpointMoved);
+        }
+        let segment = commit.segment;
+        index
+            .segments
+            .insert((segment.first_offset, segment.last_offset), segment.clone());
+        if let Some(gap) = commit.gap {
+            index.gaps.insert(gap.start, gap.clone());
+        }
+        if let Some(new) = commit.new {
+            index.checkpoint = Some(new.clone());
+        }
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn segments(&self, partition: &PartitionId) -> Result<Vec<SegmentEntry>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        Ok(partitions
+            .get(&partition.to_string())
+            .map(|index| index.segments.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        Ok(partitions
+            .get(&partition.to_string())
+            .map(|index| index.gaps.values().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::BackupId;
+    use crate::stores::conformance;
+
+    #[tokio::test]
+    async fn memory_object_store_meets_the_contract() {
+        conformance::object_store_contract(&MemoryObjectStore::new(), "prefix").await;
+    }
+
+    #[tokio::test]
+    async fn memory_index_store_meets_the_contract() {
+        let partition = PartitionId {
+            backup_id: BackupId::parse("b").unwrap(),
+            topic: "t".into(),
+            partition: 0,
+        };
+        conformance::index_store_contract(&MemoryIndexStore::new(), &partition).await;
+    }
+}

@@ -1,0 +1,51 @@
+//! Adapters for the storage seams: real AWS services and in-memory twins.
+
+mod dynamodb;
+mod memory;
+mod s3;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use dynamodb::DynamoIndexStore;
+pub use memory::{MemoryIndexStore, MemoryObjectStore};
+pub use s3::S3ObjectStore;
+
+use aws_sdk_s3::error::SdkError;
+
+/// A readable message and whether the call may succeed when repeated, for any SDK error.
+pub(crate) fn describe_sdk_error<E, R>(error: &SdkError<E, R>) -> (String, bool)
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            code.contains("Throttl")
+                || code.contains("ProvisionedThroughputExceeded")
+                || code.contains("RequestLimitExceeded")
+                || code.contains("InternalServerError")
+                || code.contains("InternalError")
+                || code == "ServiceUnavailable"
+                || code == "SlowDown"
+                || code == "ConditionalRequestConflict"
+        }
+        _ => false,
+    };
+    let message = match error {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("unknown error"),
+                err.message().unwrap_or("no message")
+            )
+        }
+        other => aws_sdk_s3::error::DisplayErrorContext(other).to_string(),
+    };
+    (message, retryable)
+}

@@ -1,0 +1,149 @@
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::describe_sdk_error;
+use crate::error::{Error, Result};
+use crate::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+
+/// Objects in one S3 bucket. Conditional creates use `If-None-Match: *`.
+#[derive(Debug, Clone)]
+pub struct S3ObjectStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3ObjectStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3ObjectStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    async fn metadata(&self, key: &str) -> Result<ObjectMetadata> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::ObjectStore {
+                    operation: "HeadObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                }
+            })?;
+        Ok(head.metadata().cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3ObjectStore {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &ObjectMetadata,
+    ) -> Result<PutOutcome> {
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .if_none_match("*")
+            .content_type("application/vnd.tidemark.segment")
+            .set_metadata(Some(metadata.clone()))
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|response| response.status().as_u16() == 412) =>
+            {
+                Ok(PutOutcome::AlreadyExists(self.metadata(key).await?))
+            }
+            Err(error) => {
+                let (message, retryable) = describe_sdk_error(&error);
+                Err(Error::ObjectStore {
+                    operation: "PutObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                })
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(error) => {
+                let (message, retryable) = describe_sdk_error(&error);
+                return Err(Error::ObjectStore {
+                    operation: "GetObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                });
+            }
+        };
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|error| Error::ObjectStore {
+                operation: "GetObject",
+                key: key.to_owned(),
+                message: error.to_string(),
+                retryable: true,
+            })?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::ObjectStore {
+                    operation: "ListObjectsV2",
+                    key: prefix.to_owned(),
+                    message,
+                    retryable,
+                }
+            })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key().map(str::to_owned)),
+            );
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}

@@ -1,0 +1,333 @@
+//! Harness for the integration tests: the local stack (AWS API emulator + Kafka broker) must be
+//! running (`local/test.sh` starts it); each test creates its own bucket, table and topics and
+//! starts its own Lambda host and bridge processes, so tests run in parallel and leave nothing
+//! that affects the next run.
+
+pub mod fault_proxy;
+pub mod process;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use process::ChildProcess;
+
+/// Where the running local stack is. Panics with instructions when it is not there: a test
+/// that needs services must fail loudly, never skip.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub aws_endpoint: String,
+    pub kafka_bootstrap: String,
+    pub python: PathBuf,
+    pub local_py: PathBuf,
+    pub bin_dir: PathBuf,
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests through local/test.sh, which starts the local stack")
+    })
+}
+
+impl Stack {
+    pub fn from_env() -> Stack {
+        let stack = Stack {
+            aws_endpoint: required_env("AWS_ENDPOINT_URL"),
+            kafka_bootstrap: required_env("TIDEMARK_KAFKA_BOOTSTRAP"),
+            python: PathBuf::from(required_env("TIDEMARK_PYTHON")),
+            local_py: PathBuf::from(required_env("TIDEMARK_LOCAL_PY")),
+            bin_dir: PathBuf::from(required_env("TIDEMARK_BIN")),
+        };
+        for binary in ["backup-writer", "tidemark-bridge", "tidemark-lambda-host"] {
+            assert!(
+                stack.binary(binary).is_file(),
+                "{} is missing: build with `cargo build --workspace --bins`",
+                stack.binary(binary).display()
+            );
+        }
+        stack
+    }
+
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// Runs a `local/py/tidemark_local.py` command and returns its JSON output.
+    pub fn python(&self, args: &[&str]) -> Value {
+        let output = Command::new(&self.python)
+            .arg(&self.local_py)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", &self.aws_endpoint)
+            .output()
+            .expect("running the python helper");
+        assert!(
+            output.status.success(),
+            "python helper {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+            panic!(
+                "python helper {args:?} printed no JSON ({error}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.aws_endpoint)
+            .load()
+            .await
+    }
+
+    /// A new bucket and index table, named uniquely for this test.
+    pub async fn create_storage(&self) -> Storage {
+        let name = unique("tidemark-it");
+        let sdk = self.sdk_config().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        );
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        self.python(&[
+            "create-storage",
+            "--endpoint",
+            &self.aws_endpoint,
+            "--bucket",
+            &name,
+            "--table",
+            &name,
+        ]);
+        Storage {
+            bucket: name.clone(),
+            table: name,
+            s3,
+            dynamodb,
+        }
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: u32, configs: &[&str]) -> Value {
+        let partitions = partitions.to_string();
+        let mut args = vec![
+            "create-topic",
+            "--bootstrap",
+            &self.kafka_bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions,
+        ];
+        for config in configs {
+            args.extend(["--config", config]);
+        }
+        self.python(&args)
+    }
+
+    /// Produces `records` (tidemark_local.py's JSON shape) with the independent client and
+    /// returns them as the broker acknowledged them (offsets, timestamps).
+    pub fn produce(&self, topic: &str, records: &Value) -> Vec<Value> {
+        let file = std::env::temp_dir().join(format!("{}.json", unique("records")));
+        std::fs::write(&file, records.to_string()).expect("writing the records file");
+        let produced = self.python(&[
+            "produce",
+            "--bootstrap",
+            &self.kafka_bootstrap,
+            "--topic",
+            topic,
+            "--records",
+            file.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(file);
+        produced
+            .as_array()
+            .expect("produce returns an array")
+            .clone()
+    }
+
+    /// Segments under `prefix` decoded by the spec-derived Python reader.
+    pub fn read_segments(&self, bucket: &str, prefix: &str) -> Vec<Value> {
+        let segments = self.python(&[
+            "read-segments",
+            "--endpoint",
+            &self.aws_endpoint,
+            "--bucket",
+            bucket,
+            "--prefix",
+            prefix,
+        ]);
+        segments
+            .as_array()
+            .expect("read-segments returns an array")
+            .clone()
+    }
+
+    /// Starts the real backup-writer binary behind a Lambda host, configured by `env`.
+    pub fn start_backup_writer(&self, env: &[(&str, &str)], timeout_seconds: u32) -> LambdaHost {
+        self.start_lambda_host(
+            &format!("backup-writer={}", self.binary("backup-writer").display()),
+            env,
+            timeout_seconds,
+        )
+    }
+
+    pub fn start_lambda_host(
+        &self,
+        function: &str,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> LambdaHost {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let timeout = timeout_seconds.to_string();
+        let mut command = Command::new(self.binary("tidemark-lambda-host"));
+        command
+            .args([
+                "--listen",
+                &listen,
+                "--function",
+                function,
+                "--timeout-seconds",
+                &timeout,
+                "--concurrency",
+                "2",
+            ])
+            .env("AWS_ENDPOINT_URL", &self.aws_endpoint)
+            .env("TIDEMARK_S3_FORCE_PATH_STYLE", "true")
+            .env("TIDEMARK_LOG_FORMAT", "text");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let process = ChildProcess::spawn("lambda-host", command);
+        let endpoint = format!("http://{listen}");
+        wait_until(
+            Duration::from_secs(30),
+            || std::net::TcpStream::connect(&listen).is_ok(),
+            || format!("lambda host did not listen on {listen}:\n{}", process.log()),
+        );
+        LambdaHost { process, endpoint }
+    }
+
+    /// Starts the event-source bridge for `topics`, invoking `function` on `lambda_endpoint`.
+    pub fn start_bridge(
+        &self,
+        lambda_endpoint: &str,
+        topics: &str,
+        function: &str,
+        extra: &[&str],
+    ) -> ChildProcess {
+        let group = unique("bridge-group");
+        let mut command = Command::new(self.binary("tidemark-bridge"));
+        command
+            .args([
+                "--bootstrap-servers",
+                &self.kafka_bootstrap,
+                "--topics",
+                topics,
+                "--function-name",
+                function,
+            ])
+            .args([
+                "--group-id",
+                &group,
+                "--batching-window-ms",
+                "100",
+                "--initial-backoff-ms",
+                "100",
+                "--max-backoff-ms",
+                "500",
+            ])
+            .args(extra)
+            .env("AWS_ENDPOINT_URL_LAMBDA", lambda_endpoint)
+            .env("TIDEMARK_LOG_FORMAT", "text");
+        ChildProcess::spawn("bridge", command)
+    }
+}
+
+pub struct LambdaHost {
+    pub process: ChildProcess,
+    pub endpoint: String,
+}
+
+pub struct Storage {
+    pub bucket: String,
+    pub table: String,
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Storage {
+    pub async fn object_keys(&self) -> Vec<String> {
+        let listing = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("listing the bucket");
+        listing
+            .contents()
+            .iter()
+            .filter_map(|object| object.key().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn item_count(&self) -> usize {
+        let scan = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await
+            .expect("scanning the table");
+        scan.items().len()
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Polls `condition` until it holds; panics with `explain()` once `limit` has passed.
+pub fn wait_until(
+    limit: Duration,
+    mut condition: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("condition not met within {limit:?}: {}", explain());
+}
+
+/// Async variant of [`wait_until`].
+pub async fn wait_for<F, Fut>(limit: Duration, mut condition: F, explain: impl FnOnce() -> String)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met within {limit:?}: {}", explain());
+}
