@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tidemark_core::event::KafkaEventRecord;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -42,7 +43,7 @@ pub async fn run(
         let first = match carried.take() {
             Some(record) => record,
             None => tokio::select! {
-                message = consumer.recv() => event_record(&message?),
+                record = next_record(consumer) => record,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             },
         };
@@ -51,11 +52,11 @@ pub async fn run(
         }
         let window_ends = Instant::now() + settings.batching_window;
         while !builder.is_full() {
-            let message = match tokio::time::timeout_at(window_ends, consumer.recv()).await {
-                Err(_window_over) => break,
-                Ok(message) => message?,
+            let Ok(record) = tokio::time::timeout_at(window_ends, next_record(consumer)).await
+            else {
+                break;
             };
-            if let Added::Full(record) = builder.add(event_record(&message))? {
+            if let Added::Full(record) = builder.add(record)? {
                 carried = Some(record);
                 break;
             }
@@ -65,6 +66,20 @@ pub async fn run(
             return Ok(());
         }
         commit(consumer, &batch)?;
+    }
+}
+
+/// The next record. Consumer errors (a broker reconnecting, a rebalance) are not records:
+/// librdkafka recovers from them by itself, so they are logged and reading goes on.
+async fn next_record(consumer: &StreamConsumer) -> KafkaEventRecord {
+    loop {
+        match consumer.recv().await {
+            Ok(message) => return event_record(&message),
+            Err(error) => {
+                warn!(%error, "consumer error; continuing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

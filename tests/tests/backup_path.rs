@@ -248,6 +248,16 @@ async fn log_append_time_topic_keeps_broker_timestamps() {
         &topic,
     ]);
     let consumed = consumed.as_array().unwrap().clone();
+    for record in &consumed {
+        assert_eq!(
+            record["timestamp_type"], "LOG_APPEND_TIME",
+            "the broker must apply LogAppendTime: {record}"
+        );
+        assert!(
+            record["timestamp"].as_i64().unwrap() > 2000,
+            "the broker's time replaces the producer's: {record}"
+        );
+    }
 
     let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
     let _bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &[]);

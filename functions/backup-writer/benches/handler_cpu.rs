@@ -187,6 +187,21 @@ fn main() {
     let (plain, plain_bytes) = measure(iterations, || zstd::bulk::compress(&raw, 3).unwrap().len());
     let (single, single_bytes) = measure(iterations, || handler_path_single_thread(&json));
     let (parallel, _) = measure(iterations, || handler_path_parallel(&runtime, &json, cores));
+    let (json_only, _) = measure(iterations, || {
+        serde_json::from_slice::<KafkaEvent>(&json)
+            .unwrap()
+            .records
+            .len()
+    });
+    let parsed: KafkaEvent = serde_json::from_slice(&json).unwrap();
+    let (encode_only, _) = measure(iterations, || {
+        let batches = parsed.clone().into_partition_batches().unwrap();
+        batches
+            .into_iter()
+            .map(|batch| encode_partition(batch, 3).unwrap().segment.bytes.len())
+            .sum()
+    });
+    let (clone_only, _) = measure(iterations, || parsed.clone().records.len());
 
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
     println!(
@@ -210,6 +225,16 @@ fn main() {
             mb_per_s(duration),
             plain.as_secs_f64() / duration.as_secs_f64()
         );
+    }
+    println!("breakdown, one thread:");
+    for (name, duration) in [
+        ("  JSON decode of the event", json_only),
+        (
+            "  base64 + framing + CRC32C + zstd-3",
+            encode_only.saturating_sub(clone_only),
+        ),
+    ] {
+        println!("{name:<44} {:>7.2}ms", duration.as_secs_f64() * 1e3);
     }
     println!(
         "compression: plain zstd-3 {:.2}x, segments {:.2}x (record bytes / stored bytes)",

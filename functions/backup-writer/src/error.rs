@@ -12,7 +12,10 @@ pub enum WriterError {
         failed: usize,
         total: usize,
         summary: String,
+        /// Every failure was transient.
         retryable: bool,
+        /// Some partition's segment key already holds different records.
+        conflict: bool,
     },
     #[error("encoding task failed: {0}")]
     Task(String),
@@ -29,7 +32,8 @@ impl WriterError {
                 "Tidemark.InvalidEvent"
             }
             WriterError::Core(Core::Config(_)) => "Tidemark.InvalidConfiguration",
-            WriterError::Core(Core::SegmentConflict { .. }) => "Tidemark.SegmentConflict",
+            WriterError::Core(Core::SegmentConflict { .. })
+            | WriterError::Partitions { conflict: true, .. } => "Tidemark.SegmentConflict",
             WriterError::Core(core) if core.is_retryable() => "Tidemark.Retryable",
             WriterError::Partitions {
                 retryable: true, ..

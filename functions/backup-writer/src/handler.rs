@@ -170,28 +170,25 @@ impl BackupWriter {
         for result in results {
             match result {
                 Ok(report) => reports.push(report),
-                Err((partition, error)) => failures.push((partition, error)),
+                Err((partition, error)) => {
+                    warn!(%partition, %error, "partition backup failed");
+                    failures.push((partition, error));
+                }
             }
         }
         if !failures.is_empty() {
-            let retryable = failures.iter().all(|(_, error)| error.is_retryable());
-            let summary = failures
-                .iter()
-                .map(|(partition, error)| format!("{partition}: {error}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            for (partition, error) in &failures {
-                warn!(%partition, %error, "partition backup failed");
-            }
-            if let [(_, tidemark_core::Error::SegmentConflict { .. })] = failures.as_slice() {
-                let (_, error) = failures.pop().expect("one failure");
-                return Err(error.into());
-            }
             return Err(WriterError::Partitions {
                 failed: failures.len(),
                 total,
-                summary,
-                retryable,
+                summary: failures
+                    .iter()
+                    .map(|(partition, error)| format!("{partition}: {error}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                retryable: failures.iter().all(|(_, error)| error.is_retryable()),
+                conflict: failures.iter().any(|(_, error)| {
+                    matches!(error, tidemark_core::Error::SegmentConflict { .. })
+                }),
             });
         }
         Ok(BatchReport {

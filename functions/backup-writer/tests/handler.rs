@@ -411,12 +411,32 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
     changed.records.remove("payments.refunded-3");
     changed.records.get_mut("payments.captured-0").unwrap()[0].key = Some("b3RoZXI=".into());
     let error = h.writer.handle(changed).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.SegmentConflict", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("segment conflict at backups/prod/topics/payments.captured/partition=0/"),
+        "{error}"
+    );
     assert!(
         matches!(
             error,
-            WriterError::Core(tidemark_core::Error::SegmentConflict { .. })
+            WriterError::Partitions {
+                failed: 1,
+                total: 1,
+                ..
+            }
         ),
         "{error}"
     );
-    assert_eq!(error.error_type(), "Tidemark.SegmentConflict");
+    let checkpoint = h
+        .index
+        .checkpoint(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        checkpoint.unwrap().next_offset,
+        106,
+        "a conflict must not move the checkpoint"
+    );
 }
