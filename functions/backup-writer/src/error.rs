@@ -31,7 +31,6 @@ impl WriterError {
             WriterError::Core(Core::InvalidEvent(_) | Core::InvalidRecords(_)) => {
                 "Tidemark.InvalidEvent"
             }
-            WriterError::Core(Core::Config(_)) => "Tidemark.InvalidConfiguration",
             WriterError::Core(Core::SegmentConflict { .. })
             | WriterError::Partitions { conflict: true, .. } => "Tidemark.SegmentConflict",
             WriterError::Core(core) if core.is_retryable() => "Tidemark.Retryable",

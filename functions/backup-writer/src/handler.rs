@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 use tidemark_core::checkpoint::plan_commit;
@@ -256,7 +255,7 @@ impl BackupWriter {
             ),
         ]);
         let stored_bytes = encoded.segment.bytes.len() as u64;
-        let body = Bytes::copy_from_slice(&encoded.segment.bytes);
+        let body = encoded.segment.bytes.clone();
         let created = match self.objects.put_if_absent(&key, body, &metadata).await? {
             PutOutcome::Created => true,
             PutOutcome::AlreadyExists(existing) => {

@@ -122,7 +122,7 @@ fn foreign_bytes_are_not_a_segment() {
 
 #[test]
 fn newer_format_version_is_refused_by_name() {
-    let mut bytes = encode(&[record(1)]).bytes;
+    let mut bytes = encode(&[record(1)]).bytes.to_vec();
     bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
     let error = decode(&bytes).unwrap_err();
     assert!(
@@ -151,7 +151,7 @@ fn truncation_anywhere_is_detected() {
 
 #[test]
 fn trailing_bytes_are_detected() {
-    let mut bytes = encode(&[record(1), record(2)]).bytes;
+    let mut bytes = encode(&[record(1), record(2)]).bytes.to_vec();
     bytes.push(0);
     assert!(matches!(
         decode(&bytes).unwrap_err(),
@@ -161,7 +161,9 @@ fn trailing_bytes_are_detected() {
 
 #[test]
 fn every_single_byte_flip_is_detected() {
-    let bytes = encode(&(0..20).map(record).collect::<Vec<_>>()).bytes;
+    let bytes = encode(&(0..20).map(record).collect::<Vec<_>>())
+        .bytes
+        .to_vec();
     for position in 0..bytes.len() {
         let mut flipped = bytes.clone();
         flipped[position] ^= 0x01;
@@ -191,7 +193,7 @@ fn reading_streams_without_holding_the_decompressed_body() {
         segment.bytes.len() < 1024 * 1024,
         "test data should compress well"
     );
-    let mut reader = SegmentReader::open(segment.bytes.as_slice()).unwrap();
+    let mut reader = SegmentReader::open(segment.bytes.as_ref()).unwrap();
     let mut count = 0;
     while let Some(record) = reader.next_record().unwrap() {
         assert_eq!(record.value.as_deref(), Some(value.as_slice()));
@@ -257,7 +259,7 @@ proptest! {
 
     #[test]
     fn random_corruption_is_an_error_never_a_panic(position in any::<prop::sample::Index>(), mask in 1u8..=255) {
-        let mut bytes = encode(&(0..10).map(record).collect::<Vec<_>>()).bytes;
+        let mut bytes = encode(&(0..10).map(record).collect::<Vec<_>>()).bytes.to_vec();
         let position = position.index(bytes.len());
         bytes[position] ^= mask;
         prop_assert!(decode(&bytes).is_err());

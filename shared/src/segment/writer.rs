@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct EncodedSegment {
     pub header: SegmentHeader,
-    pub bytes: Vec<u8>,
+    /// Shared and cheap to clone, so uploading needs no copy.
+    pub bytes: bytes::Bytes,
 }
 
 /// Builds one segment from records pushed in offset order.
@@ -124,7 +125,10 @@ impl SegmentEncoder {
             body_crc32c,
         };
         bytes[..self.header_len].copy_from_slice(&header.encode()?);
-        Ok(EncodedSegment { header, bytes })
+        Ok(EncodedSegment {
+            header,
+            bytes: bytes.into(),
+        })
     }
 }
 

@@ -264,23 +264,33 @@ impl IndexStore for DynamoIndexStore {
         match result {
             Ok(_) => Ok(CommitOutcome::Committed),
             Err(error) => {
-                let checkpoint_moved = error
-                    .as_service_error()
-                    .and_then(|service| match service {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                            cancelled.cancellation_reasons().get(checkpoint_position).and_then(|reason| reason.code())
-                        }
-                        _ => None,
-                    })
-                    .is_some_and(|code| code == "ConditionalCheckFailed");
-                if checkpoint_moved {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let reasons: Vec<&str> = match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        cancelled
+                            .cancellation_reasons()
+                            .iter()
+                            .map(|reason| reason.code().unwrap_or("None"))
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if reasons.get(checkpoint_position) == Some(&"ConditionalCheckFailed") {
                     return Ok(CommitOutcome::CheckpointMoved);
                 }
                 let (message, retryable) = describe_sdk_error(&error);
+                // A transaction cancelled by a concurrent write or throttling may succeed when
+                // tried again; describe_sdk_error only sees the generic cancellation code.
+                let transient = reasons.iter().any(|code| {
+                    matches!(
+                        *code,
+                        "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+                    )
+                });
                 Err(Error::IndexStore {
                     operation: "TransactWriteItems",
-                    message,
-                    retryable,
+                    message: format!("{message} (cancellation reasons: {reasons:?})"),
+                    retryable: retryable || transient,
                 })
             }
         }
