@@ -409,3 +409,54 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
         "a refused event must write no index entry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_batches_within_the_record_and_payload_limits() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let backup_id = unique("backup");
+    let topic = unique("limits");
+    stack.create_topic(&topic, 1, &[]);
+    // ~600-byte values become ~950 bytes of event JSON each: a 2500-byte payload limit leaves
+    // room for two records per event, fewer than the batch size of 4.
+    let records: Vec<Value> = (0..10)
+        .map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(&[b'x'; 600])}))
+        .collect();
+    let produced = stack.produce(&topic, &Value::Array(records));
+
+    let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
+    let _bridge = stack.start_bridge(
+        &host.endpoint,
+        &topic,
+        "backup-writer",
+        &["--batch-size", "4", "--max-payload-bytes", "2500"],
+    );
+    wait_for_checkpoints(
+        &stack,
+        &storage,
+        &backup_id,
+        &topic,
+        &next_offsets(&produced),
+    );
+
+    // Each segment holds exactly one event's records, so segments show how the bridge batched.
+    let segments = stack.read_segments(&storage.bucket, "it/");
+    let counts: Vec<u64> = segments
+        .iter()
+        .map(|segment| segment["header"]["record_count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 10);
+    assert!(
+        counts.iter().all(|count| *count <= 2),
+        "payload limit exceeded: {counts:?}"
+    );
+    let offsets: Vec<i64> = backed_up_records(&segments)
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..10).collect::<Vec<_>>(),
+        "order kept, nothing lost or repeated"
+    );
+}
