@@ -88,6 +88,21 @@ fn backed_up_records(segments: &[Value]) -> Vec<Value> {
     records
 }
 
+fn offsets_of(records: &[Value]) -> Vec<i64> {
+    records
+        .iter()
+        .map(|record| record["offset"].as_i64().unwrap())
+        .collect()
+}
+
+fn partition_id(backup_id: &str, topic: &str, partition: i32) -> PartitionId {
+    PartitionId {
+        backup_id: BackupId::parse(backup_id).unwrap(),
+        topic: topic.to_owned(),
+        partition,
+    }
+}
+
 /// Checks the Rust reader agrees with the Python one on every segment, and returns the keys.
 async fn check_rust_reader_agrees(storage: &Storage, segments: &[Value]) -> Vec<String> {
     let mut keys = Vec::new();
@@ -200,11 +215,7 @@ async fn backup_keeps_every_record_byte_for_byte() {
 
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     for (partition, next) in next_offsets(&consumed) {
-        let id = PartitionId {
-            backup_id: BackupId::parse(&backup_id).unwrap(),
-            topic: topic.clone(),
-            partition: partition as i32,
-        };
+        let id = partition_id(&backup_id, &topic, partition as i32);
         let checkpoint = index.checkpoint(&id).await.unwrap().expect("checkpoint");
         assert_eq!((checkpoint.start_offset, checkpoint.next_offset), (0, next));
         let entries = index.segments(&id).await.unwrap();
@@ -305,11 +316,7 @@ async fn index_failure_after_segment_write_leaves_checkpoint_and_retry_is_exact(
         "retries of the failing batch must land on one key: {keys_while_failing:?}"
     );
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
-    let id = PartitionId {
-        backup_id: BackupId::parse(&backup_id).unwrap(),
-        topic: topic.clone(),
-        partition: 0,
-    };
+    let id = partition_id(&backup_id, &topic, 0);
     assert_eq!(
         index.checkpoint(&id).await.unwrap(),
         None,
@@ -330,10 +337,7 @@ async fn index_failure_after_segment_write_leaves_checkpoint_and_retry_is_exact(
         &next_offsets(&produced),
     );
     let segments = stack.read_segments(&storage.bucket, "it/");
-    let offsets: Vec<i64> = backed_up_records(&segments)
-        .iter()
-        .map(|r| r["offset"].as_i64().unwrap())
-        .collect();
+    let offsets = offsets_of(&backed_up_records(&segments));
     assert_eq!(
         offsets,
         (0..20).collect::<Vec<_>>(),
@@ -450,10 +454,7 @@ async fn bridge_batches_within_the_record_and_payload_limits() {
         counts.iter().all(|count| *count <= 2),
         "payload limit exceeded: {counts:?}"
     );
-    let offsets: Vec<i64> = backed_up_records(&segments)
-        .iter()
-        .map(|r| r["offset"].as_i64().unwrap())
-        .collect();
+    let offsets = offsets_of(&backed_up_records(&segments));
     assert_eq!(
         offsets,
         (0..10).collect::<Vec<_>>(),
