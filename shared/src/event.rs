@@ -94,6 +94,22 @@ impl<'de> Deserialize<'de> for EventHeaders {
     }
 }
 
+/// Decodes `encoded` into `target`, keeping `target`'s buffer when there is one.
+fn decode_base64_into(
+    encoded: Option<&str>,
+    target: &mut Option<Vec<u8>>,
+) -> std::result::Result<(), base64::DecodeError> {
+    match encoded {
+        None => *target = None,
+        Some(encoded) => {
+            let buffer = target.get_or_insert_with(Vec::new);
+            buffer.clear();
+            BASE64.decode_vec(encoded, buffer)?;
+        }
+    }
+    Ok(())
+}
+
 /// The records of one topic-partition from one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionBatch {
@@ -166,35 +182,54 @@ impl KafkaEvent {
 impl KafkaEventRecord {
     /// Decodes the record's base64 payloads. `position` only serves error messages.
     pub fn decode(&self, position: usize) -> Result<Record> {
-        let decode = |field: &str, encoded: &Option<String>| -> Result<Option<Vec<u8>>> {
-            encoded
-                .as_deref()
-                .map(|encoded| BASE64.decode(encoded))
-                .transpose()
-                .map_err(|error| {
-                    Error::InvalidEvent(format!(
-                        "records[\"{}-{}\"][{position}] (offset {}): {field} is not valid base64: {error}",
-                        self.topic, self.partition, self.offset
-                    ))
-                })
-        };
-        let headers = self
-            .headers
-            .iter()
-            .flat_map(|entries| entries.0.iter())
-            .map(|(key, value)| Header {
-                key: key.clone(),
-                value: Some(value.iter().map(|&b| b as u8).collect()),
-            })
-            .collect();
-        Ok(Record {
+        let mut record = Record {
             offset: self.offset,
             timestamp: self.timestamp,
             timestamp_type: self.timestamp_type,
-            key: decode("key", &self.key)?,
-            value: decode("value", &self.value)?,
-            headers,
-        })
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        };
+        self.decode_into(position, &mut record)?;
+        Ok(record)
+    }
+
+    /// Like [`Self::decode`], but overwrites `record`, reusing its buffers: decoding a batch
+    /// into one `Record` allocates almost nothing per record.
+    pub fn decode_into(&self, position: usize, record: &mut Record) -> Result<()> {
+        let base64_error = |field: &str, error: base64::DecodeError| {
+            Error::InvalidEvent(format!(
+                "records[\"{}-{}\"][{position}] (offset {}): {field} is not valid base64: {error}",
+                self.topic, self.partition, self.offset
+            ))
+        };
+        record.offset = self.offset;
+        record.timestamp = self.timestamp;
+        record.timestamp_type = self.timestamp_type;
+        decode_base64_into(self.key.as_deref(), &mut record.key)
+            .map_err(|e| base64_error("key", e))?;
+        decode_base64_into(self.value.as_deref(), &mut record.value)
+            .map_err(|e| base64_error("value", e))?;
+
+        let entries = self.headers.iter().flat_map(|entries| entries.0.iter());
+        let mut count = 0;
+        for (key, value) in entries {
+            if count == record.headers.len() {
+                record.headers.push(Header {
+                    key: String::new(),
+                    value: None,
+                });
+            }
+            let header = &mut record.headers[count];
+            header.key.clear();
+            header.key.push_str(key);
+            let bytes = header.value.get_or_insert_with(Vec::new);
+            bytes.clear();
+            bytes.extend(value.iter().map(|&b| b as u8));
+            count += 1;
+        }
+        record.headers.truncate(count);
+        Ok(())
     }
 
     /// The event form of `record`, as an event source mapping would deliver it.
