@@ -210,7 +210,8 @@ impl Stack {
         LambdaHost { process, endpoint }
     }
 
-    /// Starts the event-source bridge for `topics`, invoking `function` on `lambda_endpoint`.
+    /// Starts the event-source bridge for `topics`, invoking `function` on `lambda_endpoint`;
+    /// `extra` adds or overrides flags.
     pub fn start_bridge(
         &self,
         lambda_endpoint: &str,
@@ -218,7 +219,13 @@ impl Stack {
         function: &str,
         extra: &[&str],
     ) -> ChildProcess {
+        // Each bridge gets its own consumer group unless `extra` names one.
         let group = unique("bridge-group");
+        let group_args: &[&str] = if extra.contains(&"--group-id") {
+            &[]
+        } else {
+            &["--group-id", &group]
+        };
         let mut command = Command::new(self.binary("tidemark-bridge"));
         command
             .args([
@@ -229,9 +236,8 @@ impl Stack {
                 "--function-name",
                 function,
             ])
+            .args(group_args)
             .args([
-                "--group-id",
-                &group,
                 "--batching-window-ms",
                 "100",
                 "--initial-backoff-ms",

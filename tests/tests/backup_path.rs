@@ -461,3 +461,62 @@ async fn bridge_batches_within_the_record_and_payload_limits() {
         "order kept, nothing lost or repeated"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_commits_only_after_success_so_a_restart_loses_nothing() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let backup_id = unique("backup");
+    let topic = unique("restarts");
+    stack.create_topic(&topic, 1, &[]);
+    let records: Vec<Value> = (0..20)
+        .map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(format!("v{n}").as_bytes())}))
+        .collect();
+    let produced = stack.produce(&topic, &Value::Array(records));
+
+    let proxy = FaultProxy::start(&stack.aws_endpoint, "TransactWriteItems").await;
+    let mut env = writer_env(&storage, &backup_id);
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str()));
+    let host = stack.start_backup_writer(&env, 30);
+    let group = unique("group");
+    let flags = ["--group-id", group.as_str(), "--batch-size", "5"];
+
+    // The first batch keeps failing; the bridge is stopped while it retries.
+    let mut first_bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &flags);
+    wait_for(
+        Duration::from_secs(60),
+        || async { proxy.failures() >= 3 },
+        || {
+            format!(
+                "no failing invocations; bridge log:\n{}",
+                first_bridge.log()
+            )
+        },
+    )
+    .await;
+    first_bridge.terminate();
+
+    // A new bridge in the same group resumes from the last committed offset: had the first one
+    // committed before the function succeeded, the first batch would now be skipped.
+    proxy.disarm();
+    let _second_bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &flags);
+    wait_for_checkpoints(
+        &stack,
+        &storage,
+        &backup_id,
+        &topic,
+        &next_offsets(&produced),
+    );
+    let segments = stack.read_segments(&storage.bucket, "it/");
+    assert_eq!(
+        offsets_of(&backed_up_records(&segments)),
+        (0..20).collect::<Vec<_>>()
+    );
+    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let checkpoint = index
+        .checkpoint(&partition_id(&backup_id, &topic, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((checkpoint.start_offset, checkpoint.next_offset), (0, 20));
+}
