@@ -182,14 +182,7 @@ impl KafkaEvent {
 impl KafkaEventRecord {
     /// Decodes the record's base64 payloads. `position` only serves error messages.
     pub fn decode(&self, position: usize) -> Result<Record> {
-        let mut record = Record {
-            offset: self.offset,
-            timestamp: self.timestamp,
-            timestamp_type: self.timestamp_type,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        };
+        let mut record = Record::empty();
         self.decode_into(position, &mut record)?;
         Ok(record)
     }

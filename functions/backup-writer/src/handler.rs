@@ -17,7 +17,7 @@ use tidemark_core::event::{KafkaEvent, PartitionBatch};
 use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
-use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder, TimestampType};
+use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
@@ -71,14 +71,7 @@ pub fn encode_partition(
     let mut encoder = SegmentEncoder::new(&batch.topic, batch.partition, compression_level)?;
     let mut payload_bytes = 0u64;
     // One record whose buffers every event record is decoded into in turn.
-    let mut record = Record {
-        offset: 0,
-        timestamp: 0,
-        timestamp_type: TimestampType::CreateTime,
-        key: None,
-        value: None,
-        headers: Vec::new(),
-    };
+    let mut record = Record::empty();
     for (position, event_record) in batch.records.iter().enumerate() {
         event_record.decode_into(position, &mut record)?;
         payload_bytes += record.key.as_ref().map_or(0, Vec::len) as u64

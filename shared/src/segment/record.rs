@@ -49,3 +49,18 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     pub headers: Vec<Header>,
 }
+
+impl Record {
+    /// A record with no key, value or headers: the starting point for decoding into a reused
+    /// buffer.
+    pub fn empty() -> Self {
+        Record {
+            offset: 0,
+            timestamp: 0,
+            timestamp_type: TimestampType::CreateTime,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+}
