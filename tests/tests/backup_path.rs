@@ -14,7 +14,7 @@ use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::segment::SegmentReader;
 use tidemark_core::stores::DynamoIndexStore;
 use tidemark_tests::fault_proxy::FaultProxy;
-use tidemark_tests::{Stack, Storage, unique, wait_for};
+use tidemark_tests::{ChildProcess, LambdaHost, Stack, Storage, unique, wait_for};
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:backup-writer";
 
@@ -22,38 +22,105 @@ fn b64(bytes: &[u8]) -> String {
     BASE64.encode(bytes)
 }
 
-fn writer_env<'a>(storage: &'a Storage, backup_id: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("TIDEMARK_BUCKET", storage.bucket.as_str()),
-        ("TIDEMARK_TABLE", storage.table.as_str()),
-        ("TIDEMARK_BACKUP_ID", backup_id),
-        ("TIDEMARK_PREFIX", "it"),
-    ]
+/// One test's own world: a fresh bucket, index table, backup id and topic on the shared stack.
+struct Scenario {
+    stack: Stack,
+    storage: Storage,
+    backup_id: String,
+    topic: String,
 }
 
-/// Waits until the partitions' checkpoints reach `next_offsets` (partition -> next offset).
-fn wait_for_checkpoints(
-    stack: &Stack,
-    storage: &Storage,
-    backup_id: &str,
-    topic: &str,
-    next_offsets: &BTreeMap<i64, i64>,
-) {
-    let mut args = vec![
-        "wait-checkpoints".to_owned(),
-        "--endpoint".into(),
-        stack.aws_endpoint.clone(),
-        "--table".into(),
-        storage.table.clone(),
-        "--backup-id".into(),
-        backup_id.into(),
-        "--timeout".into(),
-        "90".into(),
-    ];
-    for (partition, next) in next_offsets {
-        args.extend(["--expect".into(), format!("{topic}:{partition}={next}")]);
+impl Scenario {
+    async fn new(topic_prefix: &str, partitions: u32, topic_configs: &[&str]) -> Scenario {
+        let stack = Stack::from_env();
+        let storage = stack.create_storage().await;
+        let topic = unique(topic_prefix);
+        stack.create_topic(&topic, partitions, topic_configs);
+        Scenario {
+            stack,
+            storage,
+            backup_id: unique("backup"),
+            topic,
+        }
     }
-    stack.python(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    /// Produces `count` records keyed `k{n}` to partition 0, with `value(n)` as the value.
+    fn produce_numbered(&self, count: usize, value: impl Fn(usize) -> Vec<u8>) -> Vec<Value> {
+        let records: Vec<Value> = (0..count)
+            .map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(&value(n))}))
+            .collect();
+        self.stack.produce(&self.topic, &Value::Array(records))
+    }
+
+    /// The topic as an independent consumer reads it: the truth backups are compared against.
+    fn consume(&self) -> Vec<Value> {
+        let consumed = self.stack.python(&[
+            "consume",
+            "--bootstrap",
+            &self.stack.kafka_bootstrap,
+            "--topic",
+            &self.topic,
+        ]);
+        consumed.as_array().unwrap().clone()
+    }
+
+    /// Starts the real backup-writer for this scenario; `extra_env` adds or overrides variables.
+    fn start_writer(&self, extra_env: &[(&str, &str)]) -> LambdaHost {
+        let mut env = vec![
+            ("TIDEMARK_BUCKET", self.storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", self.storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", self.backup_id.as_str()),
+            ("TIDEMARK_PREFIX", "it"),
+        ];
+        env.extend_from_slice(extra_env);
+        self.stack.start_backup_writer(&env, 30)
+    }
+
+    fn start_bridge(&self, host: &LambdaHost, function: &str, flags: &[&str]) -> ChildProcess {
+        self.stack
+            .start_bridge(&host.endpoint, &self.topic, function, flags)
+    }
+
+    /// Waits until every partition in `records` is backed up to its last offset.
+    fn wait_for_checkpoints(&self, records: &[Value]) {
+        let mut args = vec![
+            "wait-checkpoints".to_owned(),
+            "--endpoint".into(),
+            self.stack.aws_endpoint.clone(),
+            "--table".into(),
+            self.storage.table.clone(),
+            "--backup-id".into(),
+            self.backup_id.clone(),
+            "--timeout".into(),
+            "90".into(),
+        ];
+        for (partition, next) in next_offsets(records) {
+            args.extend([
+                "--expect".into(),
+                format!("{}:{partition}={next}", self.topic),
+            ]);
+        }
+        self.stack
+            .python(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// Every segment of this backup, decoded by the spec-derived Python reader.
+    fn segments(&self) -> Vec<Value> {
+        self.stack
+            .read_segments(&self.storage.bucket, &format!("it/{}/", self.backup_id))
+    }
+
+    fn index(&self) -> DynamoIndexStore {
+        DynamoIndexStore::new(self.storage.dynamodb.clone(), &self.storage.table)
+    }
+
+    fn partition(&self, partition: i32) -> PartitionId {
+        PartitionId {
+            backup_id: BackupId::parse(&self.backup_id).unwrap(),
+            topic: self.topic.clone(),
+            partition,
+        }
+    }
 }
 
 fn next_offsets(records: &[Value]) -> BTreeMap<i64, i64> {
@@ -93,14 +160,6 @@ fn offsets_of(records: &[Value]) -> Vec<i64> {
         .iter()
         .map(|record| record["offset"].as_i64().unwrap())
         .collect()
-}
-
-fn partition_id(backup_id: &str, topic: &str, partition: i32) -> PartitionId {
-    PartitionId {
-        backup_id: BackupId::parse(backup_id).unwrap(),
-        topic: topic.to_owned(),
-        partition,
-    }
 }
 
 /// Checks the Rust reader agrees with the Python one on every segment, and returns the keys.
@@ -144,19 +203,14 @@ async fn check_rust_reader_agrees(storage: &Storage, segments: &[Value]) -> Vec<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_keeps_every_record_byte_for_byte() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let topic = unique("payments.captured");
-    stack.create_topic(&topic, 2, &[]);
-
+    let scenario = Scenario::new("payments.captured", 2, &[]).await;
     let binary: Vec<u8> = (0..=255u8).collect();
     let large: Vec<u8> = (0..200_000u32)
         .map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let now = 1_763_732_940_000i64;
-    let produced = stack.produce(
-        &topic,
+    let produced = scenario.stack.produce(
+        &scenario.topic,
         &json!([
             {"partition": 0, "key": b64(b"order-1"), "value": b64(br#"{"amount":1250}"#), "timestamp": now,
              "headers": [["dup", b64(b"1")], ["dup", b64(b"2")], ["null-value", null], ["empty", ""], ["dup", b64(b"3")]]},
@@ -170,15 +224,7 @@ async fn backup_keeps_every_record_byte_for_byte() {
             {"partition": 1, "key": b64(b"k"), "value": b64(b"v3"), "timestamp": now + 5},
         ]),
     );
-    // What an independent consumer reads from the topic is the truth we compare against.
-    let consumed = stack.python(&[
-        "consume",
-        "--bootstrap",
-        &stack.kafka_bootstrap,
-        "--topic",
-        &topic,
-    ]);
-    let consumed = consumed.as_array().unwrap().clone();
+    let consumed = scenario.consume();
     assert_eq!(consumed.len(), produced.len());
     assert_eq!(
         consumed[0]["headers"][2],
@@ -186,17 +232,11 @@ async fn backup_keeps_every_record_byte_for_byte() {
         "the broker must keep a null header value"
     );
 
-    let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
-    let _bridge = stack.start_bridge(&host.endpoint, &topic, FUNCTION_ARN, &["--batch-size", "3"]);
-    wait_for_checkpoints(
-        &stack,
-        &storage,
-        &backup_id,
-        &topic,
-        &next_offsets(&consumed),
-    );
+    let host = scenario.start_writer(&[]);
+    let _bridge = scenario.start_bridge(&host, FUNCTION_ARN, &["--batch-size", "3"]);
+    scenario.wait_for_checkpoints(&consumed);
 
-    let segments = stack.read_segments(&storage.bucket, &format!("it/{backup_id}/topics/{topic}/"));
+    let segments = scenario.segments();
     let mut expected = consumed.clone();
     // The Lambda event shape carries header values as byte arrays, so a null header value
     // arrives (and is stored) as empty: the one documented loss of the event source mapping.
@@ -207,15 +247,15 @@ async fn backup_keeps_every_record_byte_for_byte() {
         "segments must hold exactly the consumed records"
     );
 
-    let keys = check_rust_reader_agrees(&storage, &segments).await;
+    let keys = check_rust_reader_agrees(&scenario.storage, &segments).await;
     assert!(
         keys.len() >= 3,
         "batch size 3 must give several segments per partition: {keys:?}"
     );
 
-    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let index = scenario.index();
     for (partition, next) in next_offsets(&consumed) {
-        let id = partition_id(&backup_id, &topic, partition as i32);
+        let id = scenario.partition(partition as i32);
         let checkpoint = index.checkpoint(&id).await.unwrap().expect("checkpoint");
         assert_eq!((checkpoint.start_offset, checkpoint.next_offset), (0, next));
         let entries = index.segments(&id).await.unwrap();
@@ -245,20 +285,12 @@ async fn backup_keeps_every_record_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn log_append_time_topic_keeps_broker_timestamps() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let topic = unique("audit.log");
-    stack.create_topic(&topic, 1, &["message.timestamp.type=LogAppendTime"]);
-    stack.produce(&topic, &json!([{"key": b64(b"a"), "value": b64(b"1"), "timestamp": 1000}, {"key": b64(b"b"), "value": b64(b"2"), "timestamp": 2000}]));
-    let consumed = stack.python(&[
-        "consume",
-        "--bootstrap",
-        &stack.kafka_bootstrap,
-        "--topic",
-        &topic,
-    ]);
-    let consumed = consumed.as_array().unwrap().clone();
+    let scenario = Scenario::new("audit.log", 1, &["message.timestamp.type=LogAppendTime"]).await;
+    scenario.stack.produce(
+        &scenario.topic,
+        &json!([{"key": b64(b"a"), "value": b64(b"1"), "timestamp": 1000}, {"key": b64(b"b"), "value": b64(b"2"), "timestamp": 2000}]),
+    );
+    let consumed = scenario.consume();
     for record in &consumed {
         assert_eq!(
             record["timestamp_type"], "LOG_APPEND_TIME",
@@ -270,37 +302,22 @@ async fn log_append_time_topic_keeps_broker_timestamps() {
         );
     }
 
-    let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
-    let _bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &[]);
-    wait_for_checkpoints(
-        &stack,
-        &storage,
-        &backup_id,
-        &topic,
-        &next_offsets(&consumed),
-    );
-    let segments = stack.read_segments(&storage.bucket, &format!("it/{backup_id}/"));
-    let records = backed_up_records(&segments);
+    let host = scenario.start_writer(&[]);
+    let _bridge = scenario.start_bridge(&host, "backup-writer", &[]);
+    scenario.wait_for_checkpoints(&consumed);
     // Whatever type and time the broker reports to a consumer is what the backup holds.
-    assert_eq!(records, consumed);
+    assert_eq!(backed_up_records(&scenario.segments()), consumed);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn index_failure_after_segment_write_leaves_checkpoint_and_retry_is_exact() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let topic = unique("orders");
-    stack.create_topic(&topic, 1, &[]);
-    let records: Vec<Value> = (0..20).map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(format!("order {n}").as_bytes())})).collect();
-    let produced = stack.produce(&topic, &Value::Array(records));
+    let scenario = Scenario::new("orders", 1, &[]).await;
+    let produced = scenario.produce_numbered(20, |n| format!("order {n}").into_bytes());
 
     // DynamoDB answers every commit transaction as throttled until the proxy is disarmed.
-    let proxy = FaultProxy::start(&stack.aws_endpoint, "TransactWriteItems").await;
-    let mut env = writer_env(&storage, &backup_id);
-    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str()));
-    let host = stack.start_backup_writer(&env, 30);
-    let bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &[]);
+    let proxy = FaultProxy::start(&scenario.stack.aws_endpoint, "TransactWriteItems").await;
+    let host = scenario.start_writer(&[("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str())]);
+    let bridge = scenario.start_bridge(&host, "backup-writer", &[]);
 
     // The first batch's segment reaches S3, its commit fails, and the bridge retries it.
     wait_for(
@@ -309,44 +326,36 @@ async fn index_failure_after_segment_write_leaves_checkpoint_and_retry_is_exact(
         || format!("no failing retries seen; bridge log:\n{}", bridge.log()),
     )
     .await;
-    let keys_while_failing = storage.object_keys().await;
+    let keys_while_failing = scenario.storage.object_keys().await;
     assert_eq!(
         keys_while_failing.len(),
         1,
         "retries of the failing batch must land on one key: {keys_while_failing:?}"
     );
-    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
-    let id = partition_id(&backup_id, &topic, 0);
+    let index = scenario.index();
+    let id = scenario.partition(0);
     assert_eq!(
         index.checkpoint(&id).await.unwrap(),
         None,
         "a failed commit must not move the checkpoint"
     );
     assert_eq!(
-        storage.item_count().await,
+        scenario.storage.item_count().await,
         0,
         "a failed commit must write no index entry"
     );
 
     proxy.disarm();
-    wait_for_checkpoints(
-        &stack,
-        &storage,
-        &backup_id,
-        &topic,
-        &next_offsets(&produced),
-    );
-    let segments = stack.read_segments(&storage.bucket, "it/");
-    let offsets = offsets_of(&backed_up_records(&segments));
+    scenario.wait_for_checkpoints(&produced);
     assert_eq!(
-        offsets,
+        offsets_of(&backed_up_records(&scenario.segments())),
         (0..20).collect::<Vec<_>>(),
         "no duplicate and no gap"
     );
     let entries = index.segments(&id).await.unwrap();
     assert_eq!(
         entries.len(),
-        storage.object_keys().await.len(),
+        scenario.storage.object_keys().await.len(),
         "every stored segment is indexed: no orphan"
     );
     assert!(
@@ -360,16 +369,15 @@ async fn index_failure_after_segment_write_leaves_checkpoint_and_retry_is_exact(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_events_get_a_clear_error_and_write_nothing() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
+    let scenario = Scenario::new("unused", 1, &[]).await;
+    let host = scenario.start_writer(&[]);
     let client = reqwest::Client::new();
     let fixtures = format!("{}/fixtures", env!("CARGO_MANIFEST_DIR"));
     let cases = [
         (std::fs::read_to_string(format!("{fixtures}/malformed-bad-base64.json")).unwrap(), "Tidemark.InvalidEvent", "records[\"payments.captured-0\"][2] (offset 102): value is not valid base64"),
         (std::fs::read_to_string(format!("{fixtures}/malformed-wrong-partition-key.json")).unwrap(), "Tidemark.InvalidEvent", "records[\"payments.refunded-4\"] holds a record of payments.refunded-3"),
-        (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":"zero"}]}}"#.to_owned(), "", "records.t-0[0].offset"),
+        // A shape error is caught by the runtime's deserializer, which names the field's path.
+        (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":"zero"}]}}"#.to_owned(), "DeserializeError", "records.t-0[0].offset"),
     ];
     for (payload, error_type, message) in cases {
         let response = client
@@ -404,11 +412,11 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
         );
     }
     assert!(
-        storage.object_keys().await.is_empty(),
+        scenario.storage.object_keys().await.is_empty(),
         "a refused event must write no segment"
     );
     assert_eq!(
-        storage.item_count().await,
+        scenario.storage.item_count().await,
         0,
         "a refused event must write no index entry"
     );
@@ -416,35 +424,21 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bridge_batches_within_the_record_and_payload_limits() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let topic = unique("limits");
-    stack.create_topic(&topic, 1, &[]);
+    let scenario = Scenario::new("limits", 1, &[]).await;
     // ~600-byte values become ~950 bytes of event JSON each: a 2500-byte payload limit leaves
     // room for two records per event, fewer than the batch size of 4.
-    let records: Vec<Value> = (0..10)
-        .map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(&[b'x'; 600])}))
-        .collect();
-    let produced = stack.produce(&topic, &Value::Array(records));
+    let produced = scenario.produce_numbered(10, |_| vec![b'x'; 600]);
 
-    let host = stack.start_backup_writer(&writer_env(&storage, &backup_id), 30);
-    let _bridge = stack.start_bridge(
-        &host.endpoint,
-        &topic,
+    let host = scenario.start_writer(&[]);
+    let _bridge = scenario.start_bridge(
+        &host,
         "backup-writer",
         &["--batch-size", "4", "--max-payload-bytes", "2500"],
     );
-    wait_for_checkpoints(
-        &stack,
-        &storage,
-        &backup_id,
-        &topic,
-        &next_offsets(&produced),
-    );
+    scenario.wait_for_checkpoints(&produced);
 
     // Each segment holds exactly one event's records, so segments show how the bridge batched.
-    let segments = stack.read_segments(&storage.bucket, "it/");
+    let segments = scenario.segments();
     let counts: Vec<u64> = segments
         .iter()
         .map(|segment| segment["header"]["record_count"].as_u64().unwrap())
@@ -454,9 +448,8 @@ async fn bridge_batches_within_the_record_and_payload_limits() {
         counts.iter().all(|count| *count <= 2),
         "payload limit exceeded: {counts:?}"
     );
-    let offsets = offsets_of(&backed_up_records(&segments));
     assert_eq!(
-        offsets,
+        offsets_of(&backed_up_records(&segments)),
         (0..10).collect::<Vec<_>>(),
         "order kept, nothing lost or repeated"
     );
@@ -464,25 +457,16 @@ async fn bridge_batches_within_the_record_and_payload_limits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bridge_commits_only_after_success_so_a_restart_loses_nothing() {
-    let stack = Stack::from_env();
-    let storage = stack.create_storage().await;
-    let backup_id = unique("backup");
-    let topic = unique("restarts");
-    stack.create_topic(&topic, 1, &[]);
-    let records: Vec<Value> = (0..20)
-        .map(|n| json!({"key": b64(format!("k{n}").as_bytes()), "value": b64(format!("v{n}").as_bytes())}))
-        .collect();
-    let produced = stack.produce(&topic, &Value::Array(records));
+    let scenario = Scenario::new("restarts", 1, &[]).await;
+    let produced = scenario.produce_numbered(20, |n| format!("v{n}").into_bytes());
 
-    let proxy = FaultProxy::start(&stack.aws_endpoint, "TransactWriteItems").await;
-    let mut env = writer_env(&storage, &backup_id);
-    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str()));
-    let host = stack.start_backup_writer(&env, 30);
+    let proxy = FaultProxy::start(&scenario.stack.aws_endpoint, "TransactWriteItems").await;
+    let host = scenario.start_writer(&[("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.as_str())]);
     let group = unique("group");
     let flags = ["--group-id", group.as_str(), "--batch-size", "5"];
 
     // The first batch keeps failing; the bridge is stopped while it retries.
-    let mut first_bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &flags);
+    let mut first_bridge = scenario.start_bridge(&host, "backup-writer", &flags);
     wait_for(
         Duration::from_secs(60),
         || async { proxy.failures() >= 3 },
@@ -499,22 +483,15 @@ async fn bridge_commits_only_after_success_so_a_restart_loses_nothing() {
     // A new bridge in the same group resumes from the last committed offset: had the first one
     // committed before the function succeeded, the first batch would now be skipped.
     proxy.disarm();
-    let _second_bridge = stack.start_bridge(&host.endpoint, &topic, "backup-writer", &flags);
-    wait_for_checkpoints(
-        &stack,
-        &storage,
-        &backup_id,
-        &topic,
-        &next_offsets(&produced),
-    );
-    let segments = stack.read_segments(&storage.bucket, "it/");
+    let _second_bridge = scenario.start_bridge(&host, "backup-writer", &flags);
+    scenario.wait_for_checkpoints(&produced);
     assert_eq!(
-        offsets_of(&backed_up_records(&segments)),
+        offsets_of(&backed_up_records(&scenario.segments())),
         (0..20).collect::<Vec<_>>()
     );
-    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
-    let checkpoint = index
-        .checkpoint(&partition_id(&backup_id, &topic, 0))
+    let checkpoint = scenario
+        .index()
+        .checkpoint(&scenario.partition(0))
         .await
         .unwrap()
         .unwrap();
