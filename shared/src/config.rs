@@ -23,7 +23,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Env { lookup }
     }
 
-    fn optional(&self, name: &str) -> Option<String> {
+    pub fn optional(&self, name: &str) -> Option<String> {
         (self.lookup)(name).filter(|value| !value.trim().is_empty())
     }
 
@@ -46,6 +46,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// `{prefix}_INCLUDE` and `{prefix}_EXCLUDE` as a filter.
+    pub fn name_filter(&self, prefix: &str) -> Result<NameFilter> {
+        Ok(NameFilter::new(
+            self.pattern(&format!("{prefix}_INCLUDE"))?,
+            self.pattern(&format!("{prefix}_EXCLUDE"))?,
+        ))
+    }
+
     fn pattern(&self, name: &str) -> Result<Option<Regex>> {
         self.optional(name)
             .map(|raw| {
@@ -59,27 +67,27 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
-/// Which topics a backup covers: a topic is backed up when it matches `include` and does not
-/// match `exclude`. Patterns are regular expressions matched against the whole topic name.
+/// Which names (topics, consumer groups) are in scope: a name is when it matches `include` and
+/// does not match `exclude`. Patterns are regular expressions matched against the whole name.
 #[derive(Debug, Clone)]
-pub struct TopicFilter {
+pub struct NameFilter {
     include: Option<Regex>,
     exclude: Option<Regex>,
 }
 
-impl TopicFilter {
+impl NameFilter {
     pub fn new(include: Option<Regex>, exclude: Option<Regex>) -> Self {
-        TopicFilter { include, exclude }
+        NameFilter { include, exclude }
     }
 
-    pub fn accepts(&self, topic: &str) -> bool {
+    pub fn accepts(&self, name: &str) -> bool {
         self.include
             .as_ref()
-            .is_none_or(|include| include.is_match(topic))
+            .is_none_or(|include| include.is_match(name))
             && !self
                 .exclude
                 .as_ref()
-                .is_some_and(|exclude| exclude.is_match(topic))
+                .is_some_and(|exclude| exclude.is_match(name))
     }
 }
 
@@ -96,7 +104,7 @@ pub struct BackupWriterConfig {
     /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
     pub layout: StorageLayout,
     /// `TIDEMARK_TOPICS_INCLUDE` / `TIDEMARK_TOPICS_EXCLUDE`.
-    pub topics: TopicFilter,
+    pub topics: NameFilter,
     /// `TIDEMARK_COMPRESSION_LEVEL`: zstd level 1-19 (default 3).
     pub compression_level: i32,
     /// `TIDEMARK_METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics (default `Tidemark`).
@@ -120,10 +128,7 @@ impl BackupWriterConfig {
             backup_id,
             layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
                 .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
-            topics: TopicFilter::new(
-                env.pattern("TIDEMARK_TOPICS_INCLUDE")?,
-                env.pattern("TIDEMARK_TOPICS_EXCLUDE")?,
-            ),
+            topics: env.name_filter("TIDEMARK_TOPICS")?,
             compression_level,
             metrics_namespace: env
                 .optional("TIDEMARK_METRICS_NAMESPACE")

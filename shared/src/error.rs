@@ -44,6 +44,23 @@ pub enum Error {
         message: String,
         retryable: bool,
     },
+    /// A stored snapshot that cannot be read back.
+    #[error("snapshot is corrupt: {0}")]
+    CorruptSnapshot(String),
+    /// A Kafka cluster request failed; the message says what to check.
+    #[error("kafka: {message}")]
+    Kafka {
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+    },
+    /// An AWS control-plane call (MSK, Secrets Manager) failed.
+    #[error("{operation} failed: {message}")]
+    Aws {
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+    },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,9 +69,10 @@ impl Error {
     /// Whether the same call may succeed if tried again unchanged.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::ObjectStore { retryable, .. } | Error::IndexStore { retryable, .. } => {
-                *retryable
-            }
+            Error::ObjectStore { retryable, .. }
+            | Error::IndexStore { retryable, .. }
+            | Error::Kafka { retryable, .. }
+            | Error::Aws { retryable, .. } => *retryable,
             Error::Io(_) => true,
             _ => false,
         }

@@ -117,6 +117,19 @@ impl StorageLayout {
         )
     }
 
+    /// Where a backup's cluster snapshots live, ending in `/`.
+    pub fn snapshots_prefix(&self, backup_id: &BackupId) -> String {
+        format!("{}/snapshots/", self.root(backup_id))
+    }
+
+    /// The snapshot taken at `taken_at_ms`; zero padding keeps listing order = time order.
+    pub fn snapshot_key(&self, backup_id: &BackupId, taken_at_ms: i64) -> String {
+        format!(
+            "{}{taken_at_ms:020}.json.zst",
+            self.snapshots_prefix(backup_id)
+        )
+    }
+
     /// Inverse of [`Self::segment_key`]'s file name: the offset range, if `key` names a segment.
     pub fn parse_segment_file_name(key: &str) -> Option<(i64, i64)> {
         let name = key.rsplit('/').next()?.strip_suffix(SEGMENT_SUFFIX)?;
@@ -153,6 +166,17 @@ mod tests {
                 .segment_key(&partition(), 0, 0)
                 .starts_with("prod-eu1/topics/")
         );
+    }
+
+    #[test]
+    fn snapshot_keys_sit_beside_the_topics_and_sort_by_time() {
+        let layout = StorageLayout::new("tidemark").unwrap();
+        let backup = BackupId::parse("prod-eu1").unwrap();
+        assert_eq!(
+            layout.snapshot_key(&backup, 1_767_225_600_000),
+            "tidemark/prod-eu1/snapshots/00000000001767225600000.json.zst"
+        );
+        assert!(layout.snapshot_key(&backup, 999) < layout.snapshot_key(&backup, 1_000));
     }
 
     #[test]

@@ -6,9 +6,11 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod index;
+pub mod kafka;
 pub mod layout;
 pub mod object_store;
 pub mod segment;
+pub mod snapshot;
 pub mod stores;
 pub mod telemetry;
 

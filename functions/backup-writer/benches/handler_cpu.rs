@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use backup_writer::{encode_event, encode_partition};
-use tidemark_core::config::TopicFilter;
+use tidemark_core::config::NameFilter;
 use tidemark_core::event::{KafkaEvent, KafkaEventRecord};
 use tidemark_core::segment::{Header, Record, TimestampType};
 
@@ -129,7 +129,7 @@ fn handler_path_parallel(
     parallelism: usize,
 ) -> usize {
     let event: KafkaEvent = serde_json::from_slice(json).unwrap();
-    let filter = TopicFilter::new(None, None);
+    let filter = NameFilter::new(None, None);
     let (partitions, _) = runtime
         .block_on(encode_event(event, &filter, 3, parallelism))
         .unwrap();

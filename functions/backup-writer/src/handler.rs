@@ -12,7 +12,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use tidemark_core::checkpoint::plan_commit;
-use tidemark_core::config::{BackupWriterConfig, TopicFilter};
+use tidemark_core::config::{BackupWriterConfig, NameFilter};
 use tidemark_core::event::{KafkaEvent, PartitionBatch};
 use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::layout::PartitionId;
@@ -95,7 +95,7 @@ pub fn encode_partition(
 /// remaining partition, using up to `parallelism` threads. Nothing is written.
 pub async fn encode_event(
     event: KafkaEvent,
-    topics: &TopicFilter,
+    topics: &NameFilter,
     compression_level: i32,
     parallelism: usize,
 ) -> Result<(Vec<EncodedPartition>, Vec<String>)> {

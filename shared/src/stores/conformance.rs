@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use crate::checkpoint::{Checkpoint, Gap};
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
-use crate::layout::PartitionId;
+use crate::layout::{BackupId, PartitionId};
 use crate::object_store::{ObjectStore, PutOutcome};
+use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 /// `prefix` must be unused in the store (tests use a fresh uuid).
 pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
@@ -180,5 +181,113 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         store.checkpoint(partition).await.unwrap(),
         Some(after_gap),
         "covered segment moved the checkpoint"
+    );
+}
+
+/// `backup_id` must be unused in the catalog.
+pub async fn snapshot_catalog_contract(catalog: &dyn SnapshotCatalog, backup_id: &BackupId) {
+    let entry = |taken_at_ms: i64| SnapshotEntry {
+        taken_at_ms,
+        key: format!("{backup_id}/snapshots/{taken_at_ms:020}.json.zst"),
+        group_count: 3,
+        topic_count: 2,
+        stored_bytes: 512,
+    };
+    assert_eq!(
+        catalog
+            .snapshot_at_or_before(backup_id, i64::MAX)
+            .await
+            .unwrap(),
+        None,
+        "an empty catalog has no snapshot"
+    );
+    // Recorded out of order, and one twice: neither may matter.
+    for taken_at_ms in [2_000, 1_000, 3_000, 2_000] {
+        catalog
+            .record_snapshot(backup_id, &entry(taken_at_ms))
+            .await
+            .unwrap();
+    }
+    let other = BackupId::parse(&format!("{backup_id}-other")).unwrap();
+    catalog
+        .record_snapshot(&other, &entry(1_500))
+        .await
+        .unwrap();
+
+    let at = |at_ms: i64| async move {
+        catalog
+            .snapshot_at_or_before(backup_id, at_ms)
+            .await
+            .unwrap()
+            .map(|found| found.taken_at_ms)
+    };
+    assert_eq!(
+        at(999).await,
+        None,
+        "before the first snapshot there is none"
+    );
+    assert_eq!(
+        at(1_000).await,
+        Some(1_000),
+        "T equal to a snapshot time finds that snapshot"
+    );
+    assert_eq!(
+        at(1_999).await,
+        Some(1_000),
+        "between two snapshots, the earlier one"
+    );
+    assert_eq!(at(2_000).await, Some(2_000));
+    assert_eq!(at(10_000).await, Some(3_000), "after the last, the last");
+    assert_eq!(
+        catalog
+            .snapshot_at_or_before(backup_id, 3_000)
+            .await
+            .unwrap(),
+        Some(entry(3_000)),
+        "the entry reads back whole"
+    );
+    assert_eq!(at(-1).await, None, "negative times find nothing");
+
+    let generation = |number: u32, detected_at_ms: i64| TopicGeneration {
+        topic: "payments".into(),
+        generation: number,
+        detected_at_ms,
+        evidence: vec![format!(
+            "partition 0 high watermark went back (seen at {detected_at_ms})"
+        )],
+    };
+    assert!(
+        catalog
+            .topic_generations(backup_id, "payments")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    catalog
+        .record_topic_generation(backup_id, &generation(2, 9_000))
+        .await
+        .unwrap();
+    catalog
+        .record_topic_generation(backup_id, &generation(1, 5_000))
+        .await
+        .unwrap();
+    catalog
+        .record_topic_generation(backup_id, &generation(1, 7_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .topic_generations(backup_id, "payments")
+            .await
+            .unwrap(),
+        vec![generation(1, 5_000), generation(2, 9_000)],
+        "generations read oldest first, and a repeated record keeps the first"
+    );
+    assert!(
+        catalog
+            .topic_generations(backup_id, "orders")
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -10,8 +10,9 @@ use bytes::Bytes;
 use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::Result;
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
-use crate::layout::PartitionId;
+use crate::layout::{BackupId, PartitionId};
 use crate::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 #[derive(Debug, Default)]
 pub struct MemoryObjectStore {
@@ -69,6 +70,8 @@ struct PartitionIndex {
 #[derive(Debug, Default)]
 pub struct MemoryIndexStore {
     partitions: Mutex<BTreeMap<String, PartitionIndex>>,
+    snapshots: Mutex<BTreeMap<(String, i64), SnapshotEntry>>,
+    generations: Mutex<BTreeMap<(String, String, u32), TopicGeneration>>,
 }
 
 impl MemoryIndexStore {
@@ -122,10 +125,67 @@ impl IndexStore for MemoryIndexStore {
     }
 }
 
+#[async_trait]
+impl SnapshotCatalog for MemoryIndexStore {
+    async fn record_snapshot(&self, backup_id: &BackupId, entry: &SnapshotEntry) -> Result<()> {
+        self.snapshots
+            .lock()
+            .expect("lock poisoned")
+            .insert((backup_id.to_string(), entry.taken_at_ms), entry.clone());
+        Ok(())
+    }
+
+    async fn snapshot_at_or_before(
+        &self,
+        backup_id: &BackupId,
+        at_ms: i64,
+    ) -> Result<Option<SnapshotEntry>> {
+        let backup = backup_id.to_string();
+        Ok(self
+            .snapshots
+            .lock()
+            .expect("lock poisoned")
+            .range((backup.clone(), i64::MIN)..=(backup, at_ms))
+            .next_back()
+            .map(|(_, entry)| entry.clone()))
+    }
+
+    async fn record_topic_generation(
+        &self,
+        backup_id: &BackupId,
+        generation: &TopicGeneration,
+    ) -> Result<()> {
+        self.generations
+            .lock()
+            .expect("lock poisoned")
+            .entry((
+                backup_id.to_string(),
+                generation.topic.clone(),
+                generation.generation,
+            ))
+            .or_insert_with(|| generation.clone());
+        Ok(())
+    }
+
+    async fn topic_generations(
+        &self,
+        backup_id: &BackupId,
+        topic: &str,
+    ) -> Result<Vec<TopicGeneration>> {
+        Ok(self
+            .generations
+            .lock()
+            .expect("lock poisoned")
+            .iter()
+            .filter(|((backup, name, _), _)| backup == backup_id.as_str() && name == topic)
+            .map(|(_, generation)| generation.clone())
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::BackupId;
     use crate::stores::conformance;
 
     #[tokio::test]
@@ -141,5 +201,14 @@ mod tests {
             partition: 0,
         };
         conformance::index_store_contract(&MemoryIndexStore::new(), &partition).await;
+    }
+
+    #[tokio::test]
+    async fn memory_snapshot_catalog_meets_the_contract() {
+        conformance::snapshot_catalog_contract(
+            &MemoryIndexStore::new(),
+            &BackupId::parse("b").unwrap(),
+        )
+        .await;
     }
 }

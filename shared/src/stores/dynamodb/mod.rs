@@ -5,9 +5,13 @@
 //! | checkpoint | `{backup_id}#{topic}#{p}`      | `checkpoint`                        |
 //! | segment    | `{backup_id}#{topic}#{p}`      | `segment#{first:020}#{last:020}`    |
 //! | gap        | `{backup_id}#{topic}#{p}`      | `gap#{start:020}#{end:020}`         |
+//! | snapshot   | `{backup_id}#snapshots`        | `{taken_at_ms:020}`                 |
+//! | generation | `{backup_id}#{topic}#generations` | `generation#{n:010}`             |
 //!
-//! `#` cannot occur in backup ids or topic names, so keys are unambiguous; zero-padded offsets
-//! make sort keys sort in offset order.
+//! `#` cannot occur in backup ids or topic names and partitions are numbers, so keys are
+//! unambiguous; zero-padded offsets and times make sort keys sort in order.
+
+mod catalog;
 
 use std::collections::HashMap;
 
@@ -24,7 +28,7 @@ const CHECKPOINT_SK: &str = "checkpoint";
 const SEGMENT_SK_PREFIX: &str = "segment#";
 const GAP_SK_PREFIX: &str = "gap#";
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
 #[derive(Debug, Clone)]
 pub struct DynamoIndexStore {
@@ -102,11 +106,11 @@ fn base_item(partition: &PartitionId, sk: String) -> Item {
     ])
 }
 
-fn number(value: impl ToString) -> AttributeValue {
+pub(super) fn number(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T> {
+pub(super) fn read_number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T> {
     item.get(name)
         .and_then(|value| value.as_n().ok())
         .and_then(|value| value.parse().ok())

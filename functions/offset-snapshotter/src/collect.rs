@@ -1,0 +1,193 @@
+//! Takes one snapshot: topology of the backed-up topics, then every selected group's committed
+//! offsets on them, read in parallel, then the recreation check against what came before.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use tidemark_core::config::NameFilter;
+use tidemark_core::index::IndexStore;
+use tidemark_core::kafka::{ClusterReader, TopicPartition};
+use tidemark_core::layout::{BackupId, PartitionId};
+use tidemark_core::snapshot::{
+    ClusterSnapshot, GroupSnapshot, PartitionSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION,
+    SnapshotCatalog, TopicGeneration, TopicSnapshot,
+};
+
+use crate::error::Result;
+use crate::recreation::{evidence_against_backup, evidence_against_previous};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What one snapshot reads from, and which names are in scope.
+pub struct Collector<'a> {
+    pub cluster: &'a dyn ClusterReader,
+    pub index: &'a dyn IndexStore,
+    pub catalog: &'a dyn SnapshotCatalog,
+    pub backup_id: &'a BackupId,
+    pub bootstrap_servers: &'a str,
+    pub topics: &'a NameFilter,
+    pub groups: &'a NameFilter,
+    pub parallelism: usize,
+}
+
+impl Collector<'_> {
+    /// One snapshot. `previous` is the latest earlier snapshot, if any: the baseline for
+    /// recreation checks and the source of each topic's generation.
+    pub async fn collect(&self, previous: Option<&ClusterSnapshot>) -> Result<ClusterSnapshot> {
+        let started_at_ms = now_ms();
+        let mut topics: Vec<_> = self
+            .cluster
+            .topics()
+            .await?
+            .into_iter()
+            // Internal topics (`__consumer_offsets`, ...) are never backed up.
+            .filter(|topic| !topic.name.starts_with("__") && self.topics.accepts(&topic.name))
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let partitions: Vec<TopicPartition> = topics
+            .iter()
+            .flat_map(|topic| {
+                (0..topic.partition_count)
+                    .map(|partition| TopicPartition::new(&topic.name, partition))
+            })
+            .collect();
+        let watermarks = self.cluster.watermarks(&partitions).await?;
+        let names: Vec<String> = topics.iter().map(|topic| topic.name.clone()).collect();
+        let mut configs = self.cluster.topic_configs(&names).await?;
+
+        let groups = self.group_offsets(&partitions).await?;
+        // Taken when the last offset was read: nothing here is newer than this moment.
+        let taken_at_ms = now_ms();
+
+        let mut topic_snapshots = Vec::with_capacity(topics.len());
+        let mut recreations = Vec::new();
+        let mut marks = watermarks.into_iter();
+        for topic in topics {
+            let topic_marks: Vec<_> = marks
+                .by_ref()
+                .take(topic.partition_count as usize)
+                .collect();
+            let (generation, evidence) = match previous.and_then(|p| p.topic(&topic.name)) {
+                Some(before) => (
+                    before.generation,
+                    evidence_against_previous(before, topic.partition_count, &topic_marks),
+                ),
+                None => self.first_sight(&topic.name, &topic_marks).await?,
+            };
+            let generation = if evidence.is_empty() {
+                generation
+            } else {
+                let recreation = TopicGeneration {
+                    topic: topic.name.clone(),
+                    generation: generation + 1,
+                    detected_at_ms: taken_at_ms,
+                    evidence,
+                };
+                tracing::warn!(topic = %topic.name, generation = recreation.generation, evidence = ?recreation.evidence, "topic was recreated");
+                recreations.push(recreation);
+                generation + 1
+            };
+            topic_snapshots.push(TopicSnapshot {
+                configs: configs.remove(&topic.name).unwrap_or_default(),
+                generation,
+                partition_count: topic.partition_count,
+                partitions: topic_marks
+                    .iter()
+                    .enumerate()
+                    .map(|(partition, marks)| PartitionSnapshot {
+                        partition: partition as i32,
+                        low_watermark: marks.low,
+                        high_watermark: marks.high,
+                    })
+                    .collect(),
+                name: topic.name,
+            });
+        }
+
+        Ok(ClusterSnapshot {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            version: SNAPSHOT_VERSION,
+            backup_id: self.backup_id.to_string(),
+            bootstrap_servers: self.bootstrap_servers.to_owned(),
+            started_at_ms,
+            taken_at_ms,
+            topics: topic_snapshots,
+            groups,
+            recreations,
+        })
+    }
+
+    /// A topic no earlier snapshot has: its generation is the latest recorded one, and it is
+    /// recreated if it ends before offsets the backup already holds.
+    async fn first_sight(
+        &self,
+        topic: &str,
+        watermarks: &[tidemark_core::kafka::Watermarks],
+    ) -> Result<(u32, Vec<String>)> {
+        let generation = self
+            .catalog
+            .topic_generations(self.backup_id, topic)
+            .await?
+            .last()
+            .map_or(0, |latest| latest.generation);
+        let mut backed_up_to = Vec::new();
+        for partition in 0..watermarks.len() as i32 {
+            let id = PartitionId {
+                backup_id: self.backup_id.clone(),
+                topic: topic.to_owned(),
+                partition,
+            };
+            if let Some(checkpoint) = self.index.checkpoint(&id).await? {
+                backed_up_to.push((partition, checkpoint.next_offset));
+            }
+        }
+        // Only a backup of this same generation says anything about the live topic.
+        let evidence = if generation == 0 {
+            evidence_against_backup(&backed_up_to, watermarks)
+        } else {
+            Vec::new()
+        };
+        Ok((generation, evidence))
+    }
+
+    /// Every selected group with its committed offsets on `partitions`, sorted by group id. A
+    /// group whose offsets cannot be read is kept, marked with the error.
+    async fn group_offsets(&self, partitions: &[TopicPartition]) -> Result<Vec<GroupSnapshot>> {
+        let listed = self.cluster.groups().await?;
+        let mut groups: Vec<GroupSnapshot> = futures::stream::iter(
+            listed
+                .into_iter()
+                .filter(|group| self.groups.accepts(&group.group_id)),
+        )
+        .map(|group| async move {
+            match self.cluster.committed_offsets(&group.group_id, partitions).await {
+                Ok(mut offsets) => {
+                    offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                    GroupSnapshot {
+                        group,
+                        offsets,
+                        error: None,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(group = %group.group_id, %error, "cannot read committed offsets");
+                    GroupSnapshot {
+                        group,
+                        offsets: Vec::new(),
+                        error: Some(error.to_string()),
+                    }
+                }
+            }
+        })
+        .buffer_unordered(self.parallelism)
+        .collect()
+        .await;
+        groups.sort_by(|a, b| a.group.group_id.cmp(&b.group.group_id));
+        Ok(groups)
+    }
+}

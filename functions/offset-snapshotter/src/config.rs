@@ -1,0 +1,141 @@
+//! The snapshotter's configuration, read once from the environment.
+
+use std::time::Duration;
+
+use tidemark_core::config::{Env, NameFilter};
+use tidemark_core::kafka::KafkaSettings;
+use tidemark_core::layout::{BackupId, StorageLayout};
+use tidemark_core::{Error, Result};
+
+/// Every variable is listed in `docs/configuration.md` and `example.env`.
+#[derive(Debug, Clone)]
+pub struct SnapshotterConfig {
+    /// `TIDEMARK_BUCKET`, `TIDEMARK_TABLE`, `TIDEMARK_BACKUP_ID`, `TIDEMARK_PREFIX`: as for the
+    /// backup writer; snapshots live under the same backup id.
+    pub bucket: String,
+    pub table: String,
+    pub backup_id: BackupId,
+    pub layout: StorageLayout,
+    /// `TIDEMARK_TOPICS_INCLUDE` / `_EXCLUDE`: the backed-up topics (the writer's filter).
+    pub topics: NameFilter,
+    /// `TIDEMARK_GROUPS_INCLUDE` / `_EXCLUDE`: which consumer groups to capture.
+    pub groups: NameFilter,
+    /// `TIDEMARK_SNAPSHOT_SAMPLES`: snapshots per invocation (default 1). With a one-minute
+    /// schedule, 4 samples 15 s apart give 15 s granularity without a second schedule.
+    pub samples: u32,
+    /// `TIDEMARK_SNAPSHOT_INTERVAL_SECONDS`: time between samples (default 15).
+    pub interval: Duration,
+    /// `TIDEMARK_SNAPSHOT_PARALLELISM`: concurrent cluster requests (default 16).
+    pub parallelism: usize,
+    /// `TIDEMARK_COMPRESSION_LEVEL`: zstd level of the stored snapshot (default 3).
+    pub compression_level: i32,
+    /// `TIDEMARK_METRICS_NAMESPACE` (default `Tidemark`).
+    pub metrics_namespace: String,
+    pub kafka: KafkaSettings,
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    low: T,
+    high: T,
+    expected: &str,
+) -> Result<T> {
+    if value < low || value > high {
+        return Err(Error::Config(format!(
+            "{name}={value} is not valid: expected {expected}"
+        )));
+    }
+    Ok(value)
+}
+
+impl SnapshotterConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        const SAMPLES: &str = "an integer from 1 to 60";
+        const INTERVAL: &str = "seconds, 1 to 900";
+        const PARALLELISM: &str = "an integer from 1 to 256";
+        const LEVEL: &str = "an integer from 1 to 19";
+        let samples = env.parsed("TIDEMARK_SNAPSHOT_SAMPLES", 1, SAMPLES)?;
+        let interval = env.parsed("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", 15, INTERVAL)?;
+        let parallelism = env.parsed("TIDEMARK_SNAPSHOT_PARALLELISM", 16, PARALLELISM)?;
+        let level = env.parsed("TIDEMARK_COMPRESSION_LEVEL", 3, LEVEL)?;
+        Ok(SnapshotterConfig {
+            bucket: env.required("TIDEMARK_BUCKET")?,
+            table: env.required("TIDEMARK_TABLE")?,
+            backup_id: BackupId::parse(&env.required("TIDEMARK_BACKUP_ID")?)
+                .map_err(|error| Error::Config(format!("TIDEMARK_BACKUP_ID: {error}")))?,
+            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
+                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            topics: env.name_filter("TIDEMARK_TOPICS")?,
+            groups: env.name_filter("TIDEMARK_GROUPS")?,
+            samples: in_range("TIDEMARK_SNAPSHOT_SAMPLES", samples, 1, 60, SAMPLES)?,
+            interval: Duration::from_secs(in_range(
+                "TIDEMARK_SNAPSHOT_INTERVAL_SECONDS",
+                interval,
+                1,
+                900,
+                INTERVAL,
+            )?),
+            parallelism: in_range(
+                "TIDEMARK_SNAPSHOT_PARALLELISM",
+                parallelism,
+                1,
+                256,
+                PARALLELISM,
+            )?,
+            compression_level: in_range("TIDEMARK_COMPRESSION_LEVEL", level, 1, 19, LEVEL)?,
+            metrics_namespace: env
+                .optional("TIDEMARK_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "Tidemark".to_owned()),
+            kafka: KafkaSettings::from_env(env)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<SnapshotterConfig> {
+        let mut map: HashMap<String, String> = [
+            ("TIDEMARK_BUCKET", "b"),
+            ("TIDEMARK_TABLE", "t"),
+            ("TIDEMARK_BACKUP_ID", "prod"),
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.to_string());
+        }
+        SnapshotterConfig::from_env(&Env::from_lookup(move |name| map.get(name).cloned()))
+    }
+
+    #[test]
+    fn defaults_take_one_sample_with_sixteen_parallel_requests() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.samples, 1);
+        assert_eq!(config.interval, Duration::from_secs(15));
+        assert_eq!(config.parallelism, 16);
+        assert!(config.groups.accepts("any-group"));
+    }
+
+    #[test]
+    fn each_bad_value_is_named() {
+        for (name, value) in [
+            ("TIDEMARK_SNAPSHOT_SAMPLES", "0"),
+            ("TIDEMARK_SNAPSHOT_SAMPLES", "many"),
+            ("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", "0"),
+            ("TIDEMARK_SNAPSHOT_PARALLELISM", "1000"),
+            ("TIDEMARK_GROUPS_INCLUDE", "("),
+            ("TIDEMARK_KAFKA_AUTH", "none"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(error.contains(name), "{name}={value}: {error}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The snapshotter's invocation: take the configured number of samples, each written to S3
+//! and then indexed (the object is durable before the catalog points at it), with metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tidemark_core::index::IndexStore;
+use tidemark_core::kafka::ClusterReader;
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::snapshot::{ClusterSnapshot, SnapshotCatalog, SnapshotEntry, TopicGeneration};
+use tidemark_core::telemetry::{MetricsLine, Unit};
+
+use crate::collect::{Collector, now_ms};
+use crate::config::SnapshotterConfig;
+use crate::error::{Result, SnapshotterError};
+
+/// The invocation payload. A scheduled EventBridge event carries neither field and takes the
+/// configured defaults; an on-demand call may ask for another number of samples.
+#[derive(Debug, Default, Deserialize)]
+pub struct SnapshotRequest {
+    #[serde(default)]
+    pub samples: Option<u32>,
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotSummary {
+    pub taken_at_ms: i64,
+    pub key: String,
+    pub groups: usize,
+    pub topics: usize,
+    pub partitions: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SnapshotResponse {
+    pub snapshots: Vec<SnapshotSummary>,
+    pub recreations: Vec<TopicGeneration>,
+    /// Samples not taken because the next one would not finish before the deadline.
+    pub skipped_samples: u32,
+}
+
+pub struct Snapshotter {
+    config: SnapshotterConfig,
+    bootstrap_servers: String,
+    cluster: Arc<dyn ClusterReader>,
+    objects: Arc<dyn ObjectStore>,
+    index: Arc<dyn IndexStore>,
+    catalog: Arc<dyn SnapshotCatalog>,
+}
+
+impl Snapshotter {
+    pub fn new(
+        config: SnapshotterConfig,
+        bootstrap_servers: String,
+        cluster: Arc<dyn ClusterReader>,
+        objects: Arc<dyn ObjectStore>,
+        index: Arc<dyn IndexStore>,
+        catalog: Arc<dyn SnapshotCatalog>,
+    ) -> Self {
+        Snapshotter {
+            config,
+            bootstrap_servers,
+            cluster,
+            objects,
+            index,
+            catalog,
+        }
+    }
+
+    /// Takes the samples. `deadline_ms` is the invocation's deadline (Unix ms); a sample is
+    /// only started if the previous one's duration still fits before it.
+    pub async fn handle(
+        &self,
+        request: SnapshotRequest,
+        deadline_ms: i64,
+    ) -> Result<SnapshotResponse> {
+        let samples = request.samples.unwrap_or(self.config.samples);
+        if !(1..=60).contains(&samples) {
+            return Err(SnapshotterError::InvalidRequest(format!(
+                "samples={samples} is not valid: expected 1 to 60"
+            )));
+        }
+        let interval = match request.interval_seconds {
+            None => self.config.interval,
+            Some(seconds @ 1..=900) => Duration::from_secs(seconds),
+            Some(seconds) => {
+                return Err(SnapshotterError::InvalidRequest(format!(
+                    "interval_seconds={seconds} is not valid: expected 1 to 900"
+                )));
+            }
+        };
+
+        let mut previous = self.latest_snapshot().await?;
+        let start = tokio::time::Instant::now();
+        let mut response = SnapshotResponse {
+            snapshots: Vec::new(),
+            recreations: Vec::new(),
+            skipped_samples: 0,
+        };
+        let mut unreadable = Vec::new();
+        let mut last_duration_ms = 0;
+        for sample in 0..samples {
+            let due = start + interval * sample;
+            let wait_ms = due
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_millis() as i64;
+            // The first sample always runs; later ones only if they can finish in time.
+            if sample > 0 && now_ms() + wait_ms + 2 * last_duration_ms.max(1_000) > deadline_ms {
+                response.skipped_samples = samples - sample;
+                tracing::warn!(
+                    skipped = response.skipped_samples,
+                    "deadline too close for more samples"
+                );
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+            let snapshot = self.take_one(previous.as_ref()).await?;
+            last_duration_ms = snapshot.taken_at_ms - snapshot.started_at_ms;
+            unreadable.extend(snapshot.groups.iter().filter_map(|group| {
+                Some(format!(
+                    "{}: {}",
+                    group.group.group_id,
+                    group.error.as_ref()?
+                ))
+            }));
+            response
+                .recreations
+                .extend(snapshot.recreations.iter().cloned());
+            response.snapshots.push(SnapshotSummary {
+                taken_at_ms: snapshot.taken_at_ms,
+                key: self
+                    .config
+                    .layout
+                    .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms),
+                groups: snapshot.groups.len(),
+                topics: snapshot.topics.len(),
+                partitions: snapshot
+                    .topics
+                    .iter()
+                    .map(|topic| topic.partitions.len())
+                    .sum(),
+            });
+            previous = Some(snapshot);
+        }
+        if !unreadable.is_empty() {
+            unreadable.sort();
+            unreadable.dedup();
+            return Err(SnapshotterError::GroupsUnreadable {
+                count: unreadable.len(),
+                detail: unreadable.join("; "),
+            });
+        }
+        Ok(response)
+    }
+
+    /// The latest stored snapshot, the baseline for the first sample. One that cannot be read
+    /// is reported and skipped: it must not stop new snapshots.
+    async fn latest_snapshot(&self) -> Result<Option<ClusterSnapshot>> {
+        let Some(entry) = self
+            .catalog
+            .snapshot_at_or_before(&self.config.backup_id, i64::MAX)
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.objects.get(&entry.key).await? {
+            Some(bytes) => match ClusterSnapshot::decode(&bytes, &entry.key) {
+                Ok(snapshot) => Ok(Some(snapshot)),
+                Err(error) => {
+                    tracing::error!(%error, "previous snapshot is unreadable; continuing without it");
+                    Ok(None)
+                }
+            },
+            None => {
+                tracing::error!(key = %entry.key, "indexed snapshot object is missing; continuing without it");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn take_one(&self, previous: Option<&ClusterSnapshot>) -> Result<ClusterSnapshot> {
+        let collector = Collector {
+            cluster: self.cluster.as_ref(),
+            index: self.index.as_ref(),
+            catalog: self.catalog.as_ref(),
+            backup_id: &self.config.backup_id,
+            bootstrap_servers: &self.bootstrap_servers,
+            topics: &self.config.topics,
+            groups: &self.config.groups,
+            parallelism: self.config.parallelism,
+        };
+        let snapshot = collector.collect(previous).await?;
+        let key = self
+            .config
+            .layout
+            .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms);
+        let body = Bytes::from(snapshot.encode(self.config.compression_level)?);
+        let stored_bytes = body.len() as u64;
+        let metadata = ObjectMetadata::from([
+            (
+                "tidemark-snapshot-version".to_owned(),
+                snapshot.version.to_string(),
+            ),
+            (
+                "tidemark-taken-at-ms".to_owned(),
+                snapshot.taken_at_ms.to_string(),
+            ),
+        ]);
+        if let PutOutcome::AlreadyExists(_) =
+            self.objects.put_if_absent(&key, body, &metadata).await?
+        {
+            // Two invocations finished in the same millisecond; the first one's stands.
+            tracing::warn!(%key, "a snapshot already exists at this time; keeping it");
+        }
+        for recreation in &snapshot.recreations {
+            self.catalog
+                .record_topic_generation(&self.config.backup_id, recreation)
+                .await?;
+        }
+        self.catalog
+            .record_snapshot(
+                &self.config.backup_id,
+                &SnapshotEntry {
+                    taken_at_ms: snapshot.taken_at_ms,
+                    key: key.clone(),
+                    group_count: snapshot.groups.len() as u32,
+                    topic_count: snapshot.topics.len() as u32,
+                    stored_bytes,
+                },
+            )
+            .await?;
+        self.emit_metrics(&snapshot, previous, stored_bytes, &key);
+        Ok(snapshot)
+    }
+
+    fn emit_metrics(
+        &self,
+        snapshot: &ClusterSnapshot,
+        previous: Option<&ClusterSnapshot>,
+        stored_bytes: u64,
+        key: &str,
+    ) {
+        let failed = snapshot
+            .groups
+            .iter()
+            .filter(|group| group.error.is_some())
+            .count();
+        let mut line = MetricsLine::new(&self.config.metrics_namespace)
+            .dimension("BackupId", &self.config.backup_id)
+            .metric(
+                "GroupsCaptured",
+                Unit::Count,
+                (snapshot.groups.len() - failed) as f64,
+            )
+            .metric("GroupsFailed", Unit::Count, failed as f64)
+            .metric("TopicsCaptured", Unit::Count, snapshot.topics.len() as f64)
+            .metric(
+                "SnapshotDuration",
+                Unit::Milliseconds,
+                (snapshot.taken_at_ms - snapshot.started_at_ms) as f64,
+            )
+            .metric("SnapshotBytes", Unit::Bytes, stored_bytes as f64)
+            .metric(
+                "TopicRecreations",
+                Unit::Count,
+                snapshot.recreations.len() as f64,
+            )
+            .property("SnapshotKey", key);
+        if let Some(previous) = previous {
+            line = line.metric(
+                "SnapshotStaleness",
+                Unit::Milliseconds,
+                (snapshot.taken_at_ms - previous.taken_at_ms) as f64,
+            );
+        }
+        line.emit(snapshot.taken_at_ms);
+    }
+}

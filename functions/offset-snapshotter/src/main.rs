@@ -1,0 +1,62 @@
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use offset_snapshotter::{SnapshotRequest, Snapshotter, SnapshotterConfig};
+use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::kafka::iam::MskIamTokenProvider;
+use tidemark_core::kafka::{AuthMethod, KafkaCluster, KafkaConnection};
+use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tidemark_core::telemetry::init_tracing();
+    let env = Env::process();
+    let config = SnapshotterConfig::from_env(&env)?;
+    let s3_settings = S3Settings::from_env(&env)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+
+    let iam = match config.kafka.auth {
+        AuthMethod::MskIam => Some(MskIamTokenProvider::from_sdk_config(&aws)?),
+        _ => None,
+    };
+    let connection = KafkaConnection::resolve(
+        &config.kafka,
+        &aws_sdk_kafka::Client::new(&aws),
+        &aws_sdk_secretsmanager::Client::new(&aws),
+        iam,
+    )
+    .await?;
+    let bootstrap_servers = connection.bootstrap_servers.clone();
+    let cluster = Arc::new(KafkaCluster::connect(
+        connection,
+        "tidemark-offset-snapshotter",
+        config.parallelism,
+    )?);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        s3_settings
+            .apply(aws_sdk_s3::config::Builder::from(&aws))
+            .build(),
+    );
+    let objects = Arc::new(S3ObjectStore::new(s3, &config.bucket));
+    let index = Arc::new(DynamoIndexStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        &config.table,
+    ));
+    let snapshotter = Arc::new(Snapshotter::new(
+        config,
+        bootstrap_servers,
+        cluster,
+        objects,
+        index.clone(),
+        index,
+    ));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SnapshotRequest>| {
+        let snapshotter = Arc::clone(&snapshotter);
+        async move {
+            let deadline_ms = event.context.deadline as i64;
+            snapshotter.handle(event.payload, deadline_ms).await
+        }
+    }))
+    .await
+}

@@ -1,0 +1,389 @@
+//! The snapshotter against in-memory twins of the cluster, S3 and the index.
+
+use std::sync::Arc;
+
+use offset_snapshotter::{SnapshotRequest, Snapshotter, SnapshotterConfig, SnapshotterError};
+use tidemark_core::checkpoint::Checkpoint;
+use tidemark_core::config::Env;
+use tidemark_core::index::{IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::kafka::{CommittedOffset, MemoryCluster};
+use tidemark_core::layout::PartitionId;
+use tidemark_core::object_store::ObjectStore;
+use tidemark_core::snapshot::{ClusterSnapshot, SnapshotCatalog};
+use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
+
+struct Fixture {
+    cluster: Arc<MemoryCluster>,
+    objects: Arc<MemoryObjectStore>,
+    index: Arc<MemoryIndexStore>,
+    config: SnapshotterConfig,
+}
+
+impl Fixture {
+    fn new(extra: &[(&str, &str)]) -> Self {
+        let mut pairs: Vec<(String, String)> = [
+            ("TIDEMARK_BUCKET", "bucket"),
+            ("TIDEMARK_TABLE", "table"),
+            ("TIDEMARK_BACKUP_ID", "prod"),
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        pairs.reverse(); // later entries win
+        let config = SnapshotterConfig::from_env(&Env::from_lookup(move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }))
+        .unwrap();
+        Fixture {
+            cluster: Arc::new(MemoryCluster::new()),
+            objects: Arc::new(MemoryObjectStore::new()),
+            index: Arc::new(MemoryIndexStore::new()),
+            config,
+        }
+    }
+
+    fn snapshotter(&self) -> Snapshotter {
+        Snapshotter::new(
+            self.config.clone(),
+            "127.0.0.1:9092".into(),
+            self.cluster.clone(),
+            self.objects.clone(),
+            self.index.clone(),
+            self.index.clone(),
+        )
+    }
+
+    async fn run(
+        &self,
+        request: SnapshotRequest,
+    ) -> Result<offset_snapshotter::SnapshotResponse, SnapshotterError> {
+        let deadline = now_ms() + 60_000;
+        self.snapshotter().handle(request, deadline).await
+    }
+
+    async fn latest(&self) -> ClusterSnapshot {
+        let entry = self
+            .index
+            .snapshot_at_or_before(&self.config.backup_id, i64::MAX)
+            .await
+            .unwrap()
+            .expect("a snapshot is indexed");
+        let bytes = self
+            .objects
+            .get(&entry.key)
+            .await
+            .unwrap()
+            .expect("the object exists");
+        ClusterSnapshot::decode(&bytes, &entry.key).unwrap()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn offset(topic: &str, partition: i32, offset: i64) -> CommittedOffset {
+    CommittedOffset {
+        topic: topic.into(),
+        partition,
+        offset,
+        metadata: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn groups_topics_and_configs_are_captured_exactly() {
+    let fixture = Fixture::new(&[
+        ("TIDEMARK_GROUPS_EXCLUDE", "tmp-.*"),
+        ("TIDEMARK_TOPICS_EXCLUDE", "audit"),
+    ]);
+    let cluster = &fixture.cluster;
+    cluster.create_topic("payments", 2, &[("retention.ms", "86400000")]);
+    cluster.create_topic("audit", 1, &[]);
+    cluster.create_topic("__consumer_offsets", 1, &[]);
+    cluster.set_watermarks("payments", 0, 5, 120);
+    cluster.set_watermarks("payments", 1, 0, 80);
+    cluster.add_group("payment-processor", "Stable", &["m-1"]);
+    cluster.commit("payment-processor", "payments", 0, 100);
+    cluster.commit("payment-processor", "payments", 1, 80);
+    cluster.commit("payment-processor", "audit", 0, 3);
+    cluster.add_group("idle", "Empty", &[]);
+    cluster.commit("idle", "payments", 1, 7);
+    cluster.add_group("never-committed", "Stable", &["m-2"]);
+    cluster.add_group("tmp-debug", "Empty", &[]);
+    cluster.commit("tmp-debug", "payments", 0, 1);
+
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(response.snapshots.len(), 1);
+    let snapshot = fixture.latest().await;
+    assert_eq!(
+        response.snapshots[0].key,
+        fixture
+            .config
+            .layout
+            .snapshot_key(&fixture.config.backup_id, snapshot.taken_at_ms)
+    );
+
+    let group_ids: Vec<_> = snapshot
+        .groups
+        .iter()
+        .map(|g| g.group.group_id.as_str())
+        .collect();
+    assert_eq!(
+        group_ids,
+        ["idle", "never-committed", "payment-processor"],
+        "excluded groups are left out"
+    );
+    assert_eq!(
+        snapshot.group("payment-processor").unwrap().offsets,
+        vec![offset("payments", 0, 100), offset("payments", 1, 80)],
+        "offsets on topics outside the backup are left out"
+    );
+    assert_eq!(
+        snapshot.group("idle").unwrap().offsets,
+        vec![offset("payments", 1, 7)]
+    );
+    assert_eq!(snapshot.group("idle").unwrap().group.state, "Empty");
+    let never = snapshot.group("never-committed").unwrap();
+    assert!(never.offsets.is_empty() && never.error.is_none());
+    assert_eq!(never.group.members.len(), 1);
+
+    let topic_names: Vec<_> = snapshot.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        topic_names,
+        ["payments"],
+        "excluded and internal topics are left out"
+    );
+    let payments = snapshot.topic("payments").unwrap();
+    assert_eq!(payments.partition_count, 2);
+    assert_eq!(payments.generation, 0);
+    assert_eq!(
+        payments.configs.get("retention.ms"),
+        Some(&Some("86400000".into()))
+    );
+    assert_eq!(
+        payments
+            .partitions
+            .iter()
+            .map(|p| (p.low_watermark, p.high_watermark))
+            .collect::<Vec<_>>(),
+        [(5, 120), (0, 80)]
+    );
+    assert!(snapshot.started_at_ms <= snapshot.taken_at_ms);
+    assert!(snapshot.recreations.is_empty());
+}
+
+#[tokio::test]
+async fn a_recreated_topic_starts_a_new_generation_once() {
+    let fixture = Fixture::new(&[]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 5_000);
+    fixture.run(SnapshotRequest::default()).await.unwrap();
+
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 12);
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(response.recreations.len(), 1);
+    assert_eq!(response.recreations[0].generation, 1);
+    assert_eq!(
+        response.recreations[0].evidence,
+        ["partition 0 log end went back from 5000 to 12"]
+    );
+    assert_eq!(
+        fixture.latest().await.topic("payments").unwrap().generation,
+        1
+    );
+    let recorded = fixture
+        .index
+        .topic_generations(&fixture.config.backup_id, "payments")
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded, response.recreations,
+        "the recreation is in the catalog"
+    );
+
+    fixture.cluster.set_watermarks("payments", 0, 0, 40);
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert!(
+        response.recreations.is_empty(),
+        "growth after recreation is not another one"
+    );
+    assert_eq!(
+        fixture.latest().await.topic("payments").unwrap().generation,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_topic_shorter_than_its_backup_is_a_recreation_on_first_sight() {
+    let fixture = Fixture::new(&[]);
+    let partition = PartitionId {
+        backup_id: fixture.config.backup_id.clone(),
+        topic: "payments".into(),
+        partition: 0,
+    };
+    let segment = SegmentEntry {
+        key: "k".into(),
+        first_offset: 0,
+        last_offset: 499,
+        record_count: 500,
+        min_timestamp: 0,
+        max_timestamp: 0,
+        stored_bytes: 1,
+        uncompressed_bytes: 1,
+        records_crc32c: 0,
+    };
+    let checkpoint = Checkpoint {
+        start_offset: 0,
+        next_offset: 500,
+        max_timestamp: 0,
+        updated_at_ms: 0,
+    };
+    fixture
+        .index
+        .commit_segment(SegmentCommit {
+            partition: &partition,
+            segment: &segment,
+            gap: None,
+            expected: None,
+            new: Some(&checkpoint),
+        })
+        .await
+        .unwrap();
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 5);
+
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(
+        response.recreations[0].evidence,
+        ["partition 0 ends at 5 but the backup already holds offsets up to 499"]
+    );
+    assert_eq!(
+        fixture.latest().await.topic("payments").unwrap().generation,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_group_is_marked_and_fails_the_invocation_after_the_write() {
+    let fixture = Fixture::new(&[]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.add_group("ok", "Empty", &[]);
+    fixture.cluster.commit("ok", "payments", 0, 3);
+    fixture.cluster.add_group("secret-team", "Empty", &[]);
+    fixture
+        .cluster
+        .fail_group("secret-team", "not authorized to read committed offsets");
+
+    let error = fixture.run(SnapshotRequest::default()).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.GroupsUnreadable");
+    assert!(
+        error
+            .to_string()
+            .contains("secret-team: kafka: not authorized"),
+        "{error}"
+    );
+    let snapshot = fixture.latest().await;
+    assert_eq!(
+        snapshot.group("ok").unwrap().offsets,
+        vec![offset("payments", 0, 3)]
+    );
+    let failed = snapshot.group("secret-team").unwrap();
+    assert!(failed.error.as_deref().unwrap().contains("not authorized"));
+    assert!(failed.offsets.is_empty());
+}
+
+#[tokio::test]
+async fn several_samples_per_invocation_give_sub_minute_snapshots() {
+    let fixture = Fixture::new(&[
+        ("TIDEMARK_SNAPSHOT_SAMPLES", "2"),
+        ("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", "1"),
+    ]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.add_group("g", "Empty", &[]);
+    fixture.cluster.commit("g", "payments", 0, 1);
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(response.snapshots.len(), 2);
+    assert_eq!(response.skipped_samples, 0);
+    let (first, second) = (&response.snapshots[0], &response.snapshots[1]);
+    assert!(
+        second.taken_at_ms - first.taken_at_ms >= 1_000,
+        "samples are an interval apart: {} then {}",
+        first.taken_at_ms,
+        second.taken_at_ms
+    );
+    let found = fixture
+        .index
+        .snapshot_at_or_before(&fixture.config.backup_id, second.taken_at_ms - 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.taken_at_ms, first.taken_at_ms,
+        "both samples are indexed"
+    );
+}
+
+#[tokio::test]
+async fn samples_that_cannot_finish_before_the_deadline_are_skipped() {
+    let fixture = Fixture::new(&[
+        ("TIDEMARK_SNAPSHOT_SAMPLES", "4"),
+        ("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", "15"),
+    ]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    let response = fixture
+        .snapshotter()
+        .handle(SnapshotRequest::default(), now_ms() + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(response.snapshots.len(), 1, "the first sample always runs");
+    assert_eq!(response.skipped_samples, 3);
+}
+
+#[tokio::test]
+async fn a_bad_request_changes_nothing() {
+    let fixture = Fixture::new(&[]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    for request in [
+        SnapshotRequest {
+            samples: Some(0),
+            interval_seconds: None,
+        },
+        SnapshotRequest {
+            samples: Some(1),
+            interval_seconds: Some(0),
+        },
+    ] {
+        let error = fixture.run(request).await.unwrap_err();
+        assert_eq!(error.error_type(), "Tidemark.InvalidRequest", "{error}");
+    }
+    assert!(
+        fixture
+            .index
+            .snapshot_at_or_before(&fixture.config.backup_id, i64::MAX)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn a_scheduled_event_is_a_default_request() {
+    let scheduled = r#"{"version":"0","id":"53dc4d37","detail-type":"Scheduled Event","source":"aws.events",
+        "account":"123456789012","time":"2026-11-22T14:29:00Z","region":"eu-west-1",
+        "resources":["arn:aws:events:eu-west-1:123456789012:rule/tidemark"],"detail":{}}"#;
+    let request: SnapshotRequest = serde_json::from_str(scheduled).unwrap();
+    assert_eq!((request.samples, request.interval_seconds), (None, None));
+    let error = serde_json::from_str::<SnapshotRequest>(r#"{"samples": "many"}"#).unwrap_err();
+    assert!(error.to_string().contains("invalid type"), "{error}");
+}

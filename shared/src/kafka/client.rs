@@ -1,0 +1,233 @@
+//! librdkafka clients on a [`KafkaConnection`]: the context that supplies MSK IAM tokens and
+//! remembers the last broker error, and the mapping of failures to errors a person can act on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::OAuthToken;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use super::connection::KafkaConnection;
+use super::iam::MskIamTokenProvider;
+use super::settings::AuthMethod;
+use crate::error::{Error, Result};
+
+/// Context of every Tidemark client: answers OAUTHBEARER refreshes with MSK IAM tokens and
+/// keeps the latest broker-level error, so a timeout can say *why* nothing answered.
+pub struct ClusterContext {
+    iam: Option<Arc<MskIamTokenProvider>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClusterContext {
+    fn new(connection: &KafkaConnection) -> Self {
+        ClusterContext {
+            iam: connection.iam_token_provider(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, error: String) {
+        *self.last_error.lock().expect("lock poisoned") = Some(error);
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("lock poisoned").clone()
+    }
+}
+
+impl ClientContext for ClusterContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility, "{message}");
+            }
+            _ => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", %error, reason, "broker error");
+        self.remember(reason.to_owned());
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<OAuthToken, Box<dyn std::error::Error>> {
+        let provider = self
+            .iam
+            .as_ref()
+            .ok_or("OAUTHBEARER is only used with TIDEMARK_KAFKA_AUTH=msk-iam")?;
+        let token = provider.token()?;
+        Ok(OAuthToken {
+            token: token.value.expose().to_owned(),
+            principal_name: "tidemark".to_owned(),
+            lifetime_ms: token.expires_at_ms,
+        })
+    }
+}
+
+impl ConsumerContext for ClusterContext {}
+
+pub type ClusterConsumer = BaseConsumer<ClusterContext>;
+
+/// A consumer that never subscribes: for metadata, watermarks and, with `group`, reading that
+/// group's committed offsets without joining it.
+pub fn consumer(
+    connection: &KafkaConnection,
+    client_id: &str,
+    group: Option<&str>,
+) -> Result<ClusterConsumer> {
+    let mut config = connection.client_config(client_id);
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Watermarks are log-end offsets, not the last stable offset.
+        .set("isolation.level", "read_uncommitted");
+    if let Some(group) = group {
+        config.set("group.id", group);
+    }
+    let consumer: ClusterConsumer = config
+        .create_with_context(ClusterContext::new(connection))
+        .map_err(|error| client_creation_error(connection, error))?;
+    // Serves the initial OAUTHBEARER token request before the first broker call needs it.
+    serve_events(&consumer);
+    Ok(consumer)
+}
+
+/// An admin client, for topic configs and (later) topic creation.
+///
+/// rust-rdkafka 0.39 never serves OAUTHBEARER refreshes on admin clients (upstream issue
+/// fede1024/rust-rdkafka#757), so with `msk-iam` this fails clearly instead of hanging.
+pub fn admin(connection: &KafkaConnection, client_id: &str) -> Result<AdminClient<ClusterContext>> {
+    if connection.auth == AuthMethod::MskIam {
+        return Err(Error::Kafka {
+            operation: "create admin client",
+            message:
+                "admin requests (DescribeConfigs, CreateTopics) are not available with msk-iam \
+                      in this build: rust-rdkafka 0.39 cannot authenticate admin clients with \
+                      OAUTHBEARER; use sasl-scram-sha-512 or mtls for the admin connection"
+                    .into(),
+            retryable: false,
+        });
+    }
+    connection
+        .client_config(client_id)
+        .create_with_context(ClusterContext::new(connection))
+        .map_err(|error| client_creation_error(connection, error))
+}
+
+/// Handles queued client events (token refreshes, errors, logs) without waiting.
+pub fn serve_events(consumer: &ClusterConsumer) {
+    for _ in 0..64 {
+        match consumer.poll(Duration::ZERO) {
+            None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => consumer.context().remember(error.to_string()),
+        }
+    }
+}
+
+fn client_creation_error(connection: &KafkaConnection, error: KafkaError) -> Error {
+    Error::Kafka {
+        operation: "create client",
+        message: format!(
+            "cannot configure a client for {} ({}): {error}",
+            connection.bootstrap_servers, connection.auth
+        ),
+        retryable: false,
+    }
+}
+
+/// What went wrong, in words that point at the fix. Reads the broker errors the client saw.
+pub fn describe_failure(
+    operation: &'static str,
+    connection: &KafkaConnection,
+    consumer: Option<&ClusterConsumer>,
+    error: KafkaError,
+) -> Error {
+    if let Some(consumer) = consumer {
+        serve_events(consumer);
+    }
+    let seen = consumer.and_then(|consumer| consumer.context().last_error());
+    let code = error.rdkafka_error_code();
+    let text = format!("{error} {}", seen.as_deref().unwrap_or_default()).to_lowercase();
+    let servers = &connection.bootstrap_servers;
+    let auth = connection.auth;
+    let detail = seen.unwrap_or_else(|| error.to_string());
+
+    let authorization = matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+        )
+    );
+    let (message, retryable) = if authorization {
+        (
+            format!(
+                "not authorized to {operation} on {servers}: {error}; grant the function's principal \
+                 the matching kafka-cluster or ACL permission (Describe on topics and groups, \
+                 DescribeConfigs on topics)"
+            ),
+            false,
+        )
+    } else if matches!(
+        code,
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    ) || text.contains("authentication")
+        || text.contains("sasl")
+    {
+        (
+            format!("authentication to {servers} failed ({auth}): {detail}; check the credentials"),
+            false,
+        )
+    } else if code == Some(RDKafkaErrorCode::SSL)
+        || text.contains("ssl")
+        || text.contains("certificate")
+    {
+        (
+            format!(
+                "TLS to {servers} failed ({auth}): {detail}; check the CA bundle and the broker's certificate"
+            ),
+            false,
+        )
+    } else if matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::Resolve
+        )
+    ) || text.contains("connect")
+    {
+        (
+            format!(
+                "cannot reach any broker of {servers} within {:?}: {detail}",
+                connection.request_timeout
+            ),
+            true,
+        )
+    } else {
+        (format!("{operation} on {servers} failed: {detail}"), true)
+    };
+    Error::Kafka {
+        operation,
+        message,
+        retryable,
+    }
+}

@@ -1,0 +1,311 @@
+//! The cluster-reading seam: what the snapshotter (and later restore planning) asks a cluster.
+//! [`KafkaCluster`] answers from a real cluster through librdkafka; `MemoryCluster` is the
+//! in-memory twin for unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::client::{self, ClusterConsumer, describe_failure};
+use super::connection::KafkaConnection;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    pub name: String,
+    pub partition_count: i32,
+}
+
+/// A partition's earliest and log-end offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermarks {
+    pub low: i64,
+    pub high: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A consumer group as the coordinator lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDescription {
+    pub group_id: String,
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance` or `Dead`.
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// One committed offset: the next offset the group will read, and the commit's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// Non-default config values of one topic; `None` for a sensitive value the broker hides.
+pub type TopicConfigs = BTreeMap<String, Option<String>>;
+
+/// Reads a cluster's topology and consumer state. Every call is a snapshot of that moment.
+#[async_trait]
+pub trait ClusterReader: Send + Sync {
+    /// Every topic with its partition count.
+    async fn topics(&self) -> Result<Vec<TopicDescription>>;
+
+    /// Low and high watermark of each partition, in the order asked.
+    async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>>;
+
+    /// Each topic's non-default config values.
+    async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>>;
+
+    /// Every consumer group the cluster knows.
+    async fn groups(&self) -> Result<Vec<GroupDescription>>;
+
+    /// The group's committed offsets among `partitions` (partitions without one are left out).
+    /// Asks for explicit partitions: some brokers answer "all topics" with nothing.
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<CommittedOffset>>;
+}
+
+/// A real cluster through librdkafka. Blocking librdkafka calls run on Tokio's blocking pool.
+pub struct KafkaCluster {
+    connection: KafkaConnection,
+    client_id: String,
+    metadata: Arc<ClusterConsumer>,
+    parallelism: usize,
+}
+
+impl KafkaCluster {
+    /// `parallelism` bounds concurrent watermark requests.
+    pub fn connect(
+        connection: KafkaConnection,
+        client_id: &str,
+        parallelism: usize,
+    ) -> Result<Self> {
+        let metadata = Arc::new(client::consumer(&connection, client_id, None)?);
+        Ok(KafkaCluster {
+            connection,
+            client_id: client_id.to_owned(),
+            metadata,
+            parallelism: parallelism.max(1),
+        })
+    }
+
+    pub fn connection(&self) -> &KafkaConnection {
+        &self.connection
+    }
+
+    /// Runs a blocking call against the metadata client, mapping failures to clear errors.
+    async fn with_metadata<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(&ClusterConsumer, std::time::Duration) -> rdkafka::error::KafkaResult<T>
+        + Send
+        + 'static,
+    ) -> Result<T> {
+        let consumer = Arc::clone(&self.metadata);
+        let connection = self.connection.clone();
+        tokio::task::spawn_blocking(move || {
+            client::serve_events(&consumer);
+            call(&consumer, connection.request_timeout)
+                .map_err(|error| describe_failure(operation, &connection, Some(&consumer), error))
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+fn join_error(error: tokio::task::JoinError) -> Error {
+    Error::Kafka {
+        operation: "blocking cluster call",
+        message: error.to_string(),
+        retryable: true,
+    }
+}
+
+#[async_trait]
+impl ClusterReader for KafkaCluster {
+    async fn topics(&self) -> Result<Vec<TopicDescription>> {
+        self.with_metadata("read cluster metadata", |consumer, timeout| {
+            let metadata = consumer.fetch_metadata(None, timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|topic| topic.error().is_none())
+                .map(|topic| TopicDescription {
+                    name: topic.name().to_owned(),
+                    partition_count: topic.partitions().len() as i32,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
+        futures::stream::iter(partitions.iter().cloned())
+            .map(|partition| {
+                self.with_metadata("read watermarks", move |consumer, timeout| {
+                    consumer
+                        .fetch_watermarks(&partition.topic, partition.partition, timeout)
+                        .map(|(low, high)| Watermarks { low, high })
+                })
+            })
+            .buffered(self.parallelism)
+            .try_collect()
+            .await
+    }
+
+    async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let admin = client::admin(&self.connection, &self.client_id)?;
+        let specifiers: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|topic| ResourceSpecifier::Topic(topic))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(self.connection.request_timeout));
+        let results = admin
+            .describe_configs(&specifiers, &options)
+            .await
+            .map_err(|error| {
+                describe_failure("describe topic configs", &self.connection, None, error)
+            })?;
+        let mut configs = BTreeMap::new();
+        for (topic, result) in topics.iter().zip(results) {
+            let resource = result.map_err(|code| {
+                describe_failure(
+                    "describe topic configs",
+                    &self.connection,
+                    None,
+                    rdkafka::error::KafkaError::AdminOp(code),
+                )
+            })?;
+            let values = resource
+                .entries
+                .into_iter()
+                .filter(|entry| {
+                    !entry.is_default
+                        && matches!(
+                            entry.source,
+                            ConfigSource::DynamicTopic | ConfigSource::Unknown
+                        )
+                })
+                .map(|entry| (entry.name, entry.value))
+                .collect();
+            configs.insert(topic.clone(), values);
+        }
+        Ok(configs)
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupDescription>> {
+        self.with_metadata("list consumer groups", |consumer, timeout| {
+            let list = consumer.fetch_group_list(None, timeout)?;
+            Ok(list
+                .groups()
+                .iter()
+                .map(|group| GroupDescription {
+                    group_id: group.name().to_owned(),
+                    state: group.state().to_owned(),
+                    protocol_type: group.protocol_type().to_owned(),
+                    protocol: group.protocol().to_owned(),
+                    members: group
+                        .members()
+                        .iter()
+                        .map(|member| GroupMember {
+                            member_id: member.id().to_owned(),
+                            client_id: member.client_id().to_owned(),
+                            client_host: member.client_host().to_owned(),
+                        })
+                        .collect(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<CommittedOffset>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let connection = self.connection.clone();
+        let client_id = self.client_id.clone();
+        let group_id = group_id.to_owned();
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for partition in partitions {
+            list.add_partition(&partition.topic, partition.partition);
+        }
+        tokio::task::spawn_blocking(move || {
+            // librdkafka reads committed offsets only as a member of the group's id; this
+            // client never subscribes, so it never joins or disturbs the group.
+            let consumer = client::consumer(&connection, &client_id, Some(&group_id))?;
+            let committed = consumer
+                .committed_offsets(list, connection.request_timeout)
+                .map_err(|error| {
+                    describe_failure(
+                        "read committed offsets",
+                        &connection,
+                        Some(&consumer),
+                        error,
+                    )
+                })?;
+            let mut offsets = Vec::new();
+            for element in committed.elements() {
+                if let Err(error) = element.error() {
+                    return Err(describe_failure(
+                        "read committed offsets",
+                        &connection,
+                        Some(&consumer),
+                        error,
+                    ));
+                }
+                if let Offset::Offset(offset) = element.offset() {
+                    offsets.push(CommittedOffset {
+                        topic: element.topic().to_owned(),
+                        partition: element.partition(),
+                        offset,
+                        metadata: element.metadata().to_owned(),
+                    });
+                }
+            }
+            Ok(offsets)
+        })
+        .await
+        .map_err(join_error)?
+    }
+}

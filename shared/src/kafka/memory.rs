@@ -1,0 +1,170 @@
+//! In-memory twin of a cluster for unit tests: topics, watermarks, configs, groups and their
+//! committed offsets, each settable, plus injected failures per group.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::cluster::{
+    ClusterReader, CommittedOffset, GroupDescription, TopicConfigs, TopicDescription,
+    TopicPartition, Watermarks,
+};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Default)]
+struct State {
+    topics: BTreeMap<String, (Vec<Watermarks>, TopicConfigs)>,
+    groups: BTreeMap<String, GroupDescription>,
+    offsets: BTreeMap<(String, TopicPartition), i64>,
+    failing_groups: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryCluster {
+    state: Mutex<State>,
+}
+
+impl MemoryCluster {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates (or recreates, emptying it) a topic.
+    pub fn create_topic(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+        let configs = configs
+            .iter()
+            .map(|(key, value)| (key.to_string(), Some(value.to_string())))
+            .collect();
+        let watermarks = vec![Watermarks { low: 0, high: 0 }; partitions as usize];
+        self.lock()
+            .topics
+            .insert(name.to_owned(), (watermarks, configs));
+    }
+
+    pub fn set_watermarks(&self, topic: &str, partition: i32, low: i64, high: i64) {
+        let mut state = self.lock();
+        let (watermarks, _) = state.topics.get_mut(topic).expect("unknown topic");
+        watermarks[partition as usize] = Watermarks { low, high };
+    }
+
+    /// Adds a group in `state` with `members` member ids.
+    pub fn add_group(&self, group_id: &str, state: &str, members: &[&str]) {
+        let description = GroupDescription {
+            group_id: group_id.to_owned(),
+            state: state.to_owned(),
+            protocol_type: "consumer".to_owned(),
+            protocol: if members.is_empty() {
+                String::new()
+            } else {
+                "range".to_owned()
+            },
+            members: members
+                .iter()
+                .map(|member| super::cluster::GroupMember {
+                    member_id: member.to_string(),
+                    client_id: format!("client-{member}"),
+                    client_host: "/127.0.0.1".to_owned(),
+                })
+                .collect(),
+        };
+        self.lock().groups.insert(group_id.to_owned(), description);
+    }
+
+    pub fn commit(&self, group_id: &str, topic: &str, partition: i32, offset: i64) {
+        self.lock().offsets.insert(
+            (group_id.to_owned(), TopicPartition::new(topic, partition)),
+            offset,
+        );
+    }
+
+    /// Makes reading `group_id`'s offsets fail with `message`.
+    pub fn fail_group(&self, group_id: &str, message: &str) {
+        self.lock()
+            .failing_groups
+            .insert(group_id.to_owned(), message.to_owned());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("lock poisoned")
+    }
+}
+
+#[async_trait]
+impl ClusterReader for MemoryCluster {
+    async fn topics(&self) -> Result<Vec<TopicDescription>> {
+        Ok(self
+            .lock()
+            .topics
+            .iter()
+            .map(|(name, (watermarks, _))| TopicDescription {
+                name: name.clone(),
+                partition_count: watermarks.len() as i32,
+            })
+            .collect())
+    }
+
+    async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
+        let state = self.lock();
+        partitions
+            .iter()
+            .map(|tp| {
+                state
+                    .topics
+                    .get(&tp.topic)
+                    .and_then(|(watermarks, _)| watermarks.get(tp.partition as usize).copied())
+                    .ok_or_else(|| Error::Kafka {
+                        operation: "read watermarks",
+                        message: format!("unknown partition {}/{}", tp.topic, tp.partition),
+                        retryable: false,
+                    })
+            })
+            .collect()
+    }
+
+    async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>> {
+        let state = self.lock();
+        Ok(topics
+            .iter()
+            .filter_map(|topic| {
+                state
+                    .topics
+                    .get(topic)
+                    .map(|(_, configs)| (topic.clone(), configs.clone()))
+            })
+            .collect())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupDescription>> {
+        Ok(self.lock().groups.values().cloned().collect())
+    }
+
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<CommittedOffset>> {
+        let state = self.lock();
+        if let Some(message) = state.failing_groups.get(group_id) {
+            return Err(Error::Kafka {
+                operation: "read committed offsets",
+                message: message.clone(),
+                retryable: false,
+            });
+        }
+        Ok(partitions
+            .iter()
+            .filter_map(|tp| {
+                state
+                    .offsets
+                    .get(&(group_id.to_owned(), tp.clone()))
+                    .map(|offset| CommittedOffset {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        offset: *offset,
+                        metadata: String::new(),
+                    })
+            })
+            .collect())
+    }
+}

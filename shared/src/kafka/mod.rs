@@ -1,0 +1,18 @@
+//! The Kafka connection layer every function that talks to a cluster uses: settings from the
+//! environment, resolution (MSK broker lists, Secrets Manager), authentication (TLS, mTLS,
+//! SASL/SCRAM, MSK IAM) and the cluster-reading seam.
+
+pub mod client;
+pub mod cluster;
+pub mod connection;
+pub mod iam;
+pub mod memory;
+pub mod settings;
+
+pub use cluster::{
+    ClusterReader, CommittedOffset, GroupDescription, GroupMember, KafkaCluster, TopicConfigs,
+    TopicDescription, TopicPartition, Watermarks,
+};
+pub use connection::{KafkaConnection, Secret};
+pub use memory::MemoryCluster;
+pub use settings::{AuthMethod, KafkaSettings};
