@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The local demo of the backup path: starts the local stack, produces payment events to
-# `payments.captured`, lets the event-source bridge feed them to the real backup-writer Lambda
-# binary, and prints what was stored in S3 and DynamoDB.
+# The local demo: starts the local stack, produces payment events to `payments.captured`, lets
+# the event-source bridge feed them to the real backup-writer Lambda binary, has the consumer
+# group `payment-processor` commit its progress, takes a snapshot with the real
+# offset-snapshotter binary, and prints what was stored in S3 and DynamoDB.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TIDEMARK_REPO"
@@ -29,11 +30,14 @@ log "creating bucket and index table $bucket, topic $topic (4 partitions)"
 py create-storage --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" >/dev/null
 py create-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --partitions 4 --if-not-exists >/dev/null
 
-log "starting the backup-writer Lambda (local Lambda host on 127.0.0.1:$lambda_port)"
+log "starting the backup-writer and offset-snapshotter Lambdas (local Lambda host on 127.0.0.1:$lambda_port)"
 TIDEMARK_BUCKET=$bucket TIDEMARK_TABLE=$table TIDEMARK_BACKUP_ID=$backup_id TIDEMARK_PREFIX=tidemark \
-TIDEMARK_S3_FORCE_PATH_STYLE=true \
+TIDEMARK_S3_FORCE_PATH_STYLE=true TIDEMARK_TOPICS_INCLUDE='payments\..*' \
+TIDEMARK_KAFKA_BOOTSTRAP_SERVERS=$TIDEMARK_KAFKA_BOOTSTRAP TIDEMARK_KAFKA_AUTH=plaintext \
+TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   "$TIDEMARK_BIN/tidemark-lambda-host" --listen "127.0.0.1:$lambda_port" \
-  --function "backup-writer=$TIDEMARK_BIN/backup-writer" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+  --function "backup-writer=$TIDEMARK_BIN/backup-writer" \
+  --function "offset-snapshotter=$TIDEMARK_BIN/offset-snapshotter" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
 echo $! >"$TIDEMARK_STATE/lambda-host.pid"
 
 log "starting the event-source bridge (the local stand-in for the MSK event source mapping)"
@@ -54,3 +58,20 @@ py wait-checkpoints --endpoint "$AWS_ENDPOINT_URL" --table "$table" --backup-id 
 
 log "what the backup holds"
 py show-backup --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id" --prefix tidemark
+
+log "payment-processor commits its progress: it has handled the first 1000 events of each partition"
+for partition in 0 1 2 3; do
+  py commit-offsets --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --group payment-processor \
+    --offset "$partition=1000" >/dev/null
+done
+
+log "taking a snapshot of consumer offsets and topology (the offset-snapshotter Lambda, as on demand)"
+snapshot_response=$(curl -sS -D "$TIDEMARK_STATE/snapshot-headers" -X POST -d '{}' \
+  "http://127.0.0.1:$lambda_port/2015-03-31/functions/offset-snapshotter/invocations")
+if grep -qi '^x-amz-function-error' "$TIDEMARK_STATE/snapshot-headers"; then
+  tail -n 20 "$TIDEMARK_STATE/lambda-host.log" >&2
+  die "the snapshot failed: $snapshot_response"
+fi
+
+log "the latest snapshot, found through the catalog as a restore to 'now' would find it"
+py show-snapshot --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id"

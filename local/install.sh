@@ -19,9 +19,12 @@ if ! "$TIDEMARK_VENV/bin/pip" install -q --disable-pip-version-check -r "$TIDEMA
   die "pip could not install local/py/requirements.txt"
 fi
 
-if [ "$("$TIDEMARK_TOOLS/bin/nisshi" --version 2>/dev/null | awk '{print $2}')" != "$NISSHI_VERSION" ]; then
+# libsql: the SCRAM broker keeps its users in SQLite (memory storage cannot hold them).
+nisshi_build="$NISSHI_VERSION dynostore,libsql"
+if [ "$(cat "$TIDEMARK_TOOLS/nisshi.build" 2>/dev/null)" != "$nisshi_build" ] || [ ! -x "$TIDEMARK_TOOLS/bin/nisshi" ]; then
   log "building the nisshi $NISSHI_VERSION broker (first time only)"
   CARGO_TARGET_DIR=$TIDEMARK_CACHE/build-nisshi cargo install nisshi --version "$NISSHI_VERSION" \
-    --no-default-features --features dynostore --locked --ignore-rust-version --root "$TIDEMARK_TOOLS" --quiet
+    --no-default-features --features dynostore,libsql --locked --ignore-rust-version --root "$TIDEMARK_TOOLS" --quiet --force
+  echo "$nisshi_build" >"$TIDEMARK_TOOLS/nisshi.build"
 fi
 log "tools ready in $TIDEMARK_CACHE"

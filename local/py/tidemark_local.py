@@ -42,7 +42,7 @@ def cmd_wait_kafka(args):
     last = None
     while time.monotonic() < deadline:
         try:
-            metadata = AdminClient({"bootstrap.servers": args.bootstrap}).list_topics(timeout=2)
+            metadata = AdminClient(_client_config(args)).list_topics(timeout=2)
             print(json.dumps({"brokers": len(metadata.brokers)}))
             return
         except KafkaException as error:
@@ -52,7 +52,7 @@ def cmd_wait_kafka(args):
 
 
 def cmd_create_topic(args):
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin = AdminClient(_client_config(args))
     config = dict(item.split("=", 1) for item in args.config)
     futures = admin.create_topics([NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1, config=config)])
     try:
@@ -240,6 +240,162 @@ def cmd_show_backup(args):
                                      headers=[[k, v.decode(errors="replace") if v is not None else None] for k, v in sample["headers"]])))
 
 
+def _client_config(args):
+    """librdkafka settings for the test brokers: plaintext, TLS, or SCRAM over TLS."""
+    config = {"bootstrap.servers": args.bootstrap}
+    if getattr(args, "ca", None):
+        config.update({"security.protocol": "SSL", "ssl.ca.location": args.ca})
+    if getattr(args, "username", None):
+        config.update({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                       "sasl.username": args.username, "sasl.password": args.password})
+    return config
+
+
+def cmd_delete_topic(args):
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    admin.delete_topics([args.topic])[args.topic].result(timeout=30)
+    # Deletion is asynchronous on some brokers: wait until the name is free again.
+    deadline = time.monotonic() + 30
+    while args.topic in admin.list_topics(timeout=5).topics:
+        if time.monotonic() > deadline:
+            fail(f"topic {args.topic} still listed 30 s after deletion")
+        time.sleep(0.1)
+    print(json.dumps({"deleted": args.topic}))
+
+
+def cmd_commit_offsets(args):
+    """Commits offsets for a group from outside it (the group has no members)."""
+    offsets = [TopicPartition(args.topic, int(p), int(o)) for p, o in (item.split("=", 1) for item in args.offset)]
+    consumer = Consumer({**_client_config(args), "group.id": args.group, "enable.auto.commit": False})
+    committed = consumer.commit(offsets=offsets, asynchronous=False)
+    consumer.close()
+    print(json.dumps({"group": args.group, "committed": {str(tp.partition): tp.offset for tp in committed}}))
+
+
+def cmd_join_group(args):
+    """Joins a group and holds its assignment without committing, until stdin closes."""
+    consumer = Consumer({**_client_config(args), "group.id": args.group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([args.topic])
+    deadline = time.monotonic() + 60
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            fail(f"no assignment for group {args.group} within 60 s")
+        consumer.poll(0.1)
+    print(json.dumps({"group": args.group, "assigned": len(consumer.assignment())}), flush=True)
+    sys.stdin.read()  # keeps polling off: the member stays until the test closes stdin
+    consumer.close()
+
+
+def cmd_group_offsets(args):
+    """The committed offsets as an independent client reads them."""
+    consumer = Consumer({**_client_config(args), "group.id": args.group, "enable.auto.commit": False})
+    partitions = [TopicPartition(args.topic, p) for p in range(args.partitions)]
+    committed = consumer.committed(partitions, timeout=30)
+    consumer.close()
+    print(json.dumps({str(tp.partition): tp.offset for tp in committed if tp.offset >= 0}))
+
+
+def cmd_make_certs(args):
+    """A CA, a broker certificate for 127.0.0.1 signed by it, and an unrelated second CA."""
+    import datetime
+    import ipaddress
+    import os
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    os.makedirs(args.dir, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common_name):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def write(file_name, data):
+        with open(os.path.join(args.dir, file_name), "wb") as out:
+            out.write(data)
+
+    def make_ca(common_name):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name(common_name)).issuer_name(name(common_name))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        return key, cert
+
+    ca_key, ca_cert = make_ca("tidemark test CA")
+    _, other_cert = make_ca("unrelated CA")
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca_cert.subject)
+                   .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                               x509.DNSName("localhost")]), critical=False)
+                   .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    write("ca.pem", ca_cert.public_bytes(pem))
+    write("other-ca.pem", other_cert.public_bytes(pem))
+    write("broker.pem", server_cert.public_bytes(pem))
+    write("broker.key", server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    print(json.dumps({"dir": args.dir}))
+
+
+def cmd_create_secret(args):
+    arn = aws("secretsmanager", args.endpoint).create_secret(Name=args.name, SecretString=args.value)["ARN"]
+    print(json.dumps({"arn": arn}))
+
+
+def cmd_sign_msk_iam(args):
+    """The MSK IAM token's signature as botocore computes it, as AWS's Python signer does."""
+    import datetime
+    from unittest import mock
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    at = datetime.datetime.fromtimestamp(args.unix_seconds, datetime.timezone.utc)
+    request = AWSRequest(method="GET", url=f"https://kafka.{args.region}.amazonaws.com/?Action=kafka-cluster%3AConnect")
+    credentials = Credentials(args.access_key, args.secret_key, args.session_token)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=at.replace(tzinfo=None)):
+        SigV4QueryAuth(credentials, "kafka-cluster", args.region, expires=900).add_auth(request)
+    query = request.url.split("?", 1)[1]
+    print(json.dumps(dict(pair.split("=", 1) for pair in query.split("&"))))
+
+
+def cmd_read_snapshot(args):
+    import zstandard
+    body = aws("s3", args.endpoint).get_object(Bucket=args.bucket, Key=args.key)["Body"].read()
+    print(zstandard.ZstdDecompressor().decompressobj().decompress(body).decode())
+
+
+def cmd_show_snapshot(args):
+    """The latest snapshot of a backup, found through the catalog as a restore finds it."""
+    import zstandard
+    items = aws("dynamodb", args.endpoint).query(
+        TableName=args.table, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"{args.backup_id}#snapshots"}},
+        ScanIndexForward=False, Limit=1, ConsistentRead=True)["Items"]
+    if not items:
+        fail(f"no snapshot indexed for backup {args.backup_id}")
+    key = items[0]["key"]["S"]
+    body = aws("s3", args.endpoint).get_object(Bucket=args.bucket, Key=key)["Body"].read()
+    snapshot = json.loads(zstandard.ZstdDecompressor().decompressobj().decompress(body))
+    print(json.dumps({
+        "key": key,
+        "stored_bytes": len(body),
+        "taken_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(snapshot["taken_at_ms"] / 1000))
+                    + f".{snapshot['taken_at_ms'] % 1000:03d}Z",
+        "groups": {g["group_id"]: {"state": g["state"], "members": len(g["members"]),
+                                   "offsets": {f"{o['topic']}:{o['partition']}": o["offset"] for o in g["offsets"]}}
+                   for g in snapshot["groups"]},
+        "topics": {t["name"]: {"generation": t["generation"], "configs": t["configs"],
+                               "log_end": {str(p["partition"]): p["high_watermark"] for p in t["partitions"]}}
+                   for t in snapshot["topics"]},
+    }, indent=2))
+
+
 def cmd_create_storage(args):
     s3, dynamodb = aws("s3", args.endpoint), aws("dynamodb", args.endpoint)
     s3.create_bucket(Bucket=args.bucket)
@@ -263,9 +419,10 @@ def main():
     bootstrap = (["--bootstrap"], dict(required=True))
     endpoint = (["--endpoint"], dict(required=True))
     topic = (["--topic"], dict(required=True))
-    command("wait-kafka", cmd_wait_kafka, bootstrap, (["--timeout"], dict(type=float, default=60)))
+    security = ((["--ca"], dict()), (["--username"], dict()), (["--password"], dict()))
+    command("wait-kafka", cmd_wait_kafka, bootstrap, (["--timeout"], dict(type=float, default=60)), *security)
     command("create-topic", cmd_create_topic, bootstrap, topic, (["--partitions"], dict(type=int, default=1)),
-            (["--config"], dict(action="append", default=[])), (["--if-not-exists"], dict(action="store_true")))
+            (["--config"], dict(action="append", default=[])), (["--if-not-exists"], dict(action="store_true")), *security)
     command("produce", cmd_produce, bootstrap, topic, (["--records"], dict(required=True)))
     command("produce-payments", cmd_produce_payments, bootstrap, topic, (["--count"], dict(type=int, default=1000)),
             (["--partitions"], dict(type=int, default=1)), (["--seed"], dict(type=int, default=1429)),
@@ -278,6 +435,21 @@ def main():
     command("show-backup", cmd_show_backup, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)),
             (["--backup-id"], dict(required=True)), (["--prefix"], dict(default="")))
     command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
+    group = (["--group"], dict(required=True))
+    command("delete-topic", cmd_delete_topic, bootstrap, topic)
+    command("commit-offsets", cmd_commit_offsets, bootstrap, topic, group, (["--offset"], dict(action="append", required=True)),
+            *security)
+    command("join-group", cmd_join_group, bootstrap, topic, group, *security)
+    command("group-offsets", cmd_group_offsets, bootstrap, topic, group, (["--partitions"], dict(type=int, default=1)),
+            *security)
+    command("make-certs", cmd_make_certs, (["--dir"], dict(required=True)))
+    command("create-secret", cmd_create_secret, endpoint, (["--name"], dict(required=True)), (["--value"], dict(required=True)))
+    command("sign-msk-iam", cmd_sign_msk_iam, (["--region"], dict(required=True)), (["--access-key"], dict(required=True)),
+            (["--secret-key"], dict(required=True)), (["--session-token"], dict()),
+            (["--unix-seconds"], dict(type=int, required=True)))
+    command("show-snapshot", cmd_show_snapshot, endpoint, (["--bucket"], dict(required=True)),
+            (["--table"], dict(required=True)), (["--backup-id"], dict(required=True)))
+    command("read-snapshot", cmd_read_snapshot, endpoint, (["--bucket"], dict(required=True)), (["--key"], dict(required=True)))
     args = parser.parse_args()
     args.handler(args)
 

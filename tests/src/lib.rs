@@ -14,12 +14,22 @@ use serde_json::Value;
 
 pub use process::ChildProcess;
 
+/// The SCRAM user `local/up.sh` creates on the SCRAM broker.
+pub const SCRAM_USER: &str = "tidemark";
+pub const SCRAM_PASSWORD: &str = "tidemark-local-secret";
+
 /// Where the running local stack is. Panics with instructions when it is not there: a test
 /// that needs services must fail loudly, never skip.
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub aws_endpoint: String,
     pub kafka_bootstrap: String,
+    /// A second broker that only accepts TLS, with a certificate from `certs_dir/ca.pem`.
+    pub kafka_tls_bootstrap: String,
+    /// A third broker: TLS plus SASL/SCRAM, user `SCRAM_USER`.
+    pub kafka_scram_bootstrap: String,
+    /// `ca.pem`, `other-ca.pem` (an unrelated CA), `broker.pem`, `broker.key`.
+    pub certs_dir: PathBuf,
     pub python: PathBuf,
     pub local_py: PathBuf,
     pub bin_dir: PathBuf,
@@ -36,11 +46,19 @@ impl Stack {
         let stack = Stack {
             aws_endpoint: required_env("AWS_ENDPOINT_URL"),
             kafka_bootstrap: required_env("TIDEMARK_KAFKA_BOOTSTRAP"),
+            kafka_tls_bootstrap: required_env("TIDEMARK_KAFKA_TLS_BOOTSTRAP"),
+            kafka_scram_bootstrap: required_env("TIDEMARK_KAFKA_SCRAM_BOOTSTRAP"),
+            certs_dir: PathBuf::from(required_env("TIDEMARK_CERTS")),
             python: PathBuf::from(required_env("TIDEMARK_PYTHON")),
             local_py: PathBuf::from(required_env("TIDEMARK_LOCAL_PY")),
             bin_dir: PathBuf::from(required_env("TIDEMARK_BIN")),
         };
-        for binary in ["backup-writer", "tidemark-bridge", "tidemark-lambda-host"] {
+        for binary in [
+            "backup-writer",
+            "offset-snapshotter",
+            "tidemark-bridge",
+            "tidemark-lambda-host",
+        ] {
             assert!(
                 stack.binary(binary).is_file(),
                 "{} is missing: build with `cargo build --workspace --bins`",
@@ -173,6 +191,55 @@ impl Stack {
         )
     }
 
+    /// Starts the real offset-snapshotter binary behind a Lambda host, configured by `env`.
+    pub fn start_offset_snapshotter(
+        &self,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> LambdaHost {
+        self.start_lambda_host(
+            &format!(
+                "offset-snapshotter={}",
+                self.binary("offset-snapshotter").display()
+            ),
+            env,
+            timeout_seconds,
+        )
+    }
+
+    /// Joins `group` on `topic` with the independent client and holds the membership (no
+    /// commits) until the returned process is dropped. Returns once the member has its
+    /// assignment.
+    pub fn join_group(&self, topic: &str, group: &str) -> GroupMember {
+        let mut child = Command::new(&self.python)
+            .arg(&self.local_py)
+            .args([
+                "join-group",
+                "--bootstrap",
+                &self.kafka_bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting join-group");
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("piped stdout")),
+            &mut ready,
+        )
+        .expect("reading join-group's ready line");
+        assert!(
+            ready.contains("assigned"),
+            "join-group did not get an assignment: {ready:?}"
+        );
+        GroupMember { child }
+    }
+
     pub fn start_lambda_host(
         &self,
         function: &str,
@@ -255,6 +322,62 @@ impl Stack {
 pub struct LambdaHost {
     pub process: ChildProcess,
     pub endpoint: String,
+}
+
+/// What an Invoke API call returned.
+#[derive(Debug)]
+pub struct Invocation {
+    /// `X-Amz-Function-Error`, set when the function failed.
+    pub function_error: Option<String>,
+    pub payload: Value,
+}
+
+impl LambdaHost {
+    /// Invokes `function` synchronously with `payload`, as the Invoke API does.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Invocation {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/2015-03-31/functions/{function}/invocations",
+                self.endpoint
+            ))
+            .body(payload.to_string())
+            .send()
+            .await
+            .expect("invoke request");
+        assert_eq!(
+            response.status(),
+            200,
+            "the Invoke API answers 200 even for function errors"
+        );
+        let function_error = response
+            .headers()
+            .get("x-amz-function-error")
+            .map(|value| value.to_str().unwrap().to_owned());
+        let body = response.bytes().await.expect("invoke response body");
+        let payload = serde_json::from_slice(&body).unwrap_or_else(|error| {
+            panic!(
+                "invoke returned no JSON ({error}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        Invocation {
+            function_error,
+            payload,
+        }
+    }
+}
+
+/// A consumer group member held by the independent client; leaves the group when dropped.
+pub struct GroupMember {
+    child: std::process::Child,
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 pub struct Storage {

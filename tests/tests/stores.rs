@@ -25,3 +25,12 @@ async fn dynamodb_index_store_meets_the_contract() {
     };
     conformance::index_store_contract(&store, &partition).await;
 }
+
+#[tokio::test]
+async fn dynamodb_snapshot_catalog_meets_the_contract() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let catalog = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    conformance::snapshot_catalog_contract(&catalog, &BackupId::parse(&unique("backup")).unwrap())
+        .await;
+}

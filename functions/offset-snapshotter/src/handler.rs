@@ -28,6 +28,7 @@ pub struct SnapshotRequest {
 
 #[derive(Debug, Serialize)]
 pub struct SnapshotSummary {
+    pub started_at_ms: i64,
     pub taken_at_ms: i64,
     pub key: String,
     pub groups: usize,
@@ -131,6 +132,7 @@ impl Snapshotter {
                 .recreations
                 .extend(snapshot.recreations.iter().cloned());
             response.snapshots.push(SnapshotSummary {
+                started_at_ms: snapshot.started_at_ms,
                 taken_at_ms: snapshot.taken_at_ms,
                 key: self
                     .config

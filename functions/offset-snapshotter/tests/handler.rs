@@ -317,10 +317,10 @@ async fn several_samples_per_invocation_give_sub_minute_snapshots() {
     assert_eq!(response.skipped_samples, 0);
     let (first, second) = (&response.snapshots[0], &response.snapshots[1]);
     assert!(
-        second.taken_at_ms - first.taken_at_ms >= 1_000,
-        "samples are an interval apart: {} then {}",
-        first.taken_at_ms,
-        second.taken_at_ms
+        second.started_at_ms - first.started_at_ms >= 1_000,
+        "samples start an interval apart: {} then {}",
+        first.started_at_ms,
+        second.started_at_ms
     );
     let found = fixture
         .index

@@ -51,6 +51,10 @@ impl ClientContext for ClusterContext {
             | RDKafkaLogLevel::Error
             | RDKafkaLogLevel::Warning => {
                 tracing::warn!(target: "librdkafka", facility, "{message}");
+                // librdkafka says why a broker failed (refused, TLS, SASL) only in its log.
+                if facility == "FAIL" {
+                    self.remember(message.to_owned());
+                }
             }
             _ => tracing::debug!(target: "librdkafka", facility, "{message}"),
         }
@@ -58,7 +62,10 @@ impl ClientContext for ClusterContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(target: "librdkafka", %error, reason, "broker error");
-        self.remember(reason.to_owned());
+        // "n/n brokers are down" follows the error that says why; keep the why.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.remember(reason.to_owned());
+        }
     }
 
     fn generate_oauth_token(
@@ -128,13 +135,13 @@ pub fn admin(connection: &KafkaConnection, client_id: &str) -> Result<AdminClien
         .map_err(|error| client_creation_error(connection, error))
 }
 
-/// Handles queued client events (token refreshes, errors, logs) without waiting.
+/// Handles queued client events (token refreshes, errors, logs) without waiting. A poll with
+/// no timeout serves at most one event and says `None` for both "served one" and "empty", so
+/// this polls a bounded number of times.
 pub fn serve_events(consumer: &ClusterConsumer) {
-    for _ in 0..64 {
-        match consumer.poll(Duration::ZERO) {
-            None => break,
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => consumer.context().remember(error.to_string()),
+    for _ in 0..256 {
+        if let Some(Err(error)) = consumer.poll(Duration::ZERO) {
+            tracing::debug!(%error, "client event");
         }
     }
 }
