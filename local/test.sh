@@ -23,7 +23,7 @@ local/up.sh
 
 log "running the tests"
 status=0
-cargo test --workspace --locked 2>&1 | tee "$TIDEMARK_STATE/test-output.log" || status=$?
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$TIDEMARK_STATE/test-output.log" || status=$?
 # cargo prints one summary per test binary and ends on (empty) doc-test summaries: add them up.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' \
   "$TIDEMARK_STATE/test-output.log"

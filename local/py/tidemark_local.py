@@ -287,6 +287,16 @@ def cmd_join_group(args):
     consumer.close()
 
 
+def cmd_make_groups(args):
+    """Commits offsets for many empty groups: {prefix}-0000 ... with offset g+p on partition p."""
+    for g in range(args.count):
+        group = f"{args.prefix}-{g:04d}"
+        consumer = Consumer({**_client_config(args), "group.id": group, "enable.auto.commit": False})
+        consumer.commit(offsets=[TopicPartition(args.topic, p, g + p) for p in range(args.partitions)], asynchronous=False)
+        consumer.close()
+    print(json.dumps({"groups": args.count}))
+
+
 def cmd_group_offsets(args):
     """The committed offsets as an independent client reads them."""
     consumer = Consumer({**_client_config(args), "group.id": args.group, "enable.auto.commit": False})
@@ -440,6 +450,8 @@ def main():
     command("commit-offsets", cmd_commit_offsets, bootstrap, topic, group, (["--offset"], dict(action="append", required=True)),
             *security)
     command("join-group", cmd_join_group, bootstrap, topic, group, *security)
+    command("make-groups", cmd_make_groups, bootstrap, topic, (["--prefix"], dict(required=True)),
+            (["--count"], dict(type=int, required=True)), (["--partitions"], dict(type=int, default=1)), *security)
     command("group-offsets", cmd_group_offsets, bootstrap, topic, group, (["--partitions"], dict(type=int, default=1)),
             *security)
     command("make-certs", cmd_make_certs, (["--dir"], dict(required=True)))

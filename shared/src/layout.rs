@@ -174,7 +174,7 @@ mod tests {
         let backup = BackupId::parse("prod-eu1").unwrap();
         assert_eq!(
             layout.snapshot_key(&backup, 1_767_225_600_000),
-            "tidemark/prod-eu1/snapshots/00000000001767225600000.json.zst"
+            "tidemark/prod-eu1/snapshots/00000001767225600000.json.zst"
         );
         assert!(layout.snapshot_key(&backup, 999) < layout.snapshot_key(&backup, 1_000));
     }

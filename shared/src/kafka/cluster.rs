@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use rdkafka::admin::{AdminOptions, ConfigSource, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::client::{self, ClusterConsumer, describe_failure};
+use super::client::{self, ClusterConsumer, ClusterContext, describe_failure};
 use super::connection::KafkaConnection;
 use crate::error::{Error, Result};
 
@@ -103,6 +103,10 @@ pub struct KafkaCluster {
     connection: KafkaConnection,
     client_id: String,
     metadata: Arc<ClusterConsumer>,
+    /// Made on first use and kept: dropping an admin client costs ~100 ms, and a warm Lambda
+    /// reuses its connections. (Nobody polls its main queue; librdkafka only queues its
+    /// warnings and errors there.)
+    admin: tokio::sync::OnceCell<AdminClient<ClusterContext>>,
     parallelism: usize,
 }
 
@@ -118,6 +122,7 @@ impl KafkaCluster {
             connection,
             client_id: client_id.to_owned(),
             metadata,
+            admin: tokio::sync::OnceCell::new(),
             parallelism: parallelism.max(1),
         })
     }
@@ -190,7 +195,10 @@ impl ClusterReader for KafkaCluster {
         if topics.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let admin = client::admin(&self.connection, &self.client_id)?;
+        let admin = self
+            .admin
+            .get_or_try_init(|| async { client::admin(&self.connection, &self.client_id) })
+            .await?;
         let specifiers: Vec<ResourceSpecifier<'_>> = topics
             .iter()
             .map(|topic| ResourceSpecifier::Topic(topic))
@@ -274,38 +282,36 @@ impl ClusterReader for KafkaCluster {
             // librdkafka reads committed offsets only as a member of the group's id; this
             // client never subscribes, so it never joins or disturbs the group.
             let consumer = client::consumer(&connection, &client_id, Some(&group_id))?;
-            let committed = consumer
-                .committed_offsets(list, connection.request_timeout)
-                .map_err(|error| {
-                    describe_failure(
-                        "read committed offsets",
-                        &connection,
-                        Some(&consumer),
-                        error,
-                    )
-                })?;
-            let mut offsets = Vec::new();
-            for element in committed.elements() {
-                if let Err(error) = element.error() {
-                    return Err(describe_failure(
-                        "read committed offsets",
-                        &connection,
-                        Some(&consumer),
-                        error,
-                    ));
-                }
-                if let Offset::Offset(offset) = element.offset() {
-                    offsets.push(CommittedOffset {
-                        topic: element.topic().to_owned(),
-                        partition: element.partition(),
-                        offset,
-                        metadata: element.metadata().to_owned(),
-                    });
-                }
-            }
-            Ok(offsets)
+            let offsets = read_committed(&consumer, list, &connection);
+            client::close(consumer);
+            offsets
         })
         .await
         .map_err(join_error)?
     }
+}
+
+fn read_committed(
+    consumer: &ClusterConsumer,
+    partitions: TopicPartitionList,
+    connection: &KafkaConnection,
+) -> Result<Vec<CommittedOffset>> {
+    let failure =
+        |error| describe_failure("read committed offsets", connection, Some(consumer), error);
+    let committed = consumer
+        .committed_offsets(partitions, connection.request_timeout)
+        .map_err(failure)?;
+    let mut offsets = Vec::new();
+    for element in committed.elements() {
+        element.error().map_err(failure)?;
+        if let Offset::Offset(offset) = element.offset() {
+            offsets.push(CommittedOffset {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+                offset,
+                metadata: element.metadata().to_owned(),
+            });
+        }
+    }
+    Ok(offsets)
 }
