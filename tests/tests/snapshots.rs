@@ -78,6 +78,24 @@ impl Scenario {
         invocation.payload
     }
 
+    /// Invokes the snapshotter expecting a function error; returns its type and message.
+    async fn failure(&self, host: &LambdaHost) -> (String, String) {
+        let invocation = host.invoke(FUNCTION, &json!({})).await;
+        assert_eq!(
+            invocation.function_error.as_deref(),
+            Some("Unhandled"),
+            "{}",
+            invocation.payload
+        );
+        let field = |name: &str| {
+            invocation.payload[name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (field("errorType"), field("errorMessage"))
+    }
+
     fn catalog(&self) -> DynamoIndexStore {
         DynamoIndexStore::new(self.storage.dynamodb.clone(), &self.storage.table)
     }
@@ -463,14 +481,8 @@ async fn tls_with_the_ca_from_secrets_manager_and_a_clear_error_with_the_wrong_c
         ("TIDEMARK_KAFKA_AUTH", "tls"),
         ("TIDEMARK_KAFKA_TLS_CA_FILE", other_ca.to_str().unwrap()),
     ]);
-    let failed = wrong.invoke(FUNCTION, &json!({})).await;
-    assert_eq!(failed.function_error.as_deref(), Some("Unhandled"));
-    assert_eq!(
-        failed.payload["errorType"], "Tidemark.Failed",
-        "{}",
-        failed.payload
-    );
-    let message = failed.payload["errorMessage"].as_str().unwrap();
+    let (error_type, message) = scenario.failure(&wrong).await;
+    assert_eq!(error_type, "Tidemark.Failed", "{message}");
     assert!(
         message.contains(&format!("TLS to {} failed", stack.kafka_tls_bootstrap)),
         "{message}"
@@ -531,13 +543,8 @@ async fn scram_credentials_come_from_secrets_manager_and_a_wrong_password_is_nam
     );
 
     let host = start(&bad);
-    let failed = host.invoke(FUNCTION, &json!({})).await;
-    assert_eq!(
-        failed.payload["errorType"], "Tidemark.Failed",
-        "{}",
-        failed.payload
-    );
-    let message = failed.payload["errorMessage"].as_str().unwrap();
+    let (error_type, message) = scenario.failure(&host).await;
+    assert_eq!(error_type, "Tidemark.Failed", "{message}");
     assert!(
         message.contains(&format!(
             "authentication to {} failed",
@@ -560,13 +567,8 @@ async fn an_unreachable_cluster_is_a_clear_retryable_error_that_writes_nothing()
         ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", &nowhere),
         ("TIDEMARK_KAFKA_REQUEST_TIMEOUT_MS", "2000"),
     ]);
-    let failed = host.invoke(FUNCTION, &json!({})).await;
-    assert_eq!(
-        failed.payload["errorType"], "Tidemark.Retryable",
-        "{}",
-        failed.payload
-    );
-    let message = failed.payload["errorMessage"].as_str().unwrap();
+    let (error_type, message) = scenario.failure(&host).await;
+    assert_eq!(error_type, "Tidemark.Retryable", "{message}");
     assert!(
         message.contains(&format!("cannot reach any broker of {nowhere}")),
         "{message}"

@@ -5,7 +5,7 @@ use offset_snapshotter::{SnapshotRequest, Snapshotter, SnapshotterConfig};
 use tidemark_core::config::{Env, S3Settings};
 use tidemark_core::kafka::iam::MskIamTokenProvider;
 use tidemark_core::kafka::{AuthMethod, KafkaCluster, KafkaConnection};
-use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
+use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -32,21 +32,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         "tidemark-offset-snapshotter",
         config.parallelism,
     )?);
-    let s3 = aws_sdk_s3::Client::from_conf(
-        s3_settings
-            .apply(aws_sdk_s3::config::Builder::from(&aws))
-            .build(),
-    );
-    let objects = Arc::new(S3ObjectStore::new(s3, &config.bucket));
-    let index = Arc::new(DynamoIndexStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.table,
-    ));
+    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
     let snapshotter = Arc::new(Snapshotter::new(
         config,
         bootstrap_servers,
         cluster,
-        objects,
+        Arc::new(objects),
         index.clone(),
         index,
     ));

@@ -13,6 +13,26 @@ pub use s3::S3ObjectStore;
 
 use aws_sdk_s3::error::SdkError;
 
+use crate::config::S3Settings;
+
+/// The S3 object store and the DynamoDB index every function works on, from one SDK config.
+pub fn aws_stores(
+    aws: &aws_config::SdkConfig,
+    s3_settings: &S3Settings,
+    bucket: &str,
+    table: &str,
+) -> (S3ObjectStore, DynamoIndexStore) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        s3_settings
+            .apply(aws_sdk_s3::config::Builder::from(aws))
+            .build(),
+    );
+    (
+        S3ObjectStore::new(s3, bucket),
+        DynamoIndexStore::new(aws_sdk_dynamodb::Client::new(aws), table),
+    )
+}
+
 /// A readable message and whether the call may succeed when repeated, for any SDK error.
 pub(crate) fn describe_sdk_error<E, R>(error: &SdkError<E, R>) -> (String, bool)
 where

@@ -3,11 +3,10 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{DynamoIndexStore, Item, number, read_number};
+use super::{DynamoIndexStore, Item, index_error, number, read_number};
 use crate::error::{Error, Result};
 use crate::layout::BackupId;
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
-use crate::stores::describe_sdk_error;
 
 fn snapshots_key(backup_id: &BackupId) -> String {
     format!("{backup_id}#snapshots")
@@ -60,23 +59,6 @@ fn decode_generation(item: &Item) -> Result<TopicGeneration> {
     })
 }
 
-fn failure<E, R>(
-    operation: &'static str,
-) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    move |error| {
-        let (message, retryable) = describe_sdk_error(&error);
-        Error::IndexStore {
-            operation,
-            message,
-            retryable,
-        }
-    }
-}
-
 #[async_trait]
 impl SnapshotCatalog for DynamoIndexStore {
     async fn record_snapshot(&self, backup_id: &BackupId, entry: &SnapshotEntry) -> Result<()> {
@@ -96,7 +78,7 @@ impl SnapshotCatalog for DynamoIndexStore {
             .item("stored_bytes", number(entry.stored_bytes))
             .send()
             .await
-            .map_err(failure("PutItem"))?;
+            .map_err(index_error("PutItem"))?;
         Ok(())
     }
 
@@ -120,7 +102,7 @@ impl SnapshotCatalog for DynamoIndexStore {
             .limit(1)
             .send()
             .await
-            .map_err(failure("Query"))?;
+            .map_err(index_error("Query"))?;
         output.items().first().map(decode_snapshot).transpose()
     }
 
@@ -167,7 +149,7 @@ impl SnapshotCatalog for DynamoIndexStore {
             {
                 Ok(())
             }
-            Err(error) => Err(failure("PutItem")(error)),
+            Err(error) => Err(index_error("PutItem")(error)),
         }
     }
 
@@ -190,7 +172,7 @@ impl SnapshotCatalog for DynamoIndexStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(failure("Query"))?;
+            let page = page.map_err(index_error("Query"))?;
             for item in page.items() {
                 generations.push(decode_generation(item)?);
             }

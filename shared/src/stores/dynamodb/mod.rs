@@ -69,14 +69,7 @@ impl DynamoIndexStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| {
-                let (message, retryable) = describe_sdk_error(&error);
-                Error::IndexStore {
-                    operation: "Query",
-                    message,
-                    retryable,
-                }
-            })?;
+            let page = page.map_err(index_error("Query"))?;
             items.extend(page.items().iter().cloned());
         }
         Ok(items)
@@ -104,6 +97,24 @@ fn base_item(partition: &PartitionId, sk: String) -> Item {
         ),
         ("partition".to_owned(), number(partition.partition)),
     ])
+}
+
+/// Maps a failed DynamoDB call to the index store's error.
+pub(super) fn index_error<E, R>(
+    operation: &'static str,
+) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    move |error| {
+        let (message, retryable) = describe_sdk_error(&error);
+        Error::IndexStore {
+            operation,
+            message,
+            retryable,
+        }
+    }
 }
 
 pub(super) fn number(value: impl ToString) -> AttributeValue {
@@ -217,14 +228,7 @@ impl IndexStore for DynamoIndexStore {
             .key("sk", AttributeValue::S(CHECKPOINT_SK.to_owned()))
             .send()
             .await
-            .map_err(|error| {
-                let (message, retryable) = describe_sdk_error(&error);
-                Error::IndexStore {
-                    operation: "GetItem",
-                    message,
-                    retryable,
-                }
-            })?;
+            .map_err(index_error("GetItem"))?;
         output.item().map(decode_checkpoint).transpose()
     }
 
