@@ -127,10 +127,6 @@ impl KafkaCluster {
         })
     }
 
-    pub fn connection(&self) -> &KafkaConnection {
-        &self.connection
-    }
-
     /// Runs a blocking call against the metadata client, mapping failures to clear errors.
     async fn with_metadata<T: Send + 'static>(
         &self,

@@ -213,12 +213,6 @@ impl KafkaConnection {
         }
         config
     }
-
-    /// Test helper and escape hatch: the same connection trusting another CA file.
-    pub fn with_ca_file(mut self, path: impl Into<String>) -> Self {
-        self.ca = TrustedCa::File(path.into());
-        self
-    }
 }
 
 async fn msk_bootstrap_brokers(
