@@ -135,16 +135,35 @@ impl MskIamTokenProvider {
         }
     }
 
-    /// A fresh token. Blocks on the credentials provider: call it from a blocking thread.
+    /// A fresh token. librdkafka asks for one from whichever thread polls the client, which
+    /// may be a Tokio worker where blocking on the runtime panics; a scoped plain thread may
+    /// always block on it (the runtime's other workers drive any I/O).
     pub fn token(&self) -> Result<MskIamToken> {
-        let credentials = self
-            .runtime
-            .block_on(self.credentials.provide_credentials())
-            .map_err(|error| Error::Kafka {
-                operation: "load AWS credentials for MSK IAM",
-                message: aws_credential_types::provider::error::CredentialsError::to_string(&error),
-                retryable: true,
-            })?;
+        let loaded = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    self.runtime
+                        .block_on(self.credentials.provide_credentials())
+                })
+                .join()
+        });
+        let credentials = match loaded {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(error)) => {
+                return Err(Error::Kafka {
+                    operation: "load AWS credentials for MSK IAM",
+                    message: error.to_string(),
+                    retryable: true,
+                });
+            }
+            Err(_) => {
+                return Err(Error::Kafka {
+                    operation: "load AWS credentials for MSK IAM",
+                    message: "the credentials provider panicked".into(),
+                    retryable: false,
+                });
+            }
+        };
         sign_token(&credentials, &self.region, SystemTime::now())
     }
 }
@@ -210,6 +229,16 @@ mod tests {
         assert_eq!(token.expires_at_ms, 1_767_225_600_000 + 120_000);
         let (_, params) = decode(&token);
         assert!(!params.contains_key("X-Amz-Security-Token"));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn tokens_can_be_made_from_inside_the_runtime() {
+        // librdkafka may ask from a Tokio worker thread (e.g. while a client is created in
+        // async code); that must not panic or deadlock.
+        let token = MskIamTokenProvider::for_tests("eu-west-1").token().unwrap();
+        let (base, params) = decode(&token);
+        assert_eq!(base, "https://kafka.eu-west-1.amazonaws.com/");
+        assert_eq!(params["X-Amz-Expires"], "900");
     }
 
     #[test]
