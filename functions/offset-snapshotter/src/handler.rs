@@ -119,7 +119,7 @@ impl Snapshotter {
                 break;
             }
             tokio::time::sleep_until(due).await;
-            let snapshot = self.take_one(previous.as_ref()).await?;
+            let (snapshot, key) = self.take_one(previous.as_ref()).await?;
             last_duration_ms = snapshot.taken_at_ms - snapshot.started_at_ms;
             unreadable.extend(snapshot.groups.iter().filter_map(|group| {
                 Some(format!(
@@ -134,10 +134,7 @@ impl Snapshotter {
             response.snapshots.push(SnapshotSummary {
                 started_at_ms: snapshot.started_at_ms,
                 taken_at_ms: snapshot.taken_at_ms,
-                key: self
-                    .config
-                    .layout
-                    .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms),
+                key,
                 groups: snapshot.groups.len(),
                 topics: snapshot.topics.len(),
                 partitions: snapshot
@@ -184,7 +181,11 @@ impl Snapshotter {
         }
     }
 
-    async fn take_one(&self, previous: Option<&ClusterSnapshot>) -> Result<ClusterSnapshot> {
+    /// Takes, stores and indexes one snapshot; returns it with its key.
+    async fn take_one(
+        &self,
+        previous: Option<&ClusterSnapshot>,
+    ) -> Result<(ClusterSnapshot, String)> {
         let collector = Collector {
             cluster: self.cluster.as_ref(),
             index: self.index.as_ref(),
@@ -236,7 +237,7 @@ impl Snapshotter {
             )
             .await?;
         self.emit_metrics(&snapshot, previous, stored_bytes, &key);
-        Ok(snapshot)
+        Ok((snapshot, key))
     }
 
     fn emit_metrics(
