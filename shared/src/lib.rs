@@ -1,5 +1,7 @@
 //! Tidemark's shared library: the segment format, the storage layout, the index and
-//! checkpoint model with its stores, the Lambda event shape, configuration and telemetry.
+//! checkpoint model with its stores, cluster snapshots and their catalog, Kafka connections,
+//! the source→target offset map of restores, the Lambda event shape, configuration and
+//! telemetry.
 
 pub mod checkpoint;
 pub mod config;
@@ -9,6 +11,7 @@ pub mod index;
 pub mod kafka;
 pub mod layout;
 pub mod object_store;
+pub mod offset_map;
 pub mod segment;
 pub mod snapshot;
 pub mod stores;
