@@ -29,6 +29,18 @@ pub enum Error {
     /// it means two different batches claim the same offsets, which must be investigated.
     #[error("segment conflict at {key}: {detail}")]
     SegmentConflict { key: String, detail: String },
+    /// The source now holds a different record at an offset the backup already has: the topic
+    /// was deleted and recreated, or lost data in an unclean leader election. Permanent:
+    /// writing would mix two histories under one offset.
+    #[error(
+        "{partition} offset {offset} differs from the backed-up record in {key}: the topic was \
+         recreated or lost data; nothing was written. Back the new topic up under a new backup id"
+    )]
+    Diverged {
+        partition: String,
+        offset: i64,
+        key: String,
+    },
     /// The object store (S3) failed.
     #[error("object store failed on {operation} {key}: {message}")]
     ObjectStore {

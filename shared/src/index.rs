@@ -73,6 +73,16 @@ pub trait IndexStore: Send + Sync {
     /// Every indexed segment of the partition, ordered by first then last offset.
     async fn segments(&self, partition: &PartitionId) -> Result<Vec<SegmentEntry>>;
 
+    /// The segments that hold offsets `first..=last`, ordered like [`Self::segments`]: every
+    /// segment starting in the range, and the last one starting before it. Reads only those,
+    /// however long the partition's history.
+    async fn segments_covering(
+        &self,
+        partition: &PartitionId,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SegmentEntry>>;
+
     /// Every recorded gap of the partition, ordered by start offset.
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>>;
 }

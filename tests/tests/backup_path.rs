@@ -497,3 +497,68 @@ async fn bridge_commits_only_after_success_so_a_restart_loses_nothing() {
         .unwrap();
     assert_eq!((checkpoint.start_offset, checkpoint.next_offset), (0, 20));
 }
+
+#[tokio::test]
+async fn a_recreated_topic_is_refused_by_the_writer_not_mixed_into_the_backup() {
+    let scenario = Scenario::new("recreated", 1, &[]).await;
+    let stack = &scenario.stack;
+    let produced = scenario.produce_numbered(10, |n| format!("first-topic-{n}").into_bytes());
+    let host = scenario.start_writer(&[]);
+    let mut first_bridge = scenario.start_bridge(&host, FUNCTION_ARN, &[]);
+    scenario.wait_for_checkpoints(&produced);
+    first_bridge.terminate();
+    let keys_before = scenario.storage.object_keys().await;
+
+    stack.python(&[
+        "delete-topic",
+        "--bootstrap",
+        &stack.kafka_bootstrap,
+        "--topic",
+        &scenario.topic,
+    ]);
+    stack.create_topic(&scenario.topic, 1, &[]);
+    scenario.produce_numbered(3, |n| format!("second-topic-{n}").into_bytes());
+
+    // An event source mapping that starts again from the beginning of the recreated topic hands
+    // the writer offsets 0..2, which the backup already holds with other records. The writer
+    // refuses every attempt and the bridge stops after its retries.
+    let mut bridge = scenario.start_bridge(&host, FUNCTION_ARN, &["--max-retry-attempts", "2"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while bridge.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge kept running:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = bridge.log();
+    assert!(log.contains("Tidemark.TopicRecreated"), "{log}");
+    assert!(
+        log.contains("offset 0 differs from the backed-up record"),
+        "{log}"
+    );
+    assert_eq!(
+        scenario.storage.object_keys().await,
+        keys_before,
+        "nothing of the new topic was written"
+    );
+    let checkpoint = scenario
+        .index()
+        .checkpoint(&scenario.partition(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.next_offset, 10);
+    let values: Vec<Value> = backed_up_records(&scenario.segments())
+        .iter()
+        .map(|record| record["value"].clone())
+        .collect();
+    assert_eq!(values.len(), 10);
+    assert!(
+        values
+            .iter()
+            .all(|value| value.to_string().contains(&b64(b"first-topic")[..8])),
+        "only the first topic's records are in the backup: {values:?}"
+    );
+}

@@ -16,6 +16,8 @@ pub enum WriterError {
         retryable: bool,
         /// Some partition's segment key already holds different records.
         conflict: bool,
+        /// Some partition's source holds different records than the backup (recreated topic).
+        diverged: bool,
     },
     #[error("encoding task failed: {0}")]
     Task(String),
@@ -31,6 +33,8 @@ impl WriterError {
             WriterError::Core(Core::InvalidEvent(_) | Core::InvalidRecords(_)) => {
                 "Tidemark.InvalidEvent"
             }
+            WriterError::Core(Core::Diverged { .. })
+            | WriterError::Partitions { diverged: true, .. } => "Tidemark.TopicRecreated",
             WriterError::Core(Core::SegmentConflict { .. })
             | WriterError::Partitions { conflict: true, .. } => "Tidemark.SegmentConflict",
             WriterError::Core(core) if core.is_retryable() => "Tidemark.Retryable",

@@ -22,6 +22,7 @@ use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
 use crate::error::{Result, WriterError};
+use crate::overlap::verify_overlap;
 
 /// Metadata stored with each segment object, so a conditional-create conflict can tell an
 /// identical earlier write (a retry) from different records under the same key.
@@ -190,6 +191,9 @@ impl BackupWriter {
                 conflict: failures.iter().any(|(_, error)| {
                     matches!(error, tidemark_core::Error::SegmentConflict { .. })
                 }),
+                diverged: failures
+                    .iter()
+                    .any(|(_, error)| matches!(error, tidemark_core::Error::Diverged { .. })),
             });
         }
         Ok(BatchReport {
@@ -256,6 +260,18 @@ impl BackupWriter {
                 header.records_crc32c.to_string(),
             ),
         ]);
+        // Read first: a batch that overlaps the backup must hold the same records there.
+        let mut observed = self.index.checkpoint(partition).await?;
+        if let Some(checkpoint) = &observed {
+            verify_overlap(
+                self.index.as_ref(),
+                self.objects.as_ref(),
+                partition,
+                &encoded.segment.bytes,
+                checkpoint.next_offset,
+            )
+            .await?;
+        }
         let stored_bytes = encoded.segment.bytes.len() as u64;
         let body = encoded.segment.bytes.clone();
         let created = match self.objects.put_if_absent(&key, body, &metadata).await? {
@@ -277,8 +293,10 @@ impl BackupWriter {
         };
 
         let entry = SegmentEntry::new(key.clone(), header, stored_bytes);
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
-            let observed = self.index.checkpoint(partition).await?;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                observed = self.index.checkpoint(partition).await?;
+            }
             let plan = plan_commit(
                 observed.as_ref(),
                 header.first_offset,

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod handler;
+pub mod overlap;
 
 pub use error::{Result, WriterError};
 pub use handler::{BackupWriter, BatchReport, PartitionReport, encode_event, encode_partition};

@@ -108,6 +108,14 @@ impl IndexStore for FlakyIndex {
     async fn segments(&self, partition: &PartitionId) -> tidemark_core::Result<Vec<SegmentEntry>> {
         self.inner.segments(partition).await
     }
+    async fn segments_covering(
+        &self,
+        partition: &PartitionId,
+        first: i64,
+        last: i64,
+    ) -> tidemark_core::Result<Vec<SegmentEntry>> {
+        self.inner.segments_covering(partition, first, last).await
+    }
     async fn gaps(&self, partition: &PartitionId) -> tidemark_core::Result<Vec<Gap>> {
         self.inner.gaps(partition).await
     }
@@ -403,14 +411,24 @@ async fn malformed_events_are_refused_with_the_place_named_and_nothing_written()
     assert!(h.objects.list("").await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() {
-    let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+fn changed_first_key() -> KafkaEvent {
     let mut changed = fixture("msk-event.json");
     changed.records.remove("payments.refunded-3");
     changed.records.get_mut("payments.captured-0").unwrap()[0].key = Some("b3RoZXI=".into());
-    let error = h.writer.handle(changed).await.unwrap_err();
+    changed
+}
+
+#[tokio::test]
+async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() {
+    let h = harness(&[]);
+    // The first attempt's segment is in S3 but its index commit failed: no checkpoint covers
+    // it, so only the key's records CRC can tell the batches apart.
+    h.index.failures_left.store(1, Ordering::SeqCst);
+    h.writer
+        .handle(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.SegmentConflict", "{error}");
     assert!(
         error
@@ -434,9 +452,92 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
         .checkpoint(&partition("payments.captured", 0))
         .await
         .unwrap();
+    assert_eq!(checkpoint, None, "a conflict must not move the checkpoint");
+
+    // Once a checkpoint covers the offsets, the records themselves are compared first.
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    assert!(
+        error.to_string().contains(
+            "offset 100 differs from the backed-up record in backups/prod/topics/payments.captured/partition=0/"
+        ),
+        "{error}"
+    );
+    let checkpoint = h
+        .index
+        .checkpoint(&partition("payments.captured", 0))
+        .await
+        .unwrap();
     assert_eq!(
         checkpoint.unwrap().next_offset,
         106,
-        "a conflict must not move the checkpoint"
+        "a refused batch must not move the checkpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let checkpoint_before = h
+        .index
+        .checkpoint(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    // The same records, batched from offset 101: a different key, the same history.
+    let mut rebatched = fixture("msk-event.json");
+    rebatched.records.remove("payments.refunded-3");
+    rebatched
+        .records
+        .get_mut("payments.captured-0")
+        .unwrap()
+        .remove(0);
+    let report = h.writer.handle(rebatched).await.unwrap();
+    assert_eq!(report.partitions[0].first_offset, 101);
+    assert_eq!(
+        h.index
+            .checkpoint(&partition("payments.captured", 0))
+            .await
+            .unwrap(),
+        checkpoint_before
+    );
+}
+
+#[tokio::test]
+async fn a_recreated_topic_is_refused_instead_of_mixed_into_the_backup() {
+    let h = harness(&[]);
+    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let keys_before = h.objects.list("").await.unwrap();
+    let items_before = h
+        .index
+        .segments(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    // After delete-and-recreate, offsets 101.. come back holding other records.
+    let mut recreated = fixture("msk-event.json");
+    recreated.records.remove("payments.refunded-3");
+    let records = recreated.records.get_mut("payments.captured-0").unwrap();
+    records.remove(0);
+    records[1].value = Some("bmV3IHRvcGlj".into()); // offset 102
+    let error = h.writer.handle(recreated).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("prod/payments.captured-0 offset 102 differs from the backed-up record in backups/prod/topics/payments.captured/partition=0/"),
+        "{message}"
+    );
+    assert_eq!(
+        h.objects.list("").await.unwrap(),
+        keys_before,
+        "nothing written"
+    );
+    assert_eq!(
+        h.index
+            .segments(&partition("payments.captured", 0))
+            .await
+            .unwrap(),
+        items_before
     );
 }

@@ -182,6 +182,32 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         Some(after_gap),
         "covered segment moved the checkpoint"
     );
+
+    let covering = |first: i64, last: i64| async move {
+        store
+            .segments_covering(partition, first, last)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| (s.first_offset, s.last_offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(covering(3, 5).await, [(0, 9)], "a range inside one segment");
+    assert_eq!(
+        covering(5, 16).await,
+        [(0, 9), (15, 19)],
+        "a range across two"
+    );
+    assert_eq!(
+        covering(15, 30).await,
+        [(15, 19)],
+        "a range starting at a segment"
+    );
+    assert_eq!(
+        covering(11, 12).await,
+        [(0, 9)],
+        "a range in a gap: the segment before it"
+    );
 }
 
 /// `backup_id` must be unused in the catalog.

@@ -116,6 +116,32 @@ impl IndexStore for MemoryIndexStore {
             .unwrap_or_default())
     }
 
+    async fn segments_covering(
+        &self,
+        partition: &PartitionId,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SegmentEntry>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        let Some(index) = partitions.get(&partition.to_string()) else {
+            return Ok(Vec::new());
+        };
+        let mut covering = Vec::new();
+        for segment in index
+            .segments
+            .range(..=(last, i64::MAX))
+            .rev()
+            .map(|(_, s)| s)
+        {
+            covering.push(segment.clone());
+            if segment.first_offset <= first {
+                break;
+            }
+        }
+        covering.reverse();
+        Ok(covering)
+    }
+
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>> {
         let partitions = self.partitions.lock().expect("lock poisoned");
         Ok(partitions

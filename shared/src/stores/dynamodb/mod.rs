@@ -312,6 +312,44 @@ impl IndexStore for DynamoIndexStore {
             .collect()
     }
 
+    async fn segments_covering(
+        &self,
+        partition: &PartitionId,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<SegmentEntry>> {
+        // Newest first from the last segment starting at or before `last`, until one starts
+        // at or before `first`: a bounded read however many segments the partition has.
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", AttributeValue::S(partition_key(partition)))
+            .expression_attribute_values(":low", AttributeValue::S(SEGMENT_SK_PREFIX.to_owned()))
+            .expression_attribute_values(
+                ":high",
+                AttributeValue::S(format!("{SEGMENT_SK_PREFIX}{last:020}#~")),
+            )
+            .scan_index_forward(false)
+            .into_paginator()
+            .send();
+        let mut covering = Vec::new();
+        'pages: while let Some(page) = pages.next().await {
+            for item in page.map_err(index_error("Query"))?.items() {
+                let segment = decode_segment(item)?;
+                let reached_first = segment.first_offset <= first;
+                covering.push(segment);
+                if reached_first {
+                    break 'pages;
+                }
+            }
+        }
+        covering.reverse();
+        Ok(covering)
+    }
+
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>> {
         self.query_prefix(partition, GAP_SK_PREFIX)
             .await?
