@@ -267,7 +267,7 @@ impl BackupWriter {
                 self.index.as_ref(),
                 self.objects.as_ref(),
                 partition,
-                &encoded.segment.bytes,
+                &encoded.segment,
                 checkpoint.next_offset,
             )
             .await?;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::ObjectStore;
-use tidemark_core::segment::{Record, SegmentReader};
+use tidemark_core::segment::{EncodedSegment, Record, SegmentReader};
 use tidemark_core::{Error, Result};
 
 /// Checks `batch` (an encoded segment) against the backup below `next_offset`, the
@@ -18,15 +18,15 @@ pub async fn verify_overlap(
     index: &dyn IndexStore,
     objects: &dyn ObjectStore,
     partition: &PartitionId,
-    batch: &[u8],
+    batch: &EncodedSegment,
     next_offset: i64,
 ) -> Result<()> {
-    let mut reader = SegmentReader::open(batch)?;
-    let first = reader.header().first_offset;
-    let overlap_end = reader.header().last_offset.min(next_offset - 1);
+    let first = batch.header.first_offset;
+    let overlap_end = batch.header.last_offset.min(next_offset - 1);
     if first > overlap_end {
         return Ok(());
     }
+    let mut reader = SegmentReader::open(batch.bytes.as_ref())?;
     let mut ours: BTreeMap<i64, Record> = BTreeMap::new();
     while let Some(record) = reader.next_record()? {
         if record.offset > overlap_end {
