@@ -96,30 +96,31 @@ impl Snapshotter {
         };
 
         let mut previous = self.latest_snapshot().await?;
-        let start = tokio::time::Instant::now();
         let mut response = SnapshotResponse {
             snapshots: Vec::new(),
             recreations: Vec::new(),
             skipped_samples: 0,
         };
         let mut unreadable = Vec::new();
+        let interval_ms = interval.as_millis() as i64;
+        // Samples are due an interval apart from the first sample's recorded start.
+        let mut first_started_ms: Option<i64> = None;
         let mut last_duration_ms = 0;
         for sample in 0..samples {
-            let due = start + interval * sample;
-            let wait_ms = due
-                .saturating_duration_since(tokio::time::Instant::now())
-                .as_millis() as i64;
-            // The first sample always runs; later ones only if they can finish in time.
-            if sample > 0 && now_ms() + wait_ms + 2 * last_duration_ms.max(1_000) > deadline_ms {
-                response.skipped_samples = samples - sample;
-                tracing::warn!(
-                    skipped = response.skipped_samples,
-                    "deadline too close for more samples"
-                );
-                break;
+            if let Some(first) = first_started_ms {
+                let wait_ms = (first + interval_ms * i64::from(sample) - now_ms()).max(0);
+                if now_ms() + wait_ms + 2 * last_duration_ms.max(1_000) > deadline_ms {
+                    response.skipped_samples = samples - sample;
+                    tracing::warn!(
+                        skipped = response.skipped_samples,
+                        "deadline too close for more samples"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
             }
-            tokio::time::sleep_until(due).await;
             let (snapshot, key) = self.take_one(previous.as_ref()).await?;
+            first_started_ms.get_or_insert(snapshot.started_at_ms);
             last_duration_ms = snapshot.taken_at_ms - snapshot.started_at_ms;
             unreadable.extend(snapshot.groups.iter().filter_map(|group| {
                 Some(format!(
