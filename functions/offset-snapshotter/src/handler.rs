@@ -197,29 +197,8 @@ impl Snapshotter {
             groups: &self.config.groups,
             parallelism: self.config.parallelism,
         };
-        let snapshot = collector.collect(previous).await?;
-        let key = self
-            .config
-            .layout
-            .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms);
-        let body = Bytes::from(snapshot.encode(self.config.compression_level)?);
-        let stored_bytes = body.len() as u64;
-        let metadata = ObjectMetadata::from([
-            (
-                "tidemark-snapshot-version".to_owned(),
-                snapshot.version.to_string(),
-            ),
-            (
-                "tidemark-taken-at-ms".to_owned(),
-                snapshot.taken_at_ms.to_string(),
-            ),
-        ]);
-        if let PutOutcome::AlreadyExists(_) =
-            self.objects.put_if_absent(&key, body, &metadata).await?
-        {
-            // Two invocations finished in the same millisecond; the first one's stands.
-            tracing::warn!(%key, "a snapshot already exists at this time; keeping it");
-        }
+        let mut snapshot = collector.collect(previous).await?;
+        let (key, stored_bytes) = self.store(&mut snapshot).await?;
         for recreation in &snapshot.recreations {
             self.catalog
                 .record_topic_generation(&self.config.backup_id, recreation)
@@ -239,6 +218,40 @@ impl Snapshotter {
             .await?;
         self.emit_metrics(&snapshot, previous, stored_bytes, &key);
         Ok((snapshot, key))
+    }
+
+    /// Writes the snapshot under a key no other snapshot has. Another snapshot that finished
+    /// in the same millisecond owns that key; this one then moves to the next free millisecond.
+    /// A later `taken_at_ms` stays safe: every offset was still read before it.
+    async fn store(&self, snapshot: &mut ClusterSnapshot) -> Result<(String, u64)> {
+        for _ in 0..1_000 {
+            let key = self
+                .config
+                .layout
+                .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms);
+            let body = Bytes::from(snapshot.encode(self.config.compression_level)?);
+            let stored_bytes = body.len() as u64;
+            let metadata = ObjectMetadata::from([
+                (
+                    "tidemark-snapshot-version".to_owned(),
+                    snapshot.version.to_string(),
+                ),
+                (
+                    "tidemark-taken-at-ms".to_owned(),
+                    snapshot.taken_at_ms.to_string(),
+                ),
+            ]);
+            match self.objects.put_if_absent(&key, body, &metadata).await? {
+                PutOutcome::Created => return Ok((key, stored_bytes)),
+                PutOutcome::AlreadyExists(_) => snapshot.taken_at_ms += 1,
+            }
+        }
+        Err(SnapshotterError::Core(tidemark_core::Error::ObjectStore {
+            operation: "PutObject",
+            key: self.config.layout.snapshots_prefix(&self.config.backup_id),
+            message: "no free snapshot key within a second of the snapshot time".into(),
+            retryable: true,
+        }))
     }
 
     fn emit_metrics(

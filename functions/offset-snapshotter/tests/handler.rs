@@ -387,3 +387,34 @@ fn a_scheduled_event_is_a_default_request() {
     let error = serde_json::from_str::<SnapshotRequest>(r#"{"samples": "many"}"#).unwrap_err();
     assert!(error.to_string().contains("invalid type"), "{error}");
 }
+
+#[tokio::test]
+async fn snapshots_finishing_in_the_same_millisecond_are_all_kept() {
+    let fixture = Fixture::new(&[]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+        times.push(response.snapshots[0].taken_at_ms);
+    }
+    let mut distinct = times.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct, times, "each snapshot has its own, later time");
+    for time in &times {
+        let entry = fixture
+            .index
+            .snapshot_at_or_before(&fixture.config.backup_id, *time)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.taken_at_ms, *time, "every snapshot is indexed");
+        let bytes = fixture.objects.get(&entry.key).await.unwrap().unwrap();
+        assert_eq!(
+            ClusterSnapshot::decode(&bytes, &entry.key)
+                .unwrap()
+                .taken_at_ms,
+            *time
+        );
+    }
+}
