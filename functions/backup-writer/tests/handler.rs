@@ -55,6 +55,16 @@ fn harness(extra: &[(&str, &str)]) -> Harness {
     }
 }
 
+impl Harness {
+    /// The checkpoint of `payments.captured` partition 0, the fixtures' main partition.
+    async fn captured_checkpoint(&self) -> Option<Checkpoint> {
+        self.index
+            .checkpoint(&partition("payments.captured", 0))
+            .await
+            .unwrap()
+    }
+}
+
 fn partition(topic: &str, partition: i32) -> PartitionId {
     PartitionId {
         backup_id: BackupId::parse("prod").unwrap(),
@@ -182,12 +192,7 @@ async fn msk_event_becomes_one_faithful_segment_per_partition() {
         ]
     );
 
-    let checkpoint = h
-        .index
-        .checkpoint(&partition("payments.captured", 0))
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = h.captured_checkpoint().await.unwrap();
     assert_eq!(
         (checkpoint.start_offset, checkpoint.next_offset),
         (100, 106)
@@ -231,11 +236,7 @@ async fn retried_batch_writes_no_second_copy() {
     let h = harness(&[]);
     h.writer.handle(fixture("msk-event.json")).await.unwrap();
     let keys_before = h.objects.list("").await.unwrap();
-    let checkpoint_before = h
-        .index
-        .checkpoint(&partition("payments.captured", 0))
-        .await
-        .unwrap();
+    let checkpoint_before = h.captured_checkpoint().await;
 
     let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
     assert!(
@@ -251,13 +252,7 @@ async fn retried_batch_writes_no_second_copy() {
             .len(),
         1
     );
-    assert_eq!(
-        h.index
-            .checkpoint(&partition("payments.captured", 0))
-            .await
-            .unwrap(),
-        checkpoint_before
-    );
+    assert_eq!(h.captured_checkpoint().await, checkpoint_before);
 }
 
 #[tokio::test]
@@ -305,15 +300,7 @@ async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(
-        h.index
-            .checkpoint(&partition("payments.captured", 0))
-            .await
-            .unwrap()
-            .unwrap()
-            .next_offset,
-        106
-    );
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 106);
 }
 
 #[tokio::test]
@@ -334,15 +321,7 @@ async fn later_batch_with_skipped_offsets_records_a_gap() {
         .await
         .unwrap();
     assert_eq!((gaps[0].start, gaps[0].end), (106, 119));
-    assert_eq!(
-        h.index
-            .checkpoint(&partition("payments.captured", 0))
-            .await
-            .unwrap()
-            .unwrap()
-            .next_offset,
-        124
-    );
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 124);
 }
 
 #[tokio::test]
@@ -389,14 +368,7 @@ async fn malformed_events_are_refused_with_the_place_named_and_nothing_written()
             h.objects.list("").await.unwrap().is_empty(),
             "{name}: wrote objects"
         );
-        assert_eq!(
-            h.index
-                .checkpoint(&partition("payments.captured", 0))
-                .await
-                .unwrap(),
-            None,
-            "{name}"
-        );
+        assert_eq!(h.captured_checkpoint().await, None, "{name}");
     }
     let mut unknown_source = fixture("msk-event.json");
     unknown_source.event_source = Some("aws:sqs".into());
@@ -447,11 +419,7 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
         ),
         "{error}"
     );
-    let checkpoint = h
-        .index
-        .checkpoint(&partition("payments.captured", 0))
-        .await
-        .unwrap();
+    let checkpoint = h.captured_checkpoint().await;
     assert_eq!(checkpoint, None, "a conflict must not move the checkpoint");
 
     // Once a checkpoint covers the offsets, the records themselves are compared first.
@@ -465,11 +433,7 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
         ),
         "{error}"
     );
-    let checkpoint = h
-        .index
-        .checkpoint(&partition("payments.captured", 0))
-        .await
-        .unwrap();
+    let checkpoint = h.captured_checkpoint().await;
     assert_eq!(
         checkpoint.unwrap().next_offset,
         106,
@@ -481,11 +445,7 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
 async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
     let h = harness(&[]);
     h.writer.handle(fixture("msk-event.json")).await.unwrap();
-    let checkpoint_before = h
-        .index
-        .checkpoint(&partition("payments.captured", 0))
-        .await
-        .unwrap();
+    let checkpoint_before = h.captured_checkpoint().await;
     // The same records, batched from offset 101: a different key, the same history.
     let mut rebatched = fixture("msk-event.json");
     rebatched.records.remove("payments.refunded-3");
@@ -496,13 +456,7 @@ async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
         .remove(0);
     let report = h.writer.handle(rebatched).await.unwrap();
     assert_eq!(report.partitions[0].first_offset, 101);
-    assert_eq!(
-        h.index
-            .checkpoint(&partition("payments.captured", 0))
-            .await
-            .unwrap(),
-        checkpoint_before
-    );
+    assert_eq!(h.captured_checkpoint().await, checkpoint_before);
 }
 
 #[tokio::test]
