@@ -2,7 +2,7 @@
 # Stops what up.sh (and the demo) started. Memory storage: the next start is empty.
 set -uo pipefail
 source "$(dirname "$0")/env.sh"
-for name in bridge lambda-host kafka kafka-tls kafka-scram kafka-scram-setup moto; do
+for name in bridge lambda-host gateway kafka kafka-tls kafka-scram kafka-scram-setup moto; do
   pidfile="$TIDEMARK_STATE/$name.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")

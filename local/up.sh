@@ -16,7 +16,9 @@ fail_with_log() { echo "---- $TIDEMARK_STATE/$1.log" >&2; tail -n 30 "$TIDEMARK_
 
 if ! running moto; then
   log "starting the AWS emulator on 127.0.0.1:$TIDEMARK_MOTO_PORT"
-  "$TIDEMARK_VENV/bin/moto_server" -H 127.0.0.1 -p "$TIDEMARK_MOTO_PORT" >"$TIDEMARK_STATE/moto.log" 2>&1 &
+  # MOTO_PORT: where its Step Functions executions send their Lambda and S3 calls.
+  MOTO_PORT=$TIDEMARK_GATEWAY_PORT "$TIDEMARK_VENV/bin/moto_server" -H 127.0.0.1 -p "$TIDEMARK_MOTO_PORT" \
+    >"$TIDEMARK_STATE/moto.log" 2>&1 &
   echo $! >"$TIDEMARK_STATE/moto.pid"
 fi
 for _ in $(seq 150); do
@@ -28,6 +30,20 @@ curl -sf -o /dev/null "$AWS_ENDPOINT_URL/moto-api/" || fail_with_log moto "the A
 # Step Functions executions run their ASL for real instead of only being recorded.
 curl -sf -o /dev/null -X POST "$AWS_ENDPOINT_URL/moto-api/config" \
   -H 'content-type: application/json' -d '{"stepfunctions": {"execute_state_machine": true}}'
+
+[ -x "$TIDEMARK_BIN/tidemark-lambda-gateway" ] || die "$TIDEMARK_BIN/tidemark-lambda-gateway is missing: build with cargo build --workspace --bins"
+if ! running gateway; then
+  log "starting the Step Functions gateway on 127.0.0.1:$TIDEMARK_GATEWAY_PORT"
+  "$TIDEMARK_BIN/tidemark-lambda-gateway" --listen "127.0.0.1:$TIDEMARK_GATEWAY_PORT" --upstream "$AWS_ENDPOINT_URL" \
+    >"$TIDEMARK_STATE/gateway.log" 2>&1 &
+  echo $! >"$TIDEMARK_STATE/gateway.pid"
+fi
+for _ in $(seq 100); do
+  curl -sf -o /dev/null "$TIDEMARK_GATEWAY/moto-api/" && break
+  running gateway || fail_with_log gateway "the gateway exited"
+  sleep 0.1
+done
+curl -sf -o /dev/null "$TIDEMARK_GATEWAY/moto-api/" || fail_with_log gateway "the gateway did not pass a request to the emulator within 10 s"
 
 # start_broker NAME PORT [FLAGS...]: one nisshi broker in its own directory (it reads a .env
 # in its working directory, so each gets an empty one of its own; BROKER_DIR overrides it).
@@ -81,5 +97,6 @@ export AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL
 export TIDEMARK_KAFKA_BOOTSTRAP=$TIDEMARK_KAFKA_BOOTSTRAP
 export TIDEMARK_KAFKA_TLS_BOOTSTRAP=$TIDEMARK_KAFKA_TLS_BOOTSTRAP
 export TIDEMARK_KAFKA_SCRAM_BOOTSTRAP=$TIDEMARK_KAFKA_SCRAM_BOOTSTRAP
+export TIDEMARK_GATEWAY=$TIDEMARK_GATEWAY
 ENV
 log "local stack up: AWS APIs at $AWS_ENDPOINT_URL, Kafka at $TIDEMARK_KAFKA_BOOTSTRAP"

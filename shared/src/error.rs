@@ -89,6 +89,22 @@ impl Error {
             _ => false,
         }
     }
+
+    /// Puts what a cluster error was about (a topic, a group) at the front of its message.
+    pub fn with_subject(self, subject: &str) -> Self {
+        match self {
+            Error::Kafka {
+                operation,
+                message,
+                retryable,
+            } => Error::Kafka {
+                operation,
+                message: format!("{subject}: {message}"),
+                retryable,
+            },
+            other => other,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

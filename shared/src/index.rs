@@ -23,10 +23,13 @@ pub struct SegmentEntry {
     /// Size of the framed records before compression.
     pub uncompressed_bytes: u64,
     pub records_crc32c: u32,
+    /// When the segment became durable (the writer's clock): the backup had reached
+    /// `last_offset` at this moment, which is what a consistent-cut restore asks.
+    pub written_at_ms: i64,
 }
 
 impl SegmentEntry {
-    pub fn new(key: String, header: &SegmentHeader, stored_bytes: u64) -> Self {
+    pub fn new(key: String, header: &SegmentHeader, stored_bytes: u64, written_at_ms: i64) -> Self {
         SegmentEntry {
             key,
             first_offset: header.first_offset,
@@ -37,6 +40,7 @@ impl SegmentEntry {
             stored_bytes,
             uncompressed_bytes: header.uncompressed_len,
             records_crc32c: header.records_crc32c,
+            written_at_ms,
         }
     }
 }

@@ -36,6 +36,35 @@ impl fmt::Display for BackupId {
     }
 }
 
+/// A restore id names one restore run (the Step Functions execution name). It appears in S3
+/// keys, so it is held to the execution name's safe characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RestoreId(String);
+
+impl RestoreId {
+    pub fn parse(value: &str) -> Result<Self> {
+        let valid_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        if value.is_empty() || value.len() > 80 || !valid_chars {
+            return Err(Error::Config(format!(
+                "restore id {value:?} must be 1-80 characters of letters, digits, '-' or '_'"
+            )));
+        }
+        Ok(RestoreId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RestoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks a Kafka topic name by Kafka's own rule: 1-249 characters of `[a-zA-Z0-9._-]`.
 pub fn validate_topic_name(topic: &str) -> Result<()> {
     let valid_chars = topic
@@ -128,6 +157,16 @@ impl StorageLayout {
             "{}{taken_at_ms:020}.json.zst",
             self.snapshots_prefix(backup_id)
         )
+    }
+
+    /// Where every backed-up topic's segments live, ending in `/`: one folder per topic.
+    pub fn topics_prefix(&self, backup_id: &BackupId) -> String {
+        format!("{}/topics/", self.root(backup_id))
+    }
+
+    /// Where one restore keeps its plan, progress, offset maps and report, ending in `/`.
+    pub fn restore_prefix(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
+        format!("{}/restores/{restore_id}/", self.root(backup_id))
     }
 
     /// Inverse of [`Self::segment_key`]'s file name: the offset range, if `key` names a segment.

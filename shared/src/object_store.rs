@@ -10,6 +10,15 @@ use crate::error::Result;
 /// User metadata stored with an object (S3 `x-amz-meta-*`).
 pub type ObjectMetadata = HashMap<String, String>;
 
+/// What a listing says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// When the object was written (S3 `LastModified`), in milliseconds since the epoch.
+    pub last_modified_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
     Created,
@@ -32,6 +41,20 @@ pub trait ObjectStore: Send + Sync {
     /// The whole object, or `None` if there is none.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// Every object under `prefix`, in lexicographic key order.
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+
+    /// The distinct "folders" directly under `prefix` (keys cut after the next `/`, which is
+    /// kept), in lexicographic order: S3's common prefixes for the delimiter `/`.
+    async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>>;
+
     /// Every key under `prefix`, in lexicographic order.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_objects(prefix)
+            .await?
+            .into_iter()
+            .map(|object| object.key)
+            .collect())
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod fault_proxy;
 pub mod process;
+pub mod stepfunctions;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +34,8 @@ pub struct Stack {
     pub python: PathBuf,
     pub local_py: PathBuf,
     pub bin_dir: PathBuf,
+    /// Where the emulator's Step Functions send Lambda invokes (`local/up.sh`'s gateway).
+    pub gateway: String,
 }
 
 fn required_env(name: &str) -> String {
@@ -52,10 +55,13 @@ impl Stack {
             python: PathBuf::from(required_env("TIDEMARK_PYTHON")),
             local_py: PathBuf::from(required_env("TIDEMARK_LOCAL_PY")),
             bin_dir: PathBuf::from(required_env("TIDEMARK_BIN")),
+            gateway: required_env("TIDEMARK_GATEWAY"),
         };
         for binary in [
             "backup-writer",
             "offset-snapshotter",
+            "restore-coordinator",
+            "restore-partition",
             "tidemark-bridge",
             "tidemark-lambda-host",
         ] {
@@ -246,16 +252,29 @@ impl Stack {
         env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> LambdaHost {
+        self.start_lambda_host_for(&[function.to_owned()], env, timeout_seconds)
+    }
+
+    /// A Lambda host running several functions (`NAME=BINARY` each).
+    pub fn start_lambda_host_for(
+        &self,
+        functions: &[String],
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> LambdaHost {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let timeout = timeout_seconds.to_string();
         let mut command = Command::new(self.binary("tidemark-lambda-host"));
         command
+            .args(
+                functions
+                    .iter()
+                    .flat_map(|function| ["--function", function.as_str()]),
+            )
             .args([
                 "--listen",
                 &listen,
-                "--function",
-                function,
                 "--timeout-seconds",
                 &timeout,
                 "--concurrency",

@@ -27,6 +27,10 @@ impl ChildProcess {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -292,7 +292,7 @@ impl BackupWriter {
             }
         };
 
-        let entry = SegmentEntry::new(key.clone(), header, stored_bytes);
+        let entry = SegmentEntry::new(key.clone(), header, stored_bytes, now_ms());
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
             if attempt > 0 {
                 observed = self.index.checkpoint(partition).await?;

@@ -242,6 +242,7 @@ async fn a_topic_shorter_than_its_backup_is_a_recreation_on_first_sight() {
         stored_bytes: 1,
         uncompressed_bytes: 1,
         records_crc32c: 0,
+        written_at_ms: 0,
     };
     let checkpoint = Checkpoint {
         start_offset: 0,

@@ -4,6 +4,7 @@
 
 pub mod environment;
 pub mod function_name;
+pub mod gateway;
 pub mod invoke_api;
 pub mod runtime_api;
 

@@ -24,7 +24,7 @@ pub struct ClusterContext {
 }
 
 impl ClusterContext {
-    fn new(connection: &KafkaConnection) -> Self {
+    pub fn new(connection: &KafkaConnection) -> Self {
         ClusterContext {
             iam: connection.iam_token_provider(),
             last_error: Mutex::new(None),

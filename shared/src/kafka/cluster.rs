@@ -127,6 +127,20 @@ impl KafkaCluster {
         })
     }
 
+    pub(crate) fn connection(&self) -> &KafkaConnection {
+        &self.connection
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub(crate) async fn admin_client(&self) -> Result<&AdminClient<ClusterContext>> {
+        self.admin
+            .get_or_try_init(|| async { client::admin(&self.connection, &self.client_id) })
+            .await
+    }
+
     /// Runs a blocking call against the metadata client, mapping failures to clear errors.
     async fn with_metadata<T: Send + 'static>(
         &self,
@@ -191,10 +205,7 @@ impl ClusterReader for KafkaCluster {
         if topics.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let admin = self
-            .admin
-            .get_or_try_init(|| async { client::admin(&self.connection, &self.client_id) })
-            .await?;
+        let admin = self.admin_client().await?;
         let specifiers: Vec<ResourceSpecifier<'_>> = topics
             .iter()
             .map(|topic| ResourceSpecifier::Topic(topic))

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::admin::ClusterAdmin;
 use super::cluster::{
     ClusterReader, CommittedOffset, GroupDescription, TopicConfigs, TopicDescription,
     TopicPartition, Watermarks,
@@ -18,6 +19,7 @@ struct State {
     groups: BTreeMap<String, GroupDescription>,
     offsets: BTreeMap<(String, TopicPartition), i64>,
     failing_groups: BTreeMap<String, String>,
+    failing_commits: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +85,20 @@ impl MemoryCluster {
         self.lock()
             .failing_groups
             .insert(group_id.to_owned(), message.to_owned());
+    }
+
+    /// Makes committing `group_id`'s offsets fail with `message`.
+    pub fn fail_commits(&self, group_id: &str, message: &str) {
+        self.lock()
+            .failing_commits
+            .insert(group_id.to_owned(), message.to_owned());
+    }
+
+    /// Sets a partition's log end, as if records had been appended.
+    pub fn set_high_watermark(&self, topic: &str, partition: i32, high: i64) {
+        if let Some((watermarks, _)) = self.lock().topics.get_mut(topic) {
+            watermarks[partition as usize].high = high;
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -166,5 +182,81 @@ impl ClusterReader for MemoryCluster {
                     })
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl ClusterAdmin for MemoryCluster {
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        _replication_factor: i32,
+        configs: &TopicConfigs,
+    ) -> Result<()> {
+        let mut state = self.lock();
+        if state.topics.contains_key(name) {
+            return Err(Error::Kafka {
+                operation: "create topic",
+                message: format!("{name}: topic already exists"),
+                retryable: false,
+            });
+        }
+        let watermarks = vec![Watermarks { low: 0, high: 0 }; partitions as usize];
+        state
+            .topics
+            .insert(name.to_owned(), (watermarks, configs.clone()));
+        Ok(())
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut state = self.lock();
+        state.topics.remove(name);
+        state.offsets.retain(|(_, tp), _| tp.topic != name);
+        Ok(())
+    }
+
+    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        let mut state = self.lock();
+        if let Some(message) = state.failing_commits.get(group_id) {
+            return Err(Error::Kafka {
+                operation: "commit offsets",
+                message: format!("{group_id}: {message}"),
+                retryable: false,
+            });
+        }
+        if let Some(group) = state.groups.get(group_id)
+            && !group.members.is_empty()
+        {
+            return Err(Error::Kafka {
+                operation: "commit offsets",
+                message: format!("{group_id}: the group has active members"),
+                retryable: false,
+            });
+        }
+        for offset in offsets {
+            let partition = TopicPartition::new(offset.topic.clone(), offset.partition);
+            state
+                .offsets
+                .insert((group_id.to_owned(), partition), offset.offset);
+        }
+        state
+            .groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| GroupDescription {
+                group_id: group_id.to_owned(),
+                state: "Empty".to_owned(),
+                protocol_type: "consumer".to_owned(),
+                protocol: String::new(),
+                members: Vec::new(),
+            });
+        Ok(())
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let mut state = self.lock();
+        state.groups.remove(group_id);
+        state.offsets.retain(|(group, _), _| group != group_id);
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! environment, resolution (MSK broker lists, Secrets Manager), authentication (TLS, mTLS,
 //! SASL/SCRAM, MSK IAM) and the cluster-reading seam.
 
+pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod connection;
@@ -9,6 +10,7 @@ pub mod iam;
 pub mod memory;
 pub mod settings;
 
+pub use admin::ClusterAdmin;
 pub use cluster::{
     ClusterReader, CommittedOffset, GroupDescription, GroupMember, KafkaCluster, TopicConfigs,
     TopicDescription, TopicPartition, Watermarks,

@@ -6,7 +6,7 @@ mod record;
 mod writer;
 
 pub use header::{Compression, FORMAT_VERSION, MAGIC, SegmentHeader};
-pub use reader::SegmentReader;
+pub use reader::{SegmentReader, verify_stored_segment};
 pub use record::{Header, Record, TimestampType};
 pub use writer::{EncodedSegment, SegmentEncoder};
 

@@ -340,3 +340,33 @@ impl<'a> Cursor<'a> {
         }
     }
 }
+
+/// Checks a whole stored segment's header, length and body CRC32C without decompressing it:
+/// a restore calls this before producing any record of the segment, so a damaged object is
+/// refused before it changes anything. Decoding then checks the records themselves.
+pub fn verify_stored_segment(stored: &[u8]) -> Result<SegmentHeader> {
+    let mut source = stored;
+    let header = SegmentHeader::read_from(&mut source)?;
+    let body = source;
+    if (body.len() as u64) < header.body_len {
+        return Err(Error::TruncatedSegment(format!(
+            "body holds {} of {} bytes",
+            body.len(),
+            header.body_len
+        )));
+    }
+    if body.len() as u64 > header.body_len {
+        return Err(Error::CorruptSegment(format!(
+            "{} bytes follow the body",
+            body.len() as u64 - header.body_len
+        )));
+    }
+    let computed = crc32c::crc32c(body);
+    if computed != header.body_crc32c {
+        return Err(Error::CorruptSegment(format!(
+            "stored body checksum mismatch: stored {:#010x}, computed {computed:#010x}",
+            header.body_crc32c
+        )));
+    }
+    Ok(header)
+}

@@ -265,3 +265,32 @@ proptest! {
         prop_assert!(decode(&bytes).is_err());
     }
 }
+
+#[test]
+fn stored_segment_check_catches_body_damage_before_decoding() {
+    let encoded = encode(&(0..20).map(record).collect::<Vec<_>>());
+    let bytes = encoded.bytes.to_vec();
+    assert_eq!(verify_stored_segment(&bytes).unwrap(), encoded.header);
+    let body_start = bytes.len() - encoded.header.body_len as usize;
+    for position in body_start..bytes.len() {
+        let mut flipped = bytes.clone();
+        flipped[position] ^= 0x01;
+        assert!(
+            matches!(
+                verify_stored_segment(&flipped),
+                Err(Error::CorruptSegment(_))
+            ),
+            "flip at body byte {position} went unnoticed"
+        );
+    }
+    assert!(matches!(
+        verify_stored_segment(&bytes[..bytes.len() - 1]),
+        Err(Error::TruncatedSegment(_))
+    ));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        verify_stored_segment(&longer),
+        Err(Error::CorruptSegment(_))
+    ));
+}

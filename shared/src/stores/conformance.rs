@@ -60,6 +60,27 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         ],
         "list must return only keys under the prefix, sorted"
     );
+
+    let listed = store.list_objects(&format!("{prefix}/a/")).await.unwrap();
+    assert_eq!(
+        listed[0].size, 5,
+        "list_objects must report each object's size"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        listed
+            .iter()
+            .all(|object| (now_ms - object.last_modified_ms).abs() < 600_000),
+        "list_objects must report when each object was written: {listed:?}"
+    );
+    assert_eq!(
+        store.list_prefixes(&format!("{prefix}/")).await.unwrap(),
+        vec![format!("{prefix}/a/"), format!("{prefix}/b/")],
+        "list_prefixes must return the distinct folders directly under the prefix"
+    );
 }
 
 fn segment(first: i64, last: i64) -> SegmentEntry {
@@ -73,6 +94,7 @@ fn segment(first: i64, last: i64) -> SegmentEntry {
         stored_bytes: 100,
         uncompressed_bytes: 400,
         records_crc32c: 7,
+        written_at_ms: 1_700_000_000_000 + last,
     }
 }
 

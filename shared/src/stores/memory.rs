@@ -11,12 +11,19 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::Result;
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
-use crate::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, PutOutcome};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
+
+#[derive(Debug, Clone)]
+struct StoredObject {
+    body: Bytes,
+    metadata: ObjectMetadata,
+    written_at_ms: i64,
+}
 
 #[derive(Debug, Default)]
 pub struct MemoryObjectStore {
-    objects: Mutex<BTreeMap<String, (Bytes, ObjectMetadata)>>,
+    objects: Mutex<BTreeMap<String, StoredObject>>,
 }
 
 impl MemoryObjectStore {
@@ -34,10 +41,18 @@ impl ObjectStore for MemoryObjectStore {
         metadata: &ObjectMetadata,
     ) -> Result<PutOutcome> {
         let mut objects = self.objects.lock().expect("lock poisoned");
-        if let Some((_, existing)) = objects.get(key) {
-            return Ok(PutOutcome::AlreadyExists(existing.clone()));
+        if let Some(existing) = objects.get(key) {
+            return Ok(PutOutcome::AlreadyExists(existing.metadata.clone()));
         }
-        objects.insert(key.to_owned(), (body, metadata.clone()));
+        let written_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let object = StoredObject {
+            body,
+            metadata: metadata.clone(),
+            written_at_ms,
+        };
+        objects.insert(key.to_owned(), object);
         Ok(PutOutcome::Created)
     }
 
@@ -47,16 +62,35 @@ impl ObjectStore for MemoryObjectStore {
             .lock()
             .expect("lock poisoned")
             .get(key)
-            .map(|(body, _)| body.clone()))
+            .map(|object| object.body.clone()))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let objects = self.objects.lock().expect("lock poisoned");
         Ok(objects
-            .keys()
-            .filter(|key| key.starts_with(prefix))
-            .cloned()
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, object)| ObjectInfo {
+                key: key.clone(),
+                size: object.body.len() as u64,
+                last_modified_ms: object.written_at_ms,
+            })
             .collect())
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>> {
+        let objects = self.objects.lock().expect("lock poisoned");
+        let mut prefixes: Vec<String> = objects
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter_map(|(key, _)| {
+                let rest = &key[prefix.len()..];
+                rest.find('/')
+                    .map(|slash| format!("{prefix}{}", &rest[..=slash]))
+            })
+            .collect();
+        prefixes.dedup();
+        Ok(prefixes)
     }
 }
 

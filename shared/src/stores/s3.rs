@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::describe_sdk_error;
 use crate::error::{Error, Result};
-use crate::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, PutOutcome};
 
 /// Objects in one S3 bucket. Conditional creates use `If-None-Match: *`.
 #[derive(Debug, Clone)]
@@ -118,8 +118,8 @@ impl ObjectStore for S3ObjectStore {
         Ok(Some(body.into_bytes()))
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut objects = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -128,22 +128,55 @@ impl ObjectStore for S3ObjectStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| {
-                let (message, retryable) = describe_sdk_error(&error);
-                Error::ObjectStore {
-                    operation: "ListObjectsV2",
-                    key: prefix.to_owned(),
-                    message,
-                    retryable,
-                }
-            })?;
-            keys.extend(
-                page.contents()
+            let page = page.map_err(|error| list_error(prefix, &error))?;
+            objects.extend(page.contents().iter().filter_map(|object| {
+                Some(ObjectInfo {
+                    key: object.key()?.to_owned(),
+                    size: object.size().unwrap_or_default().max(0) as u64,
+                    last_modified_ms: object
+                        .last_modified()
+                        .and_then(|time| time.to_millis().ok())
+                        .unwrap_or_default(),
+                })
+            }));
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut prefixes = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| list_error(prefix, &error))?;
+            prefixes.extend(
+                page.common_prefixes()
                     .iter()
-                    .filter_map(|object| object.key().map(str::to_owned)),
+                    .filter_map(|common| common.prefix().map(str::to_owned)),
             );
         }
-        keys.sort();
-        Ok(keys)
+        prefixes.sort();
+        Ok(prefixes)
+    }
+}
+
+fn list_error<E, R>(prefix: &str, error: &aws_sdk_s3::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    let (message, retryable) = describe_sdk_error(error);
+    Error::ObjectStore {
+        operation: "ListObjectsV2",
+        key: prefix.to_owned(),
+        message,
+        retryable,
     }
 }

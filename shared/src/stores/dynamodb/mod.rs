@@ -171,6 +171,7 @@ fn segment_item(partition: &PartitionId, segment: &SegmentEntry) -> Item {
         number(segment.uncompressed_bytes),
     );
     item.insert("records_crc32c".into(), number(segment.records_crc32c));
+    item.insert("written_at_ms".into(), number(segment.written_at_ms));
     item
 }
 
@@ -194,6 +195,7 @@ fn decode_segment(item: &Item) -> Result<SegmentEntry> {
         stored_bytes: read_number(item, "stored_bytes")?,
         uncompressed_bytes: read_number(item, "uncompressed_bytes")?,
         records_crc32c: read_number(item, "records_crc32c")?,
+        written_at_ms: read_number(item, "written_at_ms")?,
     })
 }
 

@@ -1,0 +1,180 @@
+//! What a restore reads from the backup: the stores, where each partition's segments are
+//! (the index, or the S3 listing when the index is gone: invariant 5), and the restore's own
+//! JSON objects under `{prefix}/{backup}/restores/{restore_id}/`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tidemark_core::index::IndexStore;
+use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::snapshot::SnapshotCatalog;
+
+use crate::error::{RestoreError, Result};
+
+/// The backup's stores and where its objects live.
+#[derive(Clone)]
+pub struct Backup {
+    pub objects: Arc<dyn ObjectStore>,
+    pub index: Arc<dyn IndexStore>,
+    pub catalog: Arc<dyn SnapshotCatalog>,
+    pub layout: StorageLayout,
+    pub bucket: String,
+}
+
+/// Where a partition's segment list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SegmentSource {
+    Index,
+    /// The index had nothing (or could not be read): segment keys and S3 write times.
+    S3Listing,
+}
+
+/// One stored segment as a restore sees it. Fields the S3 listing cannot tell are `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentRef {
+    pub key: String,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub record_count: Option<u32>,
+    pub min_timestamp: Option<i64>,
+    pub stored_bytes: u64,
+    pub written_at_ms: i64,
+}
+
+impl Backup {
+    /// Every segment of the partition, ordered by first then last offset. Overlapping
+    /// segments (re-batched retries) are all listed; readers de-duplicate by offset.
+    pub async fn segments(
+        &self,
+        partition: &PartitionId,
+        source: Option<SegmentSource>,
+    ) -> Result<(Vec<SegmentRef>, SegmentSource)> {
+        if source != Some(SegmentSource::S3Listing) {
+            match self.index.segments(partition).await {
+                Ok(entries) if !entries.is_empty() || source == Some(SegmentSource::Index) => {
+                    let segments = entries
+                        .into_iter()
+                        .map(|entry| SegmentRef {
+                            key: entry.key,
+                            first_offset: entry.first_offset,
+                            last_offset: entry.last_offset,
+                            record_count: Some(entry.record_count),
+                            min_timestamp: Some(entry.min_timestamp),
+                            stored_bytes: entry.stored_bytes,
+                            written_at_ms: entry.written_at_ms,
+                        })
+                        .collect();
+                    return Ok((segments, SegmentSource::Index));
+                }
+                Ok(_) => {}
+                Err(error) if error.is_retryable() || source == Some(SegmentSource::Index) => {
+                    return Err(error.into());
+                }
+                Err(error) => {
+                    tracing::warn!(%partition, %error, "index unreadable; listing S3 instead");
+                }
+            }
+        }
+        let prefix = self.layout.partition_prefix(partition);
+        let mut segments: Vec<SegmentRef> = self
+            .objects
+            .list_objects(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|object| {
+                let (first, last) = StorageLayout::parse_segment_file_name(&object.key)?;
+                Some(SegmentRef {
+                    key: object.key,
+                    first_offset: first,
+                    last_offset: last,
+                    record_count: None,
+                    min_timestamp: None,
+                    stored_bytes: object.size,
+                    written_at_ms: object.last_modified_ms,
+                })
+            })
+            .collect();
+        segments.sort_by_key(|segment| (segment.first_offset, segment.last_offset));
+        Ok((segments, SegmentSource::S3Listing))
+    }
+
+    /// Backed-up topics and their partitions, from the S3 layout (segments describe
+    /// themselves, so S3 is the authority on what exists).
+    pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<(String, Vec<i32>)>> {
+        let topics_prefix = self.layout.topics_prefix(backup_id);
+        let mut topics = Vec::new();
+        for topic_prefix in self.objects.list_prefixes(&topics_prefix).await? {
+            let topic = topic_prefix[topics_prefix.len()..].trim_end_matches('/');
+            let mut partitions: Vec<i32> = self
+                .objects
+                .list_prefixes(&topic_prefix)
+                .await?
+                .iter()
+                .filter_map(|prefix| {
+                    prefix[topic_prefix.len()..]
+                        .trim_end_matches('/')
+                        .strip_prefix("partition=")?
+                        .parse()
+                        .ok()
+                })
+                .collect();
+            partitions.sort_unstable();
+            if !partitions.is_empty() {
+                topics.push((topic.to_owned(), partitions));
+            }
+        }
+        Ok(topics)
+    }
+
+    pub fn restore_key(&self, backup_id: &BackupId, restore_id: &RestoreId, name: &str) -> String {
+        format!(
+            "{}{name}",
+            self.layout.restore_prefix(backup_id, restore_id)
+        )
+    }
+
+    /// Writes a restore object once. When it exists already (a retried step) the stored
+    /// one is returned: the first write of a plan or an offset snapshot is the one that counts.
+    pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<T> {
+        let body = serde_json::to_vec_pretty(value).map_err(|error| {
+            RestoreError::Core(tidemark_core::Error::InvalidRecords(error.to_string()))
+        })?;
+        match self
+            .objects
+            .put_if_absent(key, Bytes::from(body), &ObjectMetadata::new())
+            .await?
+        {
+            PutOutcome::Created => Ok(value.clone()),
+            PutOutcome::AlreadyExists(_) => self.get_json(key).await?.ok_or_else(|| {
+                RestoreError::Core(tidemark_core::Error::ObjectStore {
+                    operation: "GetObject",
+                    key: key.to_owned(),
+                    message: "the object exists but cannot be read back".into(),
+                    retryable: true,
+                })
+            }),
+        }
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.objects.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+            RestoreError::Core(tidemark_core::Error::ObjectStore {
+                operation: "GetObject",
+                key: key.to_owned(),
+                message: format!("not a restore object: {error}"),
+                retryable: false,
+            })
+        })
+    }
+}

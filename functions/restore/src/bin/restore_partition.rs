@@ -1,0 +1,46 @@
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use restore::backup::Backup;
+use restore::config::RestoreConfig;
+use restore::partition::PartitionRequest;
+use restore::target::AwsTargetConnector;
+use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::stores::aws_stores;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tidemark_core::telemetry::init_tracing();
+    let env = Env::process();
+    let config = RestoreConfig::from_env(&env)?;
+    let s3_settings = S3Settings::from_env(&env)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
+    let backup = Backup {
+        objects: Arc::new(objects),
+        index: index.clone(),
+        catalog: index,
+        layout: config.layout,
+        bucket: config.bucket,
+    };
+    let connector = Arc::new(AwsTargetConnector::new(aws, "tidemark-restore-partition"));
+    let pacing = config.pacing;
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<PartitionRequest>| {
+        let backup = backup.clone();
+        let connector = Arc::clone(&connector);
+        async move {
+            let deadline_ms = event.context.deadline as i64;
+            restore::partition::handle(
+                &backup,
+                connector.as_ref(),
+                event.payload,
+                deadline_ms,
+                pacing,
+            )
+            .await
+        }
+    }))
+    .await
+}

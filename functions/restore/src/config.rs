@@ -1,0 +1,52 @@
+//! The restore functions' environment (`docs/configuration.md`).
+
+use std::time::Duration;
+
+use tidemark_core::config::Env;
+use tidemark_core::layout::StorageLayout;
+use tidemark_core::{Error, Result};
+
+use crate::partition::Pacing;
+
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    /// `TIDEMARK_BUCKET`: the bucket holding the backups.
+    pub bucket: String,
+    /// `TIDEMARK_TABLE`: the index, checkpoint and snapshot catalog table.
+    pub table: String,
+    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
+    pub layout: StorageLayout,
+    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000) and
+    /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000): see [`Pacing`].
+    pub pacing: Pacing,
+}
+
+impl RestoreConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        let batch_records: usize = env.parsed(
+            "TIDEMARK_RESTORE_BATCH_RECORDS",
+            5_000,
+            "a positive integer",
+        )?;
+        if batch_records == 0 {
+            return Err(Error::Config(
+                "TIDEMARK_RESTORE_BATCH_RECORDS=0 is not valid: expected a positive integer".into(),
+            ));
+        }
+        let reserve_ms: u64 = env.parsed(
+            "TIDEMARK_RESTORE_DEADLINE_RESERVE_MS",
+            5_000,
+            "milliseconds (a non-negative integer)",
+        )?;
+        Ok(RestoreConfig {
+            bucket: env.required("TIDEMARK_BUCKET")?,
+            table: env.required("TIDEMARK_TABLE")?,
+            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
+                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            pacing: Pacing {
+                batch_records,
+                deadline_reserve: Duration::from_millis(reserve_ms),
+            },
+        })
+    }
+}

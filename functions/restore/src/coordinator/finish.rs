@@ -1,0 +1,168 @@
+//! The end of a restore: check the target holds exactly what each partition restore says it
+//! produced, then write the report that an operator (or an auditor) reads.
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::kafka::TopicPartition;
+use tidemark_core::layout::{BackupId, RestoreId};
+
+use crate::backup::Backup;
+use crate::error::{RestoreError, Result};
+use crate::partition::latest_progress;
+use crate::plan::RestorePlan;
+use crate::target::Cluster;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validation {
+    pub partitions: usize,
+    pub records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOutcome {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    pub source_first_offset: i64,
+    pub source_end_offset: i64,
+    pub records: u64,
+    pub target_first_offset: i64,
+    pub target_end_offset: i64,
+    pub offset_runs: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    pub report_key: String,
+    pub dry_run: bool,
+    pub partitions: usize,
+    pub records: u64,
+    pub records_to_scan: u64,
+}
+
+fn ids(plan: &RestorePlan) -> Result<(BackupId, RestoreId)> {
+    let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
+    Ok((
+        BackupId::parse(&plan.backup_id).map_err(invalid)?,
+        RestoreId::parse(&plan.restore_id).map_err(invalid)?,
+    ))
+}
+
+async fn outcomes(backup: &Backup, plan: &RestorePlan) -> Result<Vec<PartitionOutcome>> {
+    let (backup_id, restore_id) = ids(plan)?;
+    let mut outcomes = Vec::new();
+    for task in &plan.partitions {
+        let progress = latest_progress(
+            backup,
+            &backup_id,
+            &restore_id,
+            &task.source_topic,
+            task.partition,
+        )
+        .await?
+        .filter(|progress| progress.done)
+        .ok_or_else(|| {
+            RestoreError::CountMismatch(format!(
+                "{}/{} has no finished progress record",
+                task.source_topic, task.partition
+            ))
+        })?;
+        outcomes.push(PartitionOutcome {
+            source_topic: task.source_topic.clone(),
+            target_topic: task.target_topic.clone(),
+            partition: task.partition,
+            source_first_offset: task.first_offset,
+            source_end_offset: task.end_offset,
+            records: progress.produced,
+            target_first_offset: progress.target_base,
+            target_end_offset: progress.target_end(),
+            offset_runs: progress.offset_map.runs().len(),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Every target partition must end exactly where its restore says it stopped producing.
+pub async fn validate(
+    backup: &Backup,
+    plan: &RestorePlan,
+    cluster: &dyn Cluster,
+) -> Result<Validation> {
+    let outcomes = outcomes(backup, plan).await?;
+    let partitions: Vec<TopicPartition> = outcomes
+        .iter()
+        .map(|outcome| TopicPartition::new(outcome.target_topic.clone(), outcome.partition))
+        .collect();
+    let watermarks = cluster.watermarks(&partitions).await?;
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .zip(&watermarks)
+        .filter(|(outcome, watermarks)| watermarks.high != outcome.target_end_offset)
+        .map(|(outcome, watermarks)| {
+            format!(
+                "{}/{} ends at {} but the restore produced {} records from {} (to {})",
+                outcome.target_topic,
+                outcome.partition,
+                watermarks.high,
+                outcome.records,
+                outcome.target_first_offset,
+                outcome.target_end_offset
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(RestoreError::CountMismatch(wrong.join("; ")));
+    }
+    Ok(Validation {
+        partitions: outcomes.len(),
+        records: outcomes.iter().map(|outcome| outcome.records).sum(),
+    })
+}
+
+/// Writes `report.json` under the restore's prefix: the plan, each partition's outcome and
+/// the earlier steps' results. A dry run reports the plan alone.
+pub async fn report(
+    backup: &Backup,
+    plan: &RestorePlan,
+    results: &serde_json::Value,
+) -> Result<ReportSummary> {
+    let (backup_id, restore_id) = ids(plan)?;
+    let partitions = if plan.dry_run {
+        Vec::new()
+    } else {
+        outcomes(backup, plan).await?
+    };
+    let records = partitions.iter().map(|outcome| outcome.records).sum();
+    let records_to_scan = plan
+        .partitions
+        .iter()
+        .map(|task| task.records_to_scan)
+        .sum();
+    let report = serde_json::json!({
+        "format": "tidemark.restore-report",
+        "version": 1,
+        "restore_id": plan.restore_id,
+        "backup_id": plan.backup_id,
+        "dry_run": plan.dry_run,
+        "finished_at_ms": super::now_ms(),
+        "cut": plan.cut,
+        "start_ms": plan.start_ms,
+        "snapshot": plan.snapshot,
+        "records": records,
+        "records_to_scan": records_to_scan,
+        "topics": plan.topics,
+        "planned_partitions": plan.partitions,
+        "partitions": partitions,
+        "groups": plan.groups,
+        "results": results,
+        "warnings": plan.warnings,
+    });
+    let key = backup.restore_key(&backup_id, &restore_id, "report.json");
+    backup.put_json_once(&key, &report).await?;
+    Ok(ReportSummary {
+        report_key: key,
+        dry_run: plan.dry_run,
+        partitions: plan.partitions.len(),
+        records,
+        records_to_scan,
+    })
+}

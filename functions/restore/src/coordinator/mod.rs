@@ -1,0 +1,217 @@
+//! The restore-coordinator function: every step of the restore state machine except copying
+//! records. One binary, dispatched on `step`, so the steps share one connection layer and
+//! one deployment; each step is idempotent, because Step Functions may run it again.
+
+pub mod finish;
+pub mod offsets;
+pub mod rollback;
+pub mod topics;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::layout::{BackupId, RestoreId};
+
+use crate::backup::Backup;
+use crate::error::{RestoreError, Result};
+use crate::plan::{RestorePlan, make_plan};
+use crate::request::{RestoreRequest, ValidRequest};
+use crate::target::TargetConnector;
+
+/// One step's input. Every step gets the original request and the execution's restore id.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StepInput {
+    pub step: Step,
+    pub restore_id: String,
+    pub request: serde_json::Value,
+    /// What earlier steps returned (for the report).
+    #[serde(default)]
+    pub results: serde_json::Value,
+    /// Set on the rollback path: the state that failed and its error.
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Plan,
+    SnapshotOffsets,
+    CreateTopics,
+    ResetOffsets,
+    Validate,
+    Report,
+    Rollback,
+}
+
+/// A Step Functions `Catch` result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+/// What the plan step hands the state machine: small, whatever the plan's size. The Map
+/// reads the partition list from S3.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub bucket: String,
+    pub plan_key: String,
+    pub partitions_key: String,
+    pub dry_run: bool,
+    pub partitions: usize,
+    pub topics: Vec<String>,
+    pub topics_to_create: Vec<String>,
+    pub groups: Vec<String>,
+    pub records_to_scan: u64,
+    pub warnings: Vec<String>,
+}
+
+pub struct Coordinator {
+    backup: Backup,
+    connector: Arc<dyn TargetConnector>,
+}
+
+impl Coordinator {
+    pub fn new(backup: Backup, connector: Arc<dyn TargetConnector>) -> Self {
+        Coordinator { backup, connector }
+    }
+
+    pub async fn handle(&self, input: StepInput) -> Result<serde_json::Value> {
+        let restore_id = RestoreId::parse(&input.restore_id)
+            .map_err(|error| RestoreError::InvalidRequest(error.to_string()))?;
+        let request = RestoreRequest::from_json(&input.request)?.validate()?;
+        tracing::info!(step = ?input.step, %restore_id, backup_id = %request.backup_id, "restore step");
+        let output = match input.step {
+            Step::Plan => to_json(self.plan(&restore_id, &request).await?),
+            Step::SnapshotOffsets => {
+                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
+                let cluster = self.connector.cluster(&request.target).await?;
+                to_json(offsets::snapshot(&self.backup, &plan, cluster.as_ref()).await?)
+            }
+            Step::CreateTopics => {
+                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
+                let cluster = self.connector.cluster(&request.target).await?;
+                to_json(topics::create(&self.backup, &plan, cluster.as_ref()).await?)
+            }
+            Step::ResetOffsets => {
+                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
+                let cluster = self.connector.cluster(&request.target).await?;
+                to_json(offsets::reset(&self.backup, &plan, cluster.as_ref()).await?)
+            }
+            Step::Validate => {
+                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
+                let cluster = self.connector.cluster(&request.target).await?;
+                to_json(finish::validate(&self.backup, &plan, cluster.as_ref()).await?)
+            }
+            Step::Report => {
+                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
+                to_json(finish::report(&self.backup, &plan, &input.results).await?)
+            }
+            Step::Rollback => {
+                // No plan: the failure came first, and nothing was changed.
+                let plan = self.load_plan(&request.backup_id, &restore_id).await.ok();
+                let cluster = match &plan {
+                    Some(plan) if rollback::has_changes(&self.backup, plan).await? => {
+                        Some(self.connector.cluster(&request.target).await?)
+                    }
+                    _ => None,
+                };
+                let failed_step = input.failed_step.as_deref().unwrap_or("an unknown step");
+                let failure = input.failure.clone().unwrap_or_default();
+                to_json(
+                    rollback::rollback(
+                        &self.backup,
+                        plan.as_ref().zip(cluster.as_deref()),
+                        failed_step,
+                        &failure,
+                    )
+                    .await?,
+                )
+            }
+        };
+        Ok(output)
+    }
+
+    async fn plan(&self, restore_id: &RestoreId, request: &ValidRequest) -> Result<PlanSummary> {
+        let plan_key = self
+            .backup
+            .restore_key(&request.backup_id, restore_id, "plan.json");
+        let plan = match self.backup.get_json::<RestorePlan>(&plan_key).await? {
+            // A retried plan step returns the plan made the first time.
+            Some(plan) => plan,
+            None => {
+                let cluster = self.connector.cluster(&request.target).await?;
+                let plan = make_plan(
+                    &self.backup,
+                    cluster.as_ref(),
+                    restore_id,
+                    request,
+                    now_ms(),
+                )
+                .await?;
+                let partitions_key =
+                    self.backup
+                        .restore_key(&request.backup_id, restore_id, "partitions.json");
+                self.backup
+                    .put_json_once(&partitions_key, &plan.partitions)
+                    .await?;
+                self.backup.put_json_once(&plan_key, &plan).await?
+            }
+        };
+        Ok(PlanSummary {
+            bucket: self.backup.bucket.clone(),
+            plan_key,
+            partitions_key: self.backup.restore_key(
+                &request.backup_id,
+                restore_id,
+                "partitions.json",
+            ),
+            dry_run: plan.dry_run,
+            partitions: plan.partitions.len(),
+            topics: plan
+                .topics
+                .iter()
+                .map(|topic| topic.target.clone())
+                .collect(),
+            topics_to_create: plan
+                .topics
+                .iter()
+                .filter(|topic| topic.create)
+                .map(|topic| topic.target.clone())
+                .collect(),
+            groups: plan
+                .groups
+                .iter()
+                .map(|group| group.group.clone())
+                .collect(),
+            records_to_scan: plan
+                .partitions
+                .iter()
+                .map(|task| task.records_to_scan)
+                .sum(),
+            warnings: plan.warnings.clone(),
+        })
+    }
+
+    async fn load_plan(&self, backup_id: &BackupId, restore_id: &RestoreId) -> Result<RestorePlan> {
+        let key = self.backup.restore_key(backup_id, restore_id, "plan.json");
+        self.backup.get_json(&key).await?.ok_or_else(|| {
+            RestoreError::Refused(format!("restore {restore_id} has no plan at {key}"))
+        })
+    }
+}
+
+fn to_json<T: Serialize>(value: T) -> serde_json::Value {
+    serde_json::to_value(value).expect("restore results serialise")
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

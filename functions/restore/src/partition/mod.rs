@@ -1,0 +1,321 @@
+//! The restore-partition function: copies one partition's selected records to the target,
+//! resumable at the next record (invariant 9).
+//!
+//! Durable state is the target partition itself plus a progress object per clean stop:
+//! `progress/{topic}/{partition}/{produced:020}-{n}-{state}.json` under the restore's prefix,
+//! holding the offset map so far. An invocation starts from the latest progress object,
+//! reads the target's end, and treats records past `target_base + produced` as produced by an
+//! invocation that died before it could record them: it checks the last one against the
+//! source, maps them, and carries on after them. No record is produced twice or skipped.
+
+pub mod scan;
+pub mod target;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
+use tidemark_core::offset_map::OffsetMap;
+use tidemark_core::segment::Record;
+
+use crate::backup::Backup;
+use crate::error::{RestoreError, Result};
+use crate::plan::PartitionTask;
+use crate::request::TargetSpec;
+use scan::Scanner;
+use target::TargetWriter;
+
+/// The function's input: one Map item plus what every item shares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionRequest {
+    pub restore_id: String,
+    pub backup_id: String,
+    pub target: TargetSpec,
+    pub task: PartitionTask,
+}
+
+/// What is durably done for one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    pub source_topic: String,
+    pub partition: i32,
+    pub target_topic: String,
+    pub target_base: i64,
+    /// Records this restore has put on the target partition, from `target_base` on.
+    pub produced: u64,
+    /// The source offset the scan continues from.
+    pub next_source_offset: i64,
+    pub done: bool,
+    pub offset_map: OffsetMap,
+    pub updated_at_ms: i64,
+}
+
+impl PartitionProgress {
+    fn initial(task: &PartitionTask) -> Self {
+        PartitionProgress {
+            source_topic: task.source_topic.clone(),
+            partition: task.partition,
+            target_topic: task.target_topic.clone(),
+            target_base: task.target_base,
+            produced: 0,
+            next_source_offset: task.first_offset,
+            done: false,
+            offset_map: OffsetMap::new(),
+            updated_at_ms: 0,
+        }
+    }
+
+    /// One past the last record this restore put on the target.
+    pub fn target_end(&self) -> i64 {
+        self.target_base + self.produced as i64
+    }
+}
+
+/// The function's answer: the state machine loops while `done` is false.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReport {
+    pub done: bool,
+    pub produced: u64,
+    /// Records this invocation produced.
+    pub produced_now: u64,
+    /// Records found on the target that an earlier, interrupted invocation had produced.
+    pub recovered: u64,
+    pub next_source_offset: i64,
+}
+
+/// How an invocation paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    /// Records per produce call (each call waits for every acknowledgement).
+    pub batch_records: usize,
+    /// Stop producing this long before the invocation's deadline, to flush and record.
+    pub deadline_reserve: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            batch_records: 5_000,
+            deadline_reserve: Duration::from_secs(5),
+        }
+    }
+}
+
+pub fn progress_prefix(
+    backup: &Backup,
+    backup_id: &BackupId,
+    restore_id: &RestoreId,
+    task_topic: &str,
+    partition: i32,
+) -> String {
+    backup.restore_key(
+        backup_id,
+        restore_id,
+        &format!("progress/{task_topic}/{partition}/"),
+    )
+}
+
+/// The latest recorded progress of a partition, if any.
+pub async fn latest_progress(
+    backup: &Backup,
+    backup_id: &BackupId,
+    restore_id: &RestoreId,
+    source_topic: &str,
+    partition: i32,
+) -> Result<Option<PartitionProgress>> {
+    let prefix = progress_prefix(backup, backup_id, restore_id, source_topic, partition);
+    match backup.objects.list(&prefix).await?.last() {
+        Some(key) => backup.get_json(key).await,
+        None => Ok(None),
+    }
+}
+
+/// Restores records of `task` until it is done or `deadline_ms` (epoch ms) draws near.
+pub async fn restore_partition(
+    backup: &Backup,
+    target: &dyn TargetWriter,
+    backup_id: &BackupId,
+    restore_id: &RestoreId,
+    task: &PartitionTask,
+    deadline_ms: i64,
+    pacing: Pacing,
+) -> Result<PartitionReport> {
+    let mut progress = latest_progress(
+        backup,
+        backup_id,
+        restore_id,
+        &task.source_topic,
+        task.partition,
+    )
+    .await?
+    .unwrap_or_else(|| PartitionProgress::initial(task));
+    if progress.done {
+        return Ok(report(&progress, 0, 0));
+    }
+    let topic = &task.target_topic;
+    let partition = task.partition;
+    let end = target.end_offset(topic, partition).await?;
+    let expected_end = progress.target_end();
+    if end < expected_end {
+        return Err(RestoreError::TargetChanged(format!(
+            "{topic}/{partition} ends at offset {end}, but this restore had produced up to \
+             {expected_end}: records were deleted or the topic was recreated"
+        )));
+    }
+
+    let id = PartitionId {
+        backup_id: backup_id.clone(),
+        topic: task.source_topic.clone(),
+        partition,
+    };
+    let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
+    let mut scanner = Scanner::start(
+        backup.clone(),
+        task.clone(),
+        segments,
+        progress.next_source_offset,
+        progress.produced > 0,
+    );
+
+    // Records past what the progress says were produced by an invocation that died first.
+    let recovered = (end - expected_end) as u64;
+    let mut last_recovered: Option<Record> = None;
+    for index in 0..recovered {
+        let record = scanner.next().await?.ok_or_else(|| {
+            RestoreError::TargetChanged(format!(
+                "{topic}/{partition} holds {} records past this restore's progress, more than \
+                 the source has left to restore: another producer wrote to it",
+                recovered
+            ))
+        })?;
+        progress
+            .offset_map
+            .record(record.offset, expected_end + index as i64)?;
+        progress.next_source_offset = record.offset + 1;
+        last_recovered = Some(record);
+    }
+    if let Some(expected) = &last_recovered {
+        let found = target.read_record(topic, partition, end - 1).await?;
+        if !found
+            .as_ref()
+            .is_some_and(|found| same_content(found, expected))
+        {
+            return Err(RestoreError::TargetChanged(format!(
+                "{topic}/{partition} offset {} is not the record this restore would have \
+                 written there (source offset {}): another producer wrote to the partition",
+                end - 1,
+                expected.offset
+            )));
+        }
+        progress.produced += recovered;
+    }
+
+    let mut produced_now = 0u64;
+    let mut batch = Vec::with_capacity(pacing.batch_records);
+    let done = loop {
+        let reserve_ms = pacing.deadline_reserve.as_millis() as i64;
+        if now_ms() + reserve_ms >= deadline_ms {
+            break false;
+        }
+        batch.clear();
+        let mut exhausted = false;
+        while batch.len() < pacing.batch_records {
+            match scanner.next().await? {
+                Some(record) => batch.push(record),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let offsets = target.produce(topic, partition, &batch).await?;
+            for (record, offset) in batch.iter().zip(&offsets) {
+                let expected = progress.target_end();
+                if *offset != expected {
+                    return Err(RestoreError::TargetChanged(format!(
+                        "{topic}/{partition}: a restored record landed at offset {offset}, not \
+                         {expected}: another producer is writing to the partition"
+                    )));
+                }
+                progress.offset_map.record(record.offset, *offset)?;
+                progress.next_source_offset = record.offset + 1;
+                progress.produced += 1;
+                produced_now += 1;
+            }
+        }
+        if exhausted {
+            break true;
+        }
+    };
+    progress.done = done;
+    progress.updated_at_ms = now_ms();
+    // `-1-partial` sorts before `-2-done` for the same count, so the last key is the latest.
+    let state = if done { "2-done" } else { "1-partial" };
+    let key = format!(
+        "{}{:020}-{state}.json",
+        progress_prefix(backup, backup_id, restore_id, &task.source_topic, partition),
+        progress.produced
+    );
+    backup.put_json_once(&key, &progress).await?;
+    Ok(report(&progress, produced_now, recovered))
+}
+
+fn report(progress: &PartitionProgress, produced_now: u64, recovered: u64) -> PartitionReport {
+    PartitionReport {
+        done: progress.done,
+        produced: progress.produced,
+        produced_now,
+        recovered,
+        next_source_offset: progress.next_source_offset,
+    }
+}
+
+/// The record as a target holds it: everything but the offset, which the target assigns.
+fn same_content(found: &Record, expected: &Record) -> bool {
+    found.key == expected.key
+        && found.value == expected.value
+        && found.headers == expected.headers
+        && found.timestamp == expected.timestamp
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// The function's entry: checks the request, connects to the target, restores.
+pub async fn handle(
+    backup: &Backup,
+    connector: &dyn crate::target::TargetConnector,
+    request: PartitionRequest,
+    deadline_ms: i64,
+    pacing: Pacing,
+) -> Result<PartitionReport> {
+    let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
+    let backup_id = BackupId::parse(&request.backup_id).map_err(invalid)?;
+    let restore_id = RestoreId::parse(&request.restore_id).map_err(invalid)?;
+    let settings = request.target.settings()?;
+    let writer = connector.writer(&settings).await?;
+    let report = restore_partition(
+        backup,
+        writer.as_ref(),
+        &backup_id,
+        &restore_id,
+        &request.task,
+        deadline_ms,
+        pacing,
+    )
+    .await?;
+    tracing::info!(
+        topic = %request.task.source_topic,
+        partition = request.task.partition,
+        produced = report.produced,
+        produced_now = report.produced_now,
+        recovered = report.recovered,
+        done = report.done,
+        "partition restore step"
+    );
+    Ok(report)
+}

@@ -1,0 +1,312 @@
+//! The target side of a partition restore: produce records exactly as they were (idempotent
+//! producer, one partition, original timestamps, keys, values and headers including null
+//! values) and look at what the target already holds, to resume without duplicates.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tidemark_core::kafka::KafkaConnection;
+use tidemark_core::kafka::client::{self, ClusterContext};
+use tidemark_core::segment::{Header, Record, TimestampType};
+
+use crate::error::{RestoreError, Result};
+
+/// One target partition as the restore sees it.
+#[async_trait]
+pub trait TargetWriter: Send + Sync {
+    /// One past the last record of the partition (its high watermark).
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64>;
+
+    /// The record stored at `offset`, if there is one.
+    async fn read_record(&self, topic: &str, partition: i32, offset: i64)
+    -> Result<Option<Record>>;
+
+    /// Produces `records` in order and waits until every one is durable; returns the offset
+    /// each one got.
+    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>>;
+}
+
+/// librdkafka's idempotent producer: retries inside the client can neither duplicate nor
+/// reorder records.
+pub struct KafkaTargetWriter {
+    connection: KafkaConnection,
+    producer: FutureProducer<ClusterContext>,
+}
+
+/// Deliveries waiting for an acknowledgement before the producer is asked for more.
+const MAX_IN_FLIGHT: usize = 20_000;
+
+impl KafkaTargetWriter {
+    pub fn connect(connection: KafkaConnection) -> Result<Self> {
+        let mut config = connection.client_config("tidemark-restore-partition");
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "100000")
+            .set("message.timeout.ms", "60000");
+        let producer = config
+            .create_with_context(ClusterContext::new(&connection))
+            .map_err(|error| kafka_error("create producer", &error, false))?;
+        Ok(KafkaTargetWriter {
+            connection,
+            producer,
+        })
+    }
+}
+
+fn kafka_error(operation: &'static str, error: &KafkaError, retryable: bool) -> RestoreError {
+    RestoreError::Core(tidemark_core::Error::Kafka {
+        operation,
+        message: error.to_string(),
+        retryable,
+    })
+}
+
+#[async_trait]
+impl TargetWriter for KafkaTargetWriter {
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64> {
+        let connection = self.connection.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer = client::consumer(&connection, "tidemark-restore-partition", None)?;
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, partition, connection.request_timeout)
+                .map_err(|error| {
+                    client::describe_failure("read watermarks", &connection, Some(&consumer), error)
+                })?;
+            Ok(high)
+        })
+        .await
+        .map_err(|error| RestoreError::Core(join_error(error)))?
+    }
+
+    async fn read_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Record>> {
+        let connection = self.connection.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer = client::consumer(&connection, "tidemark-restore-partition", None)?;
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(|error| kafka_error("read record", &error, false))?;
+            consumer
+                .assign(&assignment)
+                .map_err(|error| kafka_error("read record", &error, true))?;
+            let deadline = std::time::Instant::now() + connection.request_timeout;
+            while std::time::Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(message)) if message.offset() == offset => {
+                        return Ok(Some(to_record(&message)));
+                    }
+                    Some(Ok(_)) => return Ok(None),
+                    Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
+                    Some(Err(error)) => return Err(kafka_error("read record", &error, true)),
+                    None => {}
+                }
+            }
+            Err(RestoreError::Core(tidemark_core::Error::Kafka {
+                operation: "read record",
+                message: format!(
+                    "no answer for {topic}/{partition} offset {offset} within {:?}",
+                    connection.request_timeout
+                ),
+                retryable: true,
+            }))
+        })
+        .await
+        .map_err(|error| RestoreError::Core(join_error(error)))?
+    }
+
+    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
+        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
+        let mut offsets = Vec::with_capacity(records.len());
+        for record in records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for header in &record.headers {
+                headers = headers.insert(KafkaHeader {
+                    key: &header.key,
+                    value: header.value.as_deref(),
+                });
+            }
+            let mut message = FutureRecord::<[u8], [u8]>::to(topic)
+                .partition(partition)
+                .timestamp(record.timestamp)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                message = message.key(key.as_slice());
+            }
+            if let Some(value) = &record.value {
+                message = message.payload(value.as_slice());
+            }
+            loop {
+                if pending.len() >= MAX_IN_FLIGHT {
+                    offsets.push(await_delivery(pending.pop_front().expect("non-empty")).await?);
+                }
+                match self.producer.send_result(message) {
+                    Ok(delivery) => {
+                        pending.push_back(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                        message = returned;
+                        match pending.pop_front() {
+                            Some(delivery) => offsets.push(await_delivery(delivery).await?),
+                            None => tokio::time::sleep(Duration::from_millis(5)).await,
+                        }
+                    }
+                    Err((error, _)) => return Err(kafka_error("produce", &error, false)),
+                }
+            }
+        }
+        while let Some(delivery) = pending.pop_front() {
+            offsets.push(await_delivery(delivery).await?);
+        }
+        self.producer
+            .flush(Timeout::After(self.connection.request_timeout))
+            .map_err(|error| kafka_error("flush", &error, true))?;
+        Ok(offsets)
+    }
+}
+
+async fn await_delivery(delivery: DeliveryFuture) -> Result<i64> {
+    match delivery.await {
+        Ok(Ok(delivered)) => Ok(delivered.offset),
+        Ok(Err((error, _))) => Err(kafka_error("produce", &error, true)),
+        Err(_) => Err(RestoreError::Core(tidemark_core::Error::Kafka {
+            operation: "produce",
+            message: "the producer dropped a delivery report".into(),
+            retryable: true,
+        })),
+    }
+}
+
+fn join_error(error: tokio::task::JoinError) -> tidemark_core::Error {
+    tidemark_core::Error::Kafka {
+        operation: "blocking cluster call",
+        message: error.to_string(),
+        retryable: true,
+    }
+}
+
+fn to_record<M: Message>(message: &M) -> Record {
+    let (timestamp_type, timestamp) = match message.timestamp() {
+        rdkafka::Timestamp::CreateTime(ms) => (TimestampType::CreateTime, ms),
+        rdkafka::Timestamp::LogAppendTime(ms) => (TimestampType::LogAppendTime, ms),
+        rdkafka::Timestamp::NotAvailable => (TimestampType::NoTimestampType, -1),
+    };
+    Record {
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| Header {
+                        key: header.key.to_owned(),
+                        value: header.value.map(<[u8]>::to_vec),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// In-memory target partitions for unit tests; can be told to fail after some records.
+#[derive(Debug, Default)]
+pub struct MemoryTargetWriter {
+    partitions: Mutex<BTreeMap<(String, i32), Vec<Record>>>,
+    fail_after: Mutex<Option<usize>>,
+}
+
+impl MemoryTargetWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn records(&self, topic: &str, partition: i32) -> Vec<Record> {
+        self.partitions
+            .lock()
+            .expect("lock poisoned")
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Appends records as another producer would.
+    pub fn append(&self, topic: &str, partition: i32, records: &[Record]) {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let log = partitions.entry((topic.to_owned(), partition)).or_default();
+        for record in records {
+            let mut stored = record.clone();
+            stored.offset = log.len() as i64;
+            log.push(stored);
+        }
+    }
+
+    /// The next `produce` calls store `count` more records, then fail as a crash would.
+    pub fn fail_after(&self, count: usize) {
+        *self.fail_after.lock().expect("lock poisoned") = Some(count);
+    }
+}
+
+#[async_trait]
+impl TargetWriter for MemoryTargetWriter {
+    async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64> {
+        Ok(self.records(topic, partition).len() as i64)
+    }
+
+    async fn read_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<Record>> {
+        Ok(usize::try_from(offset)
+            .ok()
+            .and_then(|index| self.records(topic, partition).get(index).cloned()))
+    }
+
+    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
+        let mut offsets = Vec::new();
+        for record in records {
+            {
+                let mut fail_after = self.fail_after.lock().expect("lock poisoned");
+                if let Some(left) = fail_after.as_mut() {
+                    if *left == 0 {
+                        *fail_after = None;
+                        return Err(RestoreError::Core(tidemark_core::Error::Kafka {
+                            operation: "produce",
+                            message: "injected crash".into(),
+                            retryable: true,
+                        }));
+                    }
+                    *left -= 1;
+                }
+            }
+            self.append(topic, partition, std::slice::from_ref(record));
+            offsets.push(self.records(topic, partition).len() as i64 - 1);
+        }
+        Ok(offsets)
+    }
+}

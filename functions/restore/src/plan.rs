@@ -1,0 +1,384 @@
+//! Validate + plan: everything a restore will do, decided before anything is written, so bad
+//! input and impossible targets are refused while nothing has changed (invariant 10).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::kafka::{ClusterReader, CommittedOffset, TopicConfigs, TopicPartition};
+use tidemark_core::layout::{PartitionId, RestoreId};
+use tidemark_core::snapshot::ClusterSnapshot;
+
+use crate::backup::{Backup, SegmentSource};
+use crate::error::{RestoreError, Result};
+use crate::request::{Cut, CutMode, TopicCreation, ValidRequest};
+
+/// One partition's share of the restore: the unit the state machine's Map runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionTask {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    pub segment_source: SegmentSource,
+    /// Source offsets `first_offset..end_offset` are read; the cut filters them further.
+    pub first_offset: i64,
+    pub end_offset: i64,
+    pub cut: Cut,
+    pub start_ms: Option<i64>,
+    /// The target partition's end offset when planned: the first restored record lands here.
+    pub target_base: i64,
+    /// Records in the segments read (before de-duplication and the cut): an upper bound.
+    pub records_to_scan: u64,
+    pub bytes_to_scan: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPlan {
+    pub source: String,
+    pub target: String,
+    /// Partitions the backup holds.
+    pub partitions: Vec<i32>,
+    /// Partition count to create the target with (from the snapshot, else the backup).
+    pub partition_count: i32,
+    pub configs: TopicConfigs,
+    pub target_exists: bool,
+    /// This restore creates the target topic.
+    pub create: bool,
+}
+
+/// A group to reposition: where it stood on the source topics at the cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPlan {
+    pub group: String,
+    pub source_offsets: Vec<CommittedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub key: String,
+    pub taken_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    pub restore_id: String,
+    pub backup_id: String,
+    pub planned_at_ms: i64,
+    pub cut: Cut,
+    pub start_ms: Option<i64>,
+    pub dry_run: bool,
+    pub replication_factor: i32,
+    pub rollback_deletes_created_topics: bool,
+    /// The cluster snapshot at or before the cut: group positions and topic configs.
+    pub snapshot: Option<SnapshotRef>,
+    pub topics: Vec<TopicPlan>,
+    pub groups: Vec<GroupPlan>,
+    pub partitions: Vec<PartitionTask>,
+    pub warnings: Vec<String>,
+}
+
+impl RestorePlan {
+    pub fn target_of(&self, source_topic: &str) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|topic| topic.source == source_topic)
+            .map(|topic| topic.target.as_str())
+    }
+}
+
+/// Plans a restore. Reads the backup and the target; writes nothing.
+pub async fn make_plan(
+    backup: &Backup,
+    target: &dyn ClusterReader,
+    restore_id: &RestoreId,
+    request: &ValidRequest,
+    now_ms: i64,
+) -> Result<RestorePlan> {
+    let backup_id = &request.backup_id;
+    let mut warnings = Vec::new();
+
+    let backed_up = backup.topics(backup_id).await?;
+    if backed_up.is_empty() {
+        return Err(RestoreError::Refused(format!(
+            "unknown backup id {backup_id:?}: nothing is stored under s3://{}/{}",
+            backup.bucket,
+            backup.layout.topics_prefix(backup_id)
+        )));
+    }
+    let selected: Vec<(String, String, Vec<i32>)> = backed_up
+        .iter()
+        .filter_map(|(source, partitions)| {
+            let target = request.naming.target_of(source)?;
+            Some((source.clone(), target, partitions.clone()))
+        })
+        .collect();
+    if let crate::request::TopicNaming::Mapping(mapping) = &request.naming {
+        let missing: Vec<&String> = mapping
+            .keys()
+            .filter(|source| !backed_up.iter().any(|(topic, _)| topic == *source))
+            .collect();
+        if !missing.is_empty() {
+            return Err(RestoreError::Refused(format!(
+                "topics.mapping names topics backup {backup_id:?} does not hold: {missing:?}"
+            )));
+        }
+    }
+    if selected.is_empty() {
+        let names: Vec<&String> = backed_up.iter().map(|(topic, _)| topic).collect();
+        return Err(RestoreError::Refused(format!(
+            "topics select none of backup {backup_id:?}'s topics {names:?}"
+        )));
+    }
+
+    let snapshot = match backup
+        .catalog
+        .snapshot_at_or_before(backup_id, request.cut.at_ms)
+        .await?
+    {
+        Some(entry) => {
+            let bytes = backup.objects.get(&entry.key).await?.ok_or_else(|| {
+                RestoreError::Refused(format!(
+                    "the catalog lists snapshot {} but the object is missing",
+                    entry.key
+                ))
+            })?;
+            Some((ClusterSnapshot::decode(&bytes, &entry.key)?, entry.key))
+        }
+        None => None,
+    };
+    if snapshot.is_none() && !request.groups.is_empty() {
+        return Err(RestoreError::Refused(format!(
+            "groups cannot be repositioned: backup {backup_id:?} has no cluster snapshot at or \
+             before the cut ({} ms)",
+            request.cut.at_ms
+        )));
+    }
+
+    let target_topics: BTreeMap<String, i32> = target
+        .topics()
+        .await?
+        .into_iter()
+        .map(|topic| (topic.name, topic.partition_count))
+        .collect();
+    let mut topics = Vec::new();
+    let mut missing = Vec::new();
+    for (source, target_name, partitions) in &selected {
+        let backed_up_count = partitions.iter().max().map_or(0, |max| max + 1);
+        let from_snapshot = snapshot
+            .as_ref()
+            .and_then(|(snapshot, _)| snapshot.topic(source));
+        let (partition_count, configs) = match from_snapshot {
+            Some(topic) => (
+                topic.partition_count.max(backed_up_count),
+                creatable_configs(&topic.configs),
+            ),
+            None => {
+                warnings.push(format!(
+                    "{source}: no snapshot at or before the cut describes it; a created target \
+                     gets {backed_up_count} partitions and default configs"
+                ));
+                (backed_up_count, TopicConfigs::new())
+            }
+        };
+        let existing = target_topics.get(target_name).copied();
+        if let Some(count) = existing
+            && count < backed_up_count
+        {
+            return Err(RestoreError::Refused(format!(
+                "target topic {target_name} has {count} partitions but {source} needs \
+                 partition {} restored: add partitions or restore to a new topic",
+                backed_up_count - 1
+            )));
+        }
+        if existing.is_none() && request.topic_creation == TopicCreation::Require {
+            missing.push(target_name.clone());
+        }
+        topics.push(TopicPlan {
+            source: source.clone(),
+            target: target_name.clone(),
+            partitions: partitions.clone(),
+            partition_count,
+            configs,
+            target_exists: existing.is_some(),
+            create: existing.is_none(),
+        });
+    }
+    if !missing.is_empty() {
+        return Err(RestoreError::Refused(format!(
+            "target topics {missing:?} do not exist; create them or set \"topic_creation\": \"create\""
+        )));
+    }
+
+    check_groups_inactive(target, &request.groups).await?;
+
+    let groups = match &snapshot {
+        Some((snapshot, key)) => group_plans(snapshot, key, &request.groups, &topics)?,
+        None => Vec::new(),
+    };
+
+    let mut partitions = Vec::new();
+    for topic in &topics {
+        let bases = target_bases(target, topic).await?;
+        for (&partition, base) in topic.partitions.iter().zip(bases) {
+            let id = PartitionId {
+                backup_id: backup_id.clone(),
+                topic: topic.source.clone(),
+                partition,
+            };
+            let (segments, source) = backup.segments(&id, None).await?;
+            if source == SegmentSource::S3Listing && !segments.is_empty() {
+                warnings.push(format!(
+                    "{}: planned from the S3 listing (the index has no entries)",
+                    id
+                ));
+            }
+            let in_cut = |segment: &&crate::backup::SegmentRef| match request.cut.mode {
+                CutMode::Time => segment
+                    .min_timestamp
+                    .is_none_or(|min| min <= request.cut.at_ms),
+                CutMode::Consistent => segment.written_at_ms <= request.cut.at_ms,
+            };
+            let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
+            let end_offset = segments
+                .iter()
+                .filter(in_cut)
+                .map(|segment| segment.last_offset + 1)
+                .max()
+                .unwrap_or(first_offset);
+            let scanned = segments
+                .iter()
+                .filter(|segment| segment.first_offset < end_offset);
+            partitions.push(PartitionTask {
+                source_topic: topic.source.clone(),
+                target_topic: topic.target.clone(),
+                partition,
+                segment_source: source,
+                first_offset,
+                end_offset,
+                cut: request.cut,
+                start_ms: request.start_ms,
+                target_base: base,
+                records_to_scan: scanned
+                    .clone()
+                    .map(|segment| u64::from(segment.record_count.unwrap_or(0)))
+                    .sum(),
+                bytes_to_scan: scanned.map(|segment| segment.stored_bytes).sum(),
+            });
+        }
+    }
+
+    Ok(RestorePlan {
+        restore_id: restore_id.to_string(),
+        backup_id: backup_id.to_string(),
+        planned_at_ms: now_ms,
+        cut: request.cut,
+        start_ms: request.start_ms,
+        dry_run: request.dry_run,
+        replication_factor: request.replication_factor,
+        rollback_deletes_created_topics: request.rollback_deletes_created_topics,
+        snapshot: snapshot.as_ref().map(|(snapshot, key)| SnapshotRef {
+            key: key.clone(),
+            taken_at_ms: snapshot.taken_at_ms,
+        }),
+        topics,
+        groups,
+        partitions,
+        warnings,
+    })
+}
+
+/// Kafka only takes offset commits for a group with no active members, and a restore must
+/// not move consumers that are running: name every active group and where its members run.
+pub async fn check_groups_inactive(target: &dyn ClusterReader, groups: &[String]) -> Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+    let active: Vec<String> = target
+        .groups()
+        .await?
+        .into_iter()
+        .filter(|group| wanted.contains(group.group_id.as_str()) && !group.members.is_empty())
+        .map(|group| {
+            let hosts: Vec<String> = group
+                .members
+                .iter()
+                .map(|member| format!("{} on {}", member.client_id, member.client_host))
+                .collect();
+            format!(
+                "{} ({} members: {})",
+                group.group_id,
+                hosts.len(),
+                hosts.join(", ")
+            )
+        })
+        .collect();
+    if active.is_empty() {
+        Ok(())
+    } else {
+        Err(RestoreError::Refused(format!(
+            "consumer groups are active on the target; stop their consumers first: {}",
+            active.join("; ")
+        )))
+    }
+}
+
+fn group_plans(
+    snapshot: &ClusterSnapshot,
+    key: &str,
+    groups: &[String],
+    topics: &[TopicPlan],
+) -> Result<Vec<GroupPlan>> {
+    let restored: BTreeSet<&str> = topics.iter().map(|topic| topic.source.as_str()).collect();
+    groups
+        .iter()
+        .map(|group| {
+            let found = snapshot.group(group).ok_or_else(|| {
+                RestoreError::Refused(format!(
+                    "group {group:?} is not in the snapshot at or before the cut ({key})"
+                ))
+            })?;
+            if let Some(error) = &found.error {
+                return Err(RestoreError::Refused(format!(
+                    "group {group:?}'s offsets were unreadable when snapshot {key} was taken \
+                     ({error}); its position at the cut is unknown"
+                )));
+            }
+            Ok(GroupPlan {
+                group: group.clone(),
+                source_offsets: found
+                    .offsets
+                    .iter()
+                    .filter(|offset| restored.contains(offset.topic.as_str()))
+                    .cloned()
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+async fn target_bases(target: &dyn ClusterReader, topic: &TopicPlan) -> Result<Vec<i64>> {
+    if !topic.target_exists {
+        return Ok(vec![0; topic.partitions.len()]);
+    }
+    let partitions: Vec<TopicPartition> = topic
+        .partitions
+        .iter()
+        .map(|&partition| TopicPartition::new(topic.target.clone(), partition))
+        .collect();
+    Ok(target
+        .watermarks(&partitions)
+        .await?
+        .into_iter()
+        .map(|watermarks| watermarks.high)
+        .collect())
+}
+
+/// Backed-up configs to create a target with. `message.timestamp.type=LogAppendTime` would
+/// make the broker overwrite every restored timestamp, so created topics keep CreateTime.
+fn creatable_configs(configs: &TopicConfigs) -> TopicConfigs {
+    configs
+        .iter()
+        .filter(|(name, _)| name.as_str() != "message.timestamp.type")
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}

@@ -1,0 +1,169 @@
+//! The cluster-changing seam: what a restore (and the offset reset) does to a target cluster.
+//! [`KafkaCluster`] does it through librdkafka; `MemoryCluster` is the in-memory twin.
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::client::{self, describe_failure};
+use super::cluster::{CommittedOffset, KafkaCluster, TopicConfigs};
+use crate::error::{Error, Result};
+
+/// Changes to a cluster. Each call either fully happens or returns an error saying what did not.
+#[async_trait]
+pub trait ClusterAdmin: Send + Sync {
+    /// Creates a topic with `partitions` partitions and the given config overrides.
+    /// `replication_factor` -1 takes the broker's default.
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &TopicConfigs,
+    ) -> Result<()>;
+
+    /// Deletes a topic and its records.
+    async fn delete_topic(&self, name: &str) -> Result<()>;
+
+    /// Commits `offsets` for `group_id` from outside the group. Kafka accepts this only while
+    /// the group has no active members.
+    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()>;
+
+    /// Deletes a group that has no active members, with all its committed offsets.
+    async fn delete_group(&self, group_id: &str) -> Result<()>;
+}
+
+#[async_trait]
+impl ClusterAdmin for KafkaCluster {
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i32,
+        configs: &TopicConfigs,
+    ) -> Result<()> {
+        let admin = self.admin_client().await?;
+        let mut topic = NewTopic::new(
+            name,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        );
+        for (key, value) in configs {
+            if let Some(value) = value {
+                topic = topic.set(key, value);
+            }
+        }
+        let results = admin
+            .create_topics([&topic], &self.admin_options())
+            .await
+            .map_err(|error| describe_failure("create topic", self.connection(), None, error))?;
+        for result in results {
+            result.map_err(|(topic, code)| {
+                describe_failure(
+                    "create topic",
+                    self.connection(),
+                    None,
+                    KafkaError::AdminOp(code),
+                )
+                .with_subject(&topic)
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        let admin = self.admin_client().await?;
+        let results = admin
+            .delete_topics(&[name], &self.admin_options())
+            .await
+            .map_err(|error| describe_failure("delete topic", self.connection(), None, error))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => {
+                    return Err(describe_failure(
+                        "delete topic",
+                        self.connection(),
+                        None,
+                        KafkaError::AdminOp(code),
+                    )
+                    .with_subject(&topic));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for offset in offsets {
+            list.add_partition_offset(
+                &offset.topic,
+                offset.partition,
+                Offset::Offset(offset.offset),
+            )
+            .map_err(|error| Error::Kafka {
+                operation: "commit offsets",
+                message: error.to_string(),
+                retryable: false,
+            })?;
+        }
+        let connection = self.connection().clone();
+        let client_id = self.client_id().to_owned();
+        let group_id = group_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            // A client that never subscribes commits as "no member" (generation -1), which
+            // the coordinator accepts only for an empty group.
+            let consumer = client::consumer(&connection, &client_id, Some(&group_id))?;
+            let result = consumer.commit(&list, CommitMode::Sync).map_err(|error| {
+                describe_failure("commit offsets", &connection, Some(&consumer), error)
+                    .with_subject(&group_id)
+            });
+            client::close(consumer);
+            result
+        })
+        .await
+        .map_err(|error| Error::Kafka {
+            operation: "commit offsets",
+            message: error.to_string(),
+            retryable: true,
+        })?
+    }
+
+    async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let admin = self.admin_client().await?;
+        let results = admin
+            .delete_groups(&[group_id], &self.admin_options())
+            .await
+            .map_err(|error| describe_failure("delete group", self.connection(), None, error))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+                Err((group, code)) => {
+                    return Err(describe_failure(
+                        "delete group",
+                        self.connection(),
+                        None,
+                        KafkaError::AdminOp(code),
+                    )
+                    .with_subject(&group));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KafkaCluster {
+    fn admin_options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.connection().request_timeout))
+            .operation_timeout(Some(self.connection().request_timeout))
+    }
+}

@@ -1,0 +1,230 @@
+//! Step Functions in the emulator running the repository's own state machine definitions,
+//! with their Lambda tasks served by the real function binaries.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
+use serde_json::Value;
+
+use crate::{LambdaHost, Stack, Storage, unique};
+
+/// The restore functions behind one Lambda host, registered with the gateway under names
+/// unique to the test.
+pub struct RestoreFunctions {
+    pub host: LambdaHost,
+    pub coordinator: String,
+    pub partition: String,
+}
+
+impl Stack {
+    /// Starts restore-coordinator and restore-partition on `storage`, with `env` added (or
+    /// overriding), and registers both with the gateway.
+    pub async fn start_restore_functions(
+        &self,
+        storage: &Storage,
+        prefix: &str,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> RestoreFunctions {
+        let coordinator = unique("restore-coordinator");
+        let partition = unique("restore-partition");
+        let mut all_env = vec![
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_PREFIX", prefix),
+        ];
+        all_env.extend_from_slice(env);
+        let host = self.start_lambda_host_for(
+            &[
+                format!(
+                    "{coordinator}={}",
+                    self.binary("restore-coordinator").display()
+                ),
+                format!("{partition}={}", self.binary("restore-partition").display()),
+            ],
+            &all_env,
+            timeout_seconds,
+        );
+        let client = reqwest::Client::new();
+        for name in [&coordinator, &partition] {
+            let response = client
+                .put(format!("{}/_tidemark/functions/{name}", self.gateway))
+                .body(host.endpoint.clone())
+                .send()
+                .await
+                .expect("registering with the gateway");
+            assert_eq!(response.status(), 204, "the gateway refused {name}");
+        }
+        RestoreFunctions {
+            host,
+            coordinator,
+            partition,
+        }
+    }
+
+    pub async fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk_config().await)
+    }
+}
+
+fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:us-east-1:000000000000:function:{name}")
+}
+
+/// `statemachines/restore.asl.json`, with the function ARNs filled in as SAM and Terraform
+/// fill them in.
+pub fn restore_definition(functions: &RestoreFunctions) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../statemachines/restore.asl.json"
+    );
+    std::fs::read_to_string(path)
+        .expect("reading the restore state machine")
+        .replace(
+            "${RestoreCoordinatorArn}",
+            &function_arn(&functions.coordinator),
+        )
+        .replace(
+            "${RestorePartitionArn}",
+            &function_arn(&functions.partition),
+        )
+}
+
+pub struct StateMachine {
+    client: aws_sdk_sfn::Client,
+    pub arn: String,
+}
+
+/// A finished execution and its history.
+#[derive(Debug)]
+pub struct Execution {
+    pub status: ExecutionStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub events: Vec<HistoryEvent>,
+}
+
+impl Execution {
+    /// Names of the states entered, in order (Map iterations included).
+    pub fn entered_states(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|event| event.state_entered_event_details())
+            .map(|details| details.name().to_owned())
+            .collect()
+    }
+
+    /// Errors of failed Lambda tasks, in order.
+    pub fn task_errors(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter(|event| event.r#type() == &HistoryEventType::LambdaFunctionFailed)
+            .filter_map(|event| event.lambda_function_failed_event_details())
+            .map(|details| details.error().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Everything that explains a failure, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?}, error {:?}, cause {:?}, states {:?}, task errors {:?}",
+            self.status,
+            self.error,
+            self.cause,
+            self.entered_states(),
+            self.task_errors()
+        )
+    }
+}
+
+impl StateMachine {
+    pub async fn create(stack: &Stack, definition: String) -> StateMachine {
+        let client = stack.sfn().await;
+        let created = client
+            .create_state_machine()
+            .name(unique("restore"))
+            .definition(definition)
+            .role_arn("arn:aws:iam::000000000000:role/tidemark-restore")
+            .send()
+            .await
+            .expect("creating the state machine");
+        StateMachine {
+            client,
+            arn: created.state_machine_arn().to_owned(),
+        }
+    }
+
+    /// Starts an execution (unique name) and waits for it to end.
+    pub async fn run(&self, input: &Value, limit: Duration) -> Execution {
+        let arn = self.start(input).await;
+        self.wait(&arn, limit).await
+    }
+
+    pub async fn start(&self, input: &Value) -> String {
+        self.client
+            .start_execution()
+            .state_machine_arn(&self.arn)
+            .name(unique("run"))
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("starting an execution")
+            .execution_arn()
+            .to_owned()
+    }
+
+    pub async fn wait(&self, execution_arn: &str, limit: Duration) -> Execution {
+        let deadline = Instant::now() + limit;
+        loop {
+            let described = self
+                .client
+                .describe_execution()
+                .execution_arn(execution_arn)
+                .send()
+                .await
+                .expect("describing the execution");
+            if described.status() != &ExecutionStatus::Running {
+                let events = self.history(execution_arn).await;
+                return Execution {
+                    status: described.status().clone(),
+                    output: described
+                        .output()
+                        .map(|output| serde_json::from_str(output).expect("output is JSON")),
+                    error: described.error().map(str::to_owned),
+                    cause: described.cause().map(str::to_owned),
+                    events,
+                };
+            }
+            if Instant::now() > deadline {
+                let events = self.history(execution_arn).await;
+                let states: Vec<&str> = events
+                    .iter()
+                    .filter_map(|event| event.state_entered_event_details())
+                    .map(|details| details.name())
+                    .collect();
+                panic!("execution still running after {limit:?}; states so far: {states:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn history(&self, execution_arn: &str) -> Vec<HistoryEvent> {
+        let mut events = Vec::new();
+        let mut pages = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            events.extend(
+                page.expect("reading the execution history")
+                    .events()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        events
+    }
+}
