@@ -28,6 +28,8 @@ export TIDEMARK_KAFKA_TLS_BOOTSTRAP=127.0.0.1:$TIDEMARK_KAFKA_TLS_PORT
 export TIDEMARK_KAFKA_SCRAM_BOOTSTRAP=127.0.0.1:$TIDEMARK_KAFKA_SCRAM_PORT
 export TIDEMARK_CERTS=$TIDEMARK_STATE/certs
 export TIDEMARK_GATEWAY=http://127.0.0.1:$TIDEMARK_GATEWAY_PORT
+# Tests start brokers of their own (e.g. behind a fault-injecting proxy).
+export TIDEMARK_NISSHI=$TIDEMARK_TOOLS/bin/nisshi
 export TIDEMARK_PYTHON=$TIDEMARK_VENV/bin/python
 export TIDEMARK_LOCAL_PY=$TIDEMARK_REPO/local/py/tidemark_local.py
 export TIDEMARK_BIN

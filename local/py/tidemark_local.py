@@ -263,6 +263,11 @@ def cmd_delete_topic(args):
     print(json.dumps({"deleted": args.topic}))
 
 
+def cmd_list_topics(args):
+    admin = AdminClient(_client_config(args))
+    print(json.dumps(sorted(admin.list_topics(timeout=10).topics)))
+
+
 def cmd_commit_offsets(args):
     """Commits offsets for a group from outside it (the group has no members)."""
     offsets = [TopicPartition(args.topic, int(p), int(o)) for p, o in (item.split("=", 1) for item in args.offset)]
@@ -447,6 +452,7 @@ def main():
     command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
     group = (["--group"], dict(required=True))
     command("delete-topic", cmd_delete_topic, bootstrap, topic)
+    command("list-topics", cmd_list_topics, bootstrap, *security)
     command("commit-offsets", cmd_commit_offsets, bootstrap, topic, group, (["--offset"], dict(action="append", required=True)),
             *security)
     command("join-group", cmd_join_group, bootstrap, topic, group, *security)

@@ -4,6 +4,7 @@
 //! that affects the next run.
 
 pub mod fault_proxy;
+pub mod kafka_proxy;
 pub mod process;
 pub mod stepfunctions;
 
@@ -36,6 +37,8 @@ pub struct Stack {
     pub bin_dir: PathBuf,
     /// Where the emulator's Step Functions send Lambda invokes (`local/up.sh`'s gateway).
     pub gateway: String,
+    /// The broker binary, for tests that need a broker of their own.
+    pub nisshi: PathBuf,
 }
 
 fn required_env(name: &str) -> String {
@@ -56,6 +59,7 @@ impl Stack {
             local_py: PathBuf::from(required_env("TIDEMARK_LOCAL_PY")),
             bin_dir: PathBuf::from(required_env("TIDEMARK_BIN")),
             gateway: required_env("TIDEMARK_GATEWAY"),
+            nisshi: PathBuf::from(required_env("TIDEMARK_NISSHI")),
         };
         for binary in [
             "backup-writer",
@@ -294,6 +298,48 @@ impl Stack {
             || format!("lambda host did not listen on {listen}:\n{}", process.log()),
         );
         LambdaHost { process, endpoint }
+    }
+
+    /// A broker of this test's own, reachable only through a [`kafka_proxy::KafkaFaultProxy`]
+    /// (it advertises the proxy's address). Returns once it answers through the proxy.
+    pub async fn start_proxied_broker(&self) -> (ChildProcess, kafka_proxy::KafkaFaultProxy) {
+        let broker = format!("127.0.0.1:{}", free_port());
+        let proxy =
+            kafka_proxy::KafkaFaultProxy::start(&format!("127.0.0.1:{}", free_port()), &broker)
+                .await;
+        let directory = std::env::temp_dir().join(unique("broker"));
+        std::fs::create_dir_all(&directory).expect("creating the broker directory");
+        let mut command = Command::new(&self.nisshi);
+        command.current_dir(&directory).args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://{broker}"),
+            "--advertised-listener-url",
+            &format!("tcp://{}", proxy.address),
+            "--group-initial-rebalance-delay",
+            "0s",
+            "--storage-engine",
+            "memory://proxied/",
+        ]);
+        let process = ChildProcess::spawn("proxied-broker", command);
+        let address = proxy.address.clone();
+        let python = self.python.clone();
+        let local_py = self.local_py.clone();
+        tokio::task::spawn_blocking(move || {
+            let status = Command::new(python)
+                .arg(local_py)
+                .args(["wait-kafka", "--bootstrap", &address, "--timeout", "60"])
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("running wait-kafka");
+            assert!(
+                status.success(),
+                "the proxied broker did not answer within 60 s"
+            );
+        })
+        .await
+        .unwrap();
+        (process, proxy)
     }
 
     /// Starts the event-source bridge for `topics`, invoking `function` on `lambda_endpoint`;

@@ -353,3 +353,326 @@ async fn payments_restored_to_1429_hold_exactly_the_good_records_and_the_group_r
     assert_eq!(report["records"], 400);
     assert_eq!(report["partitions"].as_array().unwrap().len(), 2);
 }
+
+fn offsets_of(records: &[Value]) -> Vec<i64> {
+    records
+        .iter()
+        .map(|r| r["offset"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consistent_cut_keeps_out_of_order_timestamps_and_time_cut_follows_timestamps() {
+    let mut backup = Backup::start("ledger", 1).await;
+    let group = unique("ledger-reader");
+    let start = now_ms() - 60_000;
+    // Every tenth producer has a clock ten minutes fast.
+    let before: Vec<Value> = (0..200)
+        .map(|n| {
+            let skew = if n % 10 == 0 { 600_000 } else { 0 };
+            payment(0, n, start + n * 10 + skew, "before")
+        })
+        .collect();
+    let before = backup.produce_and_back_up(before);
+    backup.commit(&group, &[(0, 120)]);
+    let snapshot_at = backup.snapshot(&group).await;
+    let cut = now_ms().max(snapshot_at) + 1;
+    // Written after the cut, but stamped before it: late arrivals from a slow producer.
+    let late: Vec<Value> = (200..300)
+        .map(|n| payment(0, n, cut - 30_000 + n, "late"))
+        .collect();
+    let late = backup.produce_and_back_up(late);
+
+    // A short timeout and a large reserve make every partition restore take several
+    // invocations: the machine loops on continuations.
+    let (functions, machine) = backup
+        .restore_machine(
+            &[
+                ("TIDEMARK_RESTORE_BATCH_RECORDS", "40"),
+                ("TIDEMARK_RESTORE_DEADLINE_RESERVE_MS", "1950"),
+            ],
+            2,
+        )
+        .await;
+    let consistent = format!("{}.consistent", backup.topic);
+    let execution = machine
+        .run(
+            &backup.request(
+                &consistent,
+                json!({"mode": "consistent", "at": cut}),
+                &[&group],
+            ),
+            Duration::from_secs(180),
+        )
+        .await;
+    assert_succeeded(&execution, &functions);
+    let report = backup.report(&execution).await;
+    let invocations = report["partitions"][0]["invocations"].as_u64().unwrap();
+    assert!(
+        invocations >= 3,
+        "expected several continuations, saw {invocations}"
+    );
+    let restored = backup.consume(&consistent);
+    assert_eq!(offsets_of(&restored), (0..200).collect::<Vec<_>>());
+    assert_eq!(
+        restored.iter().map(content).collect::<Vec<_>>(),
+        before.iter().map(content).collect::<Vec<_>>(),
+        "the consistent cut holds every record written before the cut, whatever its timestamp"
+    );
+    assert_eq!(
+        backup.group_offsets(&consistent, &group),
+        BTreeMap::from([("0".to_owned(), 120)])
+    );
+
+    let by_time = format!("{}.by-time", backup.topic);
+    let execution = machine
+        .run(
+            &backup.request(&by_time, json!({"mode": "time", "at": cut}), &[&group]),
+            Duration::from_secs(180),
+        )
+        .await;
+    assert_succeeded(&execution, &functions);
+    let expected: Vec<Value> = before
+        .iter()
+        .chain(&late)
+        .filter(|record| record["timestamp"].as_i64().unwrap() <= cut)
+        .map(content)
+        .collect();
+    let restored = backup.consume(&by_time);
+    assert_eq!(restored.len(), 180 + 100);
+    assert_eq!(restored.iter().map(content).collect::<Vec<_>>(), expected);
+    // Committed 120 (a skewed record, not restored): the group resumes at the first restored
+    // record after it, source 121, which is target 121 - 13 skipped = 108.
+    assert_eq!(
+        backup.group_offsets(&by_time, &group),
+        BTreeMap::from([("0".to_owned(), 108)])
+    );
+}
+
+/// Pids of the Lambda host's function processes running `binary` (children of any of its
+/// threads).
+fn function_processes(host: &LambdaHost, binary: &str) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", host.process.id()))
+        .map(|entries| entries.filter_map(|entry| entry.ok()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|children| {
+            children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(binary))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
+    let mut backup = Backup::start("orders", 1).await;
+    let start = now_ms() - 600_000;
+    let records: Vec<Value> = (0..20_000)
+        .map(|n| payment(0, n, start + n, &"x".repeat(200)))
+        .collect();
+    let source = backup.produce_and_back_up(records);
+    let (functions, machine) = backup
+        .restore_machine(&[("TIDEMARK_RESTORE_BATCH_RECORDS", "250")], 60)
+        .await;
+    let target = format!("{}.restored", backup.topic);
+    let execution = machine
+        .start(&backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]))
+        .await;
+
+    // Kill the function process (as an out-of-memory kill or a host failure would) once
+    // some of its records are on the target, before it could record any progress.
+    let writer = restore::partition::target::KafkaTargetWriter::connect(
+        tidemark_core::kafka::KafkaConnection::plaintext(backup.stack.kafka_bootstrap.clone()),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let killed_at = loop {
+        use restore::partition::target::TargetWriter;
+        let end = writer.end_offset(&target, 0).await.unwrap_or(0);
+        if end > 0 {
+            let running = function_processes(&functions.host, "restore-partition");
+            assert!(!running.is_empty(), "no restore-partition process to kill");
+            for pid in running {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+            break end;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore produced nothing within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let execution = machine.wait(&execution, Duration::from_secs(180)).await;
+    assert_succeeded(&execution, &functions);
+    assert!(
+        killed_at < 20_000,
+        "killed after {killed_at} of 20000 records: not mid-partition"
+    );
+    let report = backup.report(&execution).await;
+    let recovered = report["partitions"][0]["recovered_after_interruption"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        recovered > 0,
+        "the resumed invocation must adopt what the killed one produced: {report}"
+    );
+
+    let restored = backup.consume(&target);
+    assert_eq!(
+        offsets_of(&restored),
+        (0..20_000).collect::<Vec<_>>(),
+        "no duplicate, no gap"
+    );
+    assert_eq!(
+        restored.iter().map(content).collect::<Vec<_>>(),
+        source.iter().map(content).collect::<Vec<_>>()
+    );
+    assert_eq!(report["records"], 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_plans_and_reports_but_changes_nothing() {
+    let mut backup = Backup::start("refunds", 2).await;
+    let group = unique("refund-worker");
+    let start = now_ms() - 60_000;
+    backup.produce_and_back_up(
+        (0..100)
+            .map(|n| payment(n % 2, n, start + n, "r"))
+            .collect(),
+    );
+    backup.commit(&group, &[(0, 10)]);
+    backup.snapshot(&group).await;
+    let (functions, machine) = backup.restore_machine(&[], 60).await;
+    let target = format!("{}.restored", backup.topic);
+    let mut request = backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[&group]);
+    request["dry_run"] = json!(true);
+    let execution = machine.run(&request, Duration::from_secs(120)).await;
+    assert_succeeded(&execution, &functions);
+    let states = execution.entered_states();
+    for state in [
+        "SnapshotTargetOffsets",
+        "CreateTopics",
+        "RestorePartitions",
+        "ResetOffsets",
+    ] {
+        assert!(
+            !states.iter().any(|s| s == state),
+            "dry run entered {state}: {states:?}"
+        );
+    }
+    let report = backup.report(&execution).await;
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["planned_partitions"].as_array().unwrap().len(), 2);
+    assert_eq!(report["records_to_scan"], 100);
+    let topics =
+        backup
+            .stack
+            .python(&["list-topics", "--bootstrap", &backup.stack.kafka_bootstrap]);
+    assert!(
+        !topics
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|topic| topic == &json!(target)),
+        "a dry run must not create {target}"
+    );
+    assert!(backup.group_offsets(&target, &group).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_fails_before_any_write_with_a_clear_cause() {
+    let mut backup = Backup::start("invoices", 1).await;
+    let group = unique("invoice-mailer");
+    let start = now_ms() - 60_000;
+    backup.produce_and_back_up((0..50).map(|n| payment(0, n, start + n, "i")).collect());
+    backup.commit(&group, &[(0, 5)]);
+    backup.snapshot(&group).await;
+    let (functions, machine) = backup.restore_machine(&[], 60).await;
+    let at = now_ms();
+    let existing = format!("{}.existing", backup.topic);
+    backup.stack.create_topic(&existing, 1, &[]);
+    let missing = format!("{}.missing", backup.topic);
+
+    let unknown_backup = {
+        let mut request = backup.request(&missing, json!({"mode": "time", "at": at}), &[]);
+        request["backup_id"] = json!("no-such-backup");
+        request
+    };
+    let missing_topic = {
+        let mut request = backup.request(&missing, json!({"mode": "time", "at": at}), &[]);
+        request["topic_creation"] = json!("require");
+        request
+    };
+    let malformed = {
+        let mut request = backup.request(&missing, json!({"mode": "time", "at": "14:29"}), &[]);
+        request["groups"] = json!([group]);
+        request
+    };
+    let member = backup.stack.join_group(&existing, &group);
+    let active_group = backup.request(&existing, json!({"mode": "time", "at": at}), &[&group]);
+    let cases = [
+        (unknown_backup, "unknown backup id \"no-such-backup\""),
+        (missing_topic, "do not exist"),
+        (malformed, "cut.at"),
+        (active_group, "active on the target"),
+    ];
+    for (request, expected) in cases {
+        let execution = machine.run(&request, Duration::from_secs(120)).await;
+        assert_eq!(
+            execution.status,
+            ExecutionStatus::Failed,
+            "{}",
+            execution.describe()
+        );
+        assert_eq!(execution.error.as_deref(), Some("Tidemark.RestoreFailed"));
+        let cause = execution.cause.clone().unwrap_or_default();
+        assert!(cause.starts_with("Plan failed: "), "{cause}");
+        assert!(
+            cause.contains(expected),
+            "{cause:?} does not say {expected:?}"
+        );
+        assert!(cause.contains("nothing needed undoing"), "{cause}");
+        let states = execution.entered_states();
+        assert!(
+            !states.iter().any(|s| s == "SnapshotTargetOffsets"),
+            "{states:?}"
+        );
+        let _ = &functions;
+    }
+    let cause_of_active = machine
+        .run(
+            &backup.request(&existing, json!({"mode": "time", "at": at}), &[&group]),
+            Duration::from_secs(120),
+        )
+        .await
+        .cause
+        .unwrap_or_default();
+    assert!(
+        cause_of_active.contains(&group),
+        "the cause names the active group: {cause_of_active}"
+    );
+    drop(member);
+    let topics =
+        backup
+            .stack
+            .python(&["list-topics", "--bootstrap", &backup.stack.kafka_bootstrap]);
+    assert!(
+        !topics
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|topic| topic == &json!(missing))
+    );
+    assert!(backup.consume(&existing).is_empty(), "nothing was produced");
+}

@@ -99,7 +99,7 @@ pub async fn make_plan(
     let backed_up = backup.topics(backup_id).await?;
     if backed_up.is_empty() {
         return Err(RestoreError::Refused(format!(
-            "unknown backup id {backup_id:?}: nothing is stored under s3://{}/{}",
+            "unknown backup id \"{backup_id}\": nothing is stored under s3://{}/{}",
             backup.bucket,
             backup.layout.topics_prefix(backup_id)
         )));
@@ -118,14 +118,14 @@ pub async fn make_plan(
             .collect();
         if !missing.is_empty() {
             return Err(RestoreError::Refused(format!(
-                "topics.mapping names topics backup {backup_id:?} does not hold: {missing:?}"
+                "topics.mapping names topics backup \"{backup_id}\" does not hold: {missing:?}"
             )));
         }
     }
     if selected.is_empty() {
         let names: Vec<&String> = backed_up.iter().map(|(topic, _)| topic).collect();
         return Err(RestoreError::Refused(format!(
-            "topics select none of backup {backup_id:?}'s topics {names:?}"
+            "topics select none of backup \"{backup_id}\"'s topics {names:?}"
         )));
     }
 
@@ -147,7 +147,7 @@ pub async fn make_plan(
     };
     if snapshot.is_none() && !request.groups.is_empty() {
         return Err(RestoreError::Refused(format!(
-            "groups cannot be repositioned: backup {backup_id:?} has no cluster snapshot at or \
+            "groups cannot be repositioned: backup \"{backup_id}\" has no cluster snapshot at or \
              before the cut ({} ms)",
             request.cut.at_ms
         )));

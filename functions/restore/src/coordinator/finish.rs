@@ -28,6 +28,8 @@ pub struct PartitionOutcome {
     pub target_first_offset: i64,
     pub target_end_offset: i64,
     pub offset_runs: usize,
+    pub invocations: u32,
+    pub recovered_after_interruption: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +78,8 @@ async fn outcomes(backup: &Backup, plan: &RestorePlan) -> Result<Vec<PartitionOu
             target_first_offset: progress.target_base,
             target_end_offset: progress.target_end(),
             offset_runs: progress.offset_map.runs().len(),
+            invocations: progress.invocations,
+            recovered_after_interruption: progress.recovered,
         });
     }
     Ok(outcomes)

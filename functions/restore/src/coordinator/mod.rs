@@ -84,7 +84,15 @@ impl Coordinator {
     pub async fn handle(&self, input: StepInput) -> Result<serde_json::Value> {
         let restore_id = RestoreId::parse(&input.restore_id)
             .map_err(|error| RestoreError::InvalidRequest(error.to_string()))?;
-        let request = RestoreRequest::from_json(&input.request)?.validate()?;
+        let request =
+            RestoreRequest::from_json(&input.request).and_then(|request| request.validate());
+        if input.step == Step::Rollback {
+            // An invalid request failed the plan step: there is nothing to undo.
+            return Ok(to_json(
+                self.rollback(&input, &restore_id, request.ok()).await?,
+            ));
+        }
+        let request = request?;
         tracing::info!(step = ?input.step, %restore_id, backup_id = %request.backup_id, "restore step");
         let output = match input.step {
             Step::Plan => to_json(self.plan(&restore_id, &request).await?),
@@ -112,29 +120,36 @@ impl Coordinator {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
                 to_json(finish::report(&self.backup, &plan, &input.results).await?)
             }
-            Step::Rollback => {
-                // No plan: the failure came first, and nothing was changed.
-                let plan = self.load_plan(&request.backup_id, &restore_id).await.ok();
-                let cluster = match &plan {
-                    Some(plan) if rollback::has_changes(&self.backup, plan).await? => {
-                        Some(self.connector.cluster(&request.target).await?)
-                    }
-                    _ => None,
-                };
-                let failed_step = input.failed_step.as_deref().unwrap_or("an unknown step");
-                let failure = input.failure.clone().unwrap_or_default();
-                to_json(
-                    rollback::rollback(
-                        &self.backup,
-                        plan.as_ref().zip(cluster.as_deref()),
-                        failed_step,
-                        &failure,
-                    )
-                    .await?,
-                )
-            }
+            Step::Rollback => unreachable!("handled above"),
         };
         Ok(output)
+    }
+
+    async fn rollback(
+        &self,
+        input: &StepInput,
+        restore_id: &RestoreId,
+        request: Option<ValidRequest>,
+    ) -> Result<rollback::RollbackOutcome> {
+        let plan = match &request {
+            Some(request) => self.load_plan(&request.backup_id, restore_id).await.ok(),
+            None => None,
+        };
+        let cluster = match (&plan, &request) {
+            (Some(plan), Some(request)) if rollback::has_changes(&self.backup, plan).await? => {
+                Some(self.connector.cluster(&request.target).await?)
+            }
+            _ => None,
+        };
+        let failed_step = input.failed_step.as_deref().unwrap_or("an unknown step");
+        let failure = input.failure.clone().unwrap_or_default();
+        rollback::rollback(
+            &self.backup,
+            plan.as_ref().zip(cluster.as_deref()),
+            failed_step,
+            &failure,
+        )
+        .await
     }
 
     async fn plan(&self, restore_id: &RestoreId, request: &ValidRequest) -> Result<PlanSummary> {

@@ -48,6 +48,11 @@ pub struct PartitionProgress {
     pub done: bool,
     pub offset_map: OffsetMap,
     pub updated_at_ms: i64,
+    /// Invocations that recorded progress.
+    pub invocations: u32,
+    /// Records found on the target that an interrupted invocation had produced without
+    /// recording them, adopted instead of produced again.
+    pub recovered: u64,
 }
 
 impl PartitionProgress {
@@ -62,6 +67,8 @@ impl PartitionProgress {
             done: false,
             offset_map: OffsetMap::new(),
             updated_at_ms: 0,
+            invocations: 0,
+            recovered: 0,
         }
     }
 
@@ -89,6 +96,8 @@ pub struct Pacing {
     /// Records per produce call (each call waits for every acknowledgement).
     pub batch_records: usize,
     /// Stop producing this long before the invocation's deadline, to flush and record.
+    /// The first batch is always produced, so each invocation makes progress: the timeout
+    /// must leave room for one batch beyond the reserve.
     pub deadline_reserve: Duration,
 }
 
@@ -208,15 +217,19 @@ pub async fn restore_partition(
             )));
         }
         progress.produced += recovered;
+        progress.recovered += recovered;
     }
 
     let mut produced_now = 0u64;
     let mut batch = Vec::with_capacity(pacing.batch_records);
+    let reserve_ms = pacing.deadline_reserve.as_millis() as i64;
+    let mut batches = 0u64;
     let done = loop {
-        let reserve_ms = pacing.deadline_reserve.as_millis() as i64;
-        if now_ms() + reserve_ms >= deadline_ms {
+        // At least one batch per invocation, so every invocation makes progress.
+        if batches > 0 && now_ms() + reserve_ms >= deadline_ms {
             break false;
         }
+        batches += 1;
         batch.clear();
         let mut exhausted = false;
         while batch.len() < pacing.batch_records {
@@ -250,6 +263,7 @@ pub async fn restore_partition(
     };
     progress.done = done;
     progress.updated_at_ms = now_ms();
+    progress.invocations += 1;
     // `-1-partial` sorts before `-2-done` for the same count, so the last key is the latest.
     let state = if done { "2-done" } else { "1-partial" };
     let key = format!(

@@ -101,7 +101,13 @@ impl TargetWriter for KafkaTargetWriter {
         let connection = self.connection.clone();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let consumer = client::consumer(&connection, "tidemark-restore-partition", None)?;
+            // librdkafka's consumer refuses to poll without a group id; an assigned (never
+            // subscribed) consumer does not join the group or commit.
+            let consumer = client::consumer(
+                &connection,
+                "tidemark-restore-partition",
+                Some("tidemark-restore-reader"),
+            )?;
             let mut assignment = TopicPartitionList::new();
             assignment
                 .add_partition_offset(&topic, partition, Offset::Offset(offset))
@@ -112,15 +118,24 @@ impl TargetWriter for KafkaTargetWriter {
             let deadline = std::time::Instant::now() + connection.request_timeout;
             while std::time::Instant::now() < deadline {
                 match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(message)) if message.offset() == offset => {
-                        return Ok(Some(to_record(&message)));
+                    Some(Ok(message)) => {
+                        let record = (message.offset() == offset).then(|| to_record(&message));
+                        drop(message);
+                        client::close(consumer);
+                        return Ok(record);
                     }
-                    Some(Ok(_)) => return Ok(None),
-                    Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
-                    Some(Err(error)) => return Err(kafka_error("read record", &error, true)),
+                    Some(Err(KafkaError::PartitionEOF(_))) => {
+                        client::close(consumer);
+                        return Ok(None);
+                    }
+                    Some(Err(error)) => {
+                        client::close(consumer);
+                        return Err(kafka_error("read record", &error, true));
+                    }
                     None => {}
                 }
             }
+            client::close(consumer);
             Err(RestoreError::Core(tidemark_core::Error::Kafka {
                 operation: "read record",
                 message: format!(
