@@ -175,25 +175,27 @@ impl Backup {
 
     /// A topic as the independent client reads it.
     fn consume(&self, topic: &str) -> Vec<Value> {
+        self.consume_on(&self.stack.kafka_bootstrap, topic)
+    }
+
+    fn consume_on(&self, bootstrap: &str, topic: &str) -> Vec<Value> {
         self.stack
-            .python(&[
-                "consume",
-                "--bootstrap",
-                &self.stack.kafka_bootstrap,
-                "--topic",
-                topic,
-            ])
+            .python(&["consume", "--bootstrap", bootstrap, "--topic", topic])
             .as_array()
             .unwrap()
             .clone()
     }
 
     fn group_offsets(&self, topic: &str, group: &str) -> BTreeMap<String, i64> {
+        self.group_offsets_on(&self.stack.kafka_bootstrap, topic, group)
+    }
+
+    fn group_offsets_on(&self, bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, i64> {
         let partitions = self.partitions.to_string();
         let offsets = self.stack.python(&[
             "group-offsets",
             "--bootstrap",
-            &self.stack.kafka_bootstrap,
+            bootstrap,
             "--topic",
             topic,
             "--group",
@@ -675,4 +677,233 @@ async fn bad_input_fails_before_any_write_with_a_clear_cause() {
             .any(|topic| topic == &json!(missing))
     );
     assert!(backup.consume(&existing).is_empty(), "nothing was produced");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_offset_reset_failure_rolls_every_group_back_to_its_snapshot() {
+    let mut backup = Backup::start("settlements", 1).await;
+    let ledger = unique("settlement-ledger");
+    let notifier = unique("settlement-notifier");
+    let start = now_ms() - 60_000;
+    backup.produce_and_back_up((0..100).map(|n| payment(0, n, start + n, "s")).collect());
+    backup.commit(&ledger, &[(0, 60)]);
+    backup.commit(&notifier, &[(0, 40)]);
+    backup.snapshot(&format!("{ledger}|{notifier}")).await;
+    let cut = now_ms();
+
+    // The target cluster: a broker reached through a proxy that cuts the connection of any
+    // offset commit for the notifier group, after the ledger group was already moved.
+    let (_broker, proxy) = backup.stack.start_proxied_broker().await;
+    let target = format!("{}.restored", backup.topic);
+    backup.stack.python(&[
+        "create-topic",
+        "--bootstrap",
+        &proxy.address,
+        "--topic",
+        &target,
+    ]);
+    backup.stack.python(&[
+        "commit-offsets",
+        "--bootstrap",
+        &proxy.address,
+        "--topic",
+        &target,
+        "--group",
+        &ledger,
+        "--offset",
+        "0=7",
+    ]);
+    proxy.refuse_commits_for(&notifier);
+
+    let (functions, machine) = backup.restore_machine(&[], 60).await;
+    let mut request = backup.request(
+        &target,
+        json!({"mode": "time", "at": cut}),
+        &[&ledger, &notifier],
+    );
+    request["target"]["bootstrap_servers"] = json!(proxy.address);
+    request["topic_creation"] = json!("require");
+    let execution = machine.run(&request, Duration::from_secs(180)).await;
+
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Failed,
+        "{}\n{}",
+        execution.describe(),
+        functions.host.process.log()
+    );
+    assert!(proxy.refused() >= 1, "the fault was never injected");
+    let states = execution.entered_states();
+    let path: Vec<&str> = states
+        .iter()
+        .map(String::as_str)
+        .skip_while(|state| *state != "ResetOffsets")
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "ResetOffsets",
+            "ResetOffsetsFailed",
+            "Rollback",
+            "RestoreFailed"
+        ],
+        "{states:?}"
+    );
+    assert_eq!(execution.error.as_deref(), Some("Tidemark.RestoreFailed"));
+    let cause = execution.cause.clone().unwrap();
+    assert!(cause.starts_with("ResetOffsets failed: "), "{cause}");
+    assert!(
+        cause.contains(&notifier),
+        "the cause names the group that failed: {cause}"
+    );
+    assert!(
+        cause.contains("back at their pre-restore offsets (verified)"),
+        "{cause}"
+    );
+
+    assert_eq!(
+        backup.group_offsets_on(&proxy.address, &target, &ledger),
+        BTreeMap::from([("0".to_owned(), 7)]),
+        "the group that had moved is back where the pre-restore snapshot found it"
+    );
+    assert!(
+        backup
+            .group_offsets_on(&proxy.address, &target, &notifier)
+            .is_empty(),
+        "the group that did not exist before has no offsets"
+    );
+    assert_eq!(
+        backup.consume_on(&proxy.address, &target).len(),
+        100,
+        "restored records stay for inspection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_in_s3_alone_restore_exactly_with_overlaps_read_once_and_null_headers_kept() {
+    use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
+    use tidemark_core::object_store::ObjectStore;
+    use tidemark_core::segment::{Header, Record, SegmentEncoder, TimestampType};
+
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let backup_id = unique("s3-only");
+    let topic = unique("audit");
+    let start = now_ms() - 60_000;
+    let record = |offset: i64| Record {
+        offset,
+        timestamp: start + offset,
+        timestamp_type: TimestampType::CreateTime,
+        key: (offset % 5 != 0).then(|| format!("k{offset}").into_bytes()),
+        value: (offset % 7 != 0).then(|| vec![b'v'; offset as usize % 50]),
+        headers: vec![
+            Header {
+                key: "null".into(),
+                value: None,
+            },
+            Header {
+                key: "empty".into(),
+                value: Some(Vec::new()),
+            },
+            Header {
+                key: "dup".into(),
+                value: Some(b"1".to_vec()),
+            },
+            Header {
+                key: "dup".into(),
+                value: Some(b"2".to_vec()),
+            },
+        ],
+    };
+    // A re-batched retry left overlapping segments: 0-99, 50-149 and 100-199, then a gap
+    // (offsets 200-209 removed by retention before the backup read them), then 210-249.
+    let layout = StorageLayout::new(PREFIX).unwrap();
+    let partition = PartitionId {
+        backup_id: BackupId::parse(&backup_id).unwrap(),
+        topic: topic.clone(),
+        partition: 0,
+    };
+    let objects = tidemark_core::stores::S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    for (first, last) in [(0, 99), (50, 149), (100, 199), (210, 249)] {
+        let mut encoder = SegmentEncoder::new(&topic, 0, 3).unwrap();
+        for offset in first..=last {
+            encoder.push(&record(offset)).unwrap();
+        }
+        let segment = encoder.finish().unwrap();
+        let key = layout.segment_key(&partition, first, last);
+        objects
+            .put_if_absent(&key, segment.bytes, &Default::default())
+            .await
+            .unwrap();
+    }
+
+    let functions = stack
+        .start_restore_functions(&storage, PREFIX, &[], 60)
+        .await;
+    let machine = StateMachine::create(&stack, restore_definition(&functions)).await;
+    let target = format!("{topic}.restored");
+    let request = json!({
+        "backup_id": backup_id,
+        "target": {"bootstrap_servers": stack.kafka_bootstrap, "auth": "plaintext"},
+        "topics": {"mapping": {topic.clone(): target.clone()}},
+        "cut": {"mode": "time", "at": now_ms()},
+        "topic_creation": "create",
+    });
+    let execution = machine.run(&request, Duration::from_secs(120)).await;
+    assert_succeeded(&execution, &functions);
+
+    let restored = stack
+        .python(&[
+            "consume",
+            "--bootstrap",
+            &stack.kafka_bootstrap,
+            "--topic",
+            &target,
+        ])
+        .as_array()
+        .unwrap()
+        .clone();
+    let expected: Vec<Value> = (0..200)
+        .chain(210..250)
+        .map(|offset| {
+            let record = record(offset);
+            json!({
+                "key": record.key.as_deref().map(b64),
+                "value": record.value.as_deref().map(b64),
+                "headers": [["null", null], ["empty", ""], ["dup", b64(b"1")], ["dup", b64(b"2")]],
+                "timestamp": record.timestamp,
+                "timestamp_type": "CREATE_TIME",
+            })
+        })
+        .collect();
+    assert_eq!(
+        offsets_of(&restored),
+        (0..240).collect::<Vec<_>>(),
+        "each offset once, the gap closed"
+    );
+    assert_eq!(restored.iter().map(content).collect::<Vec<_>>(), expected);
+
+    let object = storage
+        .s3
+        .get_object()
+        .bucket(&storage.bucket)
+        .key(
+            execution.output.as_ref().unwrap()["report_key"]
+                .as_str()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report: Value =
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(
+        report["planned_partitions"][0]["segment_source"],
+        "s3-listing"
+    );
+    assert!(
+        report["warnings"].to_string().contains("S3 listing"),
+        "the report says the index was not used: {}",
+        report["warnings"]
+    );
 }
