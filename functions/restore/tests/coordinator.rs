@@ -1,0 +1,419 @@
+//! Planning and the coordinator's steps on the in-memory twins: refusals before any change,
+//! the consistent cut's offsets, the S3 fallback, and a failed offset reset rolled back.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::{Fixture, TOPIC, record};
+use restore::coordinator::{Coordinator, Failure, Step, StepInput};
+use restore::partition::target::{MemoryTargetWriter, TargetWriter};
+use restore::partition::{Pacing, PartitionRequest};
+use restore::plan::RestorePlan;
+use restore::target::{Cluster, TargetConnector};
+use serde_json::{Value, json};
+use tidemark_core::kafka::{
+    ClusterReader, CommittedOffset, GroupDescription, KafkaSettings, MemoryCluster, TopicPartition,
+};
+use tidemark_core::snapshot::{
+    ClusterSnapshot, GroupSnapshot, PartitionSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION,
+    SnapshotCatalog, SnapshotEntry, TopicSnapshot,
+};
+
+struct Twins {
+    cluster: Arc<MemoryCluster>,
+    writer: Arc<MemoryTargetWriter>,
+}
+
+#[async_trait]
+impl TargetConnector for Twins {
+    async fn cluster(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn Cluster>> {
+        Ok(self.cluster.clone())
+    }
+    async fn writer(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn TargetWriter>> {
+        Ok(self.writer.clone())
+    }
+}
+
+struct World {
+    fixture: Fixture,
+    twins: Arc<Twins>,
+    coordinator: Coordinator,
+}
+
+const CUT: i64 = 1_000_000;
+
+/// Two partitions of 100 records each, indexed, written before the cut; a snapshot at the
+/// cut where `reader` had committed 40 and 70.
+async fn new_world() -> World {
+    let fixture = Fixture::new();
+    for partition in 0..2 {
+        let records: Vec<_> = (0..100).map(|o| record(o, 1_000 + o)).collect();
+        fixture.segment(partition, &records, CUT - 10, true).await;
+    }
+    let snapshot = ClusterSnapshot {
+        format: SNAPSHOT_FORMAT.into(),
+        version: SNAPSHOT_VERSION,
+        backup_id: "prod".into(),
+        bootstrap_servers: "source:9092".into(),
+        started_at_ms: CUT - 5,
+        taken_at_ms: CUT,
+        topics: vec![TopicSnapshot {
+            name: TOPIC.into(),
+            generation: 0,
+            partition_count: 2,
+            configs: [("cleanup.policy".to_owned(), Some("delete".to_owned()))].into(),
+            partitions: (0..2)
+                .map(|partition| PartitionSnapshot {
+                    partition,
+                    low_watermark: 0,
+                    high_watermark: 100,
+                })
+                .collect(),
+        }],
+        groups: vec![GroupSnapshot {
+            group: GroupDescription {
+                group_id: "reader".into(),
+                state: "Empty".into(),
+                protocol_type: "consumer".into(),
+                protocol: String::new(),
+                members: Vec::new(),
+            },
+            offsets: vec![
+                CommittedOffset {
+                    topic: TOPIC.into(),
+                    partition: 0,
+                    offset: 40,
+                    metadata: String::new(),
+                },
+                CommittedOffset {
+                    topic: TOPIC.into(),
+                    partition: 1,
+                    offset: 70,
+                    metadata: String::new(),
+                },
+            ],
+            error: None,
+        }],
+        recreations: Vec::new(),
+    };
+    let key = fixture.backup.layout.snapshot_key(&fixture.backup_id, CUT);
+    fixture
+        .backup
+        .objects
+        .put_if_absent(
+            &key,
+            Bytes::from(snapshot.encode(3).unwrap()),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    fixture
+        .index
+        .record_snapshot(
+            &fixture.backup_id,
+            &SnapshotEntry {
+                taken_at_ms: CUT,
+                key,
+                group_count: 1,
+                topic_count: 1,
+                stored_bytes: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let twins = Arc::new(Twins {
+        cluster: Arc::new(MemoryCluster::new()),
+        writer: Arc::new(MemoryTargetWriter::new()),
+    });
+    let coordinator = Coordinator::new(fixture.backup.clone(), twins.clone());
+    World {
+        fixture,
+        twins,
+        coordinator,
+    }
+}
+
+fn request(overrides: Value) -> Value {
+    let mut request = json!({
+        "backup_id": "prod",
+        "target": {"bootstrap_servers": "target:9092", "auth": "plaintext"},
+        "topics": {"mapping": {TOPIC: "payments.restored"}},
+        "cut": {"mode": "time", "at": CUT},
+        "groups": ["reader"],
+        "topic_creation": "create",
+    });
+    for (key, value) in overrides.as_object().unwrap() {
+        request[key] = value.clone();
+    }
+    request
+}
+
+impl World {
+    async fn step(&self, step: Step, request: &Value) -> restore::Result<Value> {
+        self.coordinator
+            .handle(StepInput {
+                step,
+                restore_id: "run-1".into(),
+                request: request.clone(),
+                results: json!({}),
+                failed_step: None,
+                failure: None,
+            })
+            .await
+    }
+
+    async fn plan(&self) -> RestorePlan {
+        let key = self.fixture.backup.restore_key(
+            &self.fixture.backup_id,
+            &tidemark_core::layout::RestoreId::parse("run-1").unwrap(),
+            "plan.json",
+        );
+        self.fixture.backup.get_json(&key).await.unwrap().unwrap()
+    }
+
+    /// Runs every partition task to completion, then tells the cluster twin where the
+    /// target partitions end (the writer twin and the cluster twin are separate).
+    async fn restore_partitions(&self, request: &Value) {
+        for task in self.plan().await.partitions {
+            let request = PartitionRequest {
+                restore_id: "run-1".into(),
+                backup_id: "prod".into(),
+                target: serde_json::from_value(request["target"].clone()).unwrap(),
+                task: task.clone(),
+            };
+            let pacing = Pacing {
+                batch_records: 16,
+                deadline_reserve: std::time::Duration::ZERO,
+            };
+            let report = restore::partition::handle(
+                &self.fixture.backup,
+                self.twins.as_ref(),
+                request,
+                i64::MAX,
+                pacing,
+            )
+            .await
+            .unwrap();
+            assert!(report.done);
+            let end = self
+                .twins
+                .writer
+                .end_offset(&task.target_topic, task.partition)
+                .await
+                .unwrap();
+            self.twins
+                .cluster
+                .set_high_watermark(&task.target_topic, task.partition, end);
+        }
+    }
+
+    async fn committed(&self, group: &str) -> Vec<(i32, i64)> {
+        let partitions = [
+            TopicPartition::new("payments.restored", 0),
+            TopicPartition::new("payments.restored", 1),
+        ];
+        self.twins
+            .cluster
+            .committed_offsets(group, &partitions)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|offset| (offset.partition, offset.offset))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_name_what_is_wrong_and_write_nothing() {
+    let world = new_world().await;
+    world.twins.cluster.create_topic("payments.present", 2, &[]);
+    world
+        .twins
+        .cluster
+        .add_group("reader", "Stable", &["member-1"]);
+    let cases = [
+        (json!({"backup_id": "other"}), "unknown backup id \"other\""),
+        (
+            json!({"topics": {"mapping": {"refunds": "x"}}}),
+            "does not hold: [\"refunds\"]",
+        ),
+        (
+            json!({"topic_creation": "require"}),
+            "[\"payments.restored\"] do not exist",
+        ),
+        (
+            json!({"topics": {"mapping": {TOPIC: "payments.present"}}}),
+            "reader (1 members: client-member-1 on /127.0.0.1)",
+        ),
+        (
+            json!({"groups": ["writer"], "topics": {"mapping": {TOPIC: "payments.present"}}}),
+            "group \"writer\" is not in the snapshot",
+        ),
+        (
+            json!({"cut": {"mode": "time", "at": CUT - 1}}),
+            "no cluster snapshot at or before the cut",
+        ),
+    ];
+    for (overrides, expected) in cases {
+        let error = world
+            .step(Step::Plan, &request(overrides.clone()))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains(expected), "{overrides}: {error}");
+        assert!(
+            world
+                .fixture
+                .backup
+                .objects
+                .list("t/prod/restores/")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{overrides}: a refused plan writes nothing"
+        );
+    }
+    assert_eq!(
+        world.twins.cluster.topics().await.unwrap().len(),
+        1,
+        "no topic created"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consistent_cut_ends_where_the_backup_had_reached_and_a_time_cut_bounds_by_timestamps() {
+    let world = new_world().await;
+    // Written after the cut: outside a consistent cut, whatever its timestamps.
+    let late: Vec<_> = (100..150).map(|o| record(o, 1_000)).collect();
+    world.fixture.segment(0, &late, CUT + 1, true).await;
+    world
+        .step(
+            Step::Plan,
+            &request(json!({"cut": {"mode": "consistent", "at": CUT}})),
+        )
+        .await
+        .unwrap();
+    let plan = world.plan().await;
+    let ends: Vec<(i32, i64)> = plan
+        .partitions
+        .iter()
+        .map(|task| (task.partition, task.end_offset))
+        .collect();
+    assert_eq!(ends, [(0, 100), (1, 100)]);
+    assert_eq!(plan.topics[0].partition_count, 2);
+    assert_eq!(
+        plan.topics[0].configs.get("cleanup.policy"),
+        Some(&Some("delete".to_owned()))
+    );
+    assert_eq!(plan.groups[0].source_offsets.len(), 2);
+
+    let other = new_world().await;
+    other.fixture.segment(0, &late, CUT + 1, true).await;
+    other.step(Step::Plan, &request(json!({}))).await.unwrap();
+    assert_eq!(
+        other.plan().await.partitions[0].end_offset,
+        150,
+        "late-written records with old timestamps are in a time cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_index_entries_the_plan_comes_from_the_s3_listing() {
+    let world = new_world().await;
+    let extra: Vec<_> = (0..10).map(|o| record(o, 1_000 + o)).collect();
+    world.fixture.segment(2, &extra, CUT - 10, false).await;
+    world.step(Step::Plan, &request(json!({}))).await.unwrap();
+    let plan = world.plan().await;
+    let third = plan
+        .partitions
+        .iter()
+        .find(|task| task.partition == 2)
+        .unwrap();
+    assert_eq!(
+        third.segment_source,
+        restore::backup::SegmentSource::S3Listing
+    );
+    assert_eq!((third.first_offset, third.end_offset), (0, 10));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|warning| warning.contains("S3 listing")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_restore_moves_the_group_and_reports() {
+    let world = new_world().await;
+    let request = request(json!({}));
+    let summary = world.step(Step::Plan, &request).await.unwrap();
+    assert_eq!(summary["topics_to_create"], json!(["payments.restored"]));
+    world.step(Step::SnapshotOffsets, &request).await.unwrap();
+    world.step(Step::CreateTopics, &request).await.unwrap();
+    // A retried create finds its own topic and does not fail.
+    world.step(Step::CreateTopics, &request).await.unwrap();
+    world.restore_partitions(&request).await;
+    world.step(Step::ResetOffsets, &request).await.unwrap();
+    assert_eq!(world.committed("reader").await, [(0, 40), (1, 70)]);
+    let validation = world.step(Step::Validate, &request).await.unwrap();
+    assert_eq!(validation["records"], 200);
+    let report = world.step(Step::Report, &request).await.unwrap();
+    assert_eq!(report["records"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_reset_is_rolled_back_to_the_pre_restore_offsets() {
+    let world = new_world().await;
+    world
+        .twins
+        .cluster
+        .create_topic("payments.restored", 2, &[]);
+    world.twins.cluster.add_group("reader", "Empty", &[]);
+    world
+        .twins
+        .cluster
+        .commit("reader", "payments.restored", 0, 3);
+    let request = request(json!({"topic_creation": "require"}));
+    world.step(Step::Plan, &request).await.unwrap();
+    world.step(Step::SnapshotOffsets, &request).await.unwrap();
+    world.step(Step::CreateTopics, &request).await.unwrap();
+    world.restore_partitions(&request).await;
+    world.step(Step::ResetOffsets, &request).await.unwrap();
+    assert_eq!(world.committed("reader").await, [(0, 40), (1, 70)]);
+    // Validation then fails (someone appended to the target): the rollback undoes the reset.
+    world
+        .twins
+        .cluster
+        .set_high_watermark("payments.restored", 1, 101);
+    let error = world.step(Step::Validate, &request).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.CountMismatch");
+    let outcome = world
+        .coordinator
+        .handle(StepInput {
+            step: Step::Rollback,
+            restore_id: "run-1".into(),
+            request: request.clone(),
+            results: json!({}),
+            failed_step: Some("ValidateCounts".into()),
+            failure: Some(Failure {
+                error: error.error_type().into(),
+                cause: json!({"errorType": error.error_type(), "errorMessage": error.to_string()})
+                    .to_string(),
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome["groups_restored"], json!(["reader"]));
+    let cause = outcome["cause"].as_str().unwrap();
+    assert!(
+        cause.starts_with(
+            "ValidateCounts failed: restored counts do not match: payments.restored/1 ends at 101"
+        ),
+        "{cause}"
+    );
+    // Partition 1 had no offset before; Kafka cannot un-commit it, so only partition 0 moves back.
+    assert_eq!(world.committed("reader").await, [(0, 3), (1, 70)]);
+}
