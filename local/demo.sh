@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The local demo: starts the local stack, produces payment events to `payments.captured`, lets
-# the event-source bridge feed them to the real backup-writer Lambda binary, has the consumer
-# group `payment-processor` commit its progress, takes a snapshot with the real
-# offset-snapshotter binary, and prints what was stored in S3 and DynamoDB.
+# The local demo, the whole disaster: payment events are produced to `payments.captured` and
+# backed up by the real backup-writer Lambda binary (fed by the event-source bridge); the
+# consumer group `payment-processor` commits its progress and the real offset-snapshotter takes
+# a snapshot ("14:29"); then a bad deploy writes garbage ("14:30"), which is backed up too.
+# The restore state machine (the repository's ASL, run by the emulator's Step Functions with
+# the real restore binaries) restores the topic to the moment before the garbage into
+# `payments.captured.restored` and puts `payment-processor` back where it stood.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$TIDEMARK_REPO"
@@ -37,8 +40,19 @@ TIDEMARK_KAFKA_BOOTSTRAP_SERVERS=$TIDEMARK_KAFKA_BOOTSTRAP TIDEMARK_KAFKA_AUTH=p
 TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   "$TIDEMARK_BIN/tidemark-lambda-host" --listen "127.0.0.1:$lambda_port" \
   --function "backup-writer=$TIDEMARK_BIN/backup-writer" \
-  --function "offset-snapshotter=$TIDEMARK_BIN/offset-snapshotter" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+  --function "offset-snapshotter=$TIDEMARK_BIN/offset-snapshotter" \
+  --function "restore-coordinator=$TIDEMARK_BIN/restore-coordinator" \
+  --function "restore-partition=$TIDEMARK_BIN/restore-partition" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
 echo $! >"$TIDEMARK_STATE/lambda-host.pid"
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$lambda_port/" && break
+  sleep 0.1
+done
+# Step Functions reaches the functions through the gateway (local/up.sh).
+for function in restore-coordinator restore-partition; do
+  curl -sf -X PUT --data "http://127.0.0.1:$lambda_port" "$TIDEMARK_GATEWAY/_tidemark/functions/$function" \
+    || die "could not register $function with the gateway at $TIDEMARK_GATEWAY"
+done
 
 log "starting the event-source bridge (the local stand-in for the MSK event source mapping)"
 AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lambda_port \
@@ -75,3 +89,44 @@ fi
 
 log "the latest snapshot, found through the catalog as a restore to 'now' would find it"
 py show-snapshot --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id"
+
+before=$(py summarize-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic")
+expected_records=$(echo "$before" | "$TIDEMARK_PYTHON" -c 'import json,sys; print(sum(json.load(sys.stdin)["records_per_partition"].values()))')
+restored=$topic.restored-$run
+cut_ms=$("$TIDEMARK_PYTHON" -c 'import time; print(int(time.time() * 1000))')
+log "14:30: a bad deploy writes 2000 garbage events; the backup faithfully captures them too"
+garbage=$(py produce-garbage --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --count 2000 --partitions 4)
+expect=$(echo "$garbage" | "$TIDEMARK_PYTHON" -c 'import json,sys; d=json.load(sys.stdin)["last_offsets"]; print(" ".join(f"--expect payments.captured:{p}={o+1}" for p,o in d.items()))')
+# shellcheck disable=SC2086
+py wait-checkpoints --endpoint "$AWS_ENDPOINT_URL" --table "$table" --backup-id "$backup_id" $expect --timeout 120 >/dev/null \
+  || die "the backup did not catch up with the garbage"
+py summarize-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic"
+
+log "restore $topic to the moment before the bad deploy and put payment-processor back where it was"
+restore_input=$(cat <<JSON
+{
+  "backup_id": "$backup_id",
+  "target": {"bootstrap_servers": "$TIDEMARK_KAFKA_BOOTSTRAP", "auth": "plaintext"},
+  "topics": {"mapping": {"$topic": "$restored"}},
+  "cut": {"mode": "time", "at": $cut_ms},
+  "groups": ["payment-processor"],
+  "topic_creation": "create"
+}
+JSON
+)
+echo "$restore_input"
+py run-restore --endpoint "$AWS_ENDPOINT_URL" --definition statemachines/restore.asl.json \
+  --coordinator restore-coordinator --partition restore-partition --input "$restore_input" \
+  || { tail -n 30 "$TIDEMARK_STATE/lambda-host.log" >&2; die "the restore failed"; }
+
+log "the restored topic: every event up to the cut, none of the garbage"
+summary=$(py summarize-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$restored")
+echo "$summary"
+echo "$summary" | "$TIDEMARK_PYTHON" -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if s['garbage_records'] == 0 and sum(s['records_per_partition'].values()) == $expected_records else 1)" \
+  || die "the restored topic is not exactly the $expected_records events before the cut"
+
+log "payment-processor on the restored topic resumes where it stood at the cut"
+offsets=$(py group-offsets --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$restored" --group payment-processor --partitions 4)
+echo "$offsets"
+[ "$offsets" = '{"0": 1000, "1": 1000, "2": 1000, "3": 1000}' ] || die "payment-processor is not at 1000 on every partition"
+log "done: backed up, broken, restored to a point in time, consumers repositioned"

@@ -7,6 +7,7 @@ Every command prints JSON on stdout and exits non-zero with a message on stderr 
 import argparse
 import base64
 import json
+import os
 import random
 import sys
 import time
@@ -135,27 +136,27 @@ def cmd_produce_payments(args):
     print(json.dumps({"produced": len(delivered), "last_offsets": {str(p): o for p, o in sorted(last.items())}}))
 
 
-def cmd_consume(args):
-    """Reads every record of a topic, from each partition's start to its high watermark."""
-    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"tidemark-reader-{time.time_ns()}",
+def _read_all(bootstrap, topic, timeout=60):
+    """Every record of a topic, from each partition's start to its high watermark."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tidemark-reader-{time.time_ns()}",
                          "enable.auto.commit": False, "fetch.queue.backoff.ms": 10})
-    metadata = consumer.list_topics(args.topic, timeout=10).topics[args.topic]
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     if metadata.error is not None:
-        fail(f"topic {args.topic}: {metadata.error}")
+        fail(f"topic {topic}: {metadata.error}")
     assignments, ends = [], {}
     for partition in metadata.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, partition), timeout=10)
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
         if high > low:
-            assignments.append(TopicPartition(args.topic, partition, low))
+            assignments.append(TopicPartition(topic, partition, low))
             ends[partition] = high
     consumer.assign(assignments)
-    records, deadline = [], time.monotonic() + args.timeout
+    records, deadline = [], time.monotonic() + timeout
     while ends and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is None:
             continue
         if message.error() is not None:
-            fail(f"consume {args.topic}: {message.error()}")
+            fail(f"consume {topic}: {message.error()}")
         timestamp_type, timestamp = message.timestamp()
         records.append(dict(partition=message.partition(), offset=message.offset(), key=b64(message.key()),
                             value=b64(message.value()), timestamp=timestamp, timestamp_type=TIMESTAMP_TYPES[timestamp_type],
@@ -164,8 +165,13 @@ def cmd_consume(args):
             ends.pop(message.partition(), None)
     consumer.close()
     if ends:
-        fail(f"consume {args.topic}: partitions {sorted(ends)} not read to their end within {args.timeout}s")
-    print(json.dumps(sorted(records, key=lambda r: (r["partition"], r["offset"]))))
+        fail(f"consume {topic}: partitions {sorted(ends)} not read to their end within {timeout}s")
+    return sorted(records, key=lambda r: (r["partition"], r["offset"]))
+
+
+def cmd_consume(args):
+    """Reads every record of a topic, from each partition's start to its high watermark."""
+    print(json.dumps(_read_all(args.bootstrap, args.topic, args.timeout)))
 
 
 def _segments(s3, bucket, prefix):
@@ -411,6 +417,61 @@ def cmd_show_snapshot(args):
     }, indent=2))
 
 
+def cmd_produce_garbage(args):
+    """What a bad deploy writes: undecodable values, spread over the partitions."""
+    records = [dict(key=b64(f"order-{n:06d}".encode()), value=b64(b"\x00GARBAGE" + os.urandom(32)),
+                    partition=n % args.partitions) for n in range(args.count)]
+    delivered = _produce(args.bootstrap, args.topic, records)
+    last = {}
+    for record in delivered:
+        last[record["partition"]] = max(last.get(record["partition"], -1), record["offset"])
+    print(json.dumps({"produced": len(delivered), "last_offsets": {str(p): o for p, o in sorted(last.items())}}))
+
+
+def cmd_summarize_topic(args):
+    """Records per partition of a topic, and how many of them are garbage."""
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": f"tidemark-reader-{time.time_ns()}",
+                         "enable.auto.commit": False})
+    metadata = consumer.list_topics(args.topic, timeout=10).topics[args.topic]
+    summary = {}
+    for partition in sorted(metadata.partitions):
+        low, high = consumer.get_watermark_offsets(TopicPartition(args.topic, partition), timeout=10)
+        summary[str(partition)] = high - low
+    consumer.close()
+    records = _read_all(args.bootstrap, args.topic)
+    garbage = sum(1 for r in records if r["value"] and base64.b64decode(r["value"]).startswith(b"\x00GARBAGE"))
+    print(json.dumps({"topic": args.topic, "records_per_partition": summary, "garbage_records": garbage}))
+
+
+def cmd_run_restore(args):
+    """Creates the restore state machine from the repository's ASL file (function ARNs filled
+    in as SAM and Terraform fill them) and runs one execution to its end."""
+    sfn = aws("stepfunctions", args.endpoint)
+    arn = lambda name: f"arn:aws:lambda:{os.environ.get('AWS_REGION', 'us-east-1')}:000000000000:function:{name}"
+    with open(args.definition) as source:
+        definition = source.read().replace("${RestoreCoordinatorArn}", arn(args.coordinator)) \
+                                  .replace("${RestorePartitionArn}", arn(args.partition))
+    machine = sfn.create_state_machine(name=f"tidemark-restore-{time.time_ns()}", definition=definition,
+                                       roleArn="arn:aws:iam::000000000000:role/tidemark-restore")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name=f"restore-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}",
+                                    input=args.input)["executionArn"]
+    deadline = time.monotonic() + args.timeout
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            fail(f"the restore is still running after {args.timeout}s")
+        time.sleep(0.2)
+    events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    result = {"status": described["status"], "states": states}
+    if described["status"] == "SUCCEEDED":
+        result["output"] = json.loads(described["output"])
+    else:
+        result.update(error=described.get("error"), cause=described.get("cause"))
+    print(json.dumps(result, indent=2))
+    if described["status"] != "SUCCEEDED":
+        sys.exit(1)
+
+
 def cmd_create_storage(args):
     s3, dynamodb = aws("s3", args.endpoint), aws("dynamodb", args.endpoint)
     s3.create_bucket(Bucket=args.bucket)
@@ -460,6 +521,12 @@ def main():
             (["--count"], dict(type=int, required=True)), (["--partitions"], dict(type=int, default=1)), *security)
     command("group-offsets", cmd_group_offsets, bootstrap, topic, group, (["--partitions"], dict(type=int, default=1)),
             *security)
+    command("produce-garbage", cmd_produce_garbage, bootstrap, topic, (["--count"], dict(type=int, default=1000)),
+            (["--partitions"], dict(type=int, default=1)))
+    command("summarize-topic", cmd_summarize_topic, bootstrap, topic)
+    command("run-restore", cmd_run_restore, endpoint, (["--definition"], dict(required=True)),
+            (["--coordinator"], dict(required=True)), (["--partition"], dict(required=True)),
+            (["--input"], dict(required=True)), (["--timeout"], dict(type=float, default=300)))
     command("make-certs", cmd_make_certs, (["--dir"], dict(required=True)))
     command("create-secret", cmd_create_secret, endpoint, (["--name"], dict(required=True)), (["--value"], dict(required=True)))
     command("sign-msk-iam", cmd_sign_msk_iam, (["--region"], dict(required=True)), (["--access-key"], dict(required=True)),

@@ -16,16 +16,17 @@ pub struct RestoreConfig {
     pub table: String,
     /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
     pub layout: StorageLayout,
-    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000) and
+    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 20000) and
     /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000): see [`Pacing`].
     pub pacing: Pacing,
 }
 
 impl RestoreConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        let defaults = Pacing::default();
         let batch_records: usize = env.parsed(
             "TIDEMARK_RESTORE_BATCH_RECORDS",
-            5_000,
+            defaults.batch_records,
             "a positive integer",
         )?;
         if batch_records == 0 {
@@ -35,7 +36,7 @@ impl RestoreConfig {
         }
         let reserve_ms: u64 = env.parsed(
             "TIDEMARK_RESTORE_DEADLINE_RESERVE_MS",
-            5_000,
+            defaults.deadline_reserve.as_millis() as u64,
             "milliseconds (a non-negative integer)",
         )?;
         Ok(RestoreConfig {

@@ -104,7 +104,7 @@ pub struct Pacing {
 impl Default for Pacing {
     fn default() -> Self {
         Pacing {
-            batch_records: 5_000,
+            batch_records: 20_000,
             deadline_reserve: Duration::from_secs(5),
         }
     }

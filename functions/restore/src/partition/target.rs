@@ -51,7 +51,7 @@ impl KafkaTargetWriter {
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", "lz4")
+            .set("compression.type", "none")
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "100000")
