@@ -229,8 +229,9 @@ async fn run(count: usize) {
         stack.create_topic(&topic, 1, &[]);
         let started = Instant::now();
         for batch in records.chunks(pacing.batch_records) {
-            writer.produce(&topic, 0, batch).await.unwrap();
+            writer.send(&topic, 0, batch).await.unwrap();
         }
+        writer.flush().await.unwrap();
         baseline.push(started.elapsed());
         assert_eq!(writer.end_offset(&topic, 0).await.unwrap(), count as i64);
 

@@ -477,8 +477,8 @@ fn function_processes(host: &LambdaHost, binary: &str) -> Vec<u32> {
 async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
     let mut backup = Backup::start("orders", 1).await;
     let start = now_ms() - 600_000;
-    let records: Vec<Value> = (0..20_000)
-        .map(|n| payment(0, n, start + n, &"x".repeat(200)))
+    let records: Vec<Value> = (0..60_000)
+        .map(|n| payment(0, n, start + n, &"x".repeat(100)))
         .collect();
     let source = backup.produce_and_back_up(records);
     let (functions, machine) = backup
@@ -518,8 +518,8 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
     let execution = machine.wait(&execution, Duration::from_secs(180)).await;
     assert_succeeded(&execution, &functions);
     assert!(
-        killed_at < 20_000,
-        "killed after {killed_at} of 20000 records: not mid-partition"
+        killed_at < 60_000,
+        "killed after {killed_at} of 60000 records: not mid-partition"
     );
     let report = backup.report(&execution).await;
     let recovered = report["partitions"][0]["recovered_after_interruption"]
@@ -533,14 +533,14 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
     let restored = backup.consume(&target);
     assert_eq!(
         offsets_of(&restored),
-        (0..20_000).collect::<Vec<_>>(),
+        (0..60_000).collect::<Vec<_>>(),
         "no duplicate, no gap"
     );
     assert_eq!(
         restored.iter().map(content).collect::<Vec<_>>(),
         source.iter().map(content).collect::<Vec<_>>()
     );
-    assert_eq!(report["records"], 20_000);
+    assert_eq!(report["records"], 60_000);
 }
 
 #[tokio::test(flavor = "multi_thread")]

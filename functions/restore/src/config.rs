@@ -16,7 +16,7 @@ pub struct RestoreConfig {
     pub table: String,
     /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
     pub layout: StorageLayout,
-    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 20000) and
+    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000) and
     /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000): see [`Pacing`].
     pub pacing: Pacing,
 }

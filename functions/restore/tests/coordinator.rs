@@ -417,3 +417,49 @@ async fn a_failed_reset_is_rolled_back_to_the_pre_restore_offsets() {
     // Partition 1 had no offset before; Kafka cannot un-commit it, so only partition 0 moves back.
     assert_eq!(world.committed("reader").await, [(0, 3), (1, 70)]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_deletes_only_the_topics_this_restore_created_when_asked() {
+    let world = new_world().await;
+    world.twins.cluster.create_topic("payments.kept", 2, &[]);
+    let request = request(json!({
+        "topics": {"include": ["payments"], "target_prefix": "restored."},
+        "rollback_deletes_created_topics": true,
+        "groups": [],
+    }));
+    world.step(Step::Plan, &request).await.unwrap();
+    world.step(Step::SnapshotOffsets, &request).await.unwrap();
+    world.step(Step::CreateTopics, &request).await.unwrap();
+    let names = |topics: Vec<tidemark_core::kafka::TopicDescription>| -> Vec<String> {
+        topics.into_iter().map(|topic| topic.name).collect()
+    };
+    assert_eq!(
+        names(world.twins.cluster.topics().await.unwrap()),
+        ["payments.kept", "restored.payments"]
+    );
+    let outcome = world
+        .coordinator
+        .handle(StepInput {
+            step: Step::Rollback,
+            restore_id: "run-1".into(),
+            request: request.clone(),
+            results: json!({}),
+            failed_step: Some("RestorePartitions".into()),
+            failure: Some(Failure {
+                error: "States.ExceededToleratedFailureThreshold".into(),
+                cause: "a partition failed".into(),
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome["topics_deleted"], json!(["restored.payments"]));
+    assert_eq!(
+        names(world.twins.cluster.topics().await.unwrap()),
+        ["payments.kept"]
+    );
+    assert_eq!(
+        outcome["cause"],
+        "RestorePartitions failed: a partition failed (States.ExceededToleratedFailureThreshold). \
+         Rollback: created topics [\"restored.payments\"] were deleted."
+    );
+}

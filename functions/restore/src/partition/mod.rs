@@ -93,7 +93,7 @@ pub struct PartitionReport {
 /// How an invocation paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Pacing {
-    /// Records per produce call (each call waits for every acknowledgement).
+    /// Records handed to the producer at a time; the deadline is checked between batches.
     pub batch_records: usize,
     /// Stop producing this long before the invocation's deadline, to flush and record.
     /// The first batch is always produced, so each invocation makes progress: the timeout
@@ -104,7 +104,7 @@ pub struct Pacing {
 impl Default for Pacing {
     fn default() -> Self {
         Pacing {
-            batch_records: 20_000,
+            batch_records: 5_000,
             deadline_reserve: Duration::from_secs(5),
         }
     }
@@ -221,6 +221,8 @@ pub async fn restore_partition(
     }
 
     let mut produced_now = 0u64;
+    // Source offsets of records sent but not yet acknowledged, oldest first.
+    let mut unacknowledged = std::collections::VecDeque::new();
     let mut batch = Vec::with_capacity(pacing.batch_records);
     let reserve_ms = pacing.deadline_reserve.as_millis() as i64;
     let mut batches = 0u64;
@@ -242,25 +244,29 @@ pub async fn restore_partition(
             }
         }
         if !batch.is_empty() {
-            let offsets = target.produce(topic, partition, &batch).await?;
-            for (record, offset) in batch.iter().zip(&offsets) {
-                let expected = progress.target_end();
-                if *offset != expected {
-                    return Err(RestoreError::TargetChanged(format!(
-                        "{topic}/{partition}: a restored record landed at offset {offset}, not \
-                         {expected}: another producer is writing to the partition"
-                    )));
-                }
-                progress.offset_map.record(record.offset, *offset)?;
-                progress.next_source_offset = record.offset + 1;
-                progress.produced += 1;
-                produced_now += 1;
-            }
+            unacknowledged.extend(batch.iter().map(|record| record.offset));
+            let acknowledged = target.send(topic, partition, &batch).await?;
+            produced_now += acknowledge(
+                &mut progress,
+                &mut unacknowledged,
+                &acknowledged,
+                topic,
+                partition,
+            )?;
         }
         if exhausted {
             break true;
         }
     };
+    // Only acknowledged records count: the progress never runs ahead of the target.
+    let acknowledged = target.flush().await?;
+    produced_now += acknowledge(
+        &mut progress,
+        &mut unacknowledged,
+        &acknowledged,
+        topic,
+        partition,
+    )?;
     progress.done = done;
     progress.updated_at_ms = now_ms();
     progress.invocations += 1;
@@ -273,6 +279,33 @@ pub async fn restore_partition(
     );
     backup.put_json_once(&key, &progress).await?;
     Ok(report(&progress, produced_now, recovered))
+}
+
+/// Maps acknowledged records to their target offsets, in order, checking each landed right
+/// after the previous one. Returns how many were acknowledged.
+fn acknowledge(
+    progress: &mut PartitionProgress,
+    unacknowledged: &mut std::collections::VecDeque<i64>,
+    acknowledged: &[i64],
+    topic: &str,
+    partition: i32,
+) -> Result<u64> {
+    for &offset in acknowledged {
+        let source = unacknowledged
+            .pop_front()
+            .expect("the target acknowledges only records that were sent");
+        let expected = progress.target_end();
+        if offset != expected {
+            return Err(RestoreError::TargetChanged(format!(
+                "{topic}/{partition}: a restored record landed at offset {offset}, not \
+                 {expected}: another producer is writing to the partition"
+            )));
+        }
+        progress.offset_map.record(source, offset)?;
+        progress.next_source_offset = source + 1;
+        progress.produced += 1;
+    }
+    Ok(acknowledged.len() as u64)
 }
 
 fn report(progress: &PartitionProgress, produced_now: u64, recovered: u64) -> PartitionReport {

@@ -10,9 +10,8 @@ use async_trait::async_trait;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::kafka::KafkaConnection;
 use tidemark_core::kafka::client::{self, ClusterContext};
@@ -30,9 +29,13 @@ pub trait TargetWriter: Send + Sync {
     async fn read_record(&self, topic: &str, partition: i32, offset: i64)
     -> Result<Option<Record>>;
 
-    /// Produces `records` in order and waits until every one is durable; returns the offset
-    /// each one got.
-    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>>;
+    /// Queues `records` for production, in order, without waiting for them to be durable.
+    /// Returns the offsets of the records acknowledged since the last call, oldest first
+    /// (possibly none, possibly some sent by earlier calls).
+    async fn send(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>>;
+
+    /// Waits until every queued record is durable; returns the offsets not yet returned.
+    async fn flush(&self) -> Result<Vec<i64>>;
 }
 
 /// librdkafka's idempotent producer: retries inside the client can neither duplicate nor
@@ -40,10 +43,13 @@ pub trait TargetWriter: Send + Sync {
 pub struct KafkaTargetWriter {
     connection: KafkaConnection,
     producer: FutureProducer<ClusterContext>,
+    /// Sent records' delivery reports, oldest first.
+    pending: tokio::sync::Mutex<VecDeque<DeliveryFuture>>,
 }
 
-/// Deliveries waiting for an acknowledgement before the producer is asked for more.
-const MAX_IN_FLIGHT: usize = 20_000;
+/// Records sent but not yet acknowledged before sending waits for the oldest: keeps the
+/// producer busy across batches while bounding memory.
+const MAX_IN_FLIGHT: usize = 40_000;
 
 impl KafkaTargetWriter {
     pub fn connect(connection: KafkaConnection) -> Result<Self> {
@@ -62,6 +68,7 @@ impl KafkaTargetWriter {
         Ok(KafkaTargetWriter {
             connection,
             producer,
+            pending: tokio::sync::Mutex::new(VecDeque::new()),
         })
     }
 }
@@ -149,9 +156,9 @@ impl TargetWriter for KafkaTargetWriter {
         .map_err(|error| RestoreError::Core(join_error(error)))?
     }
 
-    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
-        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
-        let mut offsets = Vec::with_capacity(records.len());
+    async fn send(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
+        let mut pending = self.pending.lock().await;
+        let mut acknowledged = Vec::new();
         for record in records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
             for header in &record.headers {
@@ -172,7 +179,8 @@ impl TargetWriter for KafkaTargetWriter {
             }
             loop {
                 if pending.len() >= MAX_IN_FLIGHT {
-                    offsets.push(await_delivery(pending.pop_front().expect("non-empty")).await?);
+                    let oldest = pending.pop_front().expect("non-empty");
+                    acknowledged.push(await_delivery(oldest).await?);
                 }
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
@@ -182,7 +190,7 @@ impl TargetWriter for KafkaTargetWriter {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                         message = returned;
                         match pending.pop_front() {
-                            Some(delivery) => offsets.push(await_delivery(delivery).await?),
+                            Some(delivery) => acknowledged.push(await_delivery(delivery).await?),
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
@@ -190,18 +198,40 @@ impl TargetWriter for KafkaTargetWriter {
                 }
             }
         }
-        while let Some(delivery) = pending.pop_front() {
-            offsets.push(await_delivery(delivery).await?);
+        // Whatever is already acknowledged, without waiting for the rest.
+        while let Some(oldest) = pending.front_mut() {
+            match futures::FutureExt::now_or_never(oldest) {
+                Some(result) => {
+                    pending.pop_front();
+                    acknowledged.push(delivery_offset(result)?);
+                }
+                None => break,
+            }
         }
-        self.producer
-            .flush(Timeout::After(self.connection.request_timeout))
-            .map_err(|error| kafka_error("flush", &error, true))?;
-        Ok(offsets)
+        Ok(acknowledged)
+    }
+
+    async fn flush(&self) -> Result<Vec<i64>> {
+        let mut pending = self.pending.lock().await;
+        let mut acknowledged = Vec::with_capacity(pending.len());
+        while let Some(delivery) = pending.pop_front() {
+            acknowledged.push(await_delivery(delivery).await?);
+        }
+        Ok(acknowledged)
     }
 }
 
 async fn await_delivery(delivery: DeliveryFuture) -> Result<i64> {
-    match delivery.await {
+    delivery_offset(delivery.await)
+}
+
+fn delivery_offset(
+    result: std::result::Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+) -> Result<i64> {
+    match result {
         Ok(Ok(delivered)) => Ok(delivered.offset),
         Ok(Err((error, _))) => Err(kafka_error("produce", &error, true)),
         Err(_) => Err(RestoreError::Core(tidemark_core::Error::Kafka {
@@ -279,7 +309,7 @@ impl MemoryTargetWriter {
         }
     }
 
-    /// The next `produce` calls store `count` more records, then fail as a crash would.
+    /// The next `send` calls store `count` more records, then fail as a crash would.
     pub fn fail_after(&self, count: usize) {
         *self.fail_after.lock().expect("lock poisoned") = Some(count);
     }
@@ -302,7 +332,7 @@ impl TargetWriter for MemoryTargetWriter {
             .and_then(|index| self.records(topic, partition).get(index).cloned()))
     }
 
-    async fn produce(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
+    async fn send(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
         let mut offsets = Vec::new();
         for record in records {
             {
@@ -323,5 +353,9 @@ impl TargetWriter for MemoryTargetWriter {
             offsets.push(self.records(topic, partition).len() as i64 - 1);
         }
         Ok(offsets)
+    }
+
+    async fn flush(&self) -> Result<Vec<i64>> {
+        Ok(Vec::new())
     }
 }
