@@ -175,6 +175,32 @@ impl Stack {
             .clone()
     }
 
+    /// Waits until the backup's checkpoints reach `expected`: (topic, partition, next offset).
+    pub fn wait_for_checkpoints(
+        &self,
+        table: &str,
+        backup_id: &str,
+        expected: impl IntoIterator<Item = (String, i64, i64)>,
+        timeout_seconds: u32,
+    ) {
+        let timeout = timeout_seconds.to_string();
+        let mut args = vec![
+            "wait-checkpoints".to_owned(),
+            "--endpoint".into(),
+            self.aws_endpoint.clone(),
+            "--table".into(),
+            table.to_owned(),
+            "--backup-id".into(),
+            backup_id.to_owned(),
+            "--timeout".into(),
+            timeout,
+        ];
+        for (topic, partition, next) in expected {
+            args.extend(["--expect".into(), format!("{topic}:{partition}={next}")]);
+        }
+        self.python(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
     /// Segments under `prefix` decoded by the spec-derived Python reader.
     pub fn read_segments(&self, bucket: &str, prefix: &str) -> Vec<Value> {
         let segments = self.python(&[

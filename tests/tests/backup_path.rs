@@ -83,25 +83,11 @@ impl Scenario {
 
     /// Waits until every partition in `records` is backed up to its last offset.
     fn wait_for_checkpoints(&self, records: &[Value]) {
-        let mut args = vec![
-            "wait-checkpoints".to_owned(),
-            "--endpoint".into(),
-            self.stack.aws_endpoint.clone(),
-            "--table".into(),
-            self.storage.table.clone(),
-            "--backup-id".into(),
-            self.backup_id.clone(),
-            "--timeout".into(),
-            "90".into(),
-        ];
-        for (partition, next) in next_offsets(records) {
-            args.extend([
-                "--expect".into(),
-                format!("{}:{partition}={next}", self.topic),
-            ]);
-        }
+        let expected = next_offsets(records)
+            .into_iter()
+            .map(|(partition, next)| (self.topic.clone(), partition, next));
         self.stack
-            .python(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            .wait_for_checkpoints(&self.storage.table, &self.backup_id, expected, 90);
     }
 
     /// Every segment of this backup, decoded by the spec-derived Python reader.

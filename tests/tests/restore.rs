@@ -84,25 +84,12 @@ impl Backup {
                 .or_default();
             *entry = (*entry).max(next);
         }
-        let mut args = vec![
-            "wait-checkpoints".to_owned(),
-            "--endpoint".into(),
-            self.stack.aws_endpoint.clone(),
-            "--table".into(),
-            self.storage.table.clone(),
-            "--backup-id".into(),
-            self.backup_id.clone(),
-            "--timeout".into(),
-            "120".into(),
-        ];
-        for (partition, next) in &self.next_offsets {
-            args.extend([
-                "--expect".into(),
-                format!("{}:{partition}={next}", self.topic),
-            ]);
-        }
+        let expected = self
+            .next_offsets
+            .iter()
+            .map(|(partition, next)| (self.topic.clone(), *partition, *next));
         self.stack
-            .python(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            .wait_for_checkpoints(&self.storage.table, &self.backup_id, expected, 120);
         produced
     }
 

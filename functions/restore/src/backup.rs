@@ -137,6 +137,30 @@ impl Backup {
         )
     }
 
+    /// `name` under the planned restore's prefix.
+    pub fn plan_key(&self, plan: &crate::plan::RestorePlan, name: &str) -> Result<String> {
+        let (backup_id, restore_id) = plan.ids()?;
+        Ok(self.restore_key(&backup_id, &restore_id, name))
+    }
+
+    /// The stores named by the functions' environment, through one SDK config.
+    pub fn from_config(
+        aws: &aws_config::SdkConfig,
+        config: &crate::config::RestoreConfig,
+        s3_settings: &tidemark_core::config::S3Settings,
+    ) -> Self {
+        let (objects, index) =
+            tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
+        let index = Arc::new(index);
+        Backup {
+            objects: Arc::new(objects),
+            index: index.clone(),
+            catalog: index,
+            layout: config.layout.clone(),
+            bucket: config.bucket.clone(),
+        }
+    }
+
     /// Writes a restore object once. When it exists already (a retried step) the stored
     /// one is returned: the first write of a plan or an offset snapshot is the one that counts.
     pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(

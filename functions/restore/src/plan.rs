@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::{ClusterReader, CommittedOffset, TopicConfigs, TopicPartition};
-use tidemark_core::layout::{PartitionId, RestoreId};
+use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
 use tidemark_core::snapshot::ClusterSnapshot;
 
 use crate::backup::{Backup, SegmentSource};
@@ -77,6 +77,15 @@ pub struct RestorePlan {
 }
 
 impl RestorePlan {
+    /// The plan's backup and restore ids, checked again (the plan is read back from S3).
+    pub fn ids(&self) -> Result<(BackupId, RestoreId)> {
+        let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
+        Ok((
+            BackupId::parse(&self.backup_id).map_err(invalid)?,
+            RestoreId::parse(&self.restore_id).map_err(invalid)?,
+        ))
+    }
+
     pub fn target_of(&self, source_topic: &str) -> Option<&str> {
         self.topics
             .iter()

@@ -8,7 +8,10 @@ use std::time::Duration;
 use common::{Fixture, TOPIC, record, time_cut};
 use restore::RestoreError;
 use restore::partition::target::MemoryTargetWriter;
-use restore::partition::{Pacing, latest_progress, restore_partition};
+use restore::partition::{
+    Pacing, PartitionProgress, PartitionReport, latest_progress, restore_partition,
+};
+use restore::plan::PartitionTask;
 use restore::request::{Cut, CutMode};
 use tidemark_core::layout::RestoreId;
 use tidemark_core::segment::Record;
@@ -20,6 +23,34 @@ fn pacing(batch_records: usize) -> Pacing {
         batch_records,
         deadline_reserve: Duration::ZERO,
     }
+}
+
+async fn run(
+    fixture: &Fixture,
+    target: &MemoryTargetWriter,
+    task: &PartitionTask,
+    deadline_ms: i64,
+    batch_records: usize,
+) -> restore::Result<PartitionReport> {
+    let restore_id = RestoreId::parse("r1").unwrap();
+    restore_partition(
+        &fixture.backup,
+        target,
+        &fixture.backup_id,
+        &restore_id,
+        task,
+        deadline_ms,
+        pacing(batch_records),
+    )
+    .await
+}
+
+async fn progress(fixture: &Fixture) -> PartitionProgress {
+    let restore_id = RestoreId::parse("r1").unwrap();
+    latest_progress(&fixture.backup, &fixture.backup_id, &restore_id, TOPIC, 0)
+        .await
+        .unwrap()
+        .expect("progress recorded")
 }
 
 fn restored(target: &MemoryTargetWriter) -> Vec<Record> {
@@ -47,25 +78,11 @@ async fn overlapping_segments_are_read_once_and_the_time_cut_is_exact() {
     fixture.segment(0, &all[200..300], 3, true).await;
     let task = fixture.task(0, 0, 300, time_cut(1_000 + 249));
     let target = MemoryTargetWriter::new();
-    let restore_id = RestoreId::parse("r1").unwrap();
-    let report = restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(64),
-    )
-    .await
-    .unwrap();
+    let report = run(&fixture, &target, &task, FAR, 64).await.unwrap();
     assert!(report.done);
     assert_eq!(report.produced, 250);
     assert_eq!(restored(&target), renumbered(&all[..250]));
-    let progress = latest_progress(&fixture.backup, &fixture.backup_id, &restore_id, TOPIC, 0)
-        .await
-        .unwrap()
-        .unwrap();
+    let progress = progress(&fixture).await;
     assert_eq!(
         progress.offset_map.runs().len(),
         1,
@@ -96,24 +113,10 @@ async fn a_time_cut_skips_late_timestamps_and_the_map_translates_around_them() {
     fixture.segment(0, &all, 1, true).await;
     let task = fixture.task(0, 0, 40, time_cut(500));
     let target = MemoryTargetWriter::new();
-    let restore_id = RestoreId::parse("r1").unwrap();
-    restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(7),
-    )
-    .await
-    .unwrap();
+    run(&fixture, &target, &task, FAR, 7).await.unwrap();
     let expected: Vec<Record> = all.iter().filter(|r| r.timestamp <= 500).cloned().collect();
     assert_eq!(restored(&target), renumbered(&expected));
-    let progress = latest_progress(&fixture.backup, &fixture.backup_id, &restore_id, TOPIC, 0)
-        .await
-        .unwrap()
-        .unwrap();
+    let progress = progress(&fixture).await;
     let end = progress.target_end();
     // committed 15 (inside the skipped range) resumes at source 20 = target 10
     assert_eq!(progress.offset_map.translate(15, end), 10);
@@ -142,18 +145,7 @@ async fn a_consistent_cut_with_a_start_time_keeps_everything_after_the_first_rec
     );
     task.start_ms = Some(55);
     let target = MemoryTargetWriter::new();
-    let restore_id = RestoreId::parse("r1").unwrap();
-    restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(2),
-    )
-    .await
-    .unwrap();
+    run(&fixture, &target, &task, FAR, 2).await.unwrap();
     // from offset 2 (ts 60) on, whatever the timestamps: no holes
     assert_eq!(restored(&target), renumbered(&all[2..]));
 }
@@ -166,45 +158,22 @@ async fn a_crash_after_some_records_resumes_at_the_next_record() {
         fixture.segment(0, chunk, 1, true).await;
     }
     let task = fixture.task(0, 0, 500, time_cut(FAR));
-    let restore_id = RestoreId::parse("r1").unwrap();
     let target = MemoryTargetWriter::new();
     for crash_after in [1, 37, 150, 50, 200] {
         let target_topic = format!("{TOPIC}.restored");
         let before = target.records(&target_topic, 0).len();
         target.fail_after(crash_after);
-        let crashed = restore_partition(
-            &fixture.backup,
-            &target,
-            &fixture.backup_id,
-            &restore_id,
-            &task,
-            FAR,
-            pacing(50),
-        )
-        .await;
+        let crashed = run(&fixture, &target, &task, FAR, 50).await;
         assert!(
             crashed.is_err(),
             "the injected crash must fail the invocation"
         );
         assert_eq!(target.records(&target_topic, 0).len(), before + crash_after);
     }
-    let report = restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(50),
-    )
-    .await
-    .unwrap();
+    let report = run(&fixture, &target, &task, FAR, 50).await.unwrap();
     assert!(report.done);
     assert_eq!(restored(&target), renumbered(&all), "no duplicate, no gap");
-    let progress = latest_progress(&fixture.backup, &fixture.backup_id, &restore_id, TOPIC, 0)
-        .await
-        .unwrap()
-        .unwrap();
+    let progress = progress(&fixture).await;
     assert_eq!(progress.offset_map.runs().len(), 1);
     assert_eq!(progress.recovered, 1 + 37 + 150 + 50 + 200);
 }
@@ -215,22 +184,11 @@ async fn a_passed_deadline_stops_after_one_batch_and_the_next_invocation_continu
     let all: Vec<Record> = (0..100).map(|o| record(o, 1_000 + o)).collect();
     fixture.segment(0, &all, 1, true).await;
     let task = fixture.task(0, 0, 100, time_cut(FAR));
-    let restore_id = RestoreId::parse("r1").unwrap();
     let target = MemoryTargetWriter::new();
     let mut invocations = 0;
     loop {
         invocations += 1;
-        let report = restore_partition(
-            &fixture.backup,
-            &target,
-            &fixture.backup_id,
-            &restore_id,
-            &task,
-            0,
-            pacing(30),
-        )
-        .await
-        .unwrap();
+        let report = run(&fixture, &target, &task, 0, 30).await.unwrap();
         assert_eq!(report.produced_now, if report.done { 10 } else { 30 });
         if report.done {
             break;
@@ -238,17 +196,7 @@ async fn a_passed_deadline_stops_after_one_batch_and_the_next_invocation_continu
     }
     assert_eq!(invocations, 4);
     assert_eq!(restored(&target), renumbered(&all));
-    let again = restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(30),
-    )
-    .await
-    .unwrap();
+    let again = run(&fixture, &target, &task, FAR, 30).await.unwrap();
     assert!(
         again.done && again.produced_now == 0,
         "a finished partition stays finished"
@@ -261,20 +209,9 @@ async fn another_producer_on_the_target_is_detected_not_absorbed() {
     let all: Vec<Record> = (0..50).map(|o| record(o, 1_000 + o)).collect();
     fixture.segment(0, &all, 1, true).await;
     let task = fixture.task(0, 0, 50, time_cut(FAR));
-    let restore_id = RestoreId::parse("r1").unwrap();
     let target = MemoryTargetWriter::new();
     target.append(&format!("{TOPIC}.restored"), 0, &[record(999, 5)]);
-    let error = restore_partition(
-        &fixture.backup,
-        &target,
-        &fixture.backup_id,
-        &restore_id,
-        &task,
-        FAR,
-        pacing(10),
-    )
-    .await
-    .unwrap_err();
+    let error = run(&fixture, &target, &task, FAR, 10).await.unwrap_err();
     assert!(matches!(error, RestoreError::TargetChanged(_)), "{error}");
     assert!(error.to_string().contains("another producer"), "{error}");
     assert_eq!(
@@ -289,77 +226,16 @@ async fn a_damaged_segment_is_refused_before_any_of_its_records_is_produced() {
     let fixture = Fixture::new();
     let all: Vec<Record> = (0..60).map(|o| record(o, 1_000 + o)).collect();
     fixture.segment(0, &all[..30], 1, true).await;
-    fixture.segment(0, &all[30..], 2, true).await;
-    // Flip one byte near the end of the second segment's body.
+    // One byte flipped near the end of the second segment's body.
     let key = fixture
-        .backup
-        .objects
-        .list("")
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|key| key.contains("00000000000000000030-"))
-        .unwrap();
-    let mut bytes = fixture
-        .backup
-        .objects
-        .get(&key)
-        .await
-        .unwrap()
-        .unwrap()
-        .to_vec();
-    let last = bytes.len() - 3;
-    bytes[last] ^= 0x10;
-    let damaged = Fixture::new();
-    damaged.segment(0, &all[..30], 1, true).await;
-    damaged
-        .backup
-        .objects
-        .put_if_absent(&key, bytes.into(), &Default::default())
-        .await
-        .unwrap();
-    let (segments, _) = fixture
-        .backup
-        .segments(&fixture.partition(0), None)
-        .await
-        .unwrap();
-    let entry = tidemark_core::index::SegmentEntry {
-        key: key.clone(),
-        first_offset: 30,
-        last_offset: 59,
-        record_count: 30,
-        min_timestamp: 1_030,
-        max_timestamp: 1_059,
-        stored_bytes: segments[1].stored_bytes,
-        uncompressed_bytes: 0,
-        records_crc32c: 0,
-        written_at_ms: 2,
-    };
-    tidemark_core::index::IndexStore::commit_segment(
-        damaged.index.as_ref(),
-        tidemark_core::index::SegmentCommit {
-            partition: &damaged.partition(0),
-            segment: &entry,
-            gap: None,
-            expected: None,
-            new: None,
-        },
-    )
-    .await
-    .unwrap();
-    let task = damaged.task(0, 0, 60, time_cut(FAR));
+        .segment_damaged(0, &all[30..], 2, true, |bytes| {
+            let near_end = bytes.len() - 3;
+            bytes[near_end] ^= 0x10;
+        })
+        .await;
+    let task = fixture.task(0, 0, 60, time_cut(FAR));
     let target = MemoryTargetWriter::new();
-    let error = restore_partition(
-        &damaged.backup,
-        &target,
-        &damaged.backup_id,
-        &RestoreId::parse("r1").unwrap(),
-        &task,
-        FAR,
-        pacing(1_000),
-    )
-    .await
-    .unwrap_err();
+    let error = run(&fixture, &target, &task, FAR, 1_000).await.unwrap_err();
     assert!(
         error.to_string().contains(&key),
         "the error names the segment: {error}"

@@ -60,17 +60,7 @@ impl ClusterAdmin for KafkaCluster {
             .create_topics([&topic], &self.admin_options())
             .await
             .map_err(|error| describe_failure("create topic", self.connection(), None, error))?;
-        for result in results {
-            result.map_err(|(topic, code)| {
-                describe_failure(
-                    "create topic",
-                    self.connection(),
-                    None,
-                    KafkaError::AdminOp(code),
-                )
-                .with_subject(&topic)
-            })?;
-        }
+        self.check_results("create topic", results, None)?;
         Ok(())
     }
 
@@ -80,20 +70,12 @@ impl ClusterAdmin for KafkaCluster {
             .delete_topics(&[name], &self.admin_options())
             .await
             .map_err(|error| describe_failure("delete topic", self.connection(), None, error))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => {
-                    return Err(describe_failure(
-                        "delete topic",
-                        self.connection(),
-                        None,
-                        KafkaError::AdminOp(code),
-                    )
-                    .with_subject(&topic));
-                }
-            }
-        }
+        // Already gone is what was asked for.
+        self.check_results(
+            "delete topic",
+            results,
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition),
+        )?;
         Ok(())
     }
 
@@ -142,25 +124,41 @@ impl ClusterAdmin for KafkaCluster {
             .delete_groups(&[group_id], &self.admin_options())
             .await
             .map_err(|error| describe_failure("delete group", self.connection(), None, error))?;
-        for result in results {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
-                Err((group, code)) => {
-                    return Err(describe_failure(
-                        "delete group",
-                        self.connection(),
-                        None,
-                        KafkaError::AdminOp(code),
-                    )
-                    .with_subject(&group));
-                }
-            }
-        }
+        self.check_results(
+            "delete group",
+            results,
+            Some(RDKafkaErrorCode::GroupIdNotFound),
+        )?;
         Ok(())
     }
 }
 
 impl KafkaCluster {
+    /// Fails on the first per-item error of an admin request, except `tolerated`.
+    fn check_results(
+        &self,
+        operation: &'static str,
+        results: Vec<std::result::Result<String, (String, RDKafkaErrorCode)>>,
+        tolerated: Option<RDKafkaErrorCode>,
+    ) -> Result<()> {
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, code)) if Some(code) == tolerated => {}
+                Err((subject, code)) => {
+                    return Err(describe_failure(
+                        operation,
+                        self.connection(),
+                        None,
+                        KafkaError::AdminOp(code),
+                    )
+                    .with_subject(&subject));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn admin_options(&self) -> AdminOptions {
         AdminOptions::new()
             .request_timeout(Some(self.connection().request_timeout))

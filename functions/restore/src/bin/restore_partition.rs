@@ -6,7 +6,6 @@ use restore::config::RestoreConfig;
 use restore::partition::PartitionRequest;
 use restore::target::AwsTargetConnector;
 use tidemark_core::config::{Env, S3Settings};
-use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,15 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = RestoreConfig::from_env(&env)?;
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
-    let index = Arc::new(index);
-    let backup = Backup {
-        objects: Arc::new(objects),
-        index: index.clone(),
-        catalog: index,
-        layout: config.layout,
-        bucket: config.bucket,
-    };
+    let backup = Backup::from_config(&aws, &config, &s3_settings);
     let connector = Arc::new(AwsTargetConnector::new(aws, "tidemark-restore-partition"));
     let pacing = config.pacing;
 

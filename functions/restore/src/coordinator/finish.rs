@@ -3,11 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::TopicPartition;
-use tidemark_core::layout::{BackupId, RestoreId};
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
-use crate::partition::latest_progress;
+use crate::partition::finished_partitions;
 use crate::plan::RestorePlan;
 use crate::target::Cluster;
 
@@ -41,28 +40,10 @@ pub struct ReportSummary {
     pub records_to_scan: u64,
 }
 
-fn ids(plan: &RestorePlan) -> Result<(BackupId, RestoreId)> {
-    let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
-    Ok((
-        BackupId::parse(&plan.backup_id).map_err(invalid)?,
-        RestoreId::parse(&plan.restore_id).map_err(invalid)?,
-    ))
-}
-
 async fn outcomes(backup: &Backup, plan: &RestorePlan) -> Result<Vec<PartitionOutcome>> {
-    let (backup_id, restore_id) = ids(plan)?;
     let mut outcomes = Vec::new();
-    for task in &plan.partitions {
-        let progress = latest_progress(
-            backup,
-            &backup_id,
-            &restore_id,
-            &task.source_topic,
-            task.partition,
-        )
-        .await?
-        .filter(|progress| progress.done)
-        .ok_or_else(|| {
+    for (task, progress) in finished_partitions(backup, plan).await? {
+        let progress = progress.ok_or_else(|| {
             RestoreError::CountMismatch(format!(
                 "{}/{} has no finished progress record",
                 task.source_topic, task.partition
@@ -129,7 +110,6 @@ pub async fn report(
     plan: &RestorePlan,
     results: &serde_json::Value,
 ) -> Result<ReportSummary> {
-    let (backup_id, restore_id) = ids(plan)?;
     let partitions = if plan.dry_run {
         Vec::new()
     } else {
@@ -160,7 +140,7 @@ pub async fn report(
         "results": results,
         "warnings": plan.warnings,
     });
-    let key = backup.restore_key(&backup_id, &restore_id, "report.json");
+    let key = backup.plan_key(plan, "report.json")?;
     backup.put_json_once(&key, &report).await?;
     Ok(ReportSummary {
         report_key: key,

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::{CommittedOffset, TopicPartition};
-use tidemark_core::layout::{BackupId, RestoreId};
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
-use crate::partition::latest_progress;
+use crate::partition::finished_partitions;
 use crate::plan::{RestorePlan, check_groups_inactive};
 use crate::target::Cluster;
 
@@ -59,17 +58,8 @@ pub(crate) fn target_partitions(plan: &RestorePlan) -> Vec<TopicPartition> {
         .collect()
 }
 
-fn ids(plan: &RestorePlan) -> Result<(BackupId, RestoreId)> {
-    let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
-    Ok((
-        BackupId::parse(&plan.backup_id).map_err(invalid)?,
-        RestoreId::parse(&plan.restore_id).map_err(invalid)?,
-    ))
-}
-
 pub(crate) fn pre_restore_key(backup: &Backup, plan: &RestorePlan) -> Result<String> {
-    let (backup_id, restore_id) = ids(plan)?;
-    Ok(backup.restore_key(&backup_id, &restore_id, "pre-restore-offsets.json"))
+    backup.plan_key(plan, "pre-restore-offsets.json")
 }
 
 /// Records where the plan's groups stand on the target, once: a retried step keeps the
@@ -118,7 +108,6 @@ pub async fn reset(
     plan: &RestorePlan,
     cluster: &dyn Cluster,
 ) -> Result<Vec<GroupReset>> {
-    let (backup_id, restore_id) = ids(plan)?;
     let names: Vec<String> = plan
         .groups
         .iter()
@@ -128,23 +117,14 @@ pub async fn reset(
 
     // Each partition's offset map and end, loaded once for all groups.
     let mut progress = BTreeMap::new();
-    for task in &plan.partitions {
-        let done = latest_progress(
-            backup,
-            &backup_id,
-            &restore_id,
-            &task.source_topic,
-            task.partition,
-        )
-        .await?
-        .filter(|progress| progress.done)
-        .ok_or_else(|| {
+    for (task, finished) in finished_partitions(backup, plan).await? {
+        let finished = finished.ok_or_else(|| {
             RestoreError::OffsetReset(format!(
                 "{}/{} has not finished restoring; offsets cannot be translated",
                 task.source_topic, task.partition
             ))
         })?;
-        progress.insert((task.source_topic.clone(), task.partition), done);
+        progress.insert((task.source_topic.clone(), task.partition), finished);
     }
 
     let mut resets = Vec::new();

@@ -2,7 +2,6 @@
 //! rollback deletes those and never a topic that was there before.
 
 use serde::{Deserialize, Serialize};
-use tidemark_core::layout::{BackupId, RestoreId};
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
@@ -16,10 +15,7 @@ pub struct CreatedTopics {
 
 /// Marks `created-topics/{topic}` are written right after each creation.
 pub(crate) fn created_prefix(backup: &Backup, plan: &RestorePlan) -> Result<String> {
-    let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
-    let backup_id = BackupId::parse(&plan.backup_id).map_err(invalid)?;
-    let restore_id = RestoreId::parse(&plan.restore_id).map_err(invalid)?;
-    Ok(backup.restore_key(&backup_id, &restore_id, "created-topics/"))
+    backup.plan_key(plan, "created-topics/")
 }
 
 pub async fn create(

@@ -139,6 +139,28 @@ pub async fn latest_progress(
     }
 }
 
+/// Each planned partition with its final progress, or `None` if it has not finished.
+pub async fn finished_partitions<'a>(
+    backup: &Backup,
+    plan: &'a crate::plan::RestorePlan,
+) -> Result<Vec<(&'a PartitionTask, Option<PartitionProgress>)>> {
+    let (backup_id, restore_id) = plan.ids()?;
+    let mut finished = Vec::with_capacity(plan.partitions.len());
+    for task in &plan.partitions {
+        let progress = latest_progress(
+            backup,
+            &backup_id,
+            &restore_id,
+            &task.source_topic,
+            task.partition,
+        )
+        .await?
+        .filter(|progress| progress.done);
+        finished.push((task, progress));
+    }
+    Ok(finished)
+}
+
 /// Restores records of `task` until it is done or `deadline_ms` (epoch ms) draws near.
 pub async fn restore_partition(
     backup: &Backup,

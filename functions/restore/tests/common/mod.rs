@@ -68,6 +68,20 @@ impl Fixture {
         written_at_ms: i64,
         indexed: bool,
     ) {
+        self.segment_damaged(partition, records, written_at_ms, indexed, |_| {})
+            .await;
+    }
+
+    /// Like [`Self::segment`], with the stored bytes changed by `damage` after encoding (the
+    /// index keeps what the writer saw).
+    pub async fn segment_damaged(
+        &self,
+        partition: i32,
+        records: &[Record],
+        written_at_ms: i64,
+        indexed: bool,
+        damage: impl FnOnce(&mut Vec<u8>),
+    ) -> String {
         let mut encoder = SegmentEncoder::new(TOPIC, partition, 3).unwrap();
         for record in records {
             encoder.push(record).unwrap();
@@ -79,14 +93,20 @@ impl Fixture {
             segment.header.first_offset,
             segment.header.last_offset,
         );
-        let stored = segment.bytes.len() as u64;
+        let mut stored = segment.bytes.to_vec();
+        damage(&mut stored);
+        let entry = SegmentEntry::new(
+            key.clone(),
+            &segment.header,
+            stored.len() as u64,
+            written_at_ms,
+        );
         self.backup
             .objects
-            .put_if_absent(&key, Bytes::clone(&segment.bytes), &Default::default())
+            .put_if_absent(&key, Bytes::from(stored), &Default::default())
             .await
             .unwrap();
         if indexed {
-            let entry = SegmentEntry::new(key, &segment.header, stored, written_at_ms);
             self.index
                 .commit_segment(SegmentCommit {
                     partition: &id,
@@ -98,6 +118,7 @@ impl Fixture {
                 .await
                 .unwrap();
         }
+        key
     }
 
     /// A task over the whole partition with the given cut.
