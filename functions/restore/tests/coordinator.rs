@@ -206,7 +206,7 @@ impl World {
                 .unwrap();
             self.twins
                 .cluster
-                .set_high_watermark(&task.target_topic, task.partition, end);
+                .set_watermarks(&task.target_topic, task.partition, 0, end);
         }
     }
 
@@ -387,7 +387,7 @@ async fn a_failed_reset_is_rolled_back_to_the_pre_restore_offsets() {
     world
         .twins
         .cluster
-        .set_high_watermark("payments.restored", 1, 101);
+        .set_watermarks("payments.restored", 1, 0, 101);
     let error = world.step(Step::Validate, &request).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.CountMismatch");
     let outcome = world

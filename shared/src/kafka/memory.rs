@@ -94,13 +94,6 @@ impl MemoryCluster {
             .insert(group_id.to_owned(), message.to_owned());
     }
 
-    /// Sets a partition's log end, as if records had been appended.
-    pub fn set_high_watermark(&self, topic: &str, partition: i32, high: i64) {
-        if let Some((watermarks, _)) = self.lock().topics.get_mut(topic) {
-            watermarks[partition as usize].high = high;
-        }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("lock poisoned")
     }
