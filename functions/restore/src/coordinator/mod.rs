@@ -131,8 +131,15 @@ impl Coordinator {
         restore_id: &RestoreId,
         request: Option<ValidRequest>,
     ) -> Result<rollback::RollbackOutcome> {
+        // No plan means the failure came before anything was planned. A plan that cannot be
+        // read is an error (retried), never taken for "nothing to undo".
         let plan = match &request {
-            Some(request) => self.load_plan(&request.backup_id, restore_id).await.ok(),
+            Some(request) => {
+                let key = self
+                    .backup
+                    .restore_key(&request.backup_id, restore_id, "plan.json");
+                self.backup.get_json::<RestorePlan>(&key).await?
+            }
             None => None,
         };
         let cluster = match (&plan, &request) {
