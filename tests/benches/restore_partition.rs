@@ -1,6 +1,8 @@
 //! Restore throughput of one partition into the local broker, against producing the same
 //! records straight from memory with the same idempotent producer settings, in the same run;
-//! and the real restore-partition binary (segments in the emulated S3) with its peak RSS.
+//! the engine again with S3-like first-byte latency on every segment read, fetching one
+//! segment at a time and prefetching; and the real restore-partition binary (segments in the
+//! emulated S3) with its peak RSS.
 //!
 //! Needs the local stack (`local/up.sh`). Run:
 //!   source local/env.sh && local/up.sh && \
@@ -27,6 +29,42 @@ const RUNS: usize = 3;
 /// Records per segment: about what one 6 MB event source mapping batch carries.
 const SEGMENT_RECORDS: usize = 9_000;
 const TOPIC: &str = "payments.captured";
+/// First-byte latency of one GET of a small object from S3 in the same region, roughly.
+const GET_LATENCY: Duration = Duration::from_millis(30);
+
+/// An object store whose reads wait `latency` first, as S3's do.
+struct Latent {
+    inner: Arc<dyn ObjectStore>,
+    latency: Duration,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Latent {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        metadata: &tidemark_core::object_store::ObjectMetadata,
+    ) -> tidemark_core::Result<tidemark_core::object_store::PutOutcome> {
+        self.inner.put_if_absent(key, body, metadata).await
+    }
+
+    async fn get(&self, key: &str) -> tidemark_core::Result<Option<bytes::Bytes>> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.get(key).await
+    }
+
+    async fn list_objects(
+        &self,
+        prefix: &str,
+    ) -> tidemark_core::Result<Vec<tidemark_core::object_store::ObjectInfo>> {
+        self.inner.list_objects(prefix).await
+    }
+
+    async fn list_prefixes(&self, prefix: &str) -> tidemark_core::Result<Vec<String>> {
+        self.inner.list_prefixes(prefix).await
+    }
+}
 
 fn main() {
     let records: usize = std::env::args()
@@ -222,8 +260,22 @@ async fn run(count: usize) {
             .unwrap();
     let pacing = Pacing::default();
 
+    let latent = Backup {
+        objects: Arc::new(Latent {
+            inner: memory.objects.clone(),
+            latency: GET_LATENCY,
+        }),
+        ..memory.clone()
+    };
+    let one_at_a_time = Pacing {
+        prefetch_segments: 0,
+        ..pacing
+    };
+
     let mut baseline = Vec::new();
     let mut engine = Vec::new();
+    let mut latent_serial = Vec::new();
+    let mut latent_prefetch = Vec::new();
     for _ in 0..RUNS {
         let topic = unique("bench-produce");
         stack.create_topic(&topic, 1, &[]);
@@ -252,6 +304,29 @@ async fn run(count: usize) {
         .unwrap();
         engine.push(started.elapsed());
         assert!(report.done && report.produced == count as u64);
+
+        for (setting, times) in [
+            (one_at_a_time, &mut latent_serial),
+            (pacing, &mut latent_prefetch),
+        ] {
+            let topic = unique("bench-latent");
+            stack.create_topic(&topic, 1, &[]);
+            let restore_id = RestoreId::parse(&unique("r")).unwrap();
+            let started = Instant::now();
+            let report = restore_partition(
+                &latent,
+                &writer,
+                &backup_id,
+                &restore_id,
+                &task(&topic, count),
+                i64::MAX,
+                setting,
+            )
+            .await
+            .unwrap();
+            times.push(started.elapsed());
+            assert!(report.done && report.produced == count as u64);
+        }
     }
 
     // The real binary, reading the segments from the emulated S3 and DynamoDB.
@@ -292,6 +367,8 @@ async fn run(count: usize) {
     let baseline = median(baseline);
     let engine = median(engine);
     let binary = median(binary);
+    let latent_serial = median(latent_serial);
+    let latent_prefetch = median(latent_prefetch);
     let rate = |elapsed: Duration| megabytes / elapsed.as_secs_f64();
     println!("| path | median | MB/s of record bytes | vs producing from memory |");
     println!("|---|---|---|---|");
@@ -303,6 +380,18 @@ async fn run(count: usize) {
         "| restore engine, segments in memory | {engine:.2?} | {:.1} | {:.2}× |",
         rate(engine),
         baseline.as_secs_f64() / engine.as_secs_f64()
+    );
+    let latency_ms = GET_LATENCY.as_millis();
+    println!(
+        "| restore engine, {latency_ms} ms per segment GET, one segment at a time | {latent_serial:.2?} | {:.1} | {:.2}× |",
+        rate(latent_serial),
+        baseline.as_secs_f64() / latent_serial.as_secs_f64()
+    );
+    println!(
+        "| restore engine, {latency_ms} ms per segment GET, {} segments prefetched | {latent_prefetch:.2?} | {:.1} | {:.2}× |",
+        pacing.prefetch_segments,
+        rate(latent_prefetch),
+        baseline.as_secs_f64() / latent_prefetch.as_secs_f64()
     );
     println!(
         "| restore-partition binary, segments in emulated S3 | {binary:.2?} | {:.1} | {:.2}× |",

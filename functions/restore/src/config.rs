@@ -16,8 +16,9 @@ pub struct RestoreConfig {
     pub table: String,
     /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
     pub layout: StorageLayout,
-    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000) and
-    /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000): see [`Pacing`].
+    /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000),
+    /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000) and
+    /// `TIDEMARK_RESTORE_PREFETCH_SEGMENTS` (default 2): see [`Pacing`].
     pub pacing: Pacing,
 }
 
@@ -39,6 +40,16 @@ impl RestoreConfig {
             defaults.deadline_reserve.as_millis() as u64,
             "milliseconds (a non-negative integer)",
         )?;
+        let prefetch_segments: usize = env.parsed(
+            "TIDEMARK_RESTORE_PREFETCH_SEGMENTS",
+            defaults.prefetch_segments,
+            "an integer from 0 to 16",
+        )?;
+        if prefetch_segments > 16 {
+            return Err(Error::Config(format!(
+                "TIDEMARK_RESTORE_PREFETCH_SEGMENTS={prefetch_segments} is not valid: expected an integer from 0 to 16"
+            )));
+        }
         Ok(RestoreConfig {
             bucket: env.required("TIDEMARK_BUCKET")?,
             table: env.required("TIDEMARK_TABLE")?,
@@ -47,6 +58,7 @@ impl RestoreConfig {
             pacing: Pacing {
                 batch_records,
                 deadline_reserve: Duration::from_millis(reserve_ms),
+                prefetch_segments,
             },
         })
     }

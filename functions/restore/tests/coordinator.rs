@@ -187,6 +187,7 @@ impl World {
             let pacing = Pacing {
                 batch_records: 16,
                 deadline_reserve: std::time::Duration::ZERO,
+                prefetch_segments: 2,
             };
             let report = restore::partition::handle(
                 &self.fixture.backup,

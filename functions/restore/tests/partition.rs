@@ -22,6 +22,7 @@ fn pacing(batch_records: usize) -> Pacing {
     Pacing {
         batch_records,
         deadline_reserve: Duration::ZERO,
+        prefetch_segments: 1,
     }
 }
 

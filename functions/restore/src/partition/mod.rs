@@ -99,6 +99,9 @@ pub struct Pacing {
     /// The first batch is always produced, so each invocation makes progress: the timeout
     /// must leave room for one batch beyond the reserve.
     pub deadline_reserve: Duration,
+    /// Segments fetched from S3 ahead of the one being decoded, so that S3's first-byte
+    /// latency overlaps decoding and producing (0: one at a time).
+    pub prefetch_segments: usize,
 }
 
 impl Default for Pacing {
@@ -106,6 +109,7 @@ impl Default for Pacing {
         Pacing {
             batch_records: 5_000,
             deadline_reserve: Duration::from_secs(5),
+            prefetch_segments: 2,
         }
     }
 }
@@ -204,8 +208,11 @@ pub async fn restore_partition(
         backup.clone(),
         task.clone(),
         segments,
-        progress.next_source_offset,
-        progress.produced > 0,
+        scan::ScanStart {
+            from: progress.next_source_offset,
+            started: progress.produced > 0,
+            prefetch_segments: pacing.prefetch_segments,
+        },
     );
 
     // Records past what the progress says were produced by an invocation that died first.

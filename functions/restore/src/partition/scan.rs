@@ -61,18 +61,27 @@ pub struct Scanner {
 /// Records decoded ahead of the producer: enough to keep it busy, little memory.
 const READ_AHEAD: usize = 4096;
 
+/// Where a scan starts: the source offset, and whether a record was already restored (a
+/// resumed task).
+#[derive(Debug, Clone, Copy)]
+pub struct ScanStart {
+    pub from: i64,
+    pub started: bool,
+    /// Segments fetched ahead of the one being decoded.
+    pub prefetch_segments: usize,
+}
+
 impl Scanner {
     pub fn start(
         backup: Backup,
         task: PartitionTask,
         segments: Vec<SegmentRef>,
-        from: i64,
-        started: bool,
+        start: ScanStart,
     ) -> Self {
         let (sender, records) = mpsc::channel(READ_AHEAD);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let result = scan(&runtime, &backup, &task, &segments, from, started, &sender);
+            let result = scan(&runtime, &backup, &task, &segments, start, &sender);
             if let Err(error) = result {
                 let _ = sender.blocking_send(Err(error));
             }
@@ -91,37 +100,37 @@ fn scan(
     backup: &Backup,
     task: &PartitionTask,
     segments: &[SegmentRef],
-    from: i64,
-    started: bool,
+    start: ScanStart,
     sender: &mpsc::Sender<Result<Record>>,
 ) -> Result<()> {
-    let mut filter = CutFilter::new(task, started);
+    let mut filter = CutFilter::new(task, start.started);
     // Overlapping segments (re-batched retries) hold some offsets twice: each is taken once.
-    let mut next_offset = from.max(task.first_offset);
-    for segment in segments {
+    let mut next_offset = start.from.max(task.first_offset);
+    let to_read: Vec<&SegmentRef> = segments
+        .iter()
+        .filter(|segment| segment.last_offset >= next_offset)
+        .take_while(|segment| segment.first_offset < task.end_offset)
+        .filter(|segment| {
+            task.cut.mode != CutMode::Time
+                || segment
+                    .min_timestamp
+                    .is_none_or(|min| min <= task.cut.at_ms)
+        })
+        .collect();
+    let mut fetches = Prefetch::new(runtime, backup, &to_read, start.prefetch_segments);
+    for segment in &to_read {
+        let stored = fetches.next()?;
         if segment.last_offset < next_offset {
             continue;
         }
-        if segment.first_offset >= task.end_offset {
-            break;
-        }
-        if task.cut.mode == CutMode::Time
-            && segment
-                .min_timestamp
-                .is_some_and(|min| min > task.cut.at_ms)
-        {
-            continue;
-        }
-        let stored = runtime
-            .block_on(backup.objects.get(&segment.key))?
-            .ok_or_else(|| {
-                RestoreError::Core(tidemark_core::Error::ObjectStore {
-                    operation: "GetObject",
-                    key: segment.key.clone(),
-                    message: "the segment is listed but its object is missing".into(),
-                    retryable: false,
-                })
-            })?;
+        let stored = stored.ok_or_else(|| {
+            RestoreError::Core(tidemark_core::Error::ObjectStore {
+                operation: "GetObject",
+                key: segment.key.clone(),
+                message: "the segment is listed but its object is missing".into(),
+                retryable: false,
+            })
+        })?;
         let header =
             verify_stored_segment(&stored).map_err(|error| in_segment(&segment.key, error))?;
         if header.topic != task.source_topic
@@ -167,6 +176,69 @@ fn scan(
         }
     }
     Ok(())
+}
+
+/// Segments fetched ahead of the one being decoded: S3's first-byte latency overlaps the
+/// decoding and producing of the previous segment instead of adding to it.
+struct Prefetch<'a> {
+    runtime: &'a tokio::runtime::Handle,
+    objects: std::sync::Arc<dyn tidemark_core::object_store::ObjectStore>,
+    keys: std::collections::VecDeque<String>,
+    depth: usize,
+    in_flight: std::collections::VecDeque<
+        tokio::task::JoinHandle<tidemark_core::Result<Option<bytes::Bytes>>>,
+    >,
+}
+
+impl<'a> Prefetch<'a> {
+    fn new(
+        runtime: &'a tokio::runtime::Handle,
+        backup: &Backup,
+        segments: &[&SegmentRef],
+        depth: usize,
+    ) -> Self {
+        Prefetch {
+            runtime,
+            objects: backup.objects.clone(),
+            keys: segments.iter().map(|segment| segment.key.clone()).collect(),
+            depth,
+            in_flight: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// The next segment's stored bytes, in list order.
+    fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        while self.in_flight.len() <= self.depth {
+            let Some(key) = self.keys.pop_front() else {
+                break;
+            };
+            let objects = self.objects.clone();
+            self.in_flight
+                .push_back(self.runtime.spawn(async move { objects.get(&key).await }));
+        }
+        let fetch = self
+            .in_flight
+            .pop_front()
+            .expect("next is called once per listed segment");
+        let fetched = self.runtime.block_on(fetch).map_err(|error| {
+            RestoreError::Core(tidemark_core::Error::ObjectStore {
+                operation: "GetObject",
+                key: String::new(),
+                message: format!("segment fetch task failed: {error}"),
+                retryable: true,
+            })
+        })?;
+        Ok(fetched?)
+    }
+}
+
+impl Drop for Prefetch<'_> {
+    /// A scan that ends early (the cut, the deadline) stops fetching what it will not read.
+    fn drop(&mut self) {
+        for fetch in &self.in_flight {
+            fetch.abort();
+        }
+    }
 }
 
 fn in_segment(key: &str, error: tidemark_core::Error) -> RestoreError {
