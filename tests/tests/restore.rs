@@ -160,6 +160,13 @@ impl Backup {
         })
     }
 
+    fn topic_exists(&self, topic: &str) -> bool {
+        let topics =
+            self.stack
+                .python(&["list-topics", "--bootstrap", &self.stack.kafka_bootstrap]);
+        topics.as_array().unwrap().iter().any(|name| name == topic)
+    }
+
     /// A topic as the independent client reads it.
     fn consume(&self, topic: &str) -> Vec<Value> {
         self.consume_on(&self.stack.kafka_bootstrap, topic)
@@ -564,16 +571,8 @@ async fn dry_run_plans_and_reports_but_changes_nothing() {
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["planned_partitions"].as_array().unwrap().len(), 2);
     assert_eq!(report["records_to_scan"], 100);
-    let topics =
-        backup
-            .stack
-            .python(&["list-topics", "--bootstrap", &backup.stack.kafka_bootstrap]);
     assert!(
-        !topics
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|topic| topic == &json!(target)),
+        !backup.topic_exists(&target),
         "a dry run must not create {target}"
     );
     assert!(backup.group_offsets(&target, &group).is_empty());
@@ -652,16 +651,9 @@ async fn bad_input_fails_before_any_write_with_a_clear_cause() {
         "the cause names the active group: {cause_of_active}"
     );
     drop(member);
-    let topics =
-        backup
-            .stack
-            .python(&["list-topics", "--bootstrap", &backup.stack.kafka_bootstrap]);
     assert!(
-        !topics
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|topic| topic == &json!(missing))
+        !backup.topic_exists(&missing),
+        "{missing} must not be created"
     );
     assert!(backup.consume(&existing).is_empty(), "nothing was produced");
 }

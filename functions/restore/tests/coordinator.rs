@@ -165,6 +165,20 @@ impl World {
             .await
     }
 
+    async fn rollback(&self, request: &Value, failed_step: &str, failure: Failure) -> Value {
+        self.coordinator
+            .handle(StepInput {
+                step: Step::Rollback,
+                restore_id: "run-1".into(),
+                request: request.clone(),
+                results: json!({}),
+                failed_step: Some(failed_step.into()),
+                failure: Some(failure),
+            })
+            .await
+            .unwrap()
+    }
+
     async fn plan(&self) -> RestorePlan {
         let key = self.fixture.backup.restore_key(
             &self.fixture.backup_id,
@@ -392,21 +406,16 @@ async fn a_failed_reset_is_rolled_back_to_the_pre_restore_offsets() {
     let error = world.step(Step::Validate, &request).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.CountMismatch");
     let outcome = world
-        .coordinator
-        .handle(StepInput {
-            step: Step::Rollback,
-            restore_id: "run-1".into(),
-            request: request.clone(),
-            results: json!({}),
-            failed_step: Some("ValidateCounts".into()),
-            failure: Some(Failure {
+        .rollback(
+            &request,
+            "ValidateCounts",
+            Failure {
                 error: error.error_type().into(),
                 cause: json!({"errorType": error.error_type(), "errorMessage": error.to_string()})
                     .to_string(),
-            }),
-        })
-        .await
-        .unwrap();
+            },
+        )
+        .await;
     assert_eq!(outcome["groups_restored"], json!(["reader"]));
     let cause = outcome["cause"].as_str().unwrap();
     assert!(
@@ -439,20 +448,15 @@ async fn rollback_deletes_only_the_topics_this_restore_created_when_asked() {
         ["payments.kept", "restored.payments"]
     );
     let outcome = world
-        .coordinator
-        .handle(StepInput {
-            step: Step::Rollback,
-            restore_id: "run-1".into(),
-            request: request.clone(),
-            results: json!({}),
-            failed_step: Some("RestorePartitions".into()),
-            failure: Some(Failure {
+        .rollback(
+            &request,
+            "RestorePartitions",
+            Failure {
                 error: "States.ExceededToleratedFailureThreshold".into(),
                 cause: "a partition failed".into(),
-            }),
-        })
-        .await
-        .unwrap();
+            },
+        )
+        .await;
     assert_eq!(outcome["topics_deleted"], json!(["restored.payments"]));
     assert_eq!(
         names(world.twins.cluster.topics().await.unwrap()),

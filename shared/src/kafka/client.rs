@@ -250,6 +250,47 @@ pub fn describe_failure(
     }
 }
 
+/// A consumed message as Tidemark stores it: key, value, headers (order, duplicates, null
+/// values), timestamp and timestamp type, offset.
+pub fn record_from_message<M: rdkafka::Message>(message: &M) -> crate::segment::Record {
+    use crate::segment::{Header, Record, TimestampType};
+    use rdkafka::message::Headers;
+    let (timestamp, timestamp_type) = match message.timestamp() {
+        rdkafka::Timestamp::CreateTime(ms) => (ms, TimestampType::CreateTime),
+        rdkafka::Timestamp::LogAppendTime(ms) => (ms, TimestampType::LogAppendTime),
+        rdkafka::Timestamp::NotAvailable => (-1, TimestampType::NoTimestampType),
+    };
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| Header {
+                    key: header.key.to_owned(),
+                    value: header.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// A blocking cluster call's task that did not finish (panicked or cancelled).
+pub fn join_error(error: tokio::task::JoinError) -> Error {
+    Error::Kafka {
+        operation: "blocking cluster call",
+        message: error.to_string(),
+        retryable: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::error::KafkaError;

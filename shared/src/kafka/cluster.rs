@@ -12,9 +12,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::client::{self, ClusterConsumer, ClusterContext, describe_failure};
+use super::client::{self, ClusterConsumer, ClusterContext, describe_failure, join_error};
 use super::connection::KafkaConnection;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {
@@ -158,14 +158,6 @@ impl KafkaCluster {
         })
         .await
         .map_err(join_error)?
-    }
-}
-
-fn join_error(error: tokio::task::JoinError) -> Error {
-    Error::Kafka {
-        operation: "blocking cluster call",
-        message: error.to_string(),
-        retryable: true,
     }
 }
 

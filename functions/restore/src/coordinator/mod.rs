@@ -163,6 +163,9 @@ impl Coordinator {
         let plan_key = self
             .backup
             .restore_key(&request.backup_id, restore_id, "plan.json");
+        let partitions_key =
+            self.backup
+                .restore_key(&request.backup_id, restore_id, "partitions.json");
         let plan = match self.backup.get_json::<RestorePlan>(&plan_key).await? {
             // A retried plan step returns the plan made the first time.
             Some(plan) => plan,
@@ -176,9 +179,7 @@ impl Coordinator {
                     now_ms(),
                 )
                 .await?;
-                let partitions_key =
-                    self.backup
-                        .restore_key(&request.backup_id, restore_id, "partitions.json");
+                // The partition list first: a plan on record always has its Map items.
                 self.backup
                     .put_json_once(&partitions_key, &plan.partitions)
                     .await?;
@@ -188,11 +189,7 @@ impl Coordinator {
         Ok(PlanSummary {
             bucket: self.backup.bucket.clone(),
             plan_key,
-            partitions_key: self.backup.restore_key(
-                &request.backup_id,
-                restore_id,
-                "partitions.json",
-            ),
+            partitions_key,
             dry_run: plan.dry_run,
             partitions: plan.partitions.len(),
             topics: plan

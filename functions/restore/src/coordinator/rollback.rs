@@ -9,7 +9,7 @@ use tidemark_core::kafka::{CommittedOffset, TopicPartition};
 
 use super::Failure;
 use super::offsets::{PreRestoreOffsets, pre_restore_key, target_partitions, verify};
-use super::topics::created_prefix;
+use super::topics::created_topics;
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::plan::RestorePlan;
@@ -29,7 +29,7 @@ pub struct RollbackOutcome {
 /// before the first change) or a created topic exists.
 pub async fn has_changes(backup: &Backup, plan: &RestorePlan) -> Result<bool> {
     let snapshot = backup.objects.get(&pre_restore_key(backup, plan)?).await?;
-    let created = backup.objects.list(&created_prefix(backup, plan)?).await?;
+    let created = created_topics(backup, plan).await?;
     Ok(snapshot.is_some() || !created.is_empty())
 }
 
@@ -67,14 +67,7 @@ pub async fn rollback(
                 ));
             }
         }
-        let prefix = created_prefix(backup, plan)?;
-        let created: Vec<String> = backup
-            .objects
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|key| key[prefix.len()..].to_owned())
-            .collect();
+        let created = created_topics(backup, plan).await?;
         if plan.rollback_deletes_created_topics {
             for topic in &created {
                 cluster.delete_topic(topic).await?;

@@ -14,8 +14,20 @@ pub struct CreatedTopics {
 }
 
 /// Marks `created-topics/{topic}` are written right after each creation.
-pub(crate) fn created_prefix(backup: &Backup, plan: &RestorePlan) -> Result<String> {
+fn created_prefix(backup: &Backup, plan: &RestorePlan) -> Result<String> {
     backup.plan_key(plan, "created-topics/")
+}
+
+/// The topics this restore created so far, from their marks.
+pub(crate) async fn created_topics(backup: &Backup, plan: &RestorePlan) -> Result<Vec<String>> {
+    let prefix = created_prefix(backup, plan)?;
+    Ok(backup
+        .objects
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|key| key[prefix.len()..].to_owned())
+        .collect())
 }
 
 pub async fn create(
@@ -24,13 +36,7 @@ pub async fn create(
     cluster: &dyn Cluster,
 ) -> Result<CreatedTopics> {
     let prefix = created_prefix(backup, plan)?;
-    let already: Vec<String> = backup
-        .objects
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .map(|key| key[prefix.len()..].to_owned())
-        .collect();
+    let already = created_topics(backup, plan).await?;
     let existing: Vec<String> = cluster
         .topics()
         .await?

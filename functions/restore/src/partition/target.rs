@@ -9,13 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::kafka::KafkaConnection;
 use tidemark_core::kafka::client::{self, ClusterContext};
-use tidemark_core::segment::{Header, Record, TimestampType};
+use tidemark_core::segment::Record;
 
 use crate::error::{RestoreError, Result};
 
@@ -96,7 +96,7 @@ impl TargetWriter for KafkaTargetWriter {
             Ok(high)
         })
         .await
-        .map_err(|error| RestoreError::Core(join_error(error)))?
+        .map_err(|error| RestoreError::Core(client::join_error(error)))?
     }
 
     async fn read_record(
@@ -126,7 +126,8 @@ impl TargetWriter for KafkaTargetWriter {
             while std::time::Instant::now() < deadline {
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        let record = (message.offset() == offset).then(|| to_record(&message));
+                        let record = (message.offset() == offset)
+                            .then(|| client::record_from_message(&message));
                         drop(message);
                         client::close(consumer);
                         return Ok(record);
@@ -153,7 +154,7 @@ impl TargetWriter for KafkaTargetWriter {
             }))
         })
         .await
-        .map_err(|error| RestoreError::Core(join_error(error)))?
+        .map_err(|error| RestoreError::Core(client::join_error(error)))?
     }
 
     async fn send(&self, topic: &str, partition: i32, records: &[Record]) -> Result<Vec<i64>> {
@@ -239,41 +240,6 @@ fn delivery_offset(
             message: "the producer dropped a delivery report".into(),
             retryable: true,
         })),
-    }
-}
-
-fn join_error(error: tokio::task::JoinError) -> tidemark_core::Error {
-    tidemark_core::Error::Kafka {
-        operation: "blocking cluster call",
-        message: error.to_string(),
-        retryable: true,
-    }
-}
-
-fn to_record<M: Message>(message: &M) -> Record {
-    let (timestamp_type, timestamp) = match message.timestamp() {
-        rdkafka::Timestamp::CreateTime(ms) => (TimestampType::CreateTime, ms),
-        rdkafka::Timestamp::LogAppendTime(ms) => (TimestampType::LogAppendTime, ms),
-        rdkafka::Timestamp::NotAvailable => (TimestampType::NoTimestampType, -1),
-    };
-    Record {
-        offset: message.offset(),
-        timestamp,
-        timestamp_type,
-        key: message.key().map(<[u8]>::to_vec),
-        value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| Header {
-                        key: header.key.to_owned(),
-                        value: header.value.map(<[u8]>::to_vec),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
     }
 }
 
