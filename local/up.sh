@@ -17,7 +17,7 @@ fail_with_log() { echo "---- $TIDEMARK_STATE/$1.log" >&2; tail -n 30 "$TIDEMARK_
 if ! running moto; then
   log "starting the AWS emulator on 127.0.0.1:$TIDEMARK_MOTO_PORT"
   # MOTO_PORT: where its Step Functions executions send their Lambda and S3 calls.
-  MOTO_PORT=$TIDEMARK_GATEWAY_PORT "$TIDEMARK_VENV/bin/moto_server" -H 127.0.0.1 -p "$TIDEMARK_MOTO_PORT" \
+  MOTO_PORT=$TIDEMARK_GATEWAY_PORT "$TIDEMARK_VENV/bin/python" "$TIDEMARK_REPO/local/moto_server.py" -H 127.0.0.1 -p "$TIDEMARK_MOTO_PORT" \
     >"$TIDEMARK_STATE/moto.log" 2>&1 &
   echo $! >"$TIDEMARK_STATE/moto.pid"
 fi

@@ -22,6 +22,11 @@ impl BackupId {
                 "backup id {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"
             )));
         }
+        if value == OFFSET_RESETS_FOLDER {
+            return Err(Error::Config(format!(
+                "backup id {value:?} is reserved: offset resets keep their records under it"
+            )));
+        }
         Ok(BackupId(value.to_owned()))
     }
 
@@ -43,19 +48,44 @@ pub struct RestoreId(String);
 
 impl RestoreId {
     pub fn parse(value: &str) -> Result<Self> {
-        let valid_chars = value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
-        if value.is_empty() || value.len() > 80 || !valid_chars {
-            return Err(Error::Config(format!(
-                "restore id {value:?} must be 1-80 characters of letters, digits, '-' or '_'"
-            )));
-        }
-        Ok(RestoreId(value.to_owned()))
+        check_execution_name("restore id", value).map(RestoreId)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// An execution name used as an id: what Step Functions allows, and safe in an S3 key.
+fn check_execution_name(kind: &str, value: &str) -> Result<String> {
+    let valid_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    if value.is_empty() || value.len() > 80 || !valid_chars {
+        return Err(Error::Config(format!(
+            "{kind} {value:?} must be 1-80 characters of letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// One offset reset (the offset-reset state machine's execution name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResetId(String);
+
+impl ResetId {
+    pub fn parse(value: &str) -> Result<Self> {
+        check_execution_name("offset reset id", value).map(ResetId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ResetId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -99,6 +129,9 @@ pub struct StorageLayout {
 }
 
 pub const SEGMENT_SUFFIX: &str = ".seg.zst";
+
+/// The folder beside the backups where offset resets keep their plans and snapshots.
+const OFFSET_RESETS_FOLDER: &str = "offset-resets";
 
 impl StorageLayout {
     /// `prefix` may be empty; surrounding slashes are ignored.
@@ -162,6 +195,27 @@ impl StorageLayout {
     /// Where every backed-up topic's segments live, ending in `/`: one folder per topic.
     pub fn topics_prefix(&self, backup_id: &BackupId) -> String {
         format!("{}/topics/", self.root(backup_id))
+    }
+
+    /// Where one offset reset keeps its plan and the offsets it found, ending in `/`.
+    pub fn offset_reset_prefix(&self, reset_id: &ResetId) -> String {
+        if self.prefix.is_empty() {
+            format!("{OFFSET_RESETS_FOLDER}/{reset_id}/")
+        } else {
+            format!("{}/{OFFSET_RESETS_FOLDER}/{reset_id}/", self.prefix)
+        }
+    }
+
+    /// The offset mapping a finished restore leaves for the offset reset that follows it.
+    pub fn restore_offset_mapping_key(
+        &self,
+        backup_id: &BackupId,
+        restore_id: &RestoreId,
+    ) -> String {
+        format!(
+            "{}offset-mapping.json",
+            self.restore_prefix(backup_id, restore_id)
+        )
     }
 
     /// Where one restore keeps its plan, progress, offset maps and report, ending in `/`.

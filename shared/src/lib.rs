@@ -12,6 +12,7 @@ pub mod kafka;
 pub mod layout;
 pub mod object_store;
 pub mod offset_map;
+pub mod request;
 pub mod segment;
 pub mod snapshot;
 pub mod stores;

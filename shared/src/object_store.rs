@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::error::Result;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
 
 /// User metadata stored with an object (S3 `x-amz-meta-*`).
 pub type ObjectMetadata = HashMap<String, String>;
@@ -57,4 +60,49 @@ pub trait ObjectStore: Send + Sync {
             .map(|object| object.key)
             .collect())
     }
+}
+
+/// Writes a JSON record once. When one exists already (a retried step), the stored one is
+/// returned: the first write of a plan or of an offset snapshot is the one that counts.
+pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(
+    objects: &dyn ObjectStore,
+    key: &str,
+    value: &T,
+) -> Result<T> {
+    let body = serde_json::to_vec_pretty(value)
+        .map_err(|error| Error::InvalidRecords(format!("{key}: {error}")))?;
+    match objects
+        .put_if_absent(key, Bytes::from(body), &ObjectMetadata::new())
+        .await?
+    {
+        PutOutcome::Created => Ok(value.clone()),
+        PutOutcome::AlreadyExists(_) => {
+            get_json(objects, key)
+                .await?
+                .ok_or_else(|| Error::ObjectStore {
+                    operation: "GetObject",
+                    key: key.to_owned(),
+                    message: "the object exists but cannot be read back".into(),
+                    retryable: true,
+                })
+        }
+    }
+}
+
+/// Reads a JSON record, `None` when there is none.
+pub async fn get_json<T: DeserializeOwned>(
+    objects: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<T>> {
+    let Some(bytes) = objects.get(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| Error::ObjectStore {
+            operation: "GetObject",
+            key: key.to_owned(),
+            message: format!("not the record expected here: {error}"),
+            retryable: false,
+        })
 }

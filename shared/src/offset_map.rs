@@ -83,6 +83,44 @@ impl OffsetMap {
     }
 }
 
+/// What a finished restore leaves for the offset reset that follows it: per restored
+/// partition, its offset map and the target's end. Written once by the restore's validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOffsetMapping {
+    pub restore_id: String,
+    pub partitions: Vec<MappedPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappedPartition {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    pub offset_map: OffsetMap,
+    pub target_end: i64,
+}
+
+impl RestoreOffsetMapping {
+    /// Where a group committed at `offset` on the source partition resumes: the target topic
+    /// and offset, or `None` when the restore did not restore that partition.
+    pub fn translate(
+        &self,
+        source_topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Option<(&str, i64)> {
+        self.partitions
+            .iter()
+            .find(|mapped| mapped.source_topic == source_topic && mapped.partition == partition)
+            .map(|mapped| {
+                (
+                    mapped.target_topic.as_str(),
+                    mapped.offset_map.translate(offset, mapped.target_end),
+                )
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -8,17 +8,18 @@ use serde_json::Value;
 
 use crate::{LambdaHost, Stack, Storage, unique};
 
-/// The restore functions behind one Lambda host, registered with the gateway under names
-/// unique to the test.
+/// The restore and offset-reset functions behind one Lambda host, registered with the
+/// gateway under names unique to the test.
 pub struct RestoreFunctions {
     pub host: LambdaHost,
     pub coordinator: String,
     pub partition: String,
+    pub offset_reset: String,
 }
 
 impl Stack {
-    /// Starts restore-coordinator and restore-partition on `storage`, with `env` added (or
-    /// overriding), and registers both with the gateway.
+    /// Starts restore-coordinator, restore-partition and offset-reset on `storage`, with `env`
+    /// added (or overriding), and registers them with the gateway.
     pub async fn start_restore_functions(
         &self,
         storage: &Storage,
@@ -28,6 +29,7 @@ impl Stack {
     ) -> RestoreFunctions {
         let coordinator = unique("restore-coordinator");
         let partition = unique("restore-partition");
+        let offset_reset = unique("offset-reset");
         let mut all_env = vec![
             ("TIDEMARK_BUCKET", storage.bucket.as_str()),
             ("TIDEMARK_TABLE", storage.table.as_str()),
@@ -41,12 +43,13 @@ impl Stack {
                     self.binary("restore-coordinator").display()
                 ),
                 format!("{partition}={}", self.binary("restore-partition").display()),
+                format!("{offset_reset}={}", self.binary("offset-reset").display()),
             ],
             &all_env,
             timeout_seconds,
         );
         let client = reqwest::Client::new();
-        for name in [&coordinator, &partition] {
+        for name in [&coordinator, &partition, &offset_reset] {
             let response = client
                 .put(format!("{}/_tidemark/functions/{name}", self.gateway))
                 .body(host.endpoint.clone())
@@ -59,6 +62,7 @@ impl Stack {
             host,
             coordinator,
             partition,
+            offset_reset,
         }
     }
 
@@ -71,15 +75,24 @@ fn function_arn(name: &str) -> String {
     format!("arn:aws:lambda:us-east-1:000000000000:function:{name}")
 }
 
-/// `statemachines/restore.asl.json`, with the function ARNs filled in as SAM and Terraform
-/// fill them in.
-pub fn restore_definition(functions: &RestoreFunctions) -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../statemachines/restore.asl.json"
-    );
-    std::fs::read_to_string(path)
-        .expect("reading the restore state machine")
+fn definition(file: &str) -> String {
+    let path = format!("{}/../statemachines/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {path}: {error}"))
+}
+
+/// `statemachines/offset-reset.asl.json`, with the function ARN filled in as SAM and
+/// Terraform fill it in.
+pub fn offset_reset_definition(functions: &RestoreFunctions) -> String {
+    definition("offset-reset.asl.json").replace(
+        "${OffsetResetFunctionArn}",
+        &function_arn(&functions.offset_reset),
+    )
+}
+
+/// `statemachines/restore.asl.json`, with the function and offset-reset machine ARNs filled
+/// in as SAM and Terraform fill them in.
+pub fn restore_definition(functions: &RestoreFunctions, offset_reset_machine: &str) -> String {
+    definition("restore.asl.json")
         .replace(
             "${RestoreCoordinatorArn}",
             &function_arn(&functions.coordinator),
@@ -88,6 +101,29 @@ pub fn restore_definition(functions: &RestoreFunctions) -> String {
             "${RestorePartitionArn}",
             &function_arn(&functions.partition),
         )
+        .replace(
+            "${OffsetResetFunctionArn}",
+            &function_arn(&functions.offset_reset),
+        )
+        .replace("${OffsetResetStateMachineArn}", offset_reset_machine)
+}
+
+/// Both state machines, as deployed: the restore runs the offset reset as a child.
+pub struct Machines {
+    pub restore: StateMachine,
+    pub offset_reset: StateMachine,
+}
+
+impl Machines {
+    pub async fn create(stack: &Stack, functions: &RestoreFunctions) -> Machines {
+        let offset_reset = StateMachine::create(stack, offset_reset_definition(functions)).await;
+        let restore =
+            StateMachine::create(stack, restore_definition(functions, &offset_reset.arn)).await;
+        Machines {
+            restore,
+            offset_reset,
+        }
+    }
 }
 
 pub struct StateMachine {
@@ -207,6 +243,26 @@ impl StateMachine {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The machine's one execution (a child started by another machine), once it ended.
+    pub async fn only_execution(&self) -> Execution {
+        let listed = self
+            .client
+            .list_executions()
+            .state_machine_arn(&self.arn)
+            .send()
+            .await
+            .expect("listing executions");
+        let [execution] = listed.executions() else {
+            panic!(
+                "expected one execution of {}, found {:?}",
+                self.arn,
+                listed.executions()
+            );
+        };
+        self.wait(execution.execution_arn(), Duration::from_secs(60))
+            .await
     }
 
     pub async fn history(&self, execution_arn: &str) -> Vec<HistoryEvent> {

@@ -11,9 +11,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use tidemark_tests::stepfunctions::{
-    Execution, RestoreFunctions, StateMachine, restore_definition,
-};
+use tidemark_tests::stepfunctions::{Execution, Machines, RestoreFunctions, StateMachine};
 use tidemark_tests::{ChildProcess, LambdaHost, Stack, Storage, unique};
 
 const PREFIX: &str = "it";
@@ -135,18 +133,28 @@ impl Backup {
             .unwrap()
     }
 
-    /// The restore functions (with `env`) and the state machine over them.
+    /// The restore functions (with `env`) and the restore state machine over them.
     async fn restore_machine(
         &self,
         env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> (RestoreFunctions, StateMachine) {
+        let (functions, machines) = self.restore_machines(env, timeout_seconds).await;
+        (functions, machines.restore)
+    }
+
+    /// The functions and both state machines (the restore runs the offset reset as a child).
+    async fn restore_machines(
+        &self,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> (RestoreFunctions, Machines) {
         let functions = self
             .stack
             .start_restore_functions(&self.storage, PREFIX, env, timeout_seconds)
             .await;
-        let machine = StateMachine::create(&self.stack, restore_definition(&functions)).await;
-        (functions, machine)
+        let machines = Machines::create(&self.stack, &functions).await;
+        (functions, machines)
     }
 
     fn request(&self, target_topic: &str, cut: Value, groups: &[&str]) -> Value {
@@ -556,12 +564,7 @@ async fn dry_run_plans_and_reports_but_changes_nothing() {
     let execution = machine.run(&request, Duration::from_secs(120)).await;
     assert_succeeded(&execution, &functions);
     let states = execution.entered_states();
-    for state in [
-        "SnapshotTargetOffsets",
-        "CreateTopics",
-        "RestorePartitions",
-        "ResetOffsets",
-    ] {
+    for state in ["CreateTopics", "RestorePartitions", "ResetOffsets"] {
         assert!(
             !states.iter().any(|s| s == state),
             "dry run entered {state}: {states:?}"
@@ -632,10 +635,7 @@ async fn bad_input_fails_before_any_write_with_a_clear_cause() {
         );
         assert!(cause.contains("nothing needed undoing"), "{cause}");
         let states = execution.entered_states();
-        assert!(
-            !states.iter().any(|s| s == "SnapshotTargetOffsets"),
-            "{states:?}"
-        );
+        assert!(!states.iter().any(|s| s == "CreateTopics"), "{states:?}");
         let _ = &functions;
     }
     let cause_of_active = machine
@@ -694,7 +694,8 @@ async fn an_offset_reset_failure_rolls_every_group_back_to_its_snapshot() {
     ]);
     proxy.refuse_commits_for(&notifier);
 
-    let (functions, machine) = backup.restore_machine(&[], 60).await;
+    let (functions, machines) = backup.restore_machines(&[], 60).await;
+    let machine = &machines.restore;
     let mut request = backup.request(
         &target,
         json!({"mode": "time", "at": cut}),
@@ -736,8 +737,18 @@ async fn an_offset_reset_failure_rolls_every_group_back_to_its_snapshot() {
         "the cause names the group that failed: {cause}"
     );
     assert!(
-        cause.contains("back at their pre-restore offsets (verified)"),
-        "{cause}"
+        cause.contains("back at their offsets from before the reset (verified)"),
+        "the offset reset's own rollback is reported: {cause}"
+    );
+    let child = machines
+        .offset_reset
+        .only_execution()
+        .await
+        .entered_states();
+    assert!(
+        child.iter().any(|state| state == "Rollback")
+            && child.iter().any(|state| state == "VerifyRollback"),
+        "the offset-reset execution took its rollback path: {child:?}"
     );
 
     assert_eq!(
@@ -819,7 +830,7 @@ async fn segments_in_s3_alone_restore_exactly_with_overlaps_read_once_and_null_h
     let functions = stack
         .start_restore_functions(&storage, PREFIX, &[], 60)
         .await;
-    let machine = StateMachine::create(&stack, restore_definition(&functions)).await;
+    let machine = Machines::create(&stack, &functions).await.restore;
     let target = format!("{topic}.restored");
     let request = json!({
         "backup_id": backup_id,

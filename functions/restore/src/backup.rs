@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
-use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::snapshot::SnapshotCatalog;
 
-use crate::error::{RestoreError, Result};
+use crate::error::Result;
 
 /// The backup's stores and where its objects live.
 #[derive(Clone)]
@@ -161,44 +160,16 @@ impl Backup {
         }
     }
 
-    /// Writes a restore object once. When it exists already (a retried step) the stored
-    /// one is returned: the first write of a plan or an offset snapshot is the one that counts.
+    /// Writes a restore object once; a retried step gets the first write back.
     pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(
         &self,
         key: &str,
         value: &T,
     ) -> Result<T> {
-        let body = serde_json::to_vec_pretty(value).map_err(|error| {
-            RestoreError::Core(tidemark_core::Error::InvalidRecords(error.to_string()))
-        })?;
-        match self
-            .objects
-            .put_if_absent(key, Bytes::from(body), &ObjectMetadata::new())
-            .await?
-        {
-            PutOutcome::Created => Ok(value.clone()),
-            PutOutcome::AlreadyExists(_) => self.get_json(key).await?.ok_or_else(|| {
-                RestoreError::Core(tidemark_core::Error::ObjectStore {
-                    operation: "GetObject",
-                    key: key.to_owned(),
-                    message: "the object exists but cannot be read back".into(),
-                    retryable: true,
-                })
-            }),
-        }
+        Ok(object_store::put_json_once(self.objects.as_ref(), key, value).await?)
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(bytes) = self.objects.get(key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes).map(Some).map_err(|error| {
-            RestoreError::Core(tidemark_core::Error::ObjectStore {
-                operation: "GetObject",
-                key: key.to_owned(),
-                message: format!("not a restore object: {error}"),
-                retryable: false,
-            })
-        })
+        Ok(object_store::get_json(self.objects.as_ref(), key).await?)
     }
 }

@@ -138,22 +138,13 @@ pub async fn make_plan(
         )));
     }
 
-    let snapshot = match backup
-        .catalog
-        .snapshot_at_or_before(backup_id, request.cut.at_ms)
-        .await?
-    {
-        Some(entry) => {
-            let bytes = backup.objects.get(&entry.key).await?.ok_or_else(|| {
-                RestoreError::Refused(format!(
-                    "the catalog lists snapshot {} but the object is missing",
-                    entry.key
-                ))
-            })?;
-            Some((ClusterSnapshot::decode(&bytes, &entry.key)?, entry.key))
-        }
-        None => None,
-    };
+    let snapshot = tidemark_core::snapshot::load_at_or_before(
+        backup.catalog.as_ref(),
+        backup.objects.as_ref(),
+        backup_id,
+        request.cut.at_ms,
+    )
+    .await?;
     if snapshot.is_none() && !request.groups.is_empty() {
         return Err(RestoreError::Refused(format!(
             "groups cannot be repositioned: backup \"{backup_id}\" has no cluster snapshot at or \
@@ -297,30 +288,8 @@ pub async fn make_plan(
 
 /// Kafka only takes offset commits for a group with no active members, and a restore must
 /// not move consumers that are running: name every active group and where its members run.
-pub async fn check_groups_inactive(target: &dyn ClusterReader, groups: &[String]) -> Result<()> {
-    if groups.is_empty() {
-        return Ok(());
-    }
-    let wanted: BTreeSet<&str> = groups.iter().map(String::as_str).collect();
-    let active: Vec<String> = target
-        .groups()
-        .await?
-        .into_iter()
-        .filter(|group| wanted.contains(group.group_id.as_str()) && !group.members.is_empty())
-        .map(|group| {
-            let hosts: Vec<String> = group
-                .members
-                .iter()
-                .map(|member| format!("{} on {}", member.client_id, member.client_host))
-                .collect();
-            format!(
-                "{} ({} members: {})",
-                group.group_id,
-                hosts.len(),
-                hosts.join(", ")
-            )
-        })
-        .collect();
+async fn check_groups_inactive(target: &dyn ClusterReader, groups: &[String]) -> Result<()> {
+    let active = tidemark_core::kafka::active_groups(target, groups).await?;
     if active.is_empty() {
         Ok(())
     } else {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use tidemark_core::config::Env;
 use tidemark_core::kafka::KafkaSettings;
 use tidemark_core::layout::{BackupId, validate_topic_name};
+pub use tidemark_core::request::{TargetSpec, TimeValue};
 
 use crate::error::{RestoreError, Result};
 
@@ -43,82 +43,6 @@ fn default_replication_factor() -> i32 {
     -1
 }
 
-/// Where to restore to. The same choices as the functions' own cluster settings
-/// (`docs/configuration.md`), given per restore.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetSpec {
-    #[serde(default)]
-    pub bootstrap_servers: Option<String>,
-    #[serde(default)]
-    pub msk_cluster_arn: Option<String>,
-    pub auth: String,
-    #[serde(default)]
-    pub tls_ca_secret_arn: Option<String>,
-    #[serde(default)]
-    pub sasl_scram_secret_arn: Option<String>,
-    #[serde(default)]
-    pub tls_client_cert_secret_arn: Option<String>,
-    #[serde(default)]
-    pub request_timeout_ms: Option<u64>,
-}
-
-/// Each request field and the environment variable the shared settings parser knows it by.
-const TARGET_FIELDS: [(&str, &str); 7] = [
-    (
-        "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-        "target.bootstrap_servers",
-    ),
-    ("TIDEMARK_MSK_CLUSTER_ARN", "target.msk_cluster_arn"),
-    ("TIDEMARK_KAFKA_AUTH", "target.auth"),
-    (
-        "TIDEMARK_KAFKA_TLS_CA_SECRET_ARN",
-        "target.tls_ca_secret_arn",
-    ),
-    (
-        "TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN",
-        "target.sasl_scram_secret_arn",
-    ),
-    (
-        "TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN",
-        "target.tls_client_cert_secret_arn",
-    ),
-    (
-        "TIDEMARK_KAFKA_REQUEST_TIMEOUT_MS",
-        "target.request_timeout_ms",
-    ),
-];
-
-impl TargetSpec {
-    /// The connection settings, validated by the same rules as the functions' environment;
-    /// errors name the request fields.
-    pub fn settings(&self) -> Result<KafkaSettings> {
-        let value = |name: &str| -> Option<String> {
-            match name {
-                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS" => self.bootstrap_servers.clone(),
-                "TIDEMARK_MSK_CLUSTER_ARN" => self.msk_cluster_arn.clone(),
-                "TIDEMARK_KAFKA_AUTH" => Some(self.auth.clone()),
-                "TIDEMARK_KAFKA_TLS_CA_SECRET_ARN" => self.tls_ca_secret_arn.clone(),
-                "TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN" => self.sasl_scram_secret_arn.clone(),
-                "TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN" => {
-                    self.tls_client_cert_secret_arn.clone()
-                }
-                "TIDEMARK_KAFKA_REQUEST_TIMEOUT_MS" => {
-                    self.request_timeout_ms.map(|ms| ms.to_string())
-                }
-                _ => None,
-            }
-        };
-        KafkaSettings::from_env(&Env::from_lookup(value)).map_err(|error| {
-            let mut message = error.to_string();
-            for (variable, field) in TARGET_FIELDS {
-                message = message.replace(variable, field);
-            }
-            RestoreError::InvalidRequest(message.replace("invalid configuration: ", ""))
-        })
-    }
-}
-
 /// Which backed-up topics to restore, and under which names.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,32 +74,6 @@ pub enum CutMode {
 pub struct CutRequest {
     pub mode: CutMode,
     pub at: TimeValue,
-}
-
-/// A moment: RFC 3339 text (`2026-11-22T14:29:00Z`) or milliseconds since the epoch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TimeValue {
-    Millis(i64),
-    Text(String),
-}
-
-impl TimeValue {
-    fn to_millis(&self, field: &str) -> Result<i64> {
-        match self {
-            TimeValue::Millis(ms) if *ms >= 0 => Ok(*ms),
-            TimeValue::Millis(ms) => Err(RestoreError::InvalidRequest(format!(
-                "{field}: {ms} is before 1970"
-            ))),
-            TimeValue::Text(text) => chrono::DateTime::parse_from_rfc3339(text)
-                .map(|time| time.timestamp_millis())
-                .map_err(|error| {
-                    RestoreError::InvalidRequest(format!(
-                        "{field}: {text:?} is not an RFC 3339 time like 2026-11-22T14:29:00Z ({error})"
-                    ))
-                }),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,17 +147,18 @@ impl RestoreRequest {
         let invalid = |message: String| RestoreError::InvalidRequest(message);
         let backup_id = BackupId::parse(&self.backup_id)
             .map_err(|error| invalid(format!("backup_id: {error}")))?;
-        let target = self.target.settings()?;
+        let target = self.target.settings().map_err(invalid)?;
         let naming = self.topics.naming()?;
         let cut = Cut {
             mode: self.cut.mode,
-            at_ms: self.cut.at.to_millis("cut.at")?,
+            at_ms: self.cut.at.to_millis("cut.at").map_err(invalid)?,
         };
         let start_ms = self
             .start_time
             .as_ref()
             .map(|start| start.to_millis("start_time"))
-            .transpose()?;
+            .transpose()
+            .map_err(invalid)?;
         if let Some(start_ms) = start_ms
             && start_ms > cut.at_ms
         {

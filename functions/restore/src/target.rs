@@ -4,17 +4,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tidemark_core::kafka::iam::MskIamTokenProvider;
-use tidemark_core::kafka::{
-    AuthMethod, ClusterAdmin, ClusterReader, KafkaCluster, KafkaConnection, KafkaSettings,
-};
+use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, KafkaSettings};
+
+pub use tidemark_core::kafka::Cluster;
 
 use crate::error::Result;
 use crate::partition::target::{KafkaTargetWriter, TargetWriter};
-
-/// A cluster the restore can read and change.
-pub trait Cluster: ClusterReader + ClusterAdmin {}
-impl<T: ClusterReader + ClusterAdmin> Cluster for T {}
 
 #[async_trait]
 pub trait TargetConnector: Send + Sync {
@@ -24,43 +19,25 @@ pub trait TargetConnector: Send + Sync {
 
 /// Real clusters: MSK broker lists and secrets resolved through AWS, then librdkafka.
 pub struct AwsTargetConnector {
-    aws: aws_config::SdkConfig,
-    client_id: &'static str,
+    clusters: AwsClusterConnector,
 }
 
 impl AwsTargetConnector {
     pub fn new(aws: aws_config::SdkConfig, client_id: &'static str) -> Self {
-        AwsTargetConnector { aws, client_id }
-    }
-
-    async fn connection(&self, settings: &KafkaSettings) -> Result<KafkaConnection> {
-        let iam = match settings.auth {
-            AuthMethod::MskIam => Some(MskIamTokenProvider::from_sdk_config(&self.aws)?),
-            _ => None,
-        };
-        Ok(KafkaConnection::resolve(
-            settings,
-            &aws_sdk_kafka::Client::new(&self.aws),
-            &aws_sdk_secretsmanager::Client::new(&self.aws),
-            iam,
-        )
-        .await?)
+        AwsTargetConnector {
+            clusters: AwsClusterConnector::new(aws, client_id, 16),
+        }
     }
 }
 
 #[async_trait]
 impl TargetConnector for AwsTargetConnector {
     async fn cluster(&self, settings: &KafkaSettings) -> Result<Arc<dyn Cluster>> {
-        let connection = self.connection(settings).await?;
-        Ok(Arc::new(KafkaCluster::connect(
-            connection,
-            self.client_id,
-            16,
-        )?))
+        Ok(self.clusters.cluster(settings).await?)
     }
 
     async fn writer(&self, settings: &KafkaSettings) -> Result<Arc<dyn TargetWriter>> {
-        let connection = self.connection(settings).await?;
+        let connection = self.clusters.connection(settings).await?;
         Ok(Arc::new(KafkaTargetWriter::connect(connection)?))
     }
 }

@@ -1,5 +1,6 @@
 //! Planning and the coordinator's steps on the in-memory twins: refusals before any change,
-//! the consistent cut's offsets, the S3 fallback, and a failed offset reset rolled back.
+//! the consistent cut's offsets, the S3 fallback, and the whole restore with its groups
+//! moved by the offset-reset function's own steps.
 
 mod common;
 
@@ -25,6 +26,13 @@ use tidemark_core::snapshot::{
 struct Twins {
     cluster: Arc<MemoryCluster>,
     writer: Arc<MemoryTargetWriter>,
+}
+
+#[async_trait]
+impl tidemark_core::kafka::ClusterConnector for Twins {
+    async fn cluster(&self, _: &KafkaSettings) -> tidemark_core::Result<Arc<dyn Cluster>> {
+        Ok(self.cluster.clone())
+    }
 }
 
 #[async_trait]
@@ -161,8 +169,31 @@ impl World {
                 results: json!({}),
                 failed_step: None,
                 failure: None,
+                offsets_rollback: None,
             })
             .await
+    }
+
+    /// Runs the offset-reset steps the restore's ResetOffsets state runs (its child state
+    /// machine), with the request the plan step handed over.
+    async fn reset_offsets(&self, offset_reset: &Value) -> Value {
+        let records = offset_reset::records::ResetRecords {
+            objects: self.fixture.backup.objects.clone(),
+            catalog: self.fixture.backup.catalog.clone(),
+            layout: self.fixture.backup.layout.clone(),
+            bucket: "bucket".into(),
+            concurrency: 4,
+        };
+        let handler = offset_reset::handler::Handler::new(records, self.twins.clone());
+        let mut last = Value::Null;
+        for step in ["plan", "check-groups", "snapshot", "apply", "verify"] {
+            let input = serde_json::from_value(json!({
+                "step": step, "reset_id": "run-1", "request": offset_reset,
+            }))
+            .unwrap();
+            last = handler.handle(input).await.unwrap();
+        }
+        last
     }
 
     async fn rollback(&self, request: &Value, failed_step: &str, failure: Failure) -> Value {
@@ -174,6 +205,7 @@ impl World {
                 results: json!({}),
                 failed_step: Some(failed_step.into()),
                 failure: Some(failure),
+                offsets_rollback: None,
             })
             .await
             .unwrap()
@@ -361,71 +393,70 @@ async fn without_index_entries_the_plan_comes_from_the_s3_listing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_whole_restore_moves_the_group_and_reports() {
+async fn the_whole_restore_moves_the_group_through_the_offset_reset_and_reports() {
     let world = new_world().await;
     let request = request(json!({}));
     let summary = world.step(Step::Plan, &request).await.unwrap();
     assert_eq!(summary["topics_to_create"], json!(["payments.restored"]));
-    world.step(Step::SnapshotOffsets, &request).await.unwrap();
+    let offset_reset = summary["offset_reset"].clone();
+    assert_eq!(offset_reset["strategy"]["type"], "snapshot");
+    assert_eq!(offset_reset["strategy"]["restore_id"], "run-1");
+    assert_eq!(offset_reset["groups"]["names"], json!(["reader"]));
     world.step(Step::CreateTopics, &request).await.unwrap();
     // A retried create finds its own topic and does not fail.
     world.step(Step::CreateTopics, &request).await.unwrap();
     world.restore_partitions(&request).await;
-    world.step(Step::ResetOffsets, &request).await.unwrap();
-    assert_eq!(world.committed("reader").await, [(0, 40), (1, 70)]);
     let validation = world.step(Step::Validate, &request).await.unwrap();
     assert_eq!(validation["records"], 200);
+    assert_eq!(validation["offset_mapping_partitions"], 2);
+    assert_eq!(
+        world.committed("reader").await,
+        [],
+        "validation moves no group"
+    );
+    let verified = world.reset_offsets(&offset_reset).await;
+    assert_eq!(verified, json!({"groups": 1, "partitions": 2}));
+    assert_eq!(world.committed("reader").await, [(0, 40), (1, 70)]);
     let report = world.step(Step::Report, &request).await.unwrap();
     assert_eq!(report["records"], 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_reset_is_rolled_back_to_the_pre_restore_offsets() {
+async fn a_plan_without_groups_hands_over_no_offset_reset() {
     let world = new_world().await;
-    world
-        .twins
-        .cluster
-        .create_topic("payments.restored", 2, &[]);
-    world.twins.cluster.add_group("reader", "Empty", &[]);
-    world
-        .twins
-        .cluster
-        .commit("reader", "payments.restored", 0, 3);
-    let request = request(json!({"topic_creation": "require"}));
+    let summary = world
+        .step(Step::Plan, &request(json!({"groups": []})))
+        .await
+        .unwrap();
+    assert!(summary.get("offset_reset").is_none(), "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_after_the_groups_moved_quotes_the_offset_resets_own_rollback() {
+    let world = new_world().await;
+    let request = request(json!({}));
     world.step(Step::Plan, &request).await.unwrap();
-    world.step(Step::SnapshotOffsets, &request).await.unwrap();
-    world.step(Step::CreateTopics, &request).await.unwrap();
-    world.restore_partitions(&request).await;
-    world.step(Step::ResetOffsets, &request).await.unwrap();
-    assert_eq!(world.committed("reader").await, [(0, 40), (1, 70)]);
-    // Validation then fails (someone appended to the target): the rollback undoes the reset.
-    world
-        .twins
-        .cluster
-        .set_watermarks("payments.restored", 1, 0, 101);
-    let error = world.step(Step::Validate, &request).await.unwrap_err();
-    assert_eq!(error.error_type(), "Tidemark.CountMismatch");
     let outcome = world
-        .rollback(
-            &request,
-            "ValidateCounts",
-            Failure {
-                error: error.error_type().into(),
-                cause: json!({"errorType": error.error_type(), "errorMessage": error.to_string()})
+        .coordinator
+        .handle(StepInput {
+            step: Step::Rollback,
+            restore_id: "run-1".into(),
+            request: request.clone(),
+            results: json!({}),
+            failed_step: Some("Report".into()),
+            failure: Some(Failure {
+                error: "Tidemark.Failed".into(),
+                cause: json!({"errorType": "Tidemark.Failed", "errorMessage": "S3 said no"})
                     .to_string(),
-            },
-        )
-        .await;
-    assert_eq!(outcome["groups_restored"], json!(["reader"]));
-    let cause = outcome["cause"].as_str().unwrap();
-    assert!(
-        cause.starts_with(
-            "ValidateCounts failed: restored counts do not match: payments.restored/1 ends at 101"
-        ),
-        "{cause}"
+            }),
+            offsets_rollback: Some(json!({"undone": "the 1 groups that existed are back"})),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome["cause"],
+        "Report failed: S3 said no (Tidemark.Failed). Rollback: the 1 groups that existed are back."
     );
-    // Partition 1 had no offset before; Kafka cannot un-commit it, so only partition 0 moves back.
-    assert_eq!(world.committed("reader").await, [(0, 3), (1, 70)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -438,7 +469,6 @@ async fn rollback_deletes_only_the_topics_this_restore_created_when_asked() {
         "groups": [],
     }));
     world.step(Step::Plan, &request).await.unwrap();
-    world.step(Step::SnapshotOffsets, &request).await.unwrap();
     world.step(Step::CreateTopics, &request).await.unwrap();
     let names = |topics: Vec<tidemark_core::kafka::TopicDescription>| -> Vec<String> {
         topics.into_iter().map(|topic| topic.name).collect()

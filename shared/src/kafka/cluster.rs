@@ -86,6 +86,12 @@ pub trait ClusterReader: Send + Sync {
     /// Each topic's non-default config values.
     async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>>;
 
+    /// Per partition, in the order asked: the earliest offset whose record timestamp is at
+    /// or after `at_ms`, or the log end when no record is that late (Kafka's ListOffsets by
+    /// time).
+    async fn offsets_for_time(&self, partitions: &[TopicPartition], at_ms: i64)
+    -> Result<Vec<i64>>;
+
     /// Every consumer group the cluster knows.
     async fn groups(&self) -> Result<Vec<GroupDescription>>;
 
@@ -191,6 +197,63 @@ impl ClusterReader for KafkaCluster {
             .buffered(self.parallelism)
             .try_collect()
             .await
+    }
+
+    async fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        at_ms: i64,
+    ) -> Result<Vec<i64>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut list = TopicPartitionList::with_capacity(partitions.len());
+        for partition in partitions {
+            list.add_partition_offset(&partition.topic, partition.partition, Offset::Offset(at_ms))
+                .map_err(|error| crate::Error::Kafka {
+                    operation: "list offsets by time",
+                    message: error.to_string(),
+                    retryable: false,
+                })?;
+        }
+        let found = self
+            .with_metadata("list offsets by time", move |consumer, timeout| {
+                consumer.offsets_for_times(list, timeout)
+            })
+            .await?;
+        let mut offsets = Vec::with_capacity(partitions.len());
+        let mut past_the_end = Vec::new();
+        for (index, partition) in partitions.iter().enumerate() {
+            let element = found
+                .find_partition(&partition.topic, partition.partition)
+                .ok_or_else(|| crate::Error::Kafka {
+                    operation: "list offsets by time",
+                    message: format!("no answer for {}/{}", partition.topic, partition.partition),
+                    retryable: true,
+                })?;
+            element.error().map_err(|error| {
+                describe_failure("list offsets by time", &self.connection, None, error)
+                    .with_subject(&format!("{}/{}", partition.topic, partition.partition))
+            })?;
+            match element.offset() {
+                Offset::Offset(offset) => offsets.push(offset),
+                // No record that late: the partition's end.
+                _ => {
+                    offsets.push(-1);
+                    past_the_end.push(index);
+                }
+            }
+        }
+        if !past_the_end.is_empty() {
+            let ends: Vec<TopicPartition> = past_the_end
+                .iter()
+                .map(|&index| partitions[index].clone())
+                .collect();
+            for (index, watermarks) in past_the_end.into_iter().zip(self.watermarks(&ends).await?) {
+                offsets[index] = watermarks.high;
+            }
+        }
+        Ok(offsets)
     }
 
     async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>> {
@@ -313,4 +376,33 @@ fn read_committed(
         }
     }
     Ok(offsets)
+}
+
+/// The groups among `groups` that have members, each described as
+/// `name (N members: client on host, ...)`. Kafka only takes offset commits from outside a
+/// group while it has no members, and running consumers must not be moved under them.
+pub async fn active_groups(cluster: &dyn ClusterReader, groups: &[String]) -> Result<Vec<String>> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: std::collections::BTreeSet<&str> = groups.iter().map(String::as_str).collect();
+    Ok(cluster
+        .groups()
+        .await?
+        .into_iter()
+        .filter(|group| wanted.contains(group.group_id.as_str()) && !group.members.is_empty())
+        .map(|group| {
+            let hosts: Vec<String> = group
+                .members
+                .iter()
+                .map(|member| format!("{} on {}", member.client_id, member.client_host))
+                .collect();
+            format!(
+                "{} ({} members: {})",
+                group.group_id,
+                hosts.len(),
+                hosts.join(", ")
+            )
+        })
+        .collect())
 }

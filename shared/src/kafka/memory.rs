@@ -20,6 +20,8 @@ struct State {
     offsets: BTreeMap<(String, TopicPartition), i64>,
     failing_groups: BTreeMap<String, String>,
     failing_commits: BTreeMap<String, String>,
+    /// Record timestamps of a partition from its first offset on, for ListOffsets by time.
+    timestamps: BTreeMap<TopicPartition, (i64, Vec<i64>)>,
 }
 
 #[derive(Debug, Default)]
@@ -77,6 +79,20 @@ impl MemoryCluster {
         self.lock().offsets.insert(
             (group_id.to_owned(), TopicPartition::new(topic, partition)),
             offset,
+        );
+    }
+
+    /// Gives the records of a partition, from `first_offset` on, these timestamps.
+    pub fn set_timestamps(
+        &self,
+        topic: &str,
+        partition: i32,
+        first_offset: i64,
+        timestamps: &[i64],
+    ) {
+        self.lock().timestamps.insert(
+            TopicPartition::new(topic, partition),
+            (first_offset, timestamps.to_vec()),
         );
     }
 
@@ -140,6 +156,28 @@ impl ClusterReader for MemoryCluster {
                     .topics
                     .get(topic)
                     .map(|(_, configs)| (topic.clone(), configs.clone()))
+            })
+            .collect())
+    }
+
+    async fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        at_ms: i64,
+    ) -> Result<Vec<i64>> {
+        let ends = self.watermarks(partitions).await?;
+        let state = self.lock();
+        Ok(partitions
+            .iter()
+            .zip(ends)
+            .map(|(partition, end)| {
+                let Some((first, timestamps)) = state.timestamps.get(partition) else {
+                    return end.high;
+                };
+                timestamps
+                    .iter()
+                    .position(|&timestamp| timestamp >= at_ms)
+                    .map_or(end.high, |index| first + index as i64)
             })
             .collect())
     }

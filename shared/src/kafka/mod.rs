@@ -6,6 +6,7 @@ pub mod admin;
 pub mod client;
 pub mod cluster;
 pub mod connection;
+pub mod connector;
 pub mod iam;
 pub mod memory;
 pub mod settings;
@@ -13,8 +14,9 @@ pub mod settings;
 pub use admin::ClusterAdmin;
 pub use cluster::{
     ClusterReader, CommittedOffset, GroupDescription, GroupMember, KafkaCluster, TopicConfigs,
-    TopicDescription, TopicPartition, Watermarks,
+    TopicDescription, TopicPartition, Watermarks, active_groups,
 };
 pub use connection::{KafkaConnection, Secret};
+pub use connector::{AwsClusterConnector, Cluster, ClusterConnector};
 pub use memory::MemoryCluster;
 pub use settings::{AuthMethod, KafkaSettings};

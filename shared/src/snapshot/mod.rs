@@ -99,6 +99,29 @@ impl ClusterSnapshot {
     }
 }
 
+/// The latest snapshot taken at or before `at_ms` and its key, read and decoded. A catalog
+/// entry whose object is gone is an error, not "no snapshot".
+pub async fn load_at_or_before(
+    catalog: &dyn SnapshotCatalog,
+    objects: &dyn crate::object_store::ObjectStore,
+    backup_id: &crate::layout::BackupId,
+    at_ms: i64,
+) -> Result<Option<(ClusterSnapshot, String)>> {
+    let Some(entry) = catalog.snapshot_at_or_before(backup_id, at_ms).await? else {
+        return Ok(None);
+    };
+    let bytes = objects.get(&entry.key).await?.ok_or_else(|| {
+        Error::CorruptSnapshot(format!(
+            "the catalog lists snapshot {} but the object is missing",
+            entry.key
+        ))
+    })?;
+    Ok(Some((
+        ClusterSnapshot::decode(&bytes, &entry.key)?,
+        entry.key,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,6 +137,7 @@ pub async fn report(
         "planned_partitions": plan.partitions,
         "partitions": partitions,
         "groups": plan.groups,
+        // The offset reset's output lands in results.group_resets.
         "results": results,
         "warnings": plan.warnings,
     });

@@ -32,15 +32,17 @@ pub struct StepInput {
     pub failed_step: Option<String>,
     #[serde(default)]
     pub failure: Option<Failure>,
+    /// Set on the rollback path after the groups were moved: the offset reset's rollback
+    /// outcome (`{"cause": ...}`), whose account of the groups goes into this cause.
+    #[serde(default)]
+    pub offsets_rollback: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     Plan,
-    SnapshotOffsets,
     CreateTopics,
-    ResetOffsets,
     Validate,
     Report,
     Rollback,
@@ -69,6 +71,17 @@ pub struct PlanSummary {
     pub groups: Vec<String>,
     pub records_to_scan: u64,
     pub warnings: Vec<String>,
+    /// The offset-reset state machine's input that moves the groups, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_reset: Option<serde_json::Value>,
+}
+
+/// What the validate step returns: the counts, and where the offset mapping went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateOutcome {
+    #[serde(flatten)]
+    pub validation: finish::Validation,
+    pub offset_mapping_partitions: usize,
 }
 
 pub struct Coordinator {
@@ -95,26 +108,21 @@ impl Coordinator {
         let request = request?;
         tracing::info!(step = ?input.step, %restore_id, backup_id = %request.backup_id, "restore step");
         let output = match input.step {
-            Step::Plan => to_json(self.plan(&restore_id, &request).await?),
-            Step::SnapshotOffsets => {
-                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
-                let cluster = self.connector.cluster(&request.target).await?;
-                to_json(offsets::snapshot(&self.backup, &plan, cluster.as_ref()).await?)
-            }
+            Step::Plan => to_json(self.plan(&restore_id, &request, &input.request).await?),
             Step::CreateTopics => {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
                 let cluster = self.connector.cluster(&request.target).await?;
                 to_json(topics::create(&self.backup, &plan, cluster.as_ref()).await?)
             }
-            Step::ResetOffsets => {
-                let plan = self.load_plan(&request.backup_id, &restore_id).await?;
-                let cluster = self.connector.cluster(&request.target).await?;
-                to_json(offsets::reset(&self.backup, &plan, cluster.as_ref()).await?)
-            }
             Step::Validate => {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
                 let cluster = self.connector.cluster(&request.target).await?;
-                to_json(finish::validate(&self.backup, &plan, cluster.as_ref()).await?)
+                let validation = finish::validate(&self.backup, &plan, cluster.as_ref()).await?;
+                let mapping = offsets::write_offset_mapping(&self.backup, &plan).await?;
+                to_json(ValidateOutcome {
+                    validation,
+                    offset_mapping_partitions: mapping.partitions.len(),
+                })
             }
             Step::Report => {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
@@ -150,16 +158,27 @@ impl Coordinator {
         };
         let failed_step = input.failed_step.as_deref().unwrap_or("an unknown step");
         let failure = input.failure.clone().unwrap_or_default();
+        let offsets_undone = input
+            .offsets_rollback
+            .as_ref()
+            .and_then(|outcome| outcome.get("undone"))
+            .and_then(|undone| undone.as_str());
         rollback::rollback(
             &self.backup,
             plan.as_ref().zip(cluster.as_deref()),
             failed_step,
             &failure,
+            offsets_undone,
         )
         .await
     }
 
-    async fn plan(&self, restore_id: &RestoreId, request: &ValidRequest) -> Result<PlanSummary> {
+    async fn plan(
+        &self,
+        restore_id: &RestoreId,
+        request: &ValidRequest,
+        raw_request: &serde_json::Value,
+    ) -> Result<PlanSummary> {
         let plan_key = self
             .backup
             .restore_key(&request.backup_id, restore_id, "plan.json");
@@ -214,6 +233,7 @@ impl Coordinator {
                 .map(|task| task.records_to_scan)
                 .sum(),
             warnings: plan.warnings.clone(),
+            offset_reset: offsets::offset_reset_request(&plan, &raw_request["target"]),
         })
     }
 

@@ -372,7 +372,10 @@ pub async fn handle(
     let invalid = |error: tidemark_core::Error| RestoreError::InvalidRequest(error.to_string());
     let backup_id = BackupId::parse(&request.backup_id).map_err(invalid)?;
     let restore_id = RestoreId::parse(&request.restore_id).map_err(invalid)?;
-    let settings = request.target.settings()?;
+    let settings = request
+        .target
+        .settings()
+        .map_err(RestoreError::InvalidRequest)?;
     let writer = connector.writer(&settings).await?;
     let report = restore_partition(
         backup,

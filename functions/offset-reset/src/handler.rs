@@ -1,0 +1,190 @@
+//! One function for every state of the offset-reset machine, dispatched on `step`, so the
+//! steps share one connection layer and one deployment. The restore machine runs this same
+//! machine (and this function's rollback step) to move its groups.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::kafka::ClusterConnector;
+use tidemark_core::layout::ResetId;
+
+use crate::error::{ResetError, Result};
+use crate::plan::{ResetPlan, make_plan};
+use crate::records::{PLAN, ResetRecords};
+use crate::request::{ResetRequest, ValidRequest};
+use crate::rollback::{Failure, RollbackOutcome};
+use crate::{apply, now_ms, rollback};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StepInput {
+    pub step: Step,
+    pub reset_id: String,
+    pub request: serde_json::Value,
+    /// Set on the rollback path: the state that failed, its error, and the rollback's result.
+    #[serde(default)]
+    pub failed_step: Option<String>,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+    #[serde(default)]
+    pub rollback: Option<RollbackOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Plan,
+    CheckGroups,
+    Snapshot,
+    Apply,
+    Verify,
+    Rollback,
+    VerifyRollback,
+}
+
+/// Moves shown in a plan step's output; the whole plan is in S3 at `plan_key`. Keeps the
+/// output well under Step Functions' 256 KiB per state.
+pub const MOVES_SHOWN: usize = 1000;
+
+/// What the plan step returns: small whatever the plan's size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub reset_id: String,
+    pub bucket: String,
+    pub plan_key: String,
+    pub dry_run: bool,
+    pub strategy: String,
+    pub groups: usize,
+    pub partitions: usize,
+    /// Per group and partition: current → new (the first [`MOVES_SHOWN`]).
+    pub moves: Vec<MoveLine>,
+    pub moves_omitted: usize,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveLine {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub current: Option<i64>,
+    pub new: i64,
+}
+
+pub struct Handler {
+    records: ResetRecords,
+    connector: Arc<dyn ClusterConnector>,
+}
+
+impl Handler {
+    pub fn new(records: ResetRecords, connector: Arc<dyn ClusterConnector>) -> Self {
+        Handler { records, connector }
+    }
+
+    pub async fn handle(&self, input: StepInput) -> Result<serde_json::Value> {
+        let reset_id = ResetId::parse(&input.reset_id)
+            .map_err(|error| ResetError::InvalidRequest(error.to_string()))?;
+        let request = ResetRequest::from_json(&input.request)?.validate()?;
+        tracing::info!(step = ?input.step, %reset_id, "offset reset step");
+        if input.step == Step::Plan {
+            return Ok(to_json(
+                self.plan(&reset_id, &request, &input.request).await?,
+            ));
+        }
+        let plan = self.load_plan(&reset_id).await?;
+        let cluster = self.connector.cluster(&request.target).await?;
+        let cluster = cluster.as_ref();
+        let concurrency = self.records.concurrency;
+        Ok(match input.step {
+            Step::Plan => unreachable!("handled above"),
+            Step::CheckGroups => to_json(apply::check_groups(&plan, cluster).await?),
+            Step::Snapshot => {
+                to_json(apply::snapshot(&self.records, &reset_id, &plan, cluster).await?)
+            }
+            Step::Apply => to_json(apply::apply(&plan, cluster, concurrency).await?),
+            Step::Verify => to_json(apply::verify(&plan, cluster, concurrency).await?),
+            Step::Rollback => {
+                to_json(rollback::rollback(&self.records, &reset_id, &plan, cluster).await?)
+            }
+            Step::VerifyRollback => to_json(
+                rollback::verify_rollback(
+                    &self.records,
+                    &reset_id,
+                    &plan,
+                    cluster,
+                    input.failed_step.as_deref().unwrap_or("an unknown step"),
+                    &input.failure.clone().unwrap_or_default(),
+                    &input.rollback.clone().unwrap_or_default(),
+                )
+                .await?,
+            ),
+        })
+    }
+
+    async fn plan(
+        &self,
+        reset_id: &ResetId,
+        request: &ValidRequest,
+        raw_request: &serde_json::Value,
+    ) -> Result<PlanSummary> {
+        let key = self.records.key(reset_id, PLAN);
+        let plan = match self.records.get_json::<ResetPlan>(&key).await? {
+            Some(plan) if &plan.request == raw_request => plan,
+            Some(_) => {
+                return Err(ResetError::Refused(format!(
+                    "offset reset id {reset_id} was already used by a different request ({key})"
+                )));
+            }
+            None => {
+                let cluster = self.connector.cluster(&request.target).await?;
+                let plan = make_plan(
+                    &self.records,
+                    cluster.as_ref(),
+                    request,
+                    raw_request,
+                    reset_id.as_str(),
+                    now_ms(),
+                )
+                .await?;
+                self.records.put_json_once(&key, &plan).await?
+            }
+        };
+        let mut moves: Vec<MoveLine> = plan
+            .groups
+            .iter()
+            .flat_map(|group| {
+                group.partitions.iter().map(|moved| MoveLine {
+                    group: group.group.clone(),
+                    topic: moved.topic.clone(),
+                    partition: moved.partition,
+                    current: moved.current,
+                    new: moved.new,
+                })
+            })
+            .collect();
+        let moves_omitted = moves.len().saturating_sub(MOVES_SHOWN);
+        moves.truncate(MOVES_SHOWN);
+        Ok(PlanSummary {
+            reset_id: plan.reset_id.clone(),
+            bucket: self.records.bucket.clone(),
+            plan_key: key,
+            dry_run: plan.dry_run,
+            strategy: plan.strategy.clone(),
+            groups: plan.groups.len(),
+            partitions: plan.partition_count(),
+            moves,
+            moves_omitted,
+            warnings: plan.warnings.clone(),
+        })
+    }
+
+    async fn load_plan(&self, reset_id: &ResetId) -> Result<ResetPlan> {
+        let key = self.records.key(reset_id, PLAN);
+        self.records.get_json(&key).await?.ok_or_else(|| {
+            ResetError::Refused(format!("offset reset {reset_id} has no plan at {key}"))
+        })
+    }
+}
+
+fn to_json<T: Serialize>(value: T) -> serde_json::Value {
+    serde_json::to_value(value).expect("offset reset results serialise")
+}

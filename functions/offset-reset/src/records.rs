@@ -1,0 +1,62 @@
+//! What an offset reset keeps in S3, under `{prefix}/offset-resets/{reset_id}/`: the plan
+//! (`plan.json`) and the offsets the groups had right before the first change
+//! (`offsets-before.json`), each written once. Also the backup's stores, for the `snapshot`
+//! strategy.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tidemark_core::layout::{ResetId, StorageLayout};
+use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::snapshot::SnapshotCatalog;
+
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct ResetRecords {
+    pub objects: Arc<dyn ObjectStore>,
+    pub catalog: Arc<dyn SnapshotCatalog>,
+    pub layout: StorageLayout,
+    pub bucket: String,
+    /// Groups committed or read at once.
+    pub concurrency: usize,
+}
+
+pub const PLAN: &str = "plan.json";
+pub const OFFSETS_BEFORE: &str = "offsets-before.json";
+
+impl ResetRecords {
+    pub fn from_config(
+        aws: &aws_config::SdkConfig,
+        config: &crate::config::ResetConfig,
+        s3_settings: &tidemark_core::config::S3Settings,
+    ) -> Self {
+        let (objects, index) =
+            tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
+        ResetRecords {
+            objects: Arc::new(objects),
+            catalog: Arc::new(index),
+            layout: config.layout.clone(),
+            bucket: config.bucket.clone(),
+            concurrency: config.concurrency,
+        }
+    }
+
+    pub fn key(&self, reset_id: &ResetId, name: &str) -> String {
+        format!("{}{name}", self.layout.offset_reset_prefix(reset_id))
+    }
+
+    /// Writes a record once; a retried step gets the first write back.
+    pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<T> {
+        Ok(object_store::put_json_once(self.objects.as_ref(), key, value).await?)
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        Ok(object_store::get_json(self.objects.as_ref(), key).await?)
+    }
+}

@@ -1,0 +1,255 @@
+//! The failure path: put every group back where `offsets-before.json` found it, read them all
+//! back, and say in one cause what failed, why, and what was undone.
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::kafka::{Cluster, CommittedOffset, TopicPartition};
+use tidemark_core::layout::ResetId;
+
+use crate::apply::{OffsetsBefore, describe_mismatches};
+use crate::error::{ResetError, Result};
+use crate::plan::ResetPlan;
+use crate::records::{OFFSETS_BEFORE, ResetRecords};
+use crate::{committed_by_group, run_bounded};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackOutcome {
+    /// False when no change had been made (no snapshot was taken).
+    pub changes_found: bool,
+    /// Groups whose offsets were committed back.
+    pub groups_restored: Vec<String>,
+    /// Groups the reset created, deleted again.
+    pub groups_deleted: Vec<String>,
+    /// Partitions a group had no offset on before but has now: Kafka cannot un-commit one.
+    pub not_undone: Vec<String>,
+}
+
+/// What the Fail state shows, and what a restore that called this reset quotes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureReport {
+    pub error: String,
+    pub cause: String,
+    /// The rollback in one sentence.
+    pub undone: String,
+}
+
+/// A Step Functions `Catch` result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+async fn offsets_before(
+    records: &ResetRecords,
+    reset_id: &ResetId,
+) -> Result<Option<OffsetsBefore>> {
+    records
+        .get_json(&records.key(reset_id, OFFSETS_BEFORE))
+        .await
+}
+
+/// Commits each changed group back to its recorded offsets (only partitions that differ) and
+/// deletes groups the reset created. Every group is tried; idempotent.
+pub async fn rollback(
+    records: &ResetRecords,
+    reset_id: &ResetId,
+    plan: &ResetPlan,
+    cluster: &dyn Cluster,
+) -> Result<RollbackOutcome> {
+    let Some(before) = offsets_before(records, reset_id).await? else {
+        return Ok(RollbackOutcome::default());
+    };
+    let partitions_of = |group: &str| {
+        plan.groups
+            .iter()
+            .find(|planned| planned.group == group)
+            .map(|planned| planned.topic_partitions())
+            .unwrap_or_default()
+    };
+    let results = run_bounded(
+        before.groups.iter().collect(),
+        records.concurrency,
+        |group| {
+            let partitions = partitions_of(&group.group);
+            async move {
+                let undo = async {
+                    if !group.existed {
+                        cluster.delete_group(&group.group).await?;
+                        return Ok((false, Vec::new()));
+                    }
+                    let current = cluster.committed_offsets(&group.group, &partitions).await?;
+                    let changed: Vec<CommittedOffset> = group
+                        .offsets
+                        .iter()
+                        .filter(|offset| {
+                            !current.iter().any(|now| {
+                                now.topic == offset.topic
+                                    && now.partition == offset.partition
+                                    && now.offset == offset.offset
+                            })
+                        })
+                        .cloned()
+                        .collect();
+                    if !changed.is_empty() {
+                        cluster.commit_offsets(&group.group, &changed).await?;
+                    }
+                    let not_undone: Vec<String> = current
+                        .iter()
+                        .filter(|now| {
+                            !group.offsets.iter().any(|offset| {
+                                offset.topic == now.topic && offset.partition == now.partition
+                            })
+                        })
+                        .map(|now| format!("{} {}/{}", group.group, now.topic, now.partition))
+                        .collect();
+                    Ok::<_, tidemark_core::Error>((true, not_undone))
+                };
+                (group.group.as_str(), undo.await)
+            }
+        },
+    )
+    .await;
+    let mut outcome = RollbackOutcome {
+        changes_found: true,
+        ..RollbackOutcome::default()
+    };
+    let mut failures = Vec::new();
+    for (group, result) in results {
+        match result {
+            Ok((true, not_undone)) => {
+                outcome.groups_restored.push(group.to_owned());
+                outcome.not_undone.extend(not_undone);
+            }
+            Ok((false, _)) => outcome.groups_deleted.push(group.to_owned()),
+            Err(error) => failures.push((group, error)),
+        }
+    }
+    if failures.is_empty() {
+        if !outcome.not_undone.is_empty() {
+            tracing::warn!(partitions = ?outcome.not_undone,
+                "these groups had no offset here before; Kafka cannot un-commit one");
+        }
+        return Ok(outcome);
+    }
+    let retryable = failures.iter().all(|(_, error)| error.is_retryable());
+    let named: Vec<String> = failures
+        .iter()
+        .map(|(group, error)| format!("group {group}: {error}"))
+        .collect();
+    Err(ResetError::RollbackFailed {
+        message: named.join("; "),
+        retryable,
+    })
+}
+
+/// Reads every group back against `offsets-before.json` and writes the cause the Fail state
+/// shows: the failed step, its reason (naming the groups) and what the rollback undid.
+pub async fn verify_rollback(
+    records: &ResetRecords,
+    reset_id: &ResetId,
+    plan: &ResetPlan,
+    cluster: &dyn Cluster,
+    failed_step: &str,
+    failure: &Failure,
+    rolled_back: &RollbackOutcome,
+) -> Result<FailureReport> {
+    let reason = describe_failure(failure);
+    let undone = match offsets_before(records, reset_id).await? {
+        None => "nothing needed undoing (no group had been changed)".to_owned(),
+        Some(before) => {
+            let wanted: Vec<(String, Vec<TopicPartition>)> = before
+                .groups
+                .iter()
+                .map(|group| {
+                    let planned = plan
+                        .groups
+                        .iter()
+                        .find(|planned| planned.group == group.group);
+                    (
+                        group.group.clone(),
+                        planned.map(|p| p.topic_partitions()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            let found = committed_by_group(cluster, &wanted, records.concurrency).await?;
+            let wrong: Vec<String> = before
+                .groups
+                .iter()
+                .zip(&wanted)
+                .filter_map(|(group, (_, partitions))| {
+                    let expected: Vec<(TopicPartition, Option<i64>)> = if group.existed {
+                        group
+                            .offsets
+                            .iter()
+                            .map(|offset| {
+                                (
+                                    TopicPartition::new(offset.topic.clone(), offset.partition),
+                                    Some(offset.offset),
+                                )
+                            })
+                            .collect()
+                    } else {
+                        partitions.iter().map(|tp| (tp.clone(), None)).collect()
+                    };
+                    describe_mismatches(&group.group, &expected, &found[&group.group])
+                })
+                .collect();
+            if !wrong.is_empty() {
+                return Err(ResetError::RollbackFailed {
+                    message: format!(
+                        "after rolling back, groups are not where they were: {}",
+                        wrong.join("; ")
+                    ),
+                    retryable: false,
+                });
+            }
+            let existed = before.groups.iter().filter(|group| group.existed).count();
+            let mut undone = vec![format!(
+                "the {existed} groups that existed are back at their offsets from before the reset (verified)"
+            )];
+            let deleted: Vec<&str> = before
+                .groups
+                .iter()
+                .filter(|group| !group.existed)
+                .map(|group| group.group.as_str())
+                .collect();
+            if !deleted.is_empty() {
+                undone.push(format!(
+                    "groups {deleted:?}, which did not exist before, were deleted (verified)"
+                ));
+            }
+            if !rolled_back.not_undone.is_empty() {
+                undone.push(format!(
+                    "Kafka cannot un-commit, so these keep the new offset where they had none before: {:?}",
+                    rolled_back.not_undone
+                ));
+            }
+            undone.join("; ")
+        }
+    };
+    Ok(FailureReport {
+        error: "Tidemark.OffsetResetFailed".into(),
+        cause: format!("{failed_step} failed: {reason}. Rollback: {undone}."),
+        undone,
+    })
+}
+
+/// The failed state's reason in one line: a function error's message, else the raw cause.
+fn describe_failure(failure: &Failure) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(&failure.cause)
+        .ok()
+        .and_then(|cause| {
+            cause
+                .get("errorMessage")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| failure.cause.clone());
+    if failure.error.is_empty() {
+        message
+    } else {
+        format!("{message} ({})", failure.error)
+    }
+}
