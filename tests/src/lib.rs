@@ -175,6 +175,59 @@ impl Stack {
             .clone()
     }
 
+    /// Commits `offsets` (partition, offset) for `group` on `topic` with the independent
+    /// client, from outside the group.
+    pub fn commit_offsets(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        offsets: &[(i32, i64)],
+    ) {
+        let offsets: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
+        let mut args = vec![
+            "commit-offsets",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+        ];
+        for offset in &offsets {
+            args.extend(["--offset", offset.as_str()]);
+        }
+        self.python(&args);
+    }
+
+    /// The group's committed offsets on `topic`'s first `partitions` partitions, as the
+    /// independent client reads them (partition → offset; partitions without one left out).
+    pub fn group_offsets(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        partitions: u32,
+    ) -> std::collections::BTreeMap<String, i64> {
+        let partitions = partitions.to_string();
+        self.python(&[
+            "group-offsets",
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--partitions",
+            &partitions,
+        ])
+        .as_object()
+        .expect("group-offsets returns an object")
+        .iter()
+        .map(|(partition, offset)| (partition.clone(), offset.as_i64().unwrap()))
+        .collect()
+    }
+
     /// Waits until the backup's checkpoints reach `expected`: (topic, partition, next offset).
     pub fn wait_for_checkpoints(
         &self,

@@ -92,20 +92,8 @@ impl Backup {
     }
 
     fn commit(&self, group: &str, offsets: &[(i32, i64)]) {
-        let mut args = vec![
-            "commit-offsets",
-            "--bootstrap",
-            &self.stack.kafka_bootstrap,
-            "--topic",
-            &self.topic,
-            "--group",
-            group,
-        ];
-        let offsets: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
-        for offset in &offsets {
-            args.extend(["--offset", offset.as_str()]);
-        }
-        self.stack.python(&args);
+        self.stack
+            .commit_offsets(&self.stack.kafka_bootstrap, &self.topic, group, offsets);
     }
 
     /// Takes a cluster snapshot with the real offset-snapshotter; returns its time.
@@ -193,24 +181,8 @@ impl Backup {
     }
 
     fn group_offsets_on(&self, bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, i64> {
-        let partitions = self.partitions.to_string();
-        let offsets = self.stack.python(&[
-            "group-offsets",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--partitions",
-            &partitions,
-        ]);
-        offsets
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(partition, offset)| (partition.clone(), offset.as_i64().unwrap()))
-            .collect()
+        self.stack
+            .group_offsets(bootstrap, topic, group, self.partitions)
     }
 
     async fn report(&self, execution: &Execution) -> Value {

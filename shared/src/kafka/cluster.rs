@@ -395,7 +395,14 @@ pub async fn active_groups(cluster: &dyn ClusterReader, groups: &[String]) -> Re
             let hosts: Vec<String> = group
                 .members
                 .iter()
-                .map(|member| format!("{} on {}", member.client_id, member.client_host))
+                .map(|member| {
+                    if member.client_id.is_empty() && member.client_host.is_empty() {
+                        // Some brokers leave both out; the member id still tells it apart.
+                        format!("member {} (client and host not reported)", member.member_id)
+                    } else {
+                        format!("{} on {}", member.client_id, member.client_host)
+                    }
+                })
                 .collect();
             format!(
                 "{} ({} members: {})",
