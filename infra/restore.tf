@@ -1,13 +1,15 @@
 # The restore state machine from statemachines/restore.asl.json, unchanged: templatefile() fills
-# in the two function ARNs, as SAM's DefinitionSubstitutions does.
+# in the function and offset-reset machine ARNs, as SAM's DefinitionSubstitutions does.
 
 resource "aws_sfn_state_machine" "restore" {
   name     = "${var.name_prefix}-restore"
   role_arn = aws_iam_role.restore_state_machine.arn
   type     = "STANDARD"
   definition = templatefile("${path.module}/../statemachines/restore.asl.json", {
-    RestoreCoordinatorArn = aws_lambda_function.restore_coordinator.arn
-    RestorePartitionArn   = aws_lambda_function.restore_partition.arn
+    RestoreCoordinatorArn      = aws_lambda_function.restore_coordinator.arn
+    RestorePartitionArn        = aws_lambda_function.restore_partition.arn
+    OffsetResetFunctionArn     = aws_lambda_function.offset_reset.arn
+    OffsetResetStateMachineArn = aws_sfn_state_machine.offset_reset.arn
   })
 }
 
@@ -107,6 +109,15 @@ data "aws_iam_policy_document" "restore_state_machine" {
     resources = [
       aws_lambda_function.restore_coordinator.arn,
       aws_lambda_function.restore_partition.arn,
+      # A failed report undoes the offset reset with that function's rollback steps.
+      aws_lambda_function.offset_reset.arn,
+    ]
+  }
+  # ResetOffsets runs the offset-reset machine and waits for it (startExecution.sync:2).
+  statement {
+    actions = ["events:PutTargets", "events:PutRule", "events:DescribeRule"]
+    resources = [
+      "arn:aws:events:*:*:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
     ]
   }
   # The Distributed Map reads the partition list from the bucket and runs child executions.

@@ -34,3 +34,13 @@ variable "lambda_zip_dir" {
   type        = string
   description = "Directory of `cargo lambda build --release --output-format zip` output (target/lambda)."
 }
+
+variable "offset_reset_concurrency" {
+  type        = number
+  default     = 32
+  description = "Consumer groups an offset reset commits or reads at once (TIDEMARK_OFFSET_RESET_CONCURRENCY)."
+  validation {
+    condition     = var.offset_reset_concurrency >= 1 && var.offset_reset_concurrency <= 256
+    error_message = "offset_reset_concurrency must be from 1 to 256."
+  }
+}

@@ -42,14 +42,15 @@ TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   --function "backup-writer=$TIDEMARK_BIN/backup-writer" \
   --function "offset-snapshotter=$TIDEMARK_BIN/offset-snapshotter" \
   --function "restore-coordinator=$TIDEMARK_BIN/restore-coordinator" \
-  --function "restore-partition=$TIDEMARK_BIN/restore-partition" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+  --function "restore-partition=$TIDEMARK_BIN/restore-partition" \
+  --function "offset-reset=$TIDEMARK_BIN/offset-reset" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
 echo $! >"$TIDEMARK_STATE/lambda-host.pid"
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$lambda_port/" && break
   sleep 0.1
 done
 # Step Functions reaches the functions through the gateway (local/up.sh).
-for function in restore-coordinator restore-partition; do
+for function in restore-coordinator restore-partition offset-reset; do
   curl -sf -X PUT --data "http://127.0.0.1:$lambda_port" "$TIDEMARK_GATEWAY/_tidemark/functions/$function" \
     || die "could not register $function with the gateway at $TIDEMARK_GATEWAY"
 done
@@ -115,8 +116,10 @@ restore_input=$(cat <<JSON
 JSON
 )
 echo "$restore_input"
-py run-restore --endpoint "$AWS_ENDPOINT_URL" --definition statemachines/restore.asl.json \
-  --coordinator restore-coordinator --partition restore-partition --input "$restore_input" \
+machines=$(py create-machines --endpoint "$AWS_ENDPOINT_URL" --definitions statemachines \
+  --coordinator restore-coordinator --partition restore-partition --offset-reset offset-reset)
+machine() { echo "$machines" | "$TIDEMARK_PYTHON" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$(machine restore)" --name restore --input "$restore_input" \
   || { tail -n 30 "$TIDEMARK_STATE/lambda-host.log" >&2; die "the restore failed"; }
 
 log "the restored topic: every event up to the cut, none of the garbage"
@@ -129,4 +132,29 @@ log "payment-processor on the restored topic resumes where it stood at the cut"
 offsets=$(py group-offsets --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$restored" --group payment-processor --partitions 4)
 echo "$offsets"
 [ "$offsets" = '{"0": 1000, "1": 1000, "2": 1000, "3": 1000}' ] || die "payment-processor is not at 1000 on every partition"
+log "payment-notifier read the garbage on $topic too; plan putting it back to the cut (dry run)"
+for partition in 0 1 2 3; do
+  py commit-offsets --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --group payment-notifier \
+    --offset "$partition=$((1750 + partition))" >/dev/null
+done
+reset_input() { cat <<JSON
+{
+  "target": {"bootstrap_servers": "$TIDEMARK_KAFKA_BOOTSTRAP", "auth": "plaintext"},
+  "groups": {"names": ["payment-notifier"]},
+  "strategy": {"type": "timestamp", "at": $cut_ms},
+  "topics": ["$topic"],
+  "dry_run": $1
+}
+JSON
+}
+py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$(machine offset_reset)" --name plan --input "$(reset_input true)" \
+  || die "the offset reset plan failed"
+log "reset it: the first event at or after the cut on every partition, all or nothing"
+py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$(machine offset_reset)" --name reset --input "$(reset_input false)" \
+  || { tail -n 30 "$TIDEMARK_STATE/lambda-host.log" >&2; die "the offset reset failed"; }
+offsets=$(py group-offsets --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --group payment-notifier --partitions 4)
+echo "$offsets"
+# Where the garbage starts on each partition: the end of the topic before the bad deploy.
+echo "$before" | "$TIDEMARK_PYTHON" -c "import json,sys; ends=json.load(sys.stdin)['records_per_partition']; sys.exit(0 if json.loads('$offsets') == ends else 1)" \
+  || die "payment-notifier is not at the first garbage event on every partition ($before)"
 log "done: backed up, broken, restored to a point in time, consumers repositioned"

@@ -443,22 +443,36 @@ def cmd_summarize_topic(args):
     print(json.dumps({"topic": args.topic, "records_per_partition": summary, "garbage_records": garbage}))
 
 
-def cmd_run_restore(args):
-    """Creates the restore state machine from the repository's ASL file (function ARNs filled
-    in as SAM and Terraform fill them) and runs one execution to its end."""
+def cmd_create_machines(args):
+    """Creates the offset-reset and restore state machines from the repository's ASL files, with
+    the ARNs filled in as SAM and Terraform fill them in; prints both machine ARNs."""
     sfn = aws("stepfunctions", args.endpoint)
     arn = lambda name: f"arn:aws:lambda:{os.environ.get('AWS_REGION', 'us-east-1')}:000000000000:function:{name}"
-    with open(args.definition) as source:
+    role = "arn:aws:iam::000000000000:role/tidemark-state-machine"
+    with open(os.path.join(args.definitions, "offset-reset.asl.json")) as source:
+        definition = source.read().replace("${OffsetResetFunctionArn}", arn(args.offset_reset))
+    offset_reset = sfn.create_state_machine(name=f"tidemark-offset-reset-{time.time_ns()}", definition=definition,
+                                            roleArn=role)["stateMachineArn"]
+    with open(os.path.join(args.definitions, "restore.asl.json")) as source:
         definition = source.read().replace("${RestoreCoordinatorArn}", arn(args.coordinator)) \
-                                  .replace("${RestorePartitionArn}", arn(args.partition))
-    machine = sfn.create_state_machine(name=f"tidemark-restore-{time.time_ns()}", definition=definition,
-                                       roleArn="arn:aws:iam::000000000000:role/tidemark-restore")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, name=f"restore-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}",
+                                  .replace("${RestorePartitionArn}", arn(args.partition)) \
+                                  .replace("${OffsetResetFunctionArn}", arn(args.offset_reset)) \
+                                  .replace("${OffsetResetStateMachineArn}", offset_reset)
+    restore = sfn.create_state_machine(name=f"tidemark-restore-{time.time_ns()}", definition=definition,
+                                       roleArn=role)["stateMachineArn"]
+    print(json.dumps({"restore": restore, "offset_reset": offset_reset}))
+
+
+def cmd_run_execution(args):
+    """Runs one execution of a state machine to its end; prints its states and output (or error
+    and cause) and exits 1 unless it succeeded."""
+    sfn = aws("stepfunctions", args.endpoint)
+    execution = sfn.start_execution(stateMachineArn=args.machine, name=f"{args.name}-{time.strftime('%H%M%S')}-{time.time_ns() % 10**6}",
                                     input=args.input)["executionArn"]
     deadline = time.monotonic() + args.timeout
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
         if time.monotonic() > deadline:
-            fail(f"the restore is still running after {args.timeout}s")
+            fail(f"the execution is still running after {args.timeout}s")
         time.sleep(0.2)
     events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
     states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
@@ -524,9 +538,12 @@ def main():
     command("produce-garbage", cmd_produce_garbage, bootstrap, topic, (["--count"], dict(type=int, default=1000)),
             (["--partitions"], dict(type=int, default=1)))
     command("summarize-topic", cmd_summarize_topic, bootstrap, topic)
-    command("run-restore", cmd_run_restore, endpoint, (["--definition"], dict(required=True)),
+    command("create-machines", cmd_create_machines, endpoint, (["--definitions"], dict(required=True)),
             (["--coordinator"], dict(required=True)), (["--partition"], dict(required=True)),
-            (["--input"], dict(required=True)), (["--timeout"], dict(type=float, default=300)))
+            (["--offset-reset"], dict(required=True)))
+    command("run-execution", cmd_run_execution, endpoint, (["--machine"], dict(required=True)),
+            (["--name"], dict(default="run")), (["--input"], dict(required=True)),
+            (["--timeout"], dict(type=float, default=300)))
     command("make-certs", cmd_make_certs, (["--dir"], dict(required=True)))
     command("create-secret", cmd_create_secret, endpoint, (["--name"], dict(required=True)), (["--value"], dict(required=True)))
     command("sign-msk-iam", cmd_sign_msk_iam, (["--region"], dict(required=True)), (["--access-key"], dict(required=True)),

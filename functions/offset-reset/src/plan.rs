@@ -87,7 +87,8 @@ pub async fn make_plan(
             .await?
             .ok_or_else(|| {
                 ResetError::Refused(format!(
-                    "backup {backup_id:?} has no cluster snapshot at or before {at_ms} ms"
+                    "backup {backup_id:?} has no cluster snapshot at or before {} ({at_ms} ms)",
+                    crate::request::show_time(*at_ms)
                 ))
             })?,
         ),

@@ -86,6 +86,14 @@ pub enum ValidStrategy {
     Latest,
 }
 
+/// RFC 3339 in UTC, as operators write times in requests.
+pub(crate) fn show_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |time| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
 impl ValidStrategy {
     /// One line for plans and logs.
     pub fn describe(&self) -> String {
@@ -96,11 +104,17 @@ impl ValidStrategy {
                 restore_id,
             } => match restore_id {
                 Some(restore_id) => format!(
-                    "snapshot of backup {backup_id} at or before {at_ms} ms, translated through restore {restore_id}"
+                    "snapshot of backup {backup_id} at or before {}, translated through restore {restore_id}",
+                    show_time(*at_ms)
                 ),
-                None => format!("snapshot of backup {backup_id} at or before {at_ms} ms"),
+                None => format!(
+                    "snapshot of backup {backup_id} at or before {}",
+                    show_time(*at_ms)
+                ),
             },
-            ValidStrategy::Timestamp { at_ms } => format!("first offset at or after {at_ms} ms"),
+            ValidStrategy::Timestamp { at_ms } => {
+                format!("first offset stamped at or after {}", show_time(*at_ms))
+            }
             ValidStrategy::Explicit { offsets } => format!("{} explicit offsets", offsets.len()),
             ValidStrategy::Earliest => "earliest".into(),
             ValidStrategy::Latest => "latest".into(),

@@ -234,7 +234,7 @@ async fn snapshot_strategy_puts_groups_where_the_snapshot_saw_them() {
     assert!(
         refused
             .to_string()
-            .contains("no cluster snapshot at or before 999"),
+            .contains("no cluster snapshot at or before 1970-01-01T00:00:00.999Z (999 ms)"),
         "{refused}"
     );
     let strategy = json!({"type": "snapshot", "backup_id": "prod", "at": 1500});
