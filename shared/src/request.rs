@@ -107,3 +107,86 @@ impl TimeValue {
         }
     }
 }
+
+/// A Step Functions `Catch` result: the error name and its cause, as a failed state hands them
+/// to the rollback path.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(rename = "Error", default)]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl Failure {
+    /// The reason in one line: a function error's message, a failed child execution's own
+    /// cause and error, else the raw cause; the error name follows in parentheses.
+    pub fn describe(&self) -> String {
+        let parsed = serde_json::from_str::<serde_json::Value>(&self.cause).ok();
+        let field = |name: &str| {
+            parsed
+                .as_ref()
+                .and_then(|cause| cause.get(name))
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
+        // A failed child execution (DescribeExecution's fields): its own error and cause,
+        // which may be a function error in turn.
+        if let Some(cause) = field("Cause").or_else(|| field("cause")) {
+            let error = field("Error")
+                .or_else(|| field("error"))
+                .unwrap_or_else(|| self.error.clone());
+            return Failure { error, cause }.describe();
+        }
+        let message = field("errorMessage").unwrap_or_else(|| self.cause.clone());
+        if self.error.is_empty() {
+            message
+        } else {
+            format!("{message} ({})", self.error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_described_by_the_innermost_cause() {
+        let child = Failure {
+            error: "States.TaskFailed".into(),
+            cause: serde_json::json!({
+                "Status": "FAILED",
+                "Error": "Tidemark.OffsetResetFailed",
+                "Cause": "ApplyOffsets failed: group ledger: connection lost. Rollback: ...",
+            })
+            .to_string(),
+        };
+        assert_eq!(
+            child.describe(),
+            "ApplyOffsets failed: group ledger: connection lost. Rollback: ... (Tidemark.OffsetResetFailed)"
+        );
+        let function = Failure {
+            error: "Tidemark.Refused".into(),
+            cause: r#"{"errorType":"Tidemark.Refused","errorMessage":"no such backup"}"#.into(),
+        };
+        assert_eq!(function.describe(), "no such backup (Tidemark.Refused)");
+        let plain = Failure {
+            error: "States.Timeout".into(),
+            cause: "timed out".into(),
+        };
+        assert_eq!(plain.describe(), "timed out (States.Timeout)");
+        let child_refused = Failure {
+            error: "States.TaskFailed".into(),
+            cause: serde_json::json!({
+                "Error": "Tidemark.Refused",
+                "Cause": r#"{"errorType":"Tidemark.Refused","errorMessage":"group g is active"}"#,
+            })
+            .to_string(),
+        };
+        assert_eq!(
+            child_refused.describe(),
+            "group g is active (Tidemark.Refused)"
+        );
+    }
+}

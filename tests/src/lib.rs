@@ -176,13 +176,14 @@ impl Stack {
     }
 
     /// Commits `offsets` (partition, offset) for `group` on `topic` with the independent
-    /// client, from outside the group.
+    /// client, from outside the group. `security`: extra connection flags of tidemark_local.py.
     pub fn commit_offsets(
         &self,
         bootstrap: &str,
         topic: &str,
         group: &str,
         offsets: &[(i32, i64)],
+        security: &[&str],
     ) {
         let offsets: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
         let mut args = vec![
@@ -197,6 +198,7 @@ impl Stack {
         for offset in &offsets {
             args.extend(["--offset", offset.as_str()]);
         }
+        args.extend(security);
         self.python(&args);
     }
 

@@ -117,7 +117,7 @@ impl World {
 
     fn commit(&self, bootstrap: &str, group: &str, offsets: &[(i32, i64)]) {
         self.stack
-            .commit_offsets(bootstrap, &self.topic, group, offsets);
+            .commit_offsets(bootstrap, &self.topic, group, offsets, &[]);
     }
 
     fn offsets(&self, bootstrap: &str, group: &str) -> BTreeMap<String, i64> {

@@ -92,8 +92,13 @@ impl Backup {
     }
 
     fn commit(&self, group: &str, offsets: &[(i32, i64)]) {
-        self.stack
-            .commit_offsets(&self.stack.kafka_bootstrap, &self.topic, group, offsets);
+        self.stack.commit_offsets(
+            &self.stack.kafka_bootstrap,
+            &self.topic,
+            group,
+            offsets,
+            &[],
+        );
     }
 
     /// Takes a cluster snapshot with the real offset-snapshotter; returns its time.

@@ -132,21 +132,8 @@ impl Scenario {
         bootstrap: &str,
         security: &[&str],
     ) {
-        let offsets: Vec<String> = offsets.iter().map(|(p, o)| format!("{p}={o}")).collect();
-        let mut args = vec![
-            "commit-offsets",
-            "--bootstrap",
-            bootstrap,
-            "--topic",
-            topic,
-            "--group",
-            group,
-        ];
-        for offset in &offsets {
-            args.extend(["--offset", offset.as_str()]);
-        }
-        args.extend(security);
-        self.stack.python(&args);
+        self.stack
+            .commit_offsets(bootstrap, topic, group, offsets, security);
     }
 
     /// A one-partition topic on another broker, through the independent client.

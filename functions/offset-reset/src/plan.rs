@@ -339,12 +339,7 @@ async fn topic_partitions(
     cluster: &dyn ClusterReader,
     topics: &[String],
 ) -> Result<Vec<TopicPartition>> {
-    let existing: BTreeMap<String, i32> = cluster
-        .topics()
-        .await?
-        .into_iter()
-        .map(|topic| (topic.name, topic.partition_count))
-        .collect();
+    let existing = partition_counts(cluster).await?;
     let missing: Vec<&String> = topics
         .iter()
         .filter(|topic| !existing.contains_key(*topic))
@@ -366,12 +361,7 @@ async fn check_partitions_exist<'a>(
     cluster: &dyn ClusterReader,
     partitions: impl Iterator<Item = &'a TopicPartition>,
 ) -> Result<()> {
-    let existing: BTreeMap<String, i32> = cluster
-        .topics()
-        .await?
-        .into_iter()
-        .map(|topic| (topic.name, topic.partition_count))
-        .collect();
+    let existing = partition_counts(cluster).await?;
     let missing: BTreeSet<String> = partitions
         .filter(|tp| {
             existing
@@ -387,6 +377,16 @@ async fn check_partitions_exist<'a>(
             "partitions {missing:?} do not exist on the cluster"
         )))
     }
+}
+
+/// Every topic of the cluster and its partition count.
+async fn partition_counts(cluster: &dyn ClusterReader) -> Result<BTreeMap<String, i32>> {
+    Ok(cluster
+        .topics()
+        .await?
+        .into_iter()
+        .map(|topic| (topic.name, topic.partition_count))
+        .collect())
 }
 
 async fn low_or_high(

@@ -32,14 +32,7 @@ pub struct FailureReport {
     pub undone: String,
 }
 
-/// A Step Functions `Catch` result.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Failure {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
-}
+pub use tidemark_core::request::Failure;
 
 async fn offsets_before(
     records: &ResetRecords,
@@ -155,7 +148,7 @@ pub async fn verify_rollback(
     failure: &Failure,
     rolled_back: &RollbackOutcome,
 ) -> Result<FailureReport> {
-    let reason = describe_failure(failure);
+    let reason = failure.describe();
     let undone = match offsets_before(records, reset_id).await? {
         None => "nothing needed undoing (no group had been changed)".to_owned(),
         Some(before) => {
@@ -234,22 +227,4 @@ pub async fn verify_rollback(
         cause: format!("{failed_step} failed: {reason}. Rollback: {undone}."),
         undone,
     })
-}
-
-/// The failed state's reason in one line: a function error's message, else the raw cause.
-fn describe_failure(failure: &Failure) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(&failure.cause)
-        .ok()
-        .and_then(|cause| {
-            cause
-                .get("errorMessage")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| failure.cause.clone());
-    if failure.error.is_empty() {
-        message
-    } else {
-        format!("{message} ({})", failure.error)
-    }
 }

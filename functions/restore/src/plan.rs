@@ -214,6 +214,15 @@ pub async fn make_plan(
         Some((snapshot, key)) => group_plans(snapshot, key, &request.groups, &topics)?,
         None => Vec::new(),
     };
+    for group in groups
+        .iter()
+        .filter(|group| group.source_offsets.is_empty())
+    {
+        warnings.push(format!(
+            "group {}: no committed offset on the restored topics at the cut; it is not moved",
+            group.group
+        ));
+    }
 
     let mut partitions = Vec::new();
     for topic in &topics {

@@ -48,14 +48,7 @@ pub enum Step {
     Rollback,
 }
 
-/// A Step Functions `Catch` result.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Failure {
-    #[serde(rename = "Error", default)]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
-}
+pub use tidemark_core::request::Failure;
 
 /// What the plan step hands the state machine: small, whatever the plan's size. The Map
 /// reads the partition list from S3.

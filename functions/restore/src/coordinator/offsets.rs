@@ -11,20 +11,25 @@ use crate::partition::finished_partitions;
 use crate::plan::RestorePlan;
 
 /// The offset-reset request that puts the plan's groups where they stood at the cut, on the
-/// restored topics; `None` when the plan moves no group.
+/// restored topics; `None` when the plan moves no group (a group with no offset on the
+/// restored topics at the cut has nothing to move, and the plan warns about it).
 pub fn offset_reset_request(
     plan: &RestorePlan,
     target: &serde_json::Value,
 ) -> Option<serde_json::Value> {
-    if plan.groups.is_empty() || plan.dry_run {
+    let groups: Vec<&String> = plan
+        .groups
+        .iter()
+        .filter(|group| !group.source_offsets.is_empty())
+        .map(|group| &group.group)
+        .collect();
+    if groups.is_empty() || plan.dry_run {
         return None;
     }
     let snapshot = plan.snapshot.as_ref()?;
     Some(serde_json::json!({
         "target": target,
-        "groups": {
-            "names": plan.groups.iter().map(|group| &group.group).collect::<Vec<_>>(),
-        },
+        "groups": {"names": groups},
         "strategy": {
             "type": "snapshot",
             "backup_id": plan.backup_id,

@@ -35,7 +35,7 @@ pub async fn rollback(
     failure: &Failure,
     offsets_undone: Option<&str>,
 ) -> Result<RollbackOutcome> {
-    let reason = describe_failure(failure);
+    let reason = failure.describe();
     let mut outcome = RollbackOutcome {
         error: "Tidemark.RestoreFailed".into(),
         cause: String::new(),
@@ -65,58 +65,4 @@ pub async fn rollback(
     };
     outcome.cause = format!("{failed_step} failed: {reason}. Rollback: {undone}.");
     Ok(outcome)
-}
-
-/// The failed state's reason in one line: a function error's message, a failed child
-/// execution's own cause (the offset reset), else the raw cause.
-fn describe_failure(failure: &Failure) -> String {
-    let parsed = serde_json::from_str::<serde_json::Value>(&failure.cause).ok();
-    let field = |name: &str| {
-        parsed
-            .as_ref()
-            .and_then(|cause| cause.get(name))
-            .and_then(|value| value.as_str())
-            .map(str::to_owned)
-    };
-    let message = field("errorMessage")
-        .or_else(|| field("Cause").or_else(|| field("cause")))
-        .unwrap_or_else(|| failure.cause.clone());
-    let error = field("Error")
-        .or_else(|| field("error"))
-        .unwrap_or_else(|| failure.error.clone());
-    if error.is_empty() {
-        message
-    } else {
-        format!("{message} ({error})")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failed_offset_reset_execution_is_described_by_its_own_cause() {
-        let failure = Failure {
-            error: "States.TaskFailed".into(),
-            cause: serde_json::json!({
-                "status": "FAILED",
-                "error": "Tidemark.OffsetResetFailed",
-                "cause": "ApplyOffsets failed: group ledger: connection lost. Rollback: ...",
-            })
-            .to_string(),
-        };
-        assert_eq!(
-            describe_failure(&failure),
-            "ApplyOffsets failed: group ledger: connection lost. Rollback: ... (Tidemark.OffsetResetFailed)"
-        );
-        let lambda = Failure {
-            error: "Tidemark.Refused".into(),
-            cause: r#"{"errorType":"Tidemark.Refused","errorMessage":"no such backup"}"#.into(),
-        };
-        assert_eq!(
-            describe_failure(&lambda),
-            "no such backup (Tidemark.Refused)"
-        );
-    }
 }
