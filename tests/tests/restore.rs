@@ -731,7 +731,7 @@ async fn an_offset_reset_failure_rolls_every_group_back_to_its_snapshot() {
     assert_eq!(
         backup.group_offsets_on(&proxy.address, &target, &ledger),
         BTreeMap::from([("0".to_owned(), 7)]),
-        "the group that had moved is back where the pre-restore snapshot found it"
+        "the group that had moved is back where it stood before the offset reset"
     );
     assert!(
         backup

@@ -34,6 +34,14 @@ pub struct FailureReport {
 
 pub use tidemark_core::request::Failure;
 
+/// What the rollback did to one group.
+enum Undone {
+    /// Committed back where it had changed; `not_undone` lists partitions it had no offset on.
+    Restored { not_undone: Vec<String> },
+    /// The reset created it; deleted.
+    Deleted,
+}
+
 async fn offsets_before(
     records: &ResetRecords,
     reset_id: &ResetId,
@@ -70,7 +78,7 @@ pub async fn rollback(
                 let undo = async {
                     if !group.existed {
                         cluster.delete_group(&group.group).await?;
-                        return Ok((false, Vec::new()));
+                        return Ok(Undone::Deleted);
                     }
                     let current = cluster.committed_offsets(&group.group, &partitions).await?;
                     let changed: Vec<CommittedOffset> = group
@@ -97,7 +105,7 @@ pub async fn rollback(
                         })
                         .map(|now| format!("{} {}/{}", group.group, now.topic, now.partition))
                         .collect();
-                    Ok::<_, tidemark_core::Error>((true, not_undone))
+                    Ok::<_, tidemark_core::Error>(Undone::Restored { not_undone })
                 };
                 (group.group.as_str(), undo.await)
             }
@@ -111,11 +119,11 @@ pub async fn rollback(
     let mut failures = Vec::new();
     for (group, result) in results {
         match result {
-            Ok((true, not_undone)) => {
+            Ok(Undone::Restored { not_undone }) => {
                 outcome.groups_restored.push(group.to_owned());
                 outcome.not_undone.extend(not_undone);
             }
-            Ok((false, _)) => outcome.groups_deleted.push(group.to_owned()),
+            Ok(Undone::Deleted) => outcome.groups_deleted.push(group.to_owned()),
             Err(error) => failures.push((group, error)),
         }
     }

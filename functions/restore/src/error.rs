@@ -19,9 +19,6 @@ pub enum RestoreError {
     /// After restoring, the target does not hold what the restore produced.
     #[error("restored counts do not match: {0}")]
     CountMismatch(String),
-    /// Some consumer groups could not be moved; the message names them.
-    #[error("offset reset failed: {0}")]
-    OffsetReset(String),
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
 }
@@ -33,7 +30,6 @@ impl RestoreError {
             RestoreError::Refused(_) => "Tidemark.Refused",
             RestoreError::TargetChanged(_) => "Tidemark.TargetChanged",
             RestoreError::CountMismatch(_) => "Tidemark.CountMismatch",
-            RestoreError::OffsetReset(_) => "Tidemark.OffsetResetFailed",
             RestoreError::Core(error) if error.is_retryable() => "Tidemark.Retryable",
             RestoreError::Core(_) => "Tidemark.Failed",
         }

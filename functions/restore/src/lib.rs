@@ -1,9 +1,12 @@
 //! Point-in-time restore of a Tidemark backup into a Kafka cluster, as the functions of the
 //! restore state machine (`statemachines/restore.asl.json`):
 //!
-//! - `restore-coordinator`: validate and plan, snapshot the target groups' offsets, create
-//!   topics, reset offsets, validate counts, write the report, and roll back on failure;
+//! - `restore-coordinator`: validate and plan, create topics, validate counts and write the
+//!   offset mapping, write the report, and roll back on failure;
 //! - `restore-partition`: copy one partition's selected records, resumably.
+//!
+//! Consumer groups are moved by the offset-reset state machine (`functions/offset-reset`), which
+//! the restore machine runs as a child execution with the plan's request.
 
 pub mod backup;
 pub mod config;

@@ -32,8 +32,8 @@ pub struct StepInput {
     pub failed_step: Option<String>,
     #[serde(default)]
     pub failure: Option<Failure>,
-    /// Set on the rollback path after the groups were moved: the offset reset's rollback
-    /// outcome (`{"cause": ...}`), whose account of the groups goes into this cause.
+    /// Set on the rollback path after the groups were moved: the offset reset's verified
+    /// rollback (`{"undone": ...}`), whose account of the groups goes into this cause.
     #[serde(default)]
     pub offsets_rollback: Option<serde_json::Value>,
 }
