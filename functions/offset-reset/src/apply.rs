@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::{Cluster, CommittedOffset, TopicPartition, active_groups};
 use tidemark_core::layout::ResetId;
+use tidemark_core::object_store::{get_json, put_json_once};
 
 use crate::error::{ResetError, Result};
 use crate::plan::ResetPlan;
@@ -78,7 +79,7 @@ pub async fn snapshot(
     cluster: &dyn Cluster,
 ) -> Result<SnapshotSummary> {
     let key = records.key(reset_id, OFFSETS_BEFORE);
-    let before = match records.get_json::<OffsetsBefore>(&key).await? {
+    let before = match get_json::<OffsetsBefore>(records.objects.as_ref(), &key).await? {
         Some(existing) => existing,
         None => {
             let known: Vec<String> = cluster
@@ -116,7 +117,7 @@ pub async fn snapshot(
                 taken_at_ms: now_ms(),
                 groups,
             };
-            records.put_json_once(&key, &before).await?
+            put_json_once(records.objects.as_ref(), &key, &before).await?
         }
     };
     Ok(SnapshotSummary {

@@ -10,6 +10,8 @@ use tidemark_core::layout::ResetId;
 
 use crate::error::{ResetError, Result};
 use crate::plan::{ResetPlan, make_plan};
+use tidemark_core::object_store::{get_json, put_json_once};
+
 use crate::records::{PLAN, ResetRecords};
 use crate::request::{ResetRequest, ValidRequest};
 use crate::rollback::{Failure, RollbackOutcome};
@@ -127,7 +129,7 @@ impl Handler {
         raw_request: &serde_json::Value,
     ) -> Result<PlanSummary> {
         let key = self.records.key(reset_id, PLAN);
-        let plan = match self.records.get_json::<ResetPlan>(&key).await? {
+        let plan = match get_json::<ResetPlan>(self.records.objects.as_ref(), &key).await? {
             Some(plan) if &plan.request == raw_request => plan,
             Some(_) => {
                 return Err(ResetError::Refused(format!(
@@ -145,7 +147,7 @@ impl Handler {
                     now_ms(),
                 )
                 .await?;
-                self.records.put_json_once(&key, &plan).await?
+                put_json_once(self.records.objects.as_ref(), &key, &plan).await?
             }
         };
         let mut moves: Vec<MoveLine> = plan
@@ -179,9 +181,11 @@ impl Handler {
 
     async fn load_plan(&self, reset_id: &ResetId) -> Result<ResetPlan> {
         let key = self.records.key(reset_id, PLAN);
-        self.records.get_json(&key).await?.ok_or_else(|| {
-            ResetError::Refused(format!("offset reset {reset_id} has no plan at {key}"))
-        })
+        get_json(self.records.objects.as_ref(), &key)
+            .await?
+            .ok_or_else(|| {
+                ResetError::Refused(format!("offset reset {reset_id} has no plan at {key}"))
+            })
     }
 }
 

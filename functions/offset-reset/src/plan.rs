@@ -109,8 +109,7 @@ pub async fn make_plan(
                         .layout
                         .restore_offset_mapping_key(backup_id, restore_id);
                     Some(
-                        records
-                            .get_json::<RestoreOffsetMapping>(&key)
+                        tidemark_core::object_store::get_json::<RestoreOffsetMapping>(records.objects.as_ref(), &key)
                             .await?
                             .ok_or_else(|| {
                                 ResetError::Refused(format!(

@@ -5,13 +5,9 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tidemark_core::layout::{ResetId, StorageLayout};
-use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::object_store::ObjectStore;
 use tidemark_core::snapshot::SnapshotCatalog;
-
-use crate::error::Result;
 
 #[derive(Clone)]
 pub struct ResetRecords {
@@ -45,18 +41,5 @@ impl ResetRecords {
 
     pub fn key(&self, reset_id: &ResetId, name: &str) -> String {
         format!("{}{name}", self.layout.offset_reset_prefix(reset_id))
-    }
-
-    /// Writes a record once; a retried step gets the first write back.
-    pub async fn put_json_once<T: Serialize + DeserializeOwned + Clone>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<T> {
-        Ok(object_store::put_json_once(self.objects.as_ref(), key, value).await?)
-    }
-
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        Ok(object_store::get_json(self.objects.as_ref(), key).await?)
     }
 }

@@ -46,9 +46,8 @@ async fn offsets_before(
     records: &ResetRecords,
     reset_id: &ResetId,
 ) -> Result<Option<OffsetsBefore>> {
-    records
-        .get_json(&records.key(reset_id, OFFSETS_BEFORE))
-        .await
+    let key = records.key(reset_id, OFFSETS_BEFORE);
+    Ok(tidemark_core::object_store::get_json(records.objects.as_ref(), &key).await?)
 }
 
 /// Commits each changed group back to its recorded offsets (only partitions that differ) and
