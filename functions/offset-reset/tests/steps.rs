@@ -418,6 +418,40 @@ async fn a_failure_mid_apply_is_rolled_back_and_every_group_verified_at_its_snap
 }
 
 #[tokio::test]
+async fn apply_is_retried_only_when_every_failure_is_transient() {
+    let world = world();
+    world.groups();
+    let request = request(json!({"type": "latest"}), json!({}));
+    for step in ["plan", "check-groups", "snapshot"] {
+        world.step(step, &request).await.unwrap();
+    }
+    world
+        .cluster
+        .fail_commits_transiently("billing", "connection reset by peer");
+    let error = world.step("apply", &request).await.unwrap_err();
+    assert_eq!(
+        error.error_type(),
+        "Tidemark.Retryable",
+        "the state machine retries it with backoff: {error}"
+    );
+    world
+        .cluster
+        .fail_commits("audit-eu", "the group has active members");
+    let error = world.step("apply", &request).await.unwrap_err();
+    assert_eq!(
+        error.error_type(),
+        "Tidemark.OffsetResetFailed",
+        "one permanent failure goes straight to rollback: {error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("2 of 2 groups failed (0 committed)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn a_rollback_with_no_snapshot_changes_nothing_and_says_so() {
     let world = world();
     world.groups();

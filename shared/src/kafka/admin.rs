@@ -104,8 +104,22 @@ impl ClusterAdmin for KafkaCluster {
             // the coordinator accepts only for an empty group.
             let consumer = client::consumer(&connection, &client_id, Some(&group_id))?;
             let result = consumer.commit(&list, CommitMode::Sync).map_err(|error| {
-                describe_failure("commit offsets", &connection, Some(&consumer), error)
-                    .with_subject(&group_id)
+                let permanent = error
+                    .rdkafka_error_code()
+                    .is_some_and(commit_error_is_permanent);
+                let failure =
+                    describe_failure("commit offsets", &connection, Some(&consumer), error)
+                        .with_subject(&group_id);
+                match failure {
+                    Error::Kafka {
+                        operation, message, ..
+                    } if permanent => Error::Kafka {
+                        operation,
+                        message,
+                        retryable: false,
+                    },
+                    other => other,
+                }
             });
             client::close(consumer);
             result
@@ -131,6 +145,24 @@ impl ClusterAdmin for KafkaCluster {
         )?;
         Ok(())
     }
+}
+
+/// Commit errors that another attempt would meet again: the group has members now (the broker
+/// refuses commits from outside a live group), or the partitions or metadata are refused as
+/// such. Coordinator moves and lost connections stay retryable.
+fn commit_error_is_permanent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::UnknownMemberId
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::FencedInstanceId
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::InvalidCommitOffsetSize
+            | RDKafkaErrorCode::OffsetMetadataTooLarge
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+    )
 }
 
 impl KafkaCluster {
@@ -163,5 +195,31 @@ impl KafkaCluster {
         AdminOptions::new()
             .request_timeout(Some(self.connection().request_timeout))
             .operation_timeout(Some(self.connection().request_timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_group_or_a_refused_partition_is_permanent_and_a_moving_coordinator_is_not() {
+        for code in [
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::RebalanceInProgress,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ] {
+            assert!(commit_error_is_permanent(code), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+            RDKafkaErrorCode::CoordinatorLoadInProgress,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::RequestTimedOut,
+        ] {
+            assert!(!commit_error_is_permanent(code), "{code:?}");
+        }
     }
 }

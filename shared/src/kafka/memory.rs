@@ -19,7 +19,8 @@ struct State {
     groups: BTreeMap<String, GroupDescription>,
     offsets: BTreeMap<(String, TopicPartition), i64>,
     failing_groups: BTreeMap<String, String>,
-    failing_commits: BTreeMap<String, String>,
+    /// Per group: the failure message, and whether it is one a retry may not meet.
+    failing_commits: BTreeMap<String, (String, bool)>,
     /// Record timestamps of a partition from its first offset on, for ListOffsets by time.
     timestamps: BTreeMap<TopicPartition, (i64, Vec<i64>)>,
 }
@@ -103,11 +104,19 @@ impl MemoryCluster {
             .insert(group_id.to_owned(), message.to_owned());
     }
 
-    /// Makes committing `group_id`'s offsets fail with `message`.
+    /// Makes committing `group_id`'s offsets fail with `message`, for good.
     pub fn fail_commits(&self, group_id: &str, message: &str) {
         self.lock()
             .failing_commits
-            .insert(group_id.to_owned(), message.to_owned());
+            .insert(group_id.to_owned(), (message.to_owned(), false));
+    }
+
+    /// Makes committing `group_id`'s offsets fail with `message`, as a transient error (a lost
+    /// connection, a coordinator moving).
+    pub fn fail_commits_transiently(&self, group_id: &str, message: &str) {
+        self.lock()
+            .failing_commits
+            .insert(group_id.to_owned(), (message.to_owned(), true));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -249,11 +258,11 @@ impl ClusterAdmin for MemoryCluster {
 
     async fn commit_offsets(&self, group_id: &str, offsets: &[CommittedOffset]) -> Result<()> {
         let mut state = self.lock();
-        if let Some(message) = state.failing_commits.get(group_id) {
+        if let Some((message, retryable)) = state.failing_commits.get(group_id) {
             return Err(Error::Kafka {
                 operation: "commit offsets",
                 message: format!("{group_id}: {message}"),
-                retryable: false,
+                retryable: *retryable,
             });
         }
         if let Some(group) = state.groups.get(group_id)
