@@ -418,6 +418,11 @@ async fn a_connection_cut_mid_apply_rolls_every_group_back_to_its_snapshot() {
         "{states:?}"
     );
     assert_eq!(
+        execution.task_errors(),
+        ["Tidemark.Retryable"; 4],
+        "a lost connection is retried with backoff (3 retries) before the rollback"
+    );
+    assert_eq!(
         execution.error.as_deref(),
         Some("Tidemark.OffsetResetFailed")
     );
