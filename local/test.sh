@@ -11,6 +11,9 @@ log "checking formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
+log "checking the deployment descriptions: template.yaml and infra/ agree, cfn-lint, HCL"
+"$TIDEMARK_PYTHON" local/py/check_deploy.py
+
 log "building the workspace"
 cargo build --workspace --all-targets --locked --quiet
 
