@@ -13,6 +13,7 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
 log "checking the deployment descriptions: template.yaml and infra/ agree, cfn-lint, HCL"
 "$TIDEMARK_PYTHON" local/py/check_deploy.py
+"$TIDEMARK_PYTHON" local/py/test_check_deploy.py
 
 log "building the workspace"
 cargo build --workspace --all-targets --locked --quiet

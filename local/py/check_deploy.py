@@ -9,7 +9,8 @@ must describe the same system, and both must use the state machine definitions u
   definition has;
 - every environment variable a function gets is listed in example.env.
 
-Exits 1 and names every difference found.
+Exits 1 and names every difference found. `--root DIR` checks another checkout (the
+checker's own test uses it on altered copies).
 """
 
 import json
@@ -23,6 +24,8 @@ import hcl2
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if len(sys.argv) == 3 and sys.argv[1] == "--root":
+    REPO = os.path.abspath(sys.argv[2])
 problems = []
 
 
