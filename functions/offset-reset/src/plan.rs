@@ -52,6 +52,15 @@ impl GroupMove {
 }
 
 impl ResetPlan {
+    /// The planned partitions of `group` (none for a group the plan does not move).
+    pub fn partitions_of(&self, group: &str) -> Vec<TopicPartition> {
+        self.groups
+            .iter()
+            .find(|planned| planned.group == group)
+            .map(GroupMove::topic_partitions)
+            .unwrap_or_default()
+    }
+
     pub fn partition_count(&self) -> usize {
         self.groups.iter().map(|group| group.partitions.len()).sum()
     }

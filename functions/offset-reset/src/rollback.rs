@@ -61,18 +61,11 @@ pub async fn rollback(
     let Some(before) = offsets_before(records, reset_id).await? else {
         return Ok(RollbackOutcome::default());
     };
-    let partitions_of = |group: &str| {
-        plan.groups
-            .iter()
-            .find(|planned| planned.group == group)
-            .map(|planned| planned.topic_partitions())
-            .unwrap_or_default()
-    };
     let results = run_bounded(
         before.groups.iter().collect(),
         records.concurrency,
         |group| {
-            let partitions = partitions_of(&group.group);
+            let partitions = plan.partitions_of(&group.group);
             async move {
                 let undo = async {
                     if !group.existed {
@@ -162,16 +155,7 @@ pub async fn verify_rollback(
             let wanted: Vec<(String, Vec<TopicPartition>)> = before
                 .groups
                 .iter()
-                .map(|group| {
-                    let planned = plan
-                        .groups
-                        .iter()
-                        .find(|planned| planned.group == group.group);
-                    (
-                        group.group.clone(),
-                        planned.map(|p| p.topic_partitions()).unwrap_or_default(),
-                    )
-                })
+                .map(|group| (group.group.clone(), plan.partitions_of(&group.group)))
                 .collect();
             let found = committed_by_group(cluster, &wanted, records.concurrency).await?;
             let wrong: Vec<String> = before

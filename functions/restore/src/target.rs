@@ -11,9 +11,9 @@ pub use tidemark_core::kafka::Cluster;
 use crate::error::Result;
 use crate::partition::target::{KafkaTargetWriter, TargetWriter};
 
+/// A cluster connector that also makes the partition restore's producer.
 #[async_trait]
-pub trait TargetConnector: Send + Sync {
-    async fn cluster(&self, settings: &KafkaSettings) -> Result<Arc<dyn Cluster>>;
+pub trait TargetConnector: ClusterConnector {
     async fn writer(&self, settings: &KafkaSettings) -> Result<Arc<dyn TargetWriter>>;
 }
 
@@ -31,11 +31,14 @@ impl AwsTargetConnector {
 }
 
 #[async_trait]
-impl TargetConnector for AwsTargetConnector {
-    async fn cluster(&self, settings: &KafkaSettings) -> Result<Arc<dyn Cluster>> {
-        Ok(self.clusters.cluster(settings).await?)
+impl ClusterConnector for AwsTargetConnector {
+    async fn cluster(&self, settings: &KafkaSettings) -> tidemark_core::Result<Arc<dyn Cluster>> {
+        self.clusters.cluster(settings).await
     }
+}
 
+#[async_trait]
+impl TargetConnector for AwsTargetConnector {
     async fn writer(&self, settings: &KafkaSettings) -> Result<Arc<dyn TargetWriter>> {
         let connection = self.clusters.connection(settings).await?;
         Ok(Arc::new(KafkaTargetWriter::connect(connection)?))

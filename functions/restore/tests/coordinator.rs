@@ -37,9 +37,6 @@ impl tidemark_core::kafka::ClusterConnector for Twins {
 
 #[async_trait]
 impl TargetConnector for Twins {
-    async fn cluster(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn Cluster>> {
-        Ok(self.cluster.clone())
-    }
     async fn writer(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn TargetWriter>> {
         Ok(self.writer.clone())
     }

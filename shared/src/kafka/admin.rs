@@ -125,11 +125,7 @@ impl ClusterAdmin for KafkaCluster {
             result
         })
         .await
-        .map_err(|error| Error::Kafka {
-            operation: "commit offsets",
-            message: error.to_string(),
-            retryable: true,
-        })?
+        .map_err(client::join_error)?
     }
 
     async fn delete_group(&self, group_id: &str) -> Result<()> {

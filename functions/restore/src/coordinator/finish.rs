@@ -6,7 +6,8 @@ use tidemark_core::kafka::TopicPartition;
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
-use crate::partition::finished_partitions;
+use crate::partition::{PartitionProgress, finished_partitions};
+use crate::plan::PartitionTask;
 use crate::plan::RestorePlan;
 use crate::target::Cluster;
 
@@ -40,16 +41,31 @@ pub struct ReportSummary {
     pub records_to_scan: u64,
 }
 
-async fn outcomes(backup: &Backup, plan: &RestorePlan) -> Result<Vec<PartitionOutcome>> {
-    let mut outcomes = Vec::new();
-    for (task, progress) in finished_partitions(backup, plan).await? {
-        let progress = progress.ok_or_else(|| {
-            RestoreError::CountMismatch(format!(
-                "{}/{} has no finished progress record",
-                task.source_topic, task.partition
-            ))
-        })?;
-        outcomes.push(PartitionOutcome {
+/// Every planned partition with its finished progress; a partition that has not finished is
+/// a count mismatch. Read once per step and shared by what the step derives from it.
+pub async fn finished<'a>(
+    backup: &Backup,
+    plan: &'a RestorePlan,
+) -> Result<Vec<(&'a PartitionTask, PartitionProgress)>> {
+    finished_partitions(backup, plan)
+        .await?
+        .into_iter()
+        .map(|(task, progress)| {
+            let progress = progress.ok_or_else(|| {
+                RestoreError::CountMismatch(format!(
+                    "{}/{} has no finished progress record",
+                    task.source_topic, task.partition
+                ))
+            })?;
+            Ok((task, progress))
+        })
+        .collect()
+}
+
+fn outcomes(finished: &[(&PartitionTask, PartitionProgress)]) -> Vec<PartitionOutcome> {
+    finished
+        .iter()
+        .map(|(task, progress)| PartitionOutcome {
             source_topic: task.source_topic.clone(),
             target_topic: task.target_topic.clone(),
             partition: task.partition,
@@ -61,18 +77,16 @@ async fn outcomes(backup: &Backup, plan: &RestorePlan) -> Result<Vec<PartitionOu
             offset_runs: progress.offset_map.runs().len(),
             invocations: progress.invocations,
             recovered_after_interruption: progress.recovered,
-        });
-    }
-    Ok(outcomes)
+        })
+        .collect()
 }
 
 /// Every target partition must end exactly where its restore says it stopped producing.
 pub async fn validate(
-    backup: &Backup,
-    plan: &RestorePlan,
+    finished: &[(&PartitionTask, PartitionProgress)],
     cluster: &dyn Cluster,
 ) -> Result<Validation> {
-    let outcomes = outcomes(backup, plan).await?;
+    let outcomes = outcomes(finished);
     let partitions: Vec<TopicPartition> = outcomes
         .iter()
         .map(|outcome| TopicPartition::new(outcome.target_topic.clone(), outcome.partition))
@@ -113,7 +127,7 @@ pub async fn report(
     let partitions = if plan.dry_run {
         Vec::new()
     } else {
-        outcomes(backup, plan).await?
+        outcomes(&finished(backup, plan).await?)
     };
     let records = partitions.iter().map(|outcome| outcome.records).sum();
     let records_to_scan = plan

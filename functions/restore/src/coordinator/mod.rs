@@ -110,8 +110,10 @@ impl Coordinator {
             Step::Validate => {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
                 let cluster = self.connector.cluster(&request.target).await?;
-                let validation = finish::validate(&self.backup, &plan, cluster.as_ref()).await?;
-                let mapping = offsets::write_offset_mapping(&self.backup, &plan).await?;
+                // Progress is read once for both the check and the mapping.
+                let finished = finish::finished(&self.backup, &plan).await?;
+                let validation = finish::validate(&finished, cluster.as_ref()).await?;
+                let mapping = offsets::write_offset_mapping(&self.backup, &plan, &finished).await?;
                 to_json(ValidateOutcome {
                     validation,
                     offset_mapping_partitions: mapping.partitions.len(),

@@ -6,9 +6,9 @@
 use tidemark_core::offset_map::{MappedPartition, RestoreOffsetMapping};
 
 use crate::backup::Backup;
-use crate::error::{RestoreError, Result};
-use crate::partition::finished_partitions;
-use crate::plan::RestorePlan;
+use crate::error::Result;
+use crate::partition::PartitionProgress;
+use crate::plan::{PartitionTask, RestorePlan};
 
 /// The offset-reset request that puts the plan's groups where they stood at the cut, on the
 /// restored topics; `None` when the plan moves no group (a group with no offset on the
@@ -41,28 +41,23 @@ pub fn offset_reset_request(
     }))
 }
 
-/// Writes the restore's offset mapping once every partition has finished: per partition,
-/// its source→target offset runs and the target's end.
+/// Writes the restore's offset mapping from every partition's finished progress: its
+/// source→target offset runs and the target's end.
 pub async fn write_offset_mapping(
     backup: &Backup,
     plan: &RestorePlan,
+    finished: &[(&PartitionTask, PartitionProgress)],
 ) -> Result<RestoreOffsetMapping> {
-    let mut partitions = Vec::new();
-    for (task, finished) in finished_partitions(backup, plan).await? {
-        let finished = finished.ok_or_else(|| {
-            RestoreError::CountMismatch(format!(
-                "{}/{} has not finished restoring; its offsets cannot be mapped",
-                task.source_topic, task.partition
-            ))
-        })?;
-        partitions.push(MappedPartition {
+    let partitions = finished
+        .iter()
+        .map(|(task, progress)| MappedPartition {
             source_topic: task.source_topic.clone(),
             target_topic: task.target_topic.clone(),
             partition: task.partition,
-            target_end: finished.target_end(),
-            offset_map: finished.offset_map,
-        });
-    }
+            target_end: progress.target_end(),
+            offset_map: progress.offset_map.clone(),
+        })
+        .collect();
     let (backup_id, restore_id) = plan.ids()?;
     let key = backup
         .layout
