@@ -347,8 +347,43 @@ impl Stack {
         env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> LambdaHost {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
+        // A port found free can be taken (by any client's outgoing connection) before the
+        // host binds it: the host then exits at once, and another port is tried.
+        for attempt in 1..=5 {
+            let listen = format!("127.0.0.1:{}", free_port());
+            let mut process = ChildProcess::spawn(
+                "lambda-host",
+                self.lambda_host_command(functions, env, timeout_seconds, &listen),
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while process.is_running() {
+                if std::net::TcpStream::connect(&listen).is_ok() {
+                    let endpoint = format!("http://{listen}");
+                    return LambdaHost { process, endpoint };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "lambda host did not listen on {listen} within 30 s:\n{}",
+                    process.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let log = process.log();
+            assert!(
+                log.contains("Address already in use") && attempt < 5,
+                "lambda host exited (attempt {attempt}):\n{log}"
+            );
+        }
+        unreachable!("the last attempt either returns or fails its assertion")
+    }
+
+    fn lambda_host_command(
+        &self,
+        functions: &[String],
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+        listen: &str,
+    ) -> Command {
         let timeout = timeout_seconds.to_string();
         let mut command = Command::new(self.binary("tidemark-lambda-host"));
         command
@@ -359,7 +394,7 @@ impl Stack {
             )
             .args([
                 "--listen",
-                &listen,
+                listen,
                 "--timeout-seconds",
                 &timeout,
                 "--concurrency",
@@ -371,14 +406,7 @@ impl Stack {
         for (name, value) in env {
             command.env(name, value);
         }
-        let process = ChildProcess::spawn("lambda-host", command);
-        let endpoint = format!("http://{listen}");
-        wait_until(
-            Duration::from_secs(30),
-            || std::net::TcpStream::connect(&listen).is_ok(),
-            || format!("lambda host did not listen on {listen}:\n{}", process.log()),
-        );
-        LambdaHost { process, endpoint }
+        command
     }
 
     /// A broker of this test's own, reachable only through a [`kafka_proxy::KafkaFaultProxy`]
