@@ -109,6 +109,53 @@ pub struct BackupWriterConfig {
     pub compression_level: i32,
     /// `TIDEMARK_METRICS_NAMESPACE`: CloudWatch namespace of the EMF metrics (default `Tidemark`).
     pub metrics_namespace: String,
+    /// `TIDEMARK_RETENTION_SHORT_TOPICS` / `TIDEMARK_RETENTION_LONG_TOPICS`.
+    pub retention: RetentionTiers,
+}
+
+/// The retention tier a segment is tagged with (`tidemark-retention`); the bucket's lifecycle
+/// rules expire each tier after its own number of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionTier {
+    Short,
+    Standard,
+    Long,
+}
+
+impl RetentionTier {
+    /// The object tag that carries the tier.
+    pub const TAG: &'static str = "tidemark-retention";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetentionTier::Short => "short",
+            RetentionTier::Standard => "standard",
+            RetentionTier::Long => "long",
+        }
+    }
+}
+
+/// Which topics are in the short and long tiers (whole-name regular expressions); the rest are
+/// standard.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionTiers {
+    short: Option<Regex>,
+    long: Option<Regex>,
+}
+
+impl RetentionTiers {
+    pub fn tier(&self, topic: &str) -> RetentionTier {
+        let matches = |pattern: &Option<Regex>| pattern.as_ref().is_some_and(|p| p.is_match(topic));
+        // A topic in both keeps the longer retention: expiring late costs storage, expiring
+        // early loses backups.
+        if matches(&self.long) {
+            RetentionTier::Long
+        } else if matches(&self.short) {
+            RetentionTier::Short
+        } else {
+            RetentionTier::Standard
+        }
+    }
 }
 
 impl BackupWriterConfig {
@@ -133,6 +180,10 @@ impl BackupWriterConfig {
             metrics_namespace: env
                 .optional("TIDEMARK_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "Tidemark".to_owned()),
+            retention: RetentionTiers {
+                short: env.pattern("TIDEMARK_RETENTION_SHORT_TOPICS")?,
+                long: env.pattern("TIDEMARK_RETENTION_LONG_TOPICS")?,
+            },
         })
     }
 }
@@ -187,7 +238,7 @@ mod tests {
 
     #[test]
     fn each_bad_value_is_named_in_the_error() {
-        let cases: [(&str, &str, &str); 5] = [
+        let cases: [(&str, &str, &str); 6] = [
             (
                 "TIDEMARK_COMPRESSION_LEVEL",
                 "fast",
@@ -201,6 +252,11 @@ mod tests {
             ("TIDEMARK_TOPICS_INCLUDE", "(", "TIDEMARK_TOPICS_INCLUDE"),
             ("TIDEMARK_BACKUP_ID", "no spaces", "TIDEMARK_BACKUP_ID"),
             ("TIDEMARK_PREFIX", "a//b", "TIDEMARK_PREFIX"),
+            (
+                "TIDEMARK_RETENTION_SHORT_TOPICS",
+                "[",
+                "TIDEMARK_RETENTION_SHORT_TOPICS",
+            ),
         ];
         for (name, value, expected) in cases {
             let mut pairs = BASE.to_vec();
@@ -235,5 +291,27 @@ mod tests {
         );
         assert!(!config.topics.accepts("payments.captured.dlq"));
         assert!(!config.topics.accepts("audit"));
+    }
+
+    #[test]
+    fn retention_tiers_match_whole_names_and_the_longer_tier_wins() {
+        let config = BackupWriterConfig::from_env(&env(&[
+            BASE[0],
+            BASE[1],
+            BASE[2],
+            ("TIDEMARK_RETENTION_SHORT_TOPICS", "payments\\..*"),
+            ("TIDEMARK_RETENTION_LONG_TOPICS", "payments\\.ledger"),
+        ]))
+        .unwrap();
+        let tier = |topic| config.retention.tier(topic);
+        assert_eq!(tier("payments.captured"), RetentionTier::Short);
+        assert_eq!(tier("payments.ledger"), RetentionTier::Long);
+        assert_eq!(tier("payments.ledger.v2"), RetentionTier::Short);
+        assert_eq!(tier("orders"), RetentionTier::Standard);
+        let unset = BackupWriterConfig::from_env(&env(&BASE)).unwrap();
+        assert_eq!(
+            unset.retention.tier("payments.ledger"),
+            RetentionTier::Standard
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The object store seam: S3 in production, an in-memory twin in unit tests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 
 /// User metadata stored with an object (S3 `x-amz-meta-*`).
 pub type ObjectMetadata = HashMap<String, String>;
+
+/// Tags stored with an object (S3 object tagging); lifecycle rules select objects by them.
+pub type ObjectTags = BTreeMap<String, String>;
 
 /// What a listing says about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +36,26 @@ pub enum PutOutcome {
 /// Contract shared by every object store; `conformance` tests hold each implementation to it.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
-    /// Creates `key` only if nothing exists there (a conditional write, never an overwrite).
+    /// Creates `key` with `tags` only if nothing exists there (a conditional write, never an
+    /// overwrite).
+    async fn put_tagged_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &ObjectMetadata,
+        tags: &ObjectTags,
+    ) -> Result<PutOutcome>;
+
+    /// [`Self::put_tagged_if_absent`] without tags.
     async fn put_if_absent(
         &self,
         key: &str,
         body: Bytes,
         metadata: &ObjectMetadata,
-    ) -> Result<PutOutcome>;
+    ) -> Result<PutOutcome> {
+        self.put_tagged_if_absent(key, body, metadata, &ObjectTags::new())
+            .await
+    }
 
     /// The whole object, or `None` if there is none.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;

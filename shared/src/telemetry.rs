@@ -94,6 +94,12 @@ impl MetricsLine {
             .iter()
             .map(|(name, _)| name.as_str())
             .collect();
+        // Also rolled up by the first dimension alone (BackupId): CloudWatch alarms cannot add up
+        // per-topic series, so the deployed alarms watch the whole backup through this one.
+        let mut dimension_sets = vec![dimension_names.clone()];
+        if dimension_names.len() > 1 {
+            dimension_sets.push(dimension_names[..1].to_vec());
+        }
         let definitions: Vec<Value> = self
             .metrics
             .iter()
@@ -105,7 +111,7 @@ impl MetricsLine {
                 "Timestamp": timestamp_ms,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [dimension_names],
+                    "Dimensions": dimension_sets,
                     "Metrics": definitions,
                 }],
             }),
@@ -138,7 +144,11 @@ mod tests {
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(line["_aws"]["Timestamp"], 1_700_000_000_000i64);
         assert_eq!(directive["Namespace"], "Tidemark");
-        assert_eq!(directive["Dimensions"], json!([["BackupId", "Topic"]]));
+        assert_eq!(
+            directive["Dimensions"],
+            json!([["BackupId", "Topic"], ["BackupId"]]),
+            "per topic, and rolled up per backup for the alarms"
+        );
         assert_eq!(
             directive["Metrics"][1],
             json!({"Name": "SegmentWriteLatency", "Unit": "Milliseconds"})

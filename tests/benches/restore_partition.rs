@@ -40,13 +40,16 @@ struct Latent {
 
 #[async_trait::async_trait]
 impl ObjectStore for Latent {
-    async fn put_if_absent(
+    async fn put_tagged_if_absent(
         &self,
         key: &str,
         body: bytes::Bytes,
         metadata: &tidemark_core::object_store::ObjectMetadata,
+        tags: &tidemark_core::object_store::ObjectTags,
     ) -> tidemark_core::Result<tidemark_core::object_store::PutOutcome> {
-        self.inner.put_if_absent(key, body, metadata).await
+        self.inner
+            .put_tagged_if_absent(key, body, metadata, tags)
+            .await
     }
 
     async fn get(&self, key: &str) -> tidemark_core::Result<Option<bytes::Bytes>> {

@@ -12,11 +12,11 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::Serialize;
 use tidemark_core::checkpoint::plan_commit;
-use tidemark_core::config::{BackupWriterConfig, NameFilter};
+use tidemark_core::config::{BackupWriterConfig, NameFilter, RetentionTier};
 use tidemark_core::event::{KafkaEvent, PartitionBatch};
 use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::layout::PartitionId;
-use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
 use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
@@ -274,7 +274,13 @@ impl BackupWriter {
         }
         let stored_bytes = encoded.segment.bytes.len() as u64;
         let body = encoded.segment.bytes.clone();
-        let created = match self.objects.put_if_absent(&key, body, &metadata).await? {
+        let tier = self.config.retention.tier(&partition.topic);
+        let tags = ObjectTags::from([(RetentionTier::TAG.to_owned(), tier.as_str().to_owned())]);
+        let created = match self
+            .objects
+            .put_tagged_if_absent(&key, body, &metadata, &tags)
+            .await?
+        {
             PutOutcome::Created => true,
             PutOutcome::AlreadyExists(existing) => {
                 let same_records = existing.get(META_RECORD_COUNT)

@@ -232,6 +232,29 @@ async fn self_managed_event_keeps_no_timestamp_records() {
 }
 
 #[tokio::test]
+async fn segments_are_tagged_with_their_topics_retention_tier() {
+    let h = harness(&[("TIDEMARK_RETENTION_SHORT_TOPICS", "audit\\..*")]);
+    h.writer
+        .handle(fixture("self-managed-event.json"))
+        .await
+        .unwrap();
+    let keys = h.objects.list("backups/prod/topics/").await.unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        let tier = if key.contains("/audit.log/") {
+            "short"
+        } else {
+            "standard"
+        };
+        assert_eq!(
+            h.objects.tags(&key),
+            Some([("tidemark-retention".to_owned(), tier.to_owned())].into()),
+            "{key}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn retried_batch_writes_no_second_copy() {
     let h = harness(&[]);
     h.writer.handle(fixture("msk-event.json")).await.unwrap();

@@ -11,13 +11,14 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::Result;
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, PutOutcome};
+use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 #[derive(Debug, Clone)]
 struct StoredObject {
     body: Bytes,
     metadata: ObjectMetadata,
+    tags: ObjectTags,
     written_at_ms: i64,
 }
 
@@ -30,15 +31,22 @@ impl MemoryObjectStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The tags `key` was written with, if it exists.
+    pub fn tags(&self, key: &str) -> Option<ObjectTags> {
+        let objects = self.objects.lock().expect("lock poisoned");
+        objects.get(key).map(|object| object.tags.clone())
+    }
 }
 
 #[async_trait]
 impl ObjectStore for MemoryObjectStore {
-    async fn put_if_absent(
+    async fn put_tagged_if_absent(
         &self,
         key: &str,
         body: Bytes,
         metadata: &ObjectMetadata,
+        tags: &ObjectTags,
     ) -> Result<PutOutcome> {
         let mut objects = self.objects.lock().expect("lock poisoned");
         if let Some(existing) = objects.get(key) {
@@ -50,6 +58,7 @@ impl ObjectStore for MemoryObjectStore {
         let object = StoredObject {
             body,
             metadata: metadata.clone(),
+            tags: tags.clone(),
             written_at_ms,
         };
         objects.insert(key.to_owned(), object);
@@ -251,6 +260,21 @@ mod tests {
     #[tokio::test]
     async fn memory_object_store_meets_the_contract() {
         conformance::object_store_contract(&MemoryObjectStore::new(), "prefix").await;
+    }
+
+    #[tokio::test]
+    async fn memory_object_store_keeps_the_first_writes_tags() {
+        let store = MemoryObjectStore::new();
+        let first = ObjectTags::from([("tier".to_owned(), "short".to_owned())]);
+        let second = ObjectTags::from([("tier".to_owned(), "long".to_owned())]);
+        for tags in [&first, &second] {
+            store
+                .put_tagged_if_absent("k", Bytes::new(), &ObjectMetadata::new(), tags)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.tags("k"), Some(first));
+        assert_eq!(store.tags("missing"), None);
     }
 
     #[tokio::test]

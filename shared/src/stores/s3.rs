@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::describe_sdk_error;
 use crate::error::{Error, Result};
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, PutOutcome};
+use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
 
 /// Objects in one S3 bucket. Conditional creates use `If-None-Match: *`.
 #[derive(Debug, Clone)]
@@ -44,12 +44,19 @@ impl S3ObjectStore {
 
 #[async_trait]
 impl ObjectStore for S3ObjectStore {
-    async fn put_if_absent(
+    async fn put_tagged_if_absent(
         &self,
         key: &str,
         body: Bytes,
         metadata: &ObjectMetadata,
+        tags: &ObjectTags,
     ) -> Result<PutOutcome> {
+        // S3 takes tags as one URL-encoded query string (x-amz-tagging).
+        let tagging = (!tags.is_empty()).then(|| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(tags)
+                .finish()
+        });
         let result = self
             .client
             .put_object()
@@ -58,6 +65,7 @@ impl ObjectStore for S3ObjectStore {
             .if_none_match("*")
             .content_type("application/vnd.tidemark.segment")
             .set_metadata(Some(metadata.clone()))
+            .set_tagging(tagging)
             .body(ByteStream::from(body))
             .send()
             .await;
