@@ -1,8 +1,11 @@
 # The restore state machine from statemachines/restore.asl.json, unchanged: templatefile() fills
-# in the function and offset-reset machine ARNs, as SAM's DefinitionSubstitutions does.
+# in the function and offset-reset machine ARNs, as SAM's DefinitionSubstitutions does. Its
+# functions and the offset-reset function share one role: the target cluster comes with each
+# request, so they may read any MSK cluster's brokers and AmazonMSK_* secret in this account,
+# plus extra_target_secret_arns.
 
 resource "aws_sfn_state_machine" "restore" {
-  name     = "${var.name_prefix}-restore"
+  name     = "${local.name}-restore"
   role_arn = aws_iam_role.restore_state_machine.arn
   type     = "STANDARD"
   definition = templatefile("${path.module}/../statemachines/restore.asl.json", {
@@ -11,86 +14,75 @@ resource "aws_sfn_state_machine" "restore" {
     OffsetResetFunctionArn     = aws_lambda_function.offset_reset.arn
     OffsetResetStateMachineArn = aws_sfn_state_machine.offset_reset.arn
   })
+  logging_configuration {
+    level                  = "ERROR"
+    include_execution_data = false
+    log_destination        = "${aws_cloudwatch_log_group.state_machines.arn}:*"
+  }
+  tracing_configuration {
+    enabled = true
+  }
 }
 
 resource "aws_lambda_function" "restore_coordinator" {
-  function_name = "${var.name_prefix}-restore-coordinator"
-  role          = aws_iam_role.restore_function.arn
-  runtime       = "provided.al2023"
-  handler       = "bootstrap"
-  architectures = [var.architecture]
-  filename      = "${var.lambda_zip_dir}/restore-coordinator/bootstrap.zip"
-  timeout       = 300
-  memory_size   = 512
+  function_name    = "${local.name}-restore-coordinator"
+  description      = "Plans a restore, creates and validates its topics, reports and rolls back."
+  role             = aws_iam_role.restore_function.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  filename         = "${var.lambda_zip_dir}/restore-coordinator/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/restore-coordinator/bootstrap.zip")
+  timeout          = 300
+  memory_size      = 512
+  kms_key_arn      = local.kms_key_arn
   environment {
-    variables = local.restore_environment
+    variables = local.common_environment
   }
-}
-
-resource "aws_lambda_function" "restore_partition" {
-  function_name = "${var.name_prefix}-restore-partition"
-  role          = aws_iam_role.restore_function.arn
-  runtime       = "provided.al2023"
-  handler       = "bootstrap"
-  architectures = [var.architecture]
-  filename      = "${var.lambda_zip_dir}/restore-partition/bootstrap.zip"
-  timeout       = 900
-  memory_size   = 512
-  environment {
-    variables = local.restore_environment
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.function["restore-coordinator"].name
   }
-}
-
-locals {
-  restore_environment = {
-    TIDEMARK_BUCKET = var.backup_bucket_name
-    TIDEMARK_TABLE  = var.index_table_name
-    TIDEMARK_PREFIX = var.key_prefix
-  }
-}
-
-data "aws_iam_policy_document" "lambda_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["lambda.amazonaws.com"]
+  dynamic "vpc_config" {
+    for_each = local.uses_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
     }
   }
 }
 
-data "aws_iam_policy_document" "states_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["states.amazonaws.com"]
+resource "aws_lambda_function" "restore_partition" {
+  function_name    = "${local.name}-restore-partition"
+  description      = "Restores one partition's records, resuming at the next record after a timeout."
+  role             = aws_iam_role.restore_function.arn
+  runtime          = "provided.al2023"
+  handler          = "bootstrap"
+  architectures    = [var.architecture]
+  filename         = "${var.lambda_zip_dir}/restore-partition/bootstrap.zip"
+  source_code_hash = filebase64sha256("${var.lambda_zip_dir}/restore-partition/bootstrap.zip")
+  timeout          = 900
+  memory_size      = 1024
+  kms_key_arn      = local.kms_key_arn
+  environment {
+    variables = local.common_environment
+  }
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.function["restore-partition"].name
+  }
+  dynamic "vpc_config" {
+    for_each = local.uses_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
     }
   }
 }
 
 resource "aws_iam_role" "restore_function" {
-  name               = "${var.name_prefix}-restore-function"
+  name               = "${local.name}-restore-function"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
-}
-
-data "aws_iam_policy_document" "restore_function" {
-  statement {
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
-    resources = ["arn:aws:s3:::${var.backup_bucket_name}", "arn:aws:s3:::${var.backup_bucket_name}/*"]
-  }
-  statement {
-    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
-    resources = ["arn:aws:dynamodb:*:*:table/${var.index_table_name}"]
-  }
-  statement {
-    actions   = ["kafka:GetBootstrapBrokers", "secretsmanager:GetSecretValue"]
-    resources = ["*"]
-  }
-  statement {
-    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["*"]
-  }
 }
 
 resource "aws_iam_role_policy" "restore_function" {
@@ -98,9 +90,87 @@ resource "aws_iam_role_policy" "restore_function" {
   policy = data.aws_iam_policy_document.restore_function.json
 }
 
+resource "aws_iam_role_policy_attachment" "restore_function_vpc" {
+  count      = local.uses_vpc ? 1 : 0
+  role       = aws_iam_role.restore_function.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+data "aws_iam_policy_document" "restore_function" {
+  statement {
+    sid       = "ReadBackupsWriteRecords"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}*"]
+  }
+  statement {
+    sid       = "ListBackups"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.backups.arn]
+  }
+  statement {
+    sid       = "Catalog"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    resources = [aws_dynamodb_table.index.arn]
+  }
+  statement {
+    sid       = "DecryptBackups"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = [local.kms_key_arn]
+  }
+  statement {
+    sid     = "Logs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [
+      for name in ["restore-coordinator", "restore-partition", "offset-reset"] :
+      "${aws_cloudwatch_log_group.function[name].arn}:*"
+    ]
+  }
+  statement {
+    sid       = "TargetClusters"
+    actions   = ["kafka:GetBootstrapBrokers"]
+    resources = ["arn:${local.partition}:kafka:${local.region}:${local.account}:cluster/*"]
+  }
+  statement {
+    sid     = "TargetClusterSecrets"
+    actions = ["secretsmanager:GetSecretValue"]
+    resources = concat(
+      ["arn:${local.partition}:secretsmanager:${local.region}:${local.account}:secret:AmazonMSK_*"],
+      local.cluster_secret_arns,
+      var.extra_target_secret_arns,
+    )
+  }
+  dynamic "statement" {
+    for_each = var.secrets_kms_key_arn != "" ? [1] : []
+    content {
+      sid       = "TargetClusterSecretsKey"
+      actions   = ["kms:Decrypt"]
+      resources = [var.secrets_kms_key_arn]
+    }
+  }
+  statement {
+    sid = "TargetClustersWithIam"
+    actions = [
+      "kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:DescribeClusterDynamicConfiguration",
+      "kafka-cluster:CreateTopic", "kafka-cluster:DeleteTopic", "kafka-cluster:DescribeTopic",
+      "kafka-cluster:DescribeTopicDynamicConfiguration", "kafka-cluster:WriteData", "kafka-cluster:ReadData",
+      "kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup", "kafka-cluster:DeleteGroup",
+    ]
+    resources = [
+      "arn:${local.partition}:kafka:${local.region}:${local.account}:cluster/*",
+      "arn:${local.partition}:kafka:${local.region}:${local.account}:topic/*",
+      "arn:${local.partition}:kafka:${local.region}:${local.account}:group/*",
+    ]
+  }
+}
+
 resource "aws_iam_role" "restore_state_machine" {
-  name               = "${var.name_prefix}-restore-state-machine"
+  name               = "${local.name}-restore-state-machine"
   assume_role_policy = data.aws_iam_policy_document.states_assume.json
+}
+
+resource "aws_iam_role_policy" "restore_state_machine" {
+  role   = aws_iam_role.restore_state_machine.id
+  policy = data.aws_iam_policy_document.restore_state_machine.json
 }
 
 data "aws_iam_policy_document" "restore_state_machine" {
@@ -115,23 +185,42 @@ data "aws_iam_policy_document" "restore_state_machine" {
   }
   # ResetOffsets runs the offset-reset machine and waits for it (startExecution.sync:2).
   statement {
-    actions = ["events:PutTargets", "events:PutRule", "events:DescribeRule"]
-    resources = [
-      "arn:aws:events:*:*:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
-    ]
+    actions   = ["states:StartExecution"]
+    resources = [aws_sfn_state_machine.offset_reset.arn]
   }
-  # The Distributed Map reads the partition list from the bucket and runs child executions.
+  statement {
+    actions   = ["states:DescribeExecution", "states:StopExecution"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.name}-offset-reset:*"]
+  }
+  statement {
+    actions   = ["events:PutTargets", "events:PutRule", "events:DescribeRule"]
+    resources = ["arn:${local.partition}:events:${local.region}:${local.account}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule"]
+  }
+  # The Distributed Map reads the partition list from the bucket and runs child executions of
+  # this same machine.
   statement {
     actions   = ["s3:GetObject"]
-    resources = ["arn:aws:s3:::${var.backup_bucket_name}/*"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}*"]
   }
   statement {
-    actions   = ["states:StartExecution", "states:DescribeExecution", "states:StopExecution"]
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
+  }
+  statement {
+    actions   = ["states:StartExecution"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account}:stateMachine:${local.name}-restore"]
+  }
+  statement {
+    actions   = ["states:DescribeExecution", "states:StopExecution"]
+    resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.name}-restore/*"]
+  }
+  statement {
+    # Log delivery and tracing (these actions take no resource narrower than *).
+    actions = [
+      "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    ]
     resources = ["*"]
   }
-}
-
-resource "aws_iam_role_policy" "restore_state_machine" {
-  role   = aws_iam_role.restore_state_machine.id
-  policy = data.aws_iam_policy_document.restore_state_machine.json
 }

@@ -4,6 +4,8 @@ TIDEMARK_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TIDEMARK_CACHE=${TIDEMARK_CACHE:-$HOME/.cache/tidemark}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$TIDEMARK_CACHE/target}
 TIDEMARK_VENV=$TIDEMARK_CACHE/venv
+# The deployment checkers (SAM CLI, cfn-lint, checkov) pin their own boto3: a venv of their own.
+TIDEMARK_IAC_VENV=$TIDEMARK_CACHE/venv-iac
 TIDEMARK_TOOLS=$TIDEMARK_CACHE/tools
 TIDEMARK_STATE=${TIDEMARK_STATE:-$TIDEMARK_REPO/.local-stack}
 TIDEMARK_MOTO_PORT=${TIDEMARK_MOTO_PORT:-14566}
@@ -31,6 +33,7 @@ export TIDEMARK_GATEWAY=http://127.0.0.1:$TIDEMARK_GATEWAY_PORT
 # Tests start brokers of their own (e.g. behind a fault-injecting proxy).
 export TIDEMARK_NISSHI=$TIDEMARK_TOOLS/bin/nisshi
 export TIDEMARK_PYTHON=$TIDEMARK_VENV/bin/python
+export TIDEMARK_IAC_PYTHON=$TIDEMARK_IAC_VENV/bin/python
 export TIDEMARK_LOCAL_PY=$TIDEMARK_REPO/local/py/tidemark_local.py
 export TIDEMARK_BIN
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, pinned, into $TIDEMARK_CACHE (default ~/.cache/tidemark):
-# a Python venv with the AWS emulator (moto) and independent clients, and the nisshi
+# a Python venv with the AWS emulator (moto) and independent clients, one with the deployment
+# checkers (SAM CLI, cfn-lint, checkov), and the nisshi
 # Kafka-protocol broker (built from crates.io once, ~14 min on 2 cores, then cached).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -17,6 +18,14 @@ if [ ! -x "$TIDEMARK_VENV/bin/python" ]; then
 fi
 if ! "$TIDEMARK_VENV/bin/pip" install -q --disable-pip-version-check -r "$TIDEMARK_REPO/local/py/requirements.txt"; then
   die "pip could not install local/py/requirements.txt"
+fi
+
+if [ ! -x "$TIDEMARK_IAC_VENV/bin/python" ]; then
+  log "creating the deployment checkers' venv"
+  python3 -m venv "$TIDEMARK_IAC_VENV"
+fi
+if ! "$TIDEMARK_IAC_VENV/bin/pip" install -q --disable-pip-version-check -r "$TIDEMARK_REPO/local/py/requirements-iac.txt"; then
+  die "pip could not install local/py/requirements-iac.txt"
 fi
 
 # libsql: the SCRAM broker keeps its users in SQLite (memory storage cannot hold them).

@@ -11,9 +11,9 @@ log "checking formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
-log "checking the deployment descriptions: template.yaml and infra/ agree, cfn-lint, HCL"
-"$TIDEMARK_PYTHON" local/py/check_deploy.py
-"$TIDEMARK_PYTHON" local/py/test_check_deploy.py
+log "checking the deployment descriptions: SAM and Terraform agree; cfn-lint, sam validate, checkov, HCL, terraform fmt"
+"$TIDEMARK_IAC_PYTHON" local/py/check_deploy.py
+"$TIDEMARK_IAC_PYTHON" local/py/test_check_deploy.py
 
 log "building the workspace"
 cargo build --workspace --all-targets --locked --quiet

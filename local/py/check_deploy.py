@@ -1,16 +1,18 @@
 """Offline checks of the deployment descriptions: `template.yaml` (SAM) and `infra/` (Terraform)
 must describe the same system, and both must use the state machine definitions unchanged.
 
-- cfn-lint on the template;
+- cfn-lint on the template; `sam validate --lint`; checkov on the template and on infra/ (with
+  .checkov.yaml, whose skips docs/deploy.md explains);
 - `terraform fmt -check` on infra/ when a terraform binary is installed (skipped, and said, when not);
-- every .tf file parses as HCL;
+- every .tf file under infra/ (the module and its examples) parses as HCL;
 - the same functions (by binary), with the same environment variables;
 - the same state machines (by definition file), each filling in exactly the placeholders its
   definition has;
 - every environment variable a function gets is listed in example.env.
 
 Exits 1 and names every difference found. `--root DIR` checks another checkout (the
-checker's own test uses it on altered copies).
+checker's own test uses it on altered copies); `--fast` leaves out sam and checkov, which take
+seconds each and which the self-test does not alter anything for.
 """
 
 import json
@@ -20,12 +22,15 @@ import shutil
 import subprocess
 import sys
 
-import hcl2
+import hcl2  # checkov's fork (bc-python-hcl2): the two packages share the module name
 import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if len(sys.argv) == 3 and sys.argv[1] == "--root":
-    REPO = os.path.abspath(sys.argv[2])
+ARGS = sys.argv[1:]
+FAST = "--fast" in ARGS
+if "--root" in ARGS:
+    REPO = os.path.abspath(ARGS[ARGS.index("--root") + 1])
+TOOLS = os.path.dirname(sys.executable)
 problems = []
 
 
@@ -54,6 +59,8 @@ def sam_system():
     global_env = set(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
     functions, machines = {}, {}
     for name, resource in template["Resources"].items():
+        if name.startswith("Fn::ForEach::"):
+            continue  # the per-topic event source mappings
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function":
             binary = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
@@ -67,26 +74,39 @@ def sam_system():
     return functions, machines
 
 
+def one(value):
+    """checkov's HCL parser (bc-python-hcl2) wraps each attribute value in a list."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
 def terraform_system():
     blocks = {"resource": [], "locals": []}
-    for file in sorted(os.listdir(os.path.join(REPO, "infra"))):
-        if not file.endswith(".tf"):
-            continue
-        path = os.path.join(REPO, "infra", file)
-        try:
-            with open(path) as source:
-                parsed = hcl2.load(source)
-        except Exception as error:  # the parser's own exception types vary by version
-            problem(f"infra/{file} does not parse as HCL: {error}")
-            continue
-        for kind in blocks:
-            blocks[kind].extend(parsed.get(kind, []))
+    infra = os.path.join(REPO, "infra")
+    for directory, _, files in sorted(os.walk(infra)):
+        for file in sorted(files):
+            if not file.endswith(".tf"):
+                continue
+            path = os.path.join(directory, file)
+            shown = os.path.relpath(path, REPO)
+            try:
+                with open(path) as source:
+                    parsed = hcl2.load(source)
+            except Exception as error:  # the parser's own exception types vary by version
+                problem(f"{shown} does not parse as HCL: {error}")
+                continue
+            if directory != infra:
+                continue  # examples call the module; the system is the module itself
+            for kind in blocks:
+                blocks[kind].extend(parsed.get(kind, []))
     local_values = {}
     for block in blocks["locals"]:
-        local_values.update(block)
+        local_values.update({name: one(value) for name, value in block.items()})
 
     def env_names(expression):
         """Variable names in an environment expression, following local.<name> references."""
+        expression = one(expression)
         if isinstance(expression, dict):
             names = set(expression)
             text = json.dumps(expression)
@@ -102,23 +122,31 @@ def terraform_system():
         for kind, instances in block.items():
             for name, resource in instances.items():
                 if kind == "aws_lambda_function":
-                    match = re.search(r"/([\w-]+)/bootstrap\.zip", resource.get("filename", ""))
+                    match = re.search(r"/([\w-]+)/bootstrap\.zip", str(one(resource.get("filename", ""))))
                     if not match:
                         problem(f"infra: aws_lambda_function.{name}: filename does not name a binary")
                         continue
-                    environment = resource.get("environment", [{}])
-                    environment = environment[0] if isinstance(environment, list) else environment
+                    environment = one(resource.get("environment", [{}]))
                     functions[match.group(1)] = env_names(environment.get("variables", {}))
                 elif kind == "aws_sfn_state_machine":
-                    definition = resource.get("definition", "")
+                    definition = str(one(resource.get("definition", "")))
                     match = re.search(r"\.\./(statemachines/[\w.-]+\.json)", definition)
                     if not match:
                         problem(f"infra: aws_sfn_state_machine.{name}: definition is not a templatefile of statemachines/")
                         continue
-                    # templatefile(path, {"Key": value, ...}) as the parser renders it.
-                    keys = set(re.findall(r'"(\w+)":', definition.split(",", 1)[1]))
+                    # templatefile(path, {'Key': value, ...}) as the parser renders it.
+                    keys = set(re.findall(r"""['"](\w+)['"]:""", definition.split(",", 1)[1]))
                     machines[match.group(1)] = keys
     return functions, machines
+
+
+def tool(name, command):
+    """Runs one offline checker in the repository; a non-zero exit is a problem, with its output."""
+    # Neither tool may reach the network: SAM's telemetry and checkov's guideline download are off.
+    environment = dict(os.environ, SAM_CLI_TELEMETRY="0", BC_SKIP_MAPPING="TRUE", CHECKOV_RUN_SCA_PACKAGE_SCAN_V2="false")
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        problem(f"{name}:\n" + result.stdout + result.stderr)
 
 
 def compare(sam, terraform, what):
@@ -141,21 +169,21 @@ def main():
         if keys != wanted:
             problem(f"state machine {definition}: its placeholders are {sorted(wanted)}, template.yaml fills {sorted(keys)}")
     with open(os.path.join(REPO, "example.env")) as source:
-        listed = set(re.findall(r"^(TIDEMARK_[A-Z0-9_]+)=", source.read(), re.MULTILINE))
+        listed = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", source.read(), re.MULTILINE))
     for binary, names in sorted(sam_functions.items()):
         missing = sorted(names - listed)
         if missing:
             problem(f"function {binary}: {missing} not listed in example.env")
 
-    lint = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cfn-lint"), "template.yaml"],
-                          cwd=REPO, capture_output=True, text=True)
-    if lint.returncode != 0:
-        problem("cfn-lint template.yaml:\n" + lint.stdout + lint.stderr)
+    tool("cfn-lint template.yaml", [os.path.join(TOOLS, "cfn-lint"), "template.yaml"])
+    if not FAST:
+        tool("sam validate --lint", [os.path.join(TOOLS, "sam"), "validate", "--lint", "--region", "us-east-1"])
+        for framework, target in (("cloudformation", ["-f", "template.yaml"]), ("terraform", ["-d", "infra"])):
+            tool(f"checkov ({framework})", [os.path.join(TOOLS, "checkov"), "--config-file", ".checkov.yaml",
+                                            "--framework", framework, *target])
     terraform = shutil.which("terraform")
     if terraform:
-        fmt = subprocess.run([terraform, "fmt", "-check", "-diff", "infra"], cwd=REPO, capture_output=True, text=True)
-        if fmt.returncode != 0:
-            problem("terraform fmt -check infra:\n" + fmt.stdout + fmt.stderr)
+        tool("terraform fmt -check -recursive infra", [terraform, "fmt", "-check", "-diff", "-recursive", "infra"])
     else:
         print("terraform is not installed: skipping terraform fmt -check (HCL parsing still ran)")
 

@@ -12,15 +12,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 
-def run_on(alter):
+def run_on(alter, fast):
     with tempfile.TemporaryDirectory() as root:
-        for name in ("template.yaml", "example.env"):
+        for name in ("template.yaml", "example.env", ".checkov.yaml"):
             shutil.copy(os.path.join(REPO, name), root)
         for name in ("infra", "statemachines"):
             shutil.copytree(os.path.join(REPO, name), os.path.join(root, name))
         alter(root)
-        result = subprocess.run([sys.executable, os.path.join(HERE, "check_deploy.py"), "--root", root],
-                                capture_output=True, text=True)
+        command = [sys.executable, os.path.join(HERE, "check_deploy.py"), "--root", root]
+        result = subprocess.run(command + (["--fast"] if fast else []), capture_output=True, text=True)
         return result.returncode, result.stdout + result.stderr
 
 
@@ -35,36 +35,49 @@ def replace(relative, old, new):
     return alter
 
 
+# (name, alteration, what the failure must say, whether --fast still catches it)
 CASES = [
     ("a Terraform environment variable renamed",
      replace("infra/offset_reset.tf", "TIDEMARK_OFFSET_RESET_CONCURRENCY =", "TIDEMARK_OFFSET_RESET_PARALLELISM ="),
-     "function offset-reset: template.yaml has"),
+     "function offset-reset: template.yaml has", True),
     ("a SAM substitution dropped",
      replace("template.yaml", "        OffsetResetStateMachineArn: !Ref OffsetResetStateMachine\n", ""),
-     "its placeholders are"),
+     "its placeholders are", True),
     ("a function only in SAM",
      replace("infra/offset_reset.tf", "/offset-reset/bootstrap.zip", "/offset-resetter/bootstrap.zip"),
-     "function offset-reset: in template.yaml, not in infra/"),
+     "function offset-reset: in template.yaml, not in infra/", True),
     ("a state machine's definition file swapped in Terraform",
      replace("infra/offset_reset.tf", "statemachines/offset-reset.asl.json", "statemachines/restore.asl.json"),
-     "state machine statemachines/offset-reset.asl.json: in template.yaml, not in infra/"),
+     "state machine statemachines/offset-reset.asl.json: in template.yaml, not in infra/", True),
     ("a variable missing from example.env",
      replace("example.env", "TIDEMARK_OFFSET_RESET_CONCURRENCY=32\n", ""),
-     "not listed in example.env"),
+     "not listed in example.env", True),
     ("a template cfn-lint rejects",
      replace("template.yaml", "      Timeout: 900\n", "      Timeout: 9000\n"),
-     "cfn-lint template.yaml"),
+     "cfn-lint template.yaml", True),
     ("a .tf file that does not parse",
      replace("infra/outputs.tf", "output \"offset_reset_state_machine_arn\" {", "output \"offset_reset_state_machine_arn\" {{"),
-     "does not parse as HCL"),
+     "does not parse as HCL", True),
+    ("a bucket that no longer blocks public access in SAM",
+     replace("template.yaml", "        RestrictPublicBuckets: true\n", "        RestrictPublicBuckets: false\n"),
+     "checkov (cloudformation)", False),
+    ("a bucket that no longer blocks public access in Terraform",
+     replace("infra/storage.tf", "  restrict_public_buckets = true\n", "  restrict_public_buckets = false\n"),
+     "checkov (terraform)", False),
+    ("an unformatted .tf file",
+     replace("infra/logs.tf", "  retention_in_days = var.log_retention_days\n", "  retention_in_days=var.log_retention_days\n"),
+     "terraform fmt", True),
 ]
 
 
 def main():
-    status, output = run_on(lambda root: None)
+    status, output = run_on(lambda root: None, fast=False)
     failures = [] if status == 0 else [f"the unaltered copy fails:\n{output}"]
-    for name, alter, expected in CASES:
-        status, output = run_on(alter)
+    for name, alter, expected, fast in CASES:
+        if expected == "terraform fmt" and not shutil.which("terraform"):
+            print(f"skipped (no terraform binary): {name}")
+            continue
+        status, output = run_on(alter, fast)
         if status == 0 or expected not in output:
             failures.append(f"{name}: expected a failure saying {expected!r}, got exit {status}:\n{output}")
     for failure in failures:
