@@ -109,7 +109,8 @@ resource "aws_lambda_event_source_mapping" "topic" {
 }
 
 locals {
-  scram_type = var.kafka_auth == "sasl-scram-sha-256" ? "SASL_SCRAM_256_AUTH" : "SASL_SCRAM_512_AUTH"
+  # MSK mappings only speak SCRAM-SHA-512.
+  scram_type = !local.is_msk && var.kafka_auth == "sasl-scram-sha-256" ? "SASL_SCRAM_256_AUTH" : "SASL_SCRAM_512_AUTH"
   esm_access = concat(
     startswith(var.kafka_auth, "sasl-scram") ? [{ type = local.scram_type, uri = var.sasl_scram_secret_arn }] : [],
     var.kafka_auth == "mtls" ? [{ type = "CLIENT_CERTIFICATE_TLS_AUTH", uri = var.client_certificate_secret_arn }] : [],

@@ -60,3 +60,16 @@ data "aws_iam_policy_document" "states_assume" {
     }
   }
 }
+
+# Both state machines deliver their logs and traces; these actions take no resource narrower
+# than *.
+data "aws_iam_policy_document" "state_machine_delivery" {
+  statement {
+    actions = [
+      "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
+    ]
+    resources = ["*"]
+  }
+}

@@ -59,17 +59,9 @@ resource "aws_iam_role_policy" "offset_reset_state_machine" {
 }
 
 data "aws_iam_policy_document" "offset_reset_state_machine" {
+  source_policy_documents = [data.aws_iam_policy_document.state_machine_delivery.json]
   statement {
     actions   = ["lambda:InvokeFunction"]
     resources = [aws_lambda_function.offset_reset.arn]
-  }
-  statement {
-    # Log delivery and tracing (these actions take no resource narrower than *).
-    actions = [
-      "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
-      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
-    ]
-    resources = ["*"]
   }
 }

@@ -174,6 +174,7 @@ resource "aws_iam_role_policy" "restore_state_machine" {
 }
 
 data "aws_iam_policy_document" "restore_state_machine" {
+  source_policy_documents = [data.aws_iam_policy_document.state_machine_delivery.json]
   statement {
     actions = ["lambda:InvokeFunction"]
     resources = [
@@ -213,14 +214,5 @@ data "aws_iam_policy_document" "restore_state_machine" {
   statement {
     actions   = ["states:DescribeExecution", "states:StopExecution"]
     resources = ["arn:${local.partition}:states:${local.region}:${local.account}:execution:${local.name}-restore/*"]
-  }
-  statement {
-    # Log delivery and tracing (these actions take no resource narrower than *).
-    actions = [
-      "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
-      "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
-      "xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets",
-    ]
-    resources = ["*"]
   }
 }

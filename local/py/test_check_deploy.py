@@ -71,7 +71,9 @@ CASES = [
 
 
 def main():
-    status, output = run_on(lambda root: None, fast=False)
+    # The full check (sam, checkov) has just run on the repository itself (local/test.sh), so the
+    # unaltered copy needs only the fast one.
+    status, output = run_on(lambda root: None, fast=True)
     failures = [] if status == 0 else [f"the unaltered copy fails:\n{output}"]
     for name, alter, expected, fast in CASES:
         if expected == "terraform fmt" and not shutil.which("terraform"):
