@@ -20,6 +20,7 @@ resource "aws_lambda_function" "backup_writer" {
       TIDEMARK_COMPRESSION_LEVEL      = tostring(var.compression_level)
       TIDEMARK_RETENTION_SHORT_TOPICS = var.retention_short_topics
       TIDEMARK_RETENTION_LONG_TOPICS  = var.retention_long_topics
+      TIDEMARK_SEGMENT_ENCRYPTION_KEY = var.client_side_encryption ? local.kms_key_arn : ""
     })
   }
   logging_config {

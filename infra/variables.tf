@@ -232,6 +232,12 @@ variable "kms_key_arn" {
   description = "KMS key for the bucket, table, queue, alarm topic and logs; empty creates one (rotated yearly)."
 }
 
+variable "client_side_encryption" {
+  type        = bool
+  default     = false
+  description = "Also seal every segment body in the writer (AES-256-GCM, a data key from the KMS key above, bound to the backup id), so S3 holds ciphertext even to a principal allowed to read the bucket. About one kms:GenerateDataKey per warm writer per 5 minutes, and one kms:Decrypt per writer batch a restore reads."
+}
+
 variable "object_lock_retention_days" {
   type        = number
   default     = 0

@@ -32,10 +32,13 @@ py() { "$TIDEMARK_PYTHON" "$TIDEMARK_LOCAL_PY" "$@"; }
 log "creating bucket and index table $bucket, topic $topic (4 partitions)"
 py create-storage --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" >/dev/null
 py create-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --partitions 4 --if-not-exists >/dev/null
+log "creating a KMS key: segments are sealed client-side (AES-256-GCM) on top of the bucket's encryption"
+kms_key=$(py create-kms-key --endpoint "$AWS_ENDPOINT_URL" --description "tidemark demo $run" \
+  | "$TIDEMARK_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["arn"])')
 
 log "starting the backup-writer and offset-snapshotter Lambdas (local Lambda host on 127.0.0.1:$lambda_port)"
 TIDEMARK_BUCKET=$bucket TIDEMARK_TABLE=$table TIDEMARK_BACKUP_ID=$backup_id TIDEMARK_PREFIX=tidemark \
-TIDEMARK_S3_FORCE_PATH_STYLE=true TIDEMARK_TOPICS_INCLUDE='payments\..*' \
+TIDEMARK_S3_FORCE_PATH_STYLE=true TIDEMARK_TOPICS_INCLUDE='payments\..*' TIDEMARK_SEGMENT_ENCRYPTION_KEY=$kms_key \
 TIDEMARK_KAFKA_BOOTSTRAP_SERVERS=$TIDEMARK_KAFKA_BOOTSTRAP TIDEMARK_KAFKA_AUTH=plaintext \
 TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   "$TIDEMARK_BIN/tidemark-lambda-host" --listen "127.0.0.1:$lambda_port" \

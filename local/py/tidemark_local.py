@@ -174,19 +174,26 @@ def cmd_consume(args):
     print(json.dumps(_read_all(args.bootstrap, args.topic, args.timeout)))
 
 
-def _segments(s3, bucket, prefix):
+def _segments(s3, kms, bucket, prefix):
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     keys = sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
     for key in keys:
         if key.endswith(".seg.zst"):
             data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            yield key, len(data), tidemark_segment.read_segment(data)
+            # Keys are {prefix}/{backup_id}/topics/...; data keys are bound to the backup id.
+            backup_id = key.split("/topics/")[0].rsplit("/", 1)[-1]
+
+            def unwrap(wrapped, backup_id=backup_id):
+                return kms.decrypt(CiphertextBlob=wrapped,
+                                   EncryptionContext={"tidemark:backup-id": backup_id})["Plaintext"]
+
+            yield key, len(data), tidemark_segment.read_segment(data, unwrap)
 
 
 def cmd_read_segments(args):
     s3 = aws("s3", args.endpoint)
     out = []
-    for key, size, (header, records) in _segments(s3, args.bucket, args.prefix):
+    for key, size, (header, records) in _segments(s3, aws("kms", args.endpoint), args.bucket, args.prefix):
         out.append(dict(key=key, stored_bytes=size, header=header, records=[
             dict(r, key=b64(r["key"]), value=b64(r["value"]), headers=[[k, b64(v)] for k, v in r["headers"]])
             for r in records]))
@@ -226,12 +233,13 @@ def cmd_show_backup(args):
     total_records = total_stored = total_raw = 0
     print(f"Segments in s3://{args.bucket}/{prefix}")
     sample = None
-    for key, size, (header, records) in _segments(s3, args.bucket, prefix):
+    for key, size, (header, records) in _segments(s3, aws("kms", args.endpoint), args.bucket, prefix):
         total_records += header["record_count"]
         total_stored += size
         total_raw += header["uncompressed_len"]
+        sealed = "  sealed (AES-256-GCM, KMS data key)" if header["encrypted"] else ""
         print(f"  {key}\n      offsets {header['first_offset']}..{header['last_offset']}  "
-              f"{header['record_count']} records  {size} bytes  (framed {header['uncompressed_len']} bytes)")
+              f"{header['record_count']} records  {size} bytes  (framed {header['uncompressed_len']} bytes){sealed}")
         sample = sample or records[0]
     ratio = total_raw / total_stored if total_stored else 0
     print(f"  total: {total_records} records, {total_stored} bytes stored, {ratio:.2f}x smaller than framed records")
@@ -496,6 +504,11 @@ def cmd_create_storage(args):
     print(json.dumps({"bucket": args.bucket, "table": args.table}))
 
 
+def cmd_create_kms_key(args):
+    key = aws("kms", args.endpoint).create_key(Description=args.description)["KeyMetadata"]
+    print(json.dumps({"arn": key["Arn"]}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -525,6 +538,7 @@ def main():
     command("show-backup", cmd_show_backup, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)),
             (["--backup-id"], dict(required=True)), (["--prefix"], dict(default="")))
     command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
+    command("create-kms-key", cmd_create_kms_key, endpoint, (["--description"], dict(default="tidemark")))
     group = (["--group"], dict(required=True))
     command("delete-topic", cmd_delete_topic, bootstrap, topic)
     command("list-topics", cmd_list_topics, bootstrap, *security)

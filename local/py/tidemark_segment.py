@@ -8,10 +8,12 @@ import struct
 
 import crc32c
 import zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"TDMK"
 VERSION = 1
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME", 2: "NO_TIMESTAMP_TYPE"}
+FLAG_ENCRYPTED = 0x01
 
 
 class SegmentError(Exception):
@@ -30,8 +32,11 @@ def _read_exact(stream, n, what):
     return b"".join(chunks)
 
 
-def read_segment(data: bytes):
-    """Returns (header, records). Records are dicts with bytes or None for nullable fields."""
+def read_segment(data: bytes, unwrap_key=None):
+    """Returns (header, records). Records are dicts with bytes or None for nullable fields.
+
+    A sealed segment needs `unwrap_key(wrapped_key) -> 32-byte data key` (KMS Decrypt).
+    """
     if len(data) < 8 or data[:4] != MAGIC:
         raise SegmentError("not a tidemark segment")
     version, header_len = struct.unpack(">HH", data[4:8])
@@ -45,7 +50,8 @@ def read_segment(data: bytes):
         raise SegmentError("header checksum mismatch")
     compression, flags, topic_len = struct.unpack(">BBH", head[8:12])
     topic = head[12 : 12 + topic_len].decode("utf-8")
-    fields = struct.unpack(">iqqIqqQQII", head[12 + topic_len : header_len - 4])
+    fixed_end = 12 + topic_len + 64
+    fields = struct.unpack(">iqqIqqQQII", head[12 + topic_len : fixed_end])
     header = dict(
         topic=topic,
         partition=fields[0],
@@ -60,13 +66,33 @@ def read_segment(data: bytes):
         body_crc32c=fields[9],
         compression={0: "none", 1: "zstd"}.get(compression, compression),
     )
-    if flags != 0:
+    if flags & ~FLAG_ENCRYPTED:
         raise SegmentError("unknown flags")
+    envelope = None
+    if flags & FLAG_ENCRYPTED:
+        (wrapped_len,) = struct.unpack(">H", head[fixed_end : fixed_end + 2])
+        if fixed_end + 2 + wrapped_len + 12 + 4 != header_len:
+            raise SegmentError("envelope does not fill the header")
+        wrapped = head[fixed_end + 2 : fixed_end + 2 + wrapped_len]
+        nonce = head[fixed_end + 2 + wrapped_len : header_len - 4]
+        envelope = dict(wrapped_key=wrapped, nonce=nonce)
+    elif fixed_end + 4 != header_len:
+        raise SegmentError("header length does not match the topic length")
+    header["encrypted"] = envelope is not None
     body = data[header_len:]
     if len(body) != header["body_len"]:
         raise SegmentError(f"body is {len(body)} bytes, header says {header['body_len']}")
     if crc32c.crc32c(body) != header["body_crc32c"]:
         raise SegmentError("body checksum mismatch")
+    if envelope is not None:
+        if unwrap_key is None:
+            raise SegmentError("the segment is sealed and no key service was given")
+        # The tag authenticates the header from the magic through max_timestamp.
+        authenticated = data[: 12 + topic_len + 40]
+        try:
+            body = AESGCM(unwrap_key(envelope["wrapped_key"])).decrypt(envelope["nonce"], body, authenticated)
+        except Exception as error:
+            raise SegmentError(f"the sealed body does not open: {error!r}") from error
     if header["compression"] == "zstd":
         stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=False)
     elif header["compression"] == "none":

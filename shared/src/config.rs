@@ -111,6 +111,9 @@ pub struct BackupWriterConfig {
     pub metrics_namespace: String,
     /// `TIDEMARK_RETENTION_SHORT_TOPICS` / `TIDEMARK_RETENTION_LONG_TOPICS`.
     pub retention: RetentionTiers,
+    /// `TIDEMARK_SEGMENT_ENCRYPTION_KEY`: the KMS key (id, ARN or alias) that seals segment
+    /// bodies client-side with AES-256-GCM; unset stores them under S3's SSE only.
+    pub segment_encryption_key: Option<String>,
 }
 
 /// The retention tier a segment is tagged with (`tidemark-retention`); the bucket's lifecycle
@@ -184,6 +187,7 @@ impl BackupWriterConfig {
                 short: env.pattern("TIDEMARK_RETENTION_SHORT_TOPICS")?,
                 long: env.pattern("TIDEMARK_RETENTION_LONG_TOPICS")?,
             },
+            segment_encryption_key: env.optional("TIDEMARK_SEGMENT_ENCRYPTION_KEY"),
         })
     }
 }

@@ -16,6 +16,10 @@ pub enum Error {
     /// The segment's bytes contradict themselves (checksum, counts, framing).
     #[error("segment is corrupt: {0}")]
     CorruptSegment(String),
+    /// A sealed segment that cannot be opened: its data key was refused or the body failed
+    /// authentication (tampered with, or sealed for another backup). Permanent.
+    #[error("segment encryption: {0}")]
+    Encryption(String),
     /// Records handed to the segment encoder break its contract (e.g. offsets not increasing).
     #[error("invalid records: {0}")]
     InvalidRecords(String),

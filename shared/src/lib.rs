@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod index;
 pub mod kafka;
+pub mod keys;
 pub mod layout;
 pub mod object_store;
 pub mod offset_map;

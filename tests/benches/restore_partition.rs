@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 
 use restore::backup::{Backup, SegmentSource};
 use restore::partition::target::{KafkaTargetWriter, TargetWriter};
@@ -249,6 +250,10 @@ async fn run(count: usize) {
         catalog: memory_index,
         layout: layout.clone(),
         bucket: "bench".into(),
+        keys: Arc::new(SegmentKeys::new(
+            Arc::new(MemoryKeyService::default()),
+            None,
+        )),
     };
     store(
         &encoded,

@@ -110,6 +110,22 @@ impl Stack {
             .await
     }
 
+    /// A new symmetric KMS key (for client-side segment encryption); returns its ARN.
+    pub async fn create_kms_key(&self) -> String {
+        let kms = aws_sdk_kms::Client::new(&self.sdk_config().await);
+        let created = kms
+            .create_key()
+            .description("tidemark integration test")
+            .send()
+            .await
+            .expect("creating a KMS key");
+        created
+            .key_metadata()
+            .and_then(|metadata| metadata.arn())
+            .expect("the new key has an ARN")
+            .to_owned()
+    }
+
     /// A new bucket and index table, named uniquely for this test.
     pub async fn create_storage(&self) -> Storage {
         let name = unique("tidemark-it");

@@ -37,26 +37,34 @@ struct Backup {
     partitions: u32,
     /// Next offset per partition of everything produced so far.
     next_offsets: BTreeMap<i64, i64>,
-    _writer: LambdaHost,
+    writer: LambdaHost,
     _bridge: ChildProcess,
 }
 
 impl Backup {
     async fn start(topic_prefix: &str, partitions: u32) -> Backup {
+        Self::start_with(topic_prefix, partitions, &[]).await
+    }
+
+    /// [`Self::start`] with more writer variables.
+    async fn start_with(
+        topic_prefix: &str,
+        partitions: u32,
+        writer_env: &[(&str, &str)],
+    ) -> Backup {
         let stack = Stack::from_env();
         let storage = stack.create_storage().await;
         let topic = unique(topic_prefix);
         stack.create_topic(&topic, partitions, &[]);
         let backup_id = unique("backup");
-        let writer = stack.start_backup_writer(
-            &[
-                ("TIDEMARK_BUCKET", storage.bucket.as_str()),
-                ("TIDEMARK_TABLE", storage.table.as_str()),
-                ("TIDEMARK_BACKUP_ID", backup_id.as_str()),
-                ("TIDEMARK_PREFIX", PREFIX),
-            ],
-            60,
-        );
+        let mut env = vec![
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", backup_id.as_str()),
+            ("TIDEMARK_PREFIX", PREFIX),
+        ];
+        env.extend_from_slice(writer_env);
+        let writer = stack.start_backup_writer(&env, 60);
         let bridge =
             stack.start_bridge(&writer.endpoint, &topic, WRITER, &["--batch-size", "2000"]);
         Backup {
@@ -66,7 +74,7 @@ impl Backup {
             topic,
             partitions,
             next_offsets: BTreeMap::new(),
-            _writer: writer,
+            writer,
             _bridge: bridge,
         }
     }
@@ -333,6 +341,105 @@ async fn payments_restored_to_1429_hold_exactly_the_good_records_and_the_group_r
     let report = backup.report(&execution).await;
     assert_eq!(report["records"], 400);
     assert_eq!(report["partitions"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_side_encrypted_segments_hide_the_records_at_rest_and_restore_exactly() {
+    let stack = Stack::from_env();
+    let kms_key = stack.create_kms_key().await;
+    // Debug logging, as an operator chasing a problem would turn on: still no record data.
+    let debug = ("RUST_LOG", "debug");
+    let mut backup = Backup::start_with(
+        "payments.sealed",
+        2,
+        &[("TIDEMARK_SEGMENT_ENCRYPTION_KEY", kms_key.as_str()), debug],
+    )
+    .await;
+    let start = now_ms() - 60_000;
+    let card = "card-4111111111111111";
+    let records: Vec<Value> = (0..300)
+        .map(|n| payment(n % 2, n, start + n * 10, card))
+        .collect();
+    let produced = backup.produce_and_back_up(records);
+
+    // At rest: every segment sealed (header flag bit 0), and not one record readable.
+    let keys = backup.storage.object_keys().await;
+    let segment_keys: Vec<&String> = keys
+        .iter()
+        .filter(|key| key.ends_with(".seg.zst"))
+        .collect();
+    assert!(!segment_keys.is_empty());
+    for key in &segment_keys {
+        let object = backup
+            .storage
+            .s3
+            .get_object()
+            .bucket(&backup.storage.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .unwrap();
+        let bytes = object.body.collect().await.unwrap().into_bytes();
+        assert_eq!(bytes[9] & 0x01, 0x01, "{key} is not sealed");
+        assert!(
+            !bytes.windows(card.len()).any(|w| w == card.as_bytes()),
+            "{key} shows a record in clear"
+        );
+    }
+    // The spec-derived Python reader opens them with KMS and finds exactly what was produced.
+    let segments = backup.stack.read_segments(
+        &backup.storage.bucket,
+        &format!("{PREFIX}/{}/", backup.backup_id),
+    );
+    assert!(
+        segments
+            .iter()
+            .all(|segment| segment["header"]["encrypted"] == true)
+    );
+    let stored: usize = segments
+        .iter()
+        .map(|s| s["records"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(stored, produced.len());
+
+    // The restore functions are given no key: each segment names its wrapped data key.
+    let (functions, machine) = backup.restore_machine(&[debug], 60).await;
+    let target = format!("{}.restored", backup.topic);
+    let execution = machine
+        .run(
+            &backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
+            Duration::from_secs(180),
+        )
+        .await;
+    assert_succeeded(&execution, &functions);
+    let restored = per_partition(&backup.consume(&target));
+    for (partition, expected) in per_partition(&produced) {
+        let got: Vec<Value> = restored[&partition].iter().map(content).collect();
+        let expected: Vec<Value> = expected.iter().map(content).collect();
+        assert_eq!(
+            got, expected,
+            "partition {partition}: records restored exactly"
+        );
+    }
+
+    // Nothing of the records reaches the functions' logs, in clear or as the event's base64.
+    let logs = [backup.writer.process.log(), functions.host.process.log()];
+    assert!(
+        logs.iter().all(|log| log.contains("DEBUG")),
+        "debug logging was on"
+    );
+    for record in &produced {
+        let value = record["value"].as_str().map(str::to_owned);
+        let key = record["key"].as_str().map(str::to_owned);
+        for needle in [Some(card.to_owned()), value, key].into_iter().flatten() {
+            for log in &logs {
+                assert!(
+                    !log.contains(&needle),
+                    "{needle:?} appears in a function log"
+                );
+            }
+        }
+    }
 }
 
 fn offsets_of(records: &[Value]) -> Vec<i64> {

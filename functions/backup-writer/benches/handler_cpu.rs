@@ -1,6 +1,7 @@
 //! The backup writer's CPU path on a 6 MB MSK-shaped event (JSON decode, base64, framing,
 //! CRC32C, zstd-3) against plain zstd-3 of the same record bytes, in the same run, plus the
-//! peak RSS of a process that does only the handler's work.
+//! peak RSS of a process that does only the handler's work, and the cost of sealing the
+//! segments (client-side AES-256-GCM).
 //!
 //! `cargo bench -p backup-writer --bench handler_cpu` (see docs/benchmarks.md).
 
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use backup_writer::{encode_event, encode_partition};
 use tidemark_core::config::NameFilter;
 use tidemark_core::event::{KafkaEvent, KafkaEventRecord};
+use tidemark_core::segment::encryption::{DATA_KEY_LEN, DataKey, seal};
 use tidemark_core::segment::{Header, Record, TimestampType};
 
 const EVENT_BYTES: usize = 6 * 1024 * 1024;
@@ -202,6 +204,20 @@ fn main() {
             .sum()
     });
     let (clone_only, _) = measure(iterations, || parsed.clone().records.len());
+    let segments: Vec<_> = parsed
+        .clone()
+        .into_partition_batches()
+        .unwrap()
+        .into_iter()
+        .map(|batch| encode_partition(batch, 3).unwrap().segment)
+        .collect();
+    let key = DataKey::new(&[7; DATA_KEY_LEN], vec![0; 184]).unwrap();
+    let (seal_only, _) = measure(iterations, || {
+        segments
+            .iter()
+            .map(|segment| seal(segment, &key).unwrap().bytes.len())
+            .sum()
+    });
 
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
     println!(
@@ -233,6 +249,7 @@ fn main() {
             "  base64 + framing + CRC32C + zstd-3",
             encode_only.saturating_sub(clone_only),
         ),
+        ("  sealing the segments (AES-256-GCM)", seal_only),
     ] {
         println!("{name:<44} {:>7.2}ms", duration.as_secs_f64() * 1e3);
     }

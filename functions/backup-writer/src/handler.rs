@@ -15,6 +15,7 @@ use tidemark_core::checkpoint::plan_commit;
 use tidemark_core::config::{BackupWriterConfig, NameFilter, RetentionTier};
 use tidemark_core::event::{KafkaEvent, PartitionBatch};
 use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
 use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder};
@@ -127,6 +128,7 @@ pub struct BackupWriter {
     config: BackupWriterConfig,
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
+    keys: Arc<SegmentKeys>,
     parallelism: usize,
 }
 
@@ -135,12 +137,14 @@ impl BackupWriter {
         config: BackupWriterConfig,
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
+        keys: Arc<SegmentKeys>,
     ) -> Self {
         let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
         BackupWriter {
             config,
             objects,
             index,
+            keys,
             parallelism,
         }
     }
@@ -266,14 +270,20 @@ impl BackupWriter {
             verify_overlap(
                 self.index.as_ref(),
                 self.objects.as_ref(),
+                &self.keys,
                 partition,
                 &encoded.segment,
                 checkpoint.next_offset,
             )
             .await?;
         }
-        let stored_bytes = encoded.segment.bytes.len() as u64;
-        let body = encoded.segment.bytes.clone();
+        // Sealed (when configured) only now: the overlap check compares plain records.
+        let stored = self
+            .keys
+            .protect(&partition.backup_id, encoded.segment.clone())
+            .await?;
+        let stored_bytes = stored.bytes.len() as u64;
+        let body = stored.bytes;
         let tier = self.config.retention.tier(&partition.topic);
         let tags = ObjectTags::from([(RetentionTier::TAG.to_owned(), tier.as_str().to_owned())]);
         let created = match self

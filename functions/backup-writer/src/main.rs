@@ -4,6 +4,7 @@ use backup_writer::BackupWriter;
 use lambda_runtime::{LambdaEvent, service_fn};
 use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
 use tidemark_core::event::KafkaEvent;
+use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
@@ -14,10 +15,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let keys = SegmentKeys::new(
+        Arc::new(KmsKeyService::new(&aws)),
+        config.segment_encryption_key.clone(),
+    );
     let writer = Arc::new(BackupWriter::new(
         config,
         Arc::new(objects),
         Arc::new(index),
+        Arc::new(keys),
     ));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| {

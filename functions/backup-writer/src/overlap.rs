@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use tidemark_core::index::IndexStore;
+use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Record, SegmentReader};
@@ -17,6 +18,7 @@ use tidemark_core::{Error, Result};
 pub async fn verify_overlap(
     index: &dyn IndexStore,
     objects: &dyn ObjectStore,
+    keys: &SegmentKeys,
     partition: &PartitionId,
     batch: &EncodedSegment,
     next_offset: i64,
@@ -42,7 +44,8 @@ pub async fn verify_overlap(
             tracing::warn!(key = %segment.key, "indexed segment is missing; cannot compare with it");
             continue;
         };
-        let mut stored = SegmentReader::open(bytes.as_ref())?;
+        let plain = keys.plain(&partition.backup_id, bytes).await?;
+        let mut stored = SegmentReader::open(plain.as_ref())?;
         while let Some(record) = stored.next_record()? {
             if let Some(mine) = ours.remove(&record.offset)
                 && mine != record

@@ -10,8 +10,10 @@ use tidemark_core::checkpoint::{Checkpoint, Gap};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::event::KafkaEvent;
 use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::keys::{KeyService, MemoryKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
+use tidemark_core::segment::encryption::envelope;
 use tidemark_core::segment::{Header, Record, SegmentReader, TimestampType};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 
@@ -38,6 +40,9 @@ fn config(extra: &[(&str, &str)]) -> BackupWriterConfig {
 struct Harness {
     objects: Arc<MemoryObjectStore>,
     index: Arc<FlakyIndex>,
+    kms: Arc<MemoryKeyService>,
+    /// Opens sealed segments, as a restore would.
+    reader_keys: SegmentKeys,
     writer: BackupWriter,
 }
 
@@ -47,10 +52,17 @@ fn harness(extra: &[(&str, &str)]) -> Harness {
         inner: MemoryIndexStore::new(),
         failures_left: AtomicUsize::new(0),
     });
-    let writer = BackupWriter::new(config(extra), objects.clone(), index.clone());
+    let config = config(extra);
+    let kms = Arc::new(MemoryKeyService::default());
+    let keys = |seal_with| SegmentKeys::new(Arc::clone(&kms) as Arc<dyn KeyService>, seal_with);
+    let reader_keys = keys(None);
+    let writer_keys = Arc::new(keys(config.segment_encryption_key.clone()));
+    let writer = BackupWriter::new(config, objects.clone(), index.clone(), writer_keys);
     Harness {
         objects,
         index,
+        kms,
+        reader_keys,
         writer,
     }
 }
@@ -73,10 +85,12 @@ fn partition(topic: &str, partition: i32) -> PartitionId {
     }
 }
 
-async fn stored_records(objects: &MemoryObjectStore, prefix: &str) -> Vec<Record> {
+async fn stored_records(h: &Harness, prefix: &str) -> Vec<Record> {
     let mut records = Vec::new();
-    for key in objects.list(prefix).await.unwrap() {
-        let bytes = objects.get(&key).await.unwrap().unwrap();
+    for key in h.objects.list(prefix).await.unwrap() {
+        let stored = h.objects.get(&key).await.unwrap().unwrap();
+        let backup = BackupId::parse("prod").unwrap();
+        let bytes = h.reader_keys.plain(&backup, stored).await.unwrap();
         for record in SegmentReader::open(bytes.as_ref()).unwrap() {
             records.push(record.unwrap());
         }
@@ -145,7 +159,7 @@ async fn msk_event_becomes_one_faithful_segment_per_partition() {
         ]
     );
 
-    let records = stored_records(&h.objects, "backups/prod/topics/payments.captured/").await;
+    let records = stored_records(&h, "backups/prod/topics/payments.captured/").await;
     let header = |key: &str, value: &[u8]| Header {
         key: key.into(),
         value: Some(value.to_vec()),
@@ -212,7 +226,7 @@ async fn msk_event_becomes_one_faithful_segment_per_partition() {
         ),
         (100, 105, 4)
     );
-    let refunded = stored_records(&h.objects, "backups/prod/topics/payments.refunded/").await;
+    let refunded = stored_records(&h, "backups/prod/topics/payments.refunded/").await;
     assert_eq!(refunded[0].timestamp_type, TimestampType::LogAppendTime);
 }
 
@@ -223,7 +237,7 @@ async fn self_managed_event_keeps_no_timestamp_records() {
         .handle(fixture("self-managed-event.json"))
         .await
         .unwrap();
-    let records = stored_records(&h.objects, "backups/prod/topics/audit.log/").await;
+    let records = stored_records(&h, "backups/prod/topics/audit.log/").await;
     assert_eq!(records.len(), 2);
     assert_eq!(
         (records[1].timestamp, records[1].timestamp_type),
@@ -311,7 +325,7 @@ async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
         2,
         "retry must not add objects"
     );
-    let records = stored_records(&h.objects, "backups/prod/topics/payments.captured/").await;
+    let records = stored_records(&h, "backups/prod/topics/payments.captured/").await;
     assert_eq!(
         records.iter().map(|r| r.offset).collect::<Vec<_>>(),
         vec![100, 101, 102, 105]
@@ -517,4 +531,72 @@ async fn a_recreated_topic_is_refused_instead_of_mixed_into_the_backup() {
             .unwrap(),
         items_before
     );
+}
+
+const SEALED: &[(&str, &str)] = &[("TIDEMARK_SEGMENT_ENCRYPTION_KEY", "alias/tidemark")];
+
+#[tokio::test]
+async fn with_an_encryption_key_segments_are_sealed_and_read_back_the_same() {
+    let plain = harness(&[]);
+    plain
+        .writer
+        .handle(fixture("msk-event.json"))
+        .await
+        .unwrap();
+    let h = harness(SEALED);
+    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert_eq!(report.partitions.len(), 2);
+    assert_eq!(h.kms.generated(), 1, "one data key for the whole batch");
+
+    let keys = h.objects.list("").await.unwrap();
+    assert_eq!(keys, plain.objects.list("").await.unwrap());
+    let records = stored_records(&h, "").await;
+    assert_eq!(records, stored_records(&plain, "").await);
+    for key in &keys {
+        let stored = h.objects.get(key).await.unwrap().unwrap();
+        assert!(envelope(&stored).unwrap().is_some(), "{key} is not sealed");
+    }
+    // Record bytes that zstd keeps verbatim in the plain segments are nowhere in the sealed ones.
+    let mut plain_objects = Vec::new();
+    let mut sealed_objects = Vec::new();
+    for key in &keys {
+        plain_objects.push(plain.objects.get(key).await.unwrap().unwrap());
+        sealed_objects.push(h.objects.get(key).await.unwrap().unwrap());
+    }
+    fn in_any(objects: &[impl AsRef<[u8]>], needle: &[u8]) -> bool {
+        objects
+            .iter()
+            .any(|bytes| bytes.as_ref().windows(needle.len()).any(|w| w == needle))
+    }
+    let visible: Vec<Vec<u8>> = records
+        .iter()
+        .flat_map(|record| {
+            let headers = record.headers.iter().filter_map(|h| h.value.clone());
+            record
+                .key
+                .clone()
+                .into_iter()
+                .chain(record.value.clone())
+                .chain(headers)
+        })
+        .filter(|field| field.len() >= 4 && in_any(&plain_objects, field))
+        .collect();
+    assert!(
+        !visible.is_empty(),
+        "precondition: plain segments show some record bytes"
+    );
+    for field in &visible {
+        assert!(
+            !in_any(&sealed_objects, field),
+            "{:?} readable in a sealed segment",
+            String::from_utf8_lossy(field)
+        );
+    }
+
+    // Retries and overlap checks read the sealed segments back.
+    let retried = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    assert!(retried.partitions.iter().all(|p| !p.created));
+    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    assert_eq!(h.objects.list("").await.unwrap(), keys, "nothing written");
 }

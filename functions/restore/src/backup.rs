@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tidemark_core::index::IndexStore;
+use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::snapshot::SnapshotCatalog;
@@ -21,6 +22,8 @@ pub struct Backup {
     pub catalog: Arc<dyn SnapshotCatalog>,
     pub layout: StorageLayout,
     pub bucket: String,
+    /// Opens sealed segments (client-side encryption); plain ones pass through.
+    pub keys: Arc<SegmentKeys>,
 }
 
 /// Where a partition's segment list came from.
@@ -157,6 +160,8 @@ impl Backup {
             catalog: index,
             layout: config.layout.clone(),
             bucket: config.bucket.clone(),
+            // Reading needs no key id: each sealed segment names its wrapped data key.
+            keys: Arc::new(SegmentKeys::new(Arc::new(KmsKeyService::new(aws)), None)),
         }
     }
 

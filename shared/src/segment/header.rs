@@ -7,8 +7,19 @@ pub const MAGIC: [u8; 4] = *b"TDMK";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 
-/// Bytes of the header that do not depend on the topic name.
+/// Bytes of the header that depend on neither the topic name nor an envelope.
 const FIXED_HEADER_LEN: usize = 80;
+/// Header bytes before `uncompressed_len`, less the topic: the part an AES-GCM seal
+/// authenticates (see [`SegmentHeader::authenticated_len`]).
+const AUTHENTICATED_FIXED_LEN: usize = 52;
+/// Flag bit 0: the body is sealed with AES-256-GCM and the header carries an [`Envelope`].
+const FLAG_ENCRYPTED: u8 = 0x01;
+/// AES-GCM nonce length.
+pub(super) const NONCE_LEN: usize = 12;
+/// AES-GCM authentication tag length; it follows the ciphertext in a sealed body.
+pub(super) const TAG_LEN: usize = 16;
+/// Bytes of an envelope besides the wrapped key: the key's u16 length and the nonce.
+const ENVELOPE_FIXED_LEN: usize = 2 + NONCE_LEN;
 /// Offset of the header-length field, read before the rest of the header.
 const PREFIX_LEN: usize = 8;
 
@@ -36,6 +47,21 @@ impl Compression {
     }
 }
 
+/// How a sealed segment's body was encrypted: AES-256-GCM under a data key that KMS generated.
+/// The body is the ciphertext of the plain body followed by the 16-byte tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The data key encrypted by KMS (`CiphertextBlob`); only KMS can unwrap it.
+    pub wrapped_key: Vec<u8>,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl Envelope {
+    fn encoded_len(&self) -> usize {
+        ENVELOPE_FIXED_LEN + self.wrapped_key.len()
+    }
+}
+
 /// Everything a reader needs to know about a segment before reading its records. It makes a
 /// segment self-describing: S3 alone is enough to restore (invariant 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +83,27 @@ pub struct SegmentHeader {
     /// CRC32C of the body as stored: catches any changed byte, even one that would still
     /// decompress to the same records.
     pub body_crc32c: u32,
+    /// Present when the body is sealed (client-side encryption).
+    pub encryption: Option<Envelope>,
 }
 
 impl SegmentHeader {
-    /// Encoded length of a header for a topic name of this many bytes.
+    /// Encoded length of a header for a topic name of this many bytes, without an envelope.
     pub fn encoded_len(topic_len: usize) -> usize {
         FIXED_HEADER_LEN + topic_len
+    }
+
+    /// Encoded length of this header.
+    pub fn header_len(&self) -> usize {
+        Self::encoded_len(self.topic.len())
+            + self.encryption.as_ref().map_or(0, Envelope::encoded_len)
+    }
+
+    /// How many leading bytes of the encoded header a seal authenticates: magic through
+    /// `max_timestamp`. They are fixed before the body is encrypted, and bind the ciphertext to
+    /// its topic, partition, offsets and record count.
+    pub fn authenticated_len(&self) -> usize {
+        AUTHENTICATED_FIXED_LEN + self.topic.len()
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -70,13 +111,22 @@ impl SegmentHeader {
         let topic_len = u16::try_from(topic.len()).map_err(|_| {
             Error::InvalidRecords(format!("topic name is {} bytes long", topic.len()))
         })?;
-        let header_len = Self::encoded_len(topic.len());
-        let mut out = Vec::with_capacity(header_len);
+        let header_len = u16::try_from(self.header_len()).map_err(|_| {
+            Error::InvalidRecords(format!(
+                "a header of {} bytes cannot be stored",
+                self.header_len()
+            ))
+        })?;
+        let mut out = Vec::with_capacity(usize::from(header_len));
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        out.extend_from_slice(&(header_len as u16).to_be_bytes());
+        out.extend_from_slice(&header_len.to_be_bytes());
         out.push(self.compression.code());
-        out.push(0); // flags: none defined in version 1
+        out.push(if self.encryption.is_some() {
+            FLAG_ENCRYPTED
+        } else {
+            0
+        });
         out.extend_from_slice(&topic_len.to_be_bytes());
         out.extend_from_slice(topic);
         out.extend_from_slice(&self.partition.to_be_bytes());
@@ -89,9 +139,20 @@ impl SegmentHeader {
         out.extend_from_slice(&self.body_len.to_be_bytes());
         out.extend_from_slice(&self.records_crc32c.to_be_bytes());
         out.extend_from_slice(&self.body_crc32c.to_be_bytes());
+        if let Some(envelope) = &self.encryption {
+            let wrapped_len = u16::try_from(envelope.wrapped_key.len()).map_err(|_| {
+                Error::InvalidRecords(format!(
+                    "a wrapped data key of {} bytes cannot be stored",
+                    envelope.wrapped_key.len()
+                ))
+            })?;
+            out.extend_from_slice(&wrapped_len.to_be_bytes());
+            out.extend_from_slice(&envelope.wrapped_key);
+            out.extend_from_slice(&envelope.nonce);
+        }
         let header_crc = crc32c::crc32c(&out);
         out.extend_from_slice(&header_crc.to_be_bytes());
-        debug_assert_eq!(out.len(), header_len);
+        debug_assert_eq!(out.len(), usize::from(header_len));
         Ok(out)
     }
 
@@ -140,13 +201,17 @@ impl SegmentHeader {
             Error::CorruptSegment(format!("unknown compression code {compression_code}"))
         })?;
         let flags = fields.u8();
-        if flags != 0 {
+        if flags & !FLAG_ENCRYPTED != 0 {
             return Err(Error::CorruptSegment(format!(
                 "unknown header flags {flags:#04x}"
             )));
         }
+        let encrypted = flags & FLAG_ENCRYPTED != 0;
         let topic_len = usize::from(fields.u16());
-        if Self::encoded_len(topic_len) != header_len {
+        let plain_len = Self::encoded_len(topic_len);
+        if (!encrypted && plain_len != header_len)
+            || (encrypted && plain_len + ENVELOPE_FIXED_LEN > header_len)
+        {
             return Err(Error::CorruptSegment(format!(
                 "topic length {topic_len} does not match header length {header_len}"
             )));
@@ -154,7 +219,7 @@ impl SegmentHeader {
         let topic = std::str::from_utf8(fields.take(topic_len))
             .map_err(|_| Error::CorruptSegment("topic name is not valid UTF-8".into()))?
             .to_owned();
-        let parsed = SegmentHeader {
+        let mut parsed = SegmentHeader {
             topic,
             partition: fields.i32(),
             first_offset: fields.i64(),
@@ -167,7 +232,20 @@ impl SegmentHeader {
             body_len: fields.u64(),
             records_crc32c: fields.u32(),
             body_crc32c: fields.u32(),
+            encryption: None,
         };
+        if encrypted {
+            let wrapped_len = usize::from(fields.u16());
+            if plain_len + ENVELOPE_FIXED_LEN + wrapped_len != header_len {
+                return Err(Error::CorruptSegment(format!(
+                    "wrapped key length {wrapped_len} does not match header length {header_len}"
+                )));
+            }
+            parsed.encryption = Some(Envelope {
+                wrapped_key: fields.take(wrapped_len).to_vec(),
+                nonce: fields.take(NONCE_LEN).try_into().expect("12 bytes"),
+            });
+        }
         parsed.check_consistency()?;
         Ok(parsed)
     }
@@ -194,7 +272,19 @@ impl SegmentHeader {
                 "minimum timestamp is after maximum timestamp".into(),
             ));
         }
-        if self.compression == Compression::None && self.body_len != self.uncompressed_len {
+        let tag_len = if self.encryption.is_some() {
+            TAG_LEN
+        } else {
+            0
+        } as u64;
+        if self.encryption.is_some() && self.body_len < tag_len {
+            return Err(Error::CorruptSegment(format!(
+                "a sealed body of {} bytes cannot hold its authentication tag",
+                self.body_len
+            )));
+        }
+        if self.compression == Compression::None && self.body_len != self.uncompressed_len + tag_len
+        {
             return Err(Error::CorruptSegment(
                 "uncompressed body length differs from stored length".into(),
             ));

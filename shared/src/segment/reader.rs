@@ -54,6 +54,11 @@ impl<R: Read> SegmentReader<R> {
     /// Reads and checks the header; records are decoded lazily by [`Self::next_record`].
     pub fn open(mut source: R) -> Result<Self> {
         let header = SegmentHeader::read_from(&mut source)?;
+        if header.encryption.is_some() {
+            return Err(Error::Encryption(
+                "the segment body is sealed: open it with its data key first".into(),
+            ));
+        }
         let body = ChecksummedBody {
             inner: source.take(header.body_len),
             crc32c: 0,

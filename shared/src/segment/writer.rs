@@ -123,6 +123,7 @@ impl SegmentEncoder {
             body_len: (bytes.len() - self.header_len) as u64,
             records_crc32c: self.records_crc32c,
             body_crc32c,
+            encryption: None,
         };
         bytes[..self.header_len].copy_from_slice(&header.encode()?);
         Ok(EncodedSegment {

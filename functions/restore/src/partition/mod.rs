@@ -206,6 +206,7 @@ pub async fn restore_partition(
     let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
     let mut scanner = Scanner::start(
         backup.clone(),
+        id.backup_id.clone(),
         task.clone(),
         segments,
         scan::ScanStart {

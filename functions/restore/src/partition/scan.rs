@@ -3,6 +3,7 @@
 //! is checked whole (header, length, body CRC32C) before any of its records is let through,
 //! then decoded record by record, never the whole decompressed segment at once.
 
+use tidemark_core::layout::BackupId;
 use tidemark_core::segment::{Record, SegmentReader, verify_stored_segment};
 use tokio::sync::mpsc;
 
@@ -74,6 +75,7 @@ pub struct ScanStart {
 impl Scanner {
     pub fn start(
         backup: Backup,
+        backup_id: BackupId,
         task: PartitionTask,
         segments: Vec<SegmentRef>,
         start: ScanStart,
@@ -81,7 +83,9 @@ impl Scanner {
         let (sender, records) = mpsc::channel(READ_AHEAD);
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let result = scan(&runtime, &backup, &task, &segments, start, &sender);
+            let result = scan(
+                &runtime, &backup, &backup_id, &task, &segments, start, &sender,
+            );
             if let Err(error) = result {
                 let _ = sender.blocking_send(Err(error));
             }
@@ -98,6 +102,7 @@ impl Scanner {
 fn scan(
     runtime: &tokio::runtime::Handle,
     backup: &Backup,
+    backup_id: &BackupId,
     task: &PartitionTask,
     segments: &[SegmentRef],
     start: ScanStart,
@@ -117,7 +122,13 @@ fn scan(
                     .is_none_or(|min| min <= task.cut.at_ms)
         })
         .collect();
-    let mut fetches = Prefetch::new(runtime, backup, &to_read, start.prefetch_segments);
+    let mut fetches = Prefetch::new(
+        runtime,
+        backup,
+        backup_id,
+        &to_read,
+        start.prefetch_segments,
+    );
     for segment in &to_read {
         let stored = fetches.next()?;
         if segment.last_offset < next_offset {
@@ -183,40 +194,54 @@ fn scan(
 struct Prefetch<'a> {
     runtime: &'a tokio::runtime::Handle,
     objects: std::sync::Arc<dyn tidemark_core::object_store::ObjectStore>,
+    segment_keys: std::sync::Arc<tidemark_core::keys::SegmentKeys>,
+    backup_id: BackupId,
     keys: std::collections::VecDeque<String>,
     depth: usize,
-    in_flight: std::collections::VecDeque<
+    in_flight: std::collections::VecDeque<(
+        String,
         tokio::task::JoinHandle<tidemark_core::Result<Option<bytes::Bytes>>>,
-    >,
+    )>,
 }
 
 impl<'a> Prefetch<'a> {
     fn new(
         runtime: &'a tokio::runtime::Handle,
         backup: &Backup,
+        backup_id: &BackupId,
         segments: &[&SegmentRef],
         depth: usize,
     ) -> Self {
         Prefetch {
             runtime,
             objects: backup.objects.clone(),
+            segment_keys: backup.keys.clone(),
+            backup_id: backup_id.clone(),
             keys: segments.iter().map(|segment| segment.key.clone()).collect(),
             depth,
             in_flight: std::collections::VecDeque::new(),
         }
     }
 
-    /// The next segment's stored bytes, in list order.
+    /// The next segment in list order, as a plain segment (a sealed one opened).
     fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         while self.in_flight.len() <= self.depth {
             let Some(key) = self.keys.pop_front() else {
                 break;
             };
             let objects = self.objects.clone();
-            self.in_flight
-                .push_back(self.runtime.spawn(async move { objects.get(&key).await }));
+            let segment_keys = self.segment_keys.clone();
+            let backup_id = self.backup_id.clone();
+            let fetch_key = key.clone();
+            let fetch = self.runtime.spawn(async move {
+                match objects.get(&fetch_key).await? {
+                    Some(stored) => Ok(Some(segment_keys.plain(&backup_id, stored).await?)),
+                    None => Ok(None),
+                }
+            });
+            self.in_flight.push_back((key, fetch));
         }
-        let fetch = self
+        let (key, fetch) = self
             .in_flight
             .pop_front()
             .expect("next is called once per listed segment");
@@ -228,14 +253,14 @@ impl<'a> Prefetch<'a> {
                 retryable: true,
             })
         })?;
-        Ok(fetched?)
+        fetched.map_err(|error| in_segment(&key, error))
     }
 }
 
 impl Drop for Prefetch<'_> {
     /// A scan that ends early (the cut, the deadline) stops fetching what it will not read.
     fn drop(&mut self) {
-        for fetch in &self.in_flight {
+        for (_, fetch) in &self.in_flight {
             fetch.abort();
         }
     }
@@ -252,6 +277,18 @@ fn in_segment(key: &str, error: tidemark_core::Error) -> RestoreError {
         tidemark_core::Error::NotASegment(detail) => {
             tidemark_core::Error::NotASegment(format!("{key}: {detail}"))
         }
+        tidemark_core::Error::Encryption(detail) => {
+            tidemark_core::Error::Encryption(format!("{key}: {detail}"))
+        }
+        tidemark_core::Error::Aws {
+            operation,
+            message,
+            retryable,
+        } => tidemark_core::Error::Aws {
+            operation,
+            message: format!("{key}: {message}"),
+            retryable,
+        },
         other => other,
     })
 }

@@ -2,6 +2,7 @@
 //! A backup on the in-memory twins: segments encoded for real and indexed as the writer does.
 
 use std::sync::Arc;
+use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 
 use bytes::Bytes;
 use restore::backup::Backup;
@@ -43,6 +44,10 @@ impl Fixture {
             catalog: index.clone(),
             layout: StorageLayout::new("t").unwrap(),
             bucket: "bucket".into(),
+            keys: Arc::new(SegmentKeys::new(
+                Arc::new(MemoryKeyService::default()),
+                None,
+            )),
         };
         Fixture {
             backup,
