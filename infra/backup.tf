@@ -53,7 +53,7 @@ resource "aws_lambda_function" "backup_writer" {
 }
 
 resource "aws_lambda_event_source_mapping" "topic" {
-  for_each          = toset(var.topics)
+  for_each          = var.event_source_mappings ? toset(var.topics) : toset([])
   function_name     = aws_lambda_function.backup_writer.arn
   topics            = [each.value]
   event_source_arn  = local.is_msk ? var.msk_cluster_arn : null

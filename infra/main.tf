@@ -32,12 +32,13 @@ locals {
 
   # Every function gets these; template.yaml's Globals.
   common_environment = {
-    TIDEMARK_BUCKET            = aws_s3_bucket.backups.id
-    TIDEMARK_TABLE             = aws_dynamodb_table.index.name
-    TIDEMARK_PREFIX            = var.key_prefix
-    TIDEMARK_METRICS_NAMESPACE = var.metrics_namespace
-    TIDEMARK_LOG_FORMAT        = "json"
-    RUST_LOG                   = "info"
+    TIDEMARK_BUCKET              = aws_s3_bucket.backups.id
+    TIDEMARK_TABLE               = aws_dynamodb_table.index.name
+    TIDEMARK_PREFIX              = var.key_prefix
+    TIDEMARK_METRICS_NAMESPACE   = var.metrics_namespace
+    TIDEMARK_LOG_FORMAT          = "json"
+    TIDEMARK_S3_FORCE_PATH_STYLE = tostring(var.s3_force_path_style)
+    RUST_LOG                     = "info"
   }
 }
 

@@ -37,3 +37,8 @@ output "dashboard_url" {
   value       = "https://${local.region}.console.aws.amazon.com/cloudwatch/home?region=${local.region}#dashboards:name=${local.name}"
   description = "The CloudWatch dashboard."
 }
+
+output "offset_snapshotter_function_name" {
+  value       = aws_lambda_function.offset_snapshotter.function_name
+  description = "Invoke it with {} for a snapshot on demand (a restore plan to 'now' wants a fresh one)."
+}

@@ -212,6 +212,12 @@ variable "bisect_batch_on_function_error" {
   description = "Provisioned mode; split a failing batch in two (segments are keyed by offset range, so halves are safe)."
 }
 
+variable "event_source_mappings" {
+  type        = bool
+  default     = true
+  description = "false creates no event source mapping: something else invokes the writer with the same events (the event-source bridge on LocalStack, whose free tier has no Kafka trigger)."
+}
+
 variable "failed_batch_queue" {
   type        = bool
   default     = false
@@ -349,6 +355,12 @@ variable "groups_exclude" {
 }
 
 # --- Operations -----------------------------------------------------------------------------
+
+variable "s3_force_path_style" {
+  type        = bool
+  default     = false
+  description = "Address the bucket as endpoint/bucket (S3-compatible endpoints such as LocalStack); AWS needs false."
+}
 
 variable "architecture" {
   type        = string

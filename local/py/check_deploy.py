@@ -8,7 +8,10 @@ must describe the same system, and both must use the state machine definitions u
 - the same functions (by binary), with the same environment variables;
 - the same state machines (by definition file), each filling in exactly the placeholders its
   definition has;
-- every environment variable a function gets is listed in example.env.
+- every environment variable a function gets is listed in example.env;
+- the root modules that call infra/ (its example, localstack/) pass only variables it declares;
+- localstack/: the compose file pins LocalStack to a release that starts without an auth token
+  and puts the Lambda containers on the broker's network; its scripts parse (`bash -n`).
 
 Exits 1 and names every difference found. `--root DIR` checks another checkout (the
 checker's own test uses it on altered copies); `--fast` leaves out sam and checkov, which take
@@ -159,6 +162,65 @@ def compare(sam, terraform, what):
             problem(f"{what} {key}: template.yaml has {sorted(sam[key])}, infra/ has {sorted(terraform[key])}")
 
 
+# The last LocalStack release that starts without LOCALSTACK_AUTH_TOKEN (later tags need one).
+LAST_FREE_LOCALSTACK = (4, 14, 0)
+
+
+def module_calls():
+    """Every `module` block of a root module that uses infra/, with the variables it passes."""
+    with open(os.path.join(REPO, "infra", "variables.tf")) as source:
+        declared = {name for block in hcl2.load(source).get("variable", []) for name in block
+                    if not name.startswith("__")}
+    for root in ("infra/examples/msk/main.tf", "localstack/main.tf"):
+        path = os.path.join(REPO, root)
+        if not os.path.exists(path):
+            problem(f"{root} is missing")
+            continue
+        try:
+            with open(path) as source:
+                modules = hcl2.load(source).get("module", [])
+        except Exception as error:  # the parser's own exception types vary by version
+            problem(f"{root} does not parse as HCL: {error}")
+            continue
+        for block in modules:
+            for name, body in block.items():
+                # The parser adds __start_line__ / __end_line__ to every block.
+                passed = {key for key in body if not key.startswith("__")}
+                passed -= {"source", "providers", "depends_on", "count", "for_each"}
+                unknown = sorted(passed - declared)
+                if unknown:
+                    problem(f"{root}: module {name} passes {unknown}, which infra/variables.tf does not declare")
+                yield root, name, body
+
+
+def localstack_checks():
+    compose_path = os.path.join(REPO, "localstack", "docker-compose.yml")
+    with open(compose_path) as source:
+        compose = yaml.safe_load(source)
+    services = compose.get("services", {})
+    for name in ("localstack", "kafka"):
+        if name not in services:
+            problem(f"localstack/docker-compose.yml: no {name} service")
+    for name, service in services.items():
+        image = service.get("image", "")
+        if ":" not in image or image.endswith(":latest"):
+            problem(f"localstack/docker-compose.yml: {name} image {image!r} is not pinned to a release")
+    image = services.get("localstack", {}).get("image", "")
+    version = re.fullmatch(r"localstack/localstack:(\d+)\.(\d+)\.(\d+)", image)
+    if not version or tuple(map(int, version.groups())) > LAST_FREE_LOCALSTACK:
+        problem(f"localstack/docker-compose.yml: {image!r} is not a LocalStack release that runs without an auth "
+                f"token (<= {'.'.join(map(str, LAST_FREE_LOCALSTACK))})")
+    network = services.get("localstack", {}).get("environment", {}).get("LAMBDA_DOCKER_NETWORK")
+    names = {body.get("name", key) for key, body in compose.get("networks", {}).items()}
+    if network not in names:
+        problem(f"localstack/docker-compose.yml: LAMBDA_DOCKER_NETWORK={network!r} is none of its networks {sorted(names)}")
+    for script in sorted(os.listdir(os.path.join(REPO, "localstack"))):
+        if script.endswith(".sh"):
+            result = subprocess.run(["bash", "-n", os.path.join(REPO, "localstack", script)], capture_output=True, text=True)
+            if result.returncode != 0:
+                problem(f"localstack/{script} does not parse: {result.stderr.strip()}")
+
+
 def main():
     sam_functions, sam_machines = sam_system()
     tf_functions, tf_machines = terraform_system()
@@ -175,6 +237,11 @@ def main():
         if missing:
             problem(f"function {binary}: {missing} not listed in example.env")
 
+    for root, name, body in list(module_calls()):
+        if root.startswith("localstack/") and one(body.get("event_source_mappings")) is not False:
+            problem(f"{root}: module {name} must set event_source_mappings = false (the bridge plays the mapping)")
+    localstack_checks()
+
     tool("cfn-lint template.yaml", [os.path.join(TOOLS, "cfn-lint"), "template.yaml"])
     if not FAST:
         tool("sam validate --lint", [os.path.join(TOOLS, "sam"), "validate", "--lint", "--region", "us-east-1"])
@@ -183,7 +250,9 @@ def main():
                                             "--framework", framework, *target])
     terraform = shutil.which("terraform")
     if terraform:
-        tool("terraform fmt -check -recursive infra", [terraform, "fmt", "-check", "-diff", "-recursive", "infra"])
+        for directory in ("infra", "localstack"):
+            tool(f"terraform fmt -check -recursive {directory}",
+                 [terraform, "fmt", "-check", "-diff", "-recursive", directory])
     else:
         print("terraform is not installed: skipping terraform fmt -check (HCL parsing still ran)")
 

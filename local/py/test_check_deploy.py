@@ -1,5 +1,5 @@
 """The deploy check's own test: on copies of the repository's template.yaml, infra/,
-statemachines/ and example.env, each altered in one way, check_deploy.py must fail and name the
+statemachines/, localstack/ and example.env, each altered in one way, check_deploy.py must fail and name the
 difference; on the unaltered copy it must pass."""
 
 import os
@@ -16,8 +16,9 @@ def run_on(alter, fast):
     with tempfile.TemporaryDirectory() as root:
         for name in ("template.yaml", "example.env", ".checkov.yaml"):
             shutil.copy(os.path.join(REPO, name), root)
-        for name in ("infra", "statemachines"):
-            shutil.copytree(os.path.join(REPO, name), os.path.join(root, name))
+        for name in ("infra", "statemachines", "localstack"):
+            shutil.copytree(os.path.join(REPO, name), os.path.join(root, name),
+                            ignore=shutil.ignore_patterns(".venv", ".build", ".terraform*", "terraform.tfstate*"))
         alter(root)
         command = [sys.executable, os.path.join(HERE, "check_deploy.py"), "--root", root]
         result = subprocess.run(command + (["--fast"] if fast else []), capture_output=True, text=True)
@@ -64,6 +65,12 @@ CASES = [
     ("a bucket that no longer blocks public access in Terraform",
      replace("infra/storage.tf", "  restrict_public_buckets = true\n", "  restrict_public_buckets = false\n"),
      "checkov (terraform)", False),
+    ("LocalStack unpinned",
+     replace("localstack/docker-compose.yml", "image: localstack/localstack:4.14.0", "image: localstack/localstack:latest"),
+     "is not pinned to a release", True),
+    ("a root module passing a variable the module lacks",
+     replace("localstack/main.tf", "  event_source_mappings  = false\n", "  event_source_mapping   = false\n"),
+     "which infra/variables.tf does not declare", True),
     ("an unformatted .tf file",
      replace("infra/logs.tf", "  retention_in_days = var.log_retention_days\n", "  retention_in_days=var.log_retention_days\n"),
      "terraform fmt", True),

@@ -504,6 +504,15 @@ def cmd_create_storage(args):
     print(json.dumps({"bucket": args.bucket, "table": args.table}))
 
 
+def cmd_invoke(args):
+    """Invokes a Lambda function synchronously; prints its response, exits 1 on a function error."""
+    response = aws("lambda", args.endpoint).invoke(FunctionName=args.function, Payload=args.payload.encode())
+    payload = response["Payload"].read().decode()
+    print(payload)
+    if response.get("FunctionError"):
+        fail(f"{args.function} failed: {payload}")
+
+
 def cmd_create_kms_key(args):
     key = aws("kms", args.endpoint).create_key(Description=args.description)["KeyMetadata"]
     print(json.dumps({"arn": key["Arn"]}))
@@ -539,6 +548,7 @@ def main():
             (["--backup-id"], dict(required=True)), (["--prefix"], dict(default="")))
     command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
     command("create-kms-key", cmd_create_kms_key, endpoint, (["--description"], dict(default="tidemark")))
+    command("invoke", cmd_invoke, endpoint, (["--function"], dict(required=True)), (["--payload"], dict(default="{}")))
     group = (["--group"], dict(required=True))
     command("delete-topic", cmd_delete_topic, bootstrap, topic)
     command("list-topics", cmd_list_topics, bootstrap, *security)
