@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 
-use crate::checkpoint::{Checkpoint, Gap};
-use crate::error::Result;
+use crate::checkpoint::{Checkpoint, Gap, plan_commit};
+use crate::error::{Error, Result};
 use crate::layout::PartitionId;
 use crate::segment::SegmentHeader;
 
@@ -89,4 +89,50 @@ pub trait IndexStore: Send + Sync {
 
     /// Every recorded gap of the partition, ordered by start offset.
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>>;
+}
+
+/// How often a commit re-plans after losing a race on the checkpoint before giving up.
+const MAX_COMMIT_ATTEMPTS: usize = 8;
+
+/// Records a durable segment in the index and moves the partition's checkpoint, planning against
+/// `observed` first and re-reading the checkpoint whenever another commit moved it meanwhile.
+/// Returns the gap this commit recorded, if any. Used by the writer and by the index rebuild, so
+/// a rebuilt index follows the very rules the writer followed.
+pub async fn record_segment(
+    index: &dyn IndexStore,
+    partition: &PartitionId,
+    entry: &SegmentEntry,
+    max_timestamp: i64,
+    mut observed: Option<Checkpoint>,
+    now_ms: i64,
+) -> Result<Option<Gap>> {
+    for attempt in 0..MAX_COMMIT_ATTEMPTS {
+        if attempt > 0 {
+            observed = index.checkpoint(partition).await?;
+        }
+        let plan = plan_commit(
+            observed.as_ref(),
+            entry.first_offset,
+            entry.last_offset,
+            max_timestamp,
+            now_ms,
+        );
+        let commit = SegmentCommit {
+            partition,
+            segment: entry,
+            gap: plan.gap.as_ref(),
+            expected: observed.as_ref(),
+            new: plan.new_checkpoint.as_ref(),
+        };
+        if index.commit_segment(commit).await? == CommitOutcome::Committed {
+            return Ok(plan.gap);
+        }
+    }
+    Err(Error::IndexStore {
+        operation: "commit",
+        message: format!(
+            "checkpoint of {partition} kept moving during {MAX_COMMIT_ATTEMPTS} attempts"
+        ),
+        retryable: true,
+    })
 }

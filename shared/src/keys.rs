@@ -62,24 +62,6 @@ impl KmsKeyService {
     }
 }
 
-fn kms_error<E, R>(
-    operation: &'static str,
-    subject: String,
-) -> impl FnOnce(aws_sdk_kms::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + aws_sdk_kms::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    move |error| {
-        let (message, retryable) = crate::stores::describe_sdk_error(&error);
-        Error::Aws {
-            operation,
-            message: format!("{subject}: {message}"),
-            retryable,
-        }
-    }
-}
-
 #[async_trait]
 impl KeyService for KmsKeyService {
     async fn generate_data_key(
@@ -95,7 +77,7 @@ impl KeyService for KmsKeyService {
             .set_encryption_context(Some(context.clone()))
             .send()
             .await
-            .map_err(kms_error(
+            .map_err(crate::stores::aws_error(
                 "kms:GenerateDataKey",
                 format!("key {key_id} (check TIDEMARK_SEGMENT_ENCRYPTION_KEY and the role's kms:GenerateDataKey)"),
             ))?;
@@ -121,7 +103,7 @@ impl KeyService for KmsKeyService {
             .set_encryption_context(Some(context.clone()))
             .send()
             .await
-            .map_err(kms_error(
+            .map_err(crate::stores::aws_error(
                 "kms:Decrypt",
                 format!(
                     "the data key of a sealed segment of backup {} (check the role's kms:Decrypt on the key that sealed it)",

@@ -18,5 +18,6 @@ pub mod segment;
 pub mod snapshot;
 pub mod stores;
 pub mod telemetry;
+pub mod validation;
 
 pub use error::{Error, Result};

@@ -11,10 +11,9 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tidemark_core::checkpoint::plan_commit;
 use tidemark_core::config::{BackupWriterConfig, NameFilter, RetentionTier};
 use tidemark_core::event::{KafkaEvent, PartitionBatch};
-use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
@@ -30,9 +29,6 @@ use crate::overlap::verify_overlap;
 const META_RECORD_COUNT: &str = "tidemark-record-count";
 const META_RECORDS_CRC32C: &str = "tidemark-records-crc32c";
 const META_FORMAT_VERSION: &str = "tidemark-format-version";
-
-/// How often a commit re-plans after losing a race on the checkpoint before giving up.
-const MAX_COMMIT_ATTEMPTS: usize = 8;
 
 /// One partition after the CPU phase.
 pub struct EncodedPartition {
@@ -265,7 +261,7 @@ impl BackupWriter {
             ),
         ]);
         // Read first: a batch that overlaps the backup must hold the same records there.
-        let mut observed = self.index.checkpoint(partition).await?;
+        let observed = self.index.checkpoint(partition).await?;
         if let Some(checkpoint) = &observed {
             verify_overlap(
                 self.index.as_ref(),
@@ -309,46 +305,27 @@ impl BackupWriter {
         };
 
         let entry = SegmentEntry::new(key.clone(), header, stored_bytes, now_ms());
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            if attempt > 0 {
-                observed = self.index.checkpoint(partition).await?;
-            }
-            let plan = plan_commit(
-                observed.as_ref(),
-                header.first_offset,
-                header.last_offset,
-                header.max_timestamp,
-                now_ms(),
-            );
-            let commit = SegmentCommit {
-                partition,
-                segment: &entry,
-                gap: plan.gap.as_ref(),
-                expected: observed.as_ref(),
-                new: plan.new_checkpoint.as_ref(),
-            };
-            if self.index.commit_segment(commit).await? == CommitOutcome::Committed {
-                if let Some(gap) = &plan.gap {
-                    warn!(%partition, start = gap.start, end = gap.end, "offsets missing from the source recorded as a gap");
-                }
-                return Ok(PartitionReport {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    first_offset: header.first_offset,
-                    last_offset: header.last_offset,
-                    records: header.record_count,
-                    segment_key: key,
-                    created,
-                    gap: plan.gap.map(|gap| (gap.start, gap.end)),
-                });
-            }
+        let gap = record_segment(
+            self.index.as_ref(),
+            partition,
+            &entry,
+            header.max_timestamp,
+            observed,
+            now_ms(),
+        )
+        .await?;
+        if let Some(gap) = &gap {
+            warn!(%partition, start = gap.start, end = gap.end, "offsets missing from the source recorded as a gap");
         }
-        Err(tidemark_core::Error::IndexStore {
-            operation: "commit",
-            message: format!(
-                "checkpoint of {partition} kept moving during {MAX_COMMIT_ATTEMPTS} attempts"
-            ),
-            retryable: true,
+        Ok(PartitionReport {
+            topic: partition.topic.clone(),
+            partition: partition.partition,
+            first_offset: header.first_offset,
+            last_offset: header.last_offset,
+            records: header.record_count,
+            segment_key: key,
+            created,
+            gap: gap.map(|gap| (gap.start, gap.end)),
         })
     }
 }

@@ -107,29 +107,12 @@ impl Backup {
     /// Backed-up topics and their partitions, from the S3 layout (segments describe
     /// themselves, so S3 is the authority on what exists).
     pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<(String, Vec<i32>)>> {
-        let topics_prefix = self.layout.topics_prefix(backup_id);
-        let mut topics = Vec::new();
-        for topic_prefix in self.objects.list_prefixes(&topics_prefix).await? {
-            let topic = topic_prefix[topics_prefix.len()..].trim_end_matches('/');
-            let mut partitions: Vec<i32> = self
-                .objects
-                .list_prefixes(&topic_prefix)
-                .await?
-                .iter()
-                .filter_map(|prefix| {
-                    prefix[topic_prefix.len()..]
-                        .trim_end_matches('/')
-                        .strip_prefix("partition=")?
-                        .parse()
-                        .ok()
-                })
-                .collect();
-            partitions.sort_unstable();
-            if !partitions.is_empty() {
-                topics.push((topic.to_owned(), partitions));
-            }
-        }
-        Ok(topics)
+        Ok(tidemark_core::validation::backed_up_partitions(
+            self.objects.as_ref(),
+            &self.layout,
+            backup_id,
+        )
+        .await?)
     }
 
     pub fn restore_key(&self, backup_id: &BackupId, restore_id: &RestoreId, name: &str) -> String {

@@ -225,7 +225,10 @@ async fn msk_bootstrap_brokers(
         .cluster_arn(cluster_arn)
         .send()
         .await
-        .map_err(aws_error("kafka:GetBootstrapBrokers", cluster_arn))?;
+        .map_err(crate::stores::aws_error(
+            "kafka:GetBootstrapBrokers",
+            cluster_arn,
+        ))?;
     let (field, brokers) = match auth {
         AuthMethod::Plaintext => ("BootstrapBrokerString", output.bootstrap_broker_string()),
         AuthMethod::Tls | AuthMethod::MutualTls => (
@@ -269,25 +272,6 @@ async fn msk_bootstrap_brokers(
     }
 }
 
-/// Maps a failed control-plane call on `resource` to an error naming both.
-fn aws_error<E, R>(
-    operation: &'static str,
-    resource: &str,
-) -> impl FnOnce(aws_sdk_kafka::error::SdkError<E, R>) -> Error
-where
-    E: std::error::Error + aws_sdk_kafka::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
-{
-    move |error| {
-        let (message, retryable) = crate::stores::describe_sdk_error(&error);
-        Error::Aws {
-            operation,
-            message: format!("{resource}: {message}"),
-            retryable,
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct CaSecret {
     certificate: String,
@@ -318,7 +302,10 @@ async fn read_json_secret<T: serde::de::DeserializeOwned>(
         .secret_id(arn)
         .send()
         .await
-        .map_err(aws_error("secretsmanager:GetSecretValue", arn))?;
+        .map_err(crate::stores::aws_error(
+            "secretsmanager:GetSecretValue",
+            arn,
+        ))?;
     let text = output.secret_string().ok_or_else(|| {
         Error::Config(format!(
             "secret {arn} has no SecretString (binary secrets are not supported)"

@@ -32,6 +32,24 @@ impl MemoryObjectStore {
         Self::default()
     }
 
+    /// Replaces an object's bytes behind the store's contract, as bit rot or a stray writer
+    /// would: for tests of what validation detects.
+    pub fn overwrite(&self, key: &str, body: Bytes) {
+        let mut objects = self.objects.lock().expect("lock poisoned");
+        if let Some(object) = objects.get_mut(key) {
+            object.body = body;
+        }
+    }
+
+    /// Deletes an object, as an operator or a lifecycle rule could: for tests.
+    pub fn remove(&self, key: &str) -> bool {
+        self.objects
+            .lock()
+            .expect("lock poisoned")
+            .remove(key)
+            .is_some()
+    }
+
     /// The tags `key` was written with, if it exists.
     pub fn tags(&self, key: &str) -> Option<ObjectTags> {
         let objects = self.objects.lock().expect("lock poisoned");

@@ -33,6 +33,25 @@ pub fn aws_stores(
     )
 }
 
+/// Maps a failed AWS call on `subject` (a cluster, a secret, a key) to an error naming both.
+pub(crate) fn aws_error<E, R>(
+    operation: &'static str,
+    subject: impl std::fmt::Display,
+) -> impl FnOnce(SdkError<E, R>) -> crate::error::Error
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
+    R: std::fmt::Debug,
+{
+    move |error| {
+        let (message, retryable) = describe_sdk_error(&error);
+        crate::error::Error::Aws {
+            operation,
+            message: format!("{subject}: {message}"),
+            retryable,
+        }
+    }
+}
+
 /// A readable message and whether the call may succeed when repeated, for any SDK error.
 pub(crate) fn describe_sdk_error<E, R>(error: &SdkError<E, R>) -> (String, bool)
 where
