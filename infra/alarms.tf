@@ -21,8 +21,9 @@ locals {
     snapshot-errors = { function = aws_lambda_function.offset_snapshotter.function_name, period = 900, description = "The offset snapshotter failed; restores would position groups from an older snapshot." }
   }
   machine_failures = {
-    restore-failed      = { arn = aws_sfn_state_machine.restore.arn, what = "A restore" }
-    offset-reset-failed = { arn = aws_sfn_state_machine.offset_reset.arn, what = "An offset reset" }
+    restore-failed      = { arn = aws_sfn_state_machine.restore.arn, description = "A restore execution failed, timed out or was aborted (its cause says what was rolled back)." }
+    offset-reset-failed = { arn = aws_sfn_state_machine.offset_reset.arn, description = "An offset reset execution failed, timed out or was aborted (its cause says what was rolled back)." }
+    validation-failed   = { arn = aws_sfn_state_machine.validation.arn, description = "A validation found errors in the backup (a missing or damaged segment, an unrecorded gap, an index that disagrees), or could not finish. The execution's cause names the first errors and the report in S3." }
   }
 }
 
@@ -89,7 +90,7 @@ resource "aws_cloudwatch_metric_alarm" "backup_stale" {
 resource "aws_cloudwatch_metric_alarm" "execution_failed" {
   for_each            = local.machine_failures
   alarm_name          = "${local.name}-${each.key}"
-  alarm_description   = "${each.value.what} execution failed, timed out or was aborted (its cause says what was rolled back)."
+  alarm_description   = each.value.description
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"

@@ -42,3 +42,8 @@ output "offset_snapshotter_function_name" {
   value       = aws_lambda_function.offset_snapshotter.function_name
   description = "Invoke it with {} for a snapshot on demand (a restore plan to 'now' wants a fresh one)."
 }
+
+output "validation_state_machine_arn" {
+  value       = aws_sfn_state_machine.validation.arn
+  description = "Start it with {\"depth\":\"deep\"|\"listing\",\"topics\":[...]} to validate on demand."
+}

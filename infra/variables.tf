@@ -356,6 +356,22 @@ variable "groups_exclude" {
 
 # --- Operations -----------------------------------------------------------------------------
 
+variable "validation_schedule" {
+  type        = string
+  default     = "rate(1 day)"
+  description = "When the validation state machine checks the backup (an EventBridge schedule expression); \"\" runs it only on demand."
+}
+
+variable "validation_depth" {
+  type        = string
+  default     = "deep"
+  description = "deep re-reads every segment (checksums, records, sealed bodies opened); listing compares the index with S3 and the offsets with the recorded gaps, reading no segment."
+  validation {
+    condition     = contains(["deep", "listing"], var.validation_depth)
+    error_message = "validation_depth must be deep or listing."
+  }
+}
+
 variable "s3_force_path_style" {
   type        = bool
   default     = false

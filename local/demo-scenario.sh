@@ -6,7 +6,7 @@
 #   tools_bootstrap     the brokers as this script's tools reach them
 #   functions_bootstrap the brokers as the deployed functions reach them (restore/reset target)
 #   AWS_ENDPOINT_URL, bucket, table, backup_id, topic, run
-#   restore_machine, reset_machine   the state machines' ARNs
+#   restore_machine, reset_machine, validation_machine   the state machines' ARNs
 #   snapshot_now        a command that takes a snapshot with the offset-snapshotter, on demand
 #   show_logs           a command that prints the functions' recent logs (after a failure)
 # The backup writer must already be fed by the bridge.
@@ -22,6 +22,10 @@ py wait-checkpoints --endpoint "$AWS_ENDPOINT_URL" --table "$table" --backup-id 
 
 log "what the backup holds"
 py show-backup --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id" --prefix tidemark
+
+log "validating the backup: index against S3, no unrecorded gaps, every segment re-read and decoded"
+py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$validation_machine" --name validate --input '{"depth": "deep"}' \
+  || { show_logs; die "the backup does not validate"; }
 
 log "payment-processor commits its progress: it has handled the first 1000 events of each partition"
 for partition in 0 1 2 3; do

@@ -31,7 +31,9 @@ py() { "$TIDEMARK_PYTHON" "$TIDEMARK_LOCAL_PY" "$@"; }
 
 log "creating bucket and index table $bucket, topic $topic (4 partitions)"
 py create-storage --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" >/dev/null
-py create-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --partitions 4 --if-not-exists >/dev/null
+# A running stack may still hold the topic of an earlier run: the story starts from an empty one.
+py delete-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --if-exists >/dev/null
+py create-topic --bootstrap "$TIDEMARK_KAFKA_BOOTSTRAP" --topic "$topic" --partitions 4 >/dev/null
 log "creating a KMS key: segments are sealed client-side (AES-256-GCM) on top of the bucket's encryption"
 kms_key=$(py create-kms-key --endpoint "$AWS_ENDPOINT_URL" --description "tidemark demo $run" \
   | "$TIDEMARK_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["arn"])')
@@ -46,14 +48,15 @@ TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   --function "offset-snapshotter=$TIDEMARK_BIN/offset-snapshotter" \
   --function "restore-coordinator=$TIDEMARK_BIN/restore-coordinator" \
   --function "restore-partition=$TIDEMARK_BIN/restore-partition" \
-  --function "offset-reset=$TIDEMARK_BIN/offset-reset" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+  --function "offset-reset=$TIDEMARK_BIN/offset-reset" \
+  --function "validator=$TIDEMARK_BIN/validator" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
 echo $! >"$TIDEMARK_STATE/lambda-host.pid"
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$lambda_port/" && break
   sleep 0.1
 done
 # Step Functions reaches the functions through the gateway (local/up.sh).
-for function in restore-coordinator restore-partition offset-reset; do
+for function in restore-coordinator restore-partition offset-reset validator; do
   curl -sf -X PUT --data "http://127.0.0.1:$lambda_port" "$TIDEMARK_GATEWAY/_tidemark/functions/$function" \
     || die "could not register $function with the gateway at $TIDEMARK_GATEWAY"
 done
@@ -66,10 +69,11 @@ AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$lambda_port \
 echo $! >"$TIDEMARK_STATE/bridge.pid"
 
 machines=$(py create-machines --endpoint "$AWS_ENDPOINT_URL" --definitions statemachines \
-  --coordinator restore-coordinator --partition restore-partition --offset-reset offset-reset)
+  --coordinator restore-coordinator --partition restore-partition --offset-reset offset-reset --validator validator)
 machine() { echo "$machines" | "$TIDEMARK_PYTHON" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 restore_machine=$(machine restore)
 reset_machine=$(machine offset_reset)
+validation_machine=$(machine validation)
 tools_bootstrap=$TIDEMARK_KAFKA_BOOTSTRAP
 functions_bootstrap=$TIDEMARK_KAFKA_BOOTSTRAP
 show_logs() { tail -n 30 "$TIDEMARK_STATE/bridge.log" "$TIDEMARK_STATE/lambda-host.log" >&2; }

@@ -15,6 +15,7 @@ backup_id=payments-local
 topic=payments.captured
 restore_machine=$(output restore_state_machine_arn)
 reset_machine=$(output offset_reset_state_machine_arn)
+validation_machine=$(output validation_state_machine_arn)
 snapshotter=$(output offset_snapshotter)
 tools_bootstrap=$KAFKA_FROM_HOST
 functions_bootstrap=$KAFKA_FROM_FUNCTIONS
@@ -25,7 +26,9 @@ target_dir=$(cd "$TIDEMARK_REPO" && cargo metadata --format-version 1 --no-deps 
   | "$TIDEMARK_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 py wait-kafka --bootstrap "$tools_bootstrap" --timeout 60 >/dev/null || die "Kafka does not answer on $tools_bootstrap"
-py create-topic --bootstrap "$tools_bootstrap" --topic "$topic" --partitions 4 --if-not-exists >/dev/null
+# An earlier run's topic would mix into this one's story: start from an empty one.
+py delete-topic --bootstrap "$tools_bootstrap" --topic "$topic" --if-exists >/dev/null
+py create-topic --bootstrap "$tools_bootstrap" --topic "$topic" --partitions 4 >/dev/null
 
 log "starting the event-source bridge: $topic → the deployed $(output backup_writer)"
 "$target_dir/release/tidemark-bridge" --bootstrap-servers "$tools_bootstrap" --topics "$topic" \

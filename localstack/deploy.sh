@@ -30,7 +30,8 @@ esac
 log "building the functions for $architecture (cargo lambda; the first build takes ~15 min)"
 (cd "$TIDEMARK_REPO" && "$LOCALSTACK_VENV/bin/cargo-lambda" lambda build --release "$build_flag" \
   --output-format zip --lambda-dir "$LOCALSTACK_BUILD/lambda" \
-  --bin backup-writer --bin offset-snapshotter --bin restore-coordinator --bin restore-partition --bin offset-reset)
+  --bin backup-writer --bin offset-snapshotter --bin restore-coordinator --bin restore-partition --bin offset-reset \
+  --bin validator)
 
 log "deploying infra/ into LocalStack (tflocal apply)"
 cd "$here"

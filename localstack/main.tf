@@ -70,3 +70,7 @@ output "restore_state_machine_arn" {
 output "offset_reset_state_machine_arn" {
   value = module.tidemark.offset_reset_state_machine_arn
 }
+
+output "validation_state_machine_arn" {
+  value = module.tidemark.validation_state_machine_arn
+}

@@ -267,6 +267,9 @@ def _client_config(args):
 
 def cmd_delete_topic(args):
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    if args.if_exists and args.topic not in admin.list_topics(timeout=10).topics:
+        print(json.dumps({"deleted": None}))
+        return
     admin.delete_topics([args.topic])[args.topic].result(timeout=30)
     # Deletion is asynchronous on some brokers: wait until the name is free again.
     deadline = time.monotonic() + 30
@@ -452,8 +455,8 @@ def cmd_summarize_topic(args):
 
 
 def cmd_create_machines(args):
-    """Creates the offset-reset and restore state machines from the repository's ASL files, with
-    the ARNs filled in as SAM and Terraform fill them in; prints both machine ARNs."""
+    """Creates the offset-reset, restore and validation state machines from the repository's ASL
+    files, with the ARNs filled in as SAM and Terraform fill them in; prints the machine ARNs."""
     sfn = aws("stepfunctions", args.endpoint)
     arn = lambda name: f"arn:aws:lambda:{os.environ.get('AWS_REGION', 'us-east-1')}:000000000000:function:{name}"
     role = "arn:aws:iam::000000000000:role/tidemark-state-machine"
@@ -468,7 +471,11 @@ def cmd_create_machines(args):
                                   .replace("${OffsetResetStateMachineArn}", offset_reset)
     restore = sfn.create_state_machine(name=f"tidemark-restore-{time.time_ns()}", definition=definition,
                                        roleArn=role)["stateMachineArn"]
-    print(json.dumps({"restore": restore, "offset_reset": offset_reset}))
+    with open(os.path.join(args.definitions, "validation.asl.json")) as source:
+        definition = source.read().replace("${ValidatorFunctionArn}", arn(args.validator))
+    validation = sfn.create_state_machine(name=f"tidemark-validation-{time.time_ns()}", definition=definition,
+                                          roleArn=role)["stateMachineArn"]
+    print(json.dumps({"restore": restore, "offset_reset": offset_reset, "validation": validation}))
 
 
 def cmd_run_execution(args):
@@ -550,7 +557,7 @@ def main():
     command("create-kms-key", cmd_create_kms_key, endpoint, (["--description"], dict(default="tidemark")))
     command("invoke", cmd_invoke, endpoint, (["--function"], dict(required=True)), (["--payload"], dict(default="{}")))
     group = (["--group"], dict(required=True))
-    command("delete-topic", cmd_delete_topic, bootstrap, topic)
+    command("delete-topic", cmd_delete_topic, bootstrap, topic, (["--if-exists"], dict(action="store_true")))
     command("list-topics", cmd_list_topics, bootstrap, *security)
     command("commit-offsets", cmd_commit_offsets, bootstrap, topic, group, (["--offset"], dict(action="append", required=True)),
             *security)
@@ -564,7 +571,7 @@ def main():
     command("summarize-topic", cmd_summarize_topic, bootstrap, topic)
     command("create-machines", cmd_create_machines, endpoint, (["--definitions"], dict(required=True)),
             (["--coordinator"], dict(required=True)), (["--partition"], dict(required=True)),
-            (["--offset-reset"], dict(required=True)))
+            (["--offset-reset"], dict(required=True)), (["--validator"], dict(required=True)))
     command("run-execution", cmd_run_execution, endpoint, (["--machine"], dict(required=True)),
             (["--name"], dict(default="run")), (["--input"], dict(required=True)),
             (["--timeout"], dict(type=float, default=300)))

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::checkpoint::{Checkpoint, Gap, plan_commit};
 use crate::error::{Error, Result};
-use crate::layout::PartitionId;
+use crate::layout::{BackupId, PartitionId};
 use crate::segment::SegmentHeader;
 
 /// One index entry: a durable segment object and what it holds.
@@ -89,6 +89,10 @@ pub trait IndexStore: Send + Sync {
 
     /// Every recorded gap of the partition, ordered by start offset.
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>>;
+
+    /// Every partition of `backup_id` that has a checkpoint, ordered by topic then partition.
+    /// Reads the whole index (on DynamoDB, a scan): for validation, not for hot paths.
+    async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>>;
 }
 
 /// How often a commit re-plans after losing a race on the checkpoint before giving up.

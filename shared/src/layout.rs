@@ -95,6 +95,26 @@ impl fmt::Display for RestoreId {
     }
 }
 
+/// One validation run (the validation state machine's execution name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ValidationId(String);
+
+impl ValidationId {
+    pub fn parse(value: &str) -> Result<Self> {
+        check_execution_name("validation id", value).map(ValidationId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ValidationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Checks a Kafka topic name by Kafka's own rule: 1-249 characters of `[a-zA-Z0-9._-]`.
 pub fn validate_topic_name(topic: &str) -> Result<()> {
     let valid_chars = topic
@@ -216,6 +236,11 @@ impl StorageLayout {
             "{}offset-mapping.json",
             self.restore_prefix(backup_id, restore_id)
         )
+    }
+
+    /// Where one validation run keeps its per-partition results and its report, ending in `/`.
+    pub fn validation_prefix(&self, backup_id: &BackupId, run: &ValidationId) -> String {
+        format!("{}/validations/{run}/", self.root(backup_id))
     }
 
     /// Where one restore keeps its plan, progress, offset maps and report, ending in `/`.

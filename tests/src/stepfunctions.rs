@@ -48,8 +48,20 @@ impl Stack {
             &all_env,
             timeout_seconds,
         );
+        self.register_with_gateway(&host, &[&coordinator, &partition, &offset_reset])
+            .await;
+        RestoreFunctions {
+            host,
+            coordinator,
+            partition,
+            offset_reset,
+        }
+    }
+
+    /// Tells the gateway that Step Functions' invokes of `names` go to `host`.
+    async fn register_with_gateway(&self, host: &LambdaHost, names: &[&String]) {
         let client = reqwest::Client::new();
-        for name in [&coordinator, &partition, &offset_reset] {
+        for name in names {
             let response = client
                 .put(format!("{}/_tidemark/functions/{name}", self.gateway))
                 .body(host.endpoint.clone())
@@ -58,12 +70,33 @@ impl Stack {
                 .expect("registering with the gateway");
             assert_eq!(response.status(), 204, "the gateway refused {name}");
         }
-        RestoreFunctions {
-            host,
-            coordinator,
-            partition,
-            offset_reset,
-        }
+    }
+
+    /// Starts the validator for `backup_id` on `storage`, registered with the gateway, and
+    /// creates the validation state machine over it (as SAM and Terraform fill it in).
+    pub async fn start_validation(
+        &self,
+        storage: &Storage,
+        prefix: &str,
+        backup_id: &str,
+        timeout_seconds: u32,
+    ) -> (LambdaHost, StateMachine) {
+        let name = unique("validator");
+        let host = self.start_lambda_host_for(
+            &[format!("{name}={}", self.binary("validator").display())],
+            &[
+                ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+                ("TIDEMARK_TABLE", storage.table.as_str()),
+                ("TIDEMARK_PREFIX", prefix),
+                ("TIDEMARK_BACKUP_ID", backup_id),
+            ],
+            timeout_seconds,
+        );
+        self.register_with_gateway(&host, &[&name]).await;
+        let definition = definition("validation.asl.json")
+            .replace("${ValidatorFunctionArn}", &function_arn(&name));
+        let machine = StateMachine::create(self, definition).await;
+        (host, machine)
     }
 
     pub async fn sfn(&self) -> aws_sdk_sfn::Client {

@@ -1,9 +1,12 @@
 //! Validation and index rebuild on real parts: a backup made by the real backup-writer binary
 //! (fed by the bridge, segments sealed with a KMS data key) in the emulated S3 and DynamoDB,
-//! then damaged through the S3 API as bit rot or an operator would.
+//! then damaged through the S3 API as bit rot or an operator would; checked by the library and
+//! by the validation state machine running the real validator binary.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use aws_sdk_sfn::types::ExecutionStatus;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
@@ -14,13 +17,13 @@ use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_core::validation::{
     Depth, Finding, backed_up_partitions, rebuild_partition, validate_partition,
 };
-use tidemark_tests::{Stack, unique};
+use tidemark_tests::{Stack, Storage, unique};
 
 const WRITER: &str = "arn:aws:lambda:us-east-1:000000000000:function:backup-writer";
 const PREFIX: &str = "it";
 
 /// Backs up 300 records over 3 partitions in segments of at most 40 records.
-async fn backed_up(stack: &Stack) -> (tidemark_tests::Storage, PartitionId, StorageLayout) {
+async fn backed_up(stack: &Stack) -> (Storage, PartitionId, StorageLayout) {
     let storage = stack.create_storage().await;
     let kms_key = stack.create_kms_key().await;
     let topic = unique("payments.validated");
@@ -113,6 +116,31 @@ async fn validation_finds_a_flipped_byte_and_a_missing_segment_and_the_index_reb
     // Damage: one byte of one segment flipped, another segment deleted.
     let entries = index.segments(&partition).await.unwrap();
     let (flipped, deleted) = (&entries[0].key, &entries[1].key);
+    damage(&storage, flipped, deleted).await;
+
+    let listing = validate(Depth::Listing).await.unwrap();
+    assert_eq!(
+        listing.findings,
+        vec![Finding::MissingSegment {
+            key: deleted.clone()
+        }],
+        "a listing sees the deletion, not the flip"
+    );
+    let deep = validate(Depth::Deep).await.unwrap();
+    assert_eq!(deep.findings.len(), 2, "{:?}", deep.findings);
+    assert!(deep.findings.contains(&Finding::MissingSegment {
+        key: deleted.clone()
+    }));
+    assert!(
+        deep.findings.iter().any(|finding| matches!(finding,
+            Finding::CorruptSegment { key, .. } if key == flipped)),
+        "{:?}",
+        deep.findings
+    );
+}
+
+/// Flips one byte in the middle of `flipped` and deletes `deleted`, through the S3 API.
+async fn damage(storage: &Storage, flipped: &str, deleted: &str) {
     let object = storage
         .s3
         .get_object()
@@ -141,24 +169,94 @@ async fn validation_finds_a_flipped_byte_and_a_missing_segment_and_the_index_reb
         .send()
         .await
         .unwrap();
+}
 
-    let listing = validate(Depth::Listing).await.unwrap();
+#[tokio::test(flavor = "multi_thread")]
+async fn the_validation_machine_reports_a_sound_backup_then_fails_naming_the_damage() {
+    let stack = Stack::from_env();
+    let (storage, partition, _) = backed_up(&stack).await;
+    let (host, machine) = stack
+        .start_validation(&storage, PREFIX, partition.backup_id.as_str(), 60)
+        .await;
+    let limit = Duration::from_secs(120);
+
+    let sound = machine.run(&json!({}), limit).await;
     assert_eq!(
-        listing.findings,
-        vec![Finding::MissingSegment {
-            key: deleted.clone()
-        }],
-        "a listing sees the deletion, not the flip"
+        sound.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        sound.describe(),
+        host.process.log()
     );
-    let deep = validate(Depth::Deep).await.unwrap();
-    assert_eq!(deep.findings.len(), 2, "{:?}", deep.findings);
-    assert!(deep.findings.contains(&Finding::MissingSegment {
-        key: deleted.clone()
-    }));
+    let output = sound.output.clone().unwrap();
+    assert_eq!(output["partitions"], 3);
+    assert_eq!(output["warnings"], 0);
+    let report_key = output["report_key"].as_str().unwrap().to_owned();
+    assert!(report_key.starts_with(&format!("{PREFIX}/{}/validations/", partition.backup_id)));
+    let report = read_json(&storage, &report_key).await;
+    assert_eq!(
+        (report["errors"].clone(), report["depth"].clone()),
+        (json!(0), json!("deep"))
+    );
+    assert_eq!(
+        report["records_read"], 300,
+        "deep: every record of every partition decoded"
+    );
+
+    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let entries = index.segments(&partition).await.unwrap();
+    let (flipped, deleted) = (&entries[0].key, &entries[1].key);
+    damage(&storage, flipped, deleted).await;
+
+    let failed = machine.run(&json!({"depth": "deep"}), limit).await;
+    assert_eq!(
+        failed.status,
+        ExecutionStatus::Failed,
+        "{}",
+        failed.describe()
+    );
+    assert_eq!(failed.error.as_deref(), Some("Tidemark.ValidationFailed"));
+    let cause = failed.cause.clone().unwrap();
+    assert!(cause.starts_with("2 errors in backup"), "{cause}");
     assert!(
-        deep.findings.iter().any(|finding| matches!(finding,
-            Finding::CorruptSegment { key, .. } if key == flipped)),
-        "{:?}",
-        deep.findings
+        cause.contains(&format!("{deleted} is indexed but not in S3")),
+        "{cause}"
     );
+    assert!(
+        cause.contains(&format!("{flipped} does not read back")),
+        "{cause}"
+    );
+
+    // A listing-only run sees the deletion and not the flip.
+    let listing = machine.run(&json!({"depth": "listing"}), limit).await;
+    assert_eq!(listing.status, ExecutionStatus::Failed);
+    let cause = listing.cause.unwrap();
+    assert!(
+        cause.starts_with("1 error in backup") && cause.contains(deleted.as_str()),
+        "{cause}"
+    );
+
+    // Bad input is refused by name before anything is read.
+    let refused = machine
+        .run(&json!({"topics": ["no.such.topic"]}), limit)
+        .await;
+    assert_eq!(
+        refused.error.as_deref(),
+        Some("Tidemark.InvalidRequest"),
+        "{}",
+        refused.describe()
+    );
+    assert!(refused.cause.unwrap().contains("no.such.topic"));
+}
+
+async fn read_json(storage: &Storage, key: &str) -> Value {
+    let object = storage
+        .s3
+        .get_object()
+        .bucket(&storage.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
 }

@@ -143,6 +143,10 @@ impl IndexStore for FlakyIndex {
     async fn gaps(&self, partition: &PartitionId) -> tidemark_core::Result<Vec<Gap>> {
         self.inner.gaps(partition).await
     }
+
+    async fn partitions(&self, backup_id: &BackupId) -> tidemark_core::Result<Vec<PartitionId>> {
+        self.inner.partitions(backup_id).await
+    }
 }
 
 #[tokio::test]

@@ -230,6 +230,14 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         [(0, 9)],
         "a range in a gap: the segment before it"
     );
+
+    // The partition is listed under its backup, and only there.
+    assert_eq!(
+        store.partitions(&partition.backup_id).await.unwrap(),
+        vec![partition.clone()]
+    );
+    let other = crate::layout::BackupId::parse(&format!("{}-other", partition.backup_id)).unwrap();
+    assert!(store.partitions(&other).await.unwrap().is_empty());
 }
 
 /// `backup_id` must be unused in the catalog.

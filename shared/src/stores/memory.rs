@@ -123,6 +123,7 @@ impl ObjectStore for MemoryObjectStore {
 
 #[derive(Debug, Default)]
 struct PartitionIndex {
+    id: Option<PartitionId>,
     checkpoint: Option<Checkpoint>,
     segments: BTreeMap<(i64, i64), SegmentEntry>,
     gaps: BTreeMap<i64, Gap>,
@@ -153,6 +154,7 @@ impl IndexStore for MemoryIndexStore {
     async fn commit_segment(&self, commit: SegmentCommit<'_>) -> Result<CommitOutcome> {
         let mut partitions = self.partitions.lock().expect("lock poisoned");
         let index = partitions.entry(commit.partition.to_string()).or_default();
+        index.id = Some(commit.partition.clone());
         if commit.new.is_some() && index.checkpoint.as_ref() != commit.expected {
             return Ok(CommitOutcome::CheckpointMoved);
         }
@@ -209,6 +211,18 @@ impl IndexStore for MemoryIndexStore {
             .get(&partition.to_string())
             .map(|index| index.gaps.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        let mut found: Vec<PartitionId> = partitions
+            .values()
+            .filter(|index| index.checkpoint.is_some())
+            .filter_map(|index| index.id.clone())
+            .filter(|id| &id.backup_id == backup_id)
+            .collect();
+        found.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(found)
     }
 }
 

@@ -10,17 +10,18 @@
 mod partition;
 mod rebuild;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use partition::{PartitionCheck, validate_partition};
 pub use rebuild::{RebuildReport, rebuild_partition};
 
 use crate::error::Result;
-use crate::layout::{BackupId, StorageLayout};
+use crate::index::IndexStore;
+use crate::layout::{BackupId, PartitionId, StorageLayout};
 use crate::object_store::ObjectStore;
 
 /// How much a validation reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Depth {
     /// The index, the S3 listing and the gaps: no segment is read.
@@ -29,7 +30,7 @@ pub enum Depth {
     Deep,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     Warning,
@@ -37,7 +38,7 @@ pub enum Severity {
 }
 
 /// One thing validation found wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Finding {
     /// The index lists a segment S3 does not hold: its records are lost to a restore.
@@ -54,7 +55,7 @@ pub enum Finding {
     /// A segment whose stored header or size disagrees with its index entry.
     IndexMismatch {
         key: String,
-        field: &'static str,
+        field: String,
         index: String,
         stored: String,
     },
@@ -63,6 +64,26 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// One line for an operator: what is wrong, and where.
+    pub fn describe(&self) -> String {
+        match self {
+            Finding::MissingSegment { key } => format!("{key} is indexed but not in S3"),
+            Finding::UnindexedSegment { key, .. } => format!("{key} is in S3 but not indexed"),
+            Finding::CorruptSegment { key, reason } => {
+                format!("{key} does not read back: {reason}")
+            }
+            Finding::IndexMismatch {
+                key,
+                field,
+                index,
+                stored,
+            } => format!("{key}: the index says {field} {index}, the segment {stored}"),
+            Finding::UnrecordedGap { start, end } => {
+                format!("offsets {start}..={end} are in no segment and no recorded gap")
+            }
+        }
+    }
+
     pub fn severity(&self) -> Severity {
         match self {
             Finding::UnindexedSegment { .. } => Severity::Warning,
@@ -100,6 +121,38 @@ pub async fn backed_up_partitions(
         }
     }
     Ok(topics)
+}
+
+/// Every partition a validation of `backup_id` must look at: those S3 holds segments for, and
+/// those the index has a checkpoint for (a partition whose every segment is gone is found only
+/// there). Ordered by topic, then partition.
+pub async fn partitions_to_validate(
+    objects: &dyn ObjectStore,
+    index: &dyn IndexStore,
+    layout: &StorageLayout,
+    backup_id: &BackupId,
+) -> Result<Vec<PartitionId>> {
+    let mut all: std::collections::BTreeSet<(String, i32)> = index
+        .partitions(backup_id)
+        .await?
+        .into_iter()
+        .map(|partition| (partition.topic, partition.partition))
+        .collect();
+    for (topic, partitions) in backed_up_partitions(objects, layout, backup_id).await? {
+        all.extend(
+            partitions
+                .into_iter()
+                .map(|partition| (topic.clone(), partition)),
+        );
+    }
+    Ok(all
+        .into_iter()
+        .map(|(topic, partition)| PartitionId {
+            backup_id: backup_id.clone(),
+            topic,
+            partition,
+        })
+        .collect())
 }
 
 #[cfg(test)]

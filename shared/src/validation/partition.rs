@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Depth, Finding};
 use crate::error::{Error, Result};
@@ -19,7 +19,7 @@ use crate::segment::{SegmentHeader, SegmentReader, verify_stored_segment};
 const CONCURRENT_READS: usize = 4;
 
 /// What validation found for one partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionCheck {
     pub topic: String,
     pub partition: i32,
@@ -154,7 +154,7 @@ fn mismatch(
 ) -> Finding {
     Finding::IndexMismatch {
         key: entry.key.clone(),
-        field,
+        field: field.to_owned(),
         index: index.to_string(),
         stored: stored.to_string(),
     }

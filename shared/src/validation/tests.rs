@@ -237,7 +237,7 @@ async fn an_index_entry_that_disagrees_with_its_segment_is_named() {
         check.findings,
         vec![Finding::IndexMismatch {
             key,
-            field: "record_count",
+            field: "record_count".into(),
             index: "9".into(),
             stored: "10".into()
         }]

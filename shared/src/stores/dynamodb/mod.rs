@@ -22,7 +22,7 @@ use super::describe_sdk_error;
 use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::{Error, Result};
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
-use crate::layout::PartitionId;
+use crate::layout::{BackupId, PartitionId};
 
 const CHECKPOINT_SK: &str = "checkpoint";
 const SEGMENT_SK_PREFIX: &str = "segment#";
@@ -358,5 +358,40 @@ impl IndexStore for DynamoIndexStore {
             .iter()
             .map(decode_gap)
             .collect()
+    }
+
+    async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .filter_expression("sk = :checkpoint AND backup_id = :backup")
+            .expression_attribute_values(":checkpoint", AttributeValue::S(CHECKPOINT_SK.into()))
+            .expression_attribute_values(":backup", AttributeValue::S(backup_id.to_string()))
+            .projection_expression("topic, #partition")
+            .expression_attribute_names("#partition", "partition")
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            for item in page.map_err(index_error("Scan"))?.items() {
+                let topic = item
+                    .get("topic")
+                    .and_then(|value| value.as_s().ok())
+                    .ok_or_else(|| Error::IndexStore {
+                        operation: "decode",
+                        message: "a checkpoint item has no topic".into(),
+                        retryable: false,
+                    })?;
+                found.push(PartitionId {
+                    backup_id: backup_id.clone(),
+                    topic: topic.clone(),
+                    partition: read_number(item, "partition")?,
+                });
+            }
+        }
+        found.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(found)
     }
 }

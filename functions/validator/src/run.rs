@@ -1,0 +1,341 @@
+//! The steps of the validation state machine (`statemachines/validation.asl.json`).
+//!
+//! `validate` checks partitions in name order from `position` and stops when its deadline draws
+//! near, returning where the next step starts; each partition's result is written to S3 once,
+//! so a retried step skips what is done. `summarize` reads the results back, writes the report,
+//! and emits the metrics an alarm watches.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tidemark_core::index::IndexStore;
+use tidemark_core::keys::SegmentKeys;
+use tidemark_core::layout::{PartitionId, ValidationId};
+use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::telemetry::{MetricsLine, Unit};
+use tidemark_core::validation::{
+    Depth, Finding, PartitionCheck, Severity, partitions_to_validate, validate_partition,
+};
+use tracing::info;
+
+use crate::config::ValidatorConfig;
+use crate::error::{Result, ValidatorError};
+
+/// A step stops starting partitions this long before its deadline (or a quarter of its time,
+/// when it has less than four minutes).
+const DEADLINE_MARGIN_MS: i64 = 60_000;
+/// Findings quoted in the report's one-line cause.
+const CAUSE_EXAMPLES: usize = 3;
+
+/// What an execution is started with (the schedule's input, or an operator's).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationRequest {
+    /// `deep` (default) re-reads every segment; `listing` compares the index with S3 only.
+    #[serde(default = "deep")]
+    pub depth: Depth,
+    /// Topics to validate; all of the backup's when absent.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+}
+
+fn deep() -> Depth {
+    Depth::Deep
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum StepRequest {
+    Validate {
+        run_id: String,
+        request: ValidationRequest,
+        #[serde(default)]
+        position: usize,
+    },
+    Summarize {
+        run_id: String,
+        request: ValidationRequest,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Where the next `validate` step starts.
+    pub position: usize,
+    pub partitions: usize,
+    pub done: bool,
+}
+
+/// The run's report, written to `{prefix}/{backup}/validations/{run}/report.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    pub run_id: String,
+    pub backup_id: String,
+    pub depth: Depth,
+    pub partitions: usize,
+    pub segments: usize,
+    pub records: u64,
+    pub stored_bytes: u64,
+    pub records_read: u64,
+    pub bytes_read: u64,
+    pub recorded_gaps: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Every finding, with its partition.
+    pub findings: Vec<PartitionFinding>,
+    /// One line: what is wrong (for the state machine's Fail), or "no errors".
+    pub cause: String,
+    pub report_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionFinding {
+    pub topic: String,
+    pub partition: i32,
+    pub severity: Severity,
+    pub finding: Finding,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum StepResponse {
+    Progress(Progress),
+    Report(Box<ValidationReport>),
+}
+
+pub struct Validator {
+    config: ValidatorConfig,
+    objects: Arc<dyn ObjectStore>,
+    index: Arc<dyn IndexStore>,
+    keys: Arc<SegmentKeys>,
+}
+
+impl Validator {
+    pub fn new(
+        config: ValidatorConfig,
+        objects: Arc<dyn ObjectStore>,
+        index: Arc<dyn IndexStore>,
+        keys: Arc<SegmentKeys>,
+    ) -> Self {
+        Validator {
+            config,
+            objects,
+            index,
+            keys,
+        }
+    }
+
+    pub async fn handle(&self, step: StepRequest, deadline_ms: i64) -> Result<StepResponse> {
+        match step {
+            StepRequest::Validate {
+                run_id,
+                request,
+                position,
+            } => Ok(StepResponse::Progress(
+                self.validate(&run(&run_id)?, &request, position, deadline_ms)
+                    .await?,
+            )),
+            StepRequest::Summarize { run_id, request } => Ok(StepResponse::Report(Box::new(
+                self.summarize(&run(&run_id)?, &request).await?,
+            ))),
+        }
+    }
+
+    /// The partitions a request covers, in name order; unknown topics are refused by name.
+    async fn partitions(&self, request: &ValidationRequest) -> Result<Vec<PartitionId>> {
+        let all = partitions_to_validate(
+            self.objects.as_ref(),
+            self.index.as_ref(),
+            &self.config.layout,
+            &self.config.backup_id,
+        )
+        .await?;
+        if let Some(topics) = &request.topics {
+            let unknown: Vec<&String> = topics
+                .iter()
+                .filter(|topic| !all.iter().any(|partition| &partition.topic == *topic))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(ValidatorError::InvalidRequest(format!(
+                    "topics {unknown:?} are not in backup {}",
+                    self.config.backup_id
+                )));
+            }
+        }
+        Ok(all
+            .into_iter()
+            .filter(|partition| {
+                request
+                    .topics
+                    .as_ref()
+                    .is_none_or(|topics| topics.contains(&partition.topic))
+            })
+            .collect())
+    }
+
+    fn result_key(&self, run: &ValidationId, partition: &PartitionId) -> String {
+        format!(
+            "{}partitions/{}/{}.json",
+            self.config
+                .layout
+                .validation_prefix(&self.config.backup_id, run),
+            partition.topic,
+            partition.partition
+        )
+    }
+
+    async fn validate(
+        &self,
+        run: &ValidationId,
+        request: &ValidationRequest,
+        start: usize,
+        deadline_ms: i64,
+    ) -> Result<Progress> {
+        let margin = DEADLINE_MARGIN_MS.min((deadline_ms - now_ms()) / 4).max(0);
+        let partitions = self.partitions(request).await?;
+        let mut position = start;
+        while position < partitions.len() {
+            // At least one partition per step, so every step makes progress.
+            if position > start && now_ms() + margin > deadline_ms {
+                break;
+            }
+            let partition = &partitions[position];
+            let key = self.result_key(run, partition);
+            if self.objects.get(&key).await?.is_none() {
+                let check = validate_partition(
+                    self.objects.as_ref(),
+                    self.index.as_ref(),
+                    &self.keys,
+                    &self.config.layout,
+                    partition,
+                    request.depth,
+                )
+                .await?;
+                info!(%partition, segments = check.segments, findings = check.findings.len(), "partition validated");
+                object_store::put_json_once(self.objects.as_ref(), &key, &check).await?;
+            }
+            position += 1;
+        }
+        Ok(Progress {
+            position,
+            partitions: partitions.len(),
+            done: position >= partitions.len(),
+        })
+    }
+
+    async fn summarize(
+        &self,
+        run: &ValidationId,
+        request: &ValidationRequest,
+    ) -> Result<ValidationReport> {
+        let prefix = self
+            .config
+            .layout
+            .validation_prefix(&self.config.backup_id, run);
+        let mut report = ValidationReport {
+            run_id: run.to_string(),
+            backup_id: self.config.backup_id.to_string(),
+            depth: request.depth,
+            partitions: 0,
+            segments: 0,
+            records: 0,
+            stored_bytes: 0,
+            records_read: 0,
+            bytes_read: 0,
+            recorded_gaps: 0,
+            errors: 0,
+            warnings: 0,
+            findings: Vec::new(),
+            cause: String::new(),
+            report_key: format!("{prefix}report.json"),
+        };
+        // The results the validate steps wrote: partitions backed up since are not in this run.
+        for key in self.objects.list(&format!("{prefix}partitions/")).await? {
+            let check: PartitionCheck = object_store::get_json(self.objects.as_ref(), &key)
+                .await?
+                .ok_or_else(|| tidemark_core::Error::ObjectStore {
+                    operation: "GetObject",
+                    key: key.clone(),
+                    message: "a listed validation result is gone".into(),
+                    retryable: true,
+                })?;
+            report.partitions += 1;
+            report.segments += check.segments;
+            report.records += check.records;
+            report.stored_bytes += check.stored_bytes;
+            report.records_read += check.records_read;
+            report.bytes_read += check.bytes_read;
+            report.recorded_gaps += check.gaps.len();
+            for finding in check.findings {
+                let severity = finding.severity();
+                match severity {
+                    Severity::Error => report.errors += 1,
+                    Severity::Warning => report.warnings += 1,
+                }
+                report.findings.push(PartitionFinding {
+                    topic: check.topic.clone(),
+                    partition: check.partition,
+                    severity,
+                    finding,
+                });
+            }
+        }
+        report.cause = cause(&report);
+        let report_key = report.report_key.clone();
+        let report =
+            object_store::put_json_once(self.objects.as_ref(), &report_key, &report).await?;
+        MetricsLine::new(&self.config.metrics_namespace)
+            .dimension("BackupId", &self.config.backup_id)
+            .metric("ValidationErrors", Unit::Count, report.errors as f64)
+            .metric("ValidationWarnings", Unit::Count, report.warnings as f64)
+            .metric("SegmentsValidated", Unit::Count, report.segments as f64)
+            .metric("BytesValidated", Unit::Bytes, report.bytes_read as f64)
+            .property("RunId", report.run_id.clone())
+            .property("Depth", format!("{:?}", report.depth).to_lowercase())
+            .emit(now_ms());
+        info!(errors = report.errors, warnings = report.warnings, key = %report.report_key, "validation report written");
+        Ok(report)
+    }
+}
+
+fn run(run_id: &str) -> Result<ValidationId> {
+    ValidationId::parse(run_id).map_err(|error| ValidatorError::InvalidRequest(error.to_string()))
+}
+
+fn cause(report: &ValidationReport) -> String {
+    let errors: Vec<&PartitionFinding> = report
+        .findings
+        .iter()
+        .filter(|finding| finding.severity == Severity::Error)
+        .collect();
+    if errors.is_empty() {
+        return format!(
+            "no errors in {} partitions ({} warnings)",
+            report.partitions, report.warnings
+        );
+    }
+    let examples: Vec<String> = errors
+        .iter()
+        .take(CAUSE_EXAMPLES)
+        .map(|f| format!("{}-{}: {}", f.topic, f.partition, f.finding.describe()))
+        .collect();
+    format!(
+        "{} error{} in backup {} (report {}): {}{}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        report.backup_id,
+        report.report_key,
+        examples.join("; "),
+        if errors.len() > CAUSE_EXAMPLES {
+            "; ..."
+        } else {
+            ""
+        }
+    )
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

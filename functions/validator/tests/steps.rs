@@ -1,0 +1,228 @@
+//! The validator's steps on the in-memory stores: resuming across steps, the report, bad input.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tidemark_core::index::{SegmentEntry, record_segment};
+use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
+use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore};
+use tidemark_core::segment::{Record, SegmentEncoder, TimestampType};
+use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
+use validator::{StepRequest, StepResponse, Validator, ValidatorConfig, ValidatorError};
+
+struct Harness {
+    objects: Arc<MemoryObjectStore>,
+    validator: Validator,
+    layout: StorageLayout,
+}
+
+fn partition(topic: &str, partition: i32) -> PartitionId {
+    PartitionId {
+        backup_id: BackupId::parse("prod").unwrap(),
+        topic: topic.into(),
+        partition,
+    }
+}
+
+/// Two topics, three partitions, one ten-record segment each.
+async fn harness() -> Harness {
+    let objects = Arc::new(MemoryObjectStore::new());
+    let index = Arc::new(MemoryIndexStore::new());
+    let layout = StorageLayout::new("t").unwrap();
+    for id in [
+        partition("orders", 0),
+        partition("payments", 0),
+        partition("payments", 1),
+    ] {
+        let mut encoder = SegmentEncoder::new(&id.topic, id.partition, 3).unwrap();
+        for offset in 0..10 {
+            encoder
+                .push(&Record {
+                    offset,
+                    timestamp: offset,
+                    timestamp_type: TimestampType::CreateTime,
+                    key: None,
+                    value: Some(b"v".to_vec()),
+                    headers: vec![],
+                })
+                .unwrap();
+        }
+        let segment = encoder.finish().unwrap();
+        let key = layout.segment_key(&id, 0, 9);
+        objects
+            .put_if_absent(&key, segment.bytes.clone(), &ObjectMetadata::new())
+            .await
+            .unwrap();
+        let entry = SegmentEntry::new(key, &segment.header, segment.bytes.len() as u64, 1);
+        record_segment(index.as_ref(), &id, &entry, 9, None, 1)
+            .await
+            .unwrap();
+    }
+    let config = ValidatorConfig {
+        bucket: "b".into(),
+        table: "t".into(),
+        backup_id: BackupId::parse("prod").unwrap(),
+        layout: layout.clone(),
+        metrics_namespace: "Tidemark".into(),
+    };
+    let keys = SegmentKeys::new(Arc::new(MemoryKeyService::default()), None);
+    let validator = Validator::new(config, objects.clone(), index, Arc::new(keys));
+    Harness {
+        objects,
+        validator,
+        layout,
+    }
+}
+
+fn step(value: serde_json::Value) -> StepRequest {
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test]
+async fn a_step_past_its_deadline_still_validates_one_partition_and_the_next_resumes() {
+    let h = harness().await;
+    let progress = |response| match response {
+        StepResponse::Progress(progress) => (progress.position, progress.partitions, progress.done),
+        other => panic!("{other:?}"),
+    };
+    // A deadline already passed: one partition per step, never none.
+    let mut position = 0;
+    let mut steps = 0;
+    loop {
+        let response = h
+            .validator
+            .handle(
+                step(json!({"step": "validate", "run_id": "r1", "request": {}, "position": position})),
+                0,
+            )
+            .await
+            .unwrap();
+        let (next, total, done) = progress(response);
+        assert_eq!((next, total), (position + 1, 3));
+        position = next;
+        steps += 1;
+        if done {
+            break;
+        }
+    }
+    assert_eq!(steps, 3);
+    // A generous deadline does everything in one step; results already written are kept.
+    let far = i64::MAX / 2;
+    let response = h
+        .validator
+        .handle(
+            step(json!({"step": "validate", "run_id": "r1", "request": {}})),
+            far,
+        )
+        .await
+        .unwrap();
+    assert_eq!(progress(response), (3, 3, true));
+    let results = h
+        .objects
+        .list(&format!(
+            "{}partitions/",
+            h.layout.validation_prefix(
+                &BackupId::parse("prod").unwrap(),
+                &tidemark_core::layout::ValidationId::parse("r1").unwrap()
+            )
+        ))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 3);
+
+    let StepResponse::Report(report) = h
+        .validator
+        .handle(
+            step(json!({"step": "summarize", "run_id": "r1", "request": {}})),
+            far,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("summarize returns a report")
+    };
+    assert_eq!(
+        (report.partitions, report.segments, report.records),
+        (3, 3, 30)
+    );
+    assert_eq!((report.errors, report.records_read), (0, 30));
+    assert_eq!(report.cause, "no errors in 3 partitions (0 warnings)");
+}
+
+#[tokio::test]
+async fn a_deleted_segment_fails_the_report_with_a_cause_naming_it() {
+    let h = harness().await;
+    let gone = h.layout.segment_key(&partition("payments", 1), 0, 9);
+    assert!(h.objects.remove(&gone));
+    let far = i64::MAX / 2;
+    let request = json!({"depth": "listing", "topics": ["payments"]});
+    h.validator
+        .handle(
+            step(json!({"step": "validate", "run_id": "r2", "request": request})),
+            far,
+        )
+        .await
+        .unwrap();
+    let StepResponse::Report(report) = h
+        .validator
+        .handle(
+            step(json!({"step": "summarize", "run_id": "r2", "request": request})),
+            far,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("summarize returns a report")
+    };
+    assert_eq!(
+        (report.partitions, report.errors, report.records_read),
+        (2, 1, 0)
+    );
+    assert_eq!(
+        report.cause,
+        format!(
+            "1 error in backup prod (report t/prod/validations/r2/report.json): payments-1: {gone} is indexed but not in S3"
+        )
+    );
+}
+
+#[tokio::test]
+async fn unknown_topics_and_bad_run_ids_are_refused_before_anything_is_written() {
+    let h = harness().await;
+    let error = h
+        .validator
+        .handle(
+            step(json!({"step": "validate", "run_id": "r3", "request": {"topics": ["refunds"]}})),
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ValidatorError::InvalidRequest(ref m) if m.contains("refunds")),
+        "{error}"
+    );
+    let error = h
+        .validator
+        .handle(
+            step(json!({"step": "validate", "run_id": "a/b", "request": {}})),
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.InvalidRequest", "{error}");
+    assert!(
+        h.objects
+            .list("t/prod/validations/")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        serde_json::from_value::<StepRequest>(
+            json!({"step": "validate", "run_id": "r", "request": {"depht": "deep"}})
+        )
+        .is_err(),
+        "a misspelt field is refused, not ignored"
+    );
+}
