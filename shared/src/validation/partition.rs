@@ -15,7 +15,8 @@ use crate::layout::{PartitionId, SEGMENT_SUFFIX, StorageLayout};
 use crate::object_store::{ObjectInfo, ObjectStore};
 use crate::segment::{SegmentHeader, SegmentReader, verify_stored_segment};
 
-/// Segments read at once in a deep validation: S3 latency overlaps decoding.
+/// Segments read and decoded at once in a deep validation: S3 latency overlaps decoding, and
+/// decoding uses every core.
 const CONCURRENT_READS: usize = 4;
 
 /// What validation found for one partition.
@@ -107,23 +108,27 @@ pub async fn validate_partition(
     let mut records_read = 0;
     let mut bytes_read = 0;
     if depth == Depth::Deep {
-        let mut reads = futures::stream::iter(present)
+        // Fetching and decoding overlap across segments (decoding runs on blocking threads);
+        // results come back in index order.
+        let mut checks = futures::stream::iter(present)
             .map(|entry| async move {
-                let stored = objects.get(&entry.key).await?;
-                Ok::<_, Error>((entry, stored))
+                let Some(stored) = objects.get(&entry.key).await? else {
+                    // Deleted between the listing and the read.
+                    return Ok((
+                        0,
+                        Err(Finding::MissingSegment {
+                            key: entry.key.clone(),
+                        }),
+                    ));
+                };
+                let read = stored.len() as u64;
+                Ok::<_, Error>((read, check_segment(keys, partition, entry, stored).await?))
             })
             .buffered(CONCURRENT_READS);
-        while let Some(read) = reads.next().await {
-            let (entry, stored) = read?;
-            let Some(stored) = stored else {
-                // Deleted between the listing and the read.
-                findings.push(Finding::MissingSegment {
-                    key: entry.key.clone(),
-                });
-                continue;
-            };
-            bytes_read += stored.len() as u64;
-            match check_segment(keys, partition, entry, stored).await? {
+        while let Some(checked) = checks.next().await {
+            let (read, outcome) = checked?;
+            bytes_read += read;
+            match outcome {
                 Ok(decoded) => records_read += decoded,
                 Err(finding) => findings.push(finding),
             }
