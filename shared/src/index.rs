@@ -45,6 +45,16 @@ impl SegmentEntry {
     }
 }
 
+/// A segment compaction replaced: its records are in a larger segment now, and its object is
+/// deleted once the grace period has passed (readers that listed it before may still read it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredSegment {
+    pub key: String,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub retired_at_ms: i64,
+}
+
 /// One atomic change to a partition's index: record the segment and, when the plan says so,
 /// a gap and the checkpoint's move from `expected` to `new`.
 #[derive(Debug, Clone)]
@@ -90,10 +100,31 @@ pub trait IndexStore: Send + Sync {
     /// Every recorded gap of the partition, ordered by start offset.
     async fn gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>>;
 
+    /// In one atomic step: records `new`, removes the `old` entries and records each of them as
+    /// retired at `retired_at_ms`. Returns false, changing nothing, when an old entry is already
+    /// gone (another compaction got there first). At most [`MAX_SEGMENTS_REPLACED`] old entries.
+    async fn replace_segments(
+        &self,
+        partition: &PartitionId,
+        new: &SegmentEntry,
+        old: &[SegmentEntry],
+        retired_at_ms: i64,
+    ) -> Result<bool>;
+
+    /// The partition's retired segments, ordered by first offset.
+    async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>>;
+
+    /// Forgets a retired segment once its object is deleted; forgetting twice is harmless.
+    async fn forget_retired(&self, partition: &PartitionId, key: &RetiredSegment) -> Result<()>;
+
     /// Every partition of `backup_id` that has a checkpoint, ordered by topic then partition.
     /// Reads the whole index (on DynamoDB, a scan): for validation, not for hot paths.
     async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>>;
 }
+
+/// The most segment entries one [`IndexStore::replace_segments`] may remove: DynamoDB takes at
+/// most 100 items in a transaction, and each old segment costs two (its deletion, its retirement).
+pub const MAX_SEGMENTS_REPLACED: usize = 48;
 
 /// How often a commit re-plans after losing a race on the checkpoint before giving up.
 const MAX_COMMIT_ATTEMPTS: usize = 8;

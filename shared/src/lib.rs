@@ -4,6 +4,7 @@
 //! telemetry.
 
 pub mod checkpoint;
+pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod event;

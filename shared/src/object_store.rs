@@ -60,6 +60,9 @@ pub trait ObjectStore: Send + Sync {
     /// The whole object, or `None` if there is none.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// Deletes `key`; deleting what is not there succeeds (a retried deletion).
+    async fn delete(&self, key: &str) -> Result<()>;
+
     /// Every object under `prefix`, in lexicographic key order.
     async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 
@@ -121,4 +124,31 @@ pub async fn get_json<T: DeserializeOwned>(
             message: format!("not the record expected here: {error}"),
             retryable: false,
         })
+}
+
+/// User metadata of a segment object: which format, how many records and their CRC32C. When a
+/// conditional create finds the key taken, comparing it tells an identical earlier write (a
+/// retry) from different records under the same key.
+pub fn segment_metadata(header: &crate::segment::SegmentHeader) -> ObjectMetadata {
+    HashMap::from([
+        (
+            "tidemark-format-version".to_owned(),
+            crate::segment::FORMAT_VERSION.to_string(),
+        ),
+        (
+            "tidemark-record-count".to_owned(),
+            header.record_count.to_string(),
+        ),
+        (
+            "tidemark-records-crc32c".to_owned(),
+            header.records_crc32c.to_string(),
+        ),
+    ])
+}
+
+/// Whether an existing segment object's metadata says it holds the records `ours` describes.
+pub fn holds_same_records(existing: &ObjectMetadata, ours: &ObjectMetadata) -> bool {
+    ["tidemark-record-count", "tidemark-records-crc32c"]
+        .iter()
+        .all(|name| existing.get(*name) == ours.get(*name))
 }

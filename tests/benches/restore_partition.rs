@@ -58,6 +58,10 @@ impl ObjectStore for Latent {
         self.inner.get(key).await
     }
 
+    async fn delete(&self, key: &str) -> tidemark_core::Result<()> {
+        self.inner.delete(key).await
+    }
+
     async fn list_objects(
         &self,
         prefix: &str,

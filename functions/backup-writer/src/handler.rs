@@ -5,7 +5,6 @@
 //! writes each partition concurrently: the segment with a conditional create in S3, and only
 //! after that the index entry, gap and checkpoint in one DynamoDB transaction (invariant 1).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,19 +15,15 @@ use tidemark_core::event::{KafkaEvent, PartitionBatch};
 use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
-use tidemark_core::object_store::{ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
+use tidemark_core::object_store::{
+    ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
+};
 use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
 use crate::error::{Result, WriterError};
 use crate::overlap::verify_overlap;
-
-/// Metadata stored with each segment object, so a conditional-create conflict can tell an
-/// identical earlier write (a retry) from different records under the same key.
-const META_RECORD_COUNT: &str = "tidemark-record-count";
-const META_RECORDS_CRC32C: &str = "tidemark-records-crc32c";
-const META_FORMAT_VERSION: &str = "tidemark-format-version";
 
 /// One partition after the CPU phase.
 pub struct EncodedPartition {
@@ -246,20 +241,7 @@ impl BackupWriter {
             self.config
                 .layout
                 .segment_key(partition, header.first_offset, header.last_offset);
-        let metadata: ObjectMetadata = HashMap::from([
-            (
-                META_FORMAT_VERSION.to_owned(),
-                tidemark_core::segment::FORMAT_VERSION.to_string(),
-            ),
-            (
-                META_RECORD_COUNT.to_owned(),
-                header.record_count.to_string(),
-            ),
-            (
-                META_RECORDS_CRC32C.to_owned(),
-                header.records_crc32c.to_string(),
-            ),
-        ]);
+        let metadata = segment_metadata(header);
         // Read first: a batch that overlaps the backup must hold the same records there.
         let observed = self.index.checkpoint(partition).await?;
         if let Some(checkpoint) = &observed {
@@ -289,10 +271,7 @@ impl BackupWriter {
         {
             PutOutcome::Created => true,
             PutOutcome::AlreadyExists(existing) => {
-                let same_records = existing.get(META_RECORD_COUNT)
-                    == metadata.get(META_RECORD_COUNT)
-                    && existing.get(META_RECORDS_CRC32C) == metadata.get(META_RECORDS_CRC32C);
-                if !same_records {
+                if !holds_same_records(&existing, &metadata) {
                     return Err(tidemark_core::Error::SegmentConflict {
                         key,
                         detail: format!(

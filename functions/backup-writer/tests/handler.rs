@@ -9,7 +9,9 @@ use backup_writer::{BackupWriter, WriterError};
 use tidemark_core::checkpoint::{Checkpoint, Gap};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::event::KafkaEvent;
-use tidemark_core::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use tidemark_core::index::{
+    CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry,
+};
 use tidemark_core::keys::{KeyService, MemoryKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
@@ -146,6 +148,33 @@ impl IndexStore for FlakyIndex {
 
     async fn partitions(&self, backup_id: &BackupId) -> tidemark_core::Result<Vec<PartitionId>> {
         self.inner.partitions(backup_id).await
+    }
+
+    async fn replace_segments(
+        &self,
+        partition: &PartitionId,
+        new: &SegmentEntry,
+        old: &[SegmentEntry],
+        retired_at_ms: i64,
+    ) -> tidemark_core::Result<bool> {
+        self.inner
+            .replace_segments(partition, new, old, retired_at_ms)
+            .await
+    }
+
+    async fn retired_segments(
+        &self,
+        partition: &PartitionId,
+    ) -> tidemark_core::Result<Vec<RetiredSegment>> {
+        self.inner.retired_segments(partition).await
+    }
+
+    async fn forget_retired(
+        &self,
+        partition: &PartitionId,
+        retired: &RetiredSegment,
+    ) -> tidemark_core::Result<()> {
+        self.inner.forget_retired(partition, retired).await
     }
 }
 

@@ -81,6 +81,17 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         vec![format!("{prefix}/a/"), format!("{prefix}/b/")],
         "list_prefixes must return the distinct folders directly under the prefix"
     );
+
+    store.delete(&key).await.unwrap();
+    assert_eq!(
+        store.get(&key).await.unwrap(),
+        None,
+        "a deleted object is gone"
+    );
+    store
+        .delete(&key)
+        .await
+        .expect("deleting what is not there succeeds");
 }
 
 fn segment(first: i64, last: i64) -> SegmentEntry {
@@ -230,6 +241,55 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         [(0, 9)],
         "a range in a gap: the segment before it"
     );
+
+    // Compaction's switch: (0, 9) and (15, 19) become one entry, the old ones retired, at once.
+    let merged = SegmentEntry {
+        key: "merged".into(),
+        ..segment(0, 19)
+    };
+    let old = store.segments(partition).await.unwrap();
+    assert!(
+        store
+            .replace_segments(partition, &merged, &old, 77)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.segments(partition).await.unwrap(),
+        vec![merged.clone()]
+    );
+    let retired = store.retired_segments(partition).await.unwrap();
+    assert_eq!(
+        retired
+            .iter()
+            .map(|r| (
+                r.key.as_str(),
+                r.first_offset,
+                r.last_offset,
+                r.retired_at_ms
+            ))
+            .collect::<Vec<_>>(),
+        old.iter()
+            .map(|e| (e.key.as_str(), e.first_offset, e.last_offset, 77))
+            .collect::<Vec<_>>()
+    );
+    // A second compaction of the same segments (they are gone) changes nothing.
+    let other = SegmentEntry {
+        key: "other".into(),
+        ..segment(0, 19)
+    };
+    assert!(
+        !store
+            .replace_segments(partition, &other, &old, 78)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.segments(partition).await.unwrap(), vec![merged]);
+    for entry in &retired {
+        store.forget_retired(partition, entry).await.unwrap();
+        store.forget_retired(partition, entry).await.unwrap();
+    }
+    assert!(store.retired_segments(partition).await.unwrap().is_empty());
 
     // The partition is listed under its backup, and only there.
     assert_eq!(

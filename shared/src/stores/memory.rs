@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::Result;
-use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
 use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
@@ -92,6 +92,11 @@ impl ObjectStore for MemoryObjectStore {
             .map(|object| object.body.clone()))
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.remove(key);
+        Ok(())
+    }
+
     async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let objects = self.objects.lock().expect("lock poisoned");
         Ok(objects
@@ -127,6 +132,7 @@ struct PartitionIndex {
     checkpoint: Option<Checkpoint>,
     segments: BTreeMap<(i64, i64), SegmentEntry>,
     gaps: BTreeMap<i64, Gap>,
+    retired: BTreeMap<(i64, i64), RetiredSegment>,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +217,60 @@ impl IndexStore for MemoryIndexStore {
             .get(&partition.to_string())
             .map(|index| index.gaps.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn replace_segments(
+        &self,
+        partition: &PartitionId,
+        new: &SegmentEntry,
+        old: &[SegmentEntry],
+        retired_at_ms: i64,
+    ) -> Result<bool> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let index = partitions.entry(partition.to_string()).or_default();
+        let range = |entry: &SegmentEntry| (entry.first_offset, entry.last_offset);
+        if !old
+            .iter()
+            .all(|entry| index.segments.contains_key(&range(entry)))
+        {
+            return Ok(false);
+        }
+        for entry in old {
+            index.segments.remove(&range(entry));
+            index.retired.insert(
+                range(entry),
+                RetiredSegment {
+                    key: entry.key.clone(),
+                    first_offset: entry.first_offset,
+                    last_offset: entry.last_offset,
+                    retired_at_ms,
+                },
+            );
+        }
+        index.segments.insert(range(new), new.clone());
+        Ok(true)
+    }
+
+    async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>> {
+        let partitions = self.partitions.lock().expect("lock poisoned");
+        Ok(partitions
+            .get(&partition.to_string())
+            .map(|index| index.retired.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn forget_retired(
+        &self,
+        partition: &PartitionId,
+        retired: &RetiredSegment,
+    ) -> Result<()> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        if let Some(index) = partitions.get_mut(&partition.to_string()) {
+            index
+                .retired
+                .remove(&(retired.first_offset, retired.last_offset));
+        }
+        Ok(())
     }
 
     async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>> {

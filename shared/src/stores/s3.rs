@@ -126,6 +126,25 @@ impl ObjectStore for S3ObjectStore {
         Ok(Some(body.into_bytes()))
     }
 
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::ObjectStore {
+                    operation: "DeleteObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                }
+            })?;
+        Ok(())
+    }
+
     async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut objects = Vec::new();
         let mut pages = self

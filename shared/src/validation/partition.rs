@@ -81,8 +81,13 @@ pub async fn validate_partition(
             }
         }
     }
-    let indexed: std::collections::HashSet<&str> =
-        entries.iter().map(|entry| entry.key.as_str()).collect();
+    // Segments a compaction replaced stay in S3 for their grace period: expected, not orphans.
+    let retired = index.retired_segments(partition).await?;
+    let indexed: std::collections::HashSet<&str> = entries
+        .iter()
+        .map(|entry| entry.key.as_str())
+        .chain(retired.iter().map(|retired| retired.key.as_str()))
+        .collect();
     for key in listed.keys().filter(|key| !indexed.contains(key.as_str())) {
         let (first_offset, last_offset) =
             StorageLayout::parse_segment_file_name(key).unwrap_or((-1, -1));

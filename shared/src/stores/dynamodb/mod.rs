@@ -5,6 +5,7 @@
 //! | checkpoint | `{backup_id}#{topic}#{p}`      | `checkpoint`                        |
 //! | segment    | `{backup_id}#{topic}#{p}`      | `segment#{first:020}#{last:020}`    |
 //! | gap        | `{backup_id}#{topic}#{p}`      | `gap#{start:020}#{end:020}`         |
+//! | retired    | `{backup_id}#{topic}#{p}`      | `retired#{first:020}#{last:020}`    |
 //! | snapshot   | `{backup_id}#snapshots`        | `{taken_at_ms:020}`                 |
 //! | generation | `{backup_id}#{topic}#generations` | `generation#{n:010}`             |
 //!
@@ -16,17 +17,18 @@ mod catalog;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 
 use super::describe_sdk_error;
 use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::{Error, Result};
-use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
+use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
 
 const CHECKPOINT_SK: &str = "checkpoint";
 const SEGMENT_SK_PREFIX: &str = "segment#";
 const GAP_SK_PREFIX: &str = "gap#";
+const RETIRED_SK_PREFIX: &str = "retired#";
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -154,11 +156,7 @@ fn decode_checkpoint(item: &Item) -> Result<Checkpoint> {
 }
 
 fn segment_item(partition: &PartitionId, segment: &SegmentEntry) -> Item {
-    let sk = format!(
-        "{SEGMENT_SK_PREFIX}{:020}#{:020}",
-        segment.first_offset, segment.last_offset
-    );
-    let mut item = base_item(partition, sk);
+    let mut item = base_item(partition, segment_sk(segment));
     item.insert("key".into(), AttributeValue::S(segment.key.clone()));
     item.insert("first_offset".into(), number(segment.first_offset));
     item.insert("last_offset".into(), number(segment.last_offset));
@@ -218,6 +216,69 @@ fn decode_gap(item: &Item) -> Result<Gap> {
     })
 }
 
+fn segment_sk(segment: &SegmentEntry) -> String {
+    format!(
+        "{SEGMENT_SK_PREFIX}{:020}#{:020}",
+        segment.first_offset, segment.last_offset
+    )
+}
+
+fn retired_item(partition: &PartitionId, segment: &SegmentEntry, retired_at_ms: i64) -> Item {
+    let mut item = base_item(
+        partition,
+        format!(
+            "{RETIRED_SK_PREFIX}{:020}#{:020}",
+            segment.first_offset, segment.last_offset
+        ),
+    );
+    item.insert("key".into(), AttributeValue::S(segment.key.clone()));
+    item.insert("first_offset".into(), number(segment.first_offset));
+    item.insert("last_offset".into(), number(segment.last_offset));
+    item.insert("retired_at_ms".into(), number(retired_at_ms));
+    item
+}
+
+/// Why DynamoDB cancelled a transaction, one code per item (`None` for items that were fine).
+fn cancellation_reasons<R>(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> Vec<String> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|reason| reason.code().unwrap_or("None").to_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn transaction_error<R: std::fmt::Debug>(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+    reasons: &[String],
+) -> Error {
+    let (message, retryable) = describe_sdk_error(error);
+    // A transaction cancelled by a concurrent write or throttling may succeed when tried
+    // again; describe_sdk_error only sees the generic cancellation code.
+    let transient = reasons.iter().any(|code| {
+        matches!(
+            code.as_str(),
+            "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
+        )
+    });
+    Error::IndexStore {
+        operation: "TransactWriteItems",
+        message: format!("{message} (cancellation reasons: {reasons:?})"),
+        retryable: retryable || transient,
+    }
+}
+
 #[async_trait]
 impl IndexStore for DynamoIndexStore {
     async fn checkpoint(&self, partition: &PartitionId) -> Result<Option<Checkpoint>> {
@@ -274,36 +335,120 @@ impl IndexStore for DynamoIndexStore {
         match result {
             Ok(_) => Ok(CommitOutcome::Committed),
             Err(error) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                let reasons: Vec<&str> = match error.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                        cancelled
-                            .cancellation_reasons()
-                            .iter()
-                            .map(|reason| reason.code().unwrap_or("None"))
-                            .collect()
-                    }
-                    _ => Vec::new(),
-                };
-                if reasons.get(checkpoint_position) == Some(&"ConditionalCheckFailed") {
+                let reasons = cancellation_reasons(&error);
+                if reasons.get(checkpoint_position).map(String::as_str)
+                    == Some("ConditionalCheckFailed")
+                {
                     return Ok(CommitOutcome::CheckpointMoved);
                 }
-                let (message, retryable) = describe_sdk_error(&error);
-                // A transaction cancelled by a concurrent write or throttling may succeed when
-                // tried again; describe_sdk_error only sees the generic cancellation code.
-                let transient = reasons.iter().any(|code| {
-                    matches!(
-                        *code,
-                        "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"
-                    )
-                });
-                Err(Error::IndexStore {
-                    operation: "TransactWriteItems",
-                    message: format!("{message} (cancellation reasons: {reasons:?})"),
-                    retryable: retryable || transient,
-                })
+                Err(transaction_error(&error, &reasons))
             }
         }
+    }
+
+    async fn replace_segments(
+        &self,
+        partition: &PartitionId,
+        new: &SegmentEntry,
+        old: &[SegmentEntry],
+        retired_at_ms: i64,
+    ) -> Result<bool> {
+        if old.len() > crate::index::MAX_SEGMENTS_REPLACED {
+            return Err(Error::IndexStore {
+                operation: "TransactWriteItems",
+                message: format!(
+                    "{} segments cannot be replaced in one transaction (at most {})",
+                    old.len(),
+                    crate::index::MAX_SEGMENTS_REPLACED
+                ),
+                retryable: false,
+            });
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(segment_item(partition, new))?)
+                .build(),
+        ];
+        for entry in old {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(partition_key(partition)))
+                .key("sk", AttributeValue::S(segment_sk(entry)))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|error| Error::IndexStore {
+                    operation: "TransactWriteItems",
+                    message: error.to_string(),
+                    retryable: false,
+                })?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(retired_item(partition, entry, retired_at_ms))?)
+                    .build(),
+            );
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons = cancellation_reasons(&error);
+                if reasons.iter().any(|code| code == "ConditionalCheckFailed") {
+                    return Ok(false);
+                }
+                Err(transaction_error(&error, &reasons))
+            }
+        }
+    }
+
+    async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>> {
+        self.query_prefix(partition, RETIRED_SK_PREFIX)
+            .await?
+            .iter()
+            .map(|item| {
+                Ok(RetiredSegment {
+                    key: item
+                        .get("key")
+                        .and_then(|value| value.as_s().ok())
+                        .cloned()
+                        .ok_or_else(|| Error::IndexStore {
+                            operation: "decode",
+                            message: format!("retired item {:?} has no key", item.get("sk")),
+                            retryable: false,
+                        })?,
+                    first_offset: read_number(item, "first_offset")?,
+                    last_offset: read_number(item, "last_offset")?,
+                    retired_at_ms: read_number(item, "retired_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn forget_retired(
+        &self,
+        partition: &PartitionId,
+        retired: &RetiredSegment,
+    ) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(partition_key(partition)))
+            .key(
+                "sk",
+                AttributeValue::S(format!(
+                    "{RETIRED_SK_PREFIX}{:020}#{:020}",
+                    retired.first_offset, retired.last_offset
+                )),
+            )
+            .send()
+            .await
+            .map_err(index_error("DeleteItem"))?;
+        Ok(())
     }
 
     async fn segments(&self, partition: &PartitionId) -> Result<Vec<SegmentEntry>> {

@@ -1,17 +1,19 @@
-//! Deep validation throughput against plain zstd decompression of the same segment bodies, in
-//! the same run: how much reading a backup back costs beyond decompressing it. Plain and sealed
-//! (client-side encrypted) segments; the listing check for reference. In-memory stores, so S3
-//! latency is not in it.
+//! Backup maintenance on one partition's segments, against zstd on the same bytes in the same
+//! run: deep validation against decompressing the bodies (how much reading a backup back costs
+//! beyond decompressing it; plain and sealed segments, the listing check for reference), and
+//! compaction against decompressing and recompressing them. In-memory stores, so S3 latency is
+//! not in it.
 //!
-//! `cargo bench -p validator --bench deep_validation` (see docs/benchmarks.md).
+//! `cargo bench -p validator --bench maintenance` (see docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tidemark_core::compaction::{CompactionSettings, Compactor};
 use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::keys::{KeyService, MemoryKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
-use tidemark_core::object_store::{ObjectMetadata, ObjectStore};
+use tidemark_core::object_store::{ObjectMetadata, ObjectStore, ObjectTags};
 use tidemark_core::segment::{EncodedSegment, Header, Record, SegmentEncoder, TimestampType};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 use tidemark_core::validation::{Depth, validate_partition};
@@ -185,6 +187,47 @@ async fn main() {
     let deep_sealed = measure(validate(sealed, Depth::Deep)).await;
     let listing = measure(validate(plain, Depth::Listing)).await;
 
+    // Compaction rewrites the whole partition into 8 MB segments; each sample starts from a
+    // fresh copy of the small segments (built outside the timing).
+    let recompress = measure(|| async {
+        plain
+            .plain
+            .iter()
+            .map(|segment| {
+                let body = &segment.bytes[segment.header.header_len()..];
+                let records =
+                    zstd::bulk::decompress(body, segment.header.uncompressed_len as usize).unwrap();
+                zstd::bulk::compress(&records, 3).unwrap().len() as u64
+            })
+            .sum()
+    })
+    .await;
+    let mut compaction_samples = Vec::new();
+    let mut compacted_into = 0;
+    for _ in 0..=RUNS {
+        let fresh = backup(&partition, &layout, false).await;
+        let compactor = Compactor {
+            objects: &fresh.objects,
+            index: &fresh.index,
+            keys: &fresh.keys,
+            layout: &layout,
+            settings: CompactionSettings {
+                target_bytes: 8 << 20,
+                grace_ms: 0,
+                compression_level: 3,
+            },
+        };
+        let started = Instant::now();
+        let report = compactor
+            .compact_partition(&partition, &ObjectTags::new(), 1)
+            .await
+            .unwrap();
+        compaction_samples.push(started.elapsed());
+        compacted_into = report.segments_written;
+    }
+    compaction_samples.remove(0);
+    let compaction = median(compaction_samples);
+
     println!(
         "{SEGMENTS} segments x {RECORDS_PER_SEGMENT} records: {:.1} MB of framed records, {:.1} MB stored ({:.2}x); median of {RUNS} runs",
         uncompressed as f64 / 1e6,
@@ -208,4 +251,20 @@ async fn main() {
             baseline.as_secs_f64() / duration.as_secs_f64()
         );
     }
+    println!(
+        "{:<48} {:>9} {:>12} {:>10}",
+        "path", "median", "MB/s framed", "vs zstd -d|-3"
+    );
+    for (name, duration) in [
+        ("zstd decompress + compress -3 (baseline)", recompress),
+        ("compaction into 8 MB segments", compaction),
+    ] {
+        println!(
+            "{name:<48} {:>7.2}ms {:>12.1} {:>9.2}x",
+            duration.as_secs_f64() * 1e3,
+            uncompressed as f64 / duration.as_secs_f64() / 1e6,
+            recompress.as_secs_f64() / duration.as_secs_f64()
+        );
+    }
+    println!("compaction: {SEGMENTS} segments into {compacted_into}");
 }
