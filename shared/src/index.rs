@@ -117,6 +117,19 @@ pub trait IndexStore: Send + Sync {
     /// Forgets a retired segment once its object is deleted; forgetting twice is harmless.
     async fn forget_retired(&self, partition: &PartitionId, key: &RetiredSegment) -> Result<()>;
 
+    /// In one atomic step: removes the `expired` entries and the `gaps` below `new_start`, and
+    /// moves the checkpoint's start from `observed_start` to `new_start` (retention). Returns
+    /// false, changing nothing, when the start is no longer `observed_start`. At most
+    /// [`MAX_SEGMENTS_REPLACED`] entries and gaps together.
+    async fn expire_segments(
+        &self,
+        partition: &PartitionId,
+        expired: &[SegmentEntry],
+        gaps: &[Gap],
+        observed_start: i64,
+        new_start: i64,
+    ) -> Result<bool>;
+
     /// Every partition of `backup_id` that has a checkpoint, ordered by topic then partition.
     /// Reads the whole index (on DynamoDB, a scan): for validation, not for hot paths.
     async fn partitions(&self, backup_id: &BackupId) -> Result<Vec<PartitionId>>;

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod object_store;
 pub mod offset_map;
 pub mod request;
+pub mod retention;
 pub mod segment;
 pub mod snapshot;
 pub mod stores;

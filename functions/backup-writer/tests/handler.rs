@@ -162,6 +162,19 @@ impl IndexStore for FlakyIndex {
             .await
     }
 
+    async fn expire_segments(
+        &self,
+        partition: &PartitionId,
+        expired: &[SegmentEntry],
+        gaps: &[Gap],
+        observed_start: i64,
+        new_start: i64,
+    ) -> tidemark_core::Result<bool> {
+        self.inner
+            .expire_segments(partition, expired, gaps, observed_start, new_start)
+            .await
+    }
+
     async fn retired_segments(
         &self,
         partition: &PartitionId,

@@ -152,6 +152,18 @@ impl IndexStore for Index {
     async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>> {
         self.inner.retired_segments(partition).await
     }
+    async fn expire_segments(
+        &self,
+        partition: &PartitionId,
+        expired: &[SegmentEntry],
+        gaps: &[Gap],
+        observed_start: i64,
+        new_start: i64,
+    ) -> Result<bool> {
+        self.inner
+            .expire_segments(partition, expired, gaps, observed_start, new_start)
+            .await
+    }
     async fn forget_retired(
         &self,
         partition: &PartitionId,

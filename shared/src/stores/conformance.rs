@@ -291,6 +291,31 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
     }
     assert!(store.retired_segments(partition).await.unwrap().is_empty());
 
+    // Retention: the merged entry and every gap below 20 expire, and the start moves, at once.
+    let observed = store.checkpoint(partition).await.unwrap().unwrap();
+    let remaining = store.segments(partition).await.unwrap();
+    let gaps = store.gaps(partition).await.unwrap();
+    assert!(
+        store
+            .expire_segments(partition, &remaining, &gaps, observed.start_offset, 20)
+            .await
+            .unwrap()
+    );
+    assert!(store.segments(partition).await.unwrap().is_empty());
+    assert!(store.gaps(partition).await.unwrap().is_empty());
+    let moved = store.checkpoint(partition).await.unwrap().unwrap();
+    assert_eq!(
+        (moved.start_offset, moved.next_offset),
+        (20, observed.next_offset)
+    );
+    assert!(
+        !store
+            .expire_segments(partition, &[], &[], observed.start_offset, 30)
+            .await
+            .unwrap(),
+        "a start that moved meanwhile refuses the change"
+    );
+
     // The partition is listed under its backup, and only there.
     assert_eq!(
         store.partitions(&partition.backup_id).await.unwrap(),

@@ -251,6 +251,36 @@ impl IndexStore for MemoryIndexStore {
         Ok(true)
     }
 
+    async fn expire_segments(
+        &self,
+        partition: &PartitionId,
+        expired: &[SegmentEntry],
+        gaps: &[Gap],
+        observed_start: i64,
+        new_start: i64,
+    ) -> Result<bool> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let Some(index) = partitions.get_mut(&partition.to_string()) else {
+            return Ok(false);
+        };
+        let Some(checkpoint) = index.checkpoint.as_mut() else {
+            return Ok(false);
+        };
+        if checkpoint.start_offset != observed_start {
+            return Ok(false);
+        }
+        checkpoint.start_offset = new_start;
+        for entry in expired {
+            index
+                .segments
+                .remove(&(entry.first_offset, entry.last_offset));
+        }
+        for gap in gaps {
+            index.gaps.remove(&gap.start);
+        }
+        Ok(true)
+    }
+
     async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>> {
         let partitions = self.partitions.lock().expect("lock poisoned");
         Ok(partitions

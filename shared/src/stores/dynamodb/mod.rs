@@ -17,7 +17,7 @@ mod catalog;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 
 use super::describe_sdk_error;
 use crate::checkpoint::{Checkpoint, Gap};
@@ -399,6 +399,66 @@ impl IndexStore for DynamoIndexStore {
             Err(error) => {
                 let reasons = cancellation_reasons(&error);
                 if reasons.iter().any(|code| code == "ConditionalCheckFailed") {
+                    return Ok(false);
+                }
+                Err(transaction_error(&error, &reasons))
+            }
+        }
+    }
+
+    async fn expire_segments(
+        &self,
+        partition: &PartitionId,
+        expired: &[SegmentEntry],
+        gaps: &[Gap],
+        observed_start: i64,
+        new_start: i64,
+    ) -> Result<bool> {
+        let build_error = |error: aws_sdk_dynamodb::error::BuildError| Error::IndexStore {
+            operation: "TransactWriteItems",
+            message: error.to_string(),
+            retryable: false,
+        };
+        let delete = |sk: String| -> Result<TransactWriteItem> {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(partition_key(partition)))
+                .key("sk", AttributeValue::S(sk))
+                .build()
+                .map_err(build_error)?;
+            Ok(TransactWriteItem::builder().delete(delete).build())
+        };
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(partition_key(partition)))
+            .key("sk", AttributeValue::S(CHECKPOINT_SK.to_owned()))
+            .update_expression("SET start_offset = :new_start")
+            .condition_expression("start_offset = :observed_start")
+            .expression_attribute_values(":new_start", number(new_start))
+            .expression_attribute_values(":observed_start", number(observed_start))
+            .build()
+            .map_err(build_error)?;
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        for entry in expired {
+            items.push(delete(segment_sk(entry))?);
+        }
+        for gap in gaps {
+            items.push(delete(format!(
+                "{GAP_SK_PREFIX}{:020}#{:020}",
+                gap.start, gap.end
+            ))?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons = cancellation_reasons(&error);
+                if reasons.first().map(String::as_str) == Some("ConditionalCheckFailed") {
                     return Ok(false);
                 }
                 Err(transaction_error(&error, &reasons))
