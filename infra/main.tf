@@ -3,8 +3,8 @@
 #   kms.tf         the data key          storage.tf   bucket and index table
 #   backup.tf      writer and mappings   snapshots.tf scheduled offset snapshotter
 #   restore.tf     restore machine       offset_reset.tf offset-reset machine
-#   validation.tf  validation machine    logs.tf      log groups
-#   alarms.tf      alarms, alarm topic, dashboard
+#   validation.tf  validation machine    maintenance.tf retention and compaction
+#   logs.tf        log groups            alarms.tf    alarms, alarm topic, dashboard
 
 data "aws_partition" "current" {}
 data "aws_region" "current" {}

@@ -47,3 +47,8 @@ output "validation_state_machine_arn" {
   value       = aws_sfn_state_machine.validation.arn
   description = "Start it with {\"depth\":\"deep\"|\"listing\",\"topics\":[...]} to validate on demand."
 }
+
+output "maintenance_state_machine_arn" {
+  value       = aws_sfn_state_machine.maintenance.arn
+  description = "Start it with {} to expire and compact now."
+}

@@ -74,29 +74,11 @@ resource "aws_s3_bucket_lifecycle_configuration" "backups" {
     }
   }
 
-  # The writer tags each segment with its topic's retention tier.
-  dynamic "rule" {
-    for_each = {
-      standard = var.expire_after_days
-      short    = var.short_tier_expire_after_days
-      long     = var.long_tier_expire_after_days
-    }
-    content {
-      id     = "segments-expire-${rule.key}"
-      status = "Enabled"
-      filter {
-        tag {
-          key   = "tidemark-retention"
-          value = rule.key
-        }
-      }
-      expiration {
-        days = rule.value
-      }
-    }
-  }
+  # Segments expire through the maintainer (maintenance.tf), which removes them from the index
+  # and S3 together and keeps the minimum PITR window; a lifecycle expiry would leave the index
+  # naming objects that are gone.
 
-  # Expiry leaves a delete marker; the old version goes 7 days later, or when Object Lock lets it.
+  # A deletion leaves a delete marker; the old version goes 7 days later, or when Object Lock lets it.
   rule {
     id     = "noncurrent-versions"
     status = "Enabled"

@@ -372,6 +372,42 @@ variable "validation_depth" {
   }
 }
 
+variable "maintenance_schedule" {
+  type        = string
+  default     = "rate(1 day)"
+  description = "When the maintenance state machine expires segments by tier and compacts small ones (an EventBridge schedule expression); \"\" runs it only on demand (nothing then expires)."
+}
+
+variable "min_pitr_window_days" {
+  type        = number
+  default     = 7
+  description = "Never expire what a restore to any moment of the last N days needs, whatever the tier says."
+  validation {
+    condition     = var.min_pitr_window_days >= 0
+    error_message = "min_pitr_window_days must be 0 or more."
+  }
+}
+
+variable "compaction_target_mb" {
+  type        = number
+  default     = 64
+  description = "Merge runs of small adjacent segments into segments of about this size; 0 turns compaction off."
+  validation {
+    condition     = var.compaction_target_mb >= 0
+    error_message = "compaction_target_mb must be 0 or more."
+  }
+}
+
+variable "compaction_grace_hours" {
+  type        = number
+  default     = 24
+  description = "How long segments a compaction replaced stay readable (longer than your longest restore)."
+  validation {
+    condition     = var.compaction_grace_hours >= 0
+    error_message = "compaction_grace_hours must be 0 or more."
+  }
+}
+
 variable "s3_force_path_style" {
   type        = bool
   default     = false

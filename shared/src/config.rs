@@ -147,6 +147,14 @@ pub struct RetentionTiers {
 }
 
 impl RetentionTiers {
+    /// `TIDEMARK_RETENTION_SHORT_TOPICS` and `TIDEMARK_RETENTION_LONG_TOPICS`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        Ok(RetentionTiers {
+            short: env.pattern("TIDEMARK_RETENTION_SHORT_TOPICS")?,
+            long: env.pattern("TIDEMARK_RETENTION_LONG_TOPICS")?,
+        })
+    }
+
     pub fn tier(&self, topic: &str) -> RetentionTier {
         let matches = |pattern: &Option<Regex>| pattern.as_ref().is_some_and(|p| p.is_match(topic));
         // A topic in both keeps the longer retention: expiring late costs storage, expiring
@@ -183,10 +191,7 @@ impl BackupWriterConfig {
             metrics_namespace: env
                 .optional("TIDEMARK_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "Tidemark".to_owned()),
-            retention: RetentionTiers {
-                short: env.pattern("TIDEMARK_RETENTION_SHORT_TOPICS")?,
-                long: env.pattern("TIDEMARK_RETENTION_LONG_TOPICS")?,
-            },
+            retention: RetentionTiers::from_env(env)?,
             segment_encryption_key: env.optional("TIDEMARK_SEGMENT_ENCRYPTION_KEY"),
         })
     }

@@ -95,13 +95,13 @@ impl fmt::Display for RestoreId {
     }
 }
 
-/// One validation run (the validation state machine's execution name).
+/// One run of a scheduled job, validation or maintenance (its state machine's execution name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ValidationId(String);
+pub struct RunId(String);
 
-impl ValidationId {
+impl RunId {
     pub fn parse(value: &str) -> Result<Self> {
-        check_execution_name("validation id", value).map(ValidationId)
+        check_execution_name("run id", value).map(RunId)
     }
 
     pub fn as_str(&self) -> &str {
@@ -109,7 +109,7 @@ impl ValidationId {
     }
 }
 
-impl fmt::Display for ValidationId {
+impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -239,8 +239,13 @@ impl StorageLayout {
     }
 
     /// Where one validation run keeps its per-partition results and its report, ending in `/`.
-    pub fn validation_prefix(&self, backup_id: &BackupId, run: &ValidationId) -> String {
+    pub fn validation_prefix(&self, backup_id: &BackupId, run: &RunId) -> String {
         format!("{}/validations/{run}/", self.root(backup_id))
+    }
+
+    /// Where one maintenance run keeps its per-partition results, ending in `/`.
+    pub fn maintenance_prefix(&self, backup_id: &BackupId, run: &RunId) -> String {
+        format!("{}/maintenance/{run}/", self.root(backup_id))
     }
 
     /// Where one restore keeps its plan, progress, offset maps and report, ending in `/`.

@@ -81,20 +81,71 @@ impl Stack {
         backup_id: &str,
         timeout_seconds: u32,
     ) -> (LambdaHost, StateMachine) {
-        let name = unique("validator");
+        self.start_scheduled_job(
+            (
+                "validator",
+                "validation.asl.json",
+                "${ValidatorFunctionArn}",
+            ),
+            storage,
+            prefix,
+            backup_id,
+            &[],
+            timeout_seconds,
+        )
+        .await
+    }
+
+    /// The maintainer (with `env` added) and the maintenance state machine, as for validation.
+    pub async fn start_maintenance(
+        &self,
+        storage: &Storage,
+        prefix: &str,
+        backup_id: &str,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> (LambdaHost, StateMachine) {
+        self.start_scheduled_job(
+            (
+                "maintainer",
+                "maintenance.asl.json",
+                "${MaintainerFunctionArn}",
+            ),
+            storage,
+            prefix,
+            backup_id,
+            env,
+            timeout_seconds,
+        )
+        .await
+    }
+
+    /// A job's function (binary, definition file, the definition's placeholder for it) behind
+    /// a Lambda host registered with the gateway, and its state machine.
+    async fn start_scheduled_job(
+        &self,
+        (binary, definition_file, placeholder): (&str, &str, &str),
+        storage: &Storage,
+        prefix: &str,
+        backup_id: &str,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> (LambdaHost, StateMachine) {
+        let name = unique(binary);
+        let mut all_env = vec![
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_PREFIX", prefix),
+            ("TIDEMARK_BACKUP_ID", backup_id),
+        ];
+        all_env.extend_from_slice(env);
         let host = self.start_lambda_host_for(
-            &[format!("{name}={}", self.binary("validator").display())],
-            &[
-                ("TIDEMARK_BUCKET", storage.bucket.as_str()),
-                ("TIDEMARK_TABLE", storage.table.as_str()),
-                ("TIDEMARK_PREFIX", prefix),
-                ("TIDEMARK_BACKUP_ID", backup_id),
-            ],
+            &[format!("{name}={}", self.binary(binary).display())],
+            &all_env,
             timeout_seconds,
         );
         self.register_with_gateway(&host, &[&name]).await;
-        let definition = definition("validation.asl.json")
-            .replace("${ValidatorFunctionArn}", &function_arn(&name));
+        let definition = definition(definition_file).replace(placeholder, &function_arn(&name));
         let machine = StateMachine::create(self, definition).await;
         (host, machine)
     }

@@ -347,3 +347,90 @@ async fn read_all(
     }
     records
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_maintenance_machine_compacts_then_expires_by_tier_keeping_index_and_s3_agreed() {
+    let stack = Stack::from_env();
+    let (storage, partition, layout) = backed_up(&stack).await;
+    let aws = stack.sdk_config().await;
+    let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let keys = SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), None);
+    let before = read_all(&objects, &index, &keys, &partition).await;
+    let limit = Duration::from_secs(120);
+    let backup_id = partition.backup_id.as_str();
+    let clean = |depth| validate_partition(&objects, &index, &keys, &layout, &partition, depth);
+
+    // Everything is young: nothing expires; the small segments are merged.
+    let (host, machine) = stack
+        .start_maintenance(
+            &storage,
+            PREFIX,
+            backup_id,
+            &[("TIDEMARK_COMPACTION_TARGET_MB", "1")],
+            60,
+        )
+        .await;
+    let run = machine.run(&json!({}), limit).await;
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        run.describe(),
+        host.process.log()
+    );
+    let report = run.output.unwrap();
+    assert_eq!(report["partitions"], 3);
+    assert_eq!(report["segments_expired"], 0);
+    assert!(
+        report["segments_compacted"].as_u64().unwrap() >= 6,
+        "{report}"
+    );
+    assert_eq!(index.segments(&partition).await.unwrap().len(), 1);
+    assert_eq!(read_all(&objects, &index, &keys, &partition).await, before);
+    assert_eq!(clean(Depth::Deep).await.unwrap().findings, vec![]);
+    drop(host);
+
+    // A tier of 0 days and no PITR window: everything written before now expires, from the
+    // index and from S3 together; the replaced segments go too (grace 0).
+    let (host, machine) = stack
+        .start_maintenance(
+            &storage,
+            PREFIX,
+            backup_id,
+            &[
+                ("TIDEMARK_RETENTION_STANDARD_DAYS", "0"),
+                ("TIDEMARK_MIN_PITR_WINDOW_DAYS", "0"),
+                ("TIDEMARK_COMPACTION_GRACE_HOURS", "0"),
+            ],
+            60,
+        )
+        .await;
+    let run = machine.run(&json!({}), limit).await;
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        run.describe(),
+        host.process.log()
+    );
+    assert_eq!(
+        run.output.unwrap()["segments_expired"],
+        3,
+        "one compacted segment per partition"
+    );
+    assert!(index.segments(&partition).await.unwrap().is_empty());
+    assert!(
+        objects
+            .list(&layout.partition_prefix(&partition))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let checkpoint = index.checkpoint(&partition).await.unwrap().unwrap();
+    assert_eq!(
+        (checkpoint.start_offset, checkpoint.next_offset),
+        (100, 100)
+    );
+    assert_eq!(clean(Depth::Deep).await.unwrap().findings, vec![]);
+}

@@ -315,6 +315,24 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
             .unwrap(),
         "a start that moved meanwhile refuses the change"
     );
+    // A writer's commit planned before retention moved the start must not put it back.
+    let planned_before = Checkpoint {
+        next_offset: observed.next_offset + 10,
+        ..observed.clone()
+    };
+    let late = segment(observed.next_offset, observed.next_offset + 9);
+    let stale = SegmentCommit {
+        partition,
+        segment: &late,
+        gap: None,
+        expected: Some(&observed),
+        new: Some(&planned_before),
+    };
+    assert_eq!(
+        store.commit_segment(stale).await.unwrap(),
+        CommitOutcome::CheckpointMoved
+    );
+    assert_eq!(store.checkpoint(partition).await.unwrap().unwrap(), moved);
 
     // The partition is listed under its backup, and only there.
     assert_eq!(

@@ -315,9 +315,13 @@ impl IndexStore for DynamoIndexStore {
                 .set_item(Some(checkpoint_item(commit.partition, new)));
             put = match commit.expected {
                 None => put.condition_expression("attribute_not_exists(pk)"),
+                // The start too: retention may have moved it since this commit was planned.
                 Some(expected) => put
-                    .condition_expression("next_offset = :expected_next")
-                    .expression_attribute_values(":expected_next", number(expected.next_offset)),
+                    .condition_expression(
+                        "next_offset = :expected_next AND start_offset = :expected_start",
+                    )
+                    .expression_attribute_values(":expected_next", number(expected.next_offset))
+                    .expression_attribute_values(":expected_start", number(expected.start_offset)),
             };
             let put = put.build().map_err(|error| Error::IndexStore {
                 operation: "TransactWriteItems",

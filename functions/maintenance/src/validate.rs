@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
-use tidemark_core::layout::{PartitionId, ValidationId};
+use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::{
@@ -18,12 +18,10 @@ use tidemark_core::validation::{
 };
 use tracing::info;
 
-use crate::config::ValidatorConfig;
-use crate::error::{Result, ValidatorError};
+use crate::config::BackupConfig;
+use crate::error::{MaintenanceError, Result};
+use crate::steps::{Progress, now_ms, parse_run_id, step_through};
 
-/// A step stops starting partitions this long before its deadline (or a quarter of its time,
-/// when it has less than four minutes).
-const DEADLINE_MARGIN_MS: i64 = 60_000;
 /// Findings quoted in the report's one-line cause.
 const CAUSE_EXAMPLES: usize = 3;
 
@@ -45,7 +43,7 @@ fn deep() -> Depth {
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
-pub enum StepRequest {
+pub enum ValidationStep {
     Validate {
         run_id: String,
         request: ValidationRequest,
@@ -56,14 +54,6 @@ pub enum StepRequest {
         run_id: String,
         request: ValidationRequest,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// Where the next `validate` step starts.
-    pub position: usize,
-    pub partitions: usize,
-    pub done: bool,
 }
 
 /// The run's report, written to `{prefix}/{backup}/validations/{run}/report.json`.
@@ -98,13 +88,13 @@ pub struct PartitionFinding {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum StepResponse {
+pub enum ValidationResponse {
     Progress(Progress),
     Report(Box<ValidationReport>),
 }
 
 pub struct Validator {
-    config: ValidatorConfig,
+    config: BackupConfig,
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
@@ -112,7 +102,7 @@ pub struct Validator {
 
 impl Validator {
     pub fn new(
-        config: ValidatorConfig,
+        config: BackupConfig,
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
         keys: Arc<SegmentKeys>,
@@ -125,19 +115,23 @@ impl Validator {
         }
     }
 
-    pub async fn handle(&self, step: StepRequest, deadline_ms: i64) -> Result<StepResponse> {
+    pub async fn handle(
+        &self,
+        step: ValidationStep,
+        deadline_ms: i64,
+    ) -> Result<ValidationResponse> {
         match step {
-            StepRequest::Validate {
+            ValidationStep::Validate {
                 run_id,
                 request,
                 position,
-            } => Ok(StepResponse::Progress(
-                self.validate(&run(&run_id)?, &request, position, deadline_ms)
+            } => Ok(ValidationResponse::Progress(
+                self.validate(&parse_run_id(&run_id)?, &request, position, deadline_ms)
                     .await?,
             )),
-            StepRequest::Summarize { run_id, request } => Ok(StepResponse::Report(Box::new(
-                self.summarize(&run(&run_id)?, &request).await?,
-            ))),
+            ValidationStep::Summarize { run_id, request } => Ok(ValidationResponse::Report(
+                Box::new(self.summarize(&parse_run_id(&run_id)?, &request).await?),
+            )),
         }
     }
 
@@ -156,7 +150,7 @@ impl Validator {
                 .filter(|topic| !all.iter().any(|partition| &partition.topic == *topic))
                 .collect();
             if !unknown.is_empty() {
-                return Err(ValidatorError::InvalidRequest(format!(
+                return Err(MaintenanceError::InvalidRequest(format!(
                     "topics {unknown:?} are not in backup {}",
                     self.config.backup_id
                 )));
@@ -173,7 +167,7 @@ impl Validator {
             .collect())
     }
 
-    fn result_key(&self, run: &ValidationId, partition: &PartitionId) -> String {
+    fn result_key(&self, run: &RunId, partition: &PartitionId) -> String {
         format!(
             "{}partitions/{}/{}.json",
             self.config
@@ -186,46 +180,35 @@ impl Validator {
 
     async fn validate(
         &self,
-        run: &ValidationId,
+        run: &RunId,
         request: &ValidationRequest,
         start: usize,
         deadline_ms: i64,
     ) -> Result<Progress> {
-        let margin = DEADLINE_MARGIN_MS.min((deadline_ms - now_ms()) / 4).max(0);
         let partitions = self.partitions(request).await?;
-        let mut position = start;
-        while position < partitions.len() {
-            // At least one partition per step, so every step makes progress.
-            if position > start && now_ms() + margin > deadline_ms {
-                break;
-            }
-            let partition = &partitions[position];
-            let key = self.result_key(run, partition);
+        step_through(&partitions, start, deadline_ms, |partition| async move {
+            let key = self.result_key(run, &partition);
             if self.objects.get(&key).await?.is_none() {
                 let check = validate_partition(
                     self.objects.as_ref(),
                     self.index.as_ref(),
                     &self.keys,
                     &self.config.layout,
-                    partition,
+                    &partition,
                     request.depth,
                 )
                 .await?;
                 info!(%partition, segments = check.segments, findings = check.findings.len(), "partition validated");
                 object_store::put_json_once(self.objects.as_ref(), &key, &check).await?;
             }
-            position += 1;
-        }
-        Ok(Progress {
-            position,
-            partitions: partitions.len(),
-            done: position >= partitions.len(),
+            Ok(())
         })
+        .await
     }
 
     async fn summarize(
         &self,
-        run: &ValidationId,
+        run: &RunId,
         request: &ValidationRequest,
     ) -> Result<ValidationReport> {
         let prefix = self
@@ -298,10 +281,6 @@ impl Validator {
     }
 }
 
-fn run(run_id: &str) -> Result<ValidationId> {
-    ValidationId::parse(run_id).map_err(|error| ValidatorError::InvalidRequest(error.to_string()))
-}
-
 fn cause(report: &ValidationReport) -> String {
     let errors: Vec<&PartitionFinding> = report
         .findings
@@ -332,10 +311,4 @@ fn cause(report: &ValidationReport) -> String {
             ""
         }
     )
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

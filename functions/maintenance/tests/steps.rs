@@ -1,7 +1,12 @@
-//! The validator's steps on the in-memory stores: resuming across steps, the report, bad input.
+//! The validator's and the maintainer's steps on the in-memory stores: resuming across steps,
+//! the reports, bad input.
 
 use std::sync::Arc;
 
+use maintenance::{
+    BackupConfig, Maintainer, MaintenanceError, MaintenanceResponse, MaintenanceSettings,
+    MaintenanceStep, ValidationResponse, ValidationStep, Validator,
+};
 use serde_json::json;
 use tidemark_core::index::{SegmentEntry, record_segment};
 use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
@@ -9,10 +14,11 @@ use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
 use tidemark_core::object_store::{ObjectMetadata, ObjectStore};
 use tidemark_core::segment::{Record, SegmentEncoder, TimestampType};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
-use validator::{StepRequest, StepResponse, Validator, ValidatorConfig, ValidatorError};
 
 struct Harness {
     objects: Arc<MemoryObjectStore>,
+    index: Arc<MemoryIndexStore>,
+    config: BackupConfig,
     validator: Validator,
     layout: StorageLayout,
 }
@@ -59,7 +65,7 @@ async fn harness() -> Harness {
             .await
             .unwrap();
     }
-    let config = ValidatorConfig {
+    let config = BackupConfig {
         bucket: "b".into(),
         table: "t".into(),
         backup_id: BackupId::parse("prod").unwrap(),
@@ -67,15 +73,22 @@ async fn harness() -> Harness {
         metrics_namespace: "Tidemark".into(),
     };
     let keys = SegmentKeys::new(Arc::new(MemoryKeyService::default()), None);
-    let validator = Validator::new(config, objects.clone(), index, Arc::new(keys));
+    let validator = Validator::new(
+        config.clone(),
+        objects.clone(),
+        index.clone(),
+        Arc::new(keys),
+    );
     Harness {
         objects,
+        index,
+        config,
         validator,
         layout,
     }
 }
 
-fn step(value: serde_json::Value) -> StepRequest {
+fn step(value: serde_json::Value) -> ValidationStep {
     serde_json::from_value(value).unwrap()
 }
 
@@ -83,7 +96,9 @@ fn step(value: serde_json::Value) -> StepRequest {
 async fn a_step_past_its_deadline_still_validates_one_partition_and_the_next_resumes() {
     let h = harness().await;
     let progress = |response| match response {
-        StepResponse::Progress(progress) => (progress.position, progress.partitions, progress.done),
+        ValidationResponse::Progress(progress) => {
+            (progress.position, progress.partitions, progress.done)
+        }
         other => panic!("{other:?}"),
     };
     // A deadline already passed: one partition per step, never none.
@@ -124,14 +139,14 @@ async fn a_step_past_its_deadline_still_validates_one_partition_and_the_next_res
             "{}partitions/",
             h.layout.validation_prefix(
                 &BackupId::parse("prod").unwrap(),
-                &tidemark_core::layout::ValidationId::parse("r1").unwrap()
+                &tidemark_core::layout::RunId::parse("r1").unwrap()
             )
         ))
         .await
         .unwrap();
     assert_eq!(results.len(), 3);
 
-    let StepResponse::Report(report) = h
+    let ValidationResponse::Report(report) = h
         .validator
         .handle(
             step(json!({"step": "summarize", "run_id": "r1", "request": {}})),
@@ -164,7 +179,7 @@ async fn a_deleted_segment_fails_the_report_with_a_cause_naming_it() {
         )
         .await
         .unwrap();
-    let StepResponse::Report(report) = h
+    let ValidationResponse::Report(report) = h
         .validator
         .handle(
             step(json!({"step": "summarize", "run_id": "r2", "request": request})),
@@ -199,7 +214,7 @@ async fn unknown_topics_and_bad_run_ids_are_refused_before_anything_is_written()
         .await
         .unwrap_err();
     assert!(
-        matches!(error, ValidatorError::InvalidRequest(ref m) if m.contains("refunds")),
+        matches!(error, MaintenanceError::InvalidRequest(ref m) if m.contains("refunds")),
         "{error}"
     );
     let error = h
@@ -219,10 +234,130 @@ async fn unknown_topics_and_bad_run_ids_are_refused_before_anything_is_written()
             .is_empty()
     );
     assert!(
-        serde_json::from_value::<StepRequest>(
+        serde_json::from_value::<ValidationStep>(
             json!({"step": "validate", "run_id": "r", "request": {"depht": "deep"}})
         )
         .is_err(),
         "a misspelt field is refused, not ignored"
+    );
+}
+
+fn settings(vars: &[(&str, &str)]) -> tidemark_core::Result<MaintenanceSettings> {
+    let vars: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    MaintenanceSettings::from_env(&tidemark_core::config::Env::from_lookup(move |name| {
+        vars.get(name).cloned()
+    }))
+}
+
+#[test]
+fn maintenance_settings_default_safely_and_refuse_bad_values_by_name() {
+    let defaults = settings(&[]).unwrap();
+    assert_eq!(
+        (
+            defaults.short_days,
+            defaults.standard_days,
+            defaults.long_days
+        ),
+        (35, 365, 2557)
+    );
+    assert_eq!(
+        (
+            defaults.min_pitr_window_days,
+            defaults.compaction_target_mb,
+            defaults.compaction_grace_hours
+        ),
+        (7, 64, 24)
+    );
+    let tiered = settings(&[
+        ("TIDEMARK_RETENTION_SHORT_TOPICS", "payments\\.refunded"),
+        ("TIDEMARK_RETENTION_SHORT_DAYS", "3"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            tiered.keep_days("payments.refunded"),
+            tiered.keep_days("orders")
+        ),
+        (3, 365)
+    );
+    for (name, value) in [
+        ("TIDEMARK_RETENTION_LONG_DAYS", "-1"),
+        ("TIDEMARK_MIN_PITR_WINDOW_DAYS", "a week"),
+        ("TIDEMARK_COMPACTION_GRACE_HOURS", "-2"),
+        ("TIDEMARK_COMPRESSION_LEVEL", "0"),
+    ] {
+        let error = settings(&[(name, value)]).unwrap_err().to_string();
+        assert!(error.contains(name), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn the_maintainer_steps_through_every_partition_and_sums_up() {
+    let h = harness().await;
+    // The harness's records are from 1970: every partition's one segment is past even the long
+    // default tiers, so each expires (from the index and S3 together); nothing is left to merge.
+    let keys = SegmentKeys::new(Arc::new(MemoryKeyService::default()), None);
+    let maintainer = Maintainer::new(
+        h.config.clone(),
+        settings(&[]).unwrap(),
+        h.objects.clone(),
+        h.index.clone(),
+        Arc::new(keys),
+    );
+    let mut position = 0;
+    loop {
+        let response = maintainer
+            .handle(
+                serde_json::from_value::<MaintenanceStep>(
+                    json!({"step": "maintain", "run_id": "m1", "position": position}),
+                )
+                .unwrap(),
+                0,
+            )
+            .await
+            .unwrap();
+        let MaintenanceResponse::Progress(progress) = response else {
+            panic!("maintain returns progress")
+        };
+        assert_eq!(
+            progress.position,
+            position + 1,
+            "one partition per step past the deadline"
+        );
+        position = progress.position;
+        if progress.done {
+            break;
+        }
+    }
+    let MaintenanceResponse::Report(report) = maintainer
+        .handle(
+            serde_json::from_value::<MaintenanceStep>(json!({"step": "summarize", "run_id": "m1"}))
+                .unwrap(),
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("summarize returns a report")
+    };
+    assert_eq!(
+        (
+            report.partitions,
+            report.segments_expired,
+            report.segments_compacted,
+            report.objects_deleted
+        ),
+        (3, 3, 0, 3)
+    );
+    assert!(h.objects.list("t/prod/topics/").await.unwrap().is_empty());
+    assert!(
+        serde_json::from_value::<MaintenanceStep>(
+            json!({"step": "maintain", "run_id": "m", "positon": 1})
+        )
+        .is_err(),
+        "a misspelt field is refused"
     );
 }

@@ -1,33 +1,38 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
+use maintenance::{BackupConfig, Maintainer, MaintenanceSettings, MaintenanceStep};
 use tidemark_core::config::{Env, S3Settings};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::stores::aws_stores;
-use validator::{StepRequest, Validator, ValidatorConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
-    let config = ValidatorConfig::from_env(&env)?;
+    let config = BackupConfig::from_env(&env)?;
+    let settings = MaintenanceSettings::from_env(&env)?;
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
-    // Reading needs no key id: each sealed segment names its wrapped data key.
-    let keys = SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), None);
-    let validator = Arc::new(Validator::new(
+    // Compacted segments are sealed as the writer seals them.
+    let keys = SegmentKeys::new(
+        Arc::new(KmsKeyService::new(&aws)),
+        settings.segment_encryption_key.clone(),
+    );
+    let maintainer = Arc::new(Maintainer::new(
         config,
+        settings,
         Arc::new(objects),
         Arc::new(index),
         Arc::new(keys),
     ));
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<StepRequest>| {
-        let validator = Arc::clone(&validator);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<MaintenanceStep>| {
+        let maintainer = Arc::clone(&maintainer);
         async move {
             let deadline_ms = event.context.deadline as i64;
-            validator.handle(event.payload, deadline_ms).await
+            maintainer.handle(event.payload, deadline_ms).await
         }
     }))
     .await

@@ -4,7 +4,7 @@
 //! compaction against decompressing and recompressing them. In-memory stores, so S3 latency is
 //! not in it.
 //!
-//! `cargo bench -p validator --bench maintenance` (see docs/benchmarks.md).
+//! `cargo bench -p maintenance --bench maintenance` (see docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
