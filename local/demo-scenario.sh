@@ -8,6 +8,7 @@
 #   AWS_ENDPOINT_URL, bucket, table, backup_id, topic, run
 #   restore_machine, reset_machine, validation_machine   the state machines' ARNs
 #   snapshot_now        a command that takes a snapshot with the offset-snapshotter, on demand
+#   tidemark            the operator CLI, pointed at this backup's bucket, table and prefix
 #   show_logs           a command that prints the functions' recent logs (after a failure)
 # The backup writer must already be fed by the bridge.
 
@@ -20,8 +21,8 @@ log "waiting for every partition's checkpoint to reach the end of the topic"
 py wait-checkpoints --endpoint "$AWS_ENDPOINT_URL" --table "$table" --backup-id "$backup_id" $expect --timeout 120 >/dev/null \
   || { show_logs; die "the backup did not catch up"; }
 
-log "what the backup holds"
-py show-backup --endpoint "$AWS_ENDPOINT_URL" --bucket "$bucket" --table "$table" --backup-id "$backup_id" --prefix tidemark
+log "what the backup holds (the operator CLI: tidemark backups describe)"
+tidemark backups describe "$backup_id"
 
 log "validating the backup: index against S3, no unrecorded gaps, every segment re-read and decoded"
 py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$validation_machine" --name validate --input '{"depth": "deep"}' \
@@ -102,4 +103,6 @@ echo "$offsets"
 # Where the garbage starts on each partition: the end of the topic before the bad deploy.
 echo "$before" | "$TIDEMARK_PYTHON" -c "import json,sys; ends=json.load(sys.stdin)['records_per_partition']; sys.exit(0 if json.loads('$offsets') == ends else 1)" \
   || die "payment-notifier is not at the first garbage event on every partition ($before)"
+log "the backup, read back by the operator CLI (tidemark validate --deep): the garbage is in it too, every segment sound"
+tidemark validate "$backup_id" --deep || die "the backup does not validate"
 log "done: backed up, broken, restored to a point in time, consumers repositioned"

@@ -84,4 +84,9 @@ snapshot_now() {
   ! grep -qi '^x-amz-function-error' "$TIDEMARK_STATE/snapshot-headers" || { echo "$response" >&2; return 1; }
 }
 
+tidemark() {
+  TIDEMARK_BUCKET=$bucket TIDEMARK_TABLE=$table TIDEMARK_PREFIX=tidemark TIDEMARK_S3_FORCE_PATH_STYLE=true \
+    "$TIDEMARK_BIN/tidemark" "$@"
+}
+
 source local/demo-scenario.sh

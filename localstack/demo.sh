@@ -20,8 +20,8 @@ snapshotter=$(output offset_snapshotter)
 tools_bootstrap=$KAFKA_FROM_HOST
 functions_bootstrap=$KAFKA_FROM_FUNCTIONS
 
-log "building the event-source bridge"
-(cd "$TIDEMARK_REPO" && cargo build --release --locked --quiet -p tidemark-bridge)
+log "building the event-source bridge and the operator CLI"
+(cd "$TIDEMARK_REPO" && cargo build --release --locked --quiet -p tidemark-bridge -p tidemark-cli)
 target_dir=$(cd "$TIDEMARK_REPO" && cargo metadata --format-version 1 --no-deps \
   | "$TIDEMARK_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
@@ -42,6 +42,10 @@ show_logs() {
   docker compose -f "$here/docker-compose.yml" logs --tail 60 localstack >&2
 }
 snapshot_now() { py invoke --endpoint "$AWS_ENDPOINT_URL" --function "$snapshotter" --payload '{}' >/dev/null; }
+tidemark() {
+  TIDEMARK_BUCKET=$bucket TIDEMARK_TABLE=$table TIDEMARK_PREFIX=tidemark TIDEMARK_S3_FORCE_PATH_STYLE=true \
+    "$target_dir/release/tidemark" "$@"
+}
 
 cd "$TIDEMARK_REPO"
 source local/demo-scenario.sh
