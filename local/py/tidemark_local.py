@@ -226,34 +226,6 @@ def cmd_wait_checkpoints(args):
     fail(f"checkpoints not reached after {args.timeout}s: expected {expected}, have {reached}")
 
 
-def cmd_show_backup(args):
-    """A human-readable account of what a backup holds: for the demo."""
-    s3, dynamodb = aws("s3", args.endpoint), aws("dynamodb", args.endpoint)
-    prefix = f"{args.prefix.strip('/')}/{args.backup_id}/" if args.prefix else f"{args.backup_id}/"
-    total_records = total_stored = total_raw = 0
-    print(f"Segments in s3://{args.bucket}/{prefix}")
-    sample = None
-    for key, size, (header, records) in _segments(s3, aws("kms", args.endpoint), args.bucket, prefix):
-        total_records += header["record_count"]
-        total_stored += size
-        total_raw += header["uncompressed_len"]
-        sealed = "  sealed (AES-256-GCM, KMS data key)" if header["encrypted"] else ""
-        print(f"  {key}\n      offsets {header['first_offset']}..{header['last_offset']}  "
-              f"{header['record_count']} records  {size} bytes  (framed {header['uncompressed_len']} bytes){sealed}")
-        sample = sample or records[0]
-    ratio = total_raw / total_stored if total_stored else 0
-    print(f"  total: {total_records} records, {total_stored} bytes stored, {ratio:.2f}x smaller than framed records")
-    print(f"Checkpoints in DynamoDB table {args.table}")
-    for item in sorted(_checkpoints(dynamodb, args.table, args.backup_id), key=lambda i: (i["topic"]["S"], int(i["partition"]["N"]))):
-        print(f"  {item['topic']['S']}-{item['partition']['N']}: backed up offsets "
-              f"{item['start_offset']['N']}..{int(item['next_offset']['N']) - 1}")
-    if sample:
-        print("First record, decoded from its segment:")
-        print("  " + json.dumps(dict(sample, key=sample["key"].decode(errors="replace") if sample["key"] else None,
-                                     value=json.loads(sample["value"]) if sample["value"] else None,
-                                     headers=[[k, v.decode(errors="replace") if v is not None else None] for k, v in sample["headers"]])))
-
-
 def _client_config(args):
     """librdkafka settings for the test brokers: plaintext, TLS, or SCRAM over TLS."""
     config = {"bootstrap.servers": args.bootstrap}
@@ -551,8 +523,6 @@ def main():
     command("wait-checkpoints", cmd_wait_checkpoints, endpoint, (["--table"], dict(required=True)),
             (["--backup-id"], dict(required=True)), (["--expect"], dict(action="append", required=True)),
             (["--timeout"], dict(type=float, default=120)))
-    command("show-backup", cmd_show_backup, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)),
-            (["--backup-id"], dict(required=True)), (["--prefix"], dict(default="")))
     command("create-storage", cmd_create_storage, endpoint, (["--bucket"], dict(required=True)), (["--table"], dict(required=True)))
     command("create-kms-key", cmd_create_kms_key, endpoint, (["--description"], dict(default="tidemark")))
     command("invoke", cmd_invoke, endpoint, (["--function"], dict(required=True)), (["--payload"], dict(default="{}")))
