@@ -65,6 +65,87 @@ pub enum Command {
         #[command(subcommand)]
         command: SegmentCommand,
     },
+    /// Restores through the restore state machine (docs/restore.md).
+    Restore {
+        #[command(subcommand)]
+        command: RestoreCommand,
+    },
+    /// Moves consumer groups through the offset-reset state machine (docs/offset-reset.md).
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
+    /// The offset snapshotter.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Starts a restore from a request file (JSON or YAML); prints the execution ARN, or with
+    /// --watch follows it to the end.
+    Start {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// The execution's name (the restore id); generated when absent.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        machine: RestoreMachine,
+    },
+    /// Follows an execution to its end: each step as it starts, then the outcome. Exits 1 if
+    /// the restore failed.
+    Watch { execution_arn: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreMachine {
+    /// The restore state machine (the deployment's RestoreStateMachineArn output).
+    #[arg(long = "machine", env = "TIDEMARK_RESTORE_STATE_MACHINE_ARN")]
+    pub arn: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OffsetsCommand {
+    /// A dry run: per group and partition, current -> new. Changes nothing.
+    Plan {
+        #[command(flatten)]
+        reset: OffsetReset,
+    },
+    /// Plans, or with --apply moves the groups (all or nothing, verified, rolled back on failure).
+    Reset {
+        #[command(flatten)]
+        reset: OffsetReset,
+        /// Really move the groups; without it this is the same dry run as `offsets plan`.
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OffsetReset {
+    /// The request file (JSON or YAML); its dry_run is set by the command.
+    #[arg(long)]
+    pub config: std::path::PathBuf,
+    /// The offset-reset state machine (the deployment's OffsetResetStateMachineArn output).
+    #[arg(long = "machine", env = "TIDEMARK_OFFSET_RESET_STATE_MACHINE_ARN")]
+    pub machine: String,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Takes a snapshot now (invokes the offset snapshotter) and prints what it captured.
+    Now {
+        /// The offset-snapshotter function's name or ARN.
+        #[arg(long = "function", env = "TIDEMARK_SNAPSHOTTER_FUNCTION")]
+        function: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

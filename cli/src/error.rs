@@ -9,6 +9,9 @@ pub enum CliError {
     Input(String),
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
+    /// An AWS call that could not complete.
+    #[error("{0}")]
+    Failed(String),
     #[error("cannot print the result: {0}")]
     Output(String),
 }

@@ -59,7 +59,7 @@ impl Stack {
     }
 
     /// Tells the gateway that Step Functions' invokes of `names` go to `host`.
-    async fn register_with_gateway(&self, host: &LambdaHost, names: &[&String]) {
+    pub async fn register_with_gateway(&self, host: &LambdaHost, names: &[&String]) {
         let client = reqwest::Client::new();
         for name in names {
             let response = client

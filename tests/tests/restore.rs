@@ -442,6 +442,206 @@ async fn client_side_encrypted_segments_hide_the_records_at_rest_and_restore_exa
     }
 }
 
+/// The `tidemark` binary with `args`; Lambda and Step Functions calls go through the gateway
+/// (it routes invokes to the registered hosts and passes the rest to the emulator).
+fn tidemark_cli(stack: &Stack, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(stack.binary("tidemark"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &stack.gateway)
+        .output()
+        .expect("running tidemark")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_outcome() {
+    let mut backup = Backup::start("payments.cli", 1).await;
+    let group = unique("cli-processor");
+    let start = now_ms() - 60_000;
+    let produced =
+        backup.produce_and_back_up((0..50).map(|n| payment(0, n, start + n, "cli")).collect());
+    backup.commit(&group, &[(0, 30)]);
+    let (functions, machines) = backup.restore_machines(&[], 60).await;
+    let dir = std::env::temp_dir().join(unique("cli-requests"));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A restore request in YAML, started and followed to the end.
+    let target = format!("{}.restored", backup.topic);
+    let restore = dir.join("restore.yaml");
+    std::fs::write(
+        &restore,
+        format!(
+            "backup_id: {}\ntarget:\n  bootstrap_servers: \"{}\"\n  auth: plaintext\ntopics:\n  mapping:\n    {}: {}\ncut:\n  mode: time\n  at: {}\ntopic_creation: create\n",
+            backup.backup_id, backup.stack.kafka_bootstrap, backup.topic, target, now_ms()
+        ),
+    )
+    .unwrap();
+    let run = tidemark_cli(
+        &backup.stack,
+        &[
+            "restore",
+            "start",
+            "--config",
+            restore.to_str().unwrap(),
+            "--watch",
+            "--machine",
+            &machines.restore.arn,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        functions.host.process.log()
+    );
+    assert!(stdout.contains(": SUCCEEDED"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("RestorePartitions"),
+        "steps are shown as they start"
+    );
+    assert_eq!(backup.consume(&target).len(), produced.len());
+
+    // A restore that fails (an unknown backup) exits 1 with the cause.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, json!({"backup_id": "no-such-backup", "target": {"bootstrap_servers": backup.stack.kafka_bootstrap, "auth": "plaintext"}, "topics": {"mapping": {"payments": "payments.restored"}}, "cut": {"mode": "time", "at": now_ms()}}).to_string()).unwrap();
+    let run = tidemark_cli(
+        &backup.stack,
+        &[
+            "-o",
+            "json",
+            "restore",
+            "start",
+            "--config",
+            bad.to_str().unwrap(),
+            "--watch",
+            "--machine",
+            &machines.restore.arn,
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(outcome["status"], "FAILED");
+    assert!(
+        outcome["cause"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-backup"),
+        "{outcome}"
+    );
+
+    // An offset reset without --apply is a plan: the group does not move.
+    let reset = dir.join("reset.json");
+    std::fs::write(
+        &reset,
+        json!({
+            "target": {"bootstrap_servers": backup.stack.kafka_bootstrap, "auth": "plaintext"},
+            "groups": {"names": [group]},
+            "strategy": {"type": "timestamp", "at": start + 10},
+            "topics": [backup.topic],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = tidemark_cli(
+        &backup.stack,
+        &[
+            "-o",
+            "json",
+            "offsets",
+            "reset",
+            "--config",
+            reset.to_str().unwrap(),
+            "--machine",
+            &machines.offset_reset.arn,
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(outcome["output"]["dry_run"], true, "{outcome}");
+    assert_eq!(outcome["output"]["moves"][0]["new"], 10, "{outcome}");
+    assert_eq!(
+        backup.group_offsets(&backup.topic, &group)["0"],
+        30,
+        "a plan moves nothing"
+    );
+    let run = tidemark_cli(
+        &backup.stack,
+        &[
+            "offsets",
+            "reset",
+            "--apply",
+            "--config",
+            reset.to_str().unwrap(),
+            "--machine",
+            &machines.offset_reset.arn,
+        ],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        backup.group_offsets(&backup.topic, &group)["0"],
+        10,
+        "--apply moves the group"
+    );
+
+    // snapshot now: the deployed snapshotter, invoked by name.
+    let name = unique("offset-snapshotter");
+    let host = backup.stack.start_lambda_host_for(
+        &[format!(
+            "{name}={}",
+            backup.stack.binary("offset-snapshotter").display()
+        )],
+        &[
+            ("TIDEMARK_BUCKET", backup.storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", backup.storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", backup.backup_id.as_str()),
+            ("TIDEMARK_PREFIX", PREFIX),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                backup.stack.kafka_bootstrap.as_str(),
+            ),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+            ("TIDEMARK_TOPICS_INCLUDE", backup.topic.as_str()),
+            ("TIDEMARK_GROUPS_INCLUDE", group.as_str()),
+        ],
+        60,
+    );
+    backup.stack.register_with_gateway(&host, &[&name]).await;
+    let run = tidemark_cli(
+        &backup.stack,
+        &["-o", "json", "snapshot", "now", "--function", &name],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        host.process.log()
+    );
+    let answer: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(answer["snapshots"][0]["key"].as_str().is_some(), "{answer}");
+    let run = tidemark_cli(
+        &backup.stack,
+        &["snapshot", "now", "--function", "no-such-function"],
+    );
+    assert_ne!(run.status.code(), Some(0));
+}
+
 fn offsets_of(records: &[Value]) -> Vec<i64> {
     records
         .iter()

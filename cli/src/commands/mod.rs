@@ -1,6 +1,7 @@
 //! One module per command; each takes the stores it needs and returns what it prints.
 
 pub mod backups;
+pub mod executions;
 pub mod segment;
 pub mod validate;
 
@@ -12,7 +13,9 @@ use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
 
-use crate::args::{BackupsCommand, Cli, Command, SegmentCommand};
+use crate::args::{
+    BackupsCommand, Cli, Command, OffsetsCommand, RestoreCommand, SegmentCommand, SnapshotCommand,
+};
 use crate::error::{CliError, EXIT_FINDINGS, Result};
 use crate::output::print;
 
@@ -25,7 +28,7 @@ pub struct Deployment {
     pub bucket: String,
 }
 
-async fn deployment(cli: &Cli) -> Result<Deployment> {
+async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment> {
     let bucket =
         cli.target.bucket.clone().ok_or_else(|| {
             CliError::Input("no bucket: pass --bucket or set TIDEMARK_BUCKET".into())
@@ -34,14 +37,13 @@ async fn deployment(cli: &Cli) -> Result<Deployment> {
     let table = cli.target.table.clone().unwrap_or_default();
     let layout = StorageLayout::new(&cli.target.prefix)
         .map_err(|error| CliError::Input(format!("--prefix: {error}")))?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let s3_settings = S3Settings::from_env(&Env::process())?;
-    let (objects, index) = aws_stores(&aws, &s3_settings, &bucket, &table);
+    let (objects, index) = aws_stores(aws, &s3_settings, &bucket, &table);
     Ok(Deployment {
         objects,
         index,
         layout,
-        keys: SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), None),
+        keys: SegmentKeys::new(Arc::new(KmsKeyService::new(aws)), None),
         bucket,
     })
 }
@@ -59,16 +61,36 @@ pub fn backup_id(value: &str) -> Result<BackupId> {
     BackupId::parse(value).map_err(|error| CliError::Input(format!("backup id: {error}")))
 }
 
+/// A default execution name: what it is and when, to the millisecond.
+fn execution_name(what: &str) -> String {
+    format!("{what}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"))
+}
+
+/// Prints an execution's outcome; a failed one exits 1.
+fn finish(cli: &Cli, outcome: &executions::Outcome) -> Result<ExitCode> {
+    print(cli.output, outcome)?;
+    Ok(if outcome.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let deployment = deployment(&cli).await?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sfn = || aws_sdk_sfn::Client::new(&aws);
     match &cli.command {
         Command::Backups {
             command: BackupsCommand::List,
-        } => print(cli.output, &backups::list(&deployment).await?)?,
+        } => print(
+            cli.output,
+            &backups::list(&deployment(&cli, &aws).await?).await?,
+        )?,
         Command::Backups {
             command: BackupsCommand::Describe { backup },
         } => {
             needs_table(&cli)?;
+            let deployment = deployment(&cli, &aws).await?;
             print(
                 cli.output,
                 &backups::describe(&deployment, &backup_id(backup)?).await?,
@@ -80,6 +102,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             topics,
         } => {
             needs_table(&cli)?;
+            let deployment = deployment(&cli, &aws).await?;
             let report =
                 validate::validate(&deployment, &backup_id(backup)?, *deep, topics).await?;
             print(cli.output, &report)?;
@@ -89,7 +112,61 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Segment {
             command: SegmentCommand::Cat { key },
-        } => segment::cat(&deployment, key).await?,
+        } => segment::cat(&deployment(&cli, &aws).await?, key).await?,
+        Command::Restore {
+            command:
+                RestoreCommand::Start {
+                    config,
+                    name,
+                    watch,
+                    machine,
+                },
+        } => {
+            let request = executions::read_request(config)?;
+            let name = name.clone().unwrap_or_else(|| execution_name("restore"));
+            let arn = executions::start(&sfn(), &machine.arn, &name, &request).await?;
+            if !*watch {
+                println!("{arn}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("restore {name} started: {arn}");
+            return finish(&cli, &executions::watch(&sfn(), &arn, true).await?);
+        }
+        Command::Restore {
+            command: RestoreCommand::Watch { execution_arn },
+        } => return finish(&cli, &executions::watch(&sfn(), execution_arn, true).await?),
+        Command::Offsets { command } => {
+            let (reset, apply) = match command {
+                OffsetsCommand::Plan { reset } => (reset, false),
+                OffsetsCommand::Reset { reset, apply } => (reset, *apply),
+            };
+            let mut request = executions::read_request(&reset.config)?;
+            request["dry_run"] = serde_json::Value::Bool(!apply);
+            let name = reset.name.clone().unwrap_or_else(|| {
+                execution_name(if apply {
+                    "offsets-reset"
+                } else {
+                    "offsets-plan"
+                })
+            });
+            let arn = executions::start(&sfn(), &reset.machine, &name, &request).await?;
+            eprintln!(
+                "{} {name} started: {arn}",
+                if apply {
+                    "offset reset"
+                } else {
+                    "offset plan (dry run)"
+                }
+            );
+            return finish(&cli, &executions::watch(&sfn(), &arn, true).await?);
+        }
+        Command::Snapshot {
+            command: SnapshotCommand::Now { function },
+        } => {
+            let lambda = aws_sdk_lambda::Client::new(&aws);
+            let answer = executions::snapshot_now(&lambda, function).await?;
+            print(cli.output, &executions::Snapshot(answer))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

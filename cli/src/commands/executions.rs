@@ -1,0 +1,194 @@
+//! `restore start|watch`, `offsets plan|reset`, `snapshot now`: starting the deployment's state
+//! machines and function, and following an execution to its end.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{CliError, Result};
+use crate::output::Render;
+
+/// How often a followed execution is polled.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A request file, JSON or YAML, as JSON.
+pub fn read_request(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| CliError::Input(format!("{}: {error}", path.display())))?;
+    let value: Value = serde_norway::from_str(&text).map_err(|error| {
+        CliError::Input(format!("{}: not JSON or YAML: {error}", path.display()))
+    })?;
+    if !value.is_object() {
+        return Err(CliError::Input(format!(
+            "{}: a request is an object of fields",
+            path.display()
+        )));
+    }
+    Ok(value)
+}
+
+fn sfn_error(operation: &str) -> impl FnOnce(aws_sdk_sfn::Error) -> CliError + '_ {
+    move |error| {
+        let text = aws_sdk_sfn::error::DisplayErrorContext(&error).to_string();
+        match error {
+            aws_sdk_sfn::Error::StateMachineDoesNotExist(_)
+            | aws_sdk_sfn::Error::ExecutionDoesNotExist(_)
+            | aws_sdk_sfn::Error::InvalidArn(_)
+            | aws_sdk_sfn::Error::InvalidName(_)
+            | aws_sdk_sfn::Error::InvalidExecutionInput(_)
+            | aws_sdk_sfn::Error::ExecutionAlreadyExists(_) => {
+                CliError::Input(format!("{operation}: {text}"))
+            }
+            _ => CliError::Failed(format!("{operation}: {text}")),
+        }
+    }
+}
+
+/// Starts an execution of `machine` with `input`; returns its ARN.
+pub async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    name: &str,
+    input: &Value,
+) -> Result<String> {
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .map_err(|error| sfn_error("StartExecution")(error.into()))?;
+    Ok(started.execution_arn().to_owned())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub execution_arn: String,
+    pub status: String,
+    pub steps: Vec<String>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.status == "SUCCEEDED"
+    }
+}
+
+impl Render for Outcome {
+    fn text(&self) -> String {
+        let mut out = format!("{}: {}\n", self.execution_arn, self.status);
+        if let Some(output) = &self.output {
+            out += &serde_json::to_string_pretty(output).unwrap_or_default();
+            out += "\n";
+        }
+        if let Some(error) = &self.error {
+            out += &format!("error: {error}\n");
+        }
+        if let Some(cause) = &self.cause {
+            out += &format!("cause: {cause}\n");
+        }
+        out
+    }
+}
+
+/// Follows an execution to its end. With `progress`, each step is printed to stderr as it
+/// starts, so stdout keeps only the outcome.
+pub async fn watch(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    progress: bool,
+) -> Result<Outcome> {
+    let mut steps: Vec<String> = Vec::new();
+    loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|error| sfn_error("DescribeExecution")(error.into()))?;
+        let mut entered = Vec::new();
+        let mut pages = sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| sfn_error("GetExecutionHistory")(error.into()))?;
+            entered.extend(
+                page.events()
+                    .iter()
+                    .filter_map(|event| event.state_entered_event_details())
+                    .map(|details| details.name().to_owned()),
+            );
+        }
+        for step in entered.iter().skip(steps.len()) {
+            if progress {
+                eprintln!("  {step}");
+            }
+        }
+        steps = entered;
+        let status = described.status();
+        if status != &ExecutionStatus::Running {
+            return Ok(Outcome {
+                execution_arn: execution_arn.to_owned(),
+                status: status.as_str().to_owned(),
+                steps,
+                output: described
+                    .output()
+                    .and_then(|output| serde_json::from_str(output).ok()),
+                error: described.error().map(str::to_owned),
+                cause: described.cause().map(str::to_owned),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Invokes the snapshotter with `{}` and returns what it answered.
+pub async fn snapshot_now(lambda: &aws_sdk_lambda::Client, function: &str) -> Result<Value> {
+    let response = lambda
+        .invoke()
+        .function_name(function)
+        .payload(aws_sdk_lambda::primitives::Blob::new("{}"))
+        .send()
+        .await
+        .map_err(|error| {
+            let text = aws_sdk_lambda::error::DisplayErrorContext(&error).to_string();
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception())
+            {
+                CliError::Input(format!("no function {function}: {text}"))
+            } else {
+                CliError::Failed(format!("Invoke {function}: {text}"))
+            }
+        })?;
+    let payload: Value = response
+        .payload()
+        .and_then(|blob| serde_json::from_slice(blob.as_ref()).ok())
+        .unwrap_or(Value::Null);
+    if let Some(kind) = response.function_error() {
+        return Err(CliError::Failed(format!(
+            "the snapshot failed ({kind}): {payload}"
+        )));
+    }
+    Ok(payload)
+}
+
+/// A snapshot's answer, printed as it came.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct Snapshot(pub Value);
+
+impl Render for Snapshot {
+    fn text(&self) -> String {
+        serde_json::to_string_pretty(&self.0).unwrap_or_default()
+    }
+}
