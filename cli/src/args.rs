@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SegmentCommand,
     },
+    /// The index table.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Restores through the restore state machine (docs/restore.md).
     Restore {
         #[command(subcommand)]
@@ -80,6 +85,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Rebuilds a backup's index from its segments in S3 alone, into --table (an empty table
+    /// after a loss, or the live one: what it already holds is left as it is).
+    Rebuild { backup: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -171,6 +171,30 @@ async fn the_cli_describes_validates_and_reads_a_backup_as_the_golden_files_say(
     assert_eq!(cat.status, 0, "{}", cat.stderr);
     golden("segment-cat.jsonl", &cat.stdout);
 
+    // The index lost: rebuilt from S3 into an empty table, it describes the same partitions.
+    let fresh = stack.create_storage().await;
+    let rebuilt_storage = Storage {
+        bucket: storage.bucket.clone(),
+        table: fresh.table.clone(),
+        s3: storage.s3.clone(),
+        dynamodb: storage.dynamodb.clone(),
+    };
+    let rebuild = tidemark(&stack, &rebuilt_storage, &["index", "rebuild", BACKUP]);
+    assert_eq!(rebuild.status, 0, "{}", rebuild.stderr);
+    golden("index-rebuild.txt", &rebuild.stdout);
+    let original = tidemark(&stack, &storage, &["backups", "describe", BACKUP]);
+    let from_s3 = tidemark(&stack, &rebuilt_storage, &["backups", "describe", BACKUP]);
+    let partition_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("  "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        partition_lines(&from_s3.stdout),
+        partition_lines(&original.stdout)
+    );
+
     // A lost segment: validation exits 1 and names it.
     storage
         .s3

@@ -2,6 +2,7 @@
 
 pub mod backups;
 pub mod executions;
+pub mod index;
 pub mod segment;
 pub mod validate;
 
@@ -14,7 +15,8 @@ use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
 
 use crate::args::{
-    BackupsCommand, Cli, Command, OffsetsCommand, RestoreCommand, SegmentCommand, SnapshotCommand,
+    BackupsCommand, Cli, Command, IndexCommand, OffsetsCommand, RestoreCommand, SegmentCommand,
+    SnapshotCommand,
 };
 use crate::error::{CliError, EXIT_FINDINGS, Result};
 use crate::output::print;
@@ -113,6 +115,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Segment {
             command: SegmentCommand::Cat { key },
         } => segment::cat(&deployment(&cli, &aws).await?, key).await?,
+        Command::Index {
+            command: IndexCommand::Rebuild { backup },
+        } => {
+            needs_table(&cli)?;
+            let deployment = deployment(&cli, &aws).await?;
+            print(
+                cli.output,
+                &index::rebuild(&deployment, &backup_id(backup)?).await?,
+            )?;
+        }
         Command::Restore {
             command:
                 RestoreCommand::Start {
