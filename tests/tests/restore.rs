@@ -444,10 +444,14 @@ async fn client_side_encrypted_segments_hide_the_records_at_rest_and_restore_exa
 
 /// The `tidemark` binary with `args`; Lambda and Step Functions calls go through the gateway
 /// (it routes invokes to the registered hosts and passes the rest to the emulator).
-fn tidemark_cli(stack: &Stack, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(stack.binary("tidemark"))
+fn tidemark_cli(backup: &Backup, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(backup.stack.binary("tidemark"))
         .args(args)
-        .env("AWS_ENDPOINT_URL", &stack.gateway)
+        .env("AWS_ENDPOINT_URL", &backup.stack.gateway)
+        .env("TIDEMARK_BUCKET", &backup.storage.bucket)
+        .env("TIDEMARK_TABLE", &backup.storage.table)
+        .env("TIDEMARK_PREFIX", PREFIX)
+        .env("TIDEMARK_S3_FORCE_PATH_STYLE", "true")
         .output()
         .expect("running tidemark")
 }
@@ -476,7 +480,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
     )
     .unwrap();
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &[
             "restore",
             "start",
@@ -496,9 +500,14 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
         functions.host.process.log()
     );
     assert!(stdout.contains(": SUCCEEDED"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
-        String::from_utf8_lossy(&run.stderr).contains("RestorePartitions"),
-        "steps are shown as they start"
+        stderr.contains("RestorePartitions"),
+        "steps are shown as they start: {stderr}"
+    );
+    assert!(
+        stderr.contains("[####################] 1/1 partitions, 50 records restored"),
+        "the partitions' progress is shown as a bar: {stderr}"
     );
     assert_eq!(backup.consume(&target).len(), produced.len());
 
@@ -506,7 +515,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
     let bad = dir.join("bad.json");
     std::fs::write(&bad, json!({"backup_id": "no-such-backup", "target": {"bootstrap_servers": backup.stack.kafka_bootstrap, "auth": "plaintext"}, "topics": {"mapping": {"payments": "payments.restored"}}, "cut": {"mode": "time", "at": now_ms()}}).to_string()).unwrap();
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &[
             "-o",
             "json",
@@ -549,7 +558,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
     )
     .unwrap();
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &[
             "-o",
             "json",
@@ -576,7 +585,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
         "a plan moves nothing"
     );
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &[
             "offsets",
             "reset",
@@ -623,7 +632,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
     );
     backup.stack.register_with_gateway(&host, &[&name]).await;
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &["-o", "json", "snapshot", "now", "--function", &name],
     );
     assert_eq!(
@@ -636,7 +645,7 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
     let answer: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert!(answer["snapshots"][0]["key"].as_str().is_some(), "{answer}");
     let run = tidemark_cli(
-        &backup.stack,
+        &backup,
         &["snapshot", "now", "--function", "no-such-function"],
     );
     assert_ne!(run.status.code(), Some(0));

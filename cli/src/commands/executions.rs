@@ -8,6 +8,10 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Serialize;
 use serde_json::Value;
 
+use tidemark_core::layout::{BackupId, RestoreId};
+use tidemark_core::object_store::{self, ObjectStore};
+
+use super::Deployment;
 use crate::error::{CliError, Result};
 use crate::output::Render;
 
@@ -98,14 +102,84 @@ impl Render for Outcome {
     }
 }
 
+/// Where a restore's partitions stand, from its plan and progress objects in S3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreProgress {
+    pub partitions_done: usize,
+    pub partitions: usize,
+    pub records_produced: u64,
+}
+
+impl RestoreProgress {
+    /// `[#########-----------] 3/7 partitions, 12000 records restored`
+    pub fn bar(&self) -> String {
+        const WIDTH: usize = 20;
+        let filled = (self.partitions_done * WIDTH)
+            .checked_div(self.partitions)
+            .unwrap_or(0);
+        format!(
+            "[{}{}] {}/{} partitions, {} records restored",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            self.partitions_done,
+            self.partitions,
+            self.records_produced
+        )
+    }
+}
+
+/// Reads a restore's progress: the plan's partitions, and per partition its latest progress
+/// object, whose name carries the records produced and whether it is done
+/// (`{produced:020}-{1-partial|2-done}.json`). `None` before the plan exists.
+pub async fn restore_progress(
+    deployment: &Deployment,
+    backup_id: &BackupId,
+    restore_id: &RestoreId,
+) -> Result<Option<RestoreProgress>> {
+    let prefix = deployment.layout.restore_prefix(backup_id, restore_id);
+    let plan_key = format!("{prefix}plan.json");
+    let Some(plan) = object_store::get_json::<Value>(&deployment.objects, &plan_key).await? else {
+        return Ok(None);
+    };
+    let partitions = plan["partitions"].as_array().map_or(0, Vec::len);
+    let mut latest = std::collections::BTreeMap::<String, String>::new();
+    for key in deployment
+        .objects
+        .list(&format!("{prefix}progress/"))
+        .await?
+    {
+        if let Some((folder, name)) = key.rsplit_once('/') {
+            // Names sort by count, then partial before done: the last is the latest.
+            let entry = latest.entry(folder.to_owned()).or_default();
+            if name > entry.as_str() {
+                *entry = name.to_owned();
+            }
+        }
+    }
+    Ok(Some(RestoreProgress {
+        partitions,
+        partitions_done: latest
+            .values()
+            .filter(|name| name.ends_with("-2-done.json"))
+            .count(),
+        records_produced: latest
+            .values()
+            .filter_map(|name| name.split('-').next()?.parse::<u64>().ok())
+            .sum(),
+    }))
+}
+
 /// Follows an execution to its end. With `progress`, each step is printed to stderr as it
-/// starts, so stdout keeps only the outcome.
+/// starts, so stdout keeps only the outcome; given the deployment's stores, a restore's
+/// partitions are shown as a progress bar too.
 pub async fn watch(
     sfn: &aws_sdk_sfn::Client,
     execution_arn: &str,
     progress: bool,
+    restore: Option<&Deployment>,
 ) -> Result<Outcome> {
     let mut steps: Vec<String> = Vec::new();
+    let mut last_bar = String::new();
     loop {
         let described = sfn
             .describe_execution()
@@ -113,6 +187,30 @@ pub async fn watch(
             .send()
             .await
             .map_err(|error| sfn_error("DescribeExecution")(error.into()))?;
+        if let (true, Some(deployment)) = (progress, restore) {
+            let ids = described
+                .input()
+                .and_then(|input| serde_json::from_str::<Value>(input).ok())
+                .and_then(|input| BackupId::parse(input["backup_id"].as_str()?).ok())
+                .zip(RestoreId::parse(described.name().unwrap_or_default()).ok());
+            match ids {
+                Some((backup_id, restore_id)) => {
+                    if let Some(now) = restore_progress(deployment, &backup_id, &restore_id).await?
+                    {
+                        let bar = now.bar();
+                        if bar != last_bar {
+                            eprintln!("  {bar}");
+                            last_bar = bar;
+                        }
+                    }
+                }
+                None if last_bar.is_empty() => {
+                    eprintln!("  (no progress bar: the execution names no backup id)");
+                    last_bar = "-".into();
+                }
+                None => {}
+            }
+        }
         let mut entered = Vec::new();
         let mut pages = sfn
             .get_execution_history()

@@ -63,6 +63,17 @@ pub fn backup_id(value: &str) -> Result<BackupId> {
     BackupId::parse(value).map_err(|error| CliError::Input(format!("backup id: {error}")))
 }
 
+/// The stores a restore's progress bar reads, when the bucket is known; why not, otherwise.
+async fn progress_stores(cli: &Cli, aws: &aws_config::SdkConfig) -> Option<Deployment> {
+    match deployment(cli, aws).await {
+        Ok(deployment) => Some(deployment),
+        Err(error) => {
+            eprintln!("  (no progress bar: {error})");
+            None
+        }
+    }
+}
+
 /// A default execution name: what it is and when, to the millisecond.
 fn execution_name(what: &str) -> String {
     format!("{what}-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S-%3f"))
@@ -142,11 +153,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             eprintln!("restore {name} started: {arn}");
-            return finish(&cli, &executions::watch(&sfn(), &arn, true).await?);
+            let stores = progress_stores(&cli, &aws).await;
+            return finish(
+                &cli,
+                &executions::watch(&sfn(), &arn, true, stores.as_ref()).await?,
+            );
         }
         Command::Restore {
             command: RestoreCommand::Watch { execution_arn },
-        } => return finish(&cli, &executions::watch(&sfn(), execution_arn, true).await?),
+        } => {
+            let stores = progress_stores(&cli, &aws).await;
+            return finish(
+                &cli,
+                &executions::watch(&sfn(), execution_arn, true, stores.as_ref()).await?,
+            );
+        }
         Command::Offsets { command } => {
             let (reset, apply) = match command {
                 OffsetsCommand::Plan { reset } => (reset, false),
@@ -170,7 +191,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     "offset plan (dry run)"
                 }
             );
-            return finish(&cli, &executions::watch(&sfn(), &arn, true).await?);
+            return finish(&cli, &executions::watch(&sfn(), &arn, true, None).await?);
         }
         Command::Snapshot {
             command: SnapshotCommand::Now { function },
