@@ -4,6 +4,7 @@
 #   backup.tf      writer and mappings   snapshots.tf scheduled offset snapshotter
 #   restore.tf     restore machine       offset_reset.tf offset-reset machine
 #   validation.tf  validation machine    maintenance.tf retention and compaction
+#   schedules.tf   validation and maintenance schedules
 #   logs.tf        log groups            alarms.tf    alarms, alarm topic, dashboard
 
 data "aws_partition" "current" {}

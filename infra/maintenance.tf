@@ -1,5 +1,5 @@
-# The maintenance state machine from statemachines/maintenance.asl.json, unchanged, its function
-# (retention by tier, compaction), and the schedule that starts it (docs/operations.md#maintenance).
+# The maintenance state machine from statemachines/maintenance.asl.json, unchanged, and its
+# function (retention by tier, compaction); schedules.tf starts it (docs/operations.md#maintenance).
 
 resource "aws_sfn_state_machine" "maintenance" {
   name     = "${local.name}-maintenance"
@@ -106,43 +106,4 @@ data "aws_iam_policy_document" "maintenance_state_machine" {
     actions   = ["lambda:InvokeFunction"]
     resources = [aws_lambda_function.maintainer.arn]
   }
-}
-
-resource "aws_cloudwatch_event_rule" "maintenance" {
-  count               = var.maintenance_schedule != "" ? 1 : 0
-  name                = "${local.name}-maintenance"
-  description         = "Tidemark maintenance"
-  schedule_expression = var.maintenance_schedule
-}
-
-resource "aws_cloudwatch_event_target" "maintenance" {
-  count    = var.maintenance_schedule != "" ? 1 : 0
-  rule     = aws_cloudwatch_event_rule.maintenance[0].name
-  arn      = aws_sfn_state_machine.maintenance.arn
-  role_arn = aws_iam_role.maintenance_schedule.arn
-  input    = "{}"
-}
-
-resource "aws_iam_role" "maintenance_schedule" {
-  name = "${local.name}-maintenance-schedule"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Action    = "sts:AssumeRole"
-      Principal = { Service = "events.amazonaws.com" }
-    }]
-  })
-}
-
-resource "aws_iam_role_policy" "maintenance_schedule" {
-  role = aws_iam_role.maintenance_schedule.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = "states:StartExecution"
-      Resource = aws_sfn_state_machine.maintenance.arn
-    }]
-  })
 }

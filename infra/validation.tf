@@ -1,5 +1,5 @@
-# The validation state machine from statemachines/validation.asl.json, unchanged, its function,
-# and the schedule that starts it (docs/operations.md#validation).
+# The validation state machine from statemachines/validation.asl.json, unchanged, and its function;
+# schedules.tf starts it (docs/operations.md#validation).
 
 resource "aws_sfn_state_machine" "validation" {
   name     = "${local.name}-validation"
@@ -101,43 +101,4 @@ data "aws_iam_policy_document" "validation_state_machine" {
     actions   = ["lambda:InvokeFunction"]
     resources = [aws_lambda_function.validator.arn]
   }
-}
-
-resource "aws_cloudwatch_event_rule" "validation" {
-  count               = var.validation_schedule != "" ? 1 : 0
-  name                = "${local.name}-validation"
-  description         = "Tidemark validation"
-  schedule_expression = var.validation_schedule
-}
-
-resource "aws_cloudwatch_event_target" "validation" {
-  count    = var.validation_schedule != "" ? 1 : 0
-  rule     = aws_cloudwatch_event_rule.validation[0].name
-  arn      = aws_sfn_state_machine.validation.arn
-  role_arn = aws_iam_role.validation_schedule.arn
-  input    = jsonencode({ depth = var.validation_depth })
-}
-
-resource "aws_iam_role" "validation_schedule" {
-  name = "${local.name}-validation-schedule"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Action    = "sts:AssumeRole"
-      Principal = { Service = "events.amazonaws.com" }
-    }]
-  })
-}
-
-resource "aws_iam_role_policy" "validation_schedule" {
-  role = aws_iam_role.validation_schedule.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = "states:StartExecution"
-      Resource = aws_sfn_state_machine.validation.arn
-    }]
-  })
 }
