@@ -128,20 +128,30 @@ impl RestoreProgress {
     }
 }
 
-/// Reads a restore's progress: the plan's partitions, and per partition its latest progress
-/// object, whose name carries the records produced and whether it is done
-/// (`{produced:020}-{1-partial|2-done}.json`). `None` before the plan exists.
+/// Reads a restore's progress: the plan's partitions (read once, into `planned`), and per
+/// partition its latest progress object, whose name carries the records produced and whether it
+/// is done (`{produced:020}-{1-partial|2-done}.json`). `None` before the plan exists.
 pub async fn restore_progress(
     deployment: &Deployment,
     backup_id: &BackupId,
     restore_id: &RestoreId,
+    planned: &mut Option<usize>,
 ) -> Result<Option<RestoreProgress>> {
     let prefix = deployment.layout.restore_prefix(backup_id, restore_id);
-    let plan_key = format!("{prefix}plan.json");
-    let Some(plan) = object_store::get_json::<Value>(&deployment.objects, &plan_key).await? else {
-        return Ok(None);
+    let partitions = match *planned {
+        Some(partitions) => partitions,
+        None => {
+            let plan_key = format!("{prefix}plan.json");
+            let Some(plan) =
+                object_store::get_json::<Value>(&deployment.objects, &plan_key).await?
+            else {
+                return Ok(None);
+            };
+            let partitions = plan["partitions"].as_array().map_or(0, Vec::len);
+            *planned = Some(partitions);
+            partitions
+        }
     };
-    let partitions = plan["partitions"].as_array().map_or(0, Vec::len);
     let mut latest = std::collections::BTreeMap::<String, String>::new();
     for key in deployment
         .objects
@@ -179,7 +189,9 @@ pub async fn watch(
     restore: Option<&Deployment>,
 ) -> Result<Outcome> {
     let mut steps: Vec<String> = Vec::new();
+    let mut seen_event = 0;
     let mut last_bar = String::new();
+    let mut planned = None;
     loop {
         let described = sfn
             .describe_execution()
@@ -195,7 +207,8 @@ pub async fn watch(
                 .zip(RestoreId::parse(described.name().unwrap_or_default()).ok());
             match ids {
                 Some((backup_id, restore_id)) => {
-                    if let Some(now) = restore_progress(deployment, &backup_id, &restore_id).await?
+                    if let Some(now) =
+                        restore_progress(deployment, &backup_id, &restore_id, &mut planned).await?
                     {
                         let bar = now.bar();
                         if bar != last_bar {
@@ -211,27 +224,38 @@ pub async fn watch(
                 None => {}
             }
         }
-        let mut entered = Vec::new();
+        // Only the events since the last poll: asked for newest first, the pages stop at one
+        // already seen (a server that ignores the order is read through, and sorted below).
+        let mut new_events = Vec::new();
+        let mut previous_id = i64::MIN;
         let mut pages = sfn
             .get_execution_history()
             .execution_arn(execution_arn)
+            .reverse_order(true)
             .into_paginator()
             .send();
-        while let Some(page) = pages.next().await {
+        'pages: while let Some(page) = pages.next().await {
             let page = page.map_err(|error| sfn_error("GetExecutionHistory")(error.into()))?;
-            entered.extend(
-                page.events()
-                    .iter()
-                    .filter_map(|event| event.state_entered_event_details())
-                    .map(|details| details.name().to_owned()),
-            );
-        }
-        for step in entered.iter().skip(steps.len()) {
-            if progress {
-                eprintln!("  {step}");
+            for event in page.events() {
+                let newest_first = event.id() < previous_id;
+                previous_id = event.id();
+                if event.id() > seen_event {
+                    new_events.push(event.clone());
+                } else if newest_first {
+                    break 'pages;
+                }
             }
         }
-        steps = entered;
+        new_events.sort_by_key(|event| event.id());
+        for event in &new_events {
+            seen_event = seen_event.max(event.id());
+            if let Some(details) = event.state_entered_event_details() {
+                if progress {
+                    eprintln!("  {}", details.name());
+                }
+                steps.push(details.name().to_owned());
+            }
+        }
         let status = described.status();
         if status != &ExecutionStatus::Running {
             return Ok(Outcome {
