@@ -119,7 +119,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let report =
                 validate::validate(&deployment, &backup_id(backup)?, *deep, topics).await?;
             print(cli.output, &report)?;
-            if report.errors > 0 {
+            if report.tally.errors > 0 {
                 return Ok(ExitCode::from(EXIT_FINDINGS));
             }
         }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use tidemark_core::layout::BackupId;
 use tidemark_core::validation::{
-    Depth, Finding, Severity, partitions_to_validate, validate_partition,
+    Depth, Severity, Tally, partitions_to_validate, select_topics, validate_partition,
 };
 
 use super::Deployment;
@@ -14,21 +14,8 @@ use crate::output::{Render, count};
 pub struct Validation {
     pub backup_id: String,
     pub depth: Depth,
-    pub partitions: usize,
-    pub segments: usize,
-    pub records_read: u64,
-    pub errors: usize,
-    pub warnings: usize,
-    pub findings: Vec<Located>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Located {
-    pub topic: String,
-    pub partition: i32,
-    pub severity: Severity,
     #[serde(flatten)]
-    pub finding: Finding,
+    pub tally: Tally,
 }
 
 impl Render for Validation {
@@ -40,17 +27,17 @@ impl Render for Validation {
                 Depth::Deep => "deep",
                 Depth::Listing => "listing",
             },
-            count(self.partitions, "partition"),
-            count(self.segments, "segment"),
+            count(self.tally.partitions, "partition"),
+            count(self.tally.segments, "segment"),
             if self.depth == Depth::Deep {
-                format!(", {} records read", self.records_read)
+                format!(", {} records read", self.tally.records_read)
             } else {
                 String::new()
             },
-            count(self.errors, "error"),
-            count(self.warnings, "warning")
+            count(self.tally.errors, "error"),
+            count(self.tally.warnings, "warning")
         );
-        for located in &self.findings {
+        for located in &self.tally.findings {
             out += &format!(
                 "  {} {}-{}: {}\n",
                 match located.severity {
@@ -79,32 +66,20 @@ pub async fn validate(
         backup_id,
     )
     .await?;
-    let unknown: Vec<&String> = topics
-        .iter()
-        .filter(|topic| !all.iter().any(|p| &p.topic == *topic))
-        .collect();
-    if all.is_empty() || !unknown.is_empty() {
-        return Err(CliError::Input(if all.is_empty() {
-            format!("backup {backup_id} holds nothing")
-        } else {
-            format!("topics {unknown:?} are not in backup {backup_id}")
-        }));
+    if all.is_empty() {
+        return Err(CliError::Input(format!("backup {backup_id} holds nothing")));
     }
+    let selected =
+        select_topics(all, (!topics.is_empty()).then_some(topics)).map_err(|unknown| {
+            CliError::Input(format!("topics {unknown:?} are not in backup {backup_id}"))
+        })?;
     let depth = if deep { Depth::Deep } else { Depth::Listing };
     let mut validation = Validation {
         backup_id: backup_id.to_string(),
         depth,
-        partitions: 0,
-        segments: 0,
-        records_read: 0,
-        errors: 0,
-        warnings: 0,
-        findings: Vec::new(),
+        tally: Tally::default(),
     };
-    for partition in all
-        .iter()
-        .filter(|p| topics.is_empty() || topics.contains(&p.topic))
-    {
+    for partition in &selected {
         let check = validate_partition(
             &deployment.objects,
             &deployment.index,
@@ -114,22 +89,7 @@ pub async fn validate(
             depth,
         )
         .await?;
-        validation.partitions += 1;
-        validation.segments += check.segments;
-        validation.records_read += check.records_read;
-        for finding in check.findings {
-            let severity = finding.severity();
-            match severity {
-                Severity::Error => validation.errors += 1,
-                Severity::Warning => validation.warnings += 1,
-            }
-            validation.findings.push(Located {
-                topic: check.topic.clone(),
-                partition: check.partition,
-                severity,
-                finding,
-            });
-        }
+        validation.tally.add(check);
     }
     Ok(validation)
 }

@@ -14,7 +14,8 @@ use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::{
-    Depth, Finding, PartitionCheck, Severity, partitions_to_validate, validate_partition,
+    Depth, LocatedFinding, PartitionCheck, Severity, Tally, partitions_to_validate, select_topics,
+    validate_partition,
 };
 use tracing::info;
 
@@ -62,28 +63,11 @@ pub struct ValidationReport {
     pub run_id: String,
     pub backup_id: String,
     pub depth: Depth,
-    pub partitions: usize,
-    pub segments: usize,
-    pub records: u64,
-    pub stored_bytes: u64,
-    pub records_read: u64,
-    pub bytes_read: u64,
-    pub recorded_gaps: usize,
-    pub errors: usize,
-    pub warnings: usize,
-    /// Every finding, with its partition.
-    pub findings: Vec<PartitionFinding>,
+    #[serde(flatten)]
+    pub tally: Tally,
     /// One line: what is wrong (for the state machine's Fail), or "no errors".
     pub cause: String,
     pub report_key: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionFinding {
-    pub topic: String,
-    pub partition: i32,
-    pub severity: Severity,
-    pub finding: Finding,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,27 +128,12 @@ impl Validator {
             &self.config.backup_id,
         )
         .await?;
-        if let Some(topics) = &request.topics {
-            let unknown: Vec<&String> = topics
-                .iter()
-                .filter(|topic| !all.iter().any(|partition| &partition.topic == *topic))
-                .collect();
-            if !unknown.is_empty() {
-                return Err(MaintenanceError::InvalidRequest(format!(
-                    "topics {unknown:?} are not in backup {}",
-                    self.config.backup_id
-                )));
-            }
-        }
-        Ok(all
-            .into_iter()
-            .filter(|partition| {
-                request
-                    .topics
-                    .as_ref()
-                    .is_none_or(|topics| topics.contains(&partition.topic))
-            })
-            .collect())
+        select_topics(all, request.topics.as_deref()).map_err(|unknown| {
+            MaintenanceError::InvalidRequest(format!(
+                "topics {unknown:?} are not in backup {}",
+                self.config.backup_id
+            ))
+        })
     }
 
     fn result_key(&self, run: &RunId, partition: &PartitionId) -> String {
@@ -219,16 +188,7 @@ impl Validator {
             run_id: run.to_string(),
             backup_id: self.config.backup_id.to_string(),
             depth: request.depth,
-            partitions: 0,
-            segments: 0,
-            records: 0,
-            stored_bytes: 0,
-            records_read: 0,
-            bytes_read: 0,
-            recorded_gaps: 0,
-            errors: 0,
-            warnings: 0,
-            findings: Vec::new(),
+            tally: Tally::default(),
             cause: String::new(),
             report_key: format!("{prefix}report.json"),
         };
@@ -242,26 +202,7 @@ impl Validator {
                     message: "a listed validation result is gone".into(),
                     retryable: true,
                 })?;
-            report.partitions += 1;
-            report.segments += check.segments;
-            report.records += check.records;
-            report.stored_bytes += check.stored_bytes;
-            report.records_read += check.records_read;
-            report.bytes_read += check.bytes_read;
-            report.recorded_gaps += check.gaps.len();
-            for finding in check.findings {
-                let severity = finding.severity();
-                match severity {
-                    Severity::Error => report.errors += 1,
-                    Severity::Warning => report.warnings += 1,
-                }
-                report.findings.push(PartitionFinding {
-                    topic: check.topic.clone(),
-                    partition: check.partition,
-                    severity,
-                    finding,
-                });
-            }
+            report.tally.add(check);
         }
         report.cause = cause(&report);
         let report_key = report.report_key.clone();
@@ -269,20 +210,33 @@ impl Validator {
             object_store::put_json_once(self.objects.as_ref(), &report_key, &report).await?;
         MetricsLine::new(&self.config.metrics_namespace)
             .dimension("BackupId", &self.config.backup_id)
-            .metric("ValidationErrors", Unit::Count, report.errors as f64)
-            .metric("ValidationWarnings", Unit::Count, report.warnings as f64)
-            .metric("SegmentsValidated", Unit::Count, report.segments as f64)
-            .metric("BytesValidated", Unit::Bytes, report.bytes_read as f64)
+            .metric("ValidationErrors", Unit::Count, report.tally.errors as f64)
+            .metric(
+                "ValidationWarnings",
+                Unit::Count,
+                report.tally.warnings as f64,
+            )
+            .metric(
+                "SegmentsValidated",
+                Unit::Count,
+                report.tally.segments as f64,
+            )
+            .metric(
+                "BytesValidated",
+                Unit::Bytes,
+                report.tally.bytes_read as f64,
+            )
             .property("RunId", report.run_id.clone())
             .property("Depth", format!("{:?}", report.depth).to_lowercase())
             .emit(now_ms());
-        info!(errors = report.errors, warnings = report.warnings, key = %report.report_key, "validation report written");
+        info!(errors = report.tally.errors, warnings = report.tally.warnings, key = %report.report_key, "validation report written");
         Ok(report)
     }
 }
 
 fn cause(report: &ValidationReport) -> String {
-    let errors: Vec<&PartitionFinding> = report
+    let errors: Vec<&LocatedFinding> = report
+        .tally
         .findings
         .iter()
         .filter(|finding| finding.severity == Severity::Error)
@@ -290,7 +244,7 @@ fn cause(report: &ValidationReport) -> String {
     if errors.is_empty() {
         return format!(
             "no errors in {} partitions ({} warnings)",
-            report.partitions, report.warnings
+            report.tally.partitions, report.tally.warnings
         );
     }
     let examples: Vec<String> = errors

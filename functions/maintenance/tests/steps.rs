@@ -158,10 +158,14 @@ async fn a_step_past_its_deadline_still_validates_one_partition_and_the_next_res
         panic!("summarize returns a report")
     };
     assert_eq!(
-        (report.partitions, report.segments, report.records),
+        (
+            report.tally.partitions,
+            report.tally.segments,
+            report.tally.records
+        ),
         (3, 3, 30)
     );
-    assert_eq!((report.errors, report.records_read), (0, 30));
+    assert_eq!((report.tally.errors, report.tally.records_read), (0, 30));
     assert_eq!(report.cause, "no errors in 3 partitions (0 warnings)");
 }
 
@@ -191,7 +195,11 @@ async fn a_deleted_segment_fails_the_report_with_a_cause_naming_it() {
         panic!("summarize returns a report")
     };
     assert_eq!(
-        (report.partitions, report.errors, report.records_read),
+        (
+            report.tally.partitions,
+            report.tally.errors,
+            report.tally.records_read
+        ),
         (2, 1, 0)
     );
     assert_eq!(

@@ -123,6 +123,80 @@ pub async fn backed_up_partitions(
     Ok(topics)
 }
 
+/// Totals and located findings over a run's partition checks: what a validation reports, in the
+/// validator's report and in the CLI alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub partitions: usize,
+    pub segments: usize,
+    pub records: u64,
+    pub stored_bytes: u64,
+    pub records_read: u64,
+    pub bytes_read: u64,
+    pub recorded_gaps: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Every finding, with its partition.
+    pub findings: Vec<LocatedFinding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocatedFinding {
+    pub topic: String,
+    pub partition: i32,
+    pub severity: Severity,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+impl Tally {
+    pub fn add(&mut self, check: PartitionCheck) {
+        self.partitions += 1;
+        self.segments += check.segments;
+        self.records += check.records;
+        self.stored_bytes += check.stored_bytes;
+        self.records_read += check.records_read;
+        self.bytes_read += check.bytes_read;
+        self.recorded_gaps += check.gaps.len();
+        for finding in check.findings {
+            let severity = finding.severity();
+            match severity {
+                Severity::Error => self.errors += 1,
+                Severity::Warning => self.warnings += 1,
+            }
+            self.findings.push(LocatedFinding {
+                topic: check.topic.clone(),
+                partition: check.partition,
+                severity,
+                finding,
+            });
+        }
+    }
+}
+
+/// The partitions of `topics` among `all` (all of them when `topics` is `None`), or the topics
+/// that are not there.
+pub fn select_topics(
+    all: Vec<PartitionId>,
+    topics: Option<&[String]>,
+) -> std::result::Result<Vec<PartitionId>, Vec<String>> {
+    let Some(topics) = topics else {
+        return Ok(all);
+    };
+    let unknown: Vec<String> = topics
+        .iter()
+        .filter(|topic| !all.iter().any(|partition| &partition.topic == *topic))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(unknown);
+    }
+    Ok(all
+        .into_iter()
+        .filter(|partition| topics.contains(&partition.topic))
+        .collect())
+}
+
 /// Every partition a validation of `backup_id` must look at: those S3 holds segments for, and
 /// those the index has a checkpoint for (a partition whose every segment is gone is found only
 /// there). Ordered by topic, then partition.
