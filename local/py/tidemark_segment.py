@@ -14,6 +14,7 @@ MAGIC = b"TDMK"
 VERSION = 1
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME", 2: "NO_TIMESTAMP_TYPE"}
 FLAG_ENCRYPTED = 0x01
+FLAG_WRITE_MARKS = 0x02
 
 
 class SegmentError(Exception):
@@ -66,18 +67,28 @@ def read_segment(data: bytes, unwrap_key=None):
         body_crc32c=fields[9],
         compression={0: "none", 1: "zstd"}.get(compression, compression),
     )
-    if flags & ~FLAG_ENCRYPTED:
+    if flags & ~(FLAG_ENCRYPTED | FLAG_WRITE_MARKS):
         raise SegmentError("unknown flags")
+    position = fixed_end
     envelope = None
     if flags & FLAG_ENCRYPTED:
-        (wrapped_len,) = struct.unpack(">H", head[fixed_end : fixed_end + 2])
-        if fixed_end + 2 + wrapped_len + 12 + 4 != header_len:
-            raise SegmentError("envelope does not fill the header")
-        wrapped = head[fixed_end + 2 : fixed_end + 2 + wrapped_len]
-        nonce = head[fixed_end + 2 + wrapped_len : header_len - 4]
+        (wrapped_len,) = struct.unpack(">H", head[position : position + 2])
+        wrapped = head[position + 2 : position + 2 + wrapped_len]
+        nonce = head[position + 2 + wrapped_len : position + 14 + wrapped_len]
         envelope = dict(wrapped_key=wrapped, nonce=nonce)
-    elif fixed_end + 4 != header_len:
-        raise SegmentError("header length does not match the topic length")
+        position += 14 + wrapped_len
+    marks = []
+    if flags & FLAG_WRITE_MARKS:
+        (count,) = struct.unpack(">H", head[position : position + 2])
+        position += 2
+        for _ in range(count):
+            marks.append(struct.unpack(">qq", head[position : position + 16]))
+            position += 16
+        if not marks or marks[-1][0] != header["last_offset"]:
+            raise SegmentError("write marks must end at the last offset")
+    if position + 4 != header_len:
+        raise SegmentError("the header's sections do not fill its length")
+    header["write_marks"] = marks
     header["encrypted"] = envelope is not None
     body = data[header_len:]
     if len(body) != header["body_len"]:

@@ -23,21 +23,33 @@ pub struct Gap {
     pub detected_at_ms: i64,
 }
 
-/// What committing one segment does to the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What committing one segment does to the checkpoint and the recorded gaps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CommitPlan {
     pub gap: Option<Gap>,
     /// `None` when the segment is already covered (a retried or overlapping batch).
     pub new_checkpoint: Option<Checkpoint>,
+    /// Recorded gaps the segment holds offsets of (it was committed after a later one, which
+    /// recorded them): removed, so that gaps stay exactly the offsets no segment holds.
+    pub filled_gaps: Vec<Gap>,
+    /// What is left of the filled gaps outside the segment's offsets: recorded again.
+    pub remaining_gaps: Vec<Gap>,
 }
 
-/// Plans the commit of a segment holding offsets `first..=last`.
+/// The most recorded gaps one commit fills; a segment that fills more commits again for the
+/// rest (a DynamoDB transaction takes at most 100 items).
+pub const MAX_GAPS_FILLED: usize = 32;
+
+/// Plans the commit of a segment holding offsets `first..=last`, given the partition's
+/// recorded `gaps` (only those overlapping the segment matter).
 ///
 /// The checkpoint only moves forward. A segment that starts after the checkpoint reveals a
-/// gap between the two; one that starts at or before it (a retry, a re-batched retry) adds
-/// nothing new below the checkpoint and only moves it if it reaches further.
+/// gap between the two; one that starts at or before it (a retry, a re-batched retry, or a
+/// batch committed after a later one) only moves it if it reaches further, and fills whatever
+/// recorded gaps it holds offsets of (at most [`MAX_GAPS_FILLED`] at once).
 pub fn plan_commit(
     observed: Option<&Checkpoint>,
+    gaps: &[Gap],
     first: i64,
     last: i64,
     max_timestamp: i64,
@@ -46,19 +58,40 @@ pub fn plan_commit(
     debug_assert!(first <= last);
     let Some(observed) = observed else {
         return CommitPlan {
-            gap: None,
             new_checkpoint: Some(Checkpoint {
                 start_offset: first,
                 next_offset: last + 1,
                 max_timestamp,
                 updated_at_ms: now_ms,
             }),
+            ..CommitPlan::default()
         };
     };
+    let filled_gaps: Vec<Gap> = gaps
+        .iter()
+        .filter(|gap| gap.start <= last && gap.end >= first)
+        .take(MAX_GAPS_FILLED)
+        .cloned()
+        .collect();
+    let remaining_gaps = filled_gaps
+        .iter()
+        .flat_map(|gap| {
+            let before = (gap.start < first).then(|| Gap {
+                end: first - 1,
+                ..gap.clone()
+            });
+            let after = (gap.end > last).then(|| Gap {
+                start: last + 1,
+                ..gap.clone()
+            });
+            before.into_iter().chain(after)
+        })
+        .collect();
     if last < observed.next_offset {
         return CommitPlan {
-            gap: None,
-            new_checkpoint: None,
+            filled_gaps,
+            remaining_gaps,
+            ..CommitPlan::default()
         };
     }
     let gap = (first > observed.next_offset).then(|| Gap {
@@ -74,6 +107,8 @@ pub fn plan_commit(
             max_timestamp: observed.max_timestamp.max(max_timestamp),
             updated_at_ms: now_ms,
         }),
+        filled_gaps,
+        remaining_gaps,
     }
 }
 
@@ -92,7 +127,7 @@ mod tests {
 
     #[test]
     fn first_segment_starts_the_checkpoint_where_the_backup_began() {
-        let plan = plan_commit(None, 500, 599, 7, 9);
+        let plan = plan_commit(None, &[], 500, 599, 7, 9);
         assert_eq!(plan.gap, None);
         assert_eq!(
             plan.new_checkpoint,
@@ -107,7 +142,7 @@ mod tests {
 
     #[test]
     fn adjacent_segment_advances_without_gap() {
-        let plan = plan_commit(Some(&checkpoint(100)), 100, 149, 200, 9);
+        let plan = plan_commit(Some(&checkpoint(100)), &[], 100, 149, 200, 9);
         assert_eq!(plan.gap, None);
         let next = plan.new_checkpoint.unwrap();
         assert_eq!(
@@ -118,7 +153,7 @@ mod tests {
 
     #[test]
     fn skipped_offsets_become_a_gap() {
-        let plan = plan_commit(Some(&checkpoint(100)), 120, 130, 50, 9);
+        let plan = plan_commit(Some(&checkpoint(100)), &[], 120, 130, 50, 9);
         assert_eq!(
             plan.gap,
             Some(Gap {
@@ -134,19 +169,54 @@ mod tests {
 
     #[test]
     fn retried_batch_changes_nothing() {
-        let plan = plan_commit(Some(&checkpoint(150)), 100, 149, 200, 9);
-        assert_eq!(
-            plan,
-            CommitPlan {
-                gap: None,
-                new_checkpoint: None
-            }
+        let plan = plan_commit(Some(&checkpoint(150)), &[], 100, 149, 200, 9);
+        assert_eq!(plan, CommitPlan::default());
+    }
+
+    #[test]
+    fn a_segment_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
+        let recorded = |start, end| Gap {
+            start,
+            end,
+            detected_at_ms: 5,
+        };
+        // 100..=149 was committed after 150..=199, which recorded 100..=149 as a gap.
+        let plan = plan_commit(
+            Some(&checkpoint(200)),
+            &[recorded(100, 149), recorded(300, 310)],
+            100,
+            149,
+            7,
+            9,
         );
+        assert_eq!(plan.filled_gaps, vec![recorded(100, 149)]);
+        assert_eq!(plan.remaining_gaps, vec![]);
+        assert_eq!(plan.new_checkpoint, None);
+
+        // A segment inside a wider gap leaves both ends of it recorded.
+        let plan = plan_commit(Some(&checkpoint(200)), &[recorded(90, 160)], 100, 149, 7, 9);
+        assert_eq!(plan.filled_gaps, vec![recorded(90, 160)]);
+        assert_eq!(
+            plan.remaining_gaps,
+            vec![recorded(90, 99), recorded(150, 160)]
+        );
+
+        // One reaching past the checkpoint fills and advances in the same commit.
+        let plan = plan_commit(
+            Some(&checkpoint(200)),
+            &[recorded(150, 199)],
+            150,
+            249,
+            7,
+            9,
+        );
+        assert_eq!(plan.filled_gaps, vec![recorded(150, 199)]);
+        assert_eq!(plan.new_checkpoint.unwrap().next_offset, 250);
     }
 
     #[test]
     fn rebatched_retry_that_reaches_further_advances_without_gap() {
-        let plan = plan_commit(Some(&checkpoint(150)), 100, 199, 200, 9);
+        let plan = plan_commit(Some(&checkpoint(150)), &[], 100, 199, 200, 9);
         assert_eq!(plan.gap, None);
         assert_eq!(plan.new_checkpoint.unwrap().next_offset, 200);
     }

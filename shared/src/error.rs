@@ -45,6 +45,19 @@ pub enum Error {
         offset: i64,
         key: String,
     },
+    /// The source delivered a record below the checkpoint that the backup cannot compare: the
+    /// segments there expired or are gone, and no recorded gap explains the offset. It may be a
+    /// recreated topic, so it is refused like [`Error::Diverged`] rather than trusted.
+    #[error(
+        "{partition} offset {offset} is below the checkpoint but {reason}: the batch cannot be \
+         checked against the backup, so nothing was written. If the topic was recreated, back \
+         it up under a new backup id"
+    )]
+    OverlapUnverifiable {
+        partition: String,
+        offset: i64,
+        reason: String,
+    },
     /// The object store (S3) failed.
     #[error("object store failed on {operation} {key}: {message}")]
     ObjectStore {

@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 
-use crate::checkpoint::{Checkpoint, Gap, plan_commit};
+use crate::checkpoint::{Checkpoint, Gap, MAX_GAPS_FILLED, plan_commit};
 use crate::error::{Error, Result};
 use crate::layout::{BackupId, PartitionId};
-use crate::segment::SegmentHeader;
+use crate::segment::{SegmentHeader, WriteMark};
 
 /// One index entry: a durable segment object and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +23,25 @@ pub struct SegmentEntry {
     /// Size of the framed records before compression.
     pub uncompressed_bytes: u64,
     pub records_crc32c: u32,
-    /// When the segment became durable (the writer's clock): the backup had reached
-    /// `last_offset` at this moment, which is what a consistent-cut restore asks.
+    /// When the segment's last record became durable (the writer's clock): the backup had
+    /// reached `last_offset` at this moment. For a merged segment, its newest write mark's time.
     pub written_at_ms: i64,
+    /// A merged segment's write marks (from its header); empty for a segment the writer wrote,
+    /// whose one mark is (`last_offset`, `written_at_ms`).
+    pub write_marks: Vec<WriteMark>,
+    /// The largest record's framed length, when known (the writer and compaction record it;
+    /// an index rebuilt from S3 or an older entry does not know it).
+    pub max_record_bytes: Option<u64>,
 }
 
 impl SegmentEntry {
+    /// The entry of a stored segment. `written_at_ms` is when a writer's segment became durable;
+    /// a merged segment's header carries its own times, and its newest one is used instead.
     pub fn new(key: String, header: &SegmentHeader, stored_bytes: u64, written_at_ms: i64) -> Self {
+        let written_at_ms = header
+            .write_marks
+            .last()
+            .map_or(written_at_ms, |mark| mark.written_at_ms);
         SegmentEntry {
             key,
             first_offset: header.first_offset,
@@ -41,7 +53,69 @@ impl SegmentEntry {
             uncompressed_bytes: header.uncompressed_len,
             records_crc32c: header.records_crc32c,
             written_at_ms,
+            write_marks: header.write_marks.clone(),
+            max_record_bytes: None,
         }
+    }
+
+    /// The entry of a segment just encoded: what [`Self::new`] gives, with the largest record.
+    pub fn encoded(
+        key: String,
+        segment: &crate::segment::EncodedSegment,
+        stored_bytes: u64,
+        written_at_ms: i64,
+    ) -> Self {
+        SegmentEntry {
+            max_record_bytes: Some(segment.max_record_bytes),
+            ..SegmentEntry::new(key, &segment.header, stored_bytes, written_at_ms)
+        }
+    }
+
+    /// When the backup reached which of this segment's offsets.
+    pub fn marks(&self) -> Vec<WriteMark> {
+        implicit_marks(&self.write_marks, self.last_offset, self.written_at_ms)
+    }
+
+    /// The highest offset of this segment the backup had reached at `at_ms` (a consistent
+    /// cut), or `None` when none of it was written yet.
+    pub fn reached_at(&self, at_ms: i64) -> Option<i64> {
+        reached_at(
+            &self.write_marks,
+            self.last_offset,
+            self.written_at_ms,
+            at_ms,
+        )
+    }
+}
+
+/// A segment's write marks: its explicit ones (merged), else the one its write time gives.
+pub fn implicit_marks(
+    write_marks: &[WriteMark],
+    last_offset: i64,
+    written_at_ms: i64,
+) -> Vec<WriteMark> {
+    if write_marks.is_empty() {
+        vec![WriteMark {
+            last_offset,
+            written_at_ms,
+        }]
+    } else {
+        write_marks.to_vec()
+    }
+}
+
+/// The highest offset of a segment the backup had reached at `at_ms`, from its write marks (or,
+/// for a segment the writer wrote, its last offset and write time).
+pub fn reached_at(
+    write_marks: &[WriteMark],
+    last_offset: i64,
+    written_at_ms: i64,
+    at_ms: i64,
+) -> Option<i64> {
+    if write_marks.is_empty() {
+        (written_at_ms <= at_ms).then_some(last_offset)
+    } else {
+        WriteMark::reached_at(write_marks, at_ms)
     }
 }
 
@@ -56,12 +130,18 @@ pub struct RetiredSegment {
 }
 
 /// One atomic change to a partition's index: record the segment and, when the plan says so,
-/// a gap and the checkpoint's move from `expected` to `new`.
+/// a gap, the checkpoint's move from `expected` to `new`, and the recorded gaps the segment
+/// fills replaced by what remains of them.
 #[derive(Debug, Clone)]
 pub struct SegmentCommit<'a> {
     pub partition: &'a PartitionId,
     pub segment: &'a SegmentEntry,
     pub gap: Option<&'a Gap>,
+    /// Recorded gaps to remove; each must still be recorded exactly so, else nothing is written
+    /// and the outcome is [`CommitOutcome::CheckpointMoved`].
+    pub filled_gaps: &'a [Gap],
+    /// Gaps to record in their place (the parts outside the segment).
+    pub remaining_gaps: &'a [Gap],
     /// The checkpoint the plan was made against; `None` means "no checkpoint yet".
     pub expected: Option<&'a Checkpoint>,
     /// `None` leaves the checkpoint as it is (the segment was already covered).
@@ -71,7 +151,8 @@ pub struct SegmentCommit<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
-    /// The checkpoint is no longer `expected`: nothing was written; re-read and plan again.
+    /// The checkpoint is no longer `expected`, or a gap to fill is no longer recorded as it
+    /// was: nothing was written; re-read and plan again.
     CheckpointMoved,
 }
 
@@ -154,12 +235,20 @@ pub async fn record_segment(
     mut observed: Option<Checkpoint>,
     now_ms: i64,
 ) -> Result<Option<Gap>> {
-    for attempt in 0..MAX_COMMIT_ATTEMPTS {
-        if attempt > 0 {
-            observed = index.checkpoint(partition).await?;
-        }
+    let mut recorded_gap = None;
+    let mut lost_races = 0;
+    loop {
+        // Below the checkpoint the segment may hold offsets a later segment recorded as a
+        // gap (committed first): rare, so only then are the gaps read.
+        let gaps = match &observed {
+            Some(checkpoint) if entry.first_offset < checkpoint.next_offset => {
+                index.gaps(partition).await?
+            }
+            _ => Vec::new(),
+        };
         let plan = plan_commit(
             observed.as_ref(),
+            &gaps,
             entry.first_offset,
             entry.last_offset,
             max_timestamp,
@@ -171,16 +260,30 @@ pub async fn record_segment(
             gap: plan.gap.as_ref(),
             expected: observed.as_ref(),
             new: plan.new_checkpoint.as_ref(),
+            filled_gaps: &plan.filled_gaps,
+            remaining_gaps: &plan.remaining_gaps,
         };
-        if index.commit_segment(commit).await? == CommitOutcome::Committed {
-            return Ok(plan.gap);
+        match index.commit_segment(commit).await? {
+            CommitOutcome::Committed => {
+                recorded_gap = recorded_gap.or(plan.gap);
+                // A full batch of filled gaps may leave more: commit again for the rest.
+                if plan.filled_gaps.len() < MAX_GAPS_FILLED {
+                    return Ok(recorded_gap);
+                }
+            }
+            CommitOutcome::CheckpointMoved => {
+                lost_races += 1;
+                if lost_races == MAX_COMMIT_ATTEMPTS {
+                    return Err(Error::IndexStore {
+                        operation: "commit",
+                        message: format!(
+                            "checkpoint of {partition} kept moving during {MAX_COMMIT_ATTEMPTS} attempts"
+                        ),
+                        retryable: true,
+                    });
+                }
+            }
         }
+        observed = index.checkpoint(partition).await?;
     }
-    Err(Error::IndexStore {
-        operation: "commit",
-        message: format!(
-            "checkpoint of {partition} kept moving during {MAX_COMMIT_ATTEMPTS} attempts"
-        ),
-        retryable: true,
-    })
 }

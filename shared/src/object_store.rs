@@ -60,6 +60,14 @@ pub trait ObjectStore: Send + Sync {
     /// The whole object, or `None` if there is none.
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 
+    /// The first `len` bytes of the object (all of it when shorter), or `None` if there is none.
+    async fn get_head(&self, key: &str, len: u64) -> Result<Option<Bytes>> {
+        Ok(self.get(key).await?.map(|bytes| {
+            let len = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len());
+            bytes.slice(..len)
+        }))
+    }
+
     /// Deletes `key`; deleting what is not there succeeds (a retried deletion).
     async fn delete(&self, key: &str) -> Result<()>;
 
@@ -151,4 +159,23 @@ pub fn holds_same_records(existing: &ObjectMetadata, ours: &ObjectMetadata) -> b
     ["tidemark-record-count", "tidemark-records-crc32c"]
         .iter()
         .all(|name| existing.get(*name) == ours.get(*name))
+}
+
+/// The header of a stored segment, read with one ranged GET (a header is at most 64 KiB);
+/// `None` when the object is gone.
+pub async fn segment_header(
+    objects: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<crate::segment::SegmentHeader>> {
+    let Some(head) = objects.get_head(key, u64::from(u16::MAX)).await? else {
+        return Ok(None);
+    };
+    crate::segment::SegmentHeader::read_from(&mut head.as_ref())
+        .map(Some)
+        .map_err(|error| Error::ObjectStore {
+            operation: "GetObject",
+            key: key.to_owned(),
+            message: format!("not a readable segment header: {error}"),
+            retryable: false,
+        })
 }

@@ -10,6 +10,7 @@
 
 use serde::Serialize;
 
+use crate::checkpoint::Gap;
 use crate::error::Result;
 use crate::index::{IndexStore, MAX_SEGMENTS_REPLACED};
 use crate::layout::{PartitionId, SEGMENT_SUFFIX, StorageLayout};
@@ -64,30 +65,55 @@ pub async fn expire_partition(
         .take_while(|entry| entry.max_timestamp < horizon && entry.written_at_ms < horizon)
         .cloned()
         .collect();
-    let gaps = index.gaps(partition).await?;
-    // One transaction per chunk, each moving the start past its last segment.
-    for chunk in expired.chunks(MAX_SEGMENTS_REPLACED / 2) {
-        let new_start = chunk
-            .iter()
-            .map(|entry| entry.last_offset + 1)
-            .max()
-            .unwrap_or(start)
-            .max(start);
-        let gaps_below: Vec<_> = gaps
-            .iter()
-            .filter(|gap| gap.end < new_start && gap.start >= start)
-            .take(MAX_SEGMENTS_REPLACED / 2)
-            .cloned()
-            .collect();
+    let expired_end = expired.iter().map(|entry| entry.last_offset + 1).max();
+    let gaps: Vec<Gap> = match expired_end {
+        Some(end) => index
+            .gaps(partition)
+            .await?
+            .into_iter()
+            .filter(|gap| gap.end < end)
+            .collect(),
+        None => Vec::new(),
+    };
+    // One transaction per chunk of at most MAX_SEGMENTS_REPLACED segments and gaps together,
+    // in offset order, each moving the start past everything it removes: however many gaps
+    // there are, every one below the new start goes.
+    let mut segments = expired.iter().peekable();
+    let mut gaps = gaps.iter().peekable();
+    loop {
+        let mut chunk_segments = Vec::new();
+        let mut chunk_gaps = Vec::new();
+        let mut new_start = start;
+        while chunk_segments.len() + chunk_gaps.len() < MAX_SEGMENTS_REPLACED {
+            let next_gap_first = gaps
+                .peek()
+                .is_some_and(|gap| segments.peek().is_none_or(|s| gap.start < s.first_offset));
+            if next_gap_first {
+                let gap = gaps.next().expect("peeked");
+                new_start = new_start.max(gap.end + 1);
+                chunk_gaps.push(gap.clone());
+            } else if let Some(entry) = segments.next() {
+                new_start = new_start.max(entry.last_offset + 1);
+                chunk_segments.push(entry.clone());
+            } else {
+                break;
+            }
+        }
+        if chunk_segments.is_empty() && chunk_gaps.is_empty() {
+            break;
+        }
         if !index
-            .expire_segments(partition, chunk, &gaps_below, start, new_start)
+            .expire_segments(partition, &chunk_segments, &chunk_gaps, start, new_start)
             .await?
         {
             break; // another run moved the start first; it does the rest
         }
         start = new_start;
-        report.segments_expired += chunk.len();
-        report.bytes_expired += chunk.iter().map(|entry| entry.stored_bytes).sum::<u64>();
+        report.segments_expired += chunk_segments.len();
+        report.bytes_expired += chunk_segments
+            .iter()
+            .map(|entry| entry.stored_bytes)
+            .sum::<u64>();
     }
     report.start_offset = Some(start);
 
@@ -180,6 +206,8 @@ mod tests {
                 uncompressed_bytes: 70,
                 records_crc32c: 0,
                 written_at_ms: at,
+                write_marks: Vec::new(),
+                max_record_bytes: None,
             };
             let observed = backup.index.checkpoint(&backup.partition).await.unwrap();
             record_segment(&backup.index, &backup.partition, &entry, at, observed, at)
@@ -218,6 +246,78 @@ mod tests {
                 .map(|key| StorageLayout::parse_segment_file_name(key).unwrap().0)
                 .collect()
         }
+    }
+
+    #[tokio::test]
+    async fn every_gap_below_the_new_start_goes_however_many_there_are() {
+        use crate::checkpoint::Checkpoint;
+        use crate::index::SegmentCommit;
+        // Two old segments, 0..=4 and 65..=69, with 60 one-offset gaps between them (what
+        // gaps split by late segments look like): more items than one transaction takes.
+        let backup = backup(0).await;
+        let at = NOW - 30 * DAY_MS;
+        let entry = |first: i64, last: i64| SegmentEntry {
+            key: backup.layout.segment_key(&backup.partition, first, last),
+            first_offset: first,
+            last_offset: last,
+            record_count: 5,
+            min_timestamp: at,
+            max_timestamp: at,
+            stored_bytes: 7,
+            uncompressed_bytes: 70,
+            records_crc32c: 0,
+            written_at_ms: at,
+            write_marks: Vec::new(),
+            max_record_bytes: None,
+        };
+        let gaps: Vec<Gap> = (5..65)
+            .map(|offset| Gap {
+                start: offset,
+                end: offset,
+                detected_at_ms: at,
+            })
+            .collect();
+        let checkpoint = |next_offset| Checkpoint {
+            start_offset: 0,
+            next_offset,
+            max_timestamp: at,
+            updated_at_ms: at,
+        };
+        for (segment, gaps, expected, new) in [
+            (entry(0, 4), &[][..], None, checkpoint(5)),
+            (
+                entry(65, 69),
+                &gaps[..],
+                Some(checkpoint(5)),
+                checkpoint(70),
+            ),
+        ] {
+            backup
+                .index
+                .commit_segment(SegmentCommit {
+                    partition: &backup.partition,
+                    segment: &segment,
+                    gap: None,
+                    filled_gaps: &[],
+                    remaining_gaps: gaps,
+                    expected: expected.as_ref(),
+                    new: Some(&new),
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            backup.index.gaps(&backup.partition).await.unwrap().len(),
+            60
+        );
+        let report = backup.expire(7, 0, NOW).await;
+        assert_eq!(report.segments_expired, 2);
+        assert_eq!(report.start_offset, Some(70));
+        assert_eq!(
+            backup.index.gaps(&backup.partition).await.unwrap(),
+            vec![],
+            "no gap is left below the start"
+        );
     }
 
     #[tokio::test]

@@ -166,6 +166,8 @@ async fn store(
                 partition,
                 segment: &entry,
                 gap: None,
+                filled_gaps: &[],
+                remaining_gaps: &[],
                 expected: None,
                 new: None,
             })

@@ -64,6 +64,11 @@ async fn dynamodb_index_store_meets_the_contract() {
         partition: 3,
     };
     conformance::index_store_contract(&store, &partition).await;
+    let other = PartitionId {
+        partition: 4,
+        ..partition
+    };
+    conformance::index_store_gap_filling_contract(&store, &other).await;
 }
 
 #[tokio::test]

@@ -97,6 +97,8 @@ async fn validation_finds_a_flipped_byte_and_a_missing_segment_and_the_index_reb
             .into_iter()
             .map(|entry| SegmentEntry {
                 written_at_ms: 0,
+                write_marks: Vec::new(),
+                max_record_bytes: None,
                 ..entry
             })
             .collect()

@@ -33,7 +33,7 @@ impl WriterError {
             WriterError::Core(Core::InvalidEvent(_) | Core::InvalidRecords(_)) => {
                 "Tidemark.InvalidEvent"
             }
-            WriterError::Core(Core::Diverged { .. })
+            WriterError::Core(Core::Diverged { .. } | Core::OverlapUnverifiable { .. })
             | WriterError::Partitions { diverged: true, .. } => "Tidemark.TopicRecreated",
             WriterError::Core(Core::SegmentConflict { .. })
             | WriterError::Partitions { conflict: true, .. } => "Tidemark.SegmentConflict",

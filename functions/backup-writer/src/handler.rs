@@ -18,7 +18,7 @@ use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{
     ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
 };
-use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder};
+use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder, SegmentReader};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
@@ -186,9 +186,13 @@ impl BackupWriter {
                 conflict: failures.iter().any(|(_, error)| {
                     matches!(error, tidemark_core::Error::SegmentConflict { .. })
                 }),
-                diverged: failures
-                    .iter()
-                    .any(|(_, error)| matches!(error, tidemark_core::Error::Diverged { .. })),
+                diverged: failures.iter().any(|(_, error)| {
+                    matches!(
+                        error,
+                        tidemark_core::Error::Diverged { .. }
+                            | tidemark_core::Error::OverlapUnverifiable { .. }
+                    )
+                }),
             });
         }
         Ok(BatchReport {
@@ -251,7 +255,7 @@ impl BackupWriter {
                 &self.keys,
                 partition,
                 &encoded.segment,
-                checkpoint.next_offset,
+                checkpoint,
             )
             .await?;
         }
@@ -264,31 +268,47 @@ impl BackupWriter {
         let body = stored.bytes;
         let tier = self.config.retention.tier(&partition.topic);
         let tags = ObjectTags::from([(RetentionTier::TAG.to_owned(), tier.as_str().to_owned())]);
-        let created = match self
+        let (created, entry) = match self
             .objects
             .put_tagged_if_absent(&key, body, &metadata, &tags)
             .await?
         {
-            PutOutcome::Created => true,
+            PutOutcome::Created => (
+                true,
+                SegmentEntry::encoded(key.clone(), &encoded.segment, stored_bytes, now_ms()),
+            ),
+            PutOutcome::AlreadyExists(existing) if holds_same_records(&existing, &metadata) => (
+                false,
+                SegmentEntry::encoded(key.clone(), &encoded.segment, stored_bytes, now_ms()),
+            ),
             PutOutcome::AlreadyExists(existing) => {
-                if !holds_same_records(&existing, &metadata) {
-                    return Err(tidemark_core::Error::SegmentConflict {
-                        key,
-                        detail: format!(
-                            "existing object has metadata {existing:?}, this batch has {metadata:?}"
-                        ),
-                    });
-                }
-                false
+                // Same offsets, other records. A retry after the source's log cleaner removed
+                // some of them holds a subset of what is stored: the stored superset is the
+                // backup. Anything else is a conflict.
+                let stored = existing_superset(
+                    self.objects.as_ref(),
+                    &self.keys,
+                    partition,
+                    &key,
+                    &encoded.segment,
+                )
+                .await?
+                .ok_or_else(|| tidemark_core::Error::SegmentConflict {
+                    key: key.clone(),
+                    detail: format!(
+                        "existing object has metadata {existing:?}, this batch has {metadata:?}, \
+                         and the batch's records are not a subset of the stored ones"
+                    ),
+                })?;
+                (false, stored)
             }
         };
 
-        let entry = SegmentEntry::new(key.clone(), header, stored_bytes, now_ms());
         let gap = record_segment(
             self.index.as_ref(),
             partition,
             &entry,
-            header.max_timestamp,
+            entry.max_timestamp,
             observed,
             now_ms(),
         )
@@ -307,6 +327,49 @@ impl BackupWriter {
             gap: gap.map(|gap| (gap.start, gap.end)),
         })
     }
+}
+
+/// The index entry of the segment stored at `key` when every record of `batch` is in it, equal
+/// field for field (a re-delivery of a range the source's log cleaner has since thinned);
+/// `None` when some record is not.
+async fn existing_superset(
+    objects: &dyn ObjectStore,
+    keys: &SegmentKeys,
+    partition: &PartitionId,
+    key: &str,
+    batch: &EncodedSegment,
+) -> tidemark_core::Result<Option<SegmentEntry>> {
+    let Some(stored) = objects.get(key).await? else {
+        return Err(tidemark_core::Error::ObjectStore {
+            operation: "GetObject",
+            key: key.to_owned(),
+            message: "the segment existed a moment ago and is gone; retry".into(),
+            retryable: true,
+        });
+    };
+    let stored_header = tidemark_core::segment::verify_stored_segment(&stored)?;
+    let stored_len = stored.len() as u64;
+    let plain = keys.plain(&partition.backup_id, stored).await?;
+    let mut theirs = SegmentReader::open(plain.as_ref())?;
+    let mut ours = SegmentReader::open(batch.bytes.as_ref())?;
+    let mut candidate = theirs.next_record()?;
+    while let Some(record) = ours.next_record()? {
+        while candidate
+            .as_ref()
+            .is_some_and(|stored| stored.offset < record.offset)
+        {
+            candidate = theirs.next_record()?;
+        }
+        if candidate.as_ref() != Some(&record) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(SegmentEntry::new(
+        key.to_owned(),
+        &stored_header,
+        stored_len,
+        now_ms(),
+    )))
 }
 
 fn now_ms() -> i64 {

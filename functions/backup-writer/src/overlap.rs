@@ -2,9 +2,12 @@
 //! overlapping offsets must equal the backed-up ones. A retried batch passes (the event source
 //! mapping re-delivers identical records); a recreated topic, or one that lost data in an
 //! unclean leader election, does not, and writing it would mix two histories under one offset.
+//! An overlap that cannot be compared (its segments expired or are gone) is refused too: only
+//! offsets the backup recorded as a gap may be new below the checkpoint.
 
 use std::collections::BTreeMap;
 
+use tidemark_core::checkpoint::Checkpoint;
 use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
@@ -12,19 +15,19 @@ use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Record, SegmentReader};
 use tidemark_core::{Error, Result};
 
-/// Checks `batch` (an encoded segment) against the backup below `next_offset`, the
-/// partition's checkpoint. Reads only the segments that hold the overlapping offsets; costs
-/// nothing when the batch starts at or after the checkpoint, the usual case.
+/// Checks `batch` (an encoded segment) against the backup below `checkpoint`. Reads only the
+/// segments that hold the overlapping offsets; costs nothing when the batch starts at or after
+/// the checkpoint, the usual case.
 pub async fn verify_overlap(
     index: &dyn IndexStore,
     objects: &dyn ObjectStore,
     keys: &SegmentKeys,
     partition: &PartitionId,
     batch: &EncodedSegment,
-    next_offset: i64,
+    checkpoint: &Checkpoint,
 ) -> Result<()> {
     let first = batch.header.first_offset;
-    let overlap_end = batch.header.last_offset.min(next_offset - 1);
+    let overlap_end = batch.header.last_offset.min(checkpoint.next_offset - 1);
     if first > overlap_end {
         return Ok(());
     }
@@ -36,13 +39,38 @@ pub async fn verify_overlap(
         }
         ours.insert(record.offset, record);
     }
-    for segment in index
+    let unverifiable = |offset: i64, reason: String| Error::OverlapUnverifiable {
+        partition: partition.to_string(),
+        offset,
+        reason,
+    };
+    let mut covering = index
         .segments_covering(partition, first, overlap_end)
-        .await?
-    {
+        .await?;
+    let mut widened = false;
+    let mut read = std::collections::HashSet::new();
+    while !covering.is_empty() {
+        let segment = covering.remove(0);
+        read.insert(segment.key.clone());
         let Some(bytes) = objects.get(&segment.key).await? else {
-            tracing::warn!(key = %segment.key, "indexed segment is missing; cannot compare with it");
-            continue;
+            // Compaction or retention may have just replaced it: the index tells.
+            let still_indexed = index
+                .segments_covering(partition, first, overlap_end)
+                .await?
+                .iter()
+                .any(|entry| entry.key == segment.key);
+            if still_indexed {
+                return Err(unverifiable(
+                    segment.first_offset.max(first),
+                    format!("its indexed segment {} is missing from S3", segment.key),
+                ));
+            }
+            return Err(Error::ObjectStore {
+                operation: "GetObject",
+                key: segment.key.clone(),
+                message: "the segment was replaced while the batch was checked; retry".into(),
+                retryable: true,
+            });
         };
         let plain = keys.plain(&partition.backup_id, bytes).await?;
         let mut stored = SegmentReader::open(plain.as_ref())?;
@@ -53,12 +81,47 @@ pub async fn verify_overlap(
                 return Err(Error::Diverged {
                     partition: partition.to_string(),
                     offset: record.offset,
-                    key: segment.key,
+                    key: segment.key.clone(),
                 });
             }
         }
         if ours.is_empty() {
-            break;
+            return Ok(());
+        }
+        if covering.is_empty() && !widened {
+            // `segments_covering` names the last segment starting before the range, not an
+            // older, longer one that overlapping re-deliveries left: look at every one.
+            widened = true;
+            covering = index
+                .segments(partition)
+                .await?
+                .into_iter()
+                .filter(|entry| entry.first_offset <= overlap_end && entry.last_offset >= first)
+                .filter(|entry| !read.contains(&entry.key))
+                .collect();
+        }
+    }
+    // Records no stored segment held. Below the start the segments have expired; elsewhere
+    // only a recorded gap (a batch committed after a later one) may hold new offsets.
+    let gaps = index.gaps(partition).await?;
+    for &offset in ours.keys() {
+        if offset < checkpoint.start_offset {
+            return Err(unverifiable(
+                offset,
+                format!(
+                    "the backup's segments there have expired (it now starts at {})",
+                    checkpoint.start_offset
+                ),
+            ));
+        }
+        if !gaps
+            .iter()
+            .any(|gap| (gap.start..=gap.end).contains(&offset))
+        {
+            return Err(unverifiable(
+                offset,
+                "no backed-up segment holds that offset and no gap is recorded there".into(),
+            ));
         }
     }
     Ok(())

@@ -646,3 +646,170 @@ async fn with_an_encryption_key_segments_are_sealed_and_read_back_the_same() {
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
     assert_eq!(h.objects.list("").await.unwrap(), keys, "nothing written");
 }
+
+/// The fixture's `payments.captured-0` records only, at `offsets` (four of them).
+fn captured_at(offsets: [i64; 4]) -> KafkaEvent {
+    let mut event = fixture("msk-event.json");
+    event.records.remove("payments.refunded-3");
+    let records = event.records.get_mut("payments.captured-0").unwrap();
+    for (record, offset) in records.iter_mut().zip(offsets) {
+        record.offset = offset;
+    }
+    event
+}
+
+#[tokio::test]
+async fn a_retry_thinned_by_the_source_log_cleaner_keeps_the_stored_superset() {
+    // Offsets 101 and 102 were compacted away between two deliveries of 100..=105.
+    let thinned = || {
+        let mut event = captured_at([100, 101, 102, 105]);
+        let records = event.records.get_mut("payments.captured-0").unwrap();
+        records.remove(1);
+        records.remove(1);
+        event
+    };
+    // First attempt durable in S3 but not indexed; then after it was fully committed.
+    for index_fails in [true, false] {
+        let h = harness(&[]);
+        if index_fails {
+            h.index.failures_left.store(1, Ordering::SeqCst);
+            h.writer
+                .handle(captured_at([100, 101, 102, 105]))
+                .await
+                .unwrap_err();
+        } else {
+            h.writer
+                .handle(captured_at([100, 101, 102, 105]))
+                .await
+                .unwrap();
+        }
+        let report = h.writer.handle(thinned()).await.unwrap();
+        assert!(!report.partitions[0].created, "the stored segment stays");
+        assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 106);
+        let offsets: Vec<i64> = stored_records(&h, "backups/prod/topics/payments.captured/")
+            .await
+            .iter()
+            .map(|record| record.offset)
+            .collect();
+        assert_eq!(offsets, [100, 101, 102, 105], "the superset is the backup");
+        let entries = h
+            .index
+            .segments(&partition("payments.captured", 0))
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(
+            entries[0].record_count, 4,
+            "the index describes what is stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_below_expired_segments_is_refused_not_passed() {
+    let h = harness(&[]);
+    h.writer
+        .handle(captured_at([100, 101, 102, 105]))
+        .await
+        .unwrap();
+    h.writer
+        .handle(captured_at([106, 107, 108, 109]))
+        .await
+        .unwrap();
+    // Retention expired the first segment: the backup now starts at 106.
+    let id = partition("payments.captured", 0);
+    let entries = h.index.segments(&id).await.unwrap();
+    assert!(
+        h.index
+            .expire_segments(&id, &entries[..1], &[], 100, 106)
+            .await
+            .unwrap()
+    );
+    h.objects.delete(&entries[0].key).await.unwrap();
+    let keys_before = h.objects.list("").await.unwrap();
+
+    // A recreated topic delivers 100..=105 again: they can no longer be compared.
+    let error = h
+        .writer
+        .handle(captured_at([100, 101, 102, 105]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    assert!(
+        error.to_string().contains(
+            "prod/payments.captured-0 offset 100 is below the checkpoint but the backup's segments there have expired (it now starts at 106)"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        h.objects.list("").await.unwrap(),
+        keys_before,
+        "nothing written"
+    );
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 110);
+}
+
+#[tokio::test]
+async fn a_redelivery_whose_indexed_segment_is_missing_is_refused_not_passed() {
+    let h = harness(&[]);
+    h.writer
+        .handle(captured_at([100, 101, 102, 105]))
+        .await
+        .unwrap();
+    let key = h.objects.list("").await.unwrap().remove(0);
+    h.objects.delete(&key).await.unwrap();
+    let error = h
+        .writer
+        .handle(captured_at([101, 102, 105, 106]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("its indexed segment {key} is missing from S3")),
+        "{error}"
+    );
+    assert!(
+        h.objects.list("").await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 106);
+}
+
+#[tokio::test]
+async fn a_batch_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
+    let h = harness(&[]);
+    h.writer
+        .handle(captured_at([100, 101, 102, 105]))
+        .await
+        .unwrap();
+    // Two invocations of one partition (a rebalance, a re-batched retry): 120.. commits first.
+    let later = h
+        .writer
+        .handle(captured_at([120, 121, 122, 123]))
+        .await
+        .unwrap();
+    assert_eq!(later.partitions[0].gap, Some((106, 119)));
+    let earlier = h
+        .writer
+        .handle(captured_at([106, 107, 110, 119]))
+        .await
+        .unwrap();
+    assert_eq!(earlier.partitions[0].gap, None);
+    let id = partition("payments.captured", 0);
+    assert_eq!(
+        h.index.gaps(&id).await.unwrap(),
+        vec![],
+        "106..=119 are backed up: no gap may claim them"
+    );
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 124);
+
+    // Offsets in no segment and no recorded gap are refused (here: past a filled gap).
+    let error = h
+        .writer
+        .handle(captured_at([108, 109, 110, 111]))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+}

@@ -243,6 +243,8 @@ async fn a_topic_shorter_than_its_backup_is_a_recreation_on_first_sight() {
         uncompressed_bytes: 1,
         records_crc32c: 0,
         written_at_ms: 0,
+        write_marks: Vec::new(),
+        max_record_bytes: None,
     };
     let checkpoint = Checkpoint {
         start_offset: 0,
@@ -256,6 +258,8 @@ async fn a_topic_shorter_than_its_backup_is_a_recreation_on_first_sight() {
             partition: &partition,
             segment: &segment,
             gap: None,
+            filled_gaps: &[],
+            remaining_gaps: &[],
             expected: None,
             new: Some(&checkpoint),
         })

@@ -10,6 +10,7 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::segment::WriteMark;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;
@@ -44,7 +45,10 @@ pub struct SegmentRef {
     pub record_count: Option<u32>,
     pub min_timestamp: Option<i64>,
     pub stored_bytes: u64,
+    /// When its last record became durable: the index's write time, or S3's LastModified.
     pub written_at_ms: i64,
+    /// A merged segment's write marks, from the index (a listing cannot tell: empty).
+    pub write_marks: Vec<WriteMark>,
 }
 
 impl Backup {
@@ -68,6 +72,7 @@ impl Backup {
                             min_timestamp: Some(entry.min_timestamp),
                             stored_bytes: entry.stored_bytes,
                             written_at_ms: entry.written_at_ms,
+                            write_marks: entry.write_marks,
                         })
                         .collect();
                     return Ok((segments, SegmentSource::Index));
@@ -97,11 +102,48 @@ impl Backup {
                     min_timestamp: None,
                     stored_bytes: object.size,
                     written_at_ms: object.last_modified_ms,
+                    write_marks: Vec::new(),
                 })
             })
             .collect();
         segments.sort_by_key(|segment| (segment.first_offset, segment.last_offset));
         Ok((segments, SegmentSource::S3Listing))
+    }
+
+    /// One past the highest offset the backup had reached at `at_ms` in these segments (a
+    /// consistent cut), or `None` when it had reached none of them. Exact through compaction:
+    /// a merged segment's write marks say when each of its parts was written. A listing shows
+    /// only S3's write time, which for a merged object is the merge's: the headers of objects
+    /// written after the cut are read (one ranged GET each) for their marks.
+    pub async fn consistent_end(
+        &self,
+        segments: &[SegmentRef],
+        source: SegmentSource,
+        at_ms: i64,
+    ) -> Result<Option<i64>> {
+        let mut end = None;
+        for segment in segments {
+            let reached = if source == SegmentSource::S3Listing && segment.written_at_ms > at_ms {
+                let header = object_store::segment_header(self.objects.as_ref(), &segment.key)
+                    .await?
+                    .ok_or_else(|| tidemark_core::Error::ObjectStore {
+                        operation: "GetObject",
+                        key: segment.key.clone(),
+                        message: "the segment was listed but is gone; plan again".into(),
+                        retryable: true,
+                    })?;
+                WriteMark::reached_at(&header.write_marks, at_ms)
+            } else {
+                tidemark_core::index::reached_at(
+                    &segment.write_marks,
+                    segment.last_offset,
+                    segment.written_at_ms,
+                    at_ms,
+                )
+            };
+            end = end.max(reached.map(|offset| offset + 1));
+        }
+        Ok(end)
     }
 
     /// Backed-up topics and their partitions, from the S3 layout (segments describe

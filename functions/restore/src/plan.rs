@@ -240,19 +240,24 @@ pub async fn make_plan(
                     id
                 ));
             }
-            let in_cut = |segment: &&crate::backup::SegmentRef| match request.cut.mode {
-                CutMode::Time => segment
-                    .min_timestamp
-                    .is_none_or(|min| min <= request.cut.at_ms),
-                CutMode::Consistent => segment.written_at_ms <= request.cut.at_ms,
-            };
             let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
-            let end_offset = segments
-                .iter()
-                .filter(in_cut)
-                .map(|segment| segment.last_offset + 1)
-                .max()
-                .unwrap_or(first_offset);
+            let end_offset = match request.cut.mode {
+                CutMode::Time => segments
+                    .iter()
+                    .filter(|segment| {
+                        segment
+                            .min_timestamp
+                            .is_none_or(|min| min <= request.cut.at_ms)
+                    })
+                    .map(|segment| segment.last_offset + 1)
+                    .max(),
+                CutMode::Consistent => {
+                    backup
+                        .consistent_end(&segments, source, request.cut.at_ms)
+                        .await?
+                }
+            }
+            .unwrap_or(first_offset);
             let scanned = segments
                 .iter()
                 .filter(|segment| segment.first_offset < end_offset);

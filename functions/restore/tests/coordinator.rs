@@ -15,6 +15,7 @@ use restore::partition::{Pacing, PartitionRequest};
 use restore::plan::RestorePlan;
 use restore::target::{Cluster, TargetConnector};
 use serde_json::{Value, json};
+use tidemark_core::index::IndexStore;
 use tidemark_core::kafka::{
     ClusterReader, CommittedOffset, GroupDescription, KafkaSettings, MemoryCluster, TopicPartition,
 };
@@ -493,5 +494,206 @@ async fn rollback_deletes_only_the_topics_this_restore_created_when_asked() {
         outcome["cause"],
         "RestorePartitions failed: a partition failed (States.ExceededToleratedFailureThreshold). \
          Rollback: created topics [\"restored.payments\"] were deleted."
+    );
+}
+
+/// Stores a segment of offsets `range` written at `written_at_ms` and records it through the
+/// writer's own commit rule (index entry, gap and checkpoint).
+async fn write_like_the_writer(
+    world: &World,
+    partition: i32,
+    range: std::ops::Range<i64>,
+    at: i64,
+) {
+    let records: Vec<_> = range.map(|o| record(o, 1_000 + o)).collect();
+    let key = world
+        .fixture
+        .segment_damaged(partition, &records, at, false, |_| {})
+        .await;
+    let stored = world
+        .fixture
+        .backup
+        .objects
+        .get(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    let header = tidemark_core::segment::verify_stored_segment(&stored).unwrap();
+    let entry = tidemark_core::index::SegmentEntry::new(key, &header, stored.len() as u64, at);
+    let id = world.fixture.partition(partition);
+    let observed = world.fixture.index.checkpoint(&id).await.unwrap();
+    tidemark_core::index::record_segment(
+        world.fixture.index.as_ref(),
+        &id,
+        &entry,
+        header.max_timestamp,
+        observed,
+        at,
+    )
+    .await
+    .unwrap();
+}
+
+/// Plans a consistent cut at `at` under its own restore id with `backup`'s stores and returns
+/// partition 2's task range (first, end) and where its segments were listed from.
+async fn consistent_range(
+    world: &World,
+    backup: &restore::backup::Backup,
+    restore_id: &str,
+    at: i64,
+) -> (i64, i64, restore::backup::SegmentSource) {
+    let coordinator = Coordinator::new(backup.clone(), world.twins.clone());
+    coordinator
+        .handle(StepInput {
+            step: Step::Plan,
+            restore_id: restore_id.into(),
+            request: request(json!({"cut": {"mode": "consistent", "at": at}, "groups": []})),
+            results: json!({}),
+            failed_step: None,
+            failure: None,
+            offsets_rollback: None,
+        })
+        .await
+        .unwrap();
+    let key = backup.restore_key(
+        &world.fixture.backup_id,
+        &tidemark_core::layout::RestoreId::parse(restore_id).unwrap(),
+        "plan.json",
+    );
+    let plan: RestorePlan = backup.get_json(&key).await.unwrap().unwrap();
+    let task = plan
+        .partitions
+        .iter()
+        .find(|task| task.partition == 2)
+        .unwrap();
+    (task.first_offset, task.end_offset, task.segment_source)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consistent_cut_stays_exact_through_compaction_retention_and_an_index_rebuild() {
+    use tidemark_core::compaction::{CompactionSettings, Compactor};
+    use tidemark_core::stores::MemoryIndexStore;
+
+    let world = new_world().await;
+    // Partition 2: four batches, two written before the cut and two after it.
+    for (range, at) in [
+        (0..50, CUT - 40_000),
+        (50..100, CUT - 20_000),
+        (100..150, CUT + 5_000),
+        (150..200, CUT + 20_000),
+    ] {
+        write_like_the_writer(&world, 2, range, at).await;
+    }
+    let backup = world.fixture.backup.clone();
+    let source = restore::backup::SegmentSource::Index;
+    assert_eq!(
+        consistent_range(&world, &backup, "before-compaction", CUT).await,
+        (0, 100, source)
+    );
+
+    // Compaction merges all four into one segment written long after the cut.
+    let compacted_at = CUT + 86_400_000;
+    let compactor = Compactor {
+        objects: backup.objects.as_ref(),
+        index: backup.index.as_ref(),
+        keys: &backup.keys,
+        layout: &backup.layout,
+        settings: CompactionSettings {
+            target_bytes: 1 << 30,
+            grace_ms: 0,
+            compression_level: 3,
+        },
+    };
+    let id = world.fixture.partition(2);
+    let report = compactor
+        .compact_partition(&id, &Default::default(), compacted_at)
+        .await
+        .unwrap();
+    assert_eq!((report.segments_written, report.segments_replaced), (1, 4));
+    assert_eq!(backup.index.segments(&id).await.unwrap().len(), 1);
+    for (restore_id, at, end) in [
+        ("after-compaction", CUT, 100),
+        ("between-marks", CUT + 5_000, 150),
+        ("before-every-mark", CUT - 50_000, 0),
+        ("after-every-mark", CUT + 30_000, 200),
+    ] {
+        assert_eq!(
+            consistent_range(&world, &backup, restore_id, at).await,
+            (0, end, source),
+            "{restore_id}: the merged segment keeps when each part was written"
+        );
+    }
+    // A second compaction of the merged segment with a later batch keeps the marks.
+    write_like_the_writer(&world, 2, 200..210, compacted_at + 1).await;
+    compactor
+        .compact_partition(&id, &Default::default(), compacted_at + 2)
+        .await
+        .unwrap();
+    assert_eq!(backup.index.segments(&id).await.unwrap().len(), 1);
+    assert_eq!(
+        consistent_range(&world, &backup, "after-recompaction", CUT).await,
+        (0, 100, source)
+    );
+
+    // The index is lost: the S3 listing (LastModified is the merge's time) and a rebuilt index
+    // both read the marks from the segment's header.
+    compactor
+        .delete_retired(&id, compacted_at + 3)
+        .await
+        .unwrap();
+    let mut without_index = backup.clone();
+    without_index.index = Arc::new(MemoryIndexStore::new());
+    assert_eq!(
+        consistent_range(&world, &without_index, "from-listing", CUT).await,
+        (0, 100, restore::backup::SegmentSource::S3Listing)
+    );
+    let rebuilt = Arc::new(MemoryIndexStore::new());
+    for partition in 0..3 {
+        tidemark_core::validation::rebuild_partition(
+            backup.objects.as_ref(),
+            rebuilt.as_ref(),
+            &backup.layout,
+            &world.fixture.partition(partition),
+            compacted_at + 4,
+        )
+        .await
+        .unwrap();
+    }
+    let mut with_rebuilt = backup.clone();
+    with_rebuilt.index = rebuilt;
+    assert_eq!(
+        consistent_range(&world, &with_rebuilt, "from-rebuilt-index", CUT).await,
+        (0, 100, source)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consistent_cut_after_retention_starts_at_the_new_start_and_ends_where_it_did() {
+    let world = new_world().await;
+    for (range, at) in [
+        (0..50, CUT - 40_000),
+        (50..100, CUT - 20_000),
+        (100..150, CUT + 5_000),
+    ] {
+        write_like_the_writer(&world, 2, range, at).await;
+    }
+    let backup = world.fixture.backup.clone();
+    let report = tidemark_core::retention::expire_partition(
+        backup.objects.as_ref(),
+        backup.index.as_ref(),
+        &backup.layout,
+        &world.fixture.partition(2),
+        tidemark_core::retention::RetentionPolicy {
+            keep_ms: 30_000,
+            min_pitr_window_ms: 0,
+        },
+        CUT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.segments_expired, 1, "{report:?}");
+    assert_eq!(
+        consistent_range(&world, &backup, "after-retention", CUT).await,
+        (50, 100, restore::backup::SegmentSource::Index)
     );
 }

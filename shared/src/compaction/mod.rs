@@ -22,7 +22,7 @@ use crate::layout::{PartitionId, StorageLayout};
 use crate::object_store::{
     ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
 };
-use crate::segment::{SegmentEncoder, SegmentReader};
+use crate::segment::{MAX_WRITE_MARKS, SegmentEncoder, SegmentReader};
 
 /// What a compaction of one partition aims at and waits for.
 #[derive(Debug, Clone, Copy)]
@@ -51,12 +51,15 @@ pub struct CompactionReport {
 }
 
 /// Runs of adjacent (or overlapping) segments worth merging, in offset order: each of at least two
-/// segments, each segment smaller than `target_bytes`, closed once the run reaches it. A recorded
-/// gap breaks a run, and so does a run whose range one of its segments already spans.
+/// segments, each segment smaller than `target_bytes`, closed once the run reaches it or its
+/// segments' write marks would exceed what one segment may carry. A recorded gap breaks a run,
+/// and so does a run whose range one of its segments already spans.
 pub fn plan_runs(entries: &[SegmentEntry], target_bytes: u64) -> Vec<Vec<SegmentEntry>> {
     let mut runs = Vec::new();
     let mut run: Vec<SegmentEntry> = Vec::new();
     let mut run_bytes = 0;
+    let mut run_marks = 0;
+    let marks_of = |entry: &SegmentEntry| entry.write_marks.len().max(1);
     let close = |run: &mut Vec<SegmentEntry>, runs: &mut Vec<Vec<SegmentEntry>>| {
         let taken = std::mem::take(run);
         if taken.len() >= 2 {
@@ -78,18 +81,22 @@ pub fn plan_runs(entries: &[SegmentEntry], target_bytes: u64) -> Vec<Vec<Segment
             .map(|e| e.last_offset)
             .max()
             .is_some_and(|last| entry.first_offset <= last + 1);
-        if entry.stored_bytes >= target_bytes || !adjacent {
+        let too_many_marks = run_marks + marks_of(entry) > MAX_WRITE_MARKS;
+        if entry.stored_bytes >= target_bytes || !adjacent || too_many_marks {
             close(&mut run, &mut runs);
             run_bytes = 0;
+            run_marks = 0;
         }
         if entry.stored_bytes >= target_bytes {
             continue;
         }
         run_bytes += entry.stored_bytes;
+        run_marks += marks_of(entry);
         run.push(entry.clone());
         if run_bytes >= target_bytes || run.len() == MAX_SEGMENTS_REPLACED {
             close(&mut run, &mut runs);
             run_bytes = 0;
+            run_marks = 0;
         }
     }
     close(&mut run, &mut runs);
@@ -169,8 +176,11 @@ impl Compactor<'_> {
         let topic = partition.topic.clone();
         let number = partition.partition;
         let level = self.settings.compression_level;
+        // The merged segment keeps when each replaced segment was written: a consistent cut
+        // between two of those times still ends where the backup had reached then.
+        let write_marks = run.iter().flat_map(SegmentEntry::marks).collect();
         let merged = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut encoder = SegmentEncoder::new(&topic, number, level)?;
+            let mut encoder = SegmentEncoder::with_write_marks(&topic, number, level, write_marks)?;
             let mut next = i64::MIN;
             for segment in &plain {
                 let mut reader = SegmentReader::open(segment.as_ref())?;
@@ -188,6 +198,7 @@ impl Compactor<'_> {
         .map_err(|error| Error::InvalidRecords(format!("merging task failed: {error}")))??;
 
         let metadata = segment_metadata(&merged.header);
+        let max_record_bytes = merged.max_record_bytes;
         let stored = self.keys.protect(&partition.backup_id, merged).await?;
         let key = self.layout.segment_key(
             partition,
@@ -207,7 +218,11 @@ impl Compactor<'_> {
                 ),
             });
         }
-        let entry = SegmentEntry::new(key, &stored.header, stored.bytes.len() as u64, now_ms);
+        // Its write time is that of its newest mark (from the header), not the merge's.
+        let entry = SegmentEntry {
+            max_record_bytes: Some(max_record_bytes),
+            ..SegmentEntry::new(key, &stored.header, stored.bytes.len() as u64, now_ms)
+        };
         let switched = self
             .index
             .replace_segments(partition, &entry, run, now_ms)

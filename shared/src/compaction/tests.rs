@@ -520,6 +520,8 @@ fn entry(first: i64, last: i64, stored_bytes: u64) -> SegmentEntry {
         uncompressed_bytes: 0,
         records_crc32c: 0,
         written_at_ms: 0,
+        write_marks: Vec::new(),
+        max_record_bytes: None,
     }
 }
 

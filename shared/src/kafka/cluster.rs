@@ -74,6 +74,18 @@ pub struct CommittedOffset {
 /// Non-default config values of one topic; `None` for a sensitive value the broker hides.
 pub type TopicConfigs = BTreeMap<String, Option<String>>;
 
+/// Apache Kafka's default for a topic config this project checks, used where a broker does
+/// not describe it.
+pub fn kafka_default(name: &str) -> Option<&'static str> {
+    match name {
+        "max.message.bytes" => Some("1048588"),
+        "message.timestamp.type" => Some("CreateTime"),
+        "retention.ms" => Some("604800000"),
+        "cleanup.policy" => Some("delete"),
+        _ => None,
+    }
+}
+
 /// Reads a cluster's topology and consumer state. Every call is a snapshot of that moment.
 #[async_trait]
 pub trait ClusterReader: Send + Sync {
@@ -85,6 +97,14 @@ pub trait ClusterReader: Send + Sync {
 
     /// Each topic's non-default config values.
     async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>>;
+
+    /// Each topic's effective value of each config in `names`, default or not; a name the
+    /// broker does not describe gets Kafka's default ([`kafka_default`]).
+    async fn effective_topic_configs(
+        &self,
+        topics: &[String],
+        names: &[&str],
+    ) -> Result<BTreeMap<String, TopicConfigs>>;
 
     /// Per partition, in the order asked: the earliest offset whose record timestamp is at
     /// or after `at_ms`, or the log end when no record is that late (Kafka's ListOffsets by
@@ -139,6 +159,48 @@ impl KafkaCluster {
 
     pub(crate) fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    /// DescribeConfigs of `topics`, keeping the entries `keep` accepts.
+    async fn describe_topic_configs(
+        &self,
+        topics: &[String],
+        keep: impl Fn(&rdkafka::admin::ConfigEntry) -> bool,
+    ) -> Result<BTreeMap<String, TopicConfigs>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let admin = self.admin_client().await?;
+        let specifiers: Vec<ResourceSpecifier<'_>> = topics
+            .iter()
+            .map(|topic| ResourceSpecifier::Topic(topic))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(self.connection.request_timeout));
+        let results = admin
+            .describe_configs(&specifiers, &options)
+            .await
+            .map_err(|error| {
+                describe_failure("describe topic configs", &self.connection, None, error)
+            })?;
+        let mut configs = BTreeMap::new();
+        for (topic, result) in topics.iter().zip(results) {
+            let resource = result.map_err(|code| {
+                describe_failure(
+                    "describe topic configs",
+                    &self.connection,
+                    None,
+                    rdkafka::error::KafkaError::AdminOp(code),
+                )
+            })?;
+            let values = resource
+                .entries
+                .into_iter()
+                .filter(|entry| keep(entry))
+                .map(|entry| (entry.name, entry.value))
+                .collect();
+            configs.insert(topic.clone(), values);
+        }
+        Ok(configs)
     }
 
     pub(crate) async fn admin_client(&self) -> Result<&AdminClient<ClusterContext>> {
@@ -257,44 +319,30 @@ impl ClusterReader for KafkaCluster {
     }
 
     async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>> {
-        if topics.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let admin = self.admin_client().await?;
-        let specifiers: Vec<ResourceSpecifier<'_>> = topics
-            .iter()
-            .map(|topic| ResourceSpecifier::Topic(topic))
-            .collect();
-        let options = AdminOptions::new().request_timeout(Some(self.connection.request_timeout));
-        let results = admin
-            .describe_configs(&specifiers, &options)
-            .await
-            .map_err(|error| {
-                describe_failure("describe topic configs", &self.connection, None, error)
-            })?;
-        let mut configs = BTreeMap::new();
-        for (topic, result) in topics.iter().zip(results) {
-            let resource = result.map_err(|code| {
-                describe_failure(
-                    "describe topic configs",
-                    &self.connection,
-                    None,
-                    rdkafka::error::KafkaError::AdminOp(code),
+        self.describe_topic_configs(topics, |entry| {
+            !entry.is_default
+                && matches!(
+                    entry.source,
+                    ConfigSource::DynamicTopic | ConfigSource::Unknown
                 )
-            })?;
-            let values = resource
-                .entries
-                .into_iter()
-                .filter(|entry| {
-                    !entry.is_default
-                        && matches!(
-                            entry.source,
-                            ConfigSource::DynamicTopic | ConfigSource::Unknown
-                        )
-                })
-                .map(|entry| (entry.name, entry.value))
-                .collect();
-            configs.insert(topic.clone(), values);
+        })
+        .await
+    }
+
+    async fn effective_topic_configs(
+        &self,
+        topics: &[String],
+        names: &[&str],
+    ) -> Result<BTreeMap<String, TopicConfigs>> {
+        let mut configs = self
+            .describe_topic_configs(topics, |entry| names.contains(&entry.name.as_str()))
+            .await?;
+        for values in configs.values_mut() {
+            for name in names {
+                if !values.contains_key(*name) {
+                    values.insert((*name).to_owned(), kafka_default(name).map(str::to_owned));
+                }
+            }
         }
         Ok(configs)
     }

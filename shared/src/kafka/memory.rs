@@ -169,6 +169,30 @@ impl ClusterReader for MemoryCluster {
             .collect())
     }
 
+    async fn effective_topic_configs(
+        &self,
+        topics: &[String],
+        names: &[&str],
+    ) -> Result<BTreeMap<String, TopicConfigs>> {
+        let state = self.lock();
+        Ok(topics
+            .iter()
+            .filter_map(|topic| {
+                let (_, configs) = state.topics.get(topic)?;
+                let values = names
+                    .iter()
+                    .map(|name| {
+                        let value = configs.get(*name).cloned().unwrap_or_else(|| {
+                            super::cluster::kafka_default(name).map(str::to_owned)
+                        });
+                        ((*name).to_owned(), value)
+                    })
+                    .collect();
+                Some((topic.clone(), values))
+            })
+            .collect())
+    }
+
     async fn offsets_for_time(
         &self,
         partitions: &[TopicPartition],

@@ -81,6 +81,7 @@ pub fn seal(segment: &EncodedSegment, key: &DataKey) -> Result<EncodedSegment> {
     Ok(EncodedSegment {
         header,
         bytes: bytes.into(),
+        max_record_bytes: segment.max_record_bytes,
     })
 }
 
@@ -278,7 +279,7 @@ mod tests {
     fn unknown_flags_are_refused() {
         let plain = plain_segment("payments", 0, b"value");
         let mut bytes = plain.bytes.to_vec();
-        bytes[9] = 0x02;
+        bytes[9] = 0x04;
         let crc_at = plain.header.header_len() - 4;
         let crc = crc32c::crc32c(&bytes[..crc_at]);
         bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());

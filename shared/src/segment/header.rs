@@ -22,6 +22,54 @@ pub(super) const TAG_LEN: usize = 16;
 const ENVELOPE_FIXED_LEN: usize = 2 + NONCE_LEN;
 /// Offset of the header-length field, read before the rest of the header.
 const PREFIX_LEN: usize = 8;
+/// Flag bit 1: the header carries [`WriteMark`]s (a segment compaction merged).
+const FLAG_WRITE_MARKS: u8 = 0x02;
+/// Bytes of the write-mark section besides the marks: their u16 count.
+const WRITE_MARKS_FIXED_LEN: usize = 2;
+/// Bytes of one encoded write mark.
+const WRITE_MARK_LEN: usize = 16;
+/// The most write marks one segment carries. Compaction stops merging before a run would need
+/// more, so a header stays well inside its u16 length (32 KiB of marks at most).
+pub const MAX_WRITE_MARKS: usize = 2048;
+
+/// When the backup reached an offset: the segment whose last record was `last_offset` became
+/// durable (and was indexed) at `written_at_ms`, by the writer's clock. A consistent cut at T
+/// takes every record up to the highest `last_offset` written at or before T. A segment the
+/// writer wrote has one implicit mark (its last offset, its index entry's write time); one that
+/// compaction merged carries the marks of the segments it replaced, so the cut stays exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteMark {
+    pub last_offset: i64,
+    pub written_at_ms: i64,
+}
+
+impl WriteMark {
+    /// `marks` without the ones another mark makes redundant (one that reached as far or
+    /// further, no later), in increasing offset order; then also increasing in time.
+    pub fn normalize(mut marks: Vec<WriteMark>) -> Vec<WriteMark> {
+        marks.sort_by_key(|mark| (std::cmp::Reverse(mark.last_offset), mark.written_at_ms));
+        let mut kept: Vec<WriteMark> = Vec::with_capacity(marks.len());
+        for mark in marks {
+            if kept
+                .last()
+                .is_none_or(|earliest| mark.written_at_ms < earliest.written_at_ms)
+            {
+                kept.push(mark);
+            }
+        }
+        kept.reverse();
+        kept
+    }
+
+    /// The highest offset that `marks` say the backup had reached at `at_ms`, if any.
+    pub fn reached_at(marks: &[WriteMark], at_ms: i64) -> Option<i64> {
+        marks
+            .iter()
+            .filter(|mark| mark.written_at_ms <= at_ms)
+            .map(|mark| mark.last_offset)
+            .max()
+    }
+}
 
 /// How the segment body is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +133,9 @@ pub struct SegmentHeader {
     pub body_crc32c: u32,
     /// Present when the body is sealed (client-side encryption).
     pub encryption: Option<Envelope>,
+    /// Empty for a segment the writer wrote; normalized marks (see [`WriteMark::normalize`])
+    /// for one that compaction merged.
+    pub write_marks: Vec<WriteMark>,
 }
 
 impl SegmentHeader {
@@ -97,6 +148,16 @@ impl SegmentHeader {
     pub fn header_len(&self) -> usize {
         Self::encoded_len(self.topic.len())
             + self.encryption.as_ref().map_or(0, Envelope::encoded_len)
+            + Self::write_marks_len(self.write_marks.len())
+    }
+
+    /// Encoded length of a write-mark section of `count` marks (none when there are none).
+    pub(super) fn write_marks_len(count: usize) -> usize {
+        if count == 0 {
+            0
+        } else {
+            WRITE_MARKS_FIXED_LEN + count * WRITE_MARK_LEN
+        }
     }
 
     /// How many leading bytes of the encoded header a seal authenticates: magic through
@@ -122,11 +183,14 @@ impl SegmentHeader {
         out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
         out.extend_from_slice(&header_len.to_be_bytes());
         out.push(self.compression.code());
-        out.push(if self.encryption.is_some() {
-            FLAG_ENCRYPTED
-        } else {
-            0
-        });
+        let mut flags = 0;
+        if self.encryption.is_some() {
+            flags |= FLAG_ENCRYPTED;
+        }
+        if !self.write_marks.is_empty() {
+            flags |= FLAG_WRITE_MARKS;
+        }
+        out.push(flags);
         out.extend_from_slice(&topic_len.to_be_bytes());
         out.extend_from_slice(topic);
         out.extend_from_slice(&self.partition.to_be_bytes());
@@ -149,6 +213,22 @@ impl SegmentHeader {
             out.extend_from_slice(&wrapped_len.to_be_bytes());
             out.extend_from_slice(&envelope.wrapped_key);
             out.extend_from_slice(&envelope.nonce);
+        }
+        if !self.write_marks.is_empty() {
+            let count = u16::try_from(self.write_marks.len())
+                .ok()
+                .filter(|&count| usize::from(count) <= MAX_WRITE_MARKS)
+                .ok_or_else(|| {
+                    Error::InvalidRecords(format!(
+                        "{} write marks exceed the {MAX_WRITE_MARKS} a segment may carry",
+                        self.write_marks.len()
+                    ))
+                })?;
+            out.extend_from_slice(&count.to_be_bytes());
+            for mark in &self.write_marks {
+                out.extend_from_slice(&mark.last_offset.to_be_bytes());
+                out.extend_from_slice(&mark.written_at_ms.to_be_bytes());
+            }
         }
         let header_crc = crc32c::crc32c(&out);
         out.extend_from_slice(&header_crc.to_be_bytes());
@@ -201,16 +281,19 @@ impl SegmentHeader {
             Error::CorruptSegment(format!("unknown compression code {compression_code}"))
         })?;
         let flags = fields.u8();
-        if flags & !FLAG_ENCRYPTED != 0 {
+        if flags & !(FLAG_ENCRYPTED | FLAG_WRITE_MARKS) != 0 {
             return Err(Error::CorruptSegment(format!(
                 "unknown header flags {flags:#04x}"
             )));
         }
         let encrypted = flags & FLAG_ENCRYPTED != 0;
+        let marked = flags & FLAG_WRITE_MARKS != 0;
         let topic_len = usize::from(fields.u16());
         let plain_len = Self::encoded_len(topic_len);
-        if (!encrypted && plain_len != header_len)
-            || (encrypted && plain_len + ENVELOPE_FIXED_LEN > header_len)
+        let optional_min = if encrypted { ENVELOPE_FIXED_LEN } else { 0 }
+            + if marked { WRITE_MARKS_FIXED_LEN } else { 0 };
+        if (!encrypted && !marked && plain_len != header_len)
+            || plain_len + optional_min > header_len
         {
             return Err(Error::CorruptSegment(format!(
                 "topic length {topic_len} does not match header length {header_len}"
@@ -233,10 +316,15 @@ impl SegmentHeader {
             records_crc32c: fields.u32(),
             body_crc32c: fields.u32(),
             encryption: None,
+            write_marks: Vec::new(),
         };
+        // Bytes left for the optional sections, less the header CRC.
+        let mut remaining = header_len - plain_len;
         if encrypted {
             let wrapped_len = usize::from(fields.u16());
-            if plain_len + ENVELOPE_FIXED_LEN + wrapped_len != header_len {
+            let envelope_len = ENVELOPE_FIXED_LEN + wrapped_len;
+            let marks_min = if marked { WRITE_MARKS_FIXED_LEN } else { 0 };
+            if envelope_len + marks_min > remaining || (!marked && envelope_len != remaining) {
                 return Err(Error::CorruptSegment(format!(
                     "wrapped key length {wrapped_len} does not match header length {header_len}"
                 )));
@@ -245,9 +333,47 @@ impl SegmentHeader {
                 wrapped_key: fields.take(wrapped_len).to_vec(),
                 nonce: fields.take(NONCE_LEN).try_into().expect("12 bytes"),
             });
+            remaining -= envelope_len;
+        }
+        if marked {
+            let count = usize::from(fields.u16());
+            if count == 0 || Self::write_marks_len(count) != remaining {
+                return Err(Error::CorruptSegment(format!(
+                    "{count} write marks do not match header length {header_len}"
+                )));
+            }
+            parsed.write_marks = (0..count)
+                .map(|_| WriteMark {
+                    last_offset: fields.i64(),
+                    written_at_ms: fields.i64(),
+                })
+                .collect();
         }
         parsed.check_consistency()?;
         Ok(parsed)
+    }
+
+    /// Write marks must rise in offset and time, lie within the segment's offsets, and reach
+    /// its last offset (the merged segment's last record was written at some time).
+    pub(super) fn check_write_marks(&self) -> Result<()> {
+        if self.write_marks.is_empty() {
+            return Ok(());
+        }
+        let normalized = WriteMark::normalize(self.write_marks.clone());
+        let in_range = self
+            .write_marks
+            .iter()
+            .all(|mark| (self.first_offset..=self.last_offset).contains(&mark.last_offset));
+        let reaches_last =
+            self.write_marks.last().map(|mark| mark.last_offset) == Some(self.last_offset);
+        if normalized != self.write_marks || !in_range || !reaches_last {
+            return Err(Error::CorruptSegment(
+                "write marks must rise in offset and time, within the segment's offsets, \
+                     up to its last offset"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn check_consistency(&self) -> Result<()> {
@@ -267,6 +393,7 @@ impl SegmentHeader {
                 self.record_count, self.first_offset, self.last_offset
             )));
         }
+        self.check_write_marks()?;
         if self.min_timestamp > self.max_timestamp {
             return Err(Error::CorruptSegment(
                 "minimum timestamp is after maximum timestamp".into(),

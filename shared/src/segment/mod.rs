@@ -6,7 +6,9 @@ mod reader;
 mod record;
 mod writer;
 
-pub use header::{Compression, Envelope, FORMAT_VERSION, MAGIC, SegmentHeader};
+pub use header::{
+    Compression, Envelope, FORMAT_VERSION, MAGIC, MAX_WRITE_MARKS, SegmentHeader, WriteMark,
+};
 pub use reader::{SegmentReader, verify_stored_segment};
 pub use record::{Header, Record, TimestampType};
 pub use writer::{EncodedSegment, SegmentEncoder};

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::header::{Compression, SegmentHeader};
+use super::header::{Compression, MAX_WRITE_MARKS, SegmentHeader, WriteMark};
 use super::record::Record;
 use crate::error::{Error, Result};
 
@@ -12,6 +12,8 @@ pub struct EncodedSegment {
     pub header: SegmentHeader,
     /// Shared and cheap to clone, so uploading needs no copy.
     pub bytes: bytes::Bytes,
+    /// The largest record's framed length (see the spec): a bound on what producing it takes.
+    pub max_record_bytes: u64,
 }
 
 /// Builds one segment from records pushed in offset order.
@@ -21,6 +23,7 @@ pub struct EncodedSegment {
 pub struct SegmentEncoder {
     topic: String,
     partition: i32,
+    write_marks: Vec<WriteMark>,
     header_len: usize,
     compressor: zstd::stream::write::Encoder<'static, Vec<u8>>,
     scratch: Vec<u8>,
@@ -31,18 +34,38 @@ pub struct SegmentEncoder {
     last_offset: i64,
     min_timestamp: i64,
     max_timestamp: i64,
+    max_record_bytes: u64,
 }
 
 impl SegmentEncoder {
     /// Starts a segment for `topic`/`partition`, compressing with zstd at `level` (1–22).
     pub fn new(topic: &str, partition: i32, level: i32) -> Result<Self> {
+        Self::with_write_marks(topic, partition, level, Vec::new())
+    }
+
+    /// Starts a segment that carries `write_marks` (compaction keeps those of the segments it
+    /// merges). They are normalized; at most [`MAX_WRITE_MARKS`] may remain.
+    pub fn with_write_marks(
+        topic: &str,
+        partition: i32,
+        level: i32,
+        write_marks: Vec<WriteMark>,
+    ) -> Result<Self> {
+        let write_marks = WriteMark::normalize(write_marks);
+        if write_marks.len() > MAX_WRITE_MARKS {
+            return Err(Error::InvalidRecords(format!(
+                "{} write marks exceed the {MAX_WRITE_MARKS} a segment may carry",
+                write_marks.len()
+            )));
+        }
         if topic.is_empty() || topic.len() > usize::from(u16::MAX) {
             return Err(Error::InvalidRecords(format!(
                 "topic name of {} bytes cannot be stored",
                 topic.len()
             )));
         }
-        let header_len = SegmentHeader::encoded_len(topic.len());
+        let header_len = SegmentHeader::encoded_len(topic.len())
+            + SegmentHeader::write_marks_len(write_marks.len());
         // The header is written into the reserved space in front of the body once it is known.
         let output = vec![0u8; header_len];
         let mut compressor = zstd::stream::write::Encoder::new(output, level)?;
@@ -50,6 +73,7 @@ impl SegmentEncoder {
         Ok(SegmentEncoder {
             topic: topic.to_owned(),
             partition,
+            write_marks,
             header_len,
             compressor,
             scratch: Vec::with_capacity(4096),
@@ -60,6 +84,7 @@ impl SegmentEncoder {
             last_offset: -1,
             min_timestamp: i64::MAX,
             max_timestamp: i64::MIN,
+            max_record_bytes: 0,
         })
     }
 
@@ -85,6 +110,7 @@ impl SegmentEncoder {
         frame_record(record, &mut self.scratch)?;
         self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.scratch);
         self.uncompressed_len += self.scratch.len() as u64;
+        self.max_record_bytes = self.max_record_bytes.max(self.scratch.len() as u64);
         self.compressor.write_all(&self.scratch)?;
 
         if self.record_count == 0 {
@@ -124,11 +150,14 @@ impl SegmentEncoder {
             records_crc32c: self.records_crc32c,
             body_crc32c,
             encryption: None,
+            write_marks: self.write_marks,
         };
+        header.check_write_marks()?;
         bytes[..self.header_len].copy_from_slice(&header.encode()?);
         Ok(EncodedSegment {
             header,
             bytes: bytes.into(),
+            max_record_bytes: self.max_record_bytes,
         })
     }
 }

@@ -44,6 +44,24 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         Some(&b"first"[..]),
         "a conditional put must never overwrite"
     );
+    assert_eq!(
+        store.get_head(&key, 3).await.unwrap().as_deref(),
+        Some(&b"fir"[..]),
+        "a head read returns the object's first bytes"
+    );
+    assert_eq!(
+        store.get_head(&key, 1_000).await.unwrap().as_deref(),
+        Some(&b"first"[..]),
+        "a head read longer than the object returns all of it"
+    );
+    assert_eq!(
+        store
+            .get_head(&format!("{prefix}/absent"), 3)
+            .await
+            .unwrap(),
+        None,
+        "a head read of a missing object is None"
+    );
 
     for name in ["a/segment-3", "a/segment-2", "b/other"] {
         store
@@ -106,6 +124,8 @@ fn segment(first: i64, last: i64) -> SegmentEntry {
         uncompressed_bytes: 400,
         records_crc32c: 7,
         written_at_ms: 1_700_000_000_000 + last,
+        write_marks: Vec::new(),
+        max_record_bytes: None,
     }
 }
 
@@ -132,6 +152,8 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         partition,
         segment: &segment(0, 9),
         gap: None,
+        filled_gaps: &[],
+        remaining_gaps: &[],
         expected: None,
         new: Some(&first),
     };
@@ -150,6 +172,8 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         partition,
         segment: &segment(20, 29),
         gap: None,
+        filled_gaps: &[],
+        remaining_gaps: &[],
         expected: None,
         new: Some(&stale),
     };
@@ -179,6 +203,8 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         partition,
         segment: &segment(15, 19),
         gap: Some(&gap),
+        filled_gaps: &[],
+        remaining_gaps: &[],
         expected: Some(&first),
         new: Some(&after_gap),
     };
@@ -198,6 +224,8 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         partition,
         segment: &segment(0, 9),
         gap: None,
+        filled_gaps: &[],
+        remaining_gaps: &[],
         expected: Some(&after_gap),
         new: None,
     };
@@ -325,6 +353,8 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
         partition,
         segment: &late,
         gap: None,
+        filled_gaps: &[],
+        remaining_gaps: &[],
         expected: Some(&observed),
         new: Some(&planned_before),
     };
@@ -448,5 +478,102 @@ pub async fn snapshot_catalog_contract(catalog: &dyn SnapshotCatalog, backup_id:
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A segment committed after a later one fills the gap that one recorded; a fill planned
+/// against a gap that changed meanwhile is refused whole. `partition` must be unused.
+pub async fn index_store_gap_filling_contract(store: &dyn IndexStore, partition: &PartitionId) {
+    let recorded = |start: i64, end: i64| Gap {
+        start,
+        end,
+        detected_at_ms: 5,
+    };
+    let commit = |segment: SegmentEntry, filled: Vec<Gap>, remaining: Vec<Gap>| async move {
+        store
+            .commit_segment(SegmentCommit {
+                partition,
+                segment: &segment,
+                gap: None,
+                filled_gaps: &filled,
+                remaining_gaps: &remaining,
+                expected: None,
+                new: None,
+            })
+            .await
+            .unwrap()
+    };
+    let start = checkpoint(0, 10);
+    store
+        .commit_segment(SegmentCommit {
+            partition,
+            segment: &segment(0, 9),
+            gap: None,
+            filled_gaps: &[],
+            remaining_gaps: &[],
+            expected: None,
+            new: Some(&start),
+        })
+        .await
+        .unwrap();
+    // 20..=29 committed first and recorded 10..=19 as a gap.
+    store
+        .commit_segment(SegmentCommit {
+            partition,
+            segment: &segment(20, 29),
+            gap: Some(&recorded(10, 19)),
+            filled_gaps: &[],
+            remaining_gaps: &[],
+            expected: Some(&start),
+            new: Some(&checkpoint(0, 30)),
+        })
+        .await
+        .unwrap();
+
+    // 12..=14 arrives: the gap shrinks to what no segment holds.
+    assert_eq!(
+        commit(
+            segment(12, 14),
+            vec![recorded(10, 19)],
+            vec![recorded(10, 11), recorded(15, 19)]
+        )
+        .await,
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store.gaps(partition).await.unwrap(),
+        vec![recorded(10, 11), recorded(15, 19)]
+    );
+    // A fill planned against the old gap (another writer's) changes nothing.
+    assert_eq!(
+        commit(segment(10, 19), vec![recorded(10, 19)], vec![]).await,
+        CommitOutcome::CheckpointMoved,
+        "a fill of a gap that is no longer recorded so must re-plan"
+    );
+    assert_eq!(
+        store
+            .segments(partition)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| (s.first_offset, s.last_offset))
+            .collect::<Vec<_>>(),
+        [(0, 9), (12, 14), (20, 29)],
+        "a refused fill wrote its segment"
+    );
+    assert_eq!(
+        commit(
+            segment(10, 19),
+            vec![recorded(10, 11), recorded(15, 19)],
+            vec![]
+        )
+        .await,
+        CommitOutcome::Committed
+    );
+    assert_eq!(store.gaps(partition).await.unwrap(), vec![]);
+    assert_eq!(
+        store.checkpoint(partition).await.unwrap(),
+        Some(checkpoint(0, 30)),
+        "filling moves no checkpoint"
     );
 }

@@ -164,6 +164,20 @@ impl IndexStore for MemoryIndexStore {
         if commit.new.is_some() && index.checkpoint.as_ref() != commit.expected {
             return Ok(CommitOutcome::CheckpointMoved);
         }
+        if commit.filled_gaps.iter().any(|gap| {
+            index
+                .gaps
+                .get(&gap.start)
+                .is_none_or(|stored| stored.end != gap.end)
+        }) {
+            return Ok(CommitOutcome::CheckpointMoved);
+        }
+        for gap in commit.filled_gaps {
+            index.gaps.remove(&gap.start);
+        }
+        for gap in commit.remaining_gaps {
+            index.gaps.insert(gap.start, gap.clone());
+        }
         let segment = commit.segment;
         index
             .segments
@@ -407,6 +421,7 @@ mod tests {
             partition: 0,
         };
         conformance::index_store_contract(&MemoryIndexStore::new(), &partition).await;
+        conformance::index_store_gap_filling_contract(&MemoryIndexStore::new(), &partition).await;
     }
 
     #[tokio::test]

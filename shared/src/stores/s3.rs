@@ -14,6 +14,44 @@ pub struct S3ObjectStore {
 }
 
 impl S3ObjectStore {
+    /// GetObject, whole or of a byte range; `None` when there is no such key.
+    async fn get_object(&self, key: &str, range: Option<String>) -> Result<Option<Bytes>> {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(error) => {
+                let (message, retryable) = describe_sdk_error(&error);
+                return Err(Error::ObjectStore {
+                    operation: "GetObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                });
+            }
+        };
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|error| Error::ObjectStore {
+                operation: "GetObject",
+                key: key.to_owned(),
+                message: error.to_string(),
+                retryable: true,
+            })?;
+        Ok(Some(body.into_bytes()))
+    }
+
     pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
         S3ObjectStore {
             client,
@@ -91,39 +129,15 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let output = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
+        self.get_object(key, None).await
+    }
+
+    async fn get_head(&self, key: &str, len: u64) -> Result<Option<Bytes>> {
+        if len == 0 {
+            return Ok(self.get_object(key, None).await?.map(|_| Bytes::new()));
+        }
+        self.get_object(key, Some(format!("bytes=0-{}", len - 1)))
             .await
-        {
-            Ok(output) => output,
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(error) => {
-                let (message, retryable) = describe_sdk_error(&error);
-                return Err(Error::ObjectStore {
-                    operation: "GetObject",
-                    key: key.to_owned(),
-                    message,
-                    retryable,
-                });
-            }
-        };
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|error| Error::ObjectStore {
-                operation: "GetObject",
-                key: key.to_owned(),
-                message: error.to_string(),
-                retryable: true,
-            })?;
-        Ok(Some(body.into_bytes()))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

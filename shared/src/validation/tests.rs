@@ -202,6 +202,8 @@ async fn offsets_neither_backed_up_nor_recorded_as_a_gap_are_an_error() {
             partition: &backup.partition,
             segment: &entry,
             gap: None,
+            filled_gaps: &[],
+            remaining_gaps: &[],
             expected: observed.as_ref(),
             new: Some(&moved),
         })
@@ -269,6 +271,8 @@ async fn an_index_rebuilt_from_s3_alone_matches_the_original() {
                 .into_iter()
                 .map(|entry| SegmentEntry {
                     written_at_ms: 0,
+                    write_marks: Vec::new(),
+                    max_record_bytes: None,
                     ..entry
                 })
                 .collect::<Vec<_>>()

@@ -117,6 +117,8 @@ impl Fixture {
                     partition: &id,
                     segment: &entry,
                     gap: None,
+                    filled_gaps: &[],
+                    remaining_gaps: &[],
                     expected: None,
                     new: None,
                 })

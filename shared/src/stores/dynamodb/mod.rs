@@ -24,6 +24,7 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::{Error, Result};
 use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
+use crate::segment::WriteMark;
 
 const CHECKPOINT_SK: &str = "checkpoint";
 const SEGMENT_SK_PREFIX: &str = "segment#";
@@ -170,7 +171,48 @@ fn segment_item(partition: &PartitionId, segment: &SegmentEntry) -> Item {
     );
     item.insert("records_crc32c".into(), number(segment.records_crc32c));
     item.insert("written_at_ms".into(), number(segment.written_at_ms));
+    if let Some(bytes) = segment.max_record_bytes {
+        item.insert("max_record_bytes".into(), number(bytes));
+    }
+    if !segment.write_marks.is_empty() {
+        let mut marks = Vec::with_capacity(segment.write_marks.len() * 16);
+        for mark in &segment.write_marks {
+            marks.extend_from_slice(&mark.last_offset.to_be_bytes());
+            marks.extend_from_slice(&mark.written_at_ms.to_be_bytes());
+        }
+        item.insert(
+            "write_marks".into(),
+            AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(marks)),
+        );
+    }
     item
+}
+
+/// A merged segment's write marks: big-endian (last offset, written at) pairs, as in the header.
+fn decode_write_marks(item: &Item) -> Result<Vec<WriteMark>> {
+    let Some(value) = item.get("write_marks") else {
+        return Ok(Vec::new());
+    };
+    let bytes = value
+        .as_b()
+        .ok()
+        .map(|blob| blob.as_ref())
+        .filter(|bytes| bytes.len() % 16 == 0)
+        .ok_or_else(|| Error::IndexStore {
+            operation: "decode",
+            message: format!(
+                "segment item {:?} has malformed write marks",
+                item.get("sk")
+            ),
+            retryable: false,
+        })?;
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|pair| WriteMark {
+            last_offset: i64::from_be_bytes(pair[..8].try_into().expect("8 bytes")),
+            written_at_ms: i64::from_be_bytes(pair[8..].try_into().expect("8 bytes")),
+        })
+        .collect())
 }
 
 fn decode_segment(item: &Item) -> Result<SegmentEntry> {
@@ -194,6 +236,11 @@ fn decode_segment(item: &Item) -> Result<SegmentEntry> {
         uncompressed_bytes: read_number(item, "uncompressed_bytes")?,
         records_crc32c: read_number(item, "records_crc32c")?,
         written_at_ms: read_number(item, "written_at_ms")?,
+        write_marks: decode_write_marks(item)?,
+        max_record_bytes: item
+            .contains_key("max_record_bytes")
+            .then(|| read_number(item, "max_record_bytes"))
+            .transpose()?,
     })
 }
 
@@ -301,12 +348,30 @@ impl IndexStore for DynamoIndexStore {
                 .put(self.put(segment_item(commit.partition, commit.segment))?)
                 .build(),
         ];
-        if let Some(gap) = commit.gap {
+        for gap in commit.gap.into_iter().chain(commit.remaining_gaps) {
             items.push(
                 TransactWriteItem::builder()
                     .put(self.put(gap_item(commit.partition, gap))?)
                     .build(),
             );
+        }
+        // Filled gaps go only if still recorded as planned (retention, or another commit
+        // filling the same gap, may have changed them): else the whole commit re-plans.
+        let filled_positions = items.len()..items.len() + commit.filled_gaps.len();
+        for gap in commit.filled_gaps {
+            let key = gap_item(commit.partition, gap);
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .key("pk", key["pk"].clone())
+                .key("sk", key["sk"].clone())
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|error| Error::IndexStore {
+                    operation: "TransactWriteItems",
+                    message: error.to_string(),
+                    retryable: false,
+                })?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
         }
         let checkpoint_position = items.len();
         if let Some(new) = commit.new {
@@ -340,8 +405,11 @@ impl IndexStore for DynamoIndexStore {
             Ok(_) => Ok(CommitOutcome::Committed),
             Err(error) => {
                 let reasons = cancellation_reasons(&error);
-                if reasons.get(checkpoint_position).map(String::as_str)
-                    == Some("ConditionalCheckFailed")
+                let failed_condition = |position: usize| {
+                    reasons.get(position).map(String::as_str) == Some("ConditionalCheckFailed")
+                };
+                if failed_condition(checkpoint_position)
+                    || filled_positions.clone().any(failed_condition)
                 {
                     return Ok(CommitOutcome::CheckpointMoved);
                 }
