@@ -697,3 +697,144 @@ async fn a_consistent_cut_after_retention_starts_at_the_new_start_and_ends_where
         (50, 100, restore::backup::SegmentSource::Index)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_offset_reset_is_described_by_what_its_own_rollback_did() {
+    let world = new_world().await;
+    let request = request(json!({}));
+    world.step(Step::Plan, &request).await.unwrap();
+    let child_failed = |error: &str| Failure {
+        error: "States.TaskFailed".into(),
+        cause: json!({"Error": error, "Cause": "group reader: commit refused"}).to_string(),
+    };
+    let outcome = world
+        .rollback(
+            &request,
+            "ResetOffsets",
+            child_failed("Tidemark.RollbackFailed"),
+        )
+        .await;
+    assert_eq!(outcome["error"], "Tidemark.RollbackFailed");
+    let cause = outcome["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("the offset reset's own rollback FAILED, so groups may be left"),
+        "{cause}"
+    );
+    assert!(!cause.contains("nothing needed undoing"), "{cause}");
+
+    let outcome = world
+        .rollback(
+            &request,
+            "ResetOffsets",
+            child_failed("Tidemark.OffsetResetFailed"),
+        )
+        .await;
+    assert_eq!(outcome["error"], "Tidemark.RestoreFailed");
+    assert!(
+        outcome["cause"]
+            .as_str()
+            .unwrap()
+            .contains("rolled every group back to where it stood and verified it"),
+        "{outcome}"
+    );
+}
+
+/// An object store whose first write of a created-topic mark fails, as a Lambda that crashes
+/// (or times out) at that moment would.
+struct MarkWriteFails {
+    inner: Arc<dyn tidemark_core::object_store::ObjectStore>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl tidemark_core::object_store::ObjectStore for MarkWriteFails {
+    async fn put_tagged_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &tidemark_core::object_store::ObjectMetadata,
+        tags: &tidemark_core::object_store::ObjectTags,
+    ) -> tidemark_core::Result<tidemark_core::object_store::PutOutcome> {
+        if key.contains("/created-topics/")
+            && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(tidemark_core::Error::ObjectStore {
+                operation: "PutObject",
+                key: key.to_owned(),
+                message: "the function crashed".into(),
+                retryable: true,
+            });
+        }
+        self.inner
+            .put_tagged_if_absent(key, body, metadata, tags)
+            .await
+    }
+    async fn get(&self, key: &str) -> tidemark_core::Result<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> tidemark_core::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list_objects(
+        &self,
+        prefix: &str,
+    ) -> tidemark_core::Result<Vec<tidemark_core::object_store::ObjectInfo>> {
+        self.inner.list_objects(prefix).await
+    }
+    async fn list_prefixes(&self, prefix: &str) -> tidemark_core::Result<Vec<String>> {
+        self.inner.list_prefixes(prefix).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_creating_topics_leaves_a_topic_the_retry_and_the_rollback_own() {
+    let world = new_world().await;
+    let mut backup = world.fixture.backup.clone();
+    backup.objects = Arc::new(MarkWriteFails {
+        inner: backup.objects.clone(),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let coordinator = Coordinator::new(backup, world.twins.clone());
+    let request = request(json!({"rollback_deletes_created_topics": true}));
+    let run = |step: Step| {
+        coordinator.handle(StepInput {
+            step,
+            restore_id: "run-1".into(),
+            request: request.clone(),
+            results: json!({}),
+            failed_step: None,
+            failure: None,
+            offsets_rollback: None,
+        })
+    };
+    run(Step::Plan).await.unwrap();
+    run(Step::CreateTopics).await.unwrap_err();
+    let created = run(Step::CreateTopics).await.unwrap();
+    assert_eq!(
+        created["created"],
+        json!(["payments.restored"]),
+        "the retry finishes what the crashed attempt began"
+    );
+    let outcome = world
+        .rollback(
+            &request,
+            "RestorePartitions",
+            Failure {
+                error: "States.TaskFailed".into(),
+                cause: "a partition failed".into(),
+            },
+        )
+        .await;
+    assert_eq!(outcome["topics_deleted"], json!(["payments.restored"]));
+    assert!(
+        world
+            .twins
+            .cluster
+            .topics()
+            .await
+            .unwrap()
+            .iter()
+            .all(|topic| topic.name != "payments.restored"),
+        "the rollback deletes the topic this restore created"
+    );
+}

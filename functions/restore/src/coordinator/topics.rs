@@ -1,5 +1,10 @@
 //! Creating the planned target topics, and remembering which ones this restore created so a
 //! rollback deletes those and never a topic that was there before.
+//!
+//! The mark is written before the topic is created (an intent): a crash between the two leaves
+//! a mark whose topic may or may not exist, and both a retry (which creates it if needed) and
+//! a rollback (which deletes it if it exists) know it is this restore's. Written after, a crash
+//! between would leave a topic no one owns: the retry refused it and the rollback kept it.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +18,7 @@ pub struct CreatedTopics {
     pub created: Vec<String>,
 }
 
-/// Marks `created-topics/{topic}` are written right after each creation.
+/// Marks `created-topics/{topic}` are written right before each creation.
 fn created_prefix(backup: &Backup, plan: &RestorePlan) -> Result<String> {
     backup.plan_key(plan, "created-topics/")
 }
@@ -45,18 +50,22 @@ pub async fn create(
         .collect();
     let mut created = Vec::new();
     for topic in plan.topics.iter().filter(|topic| topic.create) {
-        if already.contains(&topic.target) {
-            // A retried step: created by this restore on the first attempt.
+        let exists = existing.contains(&topic.target);
+        if already.contains(&topic.target) && exists {
+            // A retried step: created by this restore on an earlier attempt.
             created.push(topic.target.clone());
             continue;
         }
-        if existing.contains(&topic.target) {
+        if exists {
             return Err(RestoreError::TargetChanged(format!(
                 "target topic {} appeared after the plan was made; it was not created by this \
                  restore and is left alone",
                 topic.target
             )));
         }
+        backup
+            .put_json_once(&format!("{prefix}{}", topic.target), &topic.source)
+            .await?;
         cluster
             .create_topic(
                 &topic.target,
@@ -64,9 +73,6 @@ pub async fn create(
                 plan.replication_factor,
                 &topic.configs,
             )
-            .await?;
-        backup
-            .put_json_once(&format!("{prefix}{}", topic.target), &topic.source)
             .await?;
         tracing::info!(topic = %topic.target, partitions = topic.partition_count, "created target topic");
         created.push(topic.target.clone());
