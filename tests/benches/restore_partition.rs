@@ -192,6 +192,7 @@ fn task(target_topic: &str, records: usize) -> PartitionTask {
         target_base: 0,
         records_to_scan: records as u64,
         bytes_to_scan: 0,
+        max_record_bytes: 0,
     }
 }
 
@@ -270,7 +271,7 @@ async fn run(count: usize) {
     )
     .await;
     let writer =
-        KafkaTargetWriter::connect(KafkaConnection::plaintext(stack.kafka_bootstrap.clone()))
+        KafkaTargetWriter::connect(KafkaConnection::plaintext(stack.kafka_bootstrap.clone()), 0)
             .unwrap();
     let pacing = Pacing::default();
 

@@ -788,6 +788,7 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
     // some of its records are on the target, before it could record any progress.
     let writer = restore::partition::target::KafkaTargetWriter::connect(
         tidemark_core::kafka::KafkaConnection::plaintext(backup.stack.kafka_bootstrap.clone()),
+        0,
     )
     .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

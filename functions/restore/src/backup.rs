@@ -49,6 +49,9 @@ pub struct SegmentRef {
     pub written_at_ms: i64,
     /// A merged segment's write marks, from the index (a listing cannot tell: empty).
     pub write_marks: Vec<WriteMark>,
+    /// The largest record's framed length, when the index knows it.
+    pub max_record_bytes: Option<u64>,
+    pub uncompressed_bytes: Option<u64>,
 }
 
 impl Backup {
@@ -73,6 +76,8 @@ impl Backup {
                             stored_bytes: entry.stored_bytes,
                             written_at_ms: entry.written_at_ms,
                             write_marks: entry.write_marks,
+                            max_record_bytes: entry.max_record_bytes,
+                            uncompressed_bytes: Some(entry.uncompressed_bytes),
                         })
                         .collect();
                     return Ok((segments, SegmentSource::Index));
@@ -103,6 +108,8 @@ impl Backup {
                     stored_bytes: object.size,
                     written_at_ms: object.last_modified_ms,
                     write_marks: Vec::new(),
+                    max_record_bytes: None,
+                    uncompressed_bytes: None,
                 })
             })
             .collect();

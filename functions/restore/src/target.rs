@@ -14,7 +14,12 @@ use crate::partition::target::{KafkaTargetWriter, TargetWriter};
 /// A cluster connector that also makes the partition restore's producer.
 #[async_trait]
 pub trait TargetConnector: ClusterConnector {
-    async fn writer(&self, settings: &KafkaSettings) -> Result<Arc<dyn TargetWriter>>;
+    /// A producer to the target that can send records of up to `max_record_bytes` (framed).
+    async fn writer(
+        &self,
+        settings: &KafkaSettings,
+        max_record_bytes: u64,
+    ) -> Result<Arc<dyn TargetWriter>>;
 }
 
 /// Real clusters: MSK broker lists and secrets resolved through AWS, then librdkafka.
@@ -39,8 +44,15 @@ impl ClusterConnector for AwsTargetConnector {
 
 #[async_trait]
 impl TargetConnector for AwsTargetConnector {
-    async fn writer(&self, settings: &KafkaSettings) -> Result<Arc<dyn TargetWriter>> {
+    async fn writer(
+        &self,
+        settings: &KafkaSettings,
+        max_record_bytes: u64,
+    ) -> Result<Arc<dyn TargetWriter>> {
         let connection = self.clusters.connection(settings).await?;
-        Ok(Arc::new(KafkaTargetWriter::connect(connection)?))
+        Ok(Arc::new(KafkaTargetWriter::connect(
+            connection,
+            max_record_bytes,
+        )?))
     }
 }

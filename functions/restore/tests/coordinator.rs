@@ -38,7 +38,7 @@ impl tidemark_core::kafka::ClusterConnector for Twins {
 
 #[async_trait]
 impl TargetConnector for Twins {
-    async fn writer(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn TargetWriter>> {
+    async fn writer(&self, _: &KafkaSettings, _: u64) -> restore::Result<Arc<dyn TargetWriter>> {
         Ok(self.writer.clone())
     }
 }
@@ -837,4 +837,92 @@ async fn a_crash_while_creating_topics_leaves_a_topic_the_retry_and_the_rollback
             .all(|topic| topic.name != "payments.restored"),
         "the rollback deletes the topic this restore created"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_would_rewrite_delete_or_refuse_restored_records_is_refused_in_plan() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[
+                ("message.timestamp.type", "LogAppendTime"),
+                ("retention.ms", "-1"),
+            ],
+            "target topic payments.restored has message.timestamp.type=LogAppendTime",
+        ),
+        (
+            &[("retention.ms", "86400000")],
+            "target topic payments.restored has retention.ms=86400000: the broker would delete \
+             restored records",
+        ),
+        (
+            &[("retention.ms", "-1"), ("max.message.bytes", "1048588")],
+            "target topic payments.restored takes records up to max.message.bytes=1048588, but \
+             partition 0 holds a record of 2097",
+        ),
+    ];
+    for (configs, expected) in cases {
+        let world = new_world().await;
+        let mut big = record(100, 1_000);
+        big.value = Some(vec![7; 2 << 20]);
+        world.fixture.segment(0, &[big], CUT - 5, true).await;
+        world
+            .twins
+            .cluster
+            .create_topic("payments.restored", 2, configs);
+        let error = world
+            .step(Step::Plan, &request(json!({})))
+            .await
+            .unwrap_err();
+        assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
+        assert!(
+            world
+                .fixture
+                .backup
+                .objects
+                .list("t/prod/restores/")
+                .await
+                .unwrap()
+                .is_empty(),
+            "a refused plan writes nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_target_keeps_old_large_records_and_their_timestamps() {
+    let world = new_world().await;
+    let mut big = record(100, 1_000);
+    big.value = Some(vec![7; 5 << 20]);
+    world.fixture.segment(0, &[big], CUT - 5, true).await;
+    world.step(Step::Plan, &request(json!({}))).await.unwrap();
+    let plan = world.plan().await;
+    let configs = &plan.topics[0].configs;
+    let value = |name: &str| configs.get(name).cloned().flatten();
+    assert_eq!(
+        value("message.timestamp.type").as_deref(),
+        Some("CreateTime")
+    );
+    assert_eq!(
+        value("retention.ms").as_deref(),
+        Some("-1"),
+        "records from 1970 would go at the broker's next retention pass"
+    );
+    let max_message_bytes: u64 = value("max.message.bytes").unwrap().parse().unwrap();
+    assert!(max_message_bytes > 5 << 20, "{max_message_bytes}");
+    assert!(
+        plan.partitions
+            .iter()
+            .all(|task| task.max_record_bytes > 5 << 20),
+        "the producer is sized for the largest record"
+    );
+    for expected in ["retention.ms=-1", "max.message.bytes="] {
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|warning| warning.contains(expected)),
+            "{expected}: {:?}",
+            plan.warnings
+        );
+    }
 }

@@ -377,7 +377,9 @@ pub async fn handle(
         .target
         .settings()
         .map_err(RestoreError::InvalidRequest)?;
-    let writer = connector.writer(&settings).await?;
+    let writer = connector
+        .writer(&settings, request.task.max_record_bytes)
+        .await?;
     let report = restore_partition(
         backup,
         writer.as_ref(),

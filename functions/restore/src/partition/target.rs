@@ -52,9 +52,17 @@ pub struct KafkaTargetWriter {
 const MAX_IN_FLIGHT: usize = 40_000;
 
 impl KafkaTargetWriter {
-    pub fn connect(connection: KafkaConnection) -> Result<Self> {
+    /// A producer for records of up to `max_record_bytes` (framed, as the plan measured them).
+    pub fn connect(connection: KafkaConnection, max_record_bytes: u64) -> Result<Self> {
         let mut config = connection.client_config("tidemark-restore-partition");
         config
+            // librdkafka refuses, for good, records over its 1,000,000-byte default.
+            .set(
+                "message.max.bytes",
+                crate::plan::target_fit::producer_message_max_bytes(max_record_bytes).to_string(),
+            )
+            // A zombie invocation must never bring back a topic a rollback deleted.
+            .set("allow.auto.create.topics", "false")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "none")

@@ -100,12 +100,8 @@ impl Fixture {
         );
         let mut stored = segment.bytes.to_vec();
         damage(&mut stored);
-        let entry = SegmentEntry::new(
-            key.clone(),
-            &segment.header,
-            stored.len() as u64,
-            written_at_ms,
-        );
+        let entry =
+            SegmentEntry::encoded(key.clone(), &segment, stored.len() as u64, written_at_ms);
         self.backup
             .objects
             .put_if_absent(&key, Bytes::from(stored), &Default::default())
@@ -142,6 +138,7 @@ impl Fixture {
             target_base: 0,
             records_to_scan: 0,
             bytes_to_scan: 0,
+            max_record_bytes: 0,
         }
     }
 }

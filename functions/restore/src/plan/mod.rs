@@ -12,6 +12,10 @@ use crate::backup::{Backup, SegmentSource};
 use crate::error::{RestoreError, Result};
 use crate::request::{Cut, CutMode, TopicCreation, ValidRequest};
 
+pub mod target_fit;
+
+use target_fit::RestoredRange;
+
 /// One partition's share of the restore: the unit the state machine's Map runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionTask {
@@ -29,6 +33,10 @@ pub struct PartitionTask {
     /// Records in the segments read (before de-duplication and the cut): an upper bound.
     pub records_to_scan: u64,
     pub bytes_to_scan: u64,
+    /// The largest record this topic's restore produces (framed length), or a bound on it:
+    /// the producer is sized from it.
+    #[serde(default)]
+    pub max_record_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +233,9 @@ pub async fn make_plan(
     }
 
     let mut partitions = Vec::new();
+    let mut ranges = Vec::with_capacity(topics.len());
     for topic in &topics {
+        let mut range = RestoredRange::default();
         let bases = target_bases(target, topic).await?;
         for (&partition, base) in topic.partitions.iter().zip(bases) {
             let id = PartitionId {
@@ -261,6 +271,9 @@ pub async fn make_plan(
             let scanned = segments
                 .iter()
                 .filter(|segment| segment.first_offset < end_offset);
+            for segment in scanned.clone() {
+                range.add(partition, segment);
+            }
             partitions.push(PartitionTask {
                 source_topic: topic.source.clone(),
                 target_topic: topic.target.clone(),
@@ -276,7 +289,34 @@ pub async fn make_plan(
                     .map(|segment| u64::from(segment.record_count.unwrap_or(0)))
                     .sum(),
                 bytes_to_scan: scanned.map(|segment| segment.stored_bytes).sum(),
+                max_record_bytes: 0,
             });
+        }
+        ranges.push(range);
+    }
+
+    // Will the targets keep what is restored (timestamps, retention, record size)?
+    let mut existing = Vec::new();
+    for (topic, range) in topics.iter_mut().zip(&ranges) {
+        if topic.create {
+            warnings.extend(target_fit::fit_created_topic(
+                &topic.target,
+                &mut topic.configs,
+                range,
+                now_ms,
+            ));
+        } else {
+            existing.push((topic.target.clone(), range.clone()));
+        }
+    }
+    warnings.extend(target_fit::check_existing_targets(target, &existing, now_ms).await?);
+    for task in &mut partitions {
+        if let Some((_, range)) = topics
+            .iter()
+            .zip(&ranges)
+            .find(|(topic, _)| topic.source == task.source_topic)
+        {
+            task.max_record_bytes = range.producer_record_bytes();
         }
     }
 
