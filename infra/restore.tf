@@ -98,9 +98,26 @@ resource "aws_iam_role_policy_attachment" "restore_function_vpc" {
 
 data "aws_iam_policy_document" "restore_function" {
   statement {
-    sid       = "ReadBackupsWriteRecords"
-    actions   = ["s3:GetObject", "s3:PutObject"]
+    sid       = "ReadBackups"
+    actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}*"]
+  }
+  # A restore writes only its own records (plans, progress, offset maps, reports) and an offset
+  # reset its own; never a backup's segments.
+  statement {
+    sid     = "WriteRestoreRecords"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.backups.arn}/${local.objects_root}*/restores/*",
+      "${aws_s3_bucket.backups.arn}/${local.objects_root}offset-resets/*",
+    ]
+  }
+  # `*/restores/*` would also match a topic named "restores": segments stay out of reach.
+  statement {
+    sid       = "NeverWriteSegments"
+    effect    = "Deny"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}*/topics/*"]
   }
   statement {
     sid       = "ListBackups"
@@ -114,8 +131,19 @@ data "aws_iam_policy_document" "restore_function" {
   }
   statement {
     sid       = "DecryptBackups"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    actions   = ["kms:Decrypt"]
     resources = [local.kms_key_arn]
+  }
+  # Data keys only for S3's own encryption of the records above: no sealed segments.
+  statement {
+    sid       = "EncryptRecordsInS3"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [local.kms_key_arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${local.region}.amazonaws.com"]
+    }
   }
   statement {
     sid     = "Logs"

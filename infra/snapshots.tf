@@ -81,9 +81,14 @@ resource "aws_iam_role_policy_attachment" "offset_snapshotter_vpc" {
 
 data "aws_iam_policy_document" "offset_snapshotter" {
   statement {
-    sid       = "Snapshots"
-    actions   = ["s3:PutObject", "s3:GetObject"]
+    sid       = "ReadBackup"
+    actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.backups.arn}/${local.backup_root}/*"]
+  }
+  statement {
+    sid       = "Snapshots"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.backup_root}/snapshots/*"]
   }
   statement {
     sid       = "Catalog"

@@ -10,6 +10,10 @@ must describe the same system, and both must use the state machine definitions u
   definition has;
 - every environment variable a function gets is listed in example.env;
 - the root modules that call infra/ (its example, localstack/) pass only variables it declares;
+- no function but the backup writer and the maintainer may write under a backup's `topics/`
+  (its segments): every other IAM statement that allows s3:PutObject names a folder of its own
+  (snapshots/, validations/, restores/, offset-resets/), and one whose wildcard spans backups
+  comes with a Deny on `*/topics/*`;
 - localstack/: the compose file pins LocalStack to a release that starts without an auth token
   and puts the Lambda containers on the broker's network; its scripts parse (`bash -n`).
 
@@ -143,6 +147,88 @@ def terraform_system():
     return functions, machines
 
 
+# Who may write a backup's segments, by logical id (SAM) or policy document name (Terraform).
+SEGMENT_WRITERS = {"BackupWriterFunction", "MaintainerFunction", "backup_writer", "maintainer"}
+# The folders other writers keep their own records in.
+OWN_FOLDERS = re.compile(r"[/}](snapshots|validations|restores|offset-resets)/\*$")
+WRITE_ACTIONS = {"s3:putobject", "s3:put*", "s3:*", "*"}
+
+
+def strings(value):
+    """Every string in a parsed value (an intrinsic's branches included), in order."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def statements(value):
+    """Every IAM statement (a mapping with Effect and Action) inside a parsed value."""
+    if isinstance(value, dict):
+        keys = {key.lower() for key in value}
+        if {"effect", "action"} <= keys or {"effect", "actions"} <= keys:
+            yield value
+        for item in value.values():
+            yield from statements(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from statements(item)
+
+
+def segment_write_scopes(owner, owner_statements, shown):
+    """Problems with one owner's S3 write grants (see the module doc)."""
+    if owner in SEGMENT_WRITERS:
+        return
+    denies_topics = False
+    spans_backups = []
+    for statement in owner_statements:
+        fields = {key.lower(): one(value) for key, value in statement.items()}
+        effect = str(fields.get("effect", "Allow"))
+        actions = {action.lower() for action in strings(fields.get("action", fields.get("actions", [])))}
+        resources = [r for r in strings(fields.get("resource", fields.get("resources", []))) if "/" in r]
+        if not actions & WRITE_ACTIONS:
+            continue
+        if effect == "Deny":
+            denies_topics |= any(r.endswith("*/topics/*") for r in resources)
+            continue
+        for resource in resources:
+            if not OWN_FOLDERS.search(resource):
+                problem(f"{shown} {owner}: allows s3:PutObject on {resource}, which holds segments; "
+                        "only the backup writer and the maintainer may write there")
+            elif "*/" in resource:
+                spans_backups.append(resource)
+    if spans_backups and not denies_topics:
+        problem(f"{shown} {owner}: allows s3:PutObject on {spans_backups}, whose wildcard also matches a "
+                "topic of that name: add a Deny of s3:PutObject on */topics/*")
+
+
+def check_segment_writers():
+    with open(os.path.join(REPO, "template.yaml")) as source:
+        template = yaml.load(source, Loader=TemplateLoader)
+    for name, resource in template["Resources"].items():
+        if not isinstance(resource, dict) or resource.get("Type") == "AWS::S3::BucketPolicy":
+            continue  # the bucket's own denies (TLS only), no grants
+        segment_write_scopes(name, list(statements(resource.get("Properties", {}))), "template.yaml:")
+    infra = os.path.join(REPO, "infra")
+    for file in sorted(os.listdir(infra)):
+        if not file.endswith(".tf"):
+            continue
+        try:
+            with open(os.path.join(infra, file)) as source:
+                parsed = hcl2.load(source)
+        except Exception:  # already reported by terraform_system
+            continue
+        for block in parsed.get("data", []):
+            for name, documents in block.get("aws_iam_policy_document", {}).items():
+                found = [dict(one(s), effect=one(one(s).get("effect", "Allow")))
+                         for s in one(documents).get("statement", [])]
+                segment_write_scopes(name, found, f"infra/{file}:")
+
+
 def tool(name, command):
     """Runs one offline checker in the repository; a non-zero exit is a problem, with its output."""
     # Neither tool may reach the network: SAM's telemetry and checkov's guideline download are off.
@@ -241,6 +327,7 @@ def main():
         if root.startswith("localstack/") and one(body.get("event_source_mappings")) is not False:
             problem(f"{root}: module {name} must set event_source_mappings = false (the bridge plays the mapping)")
     localstack_checks()
+    check_segment_writers()
 
     tool("cfn-lint template.yaml", [os.path.join(TOOLS, "cfn-lint"), "template.yaml"])
     if not FAST:

@@ -67,7 +67,9 @@ def cmd_create_topic(args):
 def _produce(bootstrap, topic, records):
     """Produces records (dicts with base64 key/value, headers, partition, timestamp) in order
     and returns them with the offsets and timestamps the broker reported."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    # message.max.bytes: tests produce records of several MB.
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                         "message.max.bytes": 16 * 1024 * 1024})
     delivered = [None] * len(records)
     errors = []
 
