@@ -73,6 +73,15 @@ impl BatchBuilder {
         self.record_count >= self.max_records
     }
 
+    /// Whether `record` repeats or goes back behind an offset its partition has in this batch
+    /// (a consumer re-reading after a rebalance): adding it would break the offset order.
+    pub fn repeats(&self, record: &KafkaEventRecord) -> bool {
+        self.records
+            .get(&format!("{}-{}", record.topic, record.partition))
+            .and_then(|records| records.last())
+            .is_some_and(|last| record.offset <= last.offset)
+    }
+
     /// Adds `record` unless the batch is full or it would push the payload over the limit.
     /// A record too large to fit even an empty event can never be delivered: an error.
     pub fn add(&mut self, record: KafkaEventRecord) -> Result<Added> {
@@ -223,6 +232,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_re_read_offset_is_seen_before_it_breaks_the_order() {
+        let mut builder = BatchBuilder::new(envelope(), 10, 1 << 20);
+        for offset in [5, 6] {
+            assert!(matches!(
+                builder.add(record("t", 0, offset, 1)).unwrap(),
+                Added::Yes
+            ));
+        }
+        assert!(builder.repeats(&record("t", 0, 6, 1)));
+        assert!(builder.repeats(&record("t", 0, 2, 1)));
+        assert!(!builder.repeats(&record("t", 0, 7, 1)));
+        assert!(!builder.repeats(&record("t", 1, 0, 1)), "another partition");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! The delivery loop: gather a batch, invoke the function until it succeeds, and only then
 //! commit the consumer offsets, so nothing is skipped and order holds per partition.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::event::KafkaEventRecord;
 use tokio::sync::watch;
@@ -28,10 +32,38 @@ pub struct BridgeSettings {
     pub max_backoff: Duration,
 }
 
+/// Counts the consumer group's rebalances. After one, the consumer may hold other partitions
+/// and re-read records from their committed offsets: a batch gathered across it could repeat
+/// offsets, and its commit may name partitions this bridge no longer owns. As an event source
+/// mapping's poller does, the bridge then drops the batch and starts again.
+#[derive(Debug, Default)]
+pub struct RebalanceTracker {
+    generation: AtomicU64,
+}
+
+impl RebalanceTracker {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+impl ClientContext for RebalanceTracker {}
+
+impl ConsumerContext for RebalanceTracker {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        info!(?rebalance, "consumer group rebalance");
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, _: &Rebalance<'_>) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs until `shutdown` turns true (the batch in flight is then left uncommitted and will be
 /// delivered again) or a batch exhausts its retries.
 pub async fn run(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<RebalanceTracker>,
     invoker: &dyn FunctionInvoker,
     envelope: EventEnvelope,
     settings: &BridgeSettings,
@@ -47,31 +79,53 @@ pub async fn run(
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             },
         };
+        let generation = consumer.context().generation();
         if let Added::Full(_) = builder.add(first)? {
             unreachable!("an empty batch accepts any record that fits the payload limit");
         }
         let window_ends = Instant::now() + settings.batching_window;
+        let mut rebalanced = false;
         while !builder.is_full() {
             let Ok(record) = tokio::time::timeout_at(window_ends, next_record(consumer)).await
             else {
                 break;
             };
+            if consumer.context().generation() != generation || builder.repeats(&record) {
+                rebalanced = true;
+                break;
+            }
             if let Added::Full(record) = builder.add(record)? {
                 carried = Some(record);
                 break;
             }
         }
         let batch = builder.take();
+        if rebalanced || consumer.context().generation() != generation {
+            // Nothing of it was delivered or committed: the partitions' owners read it again
+            // from their committed offsets.
+            info!(
+                records = batch.record_count,
+                "consumer group rebalanced while gathering a batch; dropped, to be read again"
+            );
+            continue;
+        }
         if !deliver(invoker, &batch, settings, &mut shutdown).await? {
             return Ok(());
         }
-        commit(consumer, &batch)?;
+        if let Err(error) = commit(consumer, &batch) {
+            if consumer.context().generation() == generation {
+                return Err(error);
+            }
+            // Delivered, but the partitions moved meanwhile: their new owner delivers these
+            // records again and the function takes the repeat (its writes are idempotent).
+            warn!(%error, records = batch.record_count, "commit after a rebalance failed; the new owner re-delivers");
+        }
     }
 }
 
 /// The next record. Consumer errors (a broker reconnecting, a rebalance) are not records:
 /// librdkafka recovers from them by itself, so they are logged and reading goes on.
-async fn next_record(consumer: &StreamConsumer) -> KafkaEventRecord {
+async fn next_record(consumer: &StreamConsumer<RebalanceTracker>) -> KafkaEventRecord {
     loop {
         match consumer.recv().await {
             Ok(message) => return event_record(&message),
@@ -126,7 +180,7 @@ async fn deliver(
     }
 }
 
-fn commit(consumer: &StreamConsumer, batch: &Batch) -> Result<()> {
+fn commit(consumer: &StreamConsumer<RebalanceTracker>, batch: &Batch) -> Result<()> {
     let mut offsets = TopicPartitionList::new();
     for records in batch.event.records.values() {
         if let Some(last) = records.last() {

@@ -5,7 +5,7 @@ use clap::{Parser, ValueEnum};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tidemark_bridge::batcher::EventEnvelope;
-use tidemark_bridge::bridge::{self, BridgeSettings};
+use tidemark_bridge::bridge::{self, BridgeSettings, RebalanceTracker};
 use tidemark_bridge::invoker::LambdaInvoker;
 use tidemark_core::event::{MSK_EVENT_SOURCE, SELF_MANAGED_EVENT_SOURCE};
 
@@ -105,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
         };
         config.set(key, value);
     }
-    let consumer: StreamConsumer = config.create().context("creating the Kafka consumer")?;
+    let consumer: StreamConsumer<RebalanceTracker> = config
+        .create_with_context(RebalanceTracker::default())
+        .context("creating the Kafka consumer")?;
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)

@@ -548,3 +548,80 @@ async fn a_recreated_topic_is_refused_by_the_writer_not_mixed_into_the_backup() 
         "only the first topic's records are in the backup: {values:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_bridges_in_one_group_back_up_every_record_across_rebalances() {
+    let scenario = Scenario::new("rebalanced", 4, &[]).await;
+    let writer = scenario.start_writer(&[]);
+    let group = unique("bridge-group");
+    let flags = ["--group-id", group.as_str(), "--batch-size", "50"];
+    let function = "arn:aws:lambda:us-east-1:000000000000:function:backup-writer";
+    let produce = |round: usize| {
+        let records: Vec<Value> = (0..400)
+            .map(|n| {
+                json!({
+                    "partition": n % 4,
+                    "key": b64(format!("r{round}-{n}").as_bytes()),
+                    "value": b64(&[b'v'; 200]),
+                })
+            })
+            .collect();
+        scenario
+            .stack
+            .produce(&scenario.topic, &Value::Array(records))
+    };
+    let mut first = scenario.start_bridge(&writer, function, &flags);
+    let mut produced = produce(0);
+    // A second member joins while the first is delivering: the group rebalances, twice more
+    // when the second member leaves again.
+    let mut second = scenario.start_bridge(&writer, function, &flags);
+    produced.extend(produce(1));
+    produced.extend(produce(2));
+    second.terminate();
+    produced.extend(produce(3));
+    scenario.wait_for_checkpoints(&produced);
+    assert!(
+        first.is_running(),
+        "the first bridge exited:\n{}",
+        first.log()
+    );
+
+    let backed_up = backed_up_records(&scenario.segments());
+    let mut offsets: Vec<(i64, i64)> = backed_up
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_i64().unwrap(),
+                r["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    offsets.dedup();
+    let mut expected: Vec<(i64, i64)> = produced
+        .iter()
+        .map(|r| {
+            (
+                r["partition"].as_i64().unwrap(),
+                r["offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        offsets, expected,
+        "every record backed up, none twice per offset"
+    );
+    let log = writer.process.log();
+    assert!(
+        !log.contains("Tidemark.InvalidEvent"),
+        "a batch with re-read offsets reached the writer:\n{log}"
+    );
+    for partition in 0..4 {
+        let gaps = scenario
+            .index()
+            .gaps(&scenario.partition(partition))
+            .await
+            .unwrap();
+        assert_eq!(gaps, vec![], "partition {partition}");
+    }
+}
