@@ -926,3 +926,80 @@ async fn a_created_target_keeps_old_large_records_and_their_timestamps() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plan_steps_output_stays_small_for_5000_partitions_planned_from_the_s3_listing() {
+    let world = new_world().await;
+    // The index is lost: 5,000 partitions, each known only from its segment in S3.
+    let records = [record(0, 1_000)];
+    for partition in 2..5_002 {
+        world
+            .fixture
+            .segment(partition, &records, CUT - 10, false)
+            .await;
+    }
+    let summary = world.step(Step::Plan, &request(json!({}))).await.unwrap();
+    let bytes = serde_json::to_vec(&summary).unwrap().len();
+    assert!(bytes < 16 * 1024, "the plan step returned {bytes} bytes");
+    assert_eq!(summary["partitions"], 5_002);
+    // One warning for the listing (not one per partition), one for the created topic.
+    assert_eq!(summary["warning_count"], 2, "{}", summary["warnings"]);
+    assert!(
+        summary["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("5000 partitions planned from the S3 listing"),
+        "{}",
+        summary["warnings"]
+    );
+    let plan = world.plan().await;
+    assert_eq!(
+        plan.partitions.len(),
+        5_002,
+        "the plan in S3 has every partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_after_a_recorded_topic_recreation_is_refused_and_one_before_it_restores() {
+    let world = new_world().await;
+    // The snapshot at CUT saw the old topic; the next, at CUT + 60 s, found it recreated.
+    world
+        .fixture
+        .index
+        .record_topic_generation(
+            &world.fixture.backup_id,
+            &tidemark_core::snapshot::TopicGeneration {
+                topic: TOPIC.into(),
+                generation: 1,
+                detected_at_ms: CUT + 60_000,
+                evidence: vec!["partition 0 log end went back from 100 to 3".into()],
+            },
+        )
+        .await
+        .unwrap();
+    let error = world
+        .step(
+            Step::Plan,
+            &request(json!({"cut": {"mode": "time", "at": CUT + 30_000}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "topic {TOPIC} was deleted and recreated (generation 1, detected at {} ms: partition 0 \
+             log end went back from 100 to 3); its backup after the snapshot at {CUT} ms may mix",
+            CUT + 60_000
+        )),
+        "{message}"
+    );
+    world
+        .step(
+            Step::Plan,
+            &request(json!({"cut": {"mode": "time", "at": CUT}})),
+        )
+        .await
+        .unwrap();
+}

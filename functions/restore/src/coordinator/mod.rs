@@ -50,8 +50,17 @@ pub enum Step {
 
 pub use tidemark_core::request::Failure;
 
-/// What the plan step hands the state machine: small, whatever the plan's size. The Map
-/// reads the partition list from S3.
+/// The most entries of a list a step's output carries.
+pub const SUMMARY_LIST_LIMIT: usize = 20;
+
+/// The first [`SUMMARY_LIST_LIMIT`] of `items`.
+fn first_few<T: Clone>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    items.into_iter().take(SUMMARY_LIST_LIMIT).collect()
+}
+
+/// What the plan step hands the state machine: small, whatever the plan's size (a state's data
+/// is limited to 256 KiB). Lists are cut to [`SUMMARY_LIST_LIMIT`] entries beside their full
+/// counts; the plan in S3 has everything, and the Map reads the partition list from there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanSummary {
     pub bucket: String,
@@ -59,10 +68,13 @@ pub struct PlanSummary {
     pub partitions_key: String,
     pub dry_run: bool,
     pub partitions: usize,
+    pub topic_count: usize,
     pub topics: Vec<String>,
     pub topics_to_create: Vec<String>,
+    pub group_count: usize,
     pub groups: Vec<String>,
     pub records_to_scan: u64,
+    pub warning_count: usize,
     pub warnings: Vec<String>,
     /// The offset-reset state machine's input that moves the groups, when there are any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,28 +218,23 @@ impl Coordinator {
             partitions_key,
             dry_run: plan.dry_run,
             partitions: plan.partitions.len(),
-            topics: plan
-                .topics
-                .iter()
-                .map(|topic| topic.target.clone())
-                .collect(),
-            topics_to_create: plan
-                .topics
-                .iter()
-                .filter(|topic| topic.create)
-                .map(|topic| topic.target.clone())
-                .collect(),
-            groups: plan
-                .groups
-                .iter()
-                .map(|group| group.group.clone())
-                .collect(),
+            topic_count: plan.topics.len(),
+            topics: first_few(plan.topics.iter().map(|topic| topic.target.clone())),
+            topics_to_create: first_few(
+                plan.topics
+                    .iter()
+                    .filter(|topic| topic.create)
+                    .map(|topic| topic.target.clone()),
+            ),
+            group_count: plan.groups.len(),
+            groups: first_few(plan.groups.iter().map(|group| group.group.clone())),
             records_to_scan: plan
                 .partitions
                 .iter()
                 .map(|task| task.records_to_scan)
                 .sum(),
-            warnings: plan.warnings.clone(),
+            warning_count: plan.warnings.len(),
+            warnings: first_few(plan.warnings.iter().cloned()),
             offset_reset: offsets::offset_reset_request(&plan, &raw_request["target"]),
         })
     }

@@ -161,6 +161,10 @@ pub async fn make_plan(
         )));
     }
 
+    for (source, _, _) in &selected {
+        check_generations(backup, backup_id, source, request.cut.at_ms).await?;
+    }
+
     let target_topics: BTreeMap<String, i32> = target
         .topics()
         .await?
@@ -234,6 +238,8 @@ pub async fn make_plan(
 
     let mut partitions = Vec::new();
     let mut ranges = Vec::with_capacity(topics.len());
+    // One warning for all of them: the index-lost case can span thousands of partitions.
+    let mut from_listing = Vec::new();
     for topic in &topics {
         let mut range = RestoredRange::default();
         let bases = target_bases(target, topic).await?;
@@ -245,10 +251,7 @@ pub async fn make_plan(
             };
             let (segments, source) = backup.segments(&id, None).await?;
             if source == SegmentSource::S3Listing && !segments.is_empty() {
-                warnings.push(format!(
-                    "{}: planned from the S3 listing (the index has no entries)",
-                    id
-                ));
+                from_listing.push(id.to_string());
             }
             let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
             let end_offset = match request.cut.mode {
@@ -295,6 +298,20 @@ pub async fn make_plan(
         ranges.push(range);
     }
 
+    if !from_listing.is_empty() {
+        let shown = from_listing.len().min(5);
+        warnings.push(format!(
+            "{} partitions planned from the S3 listing (the index has no entries for them): {}{}",
+            from_listing.len(),
+            from_listing[..shown].join(", "),
+            if from_listing.len() > shown {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+
     // Will the targets keep what is restored (timestamps, retention, record size)?
     let mut existing = Vec::new();
     for (topic, range) in topics.iter_mut().zip(&ranges) {
@@ -338,6 +355,42 @@ pub async fn make_plan(
         partitions,
         warnings,
     })
+}
+
+/// A topic deleted and recreated under the same name continues the old partitions' backup
+/// (offsets at or past the old checkpoint): from the last snapshot that saw the old topic on,
+/// the backup may mix the two. Until generations are part of the layout, a cut after that
+/// snapshot is refused, naming the recreation; one at or before it restores the old topic.
+async fn check_generations(
+    backup: &Backup,
+    backup_id: &BackupId,
+    topic: &str,
+    cut_ms: i64,
+) -> Result<()> {
+    for generation in backup.catalog.topic_generations(backup_id, topic).await? {
+        if generation.generation == 0 {
+            continue;
+        }
+        let last_seen_old = backup
+            .catalog
+            .snapshot_at_or_before(backup_id, generation.detected_at_ms - 1)
+            .await?
+            .map(|entry| entry.taken_at_ms);
+        if last_seen_old.is_none_or(|seen| cut_ms > seen) {
+            let since = last_seen_old.map_or("the backup's start".to_owned(), |seen| {
+                format!("the snapshot at {seen} ms")
+            });
+            return Err(RestoreError::Refused(format!(
+                "topic {topic} was deleted and recreated (generation {}, detected at {} ms: {}); \
+                 its backup after {since} may mix the two topics. Restore to a cut at or before \
+                 {since}, or restore the new topic from a backup of its own",
+                generation.generation,
+                generation.detected_at_ms,
+                generation.evidence.join("; ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Kafka only takes offset commits for a group with no active members, and a restore must
