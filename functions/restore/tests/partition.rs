@@ -248,3 +248,44 @@ async fn a_damaged_segment_is_refused_before_any_of_its_records_is_produced() {
         "the batch holding the damaged segment's records was never produced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn segments_expired_after_the_plan_fail_the_partition_instead_of_being_skipped() {
+    use tidemark_core::index::{IndexStore, record_segment};
+    let fixture = Fixture::new();
+    let id = fixture.partition(0);
+    for range in [0..50, 50..100] {
+        let records: Vec<Record> = range.map(|o| record(o, 1_000 + o)).collect();
+        fixture.segment(0, &records, 5, true).await;
+    }
+    for entry in fixture.index.segments(&id).await.unwrap() {
+        let observed = fixture.index.checkpoint(&id).await.unwrap();
+        record_segment(fixture.index.as_ref(), &id, &entry, 0, observed, 5)
+            .await
+            .unwrap();
+    }
+    let task = fixture.task(0, 0, 100, time_cut(i64::MAX));
+    // Retention expires the first segment between the plan and the partition's restore.
+    let first = fixture.index.segments(&id).await.unwrap().remove(0);
+    assert!(
+        fixture
+            .index
+            .expire_segments(&id, std::slice::from_ref(&first), &[], 0, 50)
+            .await
+            .unwrap()
+    );
+    fixture.backup.objects.delete(&first.key).await.unwrap();
+
+    let target = MemoryTargetWriter::new();
+    let error = run(&fixture, &target, &task, i64::MAX, 1_000)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "offsets 0..50 expired from the backup after this restore was planned (retention \
+             moved its start to 50)"
+        ),
+        "{error}"
+    );
+    assert!(restored(&target).is_empty(), "nothing was produced");
+}

@@ -204,6 +204,7 @@ pub async fn restore_partition(
         partition,
     };
     let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
+    check_not_expired(backup, &id, task, progress.next_source_offset).await?;
     let mut scanner = Scanner::start(
         backup.clone(),
         id.backup_id.clone(),
@@ -360,6 +361,34 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// Retention may expire segments after the plan was made: the listing then simply starts
+/// later, and reading on would skip their records without a word. The index's checkpoint says
+/// where the backup starts now; a restore that still needs offsets below it fails loudly.
+/// (Planned from the S3 listing there is no checkpoint to ask.)
+async fn check_not_expired(
+    backup: &Backup,
+    id: &PartitionId,
+    task: &PartitionTask,
+    next_source_offset: i64,
+) -> Result<()> {
+    if task.segment_source != crate::backup::SegmentSource::Index
+        || next_source_offset >= task.end_offset
+    {
+        return Ok(());
+    }
+    if let Some(checkpoint) = backup.index.checkpoint(id).await?
+        && checkpoint.start_offset > next_source_offset
+    {
+        return Err(RestoreError::Refused(format!(
+            "{id}: offsets {next_source_offset}..{} expired from the backup after this restore \
+             was planned (retention moved its start to {}); nothing of them was restored. Plan \
+             the restore again",
+            checkpoint.start_offset, checkpoint.start_offset
+        )));
+    }
+    Ok(())
 }
 
 /// The function's entry: checks the request, connects to the target, restores.
