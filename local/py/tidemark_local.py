@@ -239,6 +239,14 @@ def _client_config(args):
     return config
 
 
+def cmd_describe_topic_configs(args):
+    from confluent_kafka.admin import ConfigResource
+    admin = AdminClient(_client_config(args))
+    resource = ConfigResource(ConfigResource.Type.TOPIC, args.topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=30)
+    print(json.dumps({name: entry.value for name, entry in configs.items()}))
+
+
 def cmd_delete_topic(args):
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     if args.if_exists and args.topic not in admin.list_topics(timeout=10).topics:
@@ -529,6 +537,7 @@ def main():
     command("create-kms-key", cmd_create_kms_key, endpoint, (["--description"], dict(default="tidemark")))
     command("invoke", cmd_invoke, endpoint, (["--function"], dict(required=True)), (["--payload"], dict(default="{}")))
     group = (["--group"], dict(required=True))
+    command("describe-topic-configs", cmd_describe_topic_configs, bootstrap, topic, *security)
     command("delete-topic", cmd_delete_topic, bootstrap, topic, (["--if-exists"], dict(action="store_true")))
     command("list-topics", cmd_list_topics, bootstrap, *security)
     command("commit-offsets", cmd_commit_offsets, bootstrap, topic, group, (["--offset"], dict(action="append", required=True)),

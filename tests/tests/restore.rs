@@ -1255,3 +1255,70 @@ async fn records_of_one_and_four_megabytes_back_up_and_restore_exactly() {
         "every record, large ones included, restored byte for byte"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn month_old_records_restore_into_a_topic_that_keeps_them_and_a_rewriting_target_is_refused()
+{
+    let mut backup = Backup::start("aged", 1).await;
+    let month_ago = now_ms() - 30 * 24 * 3_600_000;
+    let records: Vec<Value> = (0..20)
+        .map(|n| payment(0, n, month_ago + n * 1_000, "aged"))
+        .collect();
+    let produced = backup.produce_and_back_up(records);
+    let (functions, machine) = backup.restore_machine(&[], 60).await;
+
+    // A created target: CreateTime, and a retention that cannot delete month-old records.
+    let target = format!("{}.restored", backup.topic);
+    let cut = json!({"mode": "time", "at": now_ms()});
+    let execution = machine
+        .run(
+            &backup.request(&target, cut.clone(), &[]),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_succeeded(&execution, &functions);
+    let configs = backup.stack.python(&[
+        "describe-topic-configs",
+        "--bootstrap",
+        &backup.stack.kafka_bootstrap,
+        "--topic",
+        &target,
+    ]);
+    assert_eq!(configs["retention.ms"], "-1", "{configs}");
+    assert_eq!(configs["message.timestamp.type"], "CreateTime", "{configs}");
+    assert_eq!(
+        backup
+            .consume(&target)
+            .iter()
+            .map(content)
+            .collect::<Vec<_>>(),
+        produced.iter().map(content).collect::<Vec<_>>(),
+        "old timestamps kept, every record there"
+    );
+
+    // An existing target that stamps its own time would rewrite them: refused in Plan.
+    let appending = format!("{}.appending", backup.topic);
+    backup.stack.create_topic(
+        &appending,
+        1,
+        &["message.timestamp.type=LogAppendTime", "retention.ms=-1"],
+    );
+    let execution = machine
+        .run(
+            &backup.request(&appending, cut, &[]),
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Failed,
+        "{}",
+        execution.describe()
+    );
+    let described = execution.describe();
+    assert!(
+        described.contains("message.timestamp.type=LogAppendTime"),
+        "{described}"
+    );
+    assert!(backup.consume(&appending).is_empty(), "nothing was written");
+}

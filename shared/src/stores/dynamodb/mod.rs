@@ -59,6 +59,23 @@ impl DynamoIndexStore {
             })
     }
 
+    /// A transaction's deletion of an item that must still exist (else the transaction fails
+    /// with ConditionalCheckFailed at its position).
+    fn delete_existing(&self, partition: &PartitionId, sk: String) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(partition_key(partition)))
+            .key("sk", AttributeValue::S(sk))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|error| Error::IndexStore {
+                operation: "TransactWriteItems",
+                message: error.to_string(),
+                retryable: false,
+            })?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     async fn query_prefix(&self, partition: &PartitionId, sk_prefix: &str) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut pages = self
@@ -244,11 +261,12 @@ fn decode_segment(item: &Item) -> Result<SegmentEntry> {
     })
 }
 
+fn gap_sk(gap: &Gap) -> String {
+    format!("{GAP_SK_PREFIX}{:020}#{:020}", gap.start, gap.end)
+}
+
 fn gap_item(partition: &PartitionId, gap: &Gap) -> Item {
-    let mut item = base_item(
-        partition,
-        format!("{GAP_SK_PREFIX}{:020}#{:020}", gap.start, gap.end),
-    );
+    let mut item = base_item(partition, gap_sk(gap));
     item.insert("start".into(), number(gap.start));
     item.insert("end".into(), number(gap.end));
     item.insert("detected_at_ms".into(), number(gap.detected_at_ms));
@@ -359,19 +377,7 @@ impl IndexStore for DynamoIndexStore {
         // filling the same gap, may have changed them): else the whole commit re-plans.
         let filled_positions = items.len()..items.len() + commit.filled_gaps.len();
         for gap in commit.filled_gaps {
-            let key = gap_item(commit.partition, gap);
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .key("pk", key["pk"].clone())
-                .key("sk", key["sk"].clone())
-                .condition_expression("attribute_exists(pk)")
-                .build()
-                .map_err(|error| Error::IndexStore {
-                    operation: "TransactWriteItems",
-                    message: error.to_string(),
-                    retryable: false,
-                })?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
+            items.push(self.delete_existing(commit.partition, gap_sk(gap))?);
         }
         let checkpoint_position = items.len();
         if let Some(new) = commit.new {
@@ -442,18 +448,7 @@ impl IndexStore for DynamoIndexStore {
                 .build(),
         ];
         for entry in old {
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .key("pk", AttributeValue::S(partition_key(partition)))
-                .key("sk", AttributeValue::S(segment_sk(entry)))
-                .condition_expression("attribute_exists(pk)")
-                .build()
-                .map_err(|error| Error::IndexStore {
-                    operation: "TransactWriteItems",
-                    message: error.to_string(),
-                    retryable: false,
-                })?;
-            items.push(TransactWriteItem::builder().delete(delete).build());
+            items.push(self.delete_existing(partition, segment_sk(entry))?);
             items.push(
                 TransactWriteItem::builder()
                     .put(self.put(retired_item(partition, entry, retired_at_ms))?)
@@ -515,10 +510,7 @@ impl IndexStore for DynamoIndexStore {
             items.push(delete(segment_sk(entry))?);
         }
         for gap in gaps {
-            items.push(delete(format!(
-                "{GAP_SK_PREFIX}{:020}#{:020}",
-                gap.start, gap.end
-            ))?);
+            items.push(delete(gap_sk(gap))?);
         }
         match self
             .client
