@@ -278,8 +278,22 @@ async fn compaction_on_real_stores_merges_sealed_segments_and_keeps_every_record
     let keys = SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), Some(kms_key));
     let before = read_all(&objects, &index, &keys, &partition).await;
     assert_eq!(before.len(), 100);
-    let segments_before = index.segments(&partition).await.unwrap().len();
+    let entries_before = index.segments(&partition).await.unwrap();
+    let segments_before = entries_before.len();
     assert!(segments_before >= 3);
+    // When the writer made each part durable: what a consistent cut asks of the backup.
+    let marks_before = tidemark_core::segment::WriteMark::normalize(
+        entries_before
+            .iter()
+            .flat_map(SegmentEntry::marks)
+            .collect(),
+    );
+    let reached_before = |at: i64| {
+        entries_before
+            .iter()
+            .filter_map(|entry| entry.reached_at(at))
+            .max()
+    };
 
     let compactor = Compactor {
         objects: &objects,
@@ -300,11 +314,34 @@ async fn compaction_on_real_stores_merges_sealed_segments_and_keeps_every_record
         (report.segments_written, report.segments_replaced),
         (1, segments_before)
     );
-    assert_eq!(index.segments(&partition).await.unwrap().len(), 1);
+    let merged = index.segments(&partition).await.unwrap();
+    assert_eq!(merged.len(), 1);
     assert_eq!(
         read_all(&objects, &index, &keys, &partition).await,
         before,
         "the same records, each once"
+    );
+    // The merged segment keeps the write marks, in DynamoDB and in its header, where the
+    // spec-derived Python reader finds them: a consistent cut is the same before and after.
+    assert_eq!(merged[0].write_marks, marks_before);
+    for mark in &marks_before {
+        for at in [mark.written_at_ms - 1, mark.written_at_ms] {
+            assert_eq!(merged[0].reached_at(at), reached_before(at), "cut at {at}");
+        }
+    }
+    let headers = stack.read_segments(&storage.bucket, &merged[0].key);
+    let python_marks: Vec<(i64, i64)> = headers[0]["header"]["write_marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| (pair[0].as_i64().unwrap(), pair[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        python_marks,
+        marks_before
+            .iter()
+            .map(|mark| (mark.last_offset, mark.written_at_ms))
+            .collect::<Vec<_>>()
     );
     let validate = |depth| validate_partition(&objects, &index, &keys, &layout, &partition, depth);
     assert_eq!(
