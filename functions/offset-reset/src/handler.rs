@@ -60,8 +60,14 @@ pub struct PlanSummary {
     /// Per group and partition: current → new (the first [`MOVES_SHOWN`]).
     pub moves: Vec<MoveLine>,
     pub moves_omitted: usize,
+    /// The first [`WARNINGS_SHOWN`] warnings; all of them are in the plan.
     pub warnings: Vec<String>,
+    #[serde(default)]
+    pub warnings_omitted: usize,
 }
+
+/// Warnings shown in a plan step's output (one per group at most, so possibly thousands).
+pub const WARNINGS_SHOWN: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoveLine {
@@ -175,7 +181,8 @@ impl Handler {
             partitions: plan.partition_count(),
             moves,
             moves_omitted,
-            warnings: plan.warnings.clone(),
+            warnings: plan.warnings.iter().take(WARNINGS_SHOWN).cloned().collect(),
+            warnings_omitted: plan.warnings.len().saturating_sub(WARNINGS_SHOWN),
         })
     }
 
