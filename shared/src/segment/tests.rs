@@ -294,3 +294,45 @@ fn stored_segment_check_catches_body_damage_before_decoding() {
         Err(Error::CorruptSegment(_))
     ));
 }
+
+#[test]
+fn write_marks_round_trip_normalized_and_malformed_ones_are_refused() {
+    let mark = |last_offset, written_at_ms| WriteMark {
+        last_offset,
+        written_at_ms,
+    };
+    // (7, 50) is redundant: 9 was reached earlier, at 40.
+    let marks = vec![mark(9, 40), mark(3, 10), mark(7, 50), mark(5, 20)];
+    let mut encoder = SegmentEncoder::with_write_marks("payments", 0, 3, marks).unwrap();
+    for offset in 0..10 {
+        encoder.push(&record(offset)).unwrap();
+    }
+    let segment = encoder.finish().unwrap();
+    let expected = vec![mark(3, 10), mark(5, 20), mark(9, 40)];
+    assert_eq!(segment.header.write_marks, expected);
+    let (header, records) = decode(&segment.bytes).unwrap();
+    assert_eq!(header.write_marks, expected);
+    assert_eq!(records.len(), 10);
+    assert_eq!(WriteMark::reached_at(&expected, 25), Some(5));
+    assert_eq!(WriteMark::reached_at(&expected, 9), None);
+
+    // Marks that do not reach the segment's last offset cannot be written.
+    let mut short = SegmentEncoder::with_write_marks("payments", 0, 3, vec![mark(5, 1)]).unwrap();
+    for offset in 0..10 {
+        short.push(&record(offset)).unwrap();
+    }
+    assert!(matches!(short.finish(), Err(Error::CorruptSegment(_))));
+
+    // Marks out of order in a stored header are refused (header CRC recomputed).
+    let mut bytes = segment.bytes.to_vec();
+    let header_len = segment.header.header_len();
+    let marks_at = header_len - 4 - 3 * 16;
+    let (first, second) = (marks_at, marks_at + 16);
+    let swapped: Vec<u8> = [&bytes[second..second + 16], &bytes[first..first + 16]].concat();
+    bytes[first..first + 32].copy_from_slice(&swapped);
+    let crc = crc32c::crc32c(&bytes[..header_len - 4]);
+    bytes[header_len - 4..header_len].copy_from_slice(&crc.to_be_bytes());
+    assert!(
+        matches!(decode(&bytes), Err(Error::CorruptSegment(message)) if message.contains("write marks"))
+    );
+}
