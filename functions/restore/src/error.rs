@@ -19,6 +19,9 @@ pub enum RestoreError {
     /// After restoring, the target does not hold what the restore produced.
     #[error("restored counts do not match: {0}")]
     CountMismatch(String),
+    /// Another invocation may be restoring the partition right now; retry later.
+    #[error("partition busy: {0}")]
+    PartitionBusy(String),
     #[error(transparent)]
     Core(#[from] tidemark_core::Error),
 }
@@ -30,6 +33,7 @@ impl RestoreError {
             RestoreError::Refused(_) => "Tidemark.Refused",
             RestoreError::TargetChanged(_) => "Tidemark.TargetChanged",
             RestoreError::CountMismatch(_) => "Tidemark.CountMismatch",
+            RestoreError::PartitionBusy(_) => "Tidemark.PartitionBusy",
             RestoreError::Core(error) if error.is_retryable() => "Tidemark.Retryable",
             RestoreError::Core(_) => "Tidemark.Failed",
         }

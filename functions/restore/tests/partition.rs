@@ -289,3 +289,71 @@ async fn segments_expired_after_the_plan_fail_the_partition_instead_of_being_ski
     );
     assert!(restored(&target).is_empty(), "nothing was produced");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_invocation_produces_nothing_while_the_first_holds_the_partition() {
+    use restore::partition::lease;
+    let fixture = Fixture::new();
+    let records: Vec<Record> = (0..100).map(|o| record(o, 1_000 + o)).collect();
+    fixture.segment(0, &records, 5, true).await;
+    let task = fixture.task(0, 0, 100, time_cut(i64::MAX));
+    let restore_id = RestoreId::parse("r1").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+
+    // The first invocation is still running (a Step Functions retry started a second one).
+    let held = lease::acquire(
+        &fixture.backup,
+        &fixture.backup_id,
+        &restore_id,
+        TOPIC,
+        0,
+        now + 60_000,
+        now,
+    )
+    .await
+    .unwrap();
+    let target = MemoryTargetWriter::new();
+    let error = run(&fixture, &target, &task, now + 60_000, 1_000)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.PartitionBusy", "{error}");
+    assert!(
+        restored(&target).is_empty(),
+        "the second invocation produced nothing"
+    );
+
+    // Once the first returns (its lease released), the next invocation restores everything.
+    held.release(&fixture.backup).await.unwrap();
+    let report = run(&fixture, &target, &task, i64::MAX, 1_000)
+        .await
+        .unwrap();
+    assert!(report.done);
+    assert_eq!(restored(&target).len(), 100);
+
+    // A holder that crashed releases nothing: its partition waits until the holder's deadline,
+    // after which Lambda has stopped it for certain.
+    let other = Fixture::new();
+    other.segment(0, &records, 5, true).await;
+    let crashed = lease::acquire(
+        &other.backup,
+        &other.backup_id,
+        &restore_id,
+        TOPIC,
+        0,
+        now - 10_000,
+        now - 70_000,
+    )
+    .await
+    .unwrap();
+    drop(crashed);
+    let target = MemoryTargetWriter::new();
+    let report = run(&other, &target, &task, i64::MAX, 1_000).await.unwrap();
+    assert!(
+        report.done,
+        "a lease past its holder's deadline does not block"
+    );
+    assert_eq!(restored(&target).len(), 100);
+}

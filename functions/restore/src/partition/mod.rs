@@ -8,6 +8,7 @@
 //! invocation that died before it could record them: it checks the last one against the
 //! source, maps them, and carries on after them. No record is produced twice or skipped.
 
+pub mod lease;
 pub mod scan;
 pub mod target;
 
@@ -165,8 +166,44 @@ pub async fn finished_partitions<'a>(
     Ok(finished)
 }
 
-/// Restores records of `task` until it is done or `deadline_ms` (epoch ms) draws near.
+/// Restores records of `task` until it is done or `deadline_ms` (epoch ms) draws near, holding
+/// the partition's lease meanwhile (see [`lease`]): never two invocations producing at once.
 pub async fn restore_partition(
+    backup: &Backup,
+    target: &dyn TargetWriter,
+    backup_id: &BackupId,
+    restore_id: &RestoreId,
+    task: &PartitionTask,
+    deadline_ms: i64,
+    pacing: Pacing,
+) -> Result<PartitionReport> {
+    let lease = lease::acquire(
+        backup,
+        backup_id,
+        restore_id,
+        &task.source_topic,
+        task.partition,
+        deadline_ms,
+        now_ms(),
+    )
+    .await?;
+    let restored = restore_leased(
+        backup,
+        target,
+        backup_id,
+        restore_id,
+        task,
+        deadline_ms,
+        pacing,
+    )
+    .await;
+    let released = lease.release(backup).await;
+    let report = restored?;
+    released?;
+    Ok(report)
+}
+
+async fn restore_leased(
     backup: &Backup,
     target: &dyn TargetWriter,
     backup_id: &BackupId,
