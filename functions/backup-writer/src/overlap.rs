@@ -44,13 +44,13 @@ pub async fn verify_overlap(
         offset,
         reason,
     };
-    let mut covering = index
+    let mut covering: std::collections::VecDeque<_> = index
         .segments_covering(partition, first, overlap_end)
-        .await?;
+        .await?
+        .into();
     let mut widened = false;
     let mut read = std::collections::HashSet::new();
-    while !covering.is_empty() {
-        let segment = covering.remove(0);
+    while let Some(segment) = covering.pop_front() {
         read.insert(segment.key.clone());
         let Some(bytes) = objects.get(&segment.key).await? else {
             // Compaction or retention may have just replaced it: the index tells.

@@ -181,7 +181,7 @@ pub async fn make_plan(
         let (partition_count, configs) = match from_snapshot {
             Some(topic) => (
                 topic.partition_count.max(backed_up_count),
-                creatable_configs(&topic.configs),
+                topic.configs.clone(),
             ),
             None => {
                 warnings.push(format!(
@@ -327,14 +327,16 @@ pub async fn make_plan(
         }
     }
     warnings.extend(target_fit::check_existing_targets(target, &existing, now_ms).await?);
+    let record_bytes: BTreeMap<&str, u64> = topics
+        .iter()
+        .zip(&ranges)
+        .map(|(topic, range)| (topic.source.as_str(), range.producer_record_bytes()))
+        .collect();
     for task in &mut partitions {
-        if let Some((_, range)) = topics
-            .iter()
-            .zip(&ranges)
-            .find(|(topic, _)| topic.source == task.source_topic)
-        {
-            task.max_record_bytes = range.producer_record_bytes();
-        }
+        task.max_record_bytes = record_bytes
+            .get(task.source_topic.as_str())
+            .copied()
+            .unwrap_or(0);
     }
 
     Ok(RestorePlan {
@@ -456,14 +458,4 @@ async fn target_bases(target: &dyn ClusterReader, topic: &TopicPlan) -> Result<V
         .into_iter()
         .map(|watermarks| watermarks.high)
         .collect())
-}
-
-/// Backed-up configs to create a target with. `message.timestamp.type=LogAppendTime` would
-/// make the broker overwrite every restored timestamp, so created topics keep CreateTime.
-fn creatable_configs(configs: &TopicConfigs) -> TopicConfigs {
-    configs
-        .iter()
-        .filter(|(name, _)| name.as_str() != "message.timestamp.type")
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
 }
