@@ -107,6 +107,27 @@ impl Error {
         }
     }
 
+    /// The same failure for another caller (one broker error answers every group that
+    /// shared its request): a Kafka error keeps its kind; others keep their words.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Kafka {
+                operation,
+                message,
+                retryable,
+            } => Error::Kafka {
+                operation,
+                message: message.clone(),
+                retryable: *retryable,
+            },
+            other => Error::Kafka {
+                operation: "cluster request",
+                message: other.to_string(),
+                retryable: other.is_retryable(),
+            },
+        }
+    }
+
     /// Puts what a cluster error was about (a topic, a group) at the front of its message.
     pub fn with_subject(self, subject: &str) -> Self {
         match self {

@@ -1,18 +1,20 @@
 //! Resetting 500 consumer groups × 10 partitions on the local broker: the offset-reset
-//! function's apply and verify steps with their bounded concurrency, against the same steps
-//! one group at a time, in the same run. Every run moves every group to a new position and
-//! reads it back, so no run finds the work already done.
+//! function's apply and verify steps on the wire-protocol client (one OffsetCommit per group,
+//! all pipelined; OffsetFetch for many groups per request), against the librdkafka path they
+//! replaced (one short-lived consumer per group, 32 groups at a time), in the same run. Every
+//! run moves every group to a new position and reads it back, so no run finds the work done.
 //!
 //! Needs the local stack (`local/up.sh`). Run:
 //!   source local/env.sh && local/up.sh && \
-//!   cargo bench -p tidemark-tests --bench offset_reset -- [GROUPS] [PARTITIONS] [CONCURRENCY]
+//!   cargo bench -p tidemark-tests --bench offset_reset -- [GROUPS] [PARTITIONS] [--json FILE]
 
 use std::time::{Duration, Instant};
 
 use offset_reset::apply::{apply, verify};
 use offset_reset::config::DEFAULT_CONCURRENCY;
 use offset_reset::plan::{GroupMove, PartitionMove, ResetPlan};
-use tidemark_core::kafka::{KafkaCluster, KafkaConnection};
+use tidemark_core::kafka::{CommittedOffset, KafkaCluster, KafkaConnection, TopicPartition};
+use tidemark_tests::librdkafka_groups::LibrdkafkaGroups;
 use tidemark_tests::{Stack, unique};
 
 const RUNS: usize = 3;
@@ -44,12 +46,11 @@ fn plan(groups: &[String], topic: &str, partitions: i32, offset: i64) -> ResetPl
 }
 
 /// Median wall time of apply and of verify over `RUNS` runs, each to a new position.
-async fn measure(
+async fn measure_wire(
     cluster: &KafkaCluster,
     groups: &[String],
     topic: &str,
     partitions: i32,
-    concurrency: usize,
     first_offset: i64,
 ) -> (Duration, Duration) {
     let mut applied = Vec::new();
@@ -57,11 +58,61 @@ async fn measure(
     for run in 0..RUNS {
         let plan = plan(groups, topic, partitions, first_offset + 100 * run as i64);
         let started = Instant::now();
-        apply(&plan, cluster, concurrency).await.expect("apply");
+        apply(&plan, cluster).await.expect("apply");
         applied.push(started.elapsed());
         let started = Instant::now();
-        verify(&plan, cluster, concurrency).await.expect("verify");
+        verify(&plan, cluster).await.expect("verify");
         verified.push(started.elapsed());
+    }
+    applied.sort();
+    verified.sort();
+    (applied[RUNS / 2], verified[RUNS / 2])
+}
+
+/// The same work through librdkafka: commit every group, then read every group back and check.
+async fn measure_librdkafka(
+    baseline: &LibrdkafkaGroups,
+    groups: &[String],
+    topic: &str,
+    partitions: i32,
+    first_offset: i64,
+) -> (Duration, Duration) {
+    let mut applied = Vec::new();
+    let mut verified = Vec::new();
+    for run in 0..RUNS {
+        let plan = plan(groups, topic, partitions, first_offset + 100 * run as i64);
+        let commits: Vec<(String, Vec<CommittedOffset>)> = plan
+            .groups
+            .iter()
+            .map(|group| {
+                let offsets = group
+                    .partitions
+                    .iter()
+                    .map(|moved| CommittedOffset {
+                        topic: moved.topic.clone(),
+                        partition: moved.partition,
+                        offset: moved.new,
+                        metadata: String::new(),
+                    })
+                    .collect();
+                (group.group.clone(), offsets)
+            })
+            .collect();
+        let wanted: Vec<(String, Vec<TopicPartition>)> = plan
+            .groups
+            .iter()
+            .map(|group| (group.group.clone(), group.topic_partitions()))
+            .collect();
+        let started = Instant::now();
+        baseline.commit(&commits).await;
+        applied.push(started.elapsed());
+        let started = Instant::now();
+        let read = baseline.committed(&wanted).await;
+        verified.push(started.elapsed());
+        for ((group, expected), found) in commits.iter().zip(read) {
+            assert_eq!(found.len(), expected.len(), "{group}");
+            assert!(found.iter().zip(expected).all(|(f, e)| f.offset == e.offset), "{group}");
+        }
     }
     applied.sort();
     verified.sort();
@@ -70,15 +121,17 @@ async fn measure(
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json_path = args
+        .iter()
+        .position(|arg| arg == "--json")
+        .map(|index| args[index + 1].clone());
+    let numbers: Vec<&String> = args
+        .iter()
+        .filter(|arg| arg.parse::<usize>().is_ok())
         .collect();
-    let group_count: usize = args.first().map_or(500, |n| n.parse().expect("GROUPS"));
-    let partitions: i32 = args.get(1).map_or(10, |n| n.parse().expect("PARTITIONS"));
-    let concurrency: usize = args
-        .get(2)
-        .map_or(DEFAULT_CONCURRENCY, |n| n.parse().expect("CONCURRENCY"));
+    let group_count: usize = numbers.first().map_or(500, |n| n.parse().unwrap());
+    let partitions: i32 = numbers.get(1).map_or(10, |n| n.parse().unwrap());
     let stack = Stack::from_env();
     let topic = unique("bench-reset");
     stack.create_topic(&topic, partitions as u32, &[]);
@@ -86,45 +139,51 @@ async fn main() {
     let groups: Vec<String> = (0..group_count)
         .map(|n| format!("{prefix}-{n:04}"))
         .collect();
-    let cluster = KafkaCluster::connect(
-        KafkaConnection::plaintext(stack.kafka_bootstrap.clone()),
-        "tidemark-bench",
-        DEFAULT_CONCURRENCY,
-    )
-    .expect("connecting");
+    let connection = KafkaConnection::plaintext(stack.kafka_bootstrap.clone());
+    let cluster = KafkaCluster::connect(connection.clone(), "tidemark-bench").expect("connecting");
+    let baseline = LibrdkafkaGroups {
+        connection,
+        concurrency: DEFAULT_CONCURRENCY,
+    };
 
     println!(
         "{group_count} groups × {partitions} partitions ({} offsets), median of {RUNS} runs each",
         group_count * partitions as usize
     );
-    let (parallel_apply, parallel_verify) = measure(
-        &cluster,
-        &groups,
-        &topic,
-        partitions,
-        DEFAULT_CONCURRENCY,
-        1_000,
-    )
-    .await;
-    let (serial_apply, serial_verify) =
-        measure(&cluster, &groups, &topic, partitions, 1, 2_000).await;
+    let (old_apply, old_verify) =
+        measure_librdkafka(&baseline, &groups, &topic, partitions, 1_000).await;
+    let (new_apply, new_verify) = measure_wire(&cluster, &groups, &topic, partitions, 2_000).await;
+    let old_total = old_apply + old_verify;
     let row = |name: &str, apply: Duration, verify: Duration| {
         let total = apply + verify;
-        let serial_total = serial_apply + serial_verify;
         println!(
-            "| {name} | {:.3} s | {:.3} s | {:.3} s | {:.1}× |",
-            apply.as_secs_f64(),
-            verify.as_secs_f64(),
-            total.as_secs_f64(),
-            serial_total.as_secs_f64() / total.as_secs_f64()
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1}× |",
+            apply.as_secs_f64() * 1e3,
+            verify.as_secs_f64() * 1e3,
+            total.as_secs_f64() * 1e3,
+            old_total.as_secs_f64() / total.as_secs_f64()
         );
     };
-    println!("| path | apply | verify | apply + verify | speed-up vs one at a time |");
+    println!("| path | apply | verify | apply + verify | speed-up vs librdkafka |");
     println!("|---|---|---|---|---|");
-    row("one group at a time", serial_apply, serial_verify);
     row(
-        &format!("{concurrency} groups at a time"),
-        parallel_apply,
-        parallel_verify,
+        &format!("librdkafka, a consumer per group, {DEFAULT_CONCURRENCY} at a time"),
+        old_apply,
+        old_verify,
     );
+    row("wire protocol, pipelined and batched", new_apply, new_verify);
+    if let Some(path) = json_path {
+        let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+        let json = serde_json::json!({
+            "bench": "offset_reset",
+            "groups": group_count,
+            "partitions": partitions,
+            "runs": RUNS,
+            "statistic": "median",
+            "librdkafka": {"apply_ms": ms(old_apply), "verify_ms": ms(old_verify)},
+            "wire": {"apply_ms": ms(new_apply), "verify_ms": ms(new_verify)},
+            "speedup_apply_plus_verify": old_total.as_secs_f64() / (new_apply + new_verify).as_secs_f64(),
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("writing JSON");
+    }
 }

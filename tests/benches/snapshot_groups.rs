@@ -1,33 +1,97 @@
-//! How long one snapshot takes for hundreds of consumer groups on the local broker, by
-//! parallelism; parallelism 1 (one group at a time) is the baseline measured in the same run.
+//! How long one snapshot takes for 1000 consumer groups × 8 partitions on the local broker:
+//! the snapshotter's collector on the wire-protocol client, against the same collector reading
+//! group offsets the librdkafka way (one consumer per group, 16 at a time), in the same run.
 //!
 //! Needs the local stack (`local/up.sh`). Run:
 //!   source local/env.sh && local/up.sh && \
-//!   cargo bench -p tidemark-tests --bench snapshot_groups --profile dev -- [GROUPS] [PARTITIONS]
+//!   cargo bench -p tidemark-tests --bench snapshot_groups -- [GROUPS] [PARTITIONS] [--json FILE]
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
+use async_trait::async_trait;
 use tidemark_core::config::NameFilter;
-use tidemark_core::kafka::{KafkaCluster, KafkaConnection};
+use tidemark_core::kafka::{
+    ClusterReader, CommittedOffset, GroupDescription, KafkaCluster, KafkaConnection,
+    TopicConfigs, TopicDescription, TopicPartition, Watermarks,
+};
 use tidemark_core::layout::BackupId;
 use tidemark_core::stores::MemoryIndexStore;
+use tidemark_tests::librdkafka_groups::LibrdkafkaGroups;
 use tidemark_tests::{Stack, unique};
+
+/// The wire client for everything but group offsets, which it reads through librdkafka.
+struct LibrdkafkaOffsets {
+    wire: KafkaCluster,
+    groups: LibrdkafkaGroups,
+}
+
+#[async_trait]
+impl ClusterReader for LibrdkafkaOffsets {
+    async fn topics(&self) -> tidemark_core::Result<Vec<TopicDescription>> {
+        self.wire.topics().await
+    }
+    async fn watermarks(&self, partitions: &[TopicPartition]) -> tidemark_core::Result<Vec<Watermarks>> {
+        self.wire.watermarks(partitions).await
+    }
+    async fn topic_configs(
+        &self,
+        topics: &[String],
+    ) -> tidemark_core::Result<BTreeMap<String, TopicConfigs>> {
+        self.wire.topic_configs(topics).await
+    }
+    async fn effective_topic_configs(
+        &self,
+        topics: &[String],
+        names: &[&str],
+    ) -> tidemark_core::Result<BTreeMap<String, TopicConfigs>> {
+        self.wire.effective_topic_configs(topics, names).await
+    }
+    async fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        at_ms: i64,
+    ) -> tidemark_core::Result<Vec<i64>> {
+        self.wire.offsets_for_time(partitions, at_ms).await
+    }
+    async fn groups(&self) -> tidemark_core::Result<Vec<GroupDescription>> {
+        self.wire.groups().await
+    }
+    async fn committed_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> tidemark_core::Result<Vec<CommittedOffset>> {
+        let wanted = [(group_id.to_owned(), partitions.to_vec())];
+        Ok(self.groups.committed(&wanted).await.pop().unwrap())
+    }
+    async fn committed_offsets_of_groups(
+        &self,
+        wanted: &[(String, Vec<TopicPartition>)],
+    ) -> Vec<tidemark_core::Result<Vec<CommittedOffset>>> {
+        self.groups.committed(wanted).await.into_iter().map(Ok).collect()
+    }
+}
 
 const RUNS: usize = 5;
 
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"));
-    let groups: usize = args.next().map_or(200, |arg| arg.parse().expect("GROUPS"));
-    let partitions: i32 = args
-        .next()
-        .map_or(8, |arg| arg.parse().expect("PARTITIONS"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json_path = args
+        .iter()
+        .position(|arg| arg == "--json")
+        .map(|index| args[index + 1].clone());
+    let numbers: Vec<&String> = args
+        .iter()
+        .filter(|arg| arg.parse::<usize>().is_ok())
+        .collect();
+    let groups: usize = numbers.first().map_or(1000, |n| n.parse().unwrap());
+    let partitions: i32 = numbers.get(1).map_or(8, |n| n.parse().unwrap());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(run(groups, partitions));
+    runtime.block_on(run(groups, partitions, json_path));
 }
 
-async fn run(groups: usize, partitions: i32) {
+async fn run(groups: usize, partitions: i32, json_path: Option<String>) {
     let stack = Stack::from_env();
     let prefix = unique("bench").replace('-', "_");
     let topic = format!("{prefix}.payments");
@@ -56,26 +120,34 @@ async fn run(groups: usize, partitions: i32) {
     let topics = NameFilter::new(Some(regex(&format!("{prefix}\\..*"))), None);
     let group_filter = NameFilter::new(Some(regex(&format!("{prefix}-.*"))), None);
 
+    let connection = KafkaConnection::plaintext(&stack.kafka_bootstrap);
+    let wire = KafkaCluster::connect(connection.clone(), "tidemark-bench").unwrap();
+    let librdkafka = LibrdkafkaOffsets {
+        wire: KafkaCluster::connect(connection.clone(), "tidemark-bench").unwrap(),
+        groups: LibrdkafkaGroups {
+            connection,
+            concurrency: 16,
+        },
+    };
     println!("groups={groups} partitions={partitions} runs={RUNS} (median, min)");
-    println!("| parallelism | median | min | speed-up vs 1 |");
+    println!("| group offsets read by | median | min | speed-up vs librdkafka |");
     println!("|---|---|---|---|");
+    let mut results = Vec::new();
+    let readers: [(&str, &dyn ClusterReader); 2] = [
+        ("librdkafka, a consumer per group, 16 at a time", &librdkafka),
+        ("wire protocol, batched OffsetFetch", &wire),
+    ];
     let mut baseline = None;
-    for parallelism in [1, 4, 16, 64] {
-        let cluster = KafkaCluster::connect(
-            KafkaConnection::plaintext(&stack.kafka_bootstrap),
-            "tidemark-bench",
-            parallelism,
-        )
-        .unwrap();
+    for (name, cluster) in readers {
         let collector = offset_snapshotter::collect::Collector {
-            cluster: &cluster,
+            cluster,
             index: &index,
             catalog: &index,
             backup_id: &backup_id,
             bootstrap_servers: &stack.kafka_bootstrap,
             topics: &topics,
             groups: &group_filter,
-            parallelism,
+            parallelism: 16,
         };
         let mut times = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {
@@ -96,10 +168,21 @@ async fn run(groups: usize, partitions: i32) {
         let median = times[RUNS / 2];
         let baseline = *baseline.get_or_insert(median);
         println!(
-            "| {parallelism} | {median:.0} ms | {:.0} ms | {:.2}× |",
+            "| {name} | {median:.0} ms | {:.0} ms | {:.2}× |",
             times[0],
             baseline / median
         );
+        results.push(serde_json::json!({"reader": name, "median_ms": median, "min_ms": times[0]}));
+    }
+    if let Some(path) = json_path {
+        let json = serde_json::json!({
+            "bench": "snapshot_groups",
+            "groups": groups,
+            "partitions": partitions,
+            "runs": RUNS,
+            "results": results,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("writing JSON");
     }
 }
 

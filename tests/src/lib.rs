@@ -5,6 +5,7 @@
 
 pub mod fault_proxy;
 pub mod kafka_proxy;
+pub mod librdkafka_groups;
 pub mod process;
 pub mod stepfunctions;
 

@@ -42,7 +42,7 @@ async fn msk_iam_tokens_reach_the_sasl_handshake() {
     )
     .await
     .unwrap();
-    let cluster = KafkaCluster::connect(connection, "tidemark-test", 1).unwrap();
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
     let error = cluster.topics().await.unwrap_err().to_string();
     assert!(
         error.contains(&format!(

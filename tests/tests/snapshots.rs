@@ -398,10 +398,14 @@ async fn a_deleted_and_recreated_topic_starts_a_new_generation() {
     assert_eq!(recreations.len(), 1, "{second}");
     assert_eq!(recreations[0]["topic"], json!(payments));
     assert_eq!(recreations[0]["generation"], json!(1));
-    assert_eq!(
-        recreations[0]["evidence"],
-        json!(["partition 0 log end went back from 20 to 2"])
+    // The broker reports topic ids (Metadata v10+): the new id is the first evidence.
+    let evidence = recreations[0]["evidence"].as_array().unwrap();
+    assert!(
+        evidence[0].as_str().unwrap().starts_with("topic id changed from "),
+        "{evidence:?}"
     );
+    assert_eq!(evidence[1], json!("partition 0 log end went back from 20 to 2"));
+    assert!(recreations[0]["topic_id"].is_string(), "{second}");
     assert_eq!(
         scenario.latest().await.topic(&payments).unwrap().generation,
         1
@@ -567,7 +571,7 @@ async fn an_unreachable_cluster_is_a_clear_retryable_error_that_writes_nothing()
     let (error_type, message) = scenario.failure(&host).await;
     assert_eq!(error_type, "Tidemark.Retryable", "{message}");
     assert!(
-        message.contains(&format!("cannot reach any broker of {nowhere}")),
+        message.contains(&format!("cannot reach broker {nowhere} of {nowhere}")),
         "{message}"
     );
     assert!(

@@ -1,6 +1,6 @@
 //! The forward path: check every group is empty, record where each stands, move them all
-//! (bounded concurrency, one commit request per group carrying all its partitions), then read
-//! every one back.
+//! (one commit request per group carrying all its partitions, all pipelined), then read every
+//! one back (many groups per request).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use tidemark_core::object_store::{get_json, put_json_once};
 use crate::error::{ResetError, Result};
 use crate::plan::ResetPlan;
 use crate::records::{OFFSETS_BEFORE, ResetRecords};
-use crate::{committed_by_group, now_ms, run_bounded};
+use crate::{committed_by_group, now_ms};
 
 /// Where each group stood right before the first change: what a rollback returns to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,24 +93,21 @@ pub async fn snapshot(
                 .iter()
                 .map(|group| (group.group.clone(), group.topic_partitions()))
                 .collect();
-            let mut current = committed_by_group(cluster, &wanted, records.concurrency).await?;
+            // Offsets with their commit metadata: a rollback puts both back.
+            let mut current = BTreeMap::new();
+            for ((group, _), read) in wanted
+                .iter()
+                .zip(cluster.committed_offsets_of_groups(&wanted).await)
+            {
+                current.insert(group.clone(), read?);
+            }
             let groups = plan
                 .groups
                 .iter()
                 .map(|group| GroupBefore {
                     group: group.group.clone(),
                     existed: known.contains(&group.group),
-                    offsets: current
-                        .remove(&group.group)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(tp, offset)| CommittedOffset {
-                            topic: tp.topic,
-                            partition: tp.partition,
-                            offset,
-                            metadata: String::new(),
-                        })
-                        .collect(),
+                    offsets: current.remove(&group.group).unwrap_or_default(),
                 })
                 .collect();
             let before = OffsetsBefore {
@@ -128,18 +125,15 @@ pub async fn snapshot(
     })
 }
 
-/// Commits every group's new offsets, `concurrency` groups at a time. Every group is tried;
-/// the error names each group that failed and why. Retryable when every failure was.
-pub async fn apply(
-    plan: &ResetPlan,
-    cluster: &dyn Cluster,
-    concurrency: usize,
-) -> Result<StepCounts> {
-    let results = run_bounded(
-        plan.groups.iter().collect(),
-        concurrency,
-        |group| async move {
-            let offsets: Vec<CommittedOffset> = group
+/// Commits every group's new offsets, one request per group carrying all its partitions, all
+/// in flight at once. Every group is tried; the error names each group that failed and why.
+/// Retryable when every failure was.
+pub async fn apply(plan: &ResetPlan, cluster: &dyn Cluster) -> Result<StepCounts> {
+    let commits: Vec<(String, Vec<CommittedOffset>)> = plan
+        .groups
+        .iter()
+        .map(|group| {
+            let offsets = group
                 .partitions
                 .iter()
                 .map(|moved| CommittedOffset {
@@ -149,15 +143,16 @@ pub async fn apply(
                     metadata: String::new(),
                 })
                 .collect();
-            cluster
-                .commit_offsets(&group.group, &offsets)
-                .await
-                .map_err(|error| (group.group.as_str(), error))
-        },
-    )
-    .await;
+            (group.group.clone(), offsets)
+        })
+        .collect();
+    let results: Vec<tidemark_core::Result<()>> = cluster.commit_offsets_of_groups(&commits).await;
+    let results = plan
+        .groups
+        .iter()
+        .zip(results)
+        .map(|(group, result)| result.map_err(|error| (group.group.as_str(), error)));
     let failures: Vec<(&str, tidemark_core::Error)> = results
-        .into_iter()
         .filter_map(|result| result.err())
         .collect();
     if failures.is_empty() {
@@ -182,17 +177,13 @@ pub async fn apply(
 }
 
 /// Reads every group back: each planned partition must hold its new offset.
-pub async fn verify(
-    plan: &ResetPlan,
-    cluster: &dyn Cluster,
-    concurrency: usize,
-) -> Result<StepCounts> {
+pub async fn verify(plan: &ResetPlan, cluster: &dyn Cluster) -> Result<StepCounts> {
     let wanted: Vec<(String, Vec<TopicPartition>)> = plan
         .groups
         .iter()
         .map(|group| (group.group.clone(), group.topic_partitions()))
         .collect();
-    let found = committed_by_group(cluster, &wanted, concurrency).await?;
+    let found = committed_by_group(cluster, &wanted).await?;
     let wrong: Vec<String> = plan
         .groups
         .iter()

@@ -101,15 +101,14 @@ impl Handler {
         let plan = self.load_plan(&reset_id).await?;
         let cluster = self.connector.cluster(&request.target).await?;
         let cluster = cluster.as_ref();
-        let concurrency = self.records.concurrency;
         Ok(match input.step {
             Step::Plan => unreachable!("handled above"),
             Step::CheckGroups => to_json(apply::check_groups(&plan, cluster).await?),
             Step::Snapshot => {
                 to_json(apply::snapshot(&self.records, &reset_id, &plan, cluster).await?)
             }
-            Step::Apply => to_json(apply::apply(&plan, cluster, concurrency).await?),
-            Step::Verify => to_json(apply::verify(&plan, cluster, concurrency).await?),
+            Step::Apply => to_json(apply::apply(&plan, cluster).await?),
+            Step::Verify => to_json(apply::verify(&plan, cluster).await?),
             Step::Rollback => {
                 to_json(rollback::rollback(&self.records, &reset_id, &plan, cluster).await?)
             }

@@ -35,31 +35,25 @@ where
         .await
 }
 
-/// Each group's committed offsets on its partitions, read `concurrency` groups at a time.
+/// Each group's committed offsets on its partitions, all groups in one batched read.
 pub async fn committed_by_group(
     cluster: &dyn ClusterReader,
     wanted: &[(String, Vec<TopicPartition>)],
-    concurrency: usize,
 ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, i64>>> {
-    let read = run_bounded(
-        wanted.to_vec(),
-        concurrency,
-        |(group, partitions)| async move {
-            let offsets = cluster.committed_offsets(&group, &partitions).await?;
-            let offsets = offsets
-                .into_iter()
-                .map(|offset| {
-                    (
-                        TopicPartition::new(offset.topic, offset.partition),
-                        offset.offset,
-                    )
-                })
-                .collect();
-            Ok((group, offsets))
-        },
-    )
-    .await;
-    read.into_iter().collect()
+    let mut found = BTreeMap::new();
+    for ((group, _), read) in wanted.iter().zip(cluster.committed_offsets_of_groups(wanted).await) {
+        let offsets = read?
+            .into_iter()
+            .map(|offset| {
+                (
+                    TopicPartition::new(offset.topic, offset.partition),
+                    offset.offset,
+                )
+            })
+            .collect();
+        found.insert(group.clone(), offsets);
+    }
+    Ok(found)
 }
 
 pub(crate) fn now_ms() -> i64 {

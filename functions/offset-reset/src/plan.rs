@@ -170,7 +170,7 @@ pub async fn make_plan(
             )
         })
         .collect();
-    let current = committed_by_group(cluster, &wanted, records.concurrency).await?;
+    let current = committed_by_group(cluster, &wanted).await?;
     let mut planned = Vec::new();
     for (group, moves) in targets {
         if moves.is_empty() {

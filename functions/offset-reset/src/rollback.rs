@@ -2,7 +2,7 @@
 //! back, and say in one cause what failed, why, and what was undone.
 
 use serde::{Deserialize, Serialize};
-use tidemark_core::kafka::{Cluster, CommittedOffset, TopicPartition};
+use tidemark_core::kafka::{Cluster, CommittedOffset, OffsetRemoval, TopicPartition};
 use tidemark_core::layout::ResetId;
 
 use crate::apply::{OffsetsBefore, describe_mismatches};
@@ -19,8 +19,13 @@ pub struct RollbackOutcome {
     pub groups_restored: Vec<String>,
     /// Groups the reset created, deleted again.
     pub groups_deleted: Vec<String>,
-    /// Partitions a group had no offset on before but has now: Kafka cannot un-commit one.
-    pub not_undone: Vec<String>,
+    /// Partitions a group had no offset on before: their new offsets deleted (OffsetDelete).
+    #[serde(default)]
+    pub offsets_deleted: Vec<String>,
+    /// The same, on a broker without OffsetDelete: offset -1 committed, which reads as "no
+    /// offset" everywhere except a listing of all the group's offsets.
+    #[serde(default)]
+    pub offsets_committed_as_none: Vec<String>,
 }
 
 /// What the Fail state shows, and what a restore that called this reset quotes.
@@ -36,8 +41,11 @@ pub use tidemark_core::request::Failure;
 
 /// What the rollback did to one group.
 enum Undone {
-    /// Committed back where it had changed; `not_undone` lists partitions it had no offset on.
-    Restored { not_undone: Vec<String> },
+    /// Committed back where it had changed; offsets on partitions it had none on taken away.
+    Restored {
+        removed: Vec<String>,
+        how: Option<OffsetRemoval>,
+    },
     /// The reset created it; deleted.
     Deleted,
 }
@@ -88,16 +96,26 @@ pub async fn rollback(
                     if !changed.is_empty() {
                         cluster.commit_offsets(&group.group, &changed).await?;
                     }
-                    let not_undone: Vec<String> = current
+                    // Invariant 8: a partition the group had no offset on goes back to none.
+                    let had_none: Vec<TopicPartition> = current
                         .iter()
                         .filter(|now| {
                             !group.offsets.iter().any(|offset| {
                                 offset.topic == now.topic && offset.partition == now.partition
                             })
                         })
-                        .map(|now| format!("{} {}/{}", group.group, now.topic, now.partition))
+                        .map(|now| TopicPartition::new(now.topic.clone(), now.partition))
                         .collect();
-                    Ok::<_, tidemark_core::Error>(Undone::Restored { not_undone })
+                    let how = if had_none.is_empty() {
+                        None
+                    } else {
+                        Some(cluster.delete_offsets(&group.group, &had_none).await?)
+                    };
+                    let removed = had_none
+                        .iter()
+                        .map(|tp| format!("{} {}/{}", group.group, tp.topic, tp.partition))
+                        .collect();
+                    Ok::<_, tidemark_core::Error>(Undone::Restored { removed, how })
                 };
                 (group.group.as_str(), undo.await)
             }
@@ -111,18 +129,24 @@ pub async fn rollback(
     let mut failures = Vec::new();
     for (group, result) in results {
         match result {
-            Ok(Undone::Restored { not_undone }) => {
+            Ok(Undone::Restored { removed, how }) => {
                 outcome.groups_restored.push(group.to_owned());
-                outcome.not_undone.extend(not_undone);
+                match how {
+                    Some(OffsetRemoval::Deleted) => outcome.offsets_deleted.extend(removed),
+                    Some(OffsetRemoval::CommittedAsNone) => {
+                        outcome.offsets_committed_as_none.extend(removed);
+                    }
+                    None => {}
+                }
             }
             Ok(Undone::Deleted) => outcome.groups_deleted.push(group.to_owned()),
             Err(error) => failures.push((group, error)),
         }
     }
     if failures.is_empty() {
-        if !outcome.not_undone.is_empty() {
-            tracing::warn!(partitions = ?outcome.not_undone,
-                "these groups had no offset here before; Kafka cannot un-commit one");
+        if !outcome.offsets_committed_as_none.is_empty() {
+            tracing::warn!(partitions = ?outcome.offsets_committed_as_none,
+                "the broker has no OffsetDelete: offset -1 committed where these groups had none");
         }
         return Ok(outcome);
     }
@@ -157,21 +181,21 @@ pub async fn verify_rollback(
                 .iter()
                 .map(|group| (group.group.clone(), plan.partitions_of(&group.group)))
                 .collect();
-            let found = committed_by_group(cluster, &wanted, records.concurrency).await?;
+            let found = committed_by_group(cluster, &wanted).await?;
             let wrong: Vec<String> = before
                 .groups
                 .iter()
                 .zip(&wanted)
                 .filter_map(|(group, (_, partitions))| {
+                    // Every planned partition reads as before: its old offset, or none.
                     let expected: Vec<(TopicPartition, Option<i64>)> = if group.existed {
-                        group
-                            .offsets
+                        partitions
                             .iter()
-                            .map(|offset| {
-                                (
-                                    TopicPartition::new(offset.topic.clone(), offset.partition),
-                                    Some(offset.offset),
-                                )
+                            .map(|tp| {
+                                let before = group.offsets.iter().find(|offset| {
+                                    offset.topic == tp.topic && offset.partition == tp.partition
+                                });
+                                (tp.clone(), before.map(|offset| offset.offset))
                             })
                             .collect()
                     } else {
@@ -204,10 +228,16 @@ pub async fn verify_rollback(
                     "groups {deleted:?}, which did not exist before, were deleted (verified)"
                 ));
             }
-            if !rolled_back.not_undone.is_empty() {
+            if !rolled_back.offsets_deleted.is_empty() {
                 undone.push(format!(
-                    "Kafka cannot un-commit, so these keep the new offset where they had none before: {:?}",
-                    rolled_back.not_undone
+                    "offsets committed where groups had none before were deleted (verified): {:?}",
+                    rolled_back.offsets_deleted
+                ));
+            }
+            if !rolled_back.offsets_committed_as_none.is_empty() {
+                undone.push(format!(
+                    "the broker has no OffsetDelete, so offset -1 (read as no offset) was committed where groups had none before (verified): {:?}",
+                    rolled_back.offsets_committed_as_none
                 ));
             }
             undone.join("; ")

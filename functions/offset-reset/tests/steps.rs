@@ -347,7 +347,19 @@ async fn bad_plans_are_refused_with_what_is_wrong() {
 
 #[tokio::test]
 async fn a_failure_mid_apply_is_rolled_back_and_every_group_verified_at_its_snapshot() {
+    rolled_back_mid_apply(true).await;
+}
+
+#[tokio::test]
+async fn without_offset_delete_the_rollback_commits_no_offset_and_says_so() {
+    rolled_back_mid_apply(false).await;
+}
+
+async fn rolled_back_mid_apply(broker_has_offset_delete: bool) {
     let world = world();
+    if !broker_has_offset_delete {
+        world.cluster.without_offset_delete();
+    }
     world.groups();
     world.cluster.add_group("audit-us", "Empty", &[]);
     world.cluster.commit("audit-us", "payments", 1, 3);
@@ -372,15 +384,14 @@ async fn a_failure_mid_apply_is_rolled_back_and_every_group_verified_at_its_snap
 
     let rollback = world.step("rollback", &request).await.unwrap();
     assert_eq!(rollback["groups_deleted"], json!(["brand-new"]));
-    assert_eq!(
-        rollback["not_undone"],
-        json!(
-            ["audit-us payments/0", "billing payments/1"]
-                .iter()
-                .filter(|p| p.starts_with("audit-us"))
-                .collect::<Vec<_>>()
-        )
-    );
+    // audit-us had no offset on partition 0: the new one is taken away again.
+    let (removed, kept_empty) = if broker_has_offset_delete {
+        ("offsets_deleted", "offsets_committed_as_none")
+    } else {
+        ("offsets_committed_as_none", "offsets_deleted")
+    };
+    assert_eq!(rollback[removed], json!(["audit-us payments/0"]));
+    assert_eq!(rollback[kept_empty], json!([]));
     let failure = json!({
         "Error": error.error_type(),
         "Cause": json!({"errorType": error.error_type(), "errorMessage": message}).to_string(),
@@ -412,9 +423,14 @@ async fn a_failure_mid_apply_is_rolled_back_and_every_group_verified_at_its_snap
     assert_eq!(world.offsets("billing").await, [(0, 10), (1, 20)]);
     assert_eq!(world.offsets("audit-eu").await, [(0, 30)]);
     assert_eq!(world.offsets("brand-new").await, []);
-    // audit-us had no offset on partition 0; Kafka cannot un-commit, and the cause says so.
-    assert_eq!(world.offsets("audit-us").await, [(0, 100), (1, 3)]);
-    assert!(cause.contains("audit-us payments/0"), "{cause}");
+    // Invariant 8: audit-us is exactly as before, with no offset on partition 0.
+    assert_eq!(world.offsets("audit-us").await, [(1, 3)]);
+    let said = if broker_has_offset_delete {
+        "offsets committed where groups had none before were deleted (verified): [\"audit-us payments/0\"]"
+    } else {
+        "the broker has no OffsetDelete, so offset -1 (read as no offset) was committed where groups had none before (verified): [\"audit-us payments/0\"]"
+    };
+    assert!(cause.contains(said), "{cause}");
 }
 
 #[tokio::test]

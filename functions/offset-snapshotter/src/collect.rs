@@ -3,10 +3,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use tidemark_core::config::NameFilter;
 use tidemark_core::index::IndexStore;
-use tidemark_core::kafka::{ClusterReader, TopicPartition};
+use tidemark_core::kafka::{ClusterReader, GroupDescription, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::snapshot::{
     ClusterSnapshot, GroupSnapshot, PartitionSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION,
@@ -14,7 +13,7 @@ use tidemark_core::snapshot::{
 };
 
 use crate::error::Result;
-use crate::recreation::{evidence_against_backup, evidence_against_previous};
+use crate::recreation::{evidence_against_backup, evidence_against_previous, evidence_from_ids};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -73,11 +72,22 @@ impl Collector<'_> {
                 .take(topic.partition_count as usize)
                 .collect();
             let (generation, evidence) = match previous.and_then(|p| p.topic(&topic.name)) {
-                Some(before) => (
-                    before.generation,
-                    evidence_against_previous(before, topic.partition_count, &topic_marks),
-                ),
-                None => self.first_sight(&topic.name, &topic_marks).await?,
+                Some(before) => {
+                    let mut evidence: Vec<String> =
+                        evidence_from_ids(before.topic_id.as_deref(), topic.topic_id.as_deref())
+                            .into_iter()
+                            .collect();
+                    evidence.extend(evidence_against_previous(
+                        before,
+                        topic.partition_count,
+                        &topic_marks,
+                    ));
+                    (before.generation, evidence)
+                }
+                None => {
+                    self.first_sight(&topic.name, topic.topic_id.as_deref(), &topic_marks)
+                        .await?
+                }
             };
             let generation = if evidence.is_empty() {
                 generation
@@ -87,6 +97,7 @@ impl Collector<'_> {
                     generation: generation + 1,
                     detected_at_ms: taken_at_ms,
                     evidence,
+                    topic_id: topic.topic_id.clone(),
                 };
                 tracing::warn!(topic = %topic.name, generation = recreation.generation, evidence = ?recreation.evidence, "topic was recreated");
                 recreations.push(recreation);
@@ -95,6 +106,7 @@ impl Collector<'_> {
             topic_snapshots.push(TopicSnapshot {
                 configs: configs.remove(&topic.name).unwrap_or_default(),
                 generation,
+                topic_id: topic.topic_id.clone(),
                 partition_count: topic.partition_count,
                 partitions: topic_marks
                     .iter()
@@ -127,14 +139,21 @@ impl Collector<'_> {
     async fn first_sight(
         &self,
         topic: &str,
+        topic_id: Option<&str>,
         watermarks: &[tidemark_core::kafka::Watermarks],
     ) -> Result<(u32, Vec<String>)> {
-        let generation = self
+        let latest = self
             .catalog
             .topic_generations(self.backup_id, topic)
             .await?
-            .last()
-            .map_or(0, |latest| latest.generation);
+            .pop();
+        let generation = latest.as_ref().map_or(0, |latest| latest.generation);
+        // The recorded generation's id, where one was recorded, names the topic it was.
+        if let Some(evidence) =
+            evidence_from_ids(latest.as_ref().and_then(|l| l.topic_id.as_deref()), topic_id)
+        {
+            return Ok((generation, vec![evidence]));
+        }
         let mut backed_up_to = Vec::new();
         for partition in 0..watermarks.len() as i32 {
             let id = PartitionId {
@@ -158,22 +177,28 @@ impl Collector<'_> {
     /// Every selected group with its committed offsets on `partitions`, sorted by group id. A
     /// group whose offsets cannot be read is kept, marked with the error.
     async fn group_offsets(&self, partitions: &[TopicPartition]) -> Result<Vec<GroupSnapshot>> {
-        let listed = self.cluster.groups().await?;
-        let mut groups: Vec<GroupSnapshot> = futures::stream::iter(
-            listed
-                .into_iter()
-                .filter(|group| self.groups.accepts(&group.group_id)),
-        )
-        .map(|group| async move {
-            match self.cluster.committed_offsets(&group.group_id, partitions).await {
-                Ok(mut offsets) => {
-                    offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-                    GroupSnapshot {
-                        group,
-                        offsets,
-                        error: None,
-                    }
-                }
+        let listed: Vec<GroupDescription> = self
+            .cluster
+            .groups()
+            .await?
+            .into_iter()
+            .filter(|group| self.groups.accepts(&group.group_id))
+            .collect();
+        // One batched read for every group (many groups per request to each coordinator).
+        let wanted: Vec<(String, Vec<TopicPartition>)> = listed
+            .iter()
+            .map(|group| (group.group_id.clone(), partitions.to_vec()))
+            .collect();
+        let read = self.cluster.committed_offsets_of_groups(&wanted).await;
+        let mut groups: Vec<GroupSnapshot> = listed
+            .into_iter()
+            .zip(read)
+            .map(|(group, read)| match read {
+                Ok(offsets) => GroupSnapshot {
+                    group,
+                    offsets,
+                    error: None,
+                },
                 Err(error) => {
                     tracing::warn!(group = %group.group_id, %error, "cannot read committed offsets");
                     GroupSnapshot {
@@ -182,11 +207,13 @@ impl Collector<'_> {
                         error: Some(error.to_string()),
                     }
                 }
-            }
-        })
-        .buffer_unordered(self.parallelism)
-        .collect()
-        .await;
+            })
+            .collect();
+        for group in &mut groups {
+            group
+                .offsets
+                .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        }
         groups.sort_by(|a, b| a.group.group_id.cmp(&b.group.group_id));
         Ok(groups)
     }

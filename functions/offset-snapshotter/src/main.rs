@@ -30,7 +30,6 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let cluster = Arc::new(KafkaCluster::connect(
         connection,
         "tidemark-offset-snapshotter",
-        config.parallelism,
     )?);
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
     let index = Arc::new(index);

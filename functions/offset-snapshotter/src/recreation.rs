@@ -3,8 +3,9 @@
 //! shrinks a topic; seeing either means a new topic (or an unclean leader election that lost
 //! data, which reuses offsets just the same).
 //!
-//! rust-rdkafka 0.39 does not expose topic ids, so a recreated topic that outgrows the old
-//! watermarks between two samples is not visible here; sampling often narrows that window.
+//! The surest sign is the topic id (Metadata v10+, Kafka 2.8+): a new id under the same name
+//! is a new topic whatever the watermarks say, even one that outgrew the old watermarks
+//! between two samples. The watermark checks remain for clusters that report no ids.
 
 use tidemark_core::kafka::Watermarks;
 use tidemark_core::snapshot::TopicSnapshot;
@@ -41,6 +42,16 @@ pub fn evidence_against_previous(
     evidence
 }
 
+/// The id change that shows a new topic, when both ids are known and differ.
+pub fn evidence_from_ids(before: Option<&str>, now: Option<&str>) -> Option<String> {
+    match (before, now) {
+        (Some(before), Some(now)) if before != now => Some(format!(
+            "topic id changed from {before} to {now}: the topic was deleted and created again"
+        )),
+        _ => None,
+    }
+}
+
 /// What shows that the topic ends before offsets the backup already holds. `backed_up_to`
 /// gives, per partition, the next offset the backup expects (its checkpoint).
 pub fn evidence_against_backup(
@@ -74,6 +85,7 @@ mod tests {
         TopicSnapshot {
             name: "payments".into(),
             generation: 0,
+            topic_id: None,
             partition_count: highs.len() as i32,
             configs: BTreeMap::new(),
             partitions: highs

@@ -194,9 +194,16 @@ async fn a_recreated_topic_starts_a_new_generation_once() {
     let response = fixture.run(SnapshotRequest::default()).await.unwrap();
     assert_eq!(response.recreations.len(), 1);
     assert_eq!(response.recreations[0].generation, 1);
+    let evidence = &response.recreations[0].evidence;
+    assert!(
+        evidence[0].starts_with("topic id changed from ")
+            && evidence[0].ends_with(": the topic was deleted and created again"),
+        "{evidence:?}"
+    );
+    assert_eq!(evidence[1], "partition 0 log end went back from 5000 to 12");
     assert_eq!(
-        response.recreations[0].evidence,
-        ["partition 0 log end went back from 5000 to 12"]
+        response.recreations[0].topic_id,
+        fixture.latest().await.topic("payments").unwrap().topic_id
     );
     assert_eq!(
         fixture.latest().await.topic("payments").unwrap().generation,
@@ -222,6 +229,31 @@ async fn a_recreated_topic_starts_a_new_generation_once() {
         fixture.latest().await.topic("payments").unwrap().generation,
         1
     );
+}
+
+/// Watermarks alone cannot see a topic recreated and refilled past its old log end between two
+/// samples; its new id shows it.
+#[tokio::test]
+async fn a_recreated_topic_that_outgrew_the_old_one_is_found_by_its_new_id() {
+    let fixture = Fixture::new(&[]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 100);
+    fixture.run(SnapshotRequest::default()).await.unwrap();
+    let first_id = fixture.latest().await.topic("payments").unwrap().topic_id.clone();
+    assert!(first_id.is_some());
+
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 5_000);
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(response.recreations.len(), 1, "{:?}", response.recreations);
+    assert_eq!(response.recreations[0].evidence.len(), 1);
+    assert!(
+        response.recreations[0].evidence[0]
+            .starts_with(&format!("topic id changed from {}", first_id.unwrap())),
+        "{:?}",
+        response.recreations[0].evidence
+    );
+    assert_eq!(fixture.latest().await.topic("payments").unwrap().generation, 1);
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ pub struct AwsTargetConnector {
 impl AwsTargetConnector {
     pub fn new(aws: aws_config::SdkConfig, client_id: &'static str) -> Self {
         AwsTargetConnector {
-            clusters: AwsClusterConnector::new(aws, client_id, 16),
+            clusters: AwsClusterConnector::new(aws, client_id),
         }
     }
 }

@@ -69,6 +69,7 @@ async fn new_world() -> World {
         topics: vec![TopicSnapshot {
             name: TOPIC.into(),
             generation: 0,
+            topic_id: None,
             partition_count: 2,
             configs: [("cleanup.policy".to_owned(), Some("delete".to_owned()))].into(),
             partitions: (0..2)
@@ -974,6 +975,7 @@ async fn a_cut_after_a_recorded_topic_recreation_is_refused_and_one_before_it_re
                 generation: 1,
                 detected_at_ms: CUT + 60_000,
                 evidence: vec!["partition 0 log end went back from 100 to 3".into()],
+                topic_id: None,
             },
         )
         .await

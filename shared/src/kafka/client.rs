@@ -1,11 +1,11 @@
-//! librdkafka clients on a [`KafkaConnection`]: the context that supplies MSK IAM tokens and
+//! librdkafka clients on a [`KafkaConnection`], for the data path only (the bridge's consumer,
+//! the restore's producer and its read-back): the context that supplies MSK IAM tokens and
 //! remembers the last broker error, and the mapping of failures to errors a person can act on.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
-use rdkafka::admin::AdminClient;
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
@@ -13,7 +13,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::connection::KafkaConnection;
 use super::iam::MskIamTokenProvider;
-use super::settings::AuthMethod;
 use crate::error::{Error, Result};
 
 /// Context of every Tidemark client: answers OAUTHBEARER refreshes with MSK IAM tokens and
@@ -111,28 +110,6 @@ pub fn consumer(
     // Serves the initial OAUTHBEARER token request before the first broker call needs it.
     serve_events(&consumer);
     Ok(consumer)
-}
-
-/// An admin client, for topic configs and (later) topic creation.
-///
-/// rust-rdkafka 0.39 never serves OAUTHBEARER refreshes on admin clients (upstream issue
-/// fede1024/rust-rdkafka#757), so with `msk-iam` this fails clearly instead of hanging.
-pub fn admin(connection: &KafkaConnection, client_id: &str) -> Result<AdminClient<ClusterContext>> {
-    if connection.auth == AuthMethod::MskIam {
-        return Err(Error::Kafka {
-            operation: "create admin client",
-            message:
-                "admin requests (DescribeConfigs, CreateTopics) are not available with msk-iam \
-                      in this build: rust-rdkafka 0.39 cannot authenticate admin clients with \
-                      OAUTHBEARER; use sasl-scram-sha-512 or mtls for the admin connection"
-                    .into(),
-            retryable: false,
-        });
-    }
-    connection
-        .client_config(client_id)
-        .create_with_context(ClusterContext::new(connection))
-        .map_err(|error| client_creation_error(connection, error))
 }
 
 /// Handles queued client events (token refreshes, errors, logs) without waiting. A poll with

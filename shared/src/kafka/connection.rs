@@ -167,6 +167,74 @@ impl KafkaConnection {
         self.iam.clone()
     }
 
+    pub(crate) fn scram_credentials(&self) -> Option<(&str, &Secret)> {
+        self.scram
+            .as_ref()
+            .map(|scram| (scram.username.as_str(), &scram.password))
+    }
+
+    /// The rustls configuration of the control-plane client, when the method uses TLS: the
+    /// trusted CAs and, for mTLS, the client certificate chain and key.
+    pub(crate) fn tls_client_config(&self) -> Result<Option<rustls::ClientConfig>> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        if !self.auth.uses_tls() {
+            return Ok(None);
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let pem_roots = |pem: &[u8], origin: &str| -> Result<Vec<CertificateDer<'static>>> {
+            let certificates = CertificateDer::pem_slice_iter(pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|error| Error::Config(format!("{origin}: not a PEM certificate bundle: {error}")))?;
+            if certificates.is_empty() {
+                return Err(Error::Config(format!("{origin}: holds no PEM certificate")));
+            }
+            Ok(certificates)
+        };
+        let certificates = match &self.ca {
+            TrustedCa::SystemStore => rustls_native_certs::load_native_certs().certs,
+            TrustedCa::File(path) => {
+                let pem = std::fs::read(path).map_err(|error| {
+                    Error::Config(format!("TIDEMARK_KAFKA_TLS_CA_FILE={path:?}: {error}"))
+                })?;
+                pem_roots(&pem, &format!("TIDEMARK_KAFKA_TLS_CA_FILE={path:?}"))?
+            }
+            TrustedCa::Pem(pem) => pem_roots(pem.as_bytes(), "the CA secret's certificate")?,
+        };
+        let (added, _ignored) = roots.add_parsable_certificates(certificates);
+        if added == 0 {
+            return Err(Error::Config(
+                "no usable CA certificate to verify the brokers with".into(),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|error| Error::Config(format!("TLS setup: {error}")))?
+            .with_root_certificates(roots);
+        let config = match &self.client_certificate {
+            None => builder.with_no_client_auth(),
+            Some(certificate) => {
+                let origin = "TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN";
+                let chain = pem_roots(certificate.certificate_pem.as_bytes(), origin)?;
+                let pem = certificate.private_key_pem.expose();
+                if certificate.private_key_password.is_some() || pem.contains("ENCRYPTED") {
+                    return Err(Error::Config(format!(
+                        "{origin}: the private key is encrypted; store it unencrypted in the \
+                         secret (Secrets Manager encrypts the secret at rest)"
+                    )));
+                }
+                let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|error| {
+                    Error::Config(format!("{origin}: privateKey is not a PEM private key: {error}"))
+                })?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|error| Error::Config(format!("{origin}: {error}")))?
+            }
+        };
+        Ok(Some(config))
+    }
+
     /// The librdkafka configuration shared by every client on this connection.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();

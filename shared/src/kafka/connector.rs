@@ -1,5 +1,5 @@
 //! Reaching a cluster named in a request (a restore's or an offset reset's target): MSK broker
-//! lists and secrets resolved through AWS, then librdkafka. The seam between the state
+//! lists and secrets resolved through AWS, then the wire-protocol client. The seam between the state
 //! machine steps and the cluster, with the in-memory twin behind it in unit tests.
 
 use std::sync::Arc;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::admin::ClusterAdmin;
-use super::cluster::{ClusterReader, KafkaCluster};
+use super::cluster::ClusterReader;
+use super::wire::KafkaCluster;
 use super::connection::KafkaConnection;
 use super::iam::MskIamTokenProvider;
 use super::settings::{AuthMethod, KafkaSettings};
@@ -25,17 +26,11 @@ pub trait ClusterConnector: Send + Sync {
 pub struct AwsClusterConnector {
     aws: aws_config::SdkConfig,
     client_id: &'static str,
-    parallelism: usize,
 }
 
 impl AwsClusterConnector {
-    /// `parallelism` bounds the concurrent requests one cluster handle makes.
-    pub fn new(aws: aws_config::SdkConfig, client_id: &'static str, parallelism: usize) -> Self {
-        AwsClusterConnector {
-            aws,
-            client_id,
-            parallelism,
-        }
+    pub fn new(aws: aws_config::SdkConfig, client_id: &'static str) -> Self {
+        AwsClusterConnector { aws, client_id }
     }
 
     pub async fn connection(&self, settings: &KafkaSettings) -> Result<KafkaConnection> {
@@ -57,10 +52,6 @@ impl AwsClusterConnector {
 impl ClusterConnector for AwsClusterConnector {
     async fn cluster(&self, settings: &KafkaSettings) -> Result<Arc<dyn Cluster>> {
         let connection = self.connection(settings).await?;
-        Ok(Arc::new(KafkaCluster::connect(
-            connection,
-            self.client_id,
-            self.parallelism,
-        )?))
+        Ok(Arc::new(KafkaCluster::connect(connection, self.client_id)?))
     }
 }

@@ -166,6 +166,21 @@ impl MskIamTokenProvider {
         };
         sign_token(&credentials, &self.region, SystemTime::now())
     }
+
+    /// A fresh token, for a caller on the runtime (the control-plane client signs one for
+    /// every connection it opens).
+    pub async fn fresh_token(&self) -> Result<MskIamToken> {
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|error| Error::Kafka {
+                operation: "load AWS credentials for MSK IAM",
+                message: error.to_string(),
+                retryable: true,
+            })?;
+        sign_token(&credentials, &self.region, SystemTime::now())
+    }
 }
 
 #[cfg(test)]

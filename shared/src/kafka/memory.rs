@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::admin::ClusterAdmin;
+use super::admin::{ClusterAdmin, OffsetRemoval};
 use super::cluster::{
     ClusterReader, CommittedOffset, GroupDescription, TopicConfigs, TopicDescription,
     TopicPartition, Watermarks,
@@ -17,7 +17,11 @@ use crate::error::{Error, Result};
 struct State {
     topics: BTreeMap<String, (Vec<Watermarks>, TopicConfigs)>,
     groups: BTreeMap<String, GroupDescription>,
-    offsets: BTreeMap<(String, TopicPartition), i64>,
+    /// Offset and commit metadata; a negative offset reads as "no offset", as on Kafka.
+    offsets: BTreeMap<(String, TopicPartition), (i64, String)>,
+    topic_ids: BTreeMap<String, String>,
+    /// Like a broker without OffsetDelete: `delete_offsets` commits -1 instead.
+    without_offset_delete: bool,
     failing_groups: BTreeMap<String, String>,
     /// Per group: the failure message, and whether it is one a retry may not meet.
     failing_commits: BTreeMap<String, (String, bool)>,
@@ -42,9 +46,14 @@ impl MemoryCluster {
             .map(|(key, value)| (key.to_string(), Some(value.to_string())))
             .collect();
         let watermarks = vec![Watermarks { low: 0, high: 0 }; partitions as usize];
-        self.lock()
-            .topics
-            .insert(name.to_owned(), (watermarks, configs));
+        let mut state = self.lock();
+        state.topics.insert(name.to_owned(), (watermarks, configs));
+        state.topic_ids.insert(name.to_owned(), uuid::Uuid::new_v4().to_string());
+    }
+
+    /// From now on behaves like a broker without OffsetDelete (before Kafka 2.4).
+    pub fn without_offset_delete(&self) {
+        self.lock().without_offset_delete = true;
     }
 
     pub fn set_watermarks(&self, topic: &str, partition: i32, low: i64, high: i64) {
@@ -79,7 +88,7 @@ impl MemoryCluster {
     pub fn commit(&self, group_id: &str, topic: &str, partition: i32, offset: i64) {
         self.lock().offsets.insert(
             (group_id.to_owned(), TopicPartition::new(topic, partition)),
-            offset,
+            (offset, String::new()),
         );
     }
 
@@ -127,13 +136,14 @@ impl MemoryCluster {
 #[async_trait]
 impl ClusterReader for MemoryCluster {
     async fn topics(&self) -> Result<Vec<TopicDescription>> {
-        Ok(self
-            .lock()
+        let state = self.lock();
+        Ok(state
             .topics
             .iter()
             .map(|(name, (watermarks, _))| TopicDescription {
                 name: name.clone(),
                 partition_count: watermarks.len() as i32,
+                topic_id: state.topic_ids.get(name).cloned(),
             })
             .collect())
     }
@@ -238,11 +248,12 @@ impl ClusterReader for MemoryCluster {
                 state
                     .offsets
                     .get(&(group_id.to_owned(), tp.clone()))
-                    .map(|offset| CommittedOffset {
+                    .filter(|(offset, _)| *offset >= 0)
+                    .map(|(offset, metadata)| CommittedOffset {
                         topic: tp.topic.clone(),
                         partition: tp.partition,
                         offset: *offset,
-                        metadata: String::new(),
+                        metadata: metadata.clone(),
                     })
             })
             .collect())
@@ -270,12 +281,16 @@ impl ClusterAdmin for MemoryCluster {
         state
             .topics
             .insert(name.to_owned(), (watermarks, configs.clone()));
+        state
+            .topic_ids
+            .insert(name.to_owned(), uuid::Uuid::new_v4().to_string());
         Ok(())
     }
 
     async fn delete_topic(&self, name: &str) -> Result<()> {
         let mut state = self.lock();
         state.topics.remove(name);
+        state.topic_ids.remove(name);
         state.offsets.retain(|(_, tp), _| tp.topic != name);
         Ok(())
     }
@@ -300,9 +315,10 @@ impl ClusterAdmin for MemoryCluster {
         }
         for offset in offsets {
             let partition = TopicPartition::new(offset.topic.clone(), offset.partition);
-            state
-                .offsets
-                .insert((group_id.to_owned(), partition), offset.offset);
+            state.offsets.insert(
+                (group_id.to_owned(), partition),
+                (offset.offset, offset.metadata.clone()),
+            );
         }
         state
             .groups
@@ -317,10 +333,59 @@ impl ClusterAdmin for MemoryCluster {
         Ok(())
     }
 
+    async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<OffsetRemoval> {
+        let without_offset_delete = self.lock().without_offset_delete;
+        if without_offset_delete {
+            let none: Vec<CommittedOffset> = partitions
+                .iter()
+                .map(|partition| CommittedOffset {
+                    topic: partition.topic.clone(),
+                    partition: partition.partition,
+                    offset: -1,
+                    metadata: String::new(),
+                })
+                .collect();
+            self.commit_offsets(group_id, &none).await?;
+            return Ok(OffsetRemoval::CommittedAsNone);
+        }
+        let mut state = self.lock();
+        if let Some(group) = state.groups.get(group_id)
+            && !group.members.is_empty()
+        {
+            return Err(Error::Kafka {
+                operation: "delete committed offsets",
+                message: format!("{group_id}: the group has active members"),
+                retryable: false,
+            });
+        }
+        for partition in partitions {
+            state.offsets.remove(&(group_id.to_owned(), partition.clone()));
+        }
+        Ok(OffsetRemoval::Deleted)
+    }
+
     async fn delete_group(&self, group_id: &str) -> Result<()> {
         let mut state = self.lock();
         state.groups.remove(group_id);
         state.offsets.retain(|(group, _), _| group != group_id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::conformance::cluster_contract;
+
+    #[tokio::test]
+    async fn the_twin_meets_the_cluster_contract() {
+        assert_eq!(cluster_contract(&MemoryCluster::new(), "twin", true).await, OffsetRemoval::Deleted);
+        let old_broker = MemoryCluster::new();
+        old_broker.without_offset_delete();
+        assert_eq!(cluster_contract(&old_broker, "twin", true).await, OffsetRemoval::CommittedAsNone);
     }
 }

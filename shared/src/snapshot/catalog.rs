@@ -26,6 +26,9 @@ pub struct TopicGeneration {
     pub detected_at_ms: i64,
     /// What showed it, one line per observation.
     pub evidence: Vec<String>,
+    /// The new topic's id, where the cluster reports ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
 }
 
 /// Contract shared by every catalog; the conformance suite holds each implementation to it.

@@ -40,6 +40,9 @@ pub struct TopicSnapshot {
     pub name: String,
     /// 0 for the topic the backup first saw; +1 at each detected delete-and-recreate.
     pub generation: u32,
+    /// The topic's id (Metadata v10+); a different id under the same name is a new topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
     pub partition_count: i32,
     /// Non-default configs (`None`: sensitive, hidden by the broker).
     pub configs: TopicConfigs,
@@ -138,6 +141,7 @@ mod tests {
             topics: vec![TopicSnapshot {
                 name: "payments".into(),
                 generation: 0,
+                topic_id: Some("5d1c8a0e-6a3b-4a8e-9d1f-2f3a4b5c6d7e".into()),
                 partition_count: 1,
                 configs: [("retention.ms".to_owned(), Some("86400000".to_owned()))].into(),
                 partitions: vec![PartitionSnapshot {

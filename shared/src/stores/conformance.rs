@@ -444,6 +444,7 @@ pub async fn snapshot_catalog_contract(catalog: &dyn SnapshotCatalog, backup_id:
         evidence: vec![format!(
             "partition 0 high watermark went back (seen at {detected_at_ms})"
         )],
+        topic_id: Some(format!("00000000-0000-0000-0000-{number:012}")),
     };
     assert!(
         catalog

@@ -15,11 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let records = ResetRecords::from_config(&aws, &config, &s3_settings);
-    let connector = Arc::new(AwsClusterConnector::new(
-        aws,
-        "tidemark-offset-reset",
-        config.concurrency,
-    ));
+    let connector = Arc::new(AwsClusterConnector::new(aws, "tidemark-offset-reset"));
     let handler = Arc::new(Handler::new(records, connector));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StepInput>| {

@@ -56,6 +56,10 @@ fn decode_generation(item: &Item) -> Result<TopicGeneration> {
         generation: read_number(item, "generation")?,
         detected_at_ms: read_number(item, "detected_at_ms")?,
         evidence,
+        topic_id: item
+            .get("topic_id")
+            .and_then(|value| value.as_s().ok())
+            .cloned(),
     })
 }
 
@@ -111,7 +115,7 @@ impl SnapshotCatalog for DynamoIndexStore {
         backup_id: &BackupId,
         generation: &TopicGeneration,
     ) -> Result<()> {
-        let result = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -137,9 +141,11 @@ impl SnapshotCatalog for DynamoIndexStore {
                         .collect(),
                 ),
             )
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(topic_id) = &generation.topic_id {
+            put = put.item("topic_id", AttributeValue::S(topic_id.clone()));
+        }
+        let result = put.send().await;
         match result {
             Ok(_) => Ok(()),
             Err(error)

@@ -1,0 +1,122 @@
+//! The wire-protocol control-plane client against the real local brokers: the cluster seam's
+//! conformance suite on plaintext, TLS and SASL/SCRAM, and on the paths older brokers take.
+
+use kafka_protocol::messages::ApiKey;
+use tidemark_core::config::Env;
+use tidemark_core::kafka::conformance::cluster_contract;
+use tidemark_core::kafka::{KafkaCluster, KafkaConnection, KafkaSettings, OffsetRemoval};
+use tidemark_tests::{Stack, unique};
+
+/// Resolves a connection from `TIDEMARK_KAFKA_*` settings, as the functions do.
+async fn resolve(stack: &Stack, pairs: &[(&str, String)]) -> KafkaConnection {
+    let settings = KafkaSettings::from_env(&Env::from_lookup(|name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    }))
+    .unwrap();
+    let aws = stack.sdk_config().await;
+    KafkaConnection::resolve(
+        &settings,
+        &aws_sdk_kafka::Client::new(&aws),
+        &aws_sdk_secretsmanager::Client::new(&aws),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
+async fn scram_secret(stack: &Stack) -> String {
+    let secrets = aws_sdk_secretsmanager::Client::new(&stack.sdk_config().await);
+    secrets
+        .create_secret()
+        .name(unique("AmazonMSK_tidemark"))
+        .secret_string(
+            serde_json::json!({
+                "username": tidemark_tests::SCRAM_USER,
+                "password": tidemark_tests::SCRAM_PASSWORD,
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("creating the SCRAM secret")
+        .arn()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wire_client_meets_the_cluster_contract_on_plaintext_tls_and_scram() {
+    let stack = Stack::from_env();
+    let ca = stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned();
+    let secret = scram_secret(&stack).await;
+    let brokers = [
+        vec![
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap.clone()),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext".to_owned()),
+        ],
+        vec![
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_tls_bootstrap.clone()),
+            ("TIDEMARK_KAFKA_AUTH", "tls".to_owned()),
+            ("TIDEMARK_KAFKA_TLS_CA_FILE", ca.clone()),
+        ],
+        // The local user has SCRAM-SHA-512 credentials (what MSK offers).
+        vec![
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_scram_bootstrap.clone()),
+            ("TIDEMARK_KAFKA_AUTH", "sasl-scram-sha-512".to_owned()),
+            ("TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN", secret),
+            ("TIDEMARK_KAFKA_TLS_CA_FILE", ca),
+        ],
+    ];
+    for pairs in brokers {
+        let connection = resolve(&stack, &pairs).await;
+        let auth = connection.auth;
+        let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+        let removal = cluster_contract(&cluster, &unique("contract"), false).await;
+        // The local broker has no OffsetDelete (nisshi 0.8.1 does not route API 47): the
+        // fallback commits -1, which the contract read back as "no offset".
+        assert_eq!(removal, OffsetRemoval::CommittedAsNone, "{auth}");
+    }
+}
+
+/// Brokers before Kafka 2.8 report no topic ids, before 3.0 take one group per OffsetFetch
+/// and before 2.8 one key per FindCoordinator: the same contract holds on those paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_paths_older_brokers_take_meet_the_same_contract() {
+    let stack = Stack::from_env();
+    let cluster = KafkaCluster::connect(
+        KafkaConnection::plaintext(stack.kafka_bootstrap.clone()),
+        "tidemark-test",
+    )
+    .unwrap()
+    .with_version_ceiling(ApiKey::OffsetFetch, 7)
+    .with_version_ceiling(ApiKey::FindCoordinator, 3)
+    .with_version_ceiling(ApiKey::Metadata, 9)
+    .with_version_ceiling(ApiKey::DeleteTopics, 5)
+    .with_version_ceiling(ApiKey::OffsetCommit, 2);
+    cluster_contract(&cluster, &unique("old-paths"), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_scram_password_and_an_unknown_ca_fail_clearly_and_for_good() {
+    let stack = Stack::from_env();
+    let other_ca = stack.certs_dir.join("other-ca.pem").to_str().unwrap().to_owned();
+    let connection = resolve(
+        &stack,
+        &[
+            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_tls_bootstrap.clone()),
+            ("TIDEMARK_KAFKA_AUTH", "tls".to_owned()),
+            ("TIDEMARK_KAFKA_TLS_CA_FILE", other_ca),
+        ],
+    )
+    .await;
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+    let error = tidemark_core::kafka::ClusterReader::topics(&cluster).await.unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    assert!(
+        error.to_string().contains(&format!("TLS to {} failed (tls)", stack.kafka_tls_bootstrap)),
+        "{error}"
+    );
+}
