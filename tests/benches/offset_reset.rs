@@ -111,7 +111,13 @@ async fn measure_librdkafka(
         verified.push(started.elapsed());
         for ((group, expected), found) in commits.iter().zip(read) {
             assert_eq!(found.len(), expected.len(), "{group}");
-            assert!(found.iter().zip(expected).all(|(f, e)| f.offset == e.offset), "{group}");
+            assert!(
+                found
+                    .iter()
+                    .zip(expected)
+                    .all(|(f, e)| f.offset == e.offset),
+                "{group}"
+            );
         }
     }
     applied.sort();
@@ -171,7 +177,11 @@ async fn main() {
         old_apply,
         old_verify,
     );
-    row("wire protocol, pipelined and batched", new_apply, new_verify);
+    row(
+        "wire protocol, pipelined and batched",
+        new_apply,
+        new_verify,
+    );
     if let Some(path) = json_path {
         let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
         let json = serde_json::json!({

@@ -12,8 +12,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tidemark_core::config::NameFilter;
 use tidemark_core::kafka::{
-    ClusterReader, CommittedOffset, GroupDescription, KafkaCluster, KafkaConnection,
-    TopicConfigs, TopicDescription, TopicPartition, Watermarks,
+    ClusterReader, CommittedOffset, GroupDescription, KafkaCluster, KafkaConnection, TopicConfigs,
+    TopicDescription, TopicPartition, Watermarks,
 };
 use tidemark_core::layout::BackupId;
 use tidemark_core::stores::MemoryIndexStore;
@@ -31,7 +31,10 @@ impl ClusterReader for LibrdkafkaOffsets {
     async fn topics(&self) -> tidemark_core::Result<Vec<TopicDescription>> {
         self.wire.topics().await
     }
-    async fn watermarks(&self, partitions: &[TopicPartition]) -> tidemark_core::Result<Vec<Watermarks>> {
+    async fn watermarks(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> tidemark_core::Result<Vec<Watermarks>> {
         self.wire.watermarks(partitions).await
     }
     async fn topic_configs(
@@ -69,7 +72,12 @@ impl ClusterReader for LibrdkafkaOffsets {
         &self,
         wanted: &[(String, Vec<TopicPartition>)],
     ) -> Vec<tidemark_core::Result<Vec<CommittedOffset>>> {
-        self.groups.committed(wanted).await.into_iter().map(Ok).collect()
+        self.groups
+            .committed(wanted)
+            .await
+            .into_iter()
+            .map(Ok)
+            .collect()
     }
 }
 
@@ -134,7 +142,10 @@ async fn run(groups: usize, partitions: i32, json_path: Option<String>) {
     println!("|---|---|---|---|");
     let mut results = Vec::new();
     let readers: [(&str, &dyn ClusterReader); 2] = [
-        ("librdkafka, a consumer per group, 16 at a time", &librdkafka),
+        (
+            "librdkafka, a consumer per group, 16 at a time",
+            &librdkafka,
+        ),
         ("wire protocol, batched OffsetFetch", &wire),
     ];
     let mut baseline = None;

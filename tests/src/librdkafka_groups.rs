@@ -41,7 +41,10 @@ impl LibrdkafkaGroups {
     }
 
     /// Each group's committed offsets on its partitions, in the order asked.
-    pub async fn committed(&self, wanted: &[(String, Vec<TopicPartition>)]) -> Vec<Vec<CommittedOffset>> {
+    pub async fn committed(
+        &self,
+        wanted: &[(String, Vec<TopicPartition>)],
+    ) -> Vec<Vec<CommittedOffset>> {
         futures::stream::iter(wanted.iter().cloned())
             .map(|(group, partitions)| {
                 let connection = self.connection.clone();

@@ -54,17 +54,26 @@ async fn the_wire_client_meets_the_cluster_contract_on_plaintext_tls_and_scram()
     let secret = scram_secret(&stack).await;
     let brokers = [
         vec![
-            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap.clone()),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                stack.kafka_bootstrap.clone(),
+            ),
             ("TIDEMARK_KAFKA_AUTH", "plaintext".to_owned()),
         ],
         vec![
-            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_tls_bootstrap.clone()),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                stack.kafka_tls_bootstrap.clone(),
+            ),
             ("TIDEMARK_KAFKA_AUTH", "tls".to_owned()),
             ("TIDEMARK_KAFKA_TLS_CA_FILE", ca.clone()),
         ],
         // The local user has SCRAM-SHA-512 credentials (what MSK offers).
         vec![
-            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_scram_bootstrap.clone()),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                stack.kafka_scram_bootstrap.clone(),
+            ),
             ("TIDEMARK_KAFKA_AUTH", "sasl-scram-sha-512".to_owned()),
             ("TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN", secret),
             ("TIDEMARK_KAFKA_TLS_CA_FILE", ca),
@@ -102,21 +111,34 @@ async fn the_paths_older_brokers_take_meet_the_same_contract() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_scram_password_and_an_unknown_ca_fail_clearly_and_for_good() {
     let stack = Stack::from_env();
-    let other_ca = stack.certs_dir.join("other-ca.pem").to_str().unwrap().to_owned();
+    let other_ca = stack
+        .certs_dir
+        .join("other-ca.pem")
+        .to_str()
+        .unwrap()
+        .to_owned();
     let connection = resolve(
         &stack,
         &[
-            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_tls_bootstrap.clone()),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                stack.kafka_tls_bootstrap.clone(),
+            ),
             ("TIDEMARK_KAFKA_AUTH", "tls".to_owned()),
             ("TIDEMARK_KAFKA_TLS_CA_FILE", other_ca),
         ],
     )
     .await;
     let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
-    let error = tidemark_core::kafka::ClusterReader::topics(&cluster).await.unwrap_err();
+    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
+        .await
+        .unwrap_err();
     assert!(!error.is_retryable(), "{error}");
     assert!(
-        error.to_string().contains(&format!("TLS to {} failed (tls)", stack.kafka_tls_bootstrap)),
+        error.to_string().contains(&format!(
+            "TLS to {} failed (tls)",
+            stack.kafka_tls_bootstrap
+        )),
         "{error}"
     );
 }

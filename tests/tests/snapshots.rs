@@ -401,10 +401,16 @@ async fn a_deleted_and_recreated_topic_starts_a_new_generation() {
     // The broker reports topic ids (Metadata v10+): the new id is the first evidence.
     let evidence = recreations[0]["evidence"].as_array().unwrap();
     assert!(
-        evidence[0].as_str().unwrap().starts_with("topic id changed from "),
+        evidence[0]
+            .as_str()
+            .unwrap()
+            .starts_with("topic id changed from "),
         "{evidence:?}"
     );
-    assert_eq!(evidence[1], json!("partition 0 log end went back from 20 to 2"));
+    assert_eq!(
+        evidence[1],
+        json!("partition 0 log end went back from 20 to 2")
+    );
     assert!(recreations[0]["topic_id"].is_string(), "{second}");
     assert_eq!(
         scenario.latest().await.topic(&payments).unwrap().generation,

@@ -152,9 +152,8 @@ pub async fn apply(plan: &ResetPlan, cluster: &dyn Cluster) -> Result<StepCounts
         .iter()
         .zip(results)
         .map(|(group, result)| result.map_err(|error| (group.group.as_str(), error)));
-    let failures: Vec<(&str, tidemark_core::Error)> = results
-        .filter_map(|result| result.err())
-        .collect();
+    let failures: Vec<(&str, tidemark_core::Error)> =
+        results.filter_map(|result| result.err()).collect();
     if failures.is_empty() {
         tracing::info!(groups = plan.groups.len(), "offsets applied");
         return Ok(counts(plan));

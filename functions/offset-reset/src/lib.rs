@@ -41,7 +41,10 @@ pub async fn committed_by_group(
     wanted: &[(String, Vec<TopicPartition>)],
 ) -> Result<BTreeMap<String, BTreeMap<TopicPartition, i64>>> {
     let mut found = BTreeMap::new();
-    for ((group, _), read) in wanted.iter().zip(cluster.committed_offsets_of_groups(wanted).await) {
+    for ((group, _), read) in wanted
+        .iter()
+        .zip(cluster.committed_offsets_of_groups(wanted).await)
+    {
         let offsets = read?
             .into_iter()
             .map(|offset| {

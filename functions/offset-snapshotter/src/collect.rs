@@ -149,9 +149,10 @@ impl Collector<'_> {
             .pop();
         let generation = latest.as_ref().map_or(0, |latest| latest.generation);
         // The recorded generation's id, where one was recorded, names the topic it was.
-        if let Some(evidence) =
-            evidence_from_ids(latest.as_ref().and_then(|l| l.topic_id.as_deref()), topic_id)
-        {
+        if let Some(evidence) = evidence_from_ids(
+            latest.as_ref().and_then(|l| l.topic_id.as_deref()),
+            topic_id,
+        ) {
             return Ok((generation, vec![evidence]));
         }
         let mut backed_up_to = Vec::new();

@@ -239,7 +239,13 @@ async fn a_recreated_topic_that_outgrew_the_old_one_is_found_by_its_new_id() {
     fixture.cluster.create_topic("payments", 1, &[]);
     fixture.cluster.set_watermarks("payments", 0, 0, 100);
     fixture.run(SnapshotRequest::default()).await.unwrap();
-    let first_id = fixture.latest().await.topic("payments").unwrap().topic_id.clone();
+    let first_id = fixture
+        .latest()
+        .await
+        .topic("payments")
+        .unwrap()
+        .topic_id
+        .clone();
     assert!(first_id.is_some());
 
     fixture.cluster.create_topic("payments", 1, &[]);
@@ -253,7 +259,10 @@ async fn a_recreated_topic_that_outgrew_the_old_one_is_found_by_its_new_id() {
         "{:?}",
         response.recreations[0].evidence
     );
-    assert_eq!(fixture.latest().await.topic("payments").unwrap().generation, 1);
+    assert_eq!(
+        fixture.latest().await.topic("payments").unwrap().generation,
+        1
+    );
 }
 
 #[tokio::test]

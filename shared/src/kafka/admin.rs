@@ -65,4 +65,3 @@ pub trait ClusterAdmin: Send + Sync {
     /// Deletes a group that has no active members, with all its committed offsets.
     async fn delete_group(&self, group_id: &str) -> Result<()>;
 }
-

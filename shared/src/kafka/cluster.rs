@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {
     pub topic: String,

@@ -27,13 +27,25 @@ pub async fn cluster_contract(
         .iter()
         .find(|t| t.name == topic)
         .unwrap_or_else(|| panic!("a created topic is listed: {listed:?}"));
-    assert_eq!(described.partition_count, 3, "the topic has the partitions asked for");
+    assert_eq!(
+        described.partition_count, 3,
+        "the topic has the partitions asked for"
+    );
     let first_id = described.topic_id.clone();
 
-    let error = cluster.create_topic(&topic, 3, -1, &configs).await.unwrap_err();
-    assert!(!error.is_retryable(), "creating an existing topic fails for good: {error}");
+    let error = cluster
+        .create_topic(&topic, 3, -1, &configs)
+        .await
+        .unwrap_err();
+    assert!(
+        !error.is_retryable(),
+        "creating an existing topic fails for good: {error}"
+    );
 
-    let overrides = cluster.topic_configs(std::slice::from_ref(&topic)).await.unwrap();
+    let overrides = cluster
+        .topic_configs(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     assert_eq!(
         overrides[&topic].get("retention.ms"),
         Some(&Some("86400000".to_owned())),
@@ -44,10 +56,16 @@ pub async fn cluster_contract(
         "a default is not an override: {overrides:?}"
     );
     let effective = cluster
-        .effective_topic_configs(std::slice::from_ref(&topic), &["retention.ms", "cleanup.policy"])
+        .effective_topic_configs(
+            std::slice::from_ref(&topic),
+            &["retention.ms", "cleanup.policy"],
+        )
         .await
         .unwrap();
-    assert_eq!(effective[&topic]["retention.ms"].as_deref(), Some("86400000"));
+    assert_eq!(
+        effective[&topic]["retention.ms"].as_deref(),
+        Some("86400000")
+    );
     assert_eq!(
         effective[&topic]["cleanup.policy"].as_deref(),
         Some("delete"),
@@ -57,7 +75,10 @@ pub async fn cluster_contract(
     let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
     let marks = cluster.watermarks(&partitions).await.unwrap();
     assert_eq!(marks.len(), 3, "one answer per partition, in order");
-    assert!(marks.iter().all(|m| m.low == 0 && m.high == 0), "a new topic is empty: {marks:?}");
+    assert!(
+        marks.iter().all(|m| m.low == 0 && m.high == 0),
+        "a new topic is empty: {marks:?}"
+    );
     assert_eq!(
         cluster.offsets_for_time(&partitions, 0).await.unwrap(),
         [0, 0, 0],
@@ -85,8 +106,10 @@ pub async fn cluster_contract(
         result.unwrap();
     }
     let never = format!("{prefix}-group-never");
-    let mut wanted: Vec<(String, Vec<TopicPartition>)> =
-        groups.iter().map(|g| (g.clone(), partitions.clone())).collect();
+    let mut wanted: Vec<(String, Vec<TopicPartition>)> = groups
+        .iter()
+        .map(|g| (g.clone(), partitions.clone()))
+        .collect();
     wanted.push((never.clone(), partitions.clone()));
     let mut read = cluster.committed_offsets_of_groups(&wanted).await;
     assert_eq!(read.len(), 4, "one answer per group, in order");
@@ -94,7 +117,10 @@ pub async fn cluster_contract(
         for (offsets, (_, committed)) in read.iter_mut().zip(&commits) {
             let offsets = offsets.as_mut().unwrap();
             for (offset, committed) in offsets.iter_mut().zip(committed) {
-                assert_eq!(offset.metadata, "", "metadata the broker does not keep reads empty");
+                assert_eq!(
+                    offset.metadata, "",
+                    "metadata the broker does not keep reads empty"
+                );
                 offset.metadata = committed.metadata.clone();
             }
         }
@@ -106,10 +132,20 @@ pub async fn cluster_contract(
             "{group}: offsets and metadata read back as committed; partition 2 (no commit) left out"
         );
     }
-    assert_eq!(read[3].as_ref().unwrap(), &[], "a group that never committed has no offsets");
-    let single = cluster.committed_offsets(&groups[1], &partitions[..1]).await.unwrap();
+    assert_eq!(
+        read[3].as_ref().unwrap(),
+        &[],
+        "a group that never committed has no offsets"
+    );
+    let single = cluster
+        .committed_offsets(&groups[1], &partitions[..1])
+        .await
+        .unwrap();
     assert_eq!(single.len(), 1, "a single group reads the same");
-    assert_eq!(single[0].offset, commits[1].1[0].offset, "a single group reads the same");
+    assert_eq!(
+        single[0].offset, commits[1].1[0].offset,
+        "a single group reads the same"
+    );
 
     let listed = cluster.groups().await.unwrap();
     for group in &groups {
@@ -122,7 +158,10 @@ pub async fn cluster_contract(
     assert!(active_groups(cluster, &groups).await.unwrap().is_empty());
 
     // Taking one offset away leaves the group exactly as if it had never committed there.
-    let removal = cluster.delete_offsets(&groups[0], &partitions[1..2]).await.unwrap();
+    let removal = cluster
+        .delete_offsets(&groups[0], &partitions[1..2])
+        .await
+        .unwrap();
     let left: Vec<(i32, i64)> = cluster
         .committed_offsets(&groups[0], &partitions)
         .await
@@ -138,21 +177,40 @@ pub async fn cluster_contract(
 
     cluster.delete_group(&groups[2]).await.unwrap();
     assert!(
-        !cluster.groups().await.unwrap().iter().any(|g| g.group_id == groups[2]),
+        !cluster
+            .groups()
+            .await
+            .unwrap()
+            .iter()
+            .any(|g| g.group_id == groups[2]),
         "a deleted group is not listed"
     );
-    assert_eq!(cluster.committed_offsets(&groups[2], &partitions).await.unwrap(), []);
+    assert_eq!(
+        cluster
+            .committed_offsets(&groups[2], &partitions)
+            .await
+            .unwrap(),
+        []
+    );
     cluster.delete_group(&never).await.unwrap();
 
     cluster.delete_topic(&topic).await.unwrap();
     assert!(
-        !cluster.topics().await.unwrap().iter().any(|t| t.name == topic),
+        !cluster
+            .topics()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == topic),
         "a deleted topic is not listed"
     );
     cluster.delete_topic(&topic).await.unwrap();
 
     // A topic created again under the same name is a new topic: a new id, where ids exist.
-    cluster.create_topic(&topic, 1, -1, &BTreeMap::new()).await.unwrap();
+    cluster
+        .create_topic(&topic, 1, -1, &BTreeMap::new())
+        .await
+        .unwrap();
     let second_id = cluster
         .topics()
         .await
@@ -164,7 +222,11 @@ pub async fn cluster_contract(
     if let (Some(first), Some(second)) = (&first_id, &second_id) {
         assert_ne!(first, second, "a recreated topic gets a new id");
     }
-    assert_eq!(first_id.is_some(), second_id.is_some(), "ids are reported for every topic or none");
+    assert_eq!(
+        first_id.is_some(),
+        second_id.is_some(),
+        "ids are reported for every topic or none"
+    );
     cluster.delete_topic(&topic).await.unwrap();
     for group in &groups[..2] {
         cluster.delete_group(group).await.unwrap();

@@ -185,7 +185,9 @@ impl KafkaConnection {
         let pem_roots = |pem: &[u8], origin: &str| -> Result<Vec<CertificateDer<'static>>> {
             let certificates = CertificateDer::pem_slice_iter(pem)
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|error| Error::Config(format!("{origin}: not a PEM certificate bundle: {error}")))?;
+                .map_err(|error| {
+                    Error::Config(format!("{origin}: not a PEM certificate bundle: {error}"))
+                })?;
             if certificates.is_empty() {
                 return Err(Error::Config(format!("{origin}: holds no PEM certificate")));
             }
@@ -225,7 +227,9 @@ impl KafkaConnection {
                     )));
                 }
                 let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|error| {
-                    Error::Config(format!("{origin}: privateKey is not a PEM private key: {error}"))
+                    Error::Config(format!(
+                        "{origin}: privateKey is not a PEM private key: {error}"
+                    ))
                 })?;
                 builder
                     .with_client_auth_cert(chain, key)

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 
 use super::admin::ClusterAdmin;
 use super::cluster::ClusterReader;
-use super::wire::KafkaCluster;
 use super::connection::KafkaConnection;
 use super::iam::MskIamTokenProvider;
 use super::settings::{AuthMethod, KafkaSettings};
+use super::wire::KafkaCluster;
 use crate::error::Result;
 
 /// A cluster the steps can read and change.

@@ -48,7 +48,9 @@ impl MemoryCluster {
         let watermarks = vec![Watermarks { low: 0, high: 0 }; partitions as usize];
         let mut state = self.lock();
         state.topics.insert(name.to_owned(), (watermarks, configs));
-        state.topic_ids.insert(name.to_owned(), uuid::Uuid::new_v4().to_string());
+        state
+            .topic_ids
+            .insert(name.to_owned(), uuid::Uuid::new_v4().to_string());
     }
 
     /// From now on behaves like a broker without OffsetDelete (before Kafka 2.4).
@@ -363,7 +365,9 @@ impl ClusterAdmin for MemoryCluster {
             });
         }
         for partition in partitions {
-            state.offsets.remove(&(group_id.to_owned(), partition.clone()));
+            state
+                .offsets
+                .remove(&(group_id.to_owned(), partition.clone()));
         }
         Ok(OffsetRemoval::Deleted)
     }
@@ -383,9 +387,15 @@ mod tests {
 
     #[tokio::test]
     async fn the_twin_meets_the_cluster_contract() {
-        assert_eq!(cluster_contract(&MemoryCluster::new(), "twin", true).await, OffsetRemoval::Deleted);
+        assert_eq!(
+            cluster_contract(&MemoryCluster::new(), "twin", true).await,
+            OffsetRemoval::Deleted
+        );
         let old_broker = MemoryCluster::new();
         old_broker.without_offset_delete();
-        assert_eq!(cluster_contract(&old_broker, "twin", true).await, OffsetRemoval::CommittedAsNone);
+        assert_eq!(
+            cluster_contract(&old_broker, "twin", true).await,
+            OffsetRemoval::CommittedAsNone
+        );
     }
 }

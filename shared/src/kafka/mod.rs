@@ -7,9 +7,9 @@
 pub mod admin;
 pub mod client;
 pub mod cluster;
-pub mod connection;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod connection;
 pub mod connector;
 pub mod iam;
 pub mod memory;
@@ -18,8 +18,8 @@ pub mod wire;
 
 pub use admin::{ClusterAdmin, OffsetRemoval};
 pub use cluster::{
-    ClusterReader, CommittedOffset, GroupDescription, GroupMember, TopicConfigs,
-    TopicDescription, TopicPartition, Watermarks, active_groups,
+    ClusterReader, CommittedOffset, GroupDescription, GroupMember, TopicConfigs, TopicDescription,
+    TopicPartition, Watermarks, active_groups,
 };
 pub use connection::{KafkaConnection, Secret};
 pub use connector::{AwsClusterConnector, Cluster, ClusterConnector};

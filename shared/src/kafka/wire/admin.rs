@@ -61,7 +61,9 @@ impl KafkaCluster {
                             .with_partition_index(offset.partition)
                             .with_committed_offset(offset.offset)
                             .with_committed_leader_epoch(-1)
-                            .with_committed_metadata(Some(StrBytes::from_string(offset.metadata.clone()))),
+                            .with_committed_metadata(Some(StrBytes::from_string(
+                                offset.metadata.clone(),
+                            ))),
                     );
                 }
                 let request = OffsetCommitRequest::default()
@@ -87,7 +89,11 @@ impl KafkaCluster {
                         match partition.error_code {
                             0 => {}
                             code if coordinator_moved(code) => moved = Some(code),
-                            code => refused.push((topic.name.to_string(), partition.partition_index, code)),
+                            code => refused.push((
+                                topic.name.to_string(),
+                                partition.partition_index,
+                                code,
+                            )),
                         }
                     }
                 }
@@ -105,14 +111,18 @@ impl KafkaCluster {
                             Some(&format!("group {group} on {topic}/{partition}")),
                         );
                         Err(match error {
-                            Error::Kafka { operation, message, .. } => Error::Kafka {
+                            Error::Kafka {
+                                operation, message, ..
+                            } => Error::Kafka {
                                 operation,
                                 message: if refused.len() > 1 {
                                     format!("{message} (and {} more partitions)", refused.len() - 1)
                                 } else {
                                     message
                                 },
-                                retryable: !refused.iter().any(|&(_, _, code)| commit_error_is_permanent(code)),
+                                retryable: !refused
+                                    .iter()
+                                    .any(|&(_, _, code)| commit_error_is_permanent(code)),
                             },
                             other => other,
                         })
@@ -175,7 +185,11 @@ impl ClusterAdmin for KafkaCluster {
             async move {
                 let response = self.call(&controller, request, 2..=7).await?;
                 for result in response.topics {
-                    let code = if result.error_code == NOT_CONTROLLER { NOT_CONTROLLER } else { result.error_code };
+                    let code = if result.error_code == NOT_CONTROLLER {
+                        NOT_CONTROLLER
+                    } else {
+                        result.error_code
+                    };
                     if code != 0 {
                         let mut error = api_error_with(
                             "create topic",
@@ -183,9 +197,14 @@ impl ClusterAdmin for KafkaCluster {
                             ApiKey::CreateTopics,
                             code,
                             Some(&format!("topic {name}")),
-                            result.error_message.as_ref().map(|message| message.as_str()),
+                            result
+                                .error_message
+                                .as_ref()
+                                .map(|message| message.as_str()),
                         );
-                        if code == TOPIC_ALREADY_EXISTS || code != NOT_CONTROLLER && !error.is_retryable() {
+                        if code == TOPIC_ALREADY_EXISTS
+                            || code != NOT_CONTROLLER && !error.is_retryable()
+                        {
                             error = non_retryable(error);
                         }
                         return Err(error);
@@ -203,7 +222,9 @@ impl ClusterAdmin for KafkaCluster {
             let mut request = DeleteTopicsRequest::default()
                 .with_timeout_ms(self.connection.request_timeout.as_millis() as i32);
             if version >= 6 {
-                request = request.with_topics(vec![DeleteTopicState::default().with_name(Some(topic_name(name)))]);
+                request = request.with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(topic_name(name))),
+                ]);
             } else {
                 request = request.with_topic_names(vec![topic_name(name)]);
             }
@@ -217,7 +238,10 @@ impl ClusterAdmin for KafkaCluster {
                         ApiKey::DeleteTopics,
                         result.error_code,
                         Some(&format!("topic {name}")),
-                        result.error_message.as_ref().map(|message| message.as_str()),
+                        result
+                            .error_message
+                            .as_ref()
+                            .map(|message| message.as_str()),
                     ));
                 }
             }
@@ -246,7 +270,9 @@ impl ClusterAdmin for KafkaCluster {
         let groups: Vec<String> = offsets.keys().cloned().collect();
         let offsets = &offsets;
         let mut done = self
-            .on_coordinators(&groups, |broker, groups| self.commit_on(broker, groups, offsets))
+            .on_coordinators(&groups, |broker, groups| {
+                self.commit_on(broker, groups, offsets)
+            })
             .await;
         commits
             .iter()
@@ -278,7 +304,10 @@ impl ClusterAdmin for KafkaCluster {
         let mut outcome = self
             .on_coordinators(&groups, |broker, groups| async move {
                 let group = &groups[0];
-                if self.version_for::<OffsetDeleteRequest>(&broker, 0..=0).is_err() {
+                if self
+                    .version_for::<OffsetDeleteRequest>(&broker, 0..=0)
+                    .is_err()
+                {
                     // No OffsetDelete (before Kafka 2.4, and some Kafka-compatible brokers):
                     // commit -1, which every reader takes for "no committed offset".
                     let none: Vec<CommittedOffset> = partitions
@@ -294,28 +323,32 @@ impl ClusterAdmin for KafkaCluster {
                     let mut answers = self.commit_on(broker, groups.clone(), &offsets).await?;
                     let (group, answer) = answers.pop().expect("one answer");
                     let answer = match answer {
-                        Attempt::Done(result) => Attempt::Done(result.map(|()| OffsetRemoval::CommittedAsNone)),
+                        Attempt::Done(result) => {
+                            Attempt::Done(result.map(|()| OffsetRemoval::CommittedAsNone))
+                        }
                         Attempt::CoordinatorMoved(code) => Attempt::CoordinatorMoved(code),
                     };
                     return Ok(vec![(group, answer)]);
                 }
                 let mut topics: BTreeMap<&str, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
                 for partition in partitions {
-                    topics
-                        .entry(&partition.topic)
-                        .or_default()
-                        .push(OffsetDeleteRequestPartition::default().with_partition_index(partition.partition));
+                    topics.entry(&partition.topic).or_default().push(
+                        OffsetDeleteRequestPartition::default()
+                            .with_partition_index(partition.partition),
+                    );
                 }
-                let request = OffsetDeleteRequest::default().with_group_id(group_id(group)).with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(topic, partitions)| {
-                            OffsetDeleteRequestTopic::default()
-                                .with_name(topic_name(topic))
-                                .with_partitions(partitions)
-                        })
-                        .collect(),
-                );
+                let request = OffsetDeleteRequest::default()
+                    .with_group_id(group_id(group))
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(topic, partitions)| {
+                                OffsetDeleteRequestTopic::default()
+                                    .with_name(topic_name(topic))
+                                    .with_partitions(partitions)
+                            })
+                            .collect(),
+                    );
                 let response = self.call(&broker, &request, 0..=0).await?;
                 let address = broker.address.clone();
                 let code = response.error_code;
@@ -383,7 +416,13 @@ impl ClusterAdmin for KafkaCluster {
                             if code == 0 || code == GROUP_ID_NOT_FOUND {
                                 Ok(())
                             } else {
-                                Err(api_error("delete group", &address, ApiKey::DeleteGroups, code, Some(&subject)))
+                                Err(api_error(
+                                    "delete group",
+                                    &address,
+                                    ApiKey::DeleteGroups,
+                                    code,
+                                    Some(&subject),
+                                ))
                             }
                         });
                         (name, answer)
@@ -403,7 +442,9 @@ impl ClusterAdmin for KafkaCluster {
 
 fn non_retryable(error: Error) -> Error {
     match error {
-        Error::Kafka { operation, message, .. } => Error::Kafka {
+        Error::Kafka {
+            operation, message, ..
+        } => Error::Kafka {
             operation,
             message,
             retryable: false,

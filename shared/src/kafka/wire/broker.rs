@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -136,9 +134,9 @@ impl BrokerConnection {
     pub(crate) fn version<R: Request>(&self, wanted: RangeInclusive<i16>) -> Result<i16> {
         self.version_of(R::KEY, R::VERSIONS.min..=R::VERSIONS.max, wanted.clone())
             .ok_or_else(|| {
-                let offered = self
-                    .offered(R::KEY)
-                    .map_or("none".to_owned(), |range| format!("v{}-v{}", range.start(), range.end()));
+                let offered = self.offered(R::KEY).map_or("none".to_owned(), |range| {
+                    format!("v{}-v{}", range.start(), range.end())
+                });
                 Error::Kafka {
                     operation: "choose an API version",
                     message: format!(
@@ -426,7 +424,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("broker b-1:9092 does not support Metadata in versions v10-v12 (it offers v0-v9)"),
+            error.contains(
+                "broker b-1:9092 does not support Metadata in versions v10-v12 (it offers v0-v9)"
+            ),
             "{error}"
         );
         let error = connection

@@ -74,7 +74,9 @@ pub(crate) fn api_error_with(
     detail: Option<&str>,
 ) -> Error {
     let name = error_name(code);
-    let subject = subject.map(|subject| format!(" for {subject}")).unwrap_or_default();
+    let subject = subject
+        .map(|subject| format!(" for {subject}"))
+        .unwrap_or_default();
     let detail = detail
         .filter(|detail| !detail.is_empty())
         .map(|detail| format!(": {detail}"))
@@ -124,12 +126,18 @@ mod tests {
             "kafka: commit offsets: broker b-1:9098 answered OffsetCommit for group \
              payment-processor with NOT_COORDINATOR (error 16)"
         );
-        let error = api_error("read configs", "b-1:9098", ApiKey::DescribeConfigs, 29, None);
+        let error = api_error(
+            "read configs",
+            "b-1:9098",
+            ApiKey::DescribeConfigs,
+            29,
+            None,
+        );
         assert!(!error.is_retryable());
         assert!(
-            error
-                .to_string()
-                .contains("with TOPIC_AUTHORIZATION_FAILED (error 29); grant the function's principal"),
+            error.to_string().contains(
+                "with TOPIC_AUTHORIZATION_FAILED (error 29); grant the function's principal"
+            ),
             "{error}"
         );
         assert_eq!(error_name(9999), "UNKNOWN_9999");

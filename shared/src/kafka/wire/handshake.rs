@@ -30,7 +30,13 @@ pub(crate) async fn open(
     let timeout = connection.request_timeout;
     let tcp = tokio::time::timeout(timeout, TcpStream::connect(address))
         .await
-        .map_err(|_| unreachable(address, connection, &format!("no TCP connection within {timeout:?}")))?
+        .map_err(|_| {
+            unreachable(
+                address,
+                connection,
+                &format!("no TCP connection within {timeout:?}"),
+            )
+        })?
         .map_err(|error| unreachable(address, connection, &error.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Stream> = match tls {
@@ -74,14 +80,22 @@ async fn authenticate(
         )
         .await?;
     if handshake.error_code != 0 {
-        let offered: Vec<&str> = handshake.mechanisms.iter().map(|name| name.as_str()).collect();
+        let offered: Vec<&str> = handshake
+            .mechanisms
+            .iter()
+            .map(|name| name.as_str())
+            .collect();
         return Err(authentication_error(
             broker,
             connection,
             &format!(
                 "the broker does not offer {mechanism} ({}; it offers {})",
                 error_name(handshake.error_code),
-                if offered.is_empty() { "nothing".to_owned() } else { offered.join(", ") }
+                if offered.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    offered.join(", ")
+                }
             ),
         ));
     }
@@ -93,7 +107,9 @@ async fn authenticate(
         let token = provider.fresh_token().await?;
         // RFC 7628's initial client response: no authorization id, the bearer token.
         let message = format!("n,,\x01auth=Bearer {}\x01\x01", token.value.expose());
-        lifetime = sasl_round(broker, connection, message.into_bytes()).await?.1;
+        lifetime = sasl_round(broker, connection, message.into_bytes())
+            .await?
+            .1;
     } else {
         let (username, password) = connection.scram_credentials().ok_or_else(|| {
             Error::Config(format!(
@@ -101,8 +117,9 @@ async fn authenticate(
                 connection.auth
             ))
         })?;
-        let config = SASLConfig::with_credentials(None, username.to_owned(), password.expose().to_owned())
-            .map_err(|error| authentication_error(broker, connection, &error.to_string()))?;
+        let config =
+            SASLConfig::with_credentials(None, username.to_owned(), password.expose().to_owned())
+                .map_err(|error| authentication_error(broker, connection, &error.to_string()))?;
         let name = Mechname::parse(mechanism.as_bytes())
             .map_err(|error| authentication_error(broker, connection, &error.to_string()))?;
         let mut session = SASLClient::new(config)
@@ -149,9 +166,16 @@ async fn sasl_round(
             ApiKey::SaslAuthenticate,
             answer.error_code,
             None,
-            answer.error_message.as_ref().map(|message| message.as_str()),
+            answer
+                .error_message
+                .as_ref()
+                .map(|message| message.as_str()),
         );
-        return Err(authentication_error(broker, connection, &reason.to_string()));
+        return Err(authentication_error(
+            broker,
+            connection,
+            &reason.to_string(),
+        ));
     }
     let lifetime = (answer.session_lifetime_ms > 0)
         .then(|| Duration::from_millis(answer.session_lifetime_ms as u64));
@@ -180,7 +204,11 @@ fn tls_error(address: &str, connection: &KafkaConnection, reason: &str) -> Error
     }
 }
 
-fn authentication_error(broker: &BrokerConnection, connection: &KafkaConnection, reason: &str) -> Error {
+fn authentication_error(
+    broker: &BrokerConnection,
+    connection: &KafkaConnection,
+    reason: &str,
+) -> Error {
     Error::Kafka {
         operation: "authenticate",
         message: format!(

@@ -50,6 +50,9 @@ pub(crate) enum Attempt<T> {
     CoordinatorMoved(i16),
 }
 
+/// The groups of one request and what the request came to, per group.
+type Answered<T> = (Vec<String>, Result<Vec<(String, Attempt<T>)>>);
+
 #[derive(Default)]
 struct Topology {
     /// Broker id → `host:port`, from the latest metadata.
@@ -112,7 +115,13 @@ impl KafkaCluster {
             return Ok(Arc::clone(broker));
         }
         let broker = Arc::new(
-            handshake::open(address, &self.connection, self.tls.as_ref(), &self.client_id).await?,
+            handshake::open(
+                address,
+                &self.connection,
+                self.tls.as_ref(),
+                &self.client_id,
+            )
+            .await?,
         );
         *slot = Some(Arc::clone(&broker));
         Ok(broker)
@@ -152,14 +161,18 @@ impl KafkaCluster {
             Some(address) => address,
             None => {
                 self.metadata(Some(&[])).await?;
-                self.topology().brokers.get(&id).cloned().ok_or_else(|| Error::Kafka {
-                    operation: "find a broker",
-                    message: format!(
-                        "broker id {id} is not in the metadata of {}",
-                        self.connection.bootstrap_servers
-                    ),
-                    retryable: true,
-                })?
+                self.topology()
+                    .brokers
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| Error::Kafka {
+                        operation: "find a broker",
+                        message: format!(
+                            "broker id {id} is not in the metadata of {}",
+                            self.connection.bootstrap_servers
+                        ),
+                        retryable: true,
+                    })?
             }
         };
         self.broker(&address).await
@@ -232,7 +245,12 @@ impl KafkaCluster {
         topology.brokers = response
             .brokers
             .iter()
-            .map(|broker| (broker.node_id.0, format!("{}:{}", broker.host.as_str(), broker.port)))
+            .map(|broker| {
+                (
+                    broker.node_id.0,
+                    format!("{}:{}", broker.host.as_str(), broker.port),
+                )
+            })
             .collect();
         topology.controller = Some(response.controller_id.0);
         drop(topology);
@@ -260,16 +278,21 @@ impl KafkaCluster {
         }
         let broker = self.any_broker().await?;
         let mut answers: Vec<(String, i16, Option<String>, String)> = Vec::new();
-        if self.version_for::<FindCoordinatorRequest>(&broker, 4..=6).is_ok() {
+        if self
+            .version_for::<FindCoordinatorRequest>(&broker, 4..=6)
+            .is_ok()
+        {
             // FindCoordinator v4+ takes many keys; brokers cap a request's keys in practice,
             // so ask in chunks.
             let requests = missing.chunks(1000).map(|chunk| {
-                let request = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(
-                    chunk
-                        .iter()
-                        .map(|group| StrBytes::from_string(group.clone()))
-                        .collect(),
-                );
+                let request = FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(
+                        chunk
+                            .iter()
+                            .map(|group| StrBytes::from_string(group.clone()))
+                            .collect(),
+                    );
                 let broker = Arc::clone(&broker);
                 async move { self.call(&broker, &request, 4..=6).await }
             });
@@ -361,7 +384,10 @@ impl KafkaCluster {
             let mut retry = Vec::new();
             for group in pending.drain(..) {
                 match located.get(&group) {
-                    Some(Ok(address)) => by_coordinator.entry(address.clone()).or_default().push(group),
+                    Some(Ok(address)) => by_coordinator
+                        .entry(address.clone())
+                        .or_default()
+                        .push(group),
                     Some(Err(error)) if error.is_retryable() && !last => retry.push(group),
                     Some(Err(error)) => {
                         outcomes.insert(group, Err(error.duplicate()));
@@ -390,8 +416,11 @@ impl KafkaCluster {
                     results
                 }
             });
-            let answered: Vec<(Vec<String>, Result<Vec<(String, Attempt<T>)>>)> =
-                futures::future::join_all(calls).await.into_iter().flatten().collect();
+            let answered: Vec<Answered<T>> = futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
             for (groups, result) in answered {
                 match result {
                     Ok(answers) => {

@@ -10,7 +10,9 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse,
     describe_configs_request::DescribeConfigsResource,
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics},
+    offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    },
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -19,8 +21,8 @@ use super::errors::{UNKNOWN_TOPIC_OR_PARTITION, api_error, api_error_with};
 use super::{Attempt, KafkaCluster, attempt_of, group_id, topic_name};
 use crate::error::{Error, Result};
 use crate::kafka::cluster::{
-    ClusterReader, CommittedOffset, GroupDescription, GroupMember, TopicConfigs,
-    TopicDescription, TopicPartition, Watermarks, kafka_default,
+    ClusterReader, CommittedOffset, GroupDescription, GroupMember, TopicConfigs, TopicDescription,
+    TopicPartition, Watermarks, kafka_default,
 };
 
 /// ListOffsets' special timestamps.
@@ -35,7 +37,11 @@ const GROUPS_PER_OFFSET_FETCH: usize = 200;
 impl KafkaCluster {
     /// Per partition (in the order asked), the offset ListOffsets gives for `timestamp`; -1
     /// where no record is that late. Each leader gets one request for all its partitions.
-    async fn list_offsets(&self, partitions: &[TopicPartition], timestamp: i64) -> Result<Vec<i64>> {
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        timestamp: i64,
+    ) -> Result<Vec<i64>> {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
@@ -43,13 +49,19 @@ impl KafkaCluster {
             let leaders = self.leaders(partitions).await?;
             let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
             for partition in partitions {
-                by_leader.entry(leaders[partition]).or_default().push(partition);
+                by_leader
+                    .entry(leaders[partition])
+                    .or_default()
+                    .push(partition);
             }
             let requests = by_leader.into_iter().map(|(leader, asked)| async move {
                 let broker = self.node(leader).await?;
                 let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
                 for partition in &asked {
-                    topics.entry(&partition.topic).or_default().push(partition.partition);
+                    topics
+                        .entry(&partition.topic)
+                        .or_default()
+                        .push(partition.partition);
                 }
                 let request = ListOffsetsRequest::default()
                     .with_replica_id(kafka_protocol::messages::BrokerId(-1))
@@ -59,17 +71,19 @@ impl KafkaCluster {
                         topics
                             .into_iter()
                             .map(|(topic, partitions)| {
-                                ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(
-                                    partitions
-                                        .into_iter()
-                                        .map(|partition| {
-                                            ListOffsetsPartition::default()
-                                                .with_partition_index(partition)
-                                                .with_current_leader_epoch(-1)
-                                                .with_timestamp(timestamp)
-                                        })
-                                        .collect(),
-                                )
+                                ListOffsetsTopic::default()
+                                    .with_name(topic_name(topic))
+                                    .with_partitions(
+                                        partitions
+                                            .into_iter()
+                                            .map(|partition| {
+                                                ListOffsetsPartition::default()
+                                                    .with_partition_index(partition)
+                                                    .with_current_leader_epoch(-1)
+                                                    .with_timestamp(timestamp)
+                                            })
+                                            .collect(),
+                                    )
                             })
                             .collect(),
                     );
@@ -117,13 +131,20 @@ impl KafkaCluster {
     }
 
     /// The leader of each partition, from fresh metadata.
-    async fn leaders(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i32>> {
+    async fn leaders(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i32>> {
         let topics: BTreeSet<&str> = partitions.iter().map(|p| p.topic.as_str()).collect();
         let topics: Vec<String> = topics.into_iter().map(str::to_owned).collect();
         let metadata = self.metadata(Some(&topics)).await?;
         let mut leaders = BTreeMap::new();
         for topic in &metadata.topics {
-            let name = topic.name.as_ref().map(|name| name.to_string()).unwrap_or_default();
+            let name = topic
+                .name
+                .as_ref()
+                .map(|name| name.to_string())
+                .unwrap_or_default();
             if topic.error_code != 0 {
                 return Err(api_error(
                     "read metadata",
@@ -148,7 +169,11 @@ impl KafkaCluster {
                         "find a partition's leader",
                         "(any)",
                         ApiKey::Metadata,
-                        if leaders.contains_key(partition) { 5 } else { UNKNOWN_TOPIC_OR_PARTITION },
+                        if leaders.contains_key(partition) {
+                            5
+                        } else {
+                            UNKNOWN_TOPIC_OR_PARTITION
+                        },
                         Some(&format!("{}/{}", partition.topic, partition.partition)),
                     ));
                 }
@@ -175,7 +200,10 @@ impl KafkaCluster {
                         .with_resource_type(TOPIC_RESOURCE)
                         .with_resource_name(StrBytes::from_string(topic.clone()))
                         .with_configuration_keys(names.map(|names| {
-                            names.iter().map(|name| StrBytes::from_string((*name).to_owned())).collect()
+                            names
+                                .iter()
+                                .map(|name| StrBytes::from_string((*name).to_owned()))
+                                .collect()
                         }))
                 })
                 .collect(),
@@ -198,7 +226,10 @@ impl KafkaCluster {
                     ApiKey::DescribeConfigs,
                     result.error_code,
                     Some(&format!("topic {topic}")),
-                    result.error_message.as_ref().map(|message| message.as_str()),
+                    result
+                        .error_message
+                        .as_ref()
+                        .map(|message| message.as_str()),
                 ));
             }
             let values = result
@@ -224,7 +255,9 @@ impl KafkaCluster {
         let metadata = self.metadata(Some(&[])).await?;
         let listings = metadata.brokers.iter().map(|broker| async move {
             let broker = self.node(broker.node_id.0).await?;
-            let response = self.call(&broker, &ListGroupsRequest::default(), 0..=5).await?;
+            let response = self
+                .call(&broker, &ListGroupsRequest::default(), 0..=5)
+                .await?;
             if response.error_code != 0 {
                 return Err(api_error(
                     "list consumer groups",
@@ -258,11 +291,17 @@ impl KafkaCluster {
         let by_topic = |group: &str| -> BTreeMap<String, Vec<i32>> {
             let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for partition in &wanted[group] {
-                topics.entry(partition.topic.clone()).or_default().push(partition.partition);
+                topics
+                    .entry(partition.topic.clone())
+                    .or_default()
+                    .push(partition.partition);
             }
             topics
         };
-        if self.version_for::<OffsetFetchRequest>(&broker, 8..=9).is_ok() {
+        if self
+            .version_for::<OffsetFetchRequest>(&broker, 8..=9)
+            .is_ok()
+        {
             let requests = groups.chunks(GROUPS_PER_OFFSET_FETCH).map(|chunk| {
                 let request = OffsetFetchRequest::default().with_groups(
                     chunk
@@ -410,14 +449,25 @@ impl ClusterReader for KafkaCluster {
             .collect())
     }
 
-    async fn offsets_for_time(&self, partitions: &[TopicPartition], at_ms: i64) -> Result<Vec<i64>> {
+    async fn offsets_for_time(
+        &self,
+        partitions: &[TopicPartition],
+        at_ms: i64,
+    ) -> Result<Vec<i64>> {
         let mut offsets = self.list_offsets(partitions, at_ms).await?;
-        let past_the_end: Vec<usize> = (0..offsets.len()).filter(|&index| offsets[index] < 0).collect();
+        let past_the_end: Vec<usize> = (0..offsets.len())
+            .filter(|&index| offsets[index] < 0)
+            .collect();
         if !past_the_end.is_empty() {
             // No record that late: the partition's end.
-            let ends: Vec<TopicPartition> =
-                past_the_end.iter().map(|&index| partitions[index].clone()).collect();
-            for (index, end) in past_the_end.into_iter().zip(self.list_offsets(&ends, LATEST).await?) {
+            let ends: Vec<TopicPartition> = past_the_end
+                .iter()
+                .map(|&index| partitions[index].clone())
+                .collect();
+            for (index, end) in past_the_end
+                .into_iter()
+                .zip(self.list_offsets(&ends, LATEST).await?)
+            {
                 offsets[index] = end;
             }
         }
@@ -434,7 +484,9 @@ impl ClusterReader for KafkaCluster {
         topics: &[String],
         names: &[&str],
     ) -> Result<BTreeMap<String, TopicConfigs>> {
-        let mut configs = self.describe_topic_configs(topics, Some(names), |_| true).await?;
+        let mut configs = self
+            .describe_topic_configs(topics, Some(names), |_| true)
+            .await?;
         for values in configs.values_mut() {
             for name in names {
                 if !values.contains_key(*name) {
@@ -530,7 +582,9 @@ impl ClusterReader for KafkaCluster {
         let groups: Vec<String> = asked.keys().cloned().collect();
         let asked = &asked;
         let mut found = self
-            .on_coordinators(&groups, |broker, groups| self.fetch_offsets(broker, groups, asked))
+            .on_coordinators(&groups, |broker, groups| {
+                self.fetch_offsets(broker, groups, asked)
+            })
             .await;
         wanted
             .iter()
