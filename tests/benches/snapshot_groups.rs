@@ -158,7 +158,6 @@ async fn run(groups: usize, partitions: i32, json_path: Option<String>) {
             bootstrap_servers: &stack.kafka_bootstrap,
             topics: &topics,
             groups: &group_filter,
-            parallelism: 16,
         };
         let mut times = Vec::with_capacity(RUNS);
         for _ in 0..RUNS {

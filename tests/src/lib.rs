@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod kafka_proxy;
 pub mod librdkafka_groups;
+pub mod msk_iam_listener;
 pub mod process;
 pub mod stepfunctions;
 
@@ -433,22 +434,153 @@ impl Stack {
         let proxy =
             kafka_proxy::KafkaFaultProxy::start(&format!("127.0.0.1:{}", free_port()), &broker)
                 .await;
+        let process = self.spawn_broker("proxied-broker", &broker, &proxy.address);
+        self.wait_kafka(&proxy.address).await;
+        (process, proxy)
+    }
+
+    /// A broker of its own behind an MSK IAM listener (TLS with `certs_dir/ca.pem`,
+    /// OAUTHBEARER): each token's signature is checked against botocore's, computed with this
+    /// stack's AWS secret key.
+    pub async fn start_msk_iam_broker(&self) -> (ChildProcess, msk_iam_listener::MskIamListener) {
+        let broker = format!("127.0.0.1:{}", free_port());
+        let listen = format!("127.0.0.1:{}", free_port());
+        let process = self.spawn_broker("msk-iam-broker", &broker, &listen);
+        self.wait_kafka(&broker).await;
+        let tls = self.broker_tls_acceptor();
+        let stack = self.clone();
+        let verify: msk_iam_listener::Verify = std::sync::Arc::new(move |token| {
+            tokio::task::block_in_place(|| stack.check_msk_iam_token(token))
+        });
+        let listener = msk_iam_listener::MskIamListener::start(&listen, &broker, tls, verify).await;
+        (process, listener)
+    }
+
+    /// The broker certificate of `certs_dir`, for listeners of the tests' own.
+    fn broker_tls_acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(self.certs_dir.join("broker.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(self.certs_dir.join("broker.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+    }
+
+    /// An MSK IAM token as a broker checks it: a presigned `kafka-cluster:Connect` for
+    /// `kafka.REGION.amazonaws.com`, fresh, signed with this stack's secret key (every query
+    /// parameter botocore computes for the same key, region and time must match).
+    fn check_msk_iam_token(&self, token: &str) -> Result<(), String> {
+        use base64::Engine;
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|error| format!("the token is not base64url: {error}"))?;
+        let url = String::from_utf8(url).map_err(|_| "the token is not UTF-8".to_owned())?;
+        let (base, query) = url.split_once('?').ok_or("the token has no query")?;
+        let params: std::collections::BTreeMap<&str, &str> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .collect();
+        let credential: String = form_urlencoded::parse(
+            params
+                .get("X-Amz-Credential")
+                .copied()
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .map(|(key, value)| format!("{key}{value}"))
+        .collect();
+        let scope: Vec<&str> = credential.split('/').collect();
+        let [access_key, _day, region, "kafka-cluster", "aws4_request"] = scope[..] else {
+            return Err(format!("unexpected credential scope {credential:?}"));
+        };
+        if base != format!("https://kafka.{region}.amazonaws.com/") {
+            return Err(format!(
+                "signed for {base}, not the regional kafka-cluster endpoint"
+            ));
+        }
+        if params.get("Action") != Some(&"kafka-cluster%3AConnect") {
+            return Err("the token does not ask for kafka-cluster:Connect".into());
+        }
+        let date = params.get("X-Amz-Date").ok_or("no X-Amz-Date")?;
+        let signed_at = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ")
+            .map_err(|error| format!("X-Amz-Date {date}: {error}"))?
+            .and_utc()
+            .timestamp();
+        let age = chrono::Utc::now().timestamp() - signed_at;
+        if !(-300..=900).contains(&age) {
+            return Err(format!(
+                "the token was signed {age} s ago: expired or from the future"
+            ));
+        }
+        let secret =
+            std::env::var("AWS_SECRET_ACCESS_KEY").map_err(|_| "no AWS_SECRET_ACCESS_KEY")?;
+        let session_token: String = params
+            .get("X-Amz-Security-Token")
+            .map(|token| {
+                form_urlencoded::parse(format!("t={token}").as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let seconds = signed_at.to_string();
+        let mut args = vec![
+            "sign-msk-iam",
+            "--region",
+            region,
+            "--access-key",
+            access_key,
+            "--secret-key",
+            &secret,
+            "--unix-seconds",
+            &seconds,
+        ];
+        if !session_token.is_empty() {
+            args.extend(["--session-token", session_token.as_str()]);
+        }
+        let botocore = self.python(&args);
+        for (name, value) in botocore.as_object().ok_or("botocore gave no parameters")? {
+            let expected = value.as_str().unwrap_or_default();
+            if params.get(name.as_str()) != Some(&expected) {
+                return Err(format!(
+                    "{name} differs from botocore's signature for the same key and time"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn spawn_broker(&self, name: &str, listen: &str, advertised: &str) -> ChildProcess {
         let directory = std::env::temp_dir().join(unique("broker"));
         std::fs::create_dir_all(&directory).expect("creating the broker directory");
         let mut command = Command::new(&self.nisshi);
         command.current_dir(&directory).args([
             "broker",
             "--listener-url",
-            &format!("tcp://{broker}"),
+            &format!("tcp://{listen}"),
             "--advertised-listener-url",
-            &format!("tcp://{}", proxy.address),
+            &format!("tcp://{advertised}"),
             "--group-initial-rebalance-delay",
             "0s",
             "--storage-engine",
-            "memory://proxied/",
+            &format!("memory://{name}/"),
         ]);
-        let process = ChildProcess::spawn("proxied-broker", command);
-        let address = proxy.address.clone();
+        ChildProcess::spawn(name, command)
+    }
+
+    /// Waits until a plaintext broker at `address` answers metadata (fails after 60 s).
+    async fn wait_kafka(&self, address: &str) {
+        let address = address.to_owned();
         let python = self.python.clone();
         let local_py = self.local_py.clone();
         tokio::task::spawn_blocking(move || {
@@ -460,12 +592,11 @@ impl Stack {
                 .expect("running wait-kafka");
             assert!(
                 status.success(),
-                "the proxied broker did not answer within 60 s"
+                "the broker at {address} did not answer within 60 s"
             );
         })
         .await
         .unwrap();
-        (process, proxy)
     }
 
     /// Starts the event-source bridge for `topics`, invoking `function` on `lambda_endpoint`;

@@ -142,3 +142,90 @@ async fn a_wrong_scram_password_and_an_unknown_ca_fail_clearly_and_for_good() {
         "{error}"
     );
 }
+
+/// A whole msk-iam session: TLS, SASL/OAUTHBEARER with a token the listener checks against
+/// botocore's signature, then every request of the contract — coordinators included, each
+/// connection signing its own token.
+#[tokio::test(flavor = "multi_thread")]
+async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refused() {
+    let stack = Stack::from_env();
+    let (_broker, listener) = stack.start_msk_iam_broker().await;
+    let pairs = [
+        ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", listener.address.clone()),
+        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
+        (
+            "TIDEMARK_KAFKA_TLS_CA_FILE",
+            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
+        ),
+    ];
+    let aws = stack.sdk_config().await;
+    let connection = resolve_with_iam(&pairs, &aws).await;
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+    let removal = cluster_contract(&cluster, &unique("msk-iam"), false).await;
+    assert_eq!(removal, OffsetRemoval::CommittedAsNone);
+    assert!(
+        listener.accepted() >= 1,
+        "the session went through the listener"
+    );
+    assert_eq!(listener.refusals(), Vec::<String>::new());
+
+    // Credentials the broker side does not know: refused at the handshake, for good.
+    let wrong = aws
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    "testing",
+                    "not-the-secret",
+                    None,
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build();
+    let connection = resolve_with_iam(&pairs, &wrong).await;
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "authentication to {} failed (msk-iam)",
+            listener.address
+        )),
+        "{message}"
+    );
+    assert!(message.contains("SASL_AUTHENTICATION_FAILED"), "{message}");
+    assert!(
+        listener
+            .refusals()
+            .iter()
+            .any(|reason| reason.contains("X-Amz-Signature differs")),
+        "{:?}",
+        listener.refusals()
+    );
+}
+
+async fn resolve_with_iam(
+    pairs: &[(&str, String)],
+    aws: &aws_config::SdkConfig,
+) -> KafkaConnection {
+    let settings = KafkaSettings::from_env(&Env::from_lookup(|name| {
+        pairs
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    }))
+    .unwrap();
+    KafkaConnection::resolve(
+        &settings,
+        &aws_sdk_kafka::Client::new(aws),
+        &aws_sdk_secretsmanager::Client::new(aws),
+        Some(tidemark_core::kafka::iam::MskIamTokenProvider::from_sdk_config(aws).unwrap()),
+    )
+    .await
+    .unwrap()
+}

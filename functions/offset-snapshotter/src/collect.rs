@@ -31,7 +31,6 @@ pub struct Collector<'a> {
     pub bootstrap_servers: &'a str,
     pub topics: &'a NameFilter,
     pub groups: &'a NameFilter,
-    pub parallelism: usize,
 }
 
 impl Collector<'_> {

@@ -25,8 +25,6 @@ pub struct SnapshotterConfig {
     pub samples: u32,
     /// `TIDEMARK_SNAPSHOT_INTERVAL_SECONDS`: time between samples (default 15).
     pub interval: Duration,
-    /// `TIDEMARK_SNAPSHOT_PARALLELISM`: concurrent cluster requests (default 16).
-    pub parallelism: usize,
     /// `TIDEMARK_COMPRESSION_LEVEL`: zstd level of the stored snapshot (default 3).
     pub compression_level: i32,
     /// `TIDEMARK_METRICS_NAMESPACE` (default `Tidemark`).
@@ -53,11 +51,9 @@ impl SnapshotterConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
         const SAMPLES: &str = "an integer from 1 to 60";
         const INTERVAL: &str = "seconds, 1 to 900";
-        const PARALLELISM: &str = "an integer from 1 to 256";
         const LEVEL: &str = "an integer from 1 to 19";
         let samples = env.parsed("TIDEMARK_SNAPSHOT_SAMPLES", 1, SAMPLES)?;
         let interval = env.parsed("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", 15, INTERVAL)?;
-        let parallelism = env.parsed("TIDEMARK_SNAPSHOT_PARALLELISM", 16, PARALLELISM)?;
         let level = env.parsed("TIDEMARK_COMPRESSION_LEVEL", 3, LEVEL)?;
         Ok(SnapshotterConfig {
             bucket: env.required("TIDEMARK_BUCKET")?,
@@ -76,13 +72,6 @@ impl SnapshotterConfig {
                 900,
                 INTERVAL,
             )?),
-            parallelism: in_range(
-                "TIDEMARK_SNAPSHOT_PARALLELISM",
-                parallelism,
-                1,
-                256,
-                PARALLELISM,
-            )?,
             compression_level: in_range("TIDEMARK_COMPRESSION_LEVEL", level, 1, 19, LEVEL)?,
             metrics_namespace: env
                 .optional("TIDEMARK_METRICS_NAMESPACE")
@@ -116,11 +105,10 @@ mod tests {
     }
 
     #[test]
-    fn defaults_take_one_sample_with_sixteen_parallel_requests() {
+    fn defaults_take_one_sample_every_fifteen_seconds() {
         let config = config(&[]).unwrap();
         assert_eq!(config.samples, 1);
         assert_eq!(config.interval, Duration::from_secs(15));
-        assert_eq!(config.parallelism, 16);
         assert!(config.groups.accepts("any-group"));
     }
 
@@ -130,7 +118,6 @@ mod tests {
             ("TIDEMARK_SNAPSHOT_SAMPLES", "0"),
             ("TIDEMARK_SNAPSHOT_SAMPLES", "many"),
             ("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", "0"),
-            ("TIDEMARK_SNAPSHOT_PARALLELISM", "1000"),
             ("TIDEMARK_GROUPS_INCLUDE", "("),
             ("TIDEMARK_KAFKA_AUTH", "none"),
         ] {

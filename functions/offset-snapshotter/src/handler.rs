@@ -195,7 +195,6 @@ impl Snapshotter {
             bootstrap_servers: &self.bootstrap_servers,
             topics: &self.config.topics,
             groups: &self.config.groups,
-            parallelism: self.config.parallelism,
         };
         let mut snapshot = collector.collect(previous).await?;
         let (key, stored_bytes) = self.store(&mut snapshot).await?;
