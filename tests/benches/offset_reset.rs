@@ -6,7 +6,7 @@
 //!
 //! Needs the local stack (`local/up.sh`). Run:
 //!   source local/env.sh && local/up.sh && \
-//!   cargo bench -p tidemark-tests --bench offset_reset -- [GROUPS] [PARTITIONS] [--json FILE]
+//!   cargo bench -p tidemark-tests --bench offset_reset -- [GROUPS] [PARTITIONS] [--json FILE] [--wire-only]
 
 use std::time::{Duration, Instant};
 
@@ -156,8 +156,12 @@ async fn main() {
         "{group_count} groups × {partitions} partitions ({} offsets), median of {RUNS} runs each",
         group_count * partitions as usize
     );
-    let (old_apply, old_verify) =
-        measure_librdkafka(&baseline, &groups, &topic, partitions, 1_000).await;
+    // `--wire-only` skips the baseline, for profiling the wire path alone (not for published runs).
+    let (old_apply, old_verify) = if args.iter().any(|arg| arg == "--wire-only") {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        measure_librdkafka(&baseline, &groups, &topic, partitions, 1_000).await
+    };
     let (new_apply, new_verify) = measure_wire(&cluster, &groups, &topic, partitions, 2_000).await;
     let old_total = old_apply + old_verify;
     let row = |name: &str, apply: Duration, verify: Duration| {

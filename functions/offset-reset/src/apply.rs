@@ -82,12 +82,7 @@ pub async fn snapshot(
     let before = match get_json::<OffsetsBefore>(records.objects.as_ref(), &key).await? {
         Some(existing) => existing,
         None => {
-            let known: Vec<String> = cluster
-                .groups()
-                .await?
-                .into_iter()
-                .map(|group| group.group_id)
-                .collect();
+            let known: Vec<String> = cluster.group_ids().await?;
             let wanted: Vec<(String, Vec<TopicPartition>)> = plan
                 .groups
                 .iter()

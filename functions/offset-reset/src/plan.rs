@@ -77,12 +77,7 @@ pub async fn make_plan(
     now_ms: i64,
 ) -> Result<ResetPlan> {
     let mut warnings = Vec::new();
-    let known: Vec<String> = cluster
-        .groups()
-        .await?
-        .into_iter()
-        .map(|group| group.group_id)
-        .collect();
+    let known: Vec<String> = cluster.group_ids().await?;
     let snapshot = match &request.strategy {
         ValidStrategy::Snapshot {
             backup_id, at_ms, ..

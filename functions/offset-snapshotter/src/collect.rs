@@ -177,13 +177,16 @@ impl Collector<'_> {
     /// Every selected group with its committed offsets on `partitions`, sorted by group id. A
     /// group whose offsets cannot be read is kept, marked with the error.
     async fn group_offsets(&self, partitions: &[TopicPartition]) -> Result<Vec<GroupSnapshot>> {
-        let listed: Vec<GroupDescription> = self
+        // Filter the ids first: describing groups the snapshot does not keep costs requests.
+        let ids: Vec<String> = self
             .cluster
-            .groups()
+            .group_ids()
             .await?
             .into_iter()
-            .filter(|group| self.groups.accepts(&group.group_id))
+            .filter(|group| self.groups.accepts(group))
             .collect();
+        let mut listed: Vec<GroupDescription> = self.cluster.describe_groups(&ids).await?;
+        listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         // One batched read for every group (many groups per request to each coordinator).
         let wanted: Vec<(String, Vec<TopicPartition>)> = listed
             .iter()

@@ -113,6 +113,27 @@ pub trait ClusterReader: Send + Sync {
     /// Every consumer group the cluster knows.
     async fn groups(&self) -> Result<Vec<GroupDescription>>;
 
+    /// The id of every consumer group the cluster knows (no descriptions: cheaper).
+    async fn group_ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .map(|group| group.group_id)
+            .collect())
+    }
+
+    /// The descriptions of `ids` that exist; the others are left out.
+    async fn describe_groups(&self, ids: &[String]) -> Result<Vec<GroupDescription>> {
+        let wanted: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .filter(|group| wanted.contains(group.group_id.as_str()))
+            .collect())
+    }
+
     /// The group's committed offsets among `partitions` (partitions without one are left out).
     /// Asks for explicit partitions: some brokers answer "all topics" with nothing.
     async fn committed_offsets(
@@ -143,12 +164,11 @@ pub async fn active_groups(cluster: &dyn ClusterReader, groups: &[String]) -> Re
     if groups.is_empty() {
         return Ok(Vec::new());
     }
-    let wanted: std::collections::BTreeSet<&str> = groups.iter().map(String::as_str).collect();
     Ok(cluster
-        .groups()
+        .describe_groups(groups)
         .await?
         .into_iter()
-        .filter(|group| wanted.contains(group.group_id.as_str()) && !group.members.is_empty())
+        .filter(|group| !group.members.is_empty())
         .map(|group| {
             let hosts: Vec<String> = group
                 .members

@@ -156,6 +156,21 @@ pub async fn cluster_contract(
         assert!(description.members.is_empty(), "{group} has no members");
     }
     assert!(active_groups(cluster, &groups).await.unwrap().is_empty());
+    let ids = cluster.group_ids().await.unwrap();
+    assert!(
+        groups.iter().all(|group| ids.contains(group)),
+        "group ids list every group"
+    );
+    let mut asked = vec![groups[1].clone(), never.clone()];
+    asked.sort();
+    let described = cluster.describe_groups(&asked).await.unwrap();
+    assert!(
+        described
+            .iter()
+            .all(|group| asked.contains(&group.group_id))
+            && described.iter().any(|group| group.group_id == groups[1]),
+        "describe_groups describes the groups asked for and no others: {described:?}"
+    );
 
     // Taking one offset away leaves the group exactly as if it had never committed there.
     let removal = cluster

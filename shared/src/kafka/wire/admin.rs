@@ -26,6 +26,9 @@ use crate::kafka::admin::{ClusterAdmin, OffsetRemoval};
 use crate::kafka::cluster::{CommittedOffset, TopicConfigs, TopicPartition};
 
 const NOT_CONTROLLER: i16 = 41;
+/// Connections per coordinator that commits are spread over (a broker serves one request per
+/// connection at a time; OffsetCommit takes one group).
+const COMMIT_LANES: usize = 4;
 
 /// Commit errors another attempt would meet again: the group has members now (a coordinator
 /// refuses commits from outside a live group), or the partitions or metadata are refused as
@@ -51,9 +54,14 @@ impl KafkaCluster {
         groups: Vec<String>,
         offsets: &BTreeMap<String, Vec<CommittedOffset>>,
     ) -> Result<Vec<(String, Attempt<()>)>> {
-        let requests = groups.into_iter().map(|group| {
-            let broker = Arc::clone(&broker);
+        let lanes = groups.len().min(COMMIT_LANES).max(1);
+        let requests = groups.into_iter().enumerate().map(|(index, group)| {
+            let first = Arc::clone(&broker);
             async move {
+                let broker = match index % lanes {
+                    0 => first,
+                    lane => self.lane(&first.address, lane).await?,
+                };
                 let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
                 for offset in &offsets[&group] {
                     topics.entry(&offset.topic).or_default().push(

@@ -103,11 +103,22 @@ impl KafkaCluster {
 
     /// The open connection to `address`, opened (and authenticated) when there is none.
     async fn broker(&self, address: &str) -> Result<Arc<BrokerConnection>> {
+        self.lane(address, 0).await
+    }
+
+    /// Connection number `lane` to `address`. A broker answers the requests of one connection
+    /// one at a time, in order; requests spread over lanes are served in parallel.
+    async fn lane(&self, address: &str, lane: usize) -> Result<Arc<BrokerConnection>> {
+        let key = if lane == 0 {
+            address.to_owned()
+        } else {
+            format!("{address}#{lane}")
+        };
         let slot = Arc::clone(
             self.sockets
                 .lock()
                 .expect("lock poisoned")
-                .entry(address.to_owned())
+                .entry(key)
                 .or_default(),
         );
         let mut slot = slot.lock().await;

@@ -499,8 +499,16 @@ impl ClusterReader for KafkaCluster {
 
     async fn groups(&self) -> Result<Vec<GroupDescription>> {
         let ids = self.list_group_ids().await?;
+        self.describe_groups(&ids).await
+    }
+
+    async fn group_ids(&self) -> Result<Vec<String>> {
+        self.list_group_ids().await
+    }
+
+    async fn describe_groups(&self, ids: &[String]) -> Result<Vec<GroupDescription>> {
         let described = self
-            .on_coordinators(&ids, |broker, groups| async move {
+            .on_coordinators(ids, |broker, groups| async move {
                 let request = DescribeGroupsRequest::default()
                     .with_groups(groups.iter().map(|group| group_id(group)).collect());
                 let response = self.call(&broker, &request, 0..=5).await?;
