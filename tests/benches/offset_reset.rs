@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use offset_reset::apply::{apply, verify};
 use offset_reset::config::DEFAULT_CONCURRENCY;
 use offset_reset::plan::{GroupMove, PartitionMove, ResetPlan};
-use tidemark_core::kafka::{CommittedOffset, KafkaCluster, KafkaConnection, TopicPartition};
+use tidemark_core::kafka::{KafkaCluster, KafkaConnection, TopicPartition};
 use tidemark_tests::librdkafka_groups::LibrdkafkaGroups;
 use tidemark_tests::{Stack, unique};
 
@@ -81,23 +81,7 @@ async fn measure_librdkafka(
     let mut verified = Vec::new();
     for run in 0..RUNS {
         let plan = plan(groups, topic, partitions, first_offset + 100 * run as i64);
-        let commits: Vec<(String, Vec<CommittedOffset>)> = plan
-            .groups
-            .iter()
-            .map(|group| {
-                let offsets = group
-                    .partitions
-                    .iter()
-                    .map(|moved| CommittedOffset {
-                        topic: moved.topic.clone(),
-                        partition: moved.partition,
-                        offset: moved.new,
-                        metadata: String::new(),
-                    })
-                    .collect();
-                (group.group.clone(), offsets)
-            })
-            .collect();
+        let commits = plan.commits();
         let wanted: Vec<(String, Vec<TopicPartition>)> = plan
             .groups
             .iter()
@@ -127,17 +111,10 @@ async fn measure_librdkafka(
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json_path = args
-        .iter()
-        .position(|arg| arg == "--json")
-        .map(|index| args[index + 1].clone());
-    let numbers: Vec<&String> = args
-        .iter()
-        .filter(|arg| arg.parse::<usize>().is_ok())
-        .collect();
-    let group_count: usize = numbers.first().map_or(500, |n| n.parse().unwrap());
-    let partitions: i32 = numbers.get(1).map_or(10, |n| n.parse().unwrap());
+    let (numbers, json_path) = tidemark_tests::bench_args();
+    let wire_only = std::env::args().any(|arg| arg == "--wire-only");
+    let group_count = numbers.first().copied().unwrap_or(500);
+    let partitions = numbers.get(1).map_or(10, |&n| n as i32);
     let stack = Stack::from_env();
     let topic = unique("bench-reset");
     stack.create_topic(&topic, partitions as u32, &[]);
@@ -157,7 +134,7 @@ async fn main() {
         group_count * partitions as usize
     );
     // `--wire-only` skips the baseline, for profiling the wire path alone (not for published runs).
-    let (old_apply, old_verify) = if args.iter().any(|arg| arg == "--wire-only") {
+    let (old_apply, old_verify) = if wire_only {
         (Duration::ZERO, Duration::ZERO)
     } else {
         measure_librdkafka(&baseline, &groups, &topic, partitions, 1_000).await
@@ -186,18 +163,16 @@ async fn main() {
         new_apply,
         new_verify,
     );
-    if let Some(path) = json_path {
-        let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
-        let json = serde_json::json!({
-            "bench": "offset_reset",
-            "groups": group_count,
-            "partitions": partitions,
-            "runs": RUNS,
-            "statistic": "median",
-            "librdkafka": {"apply_ms": ms(old_apply), "verify_ms": ms(old_verify)},
-            "wire": {"apply_ms": ms(new_apply), "verify_ms": ms(new_verify)},
-            "speedup_apply_plus_verify": old_total.as_secs_f64() / (new_apply + new_verify).as_secs_f64(),
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("writing JSON");
-    }
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    let json = serde_json::json!({
+        "bench": "offset_reset",
+        "groups": group_count,
+        "partitions": partitions,
+        "runs": RUNS,
+        "statistic": "median",
+        "librdkafka": {"apply_ms": ms(old_apply), "verify_ms": ms(old_verify)},
+        "wire": {"apply_ms": ms(new_apply), "verify_ms": ms(new_verify)},
+        "speedup_apply_plus_verify": old_total.as_secs_f64() / (new_apply + new_verify).as_secs_f64(),
+    });
+    tidemark_tests::write_bench_json(json_path, &json);
 }

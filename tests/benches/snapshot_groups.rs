@@ -84,17 +84,9 @@ impl ClusterReader for LibrdkafkaOffsets {
 const RUNS: usize = 5;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let json_path = args
-        .iter()
-        .position(|arg| arg == "--json")
-        .map(|index| args[index + 1].clone());
-    let numbers: Vec<&String> = args
-        .iter()
-        .filter(|arg| arg.parse::<usize>().is_ok())
-        .collect();
-    let groups: usize = numbers.first().map_or(1000, |n| n.parse().unwrap());
-    let partitions: i32 = numbers.get(1).map_or(8, |n| n.parse().unwrap());
+    let (numbers, json_path) = tidemark_tests::bench_args();
+    let groups = numbers.first().copied().unwrap_or(1000);
+    let partitions = numbers.get(1).map_or(8, |&n| n as i32);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(run(groups, partitions, json_path));
 }
@@ -184,16 +176,14 @@ async fn run(groups: usize, partitions: i32, json_path: Option<String>) {
         );
         results.push(serde_json::json!({"reader": name, "median_ms": median, "min_ms": times[0]}));
     }
-    if let Some(path) = json_path {
-        let json = serde_json::json!({
-            "bench": "snapshot_groups",
-            "groups": groups,
-            "partitions": partitions,
-            "runs": RUNS,
-            "results": results,
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).expect("writing JSON");
-    }
+    let json = serde_json::json!({
+        "bench": "snapshot_groups",
+        "groups": groups,
+        "partitions": partitions,
+        "runs": RUNS,
+        "results": results,
+    });
+    tidemark_tests::write_bench_json(json_path, &json);
 }
 
 fn regex(pattern: &str) -> regex::Regex {

@@ -18,6 +18,24 @@ use serde_json::Value;
 
 pub use process::ChildProcess;
 
+/// A bench binary's arguments: its numbers in order, and the path after `--json`, if any.
+pub fn bench_args() -> (Vec<usize>, Option<String>) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args
+        .iter()
+        .position(|arg| arg == "--json")
+        .and_then(|index| args.get(index + 1).cloned());
+    let numbers = args.iter().filter_map(|arg| arg.parse().ok()).collect();
+    (numbers, json)
+}
+
+/// Writes a bench's raw results where `--json` asked.
+pub fn write_bench_json(path: Option<String>, json: &serde_json::Value) {
+    if let Some(path) = path {
+        std::fs::write(&path, serde_json::to_string_pretty(json).unwrap()).expect("writing JSON");
+    }
+}
+
 /// The SCRAM user `local/up.sh` creates on the SCRAM broker.
 pub const SCRAM_USER: &str = "tidemark";
 pub const SCRAM_PASSWORD: &str = "tidemark-local-secret";

@@ -7,8 +7,9 @@ use tidemark_core::kafka::conformance::cluster_contract;
 use tidemark_core::kafka::{KafkaCluster, KafkaConnection, KafkaSettings, OffsetRemoval};
 use tidemark_tests::{Stack, unique};
 
-/// Resolves a connection from `TIDEMARK_KAFKA_*` settings, as the functions do.
-async fn resolve(stack: &Stack, pairs: &[(&str, String)]) -> KafkaConnection {
+/// Resolves a connection from `TIDEMARK_KAFKA_*` settings, as the functions do (signing MSK IAM
+/// tokens with `aws`'s credentials when the method is msk-iam).
+async fn resolve_with(pairs: &[(&str, String)], aws: &aws_config::SdkConfig) -> KafkaConnection {
     let settings = KafkaSettings::from_env(&Env::from_lookup(|name| {
         pairs
             .iter()
@@ -16,15 +17,20 @@ async fn resolve(stack: &Stack, pairs: &[(&str, String)]) -> KafkaConnection {
             .map(|(_, value)| value.clone())
     }))
     .unwrap();
-    let aws = stack.sdk_config().await;
+    let iam = (settings.auth == tidemark_core::kafka::AuthMethod::MskIam)
+        .then(|| tidemark_core::kafka::iam::MskIamTokenProvider::from_sdk_config(aws).unwrap());
     KafkaConnection::resolve(
         &settings,
-        &aws_sdk_kafka::Client::new(&aws),
-        &aws_sdk_secretsmanager::Client::new(&aws),
-        None,
+        &aws_sdk_kafka::Client::new(aws),
+        &aws_sdk_secretsmanager::Client::new(aws),
+        iam,
     )
     .await
     .unwrap()
+}
+
+async fn resolve(stack: &Stack, pairs: &[(&str, String)]) -> KafkaConnection {
+    resolve_with(pairs, &stack.sdk_config().await).await
 }
 
 async fn scram_secret(stack: &Stack) -> String {
@@ -159,7 +165,7 @@ async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refus
         ),
     ];
     let aws = stack.sdk_config().await;
-    let connection = resolve_with_iam(&pairs, &aws).await;
+    let connection = resolve_with(&pairs, &aws).await;
     let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
     let removal = cluster_contract(&cluster, &unique("msk-iam"), false).await;
     assert_eq!(removal, OffsetRemoval::CommittedAsNone);
@@ -184,7 +190,7 @@ async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refus
             ),
         )
         .build();
-    let connection = resolve_with_iam(&pairs, &wrong).await;
+    let connection = resolve_with(&pairs, &wrong).await;
     let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
     let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
         .await
@@ -209,23 +215,35 @@ async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refus
     );
 }
 
-async fn resolve_with_iam(
-    pairs: &[(&str, String)],
-    aws: &aws_config::SdkConfig,
-) -> KafkaConnection {
-    let settings = KafkaSettings::from_env(&Env::from_lookup(|name| {
-        pairs
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    }))
-    .unwrap();
-    KafkaConnection::resolve(
-        &settings,
-        &aws_sdk_kafka::Client::new(aws),
-        &aws_sdk_secretsmanager::Client::new(aws),
-        Some(tidemark_core::kafka::iam::MskIamTokenProvider::from_sdk_config(aws).unwrap()),
-    )
-    .await
-    .unwrap()
+/// A broker without OAUTHBEARER (the local SCRAM broker) refuses msk-iam at the handshake, and
+/// the error says which mechanisms it offers, for good (no retry would change it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_without_oauthbearer_is_named_with_what_it_offers() {
+    let stack = Stack::from_env();
+    let pairs = [
+        (
+            "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+            stack.kafka_scram_bootstrap.clone(),
+        ),
+        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
+        (
+            "TIDEMARK_KAFKA_TLS_CA_FILE",
+            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
+        ),
+    ];
+    let connection = resolve(&stack, &pairs).await;
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "authentication to {} failed (msk-iam): the broker does not offer OAUTHBEARER",
+            stack.kafka_scram_bootstrap
+        )),
+        "{message}"
+    );
+    assert!(message.contains("it offers SCRAM-SHA-512"), "{message}");
 }

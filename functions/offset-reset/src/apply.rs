@@ -124,24 +124,8 @@ pub async fn snapshot(
 /// in flight at once. Every group is tried; the error names each group that failed and why.
 /// Retryable when every failure was.
 pub async fn apply(plan: &ResetPlan, cluster: &dyn Cluster) -> Result<StepCounts> {
-    let commits: Vec<(String, Vec<CommittedOffset>)> = plan
-        .groups
-        .iter()
-        .map(|group| {
-            let offsets = group
-                .partitions
-                .iter()
-                .map(|moved| CommittedOffset {
-                    topic: moved.topic.clone(),
-                    partition: moved.partition,
-                    offset: moved.new,
-                    metadata: String::new(),
-                })
-                .collect();
-            (group.group.clone(), offsets)
-        })
-        .collect();
-    let results: Vec<tidemark_core::Result<()>> = cluster.commit_offsets_of_groups(&commits).await;
+    let results: Vec<tidemark_core::Result<()>> =
+        cluster.commit_offsets_of_groups(&plan.commits()).await;
     let results = plan
         .groups
         .iter()

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use tidemark_core::kafka::{Cluster, ClusterReader, TopicPartition};
+use tidemark_core::kafka::{Cluster, ClusterReader, CommittedOffset, TopicPartition};
 use tidemark_core::offset_map::RestoreOffsetMapping;
 use tidemark_core::snapshot::{ClusterSnapshot, load_at_or_before};
 
@@ -52,6 +52,26 @@ impl GroupMove {
 }
 
 impl ResetPlan {
+    /// Every group's new offsets, as the apply step commits them.
+    pub fn commits(&self) -> Vec<(String, Vec<CommittedOffset>)> {
+        self.groups
+            .iter()
+            .map(|group| {
+                let offsets = group
+                    .partitions
+                    .iter()
+                    .map(|moved| CommittedOffset {
+                        topic: moved.topic.clone(),
+                        partition: moved.partition,
+                        offset: moved.new,
+                        metadata: String::new(),
+                    })
+                    .collect();
+                (group.group.clone(), offsets)
+            })
+            .collect()
+    }
+
     /// The planned partitions of `group` (none for a group the plan does not move).
     pub fn partitions_of(&self, group: &str) -> Vec<TopicPartition> {
         self.groups

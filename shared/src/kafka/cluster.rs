@@ -69,6 +69,22 @@ pub struct CommittedOffset {
     pub metadata: String,
 }
 
+impl CommittedOffset {
+    /// Offset -1 on each of `partitions`: what every reader takes for "no committed offset",
+    /// committed where a broker cannot delete an offset.
+    pub fn none_on(partitions: &[TopicPartition]) -> Vec<CommittedOffset> {
+        partitions
+            .iter()
+            .map(|partition| CommittedOffset {
+                topic: partition.topic.clone(),
+                partition: partition.partition,
+                offset: -1,
+                metadata: String::new(),
+            })
+            .collect()
+    }
+}
+
 /// Non-default config values of one topic; `None` for a sensitive value the broker hides.
 pub type TopicConfigs = BTreeMap<String, Option<String>>;
 

@@ -342,16 +342,8 @@ impl ClusterAdmin for MemoryCluster {
     ) -> Result<OffsetRemoval> {
         let without_offset_delete = self.lock().without_offset_delete;
         if without_offset_delete {
-            let none: Vec<CommittedOffset> = partitions
-                .iter()
-                .map(|partition| CommittedOffset {
-                    topic: partition.topic.clone(),
-                    partition: partition.partition,
-                    offset: -1,
-                    metadata: String::new(),
-                })
-                .collect();
-            self.commit_offsets(group_id, &none).await?;
+            self.commit_offsets(group_id, &CommittedOffset::none_on(partitions))
+                .await?;
             return Ok(OffsetRemoval::CommittedAsNone);
         }
         let mut state = self.lock();

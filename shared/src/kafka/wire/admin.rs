@@ -54,7 +54,7 @@ impl KafkaCluster {
         groups: Vec<String>,
         offsets: &BTreeMap<String, Vec<CommittedOffset>>,
     ) -> Result<Vec<(String, Attempt<()>)>> {
-        let lanes = groups.len().min(COMMIT_LANES).max(1);
+        let lanes = groups.len().clamp(1, COMMIT_LANES);
         let requests = groups.into_iter().enumerate().map(|(index, group)| {
             let first = Arc::clone(&broker);
             async move {
@@ -318,16 +318,8 @@ impl ClusterAdmin for KafkaCluster {
                 {
                     // No OffsetDelete (before Kafka 2.4, and some Kafka-compatible brokers):
                     // commit -1, which every reader takes for "no committed offset".
-                    let none: Vec<CommittedOffset> = partitions
-                        .iter()
-                        .map(|partition| CommittedOffset {
-                            topic: partition.topic.clone(),
-                            partition: partition.partition,
-                            offset: -1,
-                            metadata: String::new(),
-                        })
-                        .collect();
-                    let offsets = BTreeMap::from([(group.clone(), none)]);
+                    let offsets =
+                        BTreeMap::from([(group.clone(), CommittedOffset::none_on(partitions))]);
                     let mut answers = self.commit_on(broker, groups.clone(), &offsets).await?;
                     let (group, answer) = answers.pop().expect("one answer");
                     let answer = match answer {

@@ -332,6 +332,13 @@ mod tests {
         (api_key, version, correlation_id)
     }
 
+    fn connection_to_test_broker(address: &str) -> (Arc<BrokerConnection>, DuplexStream) {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let connection =
+            BrokerConnection::start(address, Box::new(client), "test", Duration::from_secs(5));
+        (Arc::new(connection), server)
+    }
+
     async fn answer_api_versions(server: &mut DuplexStream, correlation_id: i32, version: i16) {
         let response = ApiVersionsResponse::default().with_api_keys(vec![
             ApiVersion::default()
@@ -348,13 +355,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_out_of_order_reach_their_own_requests() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let connection = Arc::new(BrokerConnection::start(
-            "test:9092",
-            Box::new(client),
-            "test",
-            Duration::from_secs(5),
-        ));
+        let (connection, mut server) = connection_to_test_broker("test:9092");
         let first = tokio::spawn({
             let connection = Arc::clone(&connection);
             async move { connection.send(&ApiVersionsRequest::default(), 0).await }
@@ -375,13 +376,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_connection_fails_every_waiting_request_and_the_next_one() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let connection = Arc::new(BrokerConnection::start(
-            "b-1:9092",
-            Box::new(client),
-            "test",
-            Duration::from_secs(5),
-        ));
+        let (connection, mut server) = connection_to_test_broker("b-1:9092");
         let waiting = tokio::spawn({
             let connection = Arc::clone(&connection);
             async move { connection.send(&ApiVersionsRequest::default(), 0).await }
@@ -401,13 +396,7 @@ mod tests {
 
     #[tokio::test]
     async fn versions_are_the_highest_both_sides_and_the_caller_accept() {
-        let (client, mut server) = tokio::io::duplex(1 << 16);
-        let connection = Arc::new(BrokerConnection::start(
-            "b-1:9092",
-            Box::new(client),
-            "test",
-            Duration::from_secs(5),
-        ));
+        let (connection, mut server) = connection_to_test_broker("b-1:9092");
         let negotiated = tokio::spawn({
             let connection = Arc::clone(&connection);
             async move { connection.negotiate_versions().await.map(|()| connection) }

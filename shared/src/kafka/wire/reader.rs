@@ -329,19 +329,7 @@ impl KafkaCluster {
             for response in futures::future::try_join_all(requests).await? {
                 for group in response.groups {
                     let name = group.group_id.to_string();
-                    let partitions = group.topics.into_iter().flat_map(|topic| {
-                        let topic_name = topic.name.to_string();
-                        topic.partitions.into_iter().map(move |partition| {
-                            (
-                                topic_name.clone(),
-                                partition.partition_index,
-                                partition.committed_offset,
-                                partition.metadata.map(|metadata| metadata.to_string()),
-                                partition.error_code,
-                            )
-                        })
-                    });
-                    let offsets = committed(&broker.address, &name, partitions.collect());
+                    let offsets = committed(&broker.address, &name, fetched!(group.topics));
                     answers.push((name, attempt_of(group.error_code, || offsets)));
                 }
             }
@@ -363,23 +351,7 @@ impl KafkaCluster {
             let broker = Arc::clone(&broker);
             async move {
                 let response: OffsetFetchResponse = self.call(&broker, &request, 1..=7).await?;
-                let partitions = response
-                    .topics
-                    .into_iter()
-                    .flat_map(|topic| {
-                        let topic_name = topic.name.to_string();
-                        topic.partitions.into_iter().map(move |partition| {
-                            (
-                                topic_name.clone(),
-                                partition.partition_index,
-                                partition.committed_offset,
-                                partition.metadata.map(|metadata| metadata.to_string()),
-                                partition.error_code,
-                            )
-                        })
-                    })
-                    .collect();
-                let offsets = committed(&broker.address, &group, partitions);
+                let offsets = committed(&broker.address, &group, fetched!(response.topics));
                 // Before v2 the group-level error is only in the partitions.
                 Ok::<_, Error>((group, attempt_of(response.error_code, || offsets)))
             }
@@ -387,6 +359,29 @@ impl KafkaCluster {
         futures::future::try_join_all(requests).await
     }
 }
+
+/// The (topic, partition, offset, metadata, error) of each fetched partition. OffsetFetch has
+/// two answer shapes (per group from v8, per request before) with the same fields.
+macro_rules! fetched {
+    ($topics:expr) => {
+        $topics
+            .into_iter()
+            .flat_map(|topic| {
+                let topic_name = topic.name.to_string();
+                topic.partitions.into_iter().map(move |partition| {
+                    (
+                        topic_name.clone(),
+                        partition.partition_index,
+                        partition.committed_offset,
+                        partition.metadata.map(|metadata| metadata.to_string()),
+                        partition.error_code,
+                    )
+                })
+            })
+            .collect()
+    };
+}
+use fetched;
 
 /// A group's fetched partitions (topic, partition, offset, metadata, error) as committed
 /// offsets; -1 (no offset) left out, a partition error fails the group.
