@@ -10,15 +10,20 @@
 //!
 //! - [`broker`]: one connection (frames, pipelining, versions);
 //! - [`handshake`]: TCP, TLS, ApiVersions, SASL (SCRAM, OAUTHBEARER with MSK IAM);
-//! - this file: the cluster's brokers, coordinators and retries;
-//! - [`reader`] and [`admin`]: the [`ClusterReader`](super::ClusterReader) and
+//! - this file: the cluster's brokers, controller, API versions and retries;
+//! - [`coordinators`]: finding group coordinators, per-coordinator batches and their retries;
+//! - [`reader`], [`offsets`] and [`admin`]: the [`ClusterReader`](super::ClusterReader) and
 //!   [`ClusterAdmin`](super::ClusterAdmin) requests.
 
 mod admin;
 mod broker;
+mod coordinators;
 mod errors;
 mod handshake;
+mod offsets;
 mod reader;
+#[cfg(test)]
+mod scripted_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,14 +32,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, GroupId, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, GroupId, MetadataRequest, MetadataResponse, TopicName,
     metadata_request::MetadataRequestTopic,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio_rustls::TlsConnector;
 
 use self::broker::BrokerConnection;
-use self::errors::{api_error_with, coordinator_moved};
+pub(crate) use self::coordinators::{Attempt, attempt_of};
 use super::connection::KafkaConnection;
 use crate::error::{Error, Result};
 
@@ -42,16 +47,6 @@ use crate::error::{Error, Result};
 /// tried in all, and the first pause between tries (doubling, at most one second).
 const ATTEMPTS: u32 = 6;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-
-/// What one try of a request about one group came to.
-pub(crate) enum Attempt<T> {
-    Done(Result<T>),
-    /// The broker is not (or not yet) the group's coordinator: find it again and retry.
-    CoordinatorMoved(i16),
-}
-
-/// The groups of one request and what the request came to, per group.
-type Answered<T> = (Vec<String>, Result<Vec<(String, Attempt<T>)>>);
 
 #[derive(Default)]
 struct Topology {
@@ -268,221 +263,6 @@ impl KafkaCluster {
         Ok(response)
     }
 
-    /// Each group's coordinator address: cached ones, and one batched FindCoordinator (v4+)
-    /// or one request per group (older brokers, all in flight at once) for the rest.
-    async fn coordinators(&self, groups: &[String]) -> Result<HashMap<String, Result<String>>> {
-        let mut found = HashMap::new();
-        let mut missing = Vec::new();
-        {
-            let topology = self.topology();
-            for group in groups {
-                match topology.coordinators.get(group) {
-                    Some(address) => {
-                        found.insert(group.clone(), Ok(address.clone()));
-                    }
-                    None => missing.push(group.clone()),
-                }
-            }
-        }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let broker = self.any_broker().await?;
-        let mut answers: Vec<(String, i16, Option<String>, String)> = Vec::new();
-        if self
-            .version_for::<FindCoordinatorRequest>(&broker, 4..=6)
-            .is_ok()
-        {
-            // FindCoordinator v4+ takes many keys; brokers cap a request's keys in practice,
-            // so ask in chunks.
-            let requests = missing.chunks(1000).map(|chunk| {
-                let request = FindCoordinatorRequest::default()
-                    .with_key_type(0)
-                    .with_coordinator_keys(
-                        chunk
-                            .iter()
-                            .map(|group| StrBytes::from_string(group.clone()))
-                            .collect(),
-                    );
-                let broker = Arc::clone(&broker);
-                async move { self.call(&broker, &request, 4..=6).await }
-            });
-            for response in futures::future::try_join_all(requests).await? {
-                for coordinator in response.coordinators {
-                    answers.push((
-                        coordinator.key.to_string(),
-                        coordinator.error_code,
-                        coordinator.error_message.map(|message| message.to_string()),
-                        format!("{}:{}", coordinator.host.as_str(), coordinator.port),
-                    ));
-                }
-            }
-        } else {
-            let requests = missing.iter().map(|group| {
-                let request = FindCoordinatorRequest::default()
-                    .with_key_type(0)
-                    .with_key(StrBytes::from_string(group.clone()));
-                let broker = Arc::clone(&broker);
-                async move {
-                    let response = self.call(&broker, &request, 1..=3).await?;
-                    Ok::<_, Error>((
-                        group.clone(),
-                        response.error_code,
-                        response.error_message.map(|message| message.to_string()),
-                        format!("{}:{}", response.host.as_str(), response.port),
-                    ))
-                }
-            });
-            answers = futures::future::try_join_all(requests).await?;
-        }
-        let mut topology = self.topology();
-        for (group, code, message, address) in answers {
-            let outcome = if code == 0 {
-                topology.coordinators.insert(group.clone(), address.clone());
-                Ok(address)
-            } else {
-                Err(api_error_with(
-                    "find the group coordinator",
-                    &broker.address,
-                    ApiKey::FindCoordinator,
-                    code,
-                    Some(&format!("group {group}")),
-                    message.as_deref(),
-                ))
-            };
-            found.insert(group, outcome);
-        }
-        Ok(found)
-    }
-
-    fn forget_coordinator(&self, group: &str) {
-        self.topology().coordinators.remove(group);
-    }
-
-    /// Runs `call` on each group's coordinator — once per coordinator, with all of its groups
-    /// — and retries the groups whose coordinator moved or whose connection failed, with a
-    /// bounded backoff. Each group gets its own outcome.
-    pub(crate) async fn on_coordinators<T, F, Fut>(
-        &self,
-        groups: &[String],
-        call: F,
-    ) -> BTreeMap<String, Result<T>>
-    where
-        F: Fn(Arc<BrokerConnection>, Vec<String>) -> Fut,
-        Fut: Future<Output = Result<Vec<(String, Attempt<T>)>>>,
-    {
-        let mut outcomes = BTreeMap::new();
-        let mut pending: Vec<String> = groups.to_vec();
-        let mut backoff = FIRST_BACKOFF;
-        let mut isolate = false;
-        for attempt in 1..=ATTEMPTS {
-            let last = attempt == ATTEMPTS;
-            let located = match self.coordinators(&pending).await {
-                Ok(located) => located,
-                Err(error) if error.is_retryable() && !last => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-                Err(error) => {
-                    for group in pending {
-                        outcomes.insert(group, Err(error.duplicate()));
-                    }
-                    return outcomes;
-                }
-            };
-            let mut by_coordinator: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut retry = Vec::new();
-            for group in pending.drain(..) {
-                match located.get(&group) {
-                    Some(Ok(address)) => by_coordinator
-                        .entry(address.clone())
-                        .or_default()
-                        .push(group),
-                    Some(Err(error)) if error.is_retryable() && !last => retry.push(group),
-                    Some(Err(error)) => {
-                        outcomes.insert(group, Err(error.duplicate()));
-                    }
-                    None => retry.push(group),
-                }
-            }
-            let calls = by_coordinator.into_iter().map(|(address, groups)| {
-                let call = &call;
-                async move {
-                    // After a lost connection, each group goes alone: one group whose request
-                    // breaks the connection must not take the others' answers with it.
-                    let batches: Vec<Vec<String>> = if isolate {
-                        groups.into_iter().map(|group| vec![group]).collect()
-                    } else {
-                        vec![groups]
-                    };
-                    let mut results = Vec::with_capacity(batches.len());
-                    for batch in batches {
-                        let result = match self.broker(&address).await {
-                            Ok(broker) => call(broker, batch.clone()).await,
-                            Err(error) => Err(error),
-                        };
-                        results.push((batch, result));
-                    }
-                    results
-                }
-            });
-            let answered: Vec<Answered<T>> = futures::future::join_all(calls)
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
-            for (groups, result) in answered {
-                match result {
-                    Ok(answers) => {
-                        for (group, answer) in answers {
-                            match answer {
-                                Attempt::Done(outcome) => {
-                                    outcomes.insert(group, outcome);
-                                }
-                                Attempt::CoordinatorMoved(code) => {
-                                    self.forget_coordinator(&group);
-                                    if last {
-                                        outcomes.insert(
-                                            group.clone(),
-                                            Err(errors::api_error(
-                                                "reach the group coordinator",
-                                                "(any)",
-                                                ApiKey::FindCoordinator,
-                                                code,
-                                                Some(&format!("group {group}")),
-                                            )),
-                                        );
-                                    } else {
-                                        retry.push(group);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        isolate |= error.is_retryable();
-                        for group in groups {
-                            self.forget_coordinator(&group);
-                            if error.is_retryable() && !last {
-                                retry.push(group);
-                            } else {
-                                outcomes.insert(group, Err(error.duplicate()));
-                            }
-                        }
-                    }
-                }
-            }
-            if retry.is_empty() {
-                break;
-            }
-            pending = retry;
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-        outcomes
-    }
-
     /// Tries `call` again while it fails with a retryable error, with a bounded backoff.
     async fn retrying<T, F, Fut>(&self, call: F) -> Result<T>
     where
@@ -506,15 +286,6 @@ impl KafkaCluster {
 
     fn topology(&self) -> std::sync::MutexGuard<'_, Topology> {
         self.topology.lock().expect("lock poisoned")
-    }
-}
-
-/// Whether a group-level error code means the coordinator moved (retry elsewhere).
-pub(crate) fn attempt_of<T>(code: i16, done: impl FnOnce() -> Result<T>) -> Attempt<T> {
-    if coordinator_moved(code) {
-        Attempt::CoordinatorMoved(code)
-    } else {
-        Attempt::Done(done())
     }
 }
 

@@ -1,187 +1,29 @@
-//! The reading requests: Metadata (with topic ids), ListOffsets, DescribeConfigs, ListGroups,
-//! DescribeGroups and OffsetFetch (many groups per request where the broker takes v8+).
+//! The reading requests: Metadata (with topic ids), DescribeConfigs, ListGroups and
+//! DescribeGroups here; ListOffsets and OffsetFetch in [`super::offsets`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, ListOffsetsRequest,
-    OffsetFetchRequest, OffsetFetchResponse,
+    ApiKey, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest,
     describe_configs_request::DescribeConfigsResource,
-    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
-    offset_fetch_request::{
-        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
-    },
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::broker::BrokerConnection;
-use super::errors::{UNKNOWN_TOPIC_OR_PARTITION, api_error, api_error_with};
-use super::{Attempt, KafkaCluster, attempt_of, group_id, topic_name};
+use super::errors::{api_error, api_error_with};
+use super::offsets::{EARLIEST, LATEST};
+use super::{KafkaCluster, attempt_of, group_id};
 use crate::error::{Error, Result};
 use crate::kafka::cluster::{
     ClusterReader, CommittedOffset, GroupDescription, GroupMember, TopicConfigs, TopicDescription,
     TopicPartition, Watermarks, kafka_default,
 };
 
-/// ListOffsets' special timestamps.
-const EARLIEST: i64 = -2;
-const LATEST: i64 = -1;
 /// DescribeConfigs' resource type of a topic, and the source of a topic's own override.
 const TOPIC_RESOURCE: i8 = 2;
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-/// Groups per multi-group OffsetFetch: keeps each answer a few hundred KB at most.
-const GROUPS_PER_OFFSET_FETCH: usize = 200;
 
 impl KafkaCluster {
-    /// Per partition (in the order asked), the offset ListOffsets gives for `timestamp`; -1
-    /// where no record is that late. Each leader gets one request for all its partitions.
-    async fn list_offsets(
-        &self,
-        partitions: &[TopicPartition],
-        timestamp: i64,
-    ) -> Result<Vec<i64>> {
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.retrying(|| async {
-            let leaders = self.leaders(partitions).await?;
-            let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
-            for partition in partitions {
-                by_leader
-                    .entry(leaders[partition])
-                    .or_default()
-                    .push(partition);
-            }
-            let requests = by_leader.into_iter().map(|(leader, asked)| async move {
-                let broker = self.node(leader).await?;
-                let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-                for partition in &asked {
-                    topics
-                        .entry(&partition.topic)
-                        .or_default()
-                        .push(partition.partition);
-                }
-                let request = ListOffsetsRequest::default()
-                    .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                    // Log-end offsets, not the last stable offset.
-                    .with_isolation_level(0)
-                    .with_topics(
-                        topics
-                            .into_iter()
-                            .map(|(topic, partitions)| {
-                                ListOffsetsTopic::default()
-                                    .with_name(topic_name(topic))
-                                    .with_partitions(
-                                        partitions
-                                            .into_iter()
-                                            .map(|partition| {
-                                                ListOffsetsPartition::default()
-                                                    .with_partition_index(partition)
-                                                    .with_current_leader_epoch(-1)
-                                                    .with_timestamp(timestamp)
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    );
-                let response = self.call(&broker, &request, 1..=6).await?;
-                let mut found = BTreeMap::new();
-                for topic in response.topics {
-                    for answer in topic.partitions {
-                        let subject = format!("{}/{}", topic.name.as_str(), answer.partition_index);
-                        if answer.error_code != 0 {
-                            return Err(api_error(
-                                "list offsets",
-                                &broker.address,
-                                ApiKey::ListOffsets,
-                                answer.error_code,
-                                Some(&subject),
-                            ));
-                        }
-                        found.insert(
-                            TopicPartition::new(topic.name.to_string(), answer.partition_index),
-                            answer.offset,
-                        );
-                    }
-                }
-                Ok::<_, Error>(found)
-            });
-            let mut found = BTreeMap::new();
-            for answers in futures::future::try_join_all(requests).await? {
-                found.extend(answers);
-            }
-            partitions
-                .iter()
-                .map(|partition| {
-                    found.get(partition).copied().ok_or_else(|| Error::Kafka {
-                        operation: "list offsets",
-                        message: format!(
-                            "no answer for {}/{}",
-                            partition.topic, partition.partition
-                        ),
-                        retryable: true,
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    /// The leader of each partition, from fresh metadata.
-    async fn leaders(
-        &self,
-        partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, i32>> {
-        let topics: BTreeSet<&str> = partitions.iter().map(|p| p.topic.as_str()).collect();
-        let topics: Vec<String> = topics.into_iter().map(str::to_owned).collect();
-        let metadata = self.metadata(Some(&topics)).await?;
-        let mut leaders = BTreeMap::new();
-        for topic in &metadata.topics {
-            let name = topic
-                .name
-                .as_ref()
-                .map(|name| name.to_string())
-                .unwrap_or_default();
-            if topic.error_code != 0 {
-                return Err(api_error(
-                    "read metadata",
-                    "(any)",
-                    ApiKey::Metadata,
-                    topic.error_code,
-                    Some(&format!("topic {name}")),
-                ));
-            }
-            for partition in &topic.partitions {
-                leaders.insert(
-                    TopicPartition::new(name.clone(), partition.partition_index),
-                    partition.leader_id.0,
-                );
-            }
-        }
-        for partition in partitions {
-            match leaders.get(partition) {
-                Some(leader) if *leader >= 0 => {}
-                _ => {
-                    return Err(api_error(
-                        "find a partition's leader",
-                        "(any)",
-                        ApiKey::Metadata,
-                        if leaders.contains_key(partition) {
-                            5
-                        } else {
-                            UNKNOWN_TOPIC_OR_PARTITION
-                        },
-                        Some(&format!("{}/{}", partition.topic, partition.partition)),
-                    ));
-                }
-            }
-        }
-        Ok(leaders)
-    }
-
     /// DescribeConfigs of `topics` (only `names` when given), keeping what `keep` accepts.
     async fn describe_topic_configs(
         &self,
@@ -279,139 +121,6 @@ impl KafkaCluster {
         }
         Ok(groups.into_iter().collect())
     }
-
-    /// OffsetFetch of `groups` on one coordinator: many groups per request on v8+, one request
-    /// per group (all in flight at once) before.
-    async fn fetch_offsets(
-        &self,
-        broker: Arc<BrokerConnection>,
-        groups: Vec<String>,
-        wanted: &BTreeMap<String, Vec<TopicPartition>>,
-    ) -> Result<Vec<(String, Attempt<Vec<CommittedOffset>>)>> {
-        let by_topic = |group: &str| -> BTreeMap<String, Vec<i32>> {
-            let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for partition in &wanted[group] {
-                topics
-                    .entry(partition.topic.clone())
-                    .or_default()
-                    .push(partition.partition);
-            }
-            topics
-        };
-        if self
-            .version_for::<OffsetFetchRequest>(&broker, 8..=9)
-            .is_ok()
-        {
-            let requests = groups.chunks(GROUPS_PER_OFFSET_FETCH).map(|chunk| {
-                let request = OffsetFetchRequest::default().with_groups(
-                    chunk
-                        .iter()
-                        .map(|group| {
-                            OffsetFetchRequestGroup::default()
-                                .with_group_id(group_id(group))
-                                .with_topics(Some(
-                                    by_topic(group)
-                                        .into_iter()
-                                        .map(|(topic, partitions)| {
-                                            OffsetFetchRequestTopics::default()
-                                                .with_name(topic_name(&topic))
-                                                .with_partition_indexes(partitions)
-                                        })
-                                        .collect(),
-                                ))
-                        })
-                        .collect(),
-                );
-                let broker = Arc::clone(&broker);
-                async move { self.call(&broker, &request, 8..=9).await }
-            });
-            let mut answers = Vec::new();
-            for response in futures::future::try_join_all(requests).await? {
-                for group in response.groups {
-                    let name = group.group_id.to_string();
-                    let offsets = committed(&broker.address, &name, fetched!(group.topics));
-                    answers.push((name, attempt_of(group.error_code, || offsets)));
-                }
-            }
-            return Ok(answers);
-        }
-        let requests = groups.into_iter().map(|group| {
-            let request = OffsetFetchRequest::default()
-                .with_group_id(group_id(&group))
-                .with_topics(Some(
-                    by_topic(&group)
-                        .into_iter()
-                        .map(|(topic, partitions)| {
-                            OffsetFetchRequestTopic::default()
-                                .with_name(topic_name(&topic))
-                                .with_partition_indexes(partitions)
-                        })
-                        .collect(),
-                ));
-            let broker = Arc::clone(&broker);
-            async move {
-                let response: OffsetFetchResponse = self.call(&broker, &request, 1..=7).await?;
-                let offsets = committed(&broker.address, &group, fetched!(response.topics));
-                // Before v2 the group-level error is only in the partitions.
-                Ok::<_, Error>((group, attempt_of(response.error_code, || offsets)))
-            }
-        });
-        futures::future::try_join_all(requests).await
-    }
-}
-
-/// The (topic, partition, offset, metadata, error) of each fetched partition. OffsetFetch has
-/// two answer shapes (per group from v8, per request before) with the same fields.
-macro_rules! fetched {
-    ($topics:expr) => {
-        $topics
-            .into_iter()
-            .flat_map(|topic| {
-                let topic_name = topic.name.to_string();
-                topic.partitions.into_iter().map(move |partition| {
-                    (
-                        topic_name.clone(),
-                        partition.partition_index,
-                        partition.committed_offset,
-                        partition.metadata.map(|metadata| metadata.to_string()),
-                        partition.error_code,
-                    )
-                })
-            })
-            .collect()
-    };
-}
-use fetched;
-
-/// A group's fetched partitions (topic, partition, offset, metadata, error) as committed
-/// offsets; -1 (no offset) left out, a partition error fails the group.
-fn committed(
-    broker: &str,
-    group: &str,
-    partitions: Vec<(String, i32, i64, Option<String>, i16)>,
-) -> Result<Vec<CommittedOffset>> {
-    let mut offsets = Vec::new();
-    for (topic, partition, offset, metadata, error_code) in partitions {
-        if error_code != 0 {
-            return Err(api_error(
-                "read committed offsets",
-                broker,
-                ApiKey::OffsetFetch,
-                error_code,
-                Some(&format!("group {group} on {topic}/{partition}")),
-            ));
-        }
-        if offset >= 0 {
-            offsets.push(CommittedOffset {
-                topic,
-                partition,
-                offset,
-                metadata: metadata.unwrap_or_default(),
-            });
-        }
-    }
-    offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    Ok(offsets)
 }
 
 #[async_trait]
