@@ -432,7 +432,7 @@ variable "lambda_zip_dir" {
 variable "offset_reset_concurrency" {
   type        = number
   default     = 32
-  description = "Consumer groups an offset reset commits or reads at once (TIDEMARK_OFFSET_RESET_CONCURRENCY)."
+  description = "Consumer groups an offset reset rolls back at once (TIDEMARK_OFFSET_RESET_CONCURRENCY); apply and verify batch every group per coordinator."
   validation {
     condition     = var.offset_reset_concurrency >= 1 && var.offset_reset_concurrency <= 256
     error_message = "offset_reset_concurrency must be from 1 to 256."
