@@ -374,6 +374,18 @@ mod tests {
         assert_eq!(first.await.unwrap().unwrap().api_keys.len(), 1);
     }
 
+    /// MSK IAM sessions end when the token does: a connection is replaced (and a new token
+    /// signed) while two request timeouts still remain, never used up to the broker's deadline.
+    #[tokio::test]
+    async fn a_connection_near_the_end_of_its_sasl_session_is_not_used_again() {
+        let (long, _server) = connection_to_test_broker("b-1:9098");
+        long.session_lasts(Duration::from_secs(900));
+        assert!(long.is_usable());
+        let (ending, _server) = connection_to_test_broker("b-1:9098");
+        ending.session_lasts(Duration::from_secs(9));
+        assert!(!ending.is_usable(), "9 s left is less than two 5 s timeouts");
+    }
+
     #[tokio::test]
     async fn a_lost_connection_fails_every_waiting_request_and_the_next_one() {
         let (connection, mut server) = connection_to_test_broker("b-1:9092");
