@@ -383,7 +383,10 @@ mod tests {
         assert!(long.is_usable());
         let (ending, _server) = connection_to_test_broker("b-1:9098");
         ending.session_lasts(Duration::from_secs(9));
-        assert!(!ending.is_usable(), "9 s left is less than two 5 s timeouts");
+        assert!(
+            !ending.is_usable(),
+            "9 s left is less than two 5 s timeouts"
+        );
     }
 
     #[tokio::test]
