@@ -247,3 +247,42 @@ async fn a_broker_without_oauthbearer_is_named_with_what_it_offers() {
     );
     assert!(message.contains("it offers SCRAM-SHA-512"), "{message}");
 }
+
+/// The data path's librdkafka clients (the restore's read-back consumer, the bridge's
+/// consumer) authenticate through the same MSK IAM listener: the token they present passes the
+/// same signature check.
+#[tokio::test(flavor = "multi_thread")]
+async fn librdkafka_clients_present_a_valid_msk_iam_token_too() {
+    let stack = Stack::from_env();
+    let (_broker, listener) = stack.start_msk_iam_broker().await;
+    let pairs = [
+        ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", listener.address.clone()),
+        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
+        (
+            "TIDEMARK_KAFKA_TLS_CA_FILE",
+            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
+        ),
+    ];
+    let connection = resolve(&stack, &pairs).await;
+    let topic = unique("iam-data-path");
+    let cluster = KafkaCluster::connect(connection.clone(), "tidemark-test").unwrap();
+    tidemark_core::kafka::ClusterAdmin::create_topic(&cluster, &topic, 1, -1, &Default::default())
+        .await
+        .unwrap();
+    let before = listener.accepted();
+    let watermarks = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::Consumer;
+        let consumer =
+            tidemark_core::kafka::client::consumer(&connection, "tidemark-test", None).unwrap();
+        consumer.fetch_watermarks(&topic, 0, std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap()
+    .expect("librdkafka reads watermarks through the listener");
+    assert_eq!(watermarks, (0, 0));
+    assert!(
+        listener.accepted() > before,
+        "librdkafka's session was checked"
+    );
+    assert_eq!(listener.refusals(), Vec::<String>::new());
+}
