@@ -156,14 +156,7 @@ async fn a_wrong_scram_password_and_an_unknown_ca_fail_clearly_and_for_good() {
 async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refused() {
     let stack = Stack::from_env();
     let (_broker, listener) = stack.start_msk_iam_broker().await;
-    let pairs = [
-        ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", listener.address.clone()),
-        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
-        (
-            "TIDEMARK_KAFKA_TLS_CA_FILE",
-            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
-        ),
-    ];
+    let pairs = msk_iam(&stack, &listener.address);
     let aws = stack.sdk_config().await;
     let connection = resolve_with(&pairs, &aws).await;
     let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
@@ -191,12 +184,7 @@ async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refus
         )
         .build();
     let connection = resolve_with(&pairs, &wrong).await;
-    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
-    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
-        .await
-        .unwrap_err();
-    assert!(!error.is_retryable(), "{error}");
-    let message = error.to_string();
+    let message = refused(connection).await;
     assert!(
         message.contains(&format!(
             "authentication to {} failed (msk-iam)",
@@ -220,24 +208,9 @@ async fn msk_iam_sessions_meet_the_cluster_contract_and_a_bad_signature_is_refus
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_without_oauthbearer_is_named_with_what_it_offers() {
     let stack = Stack::from_env();
-    let pairs = [
-        (
-            "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-            stack.kafka_scram_bootstrap.clone(),
-        ),
-        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
-        (
-            "TIDEMARK_KAFKA_TLS_CA_FILE",
-            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
-        ),
-    ];
+    let pairs = msk_iam(&stack, &stack.kafka_scram_bootstrap);
     let connection = resolve(&stack, &pairs).await;
-    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
-    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
-        .await
-        .unwrap_err();
-    assert!(!error.is_retryable(), "{error}");
-    let message = error.to_string();
+    let message = refused(connection).await;
     assert!(
         message.contains(&format!(
             "authentication to {} failed (msk-iam): the broker does not offer OAUTHBEARER",
@@ -255,14 +228,7 @@ async fn a_broker_without_oauthbearer_is_named_with_what_it_offers() {
 async fn librdkafka_clients_present_a_valid_msk_iam_token_too() {
     let stack = Stack::from_env();
     let (_broker, listener) = stack.start_msk_iam_broker().await;
-    let pairs = [
-        ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", listener.address.clone()),
-        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
-        (
-            "TIDEMARK_KAFKA_TLS_CA_FILE",
-            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
-        ),
-    ];
+    let pairs = msk_iam(&stack, &listener.address);
     let connection = resolve(&stack, &pairs).await;
     let topic = unique("iam-data-path");
     let cluster = KafkaCluster::connect(connection.clone(), "tidemark-test").unwrap();
@@ -285,4 +251,26 @@ async fn librdkafka_clients_present_a_valid_msk_iam_token_too() {
         "librdkafka's session was checked"
     );
     assert_eq!(listener.refusals(), Vec::<String>::new());
+}
+
+/// `TIDEMARK_KAFKA_*` settings for msk-iam to `bootstrap`, over TLS with the stack's CA.
+fn msk_iam(stack: &Stack, bootstrap: &str) -> [(&'static str, String); 3] {
+    [
+        ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", bootstrap.to_owned()),
+        ("TIDEMARK_KAFKA_AUTH", "msk-iam".to_owned()),
+        (
+            "TIDEMARK_KAFKA_TLS_CA_FILE",
+            stack.certs_dir.join("ca.pem").to_str().unwrap().to_owned(),
+        ),
+    ]
+}
+
+/// The message of the error a first request on `connection` meets; it must be final.
+async fn refused(connection: KafkaConnection) -> String {
+    let cluster = KafkaCluster::connect(connection, "tidemark-test").unwrap();
+    let error = tidemark_core::kafka::ClusterReader::topics(&cluster)
+        .await
+        .unwrap_err();
+    assert!(!error.is_retryable(), "{error}");
+    error.to_string()
 }
