@@ -144,6 +144,25 @@ impl Backup {
             .unwrap()
     }
 
+    /// Restores everything backed up, to now, into `<topic>.restored` with functions given
+    /// `env`; the execution must succeed. Returns the target topic and the functions.
+    async fn restore_all_to_now(
+        &self,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> (String, RestoreFunctions) {
+        let (functions, machine) = self.restore_machine(env, timeout_seconds).await;
+        let target = format!("{}.restored", self.topic);
+        let execution = machine
+            .run(
+                &self.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
+                Duration::from_secs(180),
+            )
+            .await;
+        assert_succeeded(&execution, &functions);
+        (target, functions)
+    }
+
     /// The restore functions (with `env`) and the restore state machine over them.
     async fn restore_machine(
         &self,
@@ -413,15 +432,7 @@ async fn client_side_encrypted_segments_hide_the_records_at_rest_and_restore_exa
     assert_eq!(stored, produced.len());
 
     // The restore functions are given no key: each segment names its wrapped data key.
-    let (functions, machine) = backup.restore_machine(&[debug], 60).await;
-    let target = format!("{}.restored", backup.topic);
-    let execution = machine
-        .run(
-            &backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
-            Duration::from_secs(180),
-        )
-        .await;
-    assert_succeeded(&execution, &functions);
+    let (target, functions) = backup.restore_all_to_now(&[debug], 60).await;
     let restored = per_partition(&backup.consume(&target));
     for (partition, expected) in per_partition(&produced) {
         let got: Vec<Value> = restored[&partition].iter().map(content).collect();
@@ -1239,15 +1250,7 @@ async fn records_of_one_and_four_megabytes_back_up_and_restore_exactly() {
     let produced = backup.produce_and_back_up(records);
     assert_eq!(produced.len(), 3);
 
-    let (functions, machine) = backup.restore_machine(&[], 120).await;
-    let target = format!("{}.restored", backup.topic);
-    let execution = machine
-        .run(
-            &backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
-            Duration::from_secs(180),
-        )
-        .await;
-    assert_succeeded(&execution, &functions);
+    let (target, _functions) = backup.restore_all_to_now(&[], 120).await;
     let restored = backup.consume(&target);
     assert_eq!(
         restored.iter().map(content).collect::<Vec<_>>(),

@@ -159,6 +159,16 @@ fn request(overrides: Value) -> Value {
 }
 
 impl World {
+    /// Every object the restore wrote under the backup's restores prefix.
+    async fn restore_records(&self) -> Vec<String> {
+        self.fixture
+            .backup
+            .objects
+            .list("t/prod/restores/")
+            .await
+            .unwrap()
+    }
+
     async fn step(&self, step: Step, request: &Value) -> restore::Result<Value> {
         self.coordinator
             .handle(StepInput {
@@ -310,14 +320,7 @@ async fn refusals_name_what_is_wrong_and_write_nothing() {
             .unwrap_err();
         assert!(error.to_string().contains(expected), "{overrides}: {error}");
         assert!(
-            world
-                .fixture
-                .backup
-                .objects
-                .list("t/prod/restores/")
-                .await
-                .unwrap()
-                .is_empty(),
+            world.restore_records().await.is_empty(),
             "{overrides}: a refused plan writes nothing"
         );
     }
@@ -877,14 +880,7 @@ async fn a_target_that_would_rewrite_delete_or_refuse_restored_records_is_refuse
         assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
         assert!(error.to_string().contains(expected), "{error}");
         assert!(
-            world
-                .fixture
-                .backup
-                .objects
-                .list("t/prod/restores/")
-                .await
-                .unwrap()
-                .is_empty(),
+            world.restore_records().await.is_empty(),
             "a refused plan writes nothing"
         );
     }
