@@ -25,15 +25,16 @@ pub(super) const LATEST: i64 = -1;
 const GROUPS_PER_OFFSET_FETCH: usize = 200;
 
 impl KafkaCluster {
-    /// Per partition (in the order asked), the offset ListOffsets gives for `timestamp`; -1
-    /// where no record is that late. Each leader gets one request for all its partitions.
+    /// For each of `timestamps`, per partition (in the order asked), the offset ListOffsets
+    /// gives: -1 where no record is that late. One metadata read finds the leaders; each leader
+    /// gets one request per timestamp for all its partitions, all in flight at once.
     pub(super) async fn list_offsets(
         &self,
         partitions: &[TopicPartition],
-        timestamp: i64,
-    ) -> Result<Vec<i64>> {
+        timestamps: &[i64],
+    ) -> Result<Vec<Vec<i64>>> {
         if partitions.is_empty() {
-            return Ok(Vec::new());
+            return Ok(vec![Vec::new(); timestamps.len()]);
         }
         self.retrying(|| async {
             let leaders = self.leaders(partitions).await?;
@@ -44,80 +45,105 @@ impl KafkaCluster {
                     .or_default()
                     .push(partition);
             }
-            let requests = by_leader.into_iter().map(|(leader, asked)| async move {
-                let broker = self.node(leader).await?;
-                let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-                for partition in &asked {
-                    topics
-                        .entry(&partition.topic)
-                        .or_default()
-                        .push(partition.partition);
-                }
-                let request = ListOffsetsRequest::default()
-                    .with_replica_id(kafka_protocol::messages::BrokerId(-1))
-                    // Log-end offsets, not the last stable offset.
-                    .with_isolation_level(0)
-                    .with_topics(
-                        topics
-                            .into_iter()
-                            .map(|(topic, partitions)| {
-                                ListOffsetsTopic::default()
-                                    .with_name(topic_name(topic))
-                                    .with_partitions(
-                                        partitions
-                                            .into_iter()
-                                            .map(|partition| {
-                                                ListOffsetsPartition::default()
-                                                    .with_partition_index(partition)
-                                                    .with_current_leader_epoch(-1)
-                                                    .with_timestamp(timestamp)
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    );
-                let response = self.call(&broker, &request, 1..=6).await?;
-                let mut found = BTreeMap::new();
-                for topic in response.topics {
-                    for answer in topic.partitions {
-                        let subject = format!("{}/{}", topic.name.as_str(), answer.partition_index);
-                        if answer.error_code != 0 {
-                            return Err(api_error(
-                                "list offsets",
-                                &broker.address,
-                                ApiKey::ListOffsets,
-                                answer.error_code,
-                                Some(&subject),
-                            ));
-                        }
-                        found.insert(
-                            TopicPartition::new(topic.name.to_string(), answer.partition_index),
-                            answer.offset,
-                        );
-                    }
-                }
-                Ok::<_, Error>(found)
-            });
-            let mut found = BTreeMap::new();
-            for answers in futures::future::try_join_all(requests).await? {
-                found.extend(answers);
-            }
-            partitions
-                .iter()
-                .map(|partition| {
-                    found.get(partition).copied().ok_or_else(|| Error::Kafka {
-                        operation: "list offsets",
-                        message: format!(
-                            "no answer for {}/{}",
-                            partition.topic, partition.partition
-                        ),
-                        retryable: true,
+            let requests = by_leader.iter().flat_map(|(&leader, asked)| {
+                timestamps
+                    .iter()
+                    .enumerate()
+                    .map(move |(which, &timestamp)| async move {
+                        let broker = self.node(leader).await?;
+                        let answers = self.list_offsets_on(&broker, asked, timestamp).await?;
+                        Ok::<_, Error>((which, answers))
                     })
+            });
+            let mut found: Vec<BTreeMap<TopicPartition, i64>> =
+                vec![BTreeMap::new(); timestamps.len()];
+            for (which, answers) in futures::future::try_join_all(requests).await? {
+                found[which].extend(answers);
+            }
+            found
+                .iter()
+                .map(|found| {
+                    partitions
+                        .iter()
+                        .map(|partition| {
+                            found.get(partition).copied().ok_or_else(|| Error::Kafka {
+                                operation: "list offsets",
+                                message: format!(
+                                    "no answer for {}/{}",
+                                    partition.topic, partition.partition
+                                ),
+                                retryable: true,
+                            })
+                        })
+                        .collect()
                 })
                 .collect()
         })
         .await
+    }
+
+    /// One ListOffsets request to `broker` (the leader of every partition in `asked`).
+    async fn list_offsets_on(
+        &self,
+        broker: &BrokerConnection,
+        asked: &[&TopicPartition],
+        timestamp: i64,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for partition in asked {
+            topics
+                .entry(&partition.topic)
+                .or_default()
+                .push(partition.partition);
+        }
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            // Log-end offsets, not the last stable offset.
+            .with_isolation_level(0)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(topic, partitions)| {
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name(topic))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|partition| {
+                                        ListOffsetsPartition::default()
+                                            .with_partition_index(partition)
+                                            .with_current_leader_epoch(-1)
+                                            .with_timestamp(timestamp)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self.call(broker, &request, 1..=6).await?;
+        let mut found = BTreeMap::new();
+        for topic in response.topics {
+            for answer in topic.partitions {
+                if answer.error_code != 0 {
+                    return Err(api_error(
+                        "list offsets",
+                        &broker.address,
+                        ApiKey::ListOffsets,
+                        answer.error_code,
+                        Some(&format!(
+                            "{}/{}",
+                            topic.name.as_str(),
+                            answer.partition_index
+                        )),
+                    ));
+                }
+                found.insert(
+                    TopicPartition::new(topic.name.to_string(), answer.partition_index),
+                    answer.offset,
+                );
+            }
+        }
+        Ok(found)
     }
 
     /// The leader of each partition, from fresh metadata.

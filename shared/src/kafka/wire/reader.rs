@@ -142,10 +142,11 @@ impl ClusterReader for KafkaCluster {
     }
 
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
-        let (low, high) = futures::try_join!(
-            self.list_offsets(partitions, EARLIEST),
-            self.list_offsets(partitions, LATEST)
-        )?;
+        let mut found = self.list_offsets(partitions, &[EARLIEST, LATEST]).await?;
+        let (high, low) = (
+            found.pop().unwrap_or_default(),
+            found.pop().unwrap_or_default(),
+        );
         Ok(low
             .into_iter()
             .zip(high)
@@ -158,24 +159,18 @@ impl ClusterReader for KafkaCluster {
         partitions: &[TopicPartition],
         at_ms: i64,
     ) -> Result<Vec<i64>> {
-        let mut offsets = self.list_offsets(partitions, at_ms).await?;
-        let past_the_end: Vec<usize> = (0..offsets.len())
-            .filter(|&index| offsets[index] < 0)
-            .collect();
-        if !past_the_end.is_empty() {
-            // No record that late: the partition's end.
-            let ends: Vec<TopicPartition> = past_the_end
-                .iter()
-                .map(|&index| partitions[index].clone())
-                .collect();
-            for (index, end) in past_the_end
-                .into_iter()
-                .zip(self.list_offsets(&ends, LATEST).await?)
-            {
-                offsets[index] = end;
-            }
-        }
-        Ok(offsets)
+        // The log ends are asked alongside: where no record is that late (-1), the answer is
+        // the partition's end.
+        let mut found = self.list_offsets(partitions, &[at_ms, LATEST]).await?;
+        let (ends, at) = (
+            found.pop().unwrap_or_default(),
+            found.pop().unwrap_or_default(),
+        );
+        Ok(at
+            .into_iter()
+            .zip(ends)
+            .map(|(offset, end)| if offset < 0 { end } else { offset })
+            .collect())
     }
 
     async fn topic_configs(&self, topics: &[String]) -> Result<BTreeMap<String, TopicConfigs>> {
