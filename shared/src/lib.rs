@@ -16,6 +16,7 @@ pub mod object_store;
 pub mod offset_map;
 pub mod request;
 pub mod retention;
+pub mod sample;
 pub mod segment;
 pub mod snapshot;
 pub mod stores;

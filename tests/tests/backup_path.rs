@@ -362,8 +362,8 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
     let cases = [
         (std::fs::read_to_string(format!("{fixtures}/malformed-bad-base64.json")).unwrap(), "Tidemark.InvalidEvent", "records[\"payments.captured-0\"][2] (offset 102): value is not valid base64"),
         (std::fs::read_to_string(format!("{fixtures}/malformed-wrong-partition-key.json")).unwrap(), "Tidemark.InvalidEvent", "records[\"payments.refunded-4\"] holds a record of payments.refunded-3"),
-        // A shape error is caught by the runtime's deserializer, which names the field's path.
-        (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":"zero"}]}}"#.to_owned(), "DeserializeError", "records.t-0[0].offset"),
+        // A shape error is found while the runtime reads the body, and named by its place.
+        (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":"zero"}]}}"#.to_owned(), "Tidemark.InvalidEvent", "records[\"t-0\"][0].offset: invalid type: string \"zero\", expected i64"),
     ];
     for (payload, error_type, message) in cases {
         let response = client

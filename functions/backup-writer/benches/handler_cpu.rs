@@ -8,58 +8,22 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use backup_writer::{encode_event, encode_partition};
+use serde_json::json;
+
+use backup_writer::encode::set_process_encoding;
+use backup_writer::{Encoding, InvocationEvent, encode_event};
 use tidemark_core::config::NameFilter;
-use tidemark_core::event::{KafkaEvent, KafkaEventRecord};
+use tidemark_core::event::{KafkaEvent, KafkaEventRecord, RecordSink, decode_event};
+use tidemark_core::sample::Payments;
+use tidemark_core::segment::Record;
 use tidemark_core::segment::encryption::{DATA_KEY_LEN, DataKey, seal};
-use tidemark_core::segment::{Header, Record, TimestampType};
 
 const EVENT_BYTES: usize = 6 * 1024 * 1024;
 const PARTITIONS: i32 = 4;
 
-/// Payment events of ~365 bytes, like the design notes' reference data set.
-fn payment_record(n: i64, state: &mut u64) -> Record {
-    let mut next = || {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    };
-    let order = format!("order-{:06}", next() % 1_000_000);
-    let value = format!(
-        r#"{{"event":"payment.captured","order_id":"{order}","payment_id":"pay_{:016x}","amount_minor":{},"currency":"{}","merchant":"m-{:03}","card":{{"brand":"{}","last4":"{:04}"}},"customer":"cus_{:012x}","captured_at":{},"sequence":{n},"risk":{{"score":{},"checks":["cvc","avs","3ds"]}}}}"#,
-        next(),
-        next() % 500_000,
-        ["EUR", "USD", "GBP"][(next() % 3) as usize],
-        next() % 500,
-        ["visa", "mc", "amex"][(next() % 3) as usize],
-        next() % 10_000,
-        next() & 0xffff_ffff_ffff,
-        1_763_732_940_000 + n * 10,
-        next() % 100,
-    );
-    Record {
-        offset: n,
-        timestamp: 1_763_732_940_000 + n * 10,
-        timestamp_type: TimestampType::CreateTime,
-        key: Some(order.into_bytes()),
-        value: Some(value.into_bytes()),
-        headers: vec![
-            Header {
-                key: "trace-id".into(),
-                value: Some(format!("{:016x}", next()).into_bytes()),
-            },
-            Header {
-                key: "source".into(),
-                value: Some(b"checkout".to_vec()),
-            },
-        ],
-    }
-}
-
 /// An MSK event of just under 6 MB of JSON, and the raw record bytes it carries.
 fn build_event() -> (Vec<u8>, Vec<u8>, usize) {
-    let mut state = 0x2545_f491_4f6c_dd1d;
+    let mut payments = Payments::new(0);
     let mut event = KafkaEvent {
         event_source: Some("aws:kafka".into()),
         event_source_arn: Some(
@@ -72,7 +36,7 @@ fn build_event() -> (Vec<u8>, Vec<u8>, usize) {
     let mut estimated = 400;
     let mut n = 0i64;
     loop {
-        let record = payment_record(n, &mut state);
+        let record = payments.record(n);
         let partition = (n % i64::from(PARTITIONS)) as i32;
         let event_record = KafkaEventRecord::encode(
             "payments.captured",
@@ -125,27 +89,52 @@ fn measure(iterations: usize, mut work: impl FnMut() -> usize) -> (Duration, usi
     (median(samples), output)
 }
 
-fn handler_path_parallel(
-    runtime: &tokio::runtime::Runtime,
-    json: &[u8],
-    parallelism: usize,
-) -> usize {
-    let event: KafkaEvent = serde_json::from_slice(json).unwrap();
-    let filter = NameFilter::new(None, None);
-    let (partitions, _) = runtime
-        .block_on(encode_event(event, &filter, 3, parallelism))
-        .unwrap();
-    partitions.iter().map(|p| p.segment.bytes.len()).sum()
+fn encoding(in_background: bool) -> Encoding {
+    Encoding {
+        topics: NameFilter::new(None, None),
+        compression_level: 3,
+        open_partitions: 3,
+        compress_in_background: in_background,
+    }
 }
 
-fn handler_path_single_thread(json: &[u8]) -> usize {
-    let event: KafkaEvent = serde_json::from_slice(json).unwrap();
+/// The handler's CPU path as deployed: the Lambda runtime's own pass over the invocation body
+/// decodes and encodes it. Returns the stored bytes.
+fn handler_path(json: &[u8]) -> usize {
+    let InvocationEvent(event) = serde_json::from_slice(json).unwrap();
     event
-        .into_partition_batches()
         .unwrap()
-        .into_iter()
-        .map(|batch| encode_partition(batch, 3).unwrap().segment.bytes.len())
+        .partitions
+        .iter()
+        .map(|p| p.segment.bytes.len())
         .sum()
+}
+
+/// The same on one thread: compression after framing, in turn.
+fn handler_path_one_thread(json: &[u8]) -> usize {
+    encode_event(json, &encoding(false))
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| p.segment.bytes.len())
+        .sum()
+}
+
+/// Only reading the JSON and decoding base64, the records handed nowhere.
+fn decode_only(json: &[u8]) -> usize {
+    struct Count(usize);
+    impl RecordSink for Count {
+        fn partition(&mut self, _: &str, _: i32) -> tidemark_core::Result<bool> {
+            self.0 += 1;
+            Ok(false)
+        }
+        fn record(&mut self, _: &Record) -> tidemark_core::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    decode_event(json, &mut count).unwrap();
+    count.0
 }
 
 fn peak_rss_kib() -> u64 {
@@ -159,14 +148,10 @@ fn peak_rss_kib() -> u64 {
 
 /// Child mode: read the event like the runtime does, run the handler's CPU path, report RSS.
 fn rss_probe(path: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    set_process_encoding(encoding(true));
     let json = std::fs::read(path).unwrap();
     let before = peak_rss_kib();
-    let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
-    let stored = handler_path_parallel(&runtime, &json, parallelism);
+    let stored = handler_path(&json);
     println!("{before} {} {stored}", peak_rss_kib());
 }
 
@@ -180,36 +165,18 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let (json, raw, records) = build_event();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    set_process_encoding(encoding(true));
 
     let (plain, plain_bytes) = measure(iterations, || zstd::bulk::compress(&raw, 3).unwrap().len());
-    let (single, single_bytes) = measure(iterations, || handler_path_single_thread(&json));
-    let (parallel, _) = measure(iterations, || handler_path_parallel(&runtime, &json, cores));
-    let (json_only, _) = measure(iterations, || {
-        serde_json::from_slice::<KafkaEvent>(&json)
-            .unwrap()
-            .records
-            .len()
-    });
-    let parsed: KafkaEvent = serde_json::from_slice(&json).unwrap();
-    let (encode_only, _) = measure(iterations, || {
-        let batches = parsed.clone().into_partition_batches().unwrap();
-        batches
-            .into_iter()
-            .map(|batch| encode_partition(batch, 3).unwrap().segment.bytes.len())
-            .sum()
-    });
-    let (clone_only, _) = measure(iterations, || parsed.clone().records.len());
-    let segments: Vec<_> = parsed
-        .clone()
-        .into_partition_batches()
+    let (single, single_bytes) = measure(iterations, || handler_path_one_thread(&json));
+    let (parallel, _) = measure(iterations, || handler_path(&json));
+    let (decode_only, _) = measure(iterations, || decode_only(&json));
+    let segments: Vec<_> = encode_event(&json, &encoding(false))
         .unwrap()
+        .partitions
         .into_iter()
-        .map(|batch| encode_partition(batch, 3).unwrap().segment)
+        .map(|partition| partition.segment)
         .collect();
     let key = DataKey::new(&[7; DATA_KEY_LEN], vec![0; 184]).unwrap();
     let (seal_only, _) = measure(iterations, || {
@@ -220,50 +187,61 @@ fn main() {
     });
 
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
-    println!(
-        "event: {} bytes of JSON, {records} records in {PARTITIONS} partitions, {} bytes of record data",
-        json.len(),
-        raw.len()
-    );
-    println!("iterations: {iterations} (median reported), cores: {cores}");
-    println!(
-        "{:<44} {:>9} {:>10} {:>10}",
-        "path", "median", "MB/s", "vs zstd-3"
-    );
-    for (name, duration) in [
-        ("plain zstd-3 of the record bytes (baseline)", plain),
-        ("handler CPU path, one thread", single),
-        ("handler CPU path, partitions in parallel", parallel),
-    ] {
-        println!(
-            "{name:<44} {:>7.2}ms {:>10.1} {:>9.2}x",
-            duration.as_secs_f64() * 1e3,
-            mb_per_s(duration),
-            plain.as_secs_f64() / duration.as_secs_f64()
-        );
+    let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
+    let path = |duration: Duration| {
+        json!({
+            "median_ms": ms(duration),
+            "mb_per_s": mb_per_s(duration),
+            "vs_plain_zstd3": plain.as_secs_f64() / duration.as_secs_f64(),
+        })
+    };
+    let rss = rss_of_handler_path(&json);
+    let results = json!({
+        "event": {
+            "json_bytes": json.len(),
+            "records": records,
+            "partitions": PARTITIONS,
+            "record_bytes": raw.len(),
+        },
+        "iterations": iterations,
+        "cores": cores,
+        "paths": {
+            "plain_zstd3": path(plain),
+            "handler_one_thread": path(single),
+            "handler": path(parallel),
+        },
+        "breakdown_one_thread_ms": {
+            "json_and_base64": ms(decode_only),
+            "framing_crc_zstd": ms(single.saturating_sub(decode_only)),
+            "sealing_aes_gcm": ms(seal_only),
+        },
+        "compression": {
+            "plain_zstd3": raw.len() as f64 / plain_bytes as f64,
+            "segments": raw.len() as f64 / single_bytes as f64,
+        },
+        "peak_rss_mib": rss.map(|(before, after)| json!({
+            "handler_path": after as f64 / 1024.0,
+            "before_decoding": before as f64 / 1024.0,
+        })),
+    });
+    println!("{}", serde_json::to_string_pretty(&results).unwrap());
+    if let Some(position) = args.iter().position(|arg| arg == "--json") {
+        std::fs::write(
+            &args[position + 1],
+            serde_json::to_string_pretty(&results).unwrap(),
+        )
+        .expect("writing the results");
     }
-    println!("breakdown, one thread:");
-    for (name, duration) in [
-        ("  JSON decode of the event", json_only),
-        (
-            "  base64 + framing + CRC32C + zstd-3",
-            encode_only.saturating_sub(clone_only),
-        ),
-        ("  sealing the segments (AES-256-GCM)", seal_only),
-    ] {
-        println!("{name:<44} {:>7.2}ms", duration.as_secs_f64() * 1e3);
-    }
-    println!(
-        "compression: plain zstd-3 {:.2}x, segments {:.2}x (record bytes / stored bytes)",
-        raw.len() as f64 / plain_bytes as f64,
-        raw.len() as f64 / single_bytes as f64
-    );
+}
 
+/// Peak RSS (KiB) of a fresh process running the handler path on `json`: before decoding (the
+/// event bytes read) and after.
+fn rss_of_handler_path(json: &[u8]) -> Option<(u64, u64)> {
     let path =
         std::env::temp_dir().join(format!("tidemark-bench-event-{}.json", std::process::id()));
     std::fs::File::create(&path)
         .unwrap()
-        .write_all(&json)
+        .write_all(json)
         .unwrap();
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--rss-probe", path.to_str().unwrap()])
@@ -275,16 +253,14 @@ fn main() {
         .split_whitespace()
         .filter_map(|f| f.parse().ok())
         .collect();
-    if let [before, after, _] = fields[..] {
-        println!(
-            "peak RSS of a process running the handler path: {:.1} MiB (of which {:.1} MiB before decoding, event bytes included)",
-            after as f64 / 1024.0,
-            before as f64 / 1024.0
-        );
-    } else {
-        println!(
-            "rss probe failed: {probe} {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    match fields[..] {
+        [before, after, _] => Some((before, after)),
+        _ => {
+            eprintln!(
+                "rss probe failed: {probe} {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            None
+        }
     }
 }

@@ -19,8 +19,6 @@ pub enum WriterError {
         /// Some partition's source holds different records than the backup (recreated topic).
         diverged: bool,
     },
-    #[error("encoding task failed: {0}")]
-    Task(String),
 }
 
 pub type Result<T, E = WriterError> = std::result::Result<T, E>;

@@ -1,38 +1,28 @@
 //! The backup writer's logic: one event in, one durable segment per topic-partition out.
 //!
-//! Two phases. The CPU phase decodes and encodes every partition (in parallel, bounded by the
-//! cores) and fails before any write if anything in the event is malformed. The I/O phase then
+//! Two phases. The CPU phase ([`crate::encode`]) decodes and encodes every partition and fails
+//! before any write if anything in the event is malformed. The I/O phase then
 //! writes each partition concurrently: the segment with a conditional create in S3, and only
 //! after that the index entry, gap and checkpoint in one DynamoDB transaction (invariant 1).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use serde::Serialize;
-use tidemark_core::config::{BackupWriterConfig, NameFilter, RetentionTier};
-use tidemark_core::event::{KafkaEvent, PartitionBatch};
+use tidemark_core::config::{BackupWriterConfig, RetentionTier};
 use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{
     ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
 };
-use tidemark_core::segment::{EncodedSegment, Record, SegmentEncoder, SegmentReader};
+use tidemark_core::segment::{EncodedSegment, SegmentReader};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
+use crate::encode::{EncodedEvent, EncodedPartition, Encoding, encode_event};
 use crate::error::{Result, WriterError};
 use crate::overlap::verify_overlap;
-
-/// One partition after the CPU phase.
-pub struct EncodedPartition {
-    pub topic: String,
-    pub partition: i32,
-    pub segment: EncodedSegment,
-    /// Bytes of keys, values and headers as delivered (before framing and compression).
-    pub payload_bytes: u64,
-}
 
 /// What the writer did for one partition; returned to the caller and logged.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -56,71 +46,11 @@ pub struct BatchReport {
     pub skipped_topics: Vec<String>,
 }
 
-/// Decodes and encodes one partition batch. Pure CPU work, no I/O.
-pub fn encode_partition(
-    batch: PartitionBatch,
-    compression_level: i32,
-) -> tidemark_core::Result<EncodedPartition> {
-    let mut encoder = SegmentEncoder::new(&batch.topic, batch.partition, compression_level)?;
-    let mut payload_bytes = 0u64;
-    // One record whose buffers every event record is decoded into in turn.
-    let mut record = Record::empty();
-    for (position, event_record) in batch.records.iter().enumerate() {
-        event_record.decode_into(position, &mut record)?;
-        payload_bytes += record.key.as_ref().map_or(0, Vec::len) as u64
-            + record.value.as_ref().map_or(0, Vec::len) as u64
-            + record
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
-                .sum::<usize>() as u64;
-        encoder.push(&record)?;
-    }
-    Ok(EncodedPartition {
-        topic: batch.topic,
-        partition: batch.partition,
-        segment: encoder.finish()?,
-        payload_bytes,
-    })
-}
-
-/// The CPU phase for a whole event: validates it, drops filtered topics and encodes every
-/// remaining partition, using up to `parallelism` threads. Nothing is written.
-pub async fn encode_event(
-    event: KafkaEvent,
-    topics: &NameFilter,
-    compression_level: i32,
-    parallelism: usize,
-) -> Result<(Vec<EncodedPartition>, Vec<String>)> {
-    let (accepted, skipped): (Vec<_>, Vec<_>) = event
-        .into_partition_batches()?
-        .into_iter()
-        .partition(|batch| topics.accepts(&batch.topic));
-    let mut skipped_topics: Vec<String> = skipped.into_iter().map(|batch| batch.topic).collect();
-    skipped_topics.sort();
-    skipped_topics.dedup();
-
-    let encoded: Vec<_> = futures::stream::iter(accepted)
-        .map(|batch| {
-            tokio::task::spawn_blocking(move || encode_partition(batch, compression_level))
-        })
-        .buffer_unordered(parallelism.max(1))
-        .collect()
-        .await;
-    let mut partitions = Vec::with_capacity(encoded.len());
-    for result in encoded {
-        partitions.push(result.map_err(|error| WriterError::Task(error.to_string()))??);
-    }
-    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    Ok((partitions, skipped_topics))
-}
-
 pub struct BackupWriter {
     config: BackupWriterConfig,
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
-    parallelism: usize,
 }
 
 impl BackupWriter {
@@ -130,27 +60,32 @@ impl BackupWriter {
         index: Arc<dyn IndexStore>,
         keys: Arc<SegmentKeys>,
     ) -> Self {
-        let parallelism = std::thread::available_parallelism().map_or(1, usize::from);
         BackupWriter {
             config,
             objects,
             index,
             keys,
-            parallelism,
         }
     }
 
-    /// Backs up one event. Returns only after every partition's segment, index entry and
-    /// checkpoint are durable; on any failure returns an error so the batch is retried, and
-    /// a retry repeats nothing that already succeeded.
-    pub async fn handle(&self, event: KafkaEvent) -> Result<BatchReport> {
-        let (partitions, skipped_topics) = encode_event(
-            event,
-            &self.config.topics,
-            self.config.compression_level,
-            self.parallelism,
-        )
-        .await?;
+    /// How this writer encodes events.
+    pub fn encoding(&self) -> Encoding {
+        Encoding::of(&self.config)
+    }
+
+    /// Backs up the event JSON in `body` ([`Self::handle`] after the CPU phase).
+    pub async fn handle_json(&self, body: &[u8]) -> Result<BatchReport> {
+        self.handle(encode_event(body, &self.encoding())).await
+    }
+
+    /// Backs up one encoded event. Returns only after every partition's segment, index entry
+    /// and checkpoint are durable; on any failure returns an error so the batch is retried,
+    /// and a retry repeats nothing that already succeeded.
+    pub async fn handle(&self, event: tidemark_core::Result<EncodedEvent>) -> Result<BatchReport> {
+        let EncodedEvent {
+            partitions,
+            skipped_topics,
+        } = event?;
         if !skipped_topics.is_empty() {
             info!(topics = ?skipped_topics, "skipping topics excluded by the topic patterns");
         }

@@ -1,8 +1,10 @@
 //! The backup writer Lambda: logic lives here, `main.rs` only wires it to AWS.
 
+pub mod encode;
 pub mod error;
 pub mod handler;
 pub mod overlap;
 
+pub use encode::{EncodedEvent, EncodedPartition, Encoding, InvocationEvent, encode_event};
 pub use error::{Result, WriterError};
-pub use handler::{BackupWriter, BatchReport, PartitionReport, encode_event, encode_partition};
+pub use handler::{BackupWriter, BatchReport, PartitionReport};

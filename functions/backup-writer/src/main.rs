@@ -1,9 +1,8 @@
 use std::sync::Arc;
 
-use backup_writer::BackupWriter;
+use backup_writer::{BackupWriter, InvocationEvent, encode::set_process_encoding};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
-use tidemark_core::event::KafkaEvent;
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::stores::aws_stores;
 
@@ -26,9 +25,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         Arc::new(keys),
     ));
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<KafkaEvent>| {
+    // The runtime decodes and encodes each event as it reads the invocation body.
+    set_process_encoding(writer.encoding());
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<InvocationEvent>| {
         let writer = Arc::clone(&writer);
-        async move { writer.handle(event.payload).await }
+        async move { writer.handle(event.payload.0).await }
     }))
     .await
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use backup_writer::{BackupWriter, WriterError};
+use backup_writer::{BackupWriter, BatchReport, WriterError};
 use tidemark_core::checkpoint::{Checkpoint, Gap};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::event::KafkaEvent;
@@ -18,6 +18,17 @@ use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::encryption::envelope;
 use tidemark_core::segment::{Header, Record, SegmentReader, TimestampType};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
+
+/// The tests build events as values; the writer takes them as JSON, as Lambda delivers them.
+trait BackUp {
+    async fn back_up(&self, event: KafkaEvent) -> Result<BatchReport, WriterError>;
+}
+
+impl BackUp for BackupWriter {
+    async fn back_up(&self, event: KafkaEvent) -> Result<BatchReport, WriterError> {
+        self.handle_json(&serde_json::to_vec(&event).unwrap()).await
+    }
+}
 
 fn fixture(name: &str) -> KafkaEvent {
     let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -194,7 +205,7 @@ impl IndexStore for FlakyIndex {
 #[tokio::test]
 async fn msk_event_becomes_one_faithful_segment_per_partition() {
     let h = harness(&[]);
-    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert_eq!(report.partitions.len(), 2);
     assert!(report.partitions.iter().all(|p| p.created));
     assert_eq!(
@@ -280,7 +291,7 @@ async fn msk_event_becomes_one_faithful_segment_per_partition() {
 async fn self_managed_event_keeps_no_timestamp_records() {
     let h = harness(&[]);
     h.writer
-        .handle(fixture("self-managed-event.json"))
+        .back_up(fixture("self-managed-event.json"))
         .await
         .unwrap();
     let records = stored_records(&h, "backups/prod/topics/audit.log/").await;
@@ -295,7 +306,7 @@ async fn self_managed_event_keeps_no_timestamp_records() {
 async fn segments_are_tagged_with_their_topics_retention_tier() {
     let h = harness(&[("TIDEMARK_RETENTION_SHORT_TOPICS", "audit\\..*")]);
     h.writer
-        .handle(fixture("self-managed-event.json"))
+        .back_up(fixture("self-managed-event.json"))
         .await
         .unwrap();
     let keys = h.objects.list("backups/prod/topics/").await.unwrap();
@@ -317,11 +328,11 @@ async fn segments_are_tagged_with_their_topics_retention_tier() {
 #[tokio::test]
 async fn retried_batch_writes_no_second_copy() {
     let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     let keys_before = h.objects.list("").await.unwrap();
     let checkpoint_before = h.captured_checkpoint().await;
 
-    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert!(
         report.partitions.iter().all(|p| !p.created),
         "retry must find the identical segments"
@@ -344,7 +355,7 @@ async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
     h.index.failures_left.store(1, Ordering::SeqCst);
     let error = h
         .writer
-        .handle(fixture("msk-event.json"))
+        .back_up(fixture("msk-event.json"))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.Retryable", "{error}");
@@ -365,7 +376,7 @@ async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
         "exactly the failed partition keeps its old checkpoint"
     );
 
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert_eq!(
         h.objects.list("").await.unwrap().len(),
         2,
@@ -389,14 +400,14 @@ async fn retry_after_index_failure_leaves_no_duplicate_and_no_gap() {
 #[tokio::test]
 async fn later_batch_with_skipped_offsets_records_a_gap() {
     let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     let mut later = fixture("msk-event.json");
     let records = later.records.get_mut("payments.captured-0").unwrap();
     for (record, offset) in records.iter_mut().zip([120, 121, 122, 123]) {
         record.offset = offset;
     }
     later.records.remove("payments.refunded-3");
-    let report = h.writer.handle(later).await.unwrap();
+    let report = h.writer.back_up(later).await.unwrap();
     assert_eq!(report.partitions[0].gap, Some((106, 119)));
     let gaps = h
         .index
@@ -410,7 +421,7 @@ async fn later_batch_with_skipped_offsets_records_a_gap() {
 #[tokio::test]
 async fn excluded_topics_are_skipped_and_reported() {
     let h = harness(&[("TIDEMARK_TOPICS_EXCLUDE", "payments\\.refunded")]);
-    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert_eq!(report.skipped_topics, vec!["payments.refunded"]);
     assert!(
         h.objects
@@ -440,7 +451,7 @@ async fn malformed_events_are_refused_with_the_place_named_and_nothing_written()
     ];
     for (name, expected) in cases {
         let h = harness(&[]);
-        let error = h.writer.handle(fixture(name)).await.unwrap_err();
+        let error = h.writer.back_up(fixture(name)).await.unwrap_err();
         assert_eq!(
             error.error_type(),
             "Tidemark.InvalidEvent",
@@ -456,7 +467,7 @@ async fn malformed_events_are_refused_with_the_place_named_and_nothing_written()
     let mut unknown_source = fixture("msk-event.json");
     unknown_source.event_source = Some("aws:sqs".into());
     let h = harness(&[]);
-    let error = h.writer.handle(unknown_source).await.unwrap_err();
+    let error = h.writer.back_up(unknown_source).await.unwrap_err();
     assert!(
         error
             .to_string()
@@ -480,10 +491,10 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
     // it, so only the key's records CRC can tell the batches apart.
     h.index.failures_left.store(1, Ordering::SeqCst);
     h.writer
-        .handle(fixture("msk-event.json"))
+        .back_up(fixture("msk-event.json"))
         .await
         .unwrap_err();
-    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
+    let error = h.writer.back_up(changed_first_key()).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.SegmentConflict", "{error}");
     assert!(
         error
@@ -507,8 +518,8 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
 
     // Once a checkpoint covers the offsets, the records themselves are compared first.
     let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
-    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let error = h.writer.back_up(changed_first_key()).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
     assert!(
         error.to_string().contains(
@@ -527,7 +538,7 @@ async fn different_records_under_an_existing_key_are_a_conflict_not_a_success() 
 #[tokio::test]
 async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
     let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     let checkpoint_before = h.captured_checkpoint().await;
     // The same records, batched from offset 101: a different key, the same history.
     let mut rebatched = fixture("msk-event.json");
@@ -537,7 +548,7 @@ async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
         .get_mut("payments.captured-0")
         .unwrap()
         .remove(0);
-    let report = h.writer.handle(rebatched).await.unwrap();
+    let report = h.writer.back_up(rebatched).await.unwrap();
     assert_eq!(report.partitions[0].first_offset, 101);
     assert_eq!(h.captured_checkpoint().await, checkpoint_before);
 }
@@ -545,7 +556,7 @@ async fn a_rebatched_retry_with_the_same_records_passes_the_overlap_check() {
 #[tokio::test]
 async fn a_recreated_topic_is_refused_instead_of_mixed_into_the_backup() {
     let h = harness(&[]);
-    h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     let keys_before = h.objects.list("").await.unwrap();
     let items_before = h
         .index
@@ -558,7 +569,7 @@ async fn a_recreated_topic_is_refused_instead_of_mixed_into_the_backup() {
     let records = recreated.records.get_mut("payments.captured-0").unwrap();
     records.remove(0);
     records[1].value = Some("bmV3IHRvcGlj".into()); // offset 102
-    let error = h.writer.handle(recreated).await.unwrap_err();
+    let error = h.writer.back_up(recreated).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
     let message = error.to_string();
     assert!(
@@ -586,11 +597,11 @@ async fn with_an_encryption_key_segments_are_sealed_and_read_back_the_same() {
     let plain = harness(&[]);
     plain
         .writer
-        .handle(fixture("msk-event.json"))
+        .back_up(fixture("msk-event.json"))
         .await
         .unwrap();
     let h = harness(SEALED);
-    let report = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert_eq!(report.partitions.len(), 2);
     assert_eq!(h.kms.generated(), 1, "one data key for the whole batch");
 
@@ -640,9 +651,9 @@ async fn with_an_encryption_key_segments_are_sealed_and_read_back_the_same() {
     }
 
     // Retries and overlap checks read the sealed segments back.
-    let retried = h.writer.handle(fixture("msk-event.json")).await.unwrap();
+    let retried = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
     assert!(retried.partitions.iter().all(|p| !p.created));
-    let error = h.writer.handle(changed_first_key()).await.unwrap_err();
+    let error = h.writer.back_up(changed_first_key()).await.unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
     assert_eq!(h.objects.list("").await.unwrap(), keys, "nothing written");
 }
@@ -674,16 +685,16 @@ async fn a_retry_thinned_by_the_source_log_cleaner_keeps_the_stored_superset() {
         if index_fails {
             h.index.failures_left.store(1, Ordering::SeqCst);
             h.writer
-                .handle(captured_at([100, 101, 102, 105]))
+                .back_up(captured_at([100, 101, 102, 105]))
                 .await
                 .unwrap_err();
         } else {
             h.writer
-                .handle(captured_at([100, 101, 102, 105]))
+                .back_up(captured_at([100, 101, 102, 105]))
                 .await
                 .unwrap();
         }
-        let report = h.writer.handle(thinned()).await.unwrap();
+        let report = h.writer.back_up(thinned()).await.unwrap();
         assert!(!report.partitions[0].created, "the stored segment stays");
         assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 106);
         let offsets: Vec<i64> = stored_records(&h, "backups/prod/topics/payments.captured/")
@@ -709,11 +720,11 @@ async fn a_retry_thinned_by_the_source_log_cleaner_keeps_the_stored_superset() {
 async fn a_redelivery_below_expired_segments_is_refused_not_passed() {
     let h = harness(&[]);
     h.writer
-        .handle(captured_at([100, 101, 102, 105]))
+        .back_up(captured_at([100, 101, 102, 105]))
         .await
         .unwrap();
     h.writer
-        .handle(captured_at([106, 107, 108, 109]))
+        .back_up(captured_at([106, 107, 108, 109]))
         .await
         .unwrap();
     // Retention expired the first segment: the backup now starts at 106.
@@ -731,7 +742,7 @@ async fn a_redelivery_below_expired_segments_is_refused_not_passed() {
     // A recreated topic delivers 100..=105 again: they can no longer be compared.
     let error = h
         .writer
-        .handle(captured_at([100, 101, 102, 105]))
+        .back_up(captured_at([100, 101, 102, 105]))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
@@ -753,14 +764,14 @@ async fn a_redelivery_below_expired_segments_is_refused_not_passed() {
 async fn a_redelivery_whose_indexed_segment_is_missing_is_refused_not_passed() {
     let h = harness(&[]);
     h.writer
-        .handle(captured_at([100, 101, 102, 105]))
+        .back_up(captured_at([100, 101, 102, 105]))
         .await
         .unwrap();
     let key = h.objects.list("").await.unwrap().remove(0);
     h.objects.delete(&key).await.unwrap();
     let error = h
         .writer
-        .handle(captured_at([101, 102, 105, 106]))
+        .back_up(captured_at([101, 102, 105, 106]))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
@@ -781,19 +792,19 @@ async fn a_redelivery_whose_indexed_segment_is_missing_is_refused_not_passed() {
 async fn a_batch_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
     let h = harness(&[]);
     h.writer
-        .handle(captured_at([100, 101, 102, 105]))
+        .back_up(captured_at([100, 101, 102, 105]))
         .await
         .unwrap();
     // Two invocations of one partition (a rebalance, a re-batched retry): 120.. commits first.
     let later = h
         .writer
-        .handle(captured_at([120, 121, 122, 123]))
+        .back_up(captured_at([120, 121, 122, 123]))
         .await
         .unwrap();
     assert_eq!(later.partitions[0].gap, Some((106, 119)));
     let earlier = h
         .writer
-        .handle(captured_at([106, 107, 110, 119]))
+        .back_up(captured_at([106, 107, 110, 119]))
         .await
         .unwrap();
     assert_eq!(earlier.partitions[0].gap, None);
@@ -808,7 +819,7 @@ async fn a_batch_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
     // Offsets in no segment and no recorded gap are refused (here: past a filled gap).
     let error = h
         .writer
-        .handle(captured_at([108, 109, 110, 111]))
+        .back_up(captured_at([108, 109, 110, 111]))
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");

@@ -11,7 +11,7 @@ pub use header::{
 };
 pub use reader::{SegmentReader, verify_stored_segment};
 pub use record::{Header, Record, TimestampType};
-pub use writer::{EncodedSegment, SegmentEncoder};
+pub use writer::{EncodedSegment, PendingSegment, SegmentEncoder};
 
 #[cfg(test)]
 mod tests;

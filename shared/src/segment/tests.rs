@@ -175,6 +175,35 @@ fn every_single_byte_flip_is_detected() {
 }
 
 #[test]
+fn buffered_streamed_and_background_segments_hold_the_same_records() {
+    // 20 MB of framed records: past the buffering bound, so the body is compressed as a
+    // stream; the first 100 records stay under it and are compressed in one call.
+    let records: Vec<Record> = (0..2000)
+        .map(|offset| Record {
+            value: Some(vec![(offset % 251) as u8; 10_000]),
+            ..record(offset)
+        })
+        .collect();
+    for count in [100, records.len()] {
+        let segment = encode(&records[..count]);
+        let (header, decoded) = decode(&segment.bytes).unwrap();
+        assert_eq!(decoded, records[..count], "{count} records");
+        assert_eq!(header.record_count as usize, count);
+        assert_eq!(verify_stored_segment(&segment.bytes).unwrap(), header);
+
+        let mut encoder = SegmentEncoder::new("payments.captured", 3, 3).unwrap();
+        for record in &records[..count] {
+            encoder.push(record).unwrap();
+        }
+        let background = encoder.finish_in_background().wait().unwrap();
+        assert_eq!(
+            background.bytes, segment.bytes,
+            "the same bytes on any thread"
+        );
+    }
+}
+
+#[test]
 fn reading_streams_without_holding_the_decompressed_body() {
     // 64 MiB of records decompress through a reader whose buffers stay small: the frame
     // buffer only ever holds one record.

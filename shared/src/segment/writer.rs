@@ -1,10 +1,29 @@
-//! Encoding records into a segment: framing, checksum and zstd in one streaming pass.
+//! Encoding records into a segment: framing, checksum and zstd.
 
 use std::io::Write;
 
 use super::header::{Compression, MAX_WRITE_MARKS, SegmentHeader, WriteMark};
 use super::record::Record;
 use crate::error::{Error, Result};
+
+/// Framed bytes kept for compressing in one call. zstd compresses a whole buffer about a
+/// third faster than a stream fed in pieces (measured: `handler_cpu`); a writer's segment
+/// (at most one 6 MB event's records) always fits. Past this, the segment streams, so a large
+/// compaction output never holds all its records at once.
+const BUFFERED_BYTES: usize = 16 * 1024 * 1024;
+/// Framed bytes gathered before they are handed to a zstd stream.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where framed records go until the segment is finished.
+enum Body {
+    /// All records so far, compressed at `finish`.
+    Buffered(Vec<u8>),
+    /// A zstd stream, fed a chunk at a time; `pending` holds the chunk being filled.
+    Streaming {
+        encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
+        pending: Vec<u8>,
+    },
+}
 
 /// A finished segment: its header and the complete object bytes (header followed by body).
 #[derive(Debug, Clone)]
@@ -16,17 +35,29 @@ pub struct EncodedSegment {
     pub max_record_bytes: u64,
 }
 
+/// A segment being finished on a thread of its own.
+pub struct PendingSegment(std::thread::JoinHandle<Result<EncodedSegment>>);
+
+impl PendingSegment {
+    pub fn wait(self) -> Result<EncodedSegment> {
+        self.0
+            .join()
+            .map_err(|_| Error::InvalidRecords("finishing a segment panicked".into()))?
+    }
+}
+
 /// Builds one segment from records pushed in offset order.
 ///
-/// Each record is framed into a small scratch buffer, folded into the running CRC32C and fed to
-/// the zstd encoder at once, so memory holds only the compressed output and one record.
+/// Records are framed into a buffer, checksummed and compressed with zstd in one call when the
+/// segment is finished; a segment larger than [`BUFFERED_BYTES`] is compressed as a stream
+/// instead. Both give one zstd frame with its checksum.
 pub struct SegmentEncoder {
     topic: String,
     partition: i32,
     write_marks: Vec<WriteMark>,
     header_len: usize,
-    compressor: zstd::stream::write::Encoder<'static, Vec<u8>>,
-    scratch: Vec<u8>,
+    level: i32,
+    body: Body,
     records_crc32c: u32,
     uncompressed_len: u64,
     record_count: u32,
@@ -66,17 +97,18 @@ impl SegmentEncoder {
         }
         let header_len = SegmentHeader::encoded_len(topic.len())
             + SegmentHeader::write_marks_len(write_marks.len());
-        // The header is written into the reserved space in front of the body once it is known.
-        let output = vec![0u8; header_len];
-        let mut compressor = zstd::stream::write::Encoder::new(output, level)?;
-        compressor.include_checksum(true)?;
+        if !(1..=22).contains(&level) {
+            return Err(Error::Config(format!(
+                "zstd compression level {level} is outside 1-22"
+            )));
+        }
         Ok(SegmentEncoder {
             topic: topic.to_owned(),
             partition,
             write_marks,
             header_len,
-            compressor,
-            scratch: Vec::with_capacity(4096),
+            level,
+            body: Body::Buffered(Vec::new()),
             records_crc32c: 0,
             uncompressed_len: 0,
             record_count: 0,
@@ -107,11 +139,23 @@ impl SegmentEncoder {
                 "too many records for one segment".into(),
             ));
         }
-        frame_record(record, &mut self.scratch)?;
-        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.scratch);
-        self.uncompressed_len += self.scratch.len() as u64;
-        self.max_record_bytes = self.max_record_bytes.max(self.scratch.len() as u64);
-        self.compressor.write_all(&self.scratch)?;
+        let framed = match &mut self.body {
+            Body::Buffered(buffer) => frame_record(record, buffer)?,
+            Body::Streaming { pending, .. } => frame_record(record, pending)?,
+        };
+        self.max_record_bytes = self.max_record_bytes.max(framed as u64);
+        match &mut self.body {
+            Body::Buffered(buffer) if buffer.len() > BUFFERED_BYTES => {
+                let buffered = std::mem::take(buffer);
+                self.start_streaming()?;
+                self.stream(buffered)?;
+            }
+            Body::Streaming { pending, .. } if pending.len() >= STREAM_CHUNK_BYTES => {
+                let chunk = std::mem::take(pending);
+                self.stream(chunk)?;
+            }
+            _ => {}
+        }
 
         if self.record_count == 0 {
             self.first_offset = record.offset;
@@ -127,14 +171,65 @@ impl SegmentEncoder {
         self.record_count
     }
 
+    fn start_streaming(&mut self) -> Result<()> {
+        // The header is written into the reserved space in front of the body once it is known.
+        let mut encoder =
+            zstd::stream::write::Encoder::new(vec![0u8; self.header_len], self.level)?;
+        encoder.include_checksum(true)?;
+        self.body = Body::Streaming {
+            encoder,
+            pending: Vec::with_capacity(STREAM_CHUNK_BYTES + 4096),
+        };
+        Ok(())
+    }
+
+    /// Checksums `framed` and feeds it to the stream; gives the buffer back for reuse.
+    fn stream(&mut self, mut framed: Vec<u8>) -> Result<()> {
+        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &framed);
+        self.uncompressed_len += framed.len() as u64;
+        if let Body::Streaming { encoder, pending } = &mut self.body {
+            encoder.write_all(&framed)?;
+            framed.clear();
+            *pending = framed;
+        }
+        Ok(())
+    }
+
+    /// [`Self::finish`] on a thread of its own, so the caller can go on framing other records
+    /// (an event's next partition) while this one is checksummed and compressed.
+    pub fn finish_in_background(self) -> PendingSegment {
+        PendingSegment(std::thread::spawn(move || self.finish()))
+    }
+
     /// Closes the zstd frame and writes the header. A segment must hold at least one record.
-    pub fn finish(self) -> Result<EncodedSegment> {
+    pub fn finish(mut self) -> Result<EncodedSegment> {
         if self.record_count == 0 {
             return Err(Error::InvalidRecords(
                 "a segment needs at least one record".into(),
             ));
         }
-        let mut bytes = self.compressor.finish()?;
+        let mut bytes = match std::mem::replace(&mut self.body, Body::Buffered(Vec::new())) {
+            Body::Buffered(framed) => {
+                self.records_crc32c = crc32c::crc32c(&framed);
+                self.uncompressed_len = framed.len() as u64;
+                let mut compressor = zstd::bulk::Compressor::new(self.level)?;
+                compressor.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
+                let compressed = compressor.compress(&framed)?;
+                let mut bytes = Vec::with_capacity(self.header_len + compressed.len());
+                bytes.resize(self.header_len, 0);
+                bytes.extend_from_slice(&compressed);
+                bytes
+            }
+            Body::Streaming {
+                mut encoder,
+                pending,
+            } => {
+                self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &pending);
+                self.uncompressed_len += pending.len() as u64;
+                encoder.write_all(&pending)?;
+                encoder.finish()?
+            }
+        };
         let body_crc32c = crc32c::crc32c(&bytes[self.header_len..]);
         let header = SegmentHeader {
             topic: self.topic,
@@ -162,9 +257,18 @@ impl SegmentEncoder {
     }
 }
 
-/// Writes one record's frame into `out` (cleared first). Layout in `docs/segment-format.md`.
-fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
-    out.clear();
+/// Appends one record's frame to `out` and returns its length. Layout in
+/// `docs/segment-format.md`. On error `out` is left as it was.
+fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<usize> {
+    let start = out.len();
+    let framed = append_frame(record, out, start);
+    if framed.is_err() {
+        out.truncate(start);
+    }
+    framed
+}
+
+fn append_frame(record: &Record, out: &mut Vec<u8>, start: usize) -> Result<usize> {
     out.extend_from_slice(&[0u8; 4]); // frame length, filled in below
     out.extend_from_slice(&record.offset.to_be_bytes());
     out.extend_from_slice(&record.timestamp.to_be_bytes());
@@ -181,11 +285,11 @@ fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<()> {
         out.extend_from_slice(header.key.as_bytes());
         put_nullable_bytes(out, header.value.as_deref(), "header value")?;
     }
-    let frame_len = u32::try_from(out.len() - 4).map_err(|_| {
+    let frame_len = u32::try_from(out.len() - start - 4).map_err(|_| {
         Error::InvalidRecords(format!("record at offset {} is too large", record.offset))
     })?;
-    out[..4].copy_from_slice(&frame_len.to_be_bytes());
-    Ok(())
+    out[start..start + 4].copy_from_slice(&frame_len.to_be_bytes());
+    Ok(out.len() - start)
 }
 
 fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>, what: &str) -> Result<()> {

@@ -18,8 +18,11 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod decode;
+
+pub use decode::{DecodeFailure, EventEnvelope, RecordSink, decode_event, decode_event_from};
+
 use crate::error::{Error, Result};
-use crate::layout::validate_topic_name;
 use crate::segment::{Header, Record, TimestampType};
 
 pub const MSK_EVENT_SOURCE: &str = "aws:kafka";
@@ -110,75 +113,6 @@ fn decode_base64_into(
     Ok(())
 }
 
-/// The records of one topic-partition from one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionBatch {
-    pub topic: String,
-    pub partition: i32,
-    pub records: Vec<KafkaEventRecord>,
-}
-
-impl KafkaEvent {
-    /// Checks the event's structure and splits it into partition batches, without decoding
-    /// payloads. Every record must sit under its own `topic-partition` key, in increasing
-    /// offset order.
-    pub fn into_partition_batches(self) -> Result<Vec<PartitionBatch>> {
-        match self.event_source.as_deref() {
-            Some(MSK_EVENT_SOURCE | SELF_MANAGED_EVENT_SOURCE) => {}
-            other => {
-                return Err(Error::InvalidEvent(format!(
-                    "eventSource is {other:?}; expected {MSK_EVENT_SOURCE:?} or {SELF_MANAGED_EVENT_SOURCE:?}"
-                )));
-            }
-        }
-        let mut batches = Vec::with_capacity(self.records.len());
-        for (group, records) in self.records {
-            let Some(first) = records.first() else {
-                continue;
-            };
-            let (topic, partition) = (first.topic.clone(), first.partition);
-            validate_topic_name(&topic).map_err(|_| {
-                Error::InvalidEvent(format!(
-                    "records[{group:?}]: {topic:?} is not a valid Kafka topic name"
-                ))
-            })?;
-            if group != format!("{topic}-{partition}") {
-                return Err(Error::InvalidEvent(format!(
-                    "records[{group:?}] holds a record of {topic}-{partition}"
-                )));
-            }
-            let mut previous_offset = None;
-            for (position, record) in records.iter().enumerate() {
-                let at = || format!("records[{group:?}][{position}] (offset {})", record.offset);
-                if record.topic != topic || record.partition != partition {
-                    return Err(Error::InvalidEvent(format!(
-                        "{}: belongs to {}-{}, not {group}",
-                        at(),
-                        record.topic,
-                        record.partition
-                    )));
-                }
-                if record.offset < 0 {
-                    return Err(Error::InvalidEvent(format!("{}: offset is negative", at())));
-                }
-                if previous_offset.is_some_and(|previous| record.offset <= previous) {
-                    return Err(Error::InvalidEvent(format!(
-                        "{}: offsets are not increasing",
-                        at()
-                    )));
-                }
-                previous_offset = Some(record.offset);
-            }
-            batches.push(PartitionBatch {
-                topic,
-                partition,
-                records,
-            });
-        }
-        Ok(batches)
-    }
-}
-
 impl KafkaEventRecord {
     /// Decodes the record's base64 payloads. `position` only serves error messages.
     pub fn decode(&self, position: usize) -> Result<Record> {
@@ -252,6 +186,74 @@ impl KafkaEventRecord {
             value: record.value.as_deref().map(|value| BASE64.encode(value)),
             headers,
         }
+    }
+}
+
+/// A record in the event source mapping's JSON shape, borrowed from wherever its bytes are
+/// (a consumer's message buffer): serialising it gives exactly what serialising the
+/// [`KafkaEventRecord::encode`] of the same record gives, without building that record first.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRecordRef<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub timestamp_type: TimestampType,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+impl Serialize for EventRecordRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Base64<'b>(&'b [u8]);
+        impl Serialize for Base64<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(&base64::display::Base64Display::new(self.0, &BASE64))
+            }
+        }
+        /// `[{"name":[signed bytes]}, ...]`: one object per header, as AWS sends them.
+        struct Headers<'b>(&'b [(&'b str, Option<&'b [u8]>)]);
+        impl Serialize for Headers<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(
+                    self.0
+                        .iter()
+                        .map(|(name, value)| OneHeader(name, value.unwrap_or_default())),
+                )
+            }
+        }
+        struct OneHeader<'b>(&'b str, &'b [u8]);
+        impl Serialize for OneHeader<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(self.0, &SignedBytes(self.1))?;
+                map.end()
+            }
+        }
+        struct SignedBytes<'b>(&'b [u8]);
+        impl Serialize for SignedBytes<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|&byte| byte as i8))
+            }
+        }
+
+        let fields = 6 + usize::from(self.key.is_some()) + usize::from(self.value.is_some());
+        let mut record = serializer.serialize_struct("KafkaEventRecord", fields)?;
+        record.serialize_field("topic", self.topic)?;
+        record.serialize_field("partition", &self.partition)?;
+        record.serialize_field("offset", &self.offset)?;
+        record.serialize_field("timestamp", &self.timestamp)?;
+        record.serialize_field("timestampType", &self.timestamp_type)?;
+        if let Some(key) = self.key {
+            record.serialize_field("key", &Base64(key))?;
+        }
+        if let Some(value) = self.value {
+            record.serialize_field("value", &Base64(value))?;
+        }
+        record.serialize_field("headers", &Headers(self.headers))?;
+        record.end()
     }
 }
 
@@ -359,6 +361,42 @@ mod tests {
                 ..record
             }
         );
+    }
+
+    #[test]
+    fn a_borrowed_record_serialises_exactly_as_the_encoded_one() {
+        let mut payments = crate::sample::Payments::new(3);
+        let mut records: Vec<Record> = (0..20).map(|n| payments.record(n)).collect();
+        records[1].key = None;
+        records[2].value = None;
+        records[3].headers.clear();
+        records[4].headers[0].value = None;
+        records[5].value = Some(vec![0xff, 0x00, b'"', b'\\', 0x80]);
+        records[6].timestamp_type = TimestampType::LogAppendTime;
+        for record in &records {
+            let headers: Vec<(&str, Option<&[u8]>)> = record
+                .headers
+                .iter()
+                .map(|header| (header.key.as_str(), header.value.as_deref()))
+                .collect();
+            let borrowed = EventRecordRef {
+                topic: "payments.captured",
+                partition: 3,
+                offset: record.offset,
+                timestamp: record.timestamp,
+                timestamp_type: record.timestamp_type,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &headers,
+            };
+            assert_eq!(
+                serde_json::to_string(&borrowed).unwrap(),
+                serde_json::to_string(&KafkaEventRecord::encode("payments.captured", 3, record))
+                    .unwrap(),
+                "offset {}",
+                record.offset
+            );
+        }
     }
 
     #[test]

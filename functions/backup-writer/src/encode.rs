@@ -1,0 +1,214 @@
+//! The writer's CPU phase: an event's JSON in, one encoded segment per partition out.
+//!
+//! Records go from the JSON straight into their partition's segment encoder in one pass over
+//! the invocation body. When a partition's records are all read, its segment is checksummed
+//! and compressed on a thread of its own while the next partition is read. In the Lambda
+//! runtime this pass is the runtime's own deserialization of the payload ([`InvocationEvent`]):
+//! the body is read once.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Deserializer};
+use tidemark_core::config::{BackupWriterConfig, NameFilter};
+use tidemark_core::event::{RecordSink, decode_event, decode_event_from};
+use tidemark_core::segment::{EncodedSegment, PendingSegment, Record, SegmentEncoder};
+use tidemark_core::{Error, Result};
+
+/// How events are encoded: fixed for a writer.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    pub topics: NameFilter,
+    pub compression_level: i32,
+    /// Segments finished in the background at once (each holds its framed records and a
+    /// thread): the bound on memory and threads of an event with many partitions.
+    pub open_partitions: usize,
+    /// Finish each partition's segment on a thread of its own while the next is read.
+    pub compress_in_background: bool,
+}
+
+impl Encoding {
+    pub fn of(config: &BackupWriterConfig) -> Self {
+        Encoding {
+            topics: config.topics.clone(),
+            compression_level: config.compression_level,
+            open_partitions: std::thread::available_parallelism().map_or(1, usize::from) + 1,
+            compress_in_background: true,
+        }
+    }
+}
+
+/// One partition after the CPU phase.
+pub struct EncodedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub segment: EncodedSegment,
+    /// Bytes of keys, values and headers as delivered (before framing and compression).
+    pub payload_bytes: u64,
+}
+
+/// An event after the CPU phase: every accepted partition encoded, in topic-partition order.
+pub struct EncodedEvent {
+    pub partitions: Vec<EncodedPartition>,
+    /// Topics in the event that the include/exclude patterns leave out.
+    pub skipped_topics: Vec<String>,
+}
+
+/// Decodes and encodes the event JSON in `body`. Pure CPU work, no I/O; a malformed event is
+/// refused whole.
+pub fn encode_event(body: &[u8], encoding: &Encoding) -> Result<EncodedEvent> {
+    let mut sink = EncodingSink::new(encoding);
+    decode_event(body, &mut sink)?;
+    sink.finish()
+}
+
+/// The writer's Lambda payload: the event, decoded and encoded while the runtime reads the
+/// invocation body. The runtime's deserialization takes no arguments, so the encoding comes
+/// from [`set_process_encoding`]. Errors in the event are kept, to be returned by the handler
+/// as `Tidemark.InvalidEvent`.
+pub struct InvocationEvent(pub Result<EncodedEvent>);
+
+static PROCESS_ENCODING: OnceLock<Encoding> = OnceLock::new();
+
+/// Sets how [`InvocationEvent`]s are encoded in this process; the first call wins.
+pub fn set_process_encoding(encoding: Encoding) {
+    let _ = PROCESS_ENCODING.set(encoding);
+}
+
+impl<'de> Deserialize<'de> for InvocationEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let Some(encoding) = PROCESS_ENCODING.get() else {
+            return Ok(InvocationEvent(Err(Error::Config(
+                "the writer's encoding was not set before the first event".into(),
+            ))));
+        };
+        let mut sink = EncodingSink::new(encoding);
+        let decoded = decode_event_from(deserializer, &mut sink)
+            .map_err(|failure| failure.into_error(Error::InvalidEvent))
+            .and_then(|envelope| envelope.check_source());
+        Ok(InvocationEvent(decoded.and_then(|()| sink.finish())))
+    }
+}
+
+/// The partition whose records are being read.
+struct OpenPartition {
+    topic: String,
+    partition: i32,
+    encoder: SegmentEncoder,
+    payload_bytes: u64,
+}
+
+/// A partition whose records are all read, its segment being finished.
+struct FinishingPartition {
+    topic: String,
+    partition: i32,
+    segment: PendingSegment,
+    payload_bytes: u64,
+}
+
+impl FinishingPartition {
+    fn wait(self) -> Result<EncodedPartition> {
+        Ok(EncodedPartition {
+            topic: self.topic,
+            partition: self.partition,
+            segment: self.segment.wait()?,
+            payload_bytes: self.payload_bytes,
+        })
+    }
+}
+
+struct EncodingSink<'a> {
+    encoding: &'a Encoding,
+    open: Option<OpenPartition>,
+    /// Oldest first.
+    finishing: VecDeque<FinishingPartition>,
+    done: Vec<EncodedPartition>,
+    seen: BTreeSet<(String, i32)>,
+    skipped_topics: BTreeSet<String>,
+}
+
+impl<'a> EncodingSink<'a> {
+    fn new(encoding: &'a Encoding) -> Self {
+        EncodingSink {
+            encoding,
+            open: None,
+            finishing: VecDeque::new(),
+            done: Vec::new(),
+            seen: BTreeSet::new(),
+            skipped_topics: BTreeSet::new(),
+        }
+    }
+
+    /// The open partition's records are all read: its segment is finished beside the reading
+    /// of the next one (or here, without background compression).
+    fn close_open(&mut self) -> Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        if !self.encoding.compress_in_background {
+            self.done.push(EncodedPartition {
+                topic: open.topic,
+                partition: open.partition,
+                segment: open.encoder.finish()?,
+                payload_bytes: open.payload_bytes,
+            });
+            return Ok(());
+        }
+        // Bound what is held at once: the oldest has had the longest to finish.
+        while self.finishing.len() >= self.encoding.open_partitions.max(1) {
+            let oldest = self.finishing.pop_front().expect("not empty");
+            self.done.push(oldest.wait()?);
+        }
+        self.finishing.push_back(FinishingPartition {
+            topic: open.topic,
+            partition: open.partition,
+            segment: open.encoder.finish_in_background(),
+            payload_bytes: open.payload_bytes,
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<EncodedEvent> {
+        self.close_open()?;
+        for finishing in std::mem::take(&mut self.finishing) {
+            self.done.push(finishing.wait()?);
+        }
+        self.done
+            .sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(EncodedEvent {
+            partitions: self.done,
+            skipped_topics: self.skipped_topics.into_iter().collect(),
+        })
+    }
+}
+
+impl RecordSink for EncodingSink<'_> {
+    fn partition(&mut self, topic: &str, partition: i32) -> Result<bool> {
+        if !self.seen.insert((topic.to_owned(), partition)) {
+            return Err(Error::InvalidEvent(format!(
+                "records holds {topic}-{partition} twice"
+            )));
+        }
+        self.close_open()?;
+        if !self.encoding.topics.accepts(topic) {
+            self.skipped_topics.insert(topic.to_owned());
+            return Ok(false);
+        }
+        self.open = Some(OpenPartition {
+            topic: topic.to_owned(),
+            partition,
+            encoder: SegmentEncoder::new(topic, partition, self.encoding.compression_level)?,
+            payload_bytes: 0,
+        });
+        Ok(true)
+    }
+
+    fn record(&mut self, record: &Record) -> Result<()> {
+        let open = self
+            .open
+            .as_mut()
+            .expect("records come after their partition");
+        open.payload_bytes += record.payload_len() as u64;
+        open.encoder.push(record)
+    }
+}
