@@ -9,12 +9,11 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::{Offset, TopicPartitionList};
-use tidemark_core::event::KafkaEventRecord;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::batcher::{Added, Batch, BatchBuilder, EventEnvelope};
+use crate::batcher::{Added, Batch, BatchBuilder, EventEnvelope, PendingRecord};
 use crate::error::{BridgeError, Result};
 use crate::invoker::{FunctionInvoker, InvokeOutcome};
 use crate::source::event_record;
@@ -75,7 +74,7 @@ pub async fn run(
         let first = match carried.take() {
             Some(record) => record,
             None => tokio::select! {
-                record = next_record(consumer) => record,
+                record = next_record(consumer) => record?,
                 _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
             },
         };
@@ -90,6 +89,7 @@ pub async fn run(
             else {
                 break;
             };
+            let record = record?;
             if consumer.context().generation() != generation || builder.repeats(&record) {
                 rebalanced = true;
                 break;
@@ -125,7 +125,7 @@ pub async fn run(
 
 /// The next record. Consumer errors (a broker reconnecting, a rebalance) are not records:
 /// librdkafka recovers from them by itself, so they are logged and reading goes on.
-async fn next_record(consumer: &StreamConsumer<RebalanceTracker>) -> KafkaEventRecord {
+async fn next_record(consumer: &StreamConsumer<RebalanceTracker>) -> Result<PendingRecord> {
     loop {
         match consumer.recv().await {
             Ok(message) => return event_record(&message),
@@ -144,18 +144,16 @@ async fn deliver(
     settings: &BridgeSettings,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
-    let payload =
-        serde_json::to_vec(&batch.event).map_err(|error| BridgeError::Encode(error.to_string()))?;
     let mut backoff = settings.initial_backoff;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let error = match invoker.invoke(payload.clone()).await {
+        let error = match invoker.invoke(batch.payload.clone()).await {
             Ok(InvokeOutcome::Success) => {
                 info!(
                     records = batch.record_count,
-                    partitions = batch.event.records.len(),
-                    payload_bytes = batch.payload_bytes,
+                    partitions = batch.last_offsets.len(),
+                    payload_bytes = batch.payload.len(),
                     attempt,
                     "batch delivered"
                 );
@@ -182,14 +180,8 @@ async fn deliver(
 
 fn commit(consumer: &StreamConsumer<RebalanceTracker>, batch: &Batch) -> Result<()> {
     let mut offsets = TopicPartitionList::new();
-    for records in batch.event.records.values() {
-        if let Some(last) = records.last() {
-            offsets.add_partition_offset(
-                &last.topic,
-                last.partition,
-                Offset::Offset(last.offset + 1),
-            )?;
-        }
+    for (topic, partition, last_offset) in &batch.last_offsets {
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(last_offset + 1))?;
     }
     consumer.commit(&offsets, CommitMode::Sync)?;
     Ok(())

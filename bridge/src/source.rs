@@ -1,12 +1,38 @@
 //! Reading records from Kafka and turning them into event records.
 
 use rdkafka::Message;
-use rdkafka::message::BorrowedMessage;
-use tidemark_core::event::KafkaEventRecord;
-use tidemark_core::kafka::client::record_from_message;
+use rdkafka::message::{BorrowedMessage, Headers};
+use tidemark_core::event::EventRecordRef;
+use tidemark_core::segment::TimestampType;
 
-/// The record as the broker delivered it, in the event source mapping's shape.
-pub fn event_record(message: &BorrowedMessage<'_>) -> KafkaEventRecord {
-    let record = record_from_message(message);
-    KafkaEventRecord::encode(message.topic(), message.partition(), &record)
+use crate::batcher::PendingRecord;
+use crate::error::Result;
+
+/// The record as the broker delivered it, in the event source mapping's JSON shape, written
+/// straight from the consumer's buffer.
+pub fn event_record(message: &BorrowedMessage<'_>) -> Result<PendingRecord> {
+    let (timestamp, timestamp_type) = match message.timestamp() {
+        rdkafka::Timestamp::CreateTime(ms) => (ms, TimestampType::CreateTime),
+        rdkafka::Timestamp::LogAppendTime(ms) => (ms, TimestampType::LogAppendTime),
+        rdkafka::Timestamp::NotAvailable => (-1, TimestampType::NoTimestampType),
+    };
+    let headers: Vec<(&str, Option<&[u8]>)> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| (header.key, header.value))
+                .collect()
+        })
+        .unwrap_or_default();
+    PendingRecord::new(&EventRecordRef {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        key: message.key(),
+        value: message.payload(),
+        headers: &headers,
+    })
 }
