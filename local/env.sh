@@ -16,7 +16,7 @@ TIDEMARK_KAFKA_SCRAM_PORT=${TIDEMARK_KAFKA_SCRAM_PORT:-19094}
 # Step Functions (in the emulator) sends its Lambda and S3 calls here: the gateway routes
 # invokes to the Lambda hosts that registered each function and the rest to the emulator.
 TIDEMARK_GATEWAY_PORT=${TIDEMARK_GATEWAY_PORT:-14567}
-TIDEMARK_BIN=$CARGO_TARGET_DIR/debug
+TIDEMARK_BIN=${TIDEMARK_BIN:-$CARGO_TARGET_DIR/debug}
 NISSHI_VERSION=0.8.1
 
 # The emulator accepts any credentials; the SDKs only need some to sign with.

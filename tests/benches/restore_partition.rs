@@ -24,7 +24,7 @@ use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Header, Record, SegmentEncoder, TimestampType};
 use tidemark_core::stores::{DynamoIndexStore, MemoryIndexStore, MemoryObjectStore, S3ObjectStore};
-use tidemark_tests::{LambdaHost, Stack, unique};
+use tidemark_tests::{Stack, unique};
 
 const RUNS: usize = 3;
 /// Records per segment: about what one 6 MB event source mapping batch carries.
@@ -201,36 +201,6 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-/// Peak RSS (VmHWM) of the Lambda host's restore-partition processes, in KiB.
-fn function_peak_rss_kib(host: &LambdaHost) -> u64 {
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", host.process.id())).unwrap();
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("children")).ok())
-        .flat_map(|children| {
-            children
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                String::from_utf8_lossy(&cmdline).contains("restore-partition")
-            })
-        })
-        .filter_map(|pid| {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 async fn run(count: usize) {
     let stack = Stack::from_env();
     let records = payments(count);
@@ -377,7 +347,7 @@ async fn run(count: usize) {
         assert_eq!(invocation.function_error, None, "{}", invocation.payload);
         assert_eq!(invocation.payload["produced"], count);
     }
-    let peak_rss = function_peak_rss_kib(&functions.host);
+    let peak_rss = functions.host.function_peak_rss_kib("restore-partition");
 
     let baseline = median(baseline);
     let engine = median(engine);

@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod kafka_proxy;
 pub mod librdkafka_groups;
+pub mod measure;
 pub mod msk_iam_listener;
 pub mod process;
 pub mod stepfunctions;
@@ -376,12 +377,24 @@ impl Stack {
         self.start_lambda_host_for(&[function.to_owned()], env, timeout_seconds)
     }
 
-    /// A Lambda host running several functions (`NAME=BINARY` each).
+    /// A Lambda host running several functions (`NAME=BINARY` each), two execution
+    /// environments each.
     pub fn start_lambda_host_for(
         &self,
         functions: &[String],
         env: &[(&str, &str)],
         timeout_seconds: u32,
+    ) -> LambdaHost {
+        self.start_lambda_host_scaled(functions, env, timeout_seconds, 2)
+    }
+
+    /// [`Self::start_lambda_host_for`] with `concurrency` execution environments per function.
+    pub fn start_lambda_host_scaled(
+        &self,
+        functions: &[String],
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+        concurrency: usize,
     ) -> LambdaHost {
         // A port found free can be taken (by any client's outgoing connection) before the
         // host binds it: the host then exits at once, and another port is tried.
@@ -389,7 +402,7 @@ impl Stack {
             let listen = format!("127.0.0.1:{}", free_port());
             let mut process = ChildProcess::spawn(
                 "lambda-host",
-                self.lambda_host_command(functions, env, timeout_seconds, &listen),
+                self.lambda_host_command(functions, env, timeout_seconds, concurrency, &listen),
             );
             let deadline = Instant::now() + Duration::from_secs(30);
             while process.is_running() {
@@ -418,9 +431,11 @@ impl Stack {
         functions: &[String],
         env: &[(&str, &str)],
         timeout_seconds: u32,
+        concurrency: usize,
         listen: &str,
     ) -> Command {
         let timeout = timeout_seconds.to_string();
+        let concurrency = concurrency.to_string();
         let mut command = Command::new(self.binary("tidemark-lambda-host"));
         command
             .args(
@@ -434,7 +449,7 @@ impl Stack {
                 "--timeout-seconds",
                 &timeout,
                 "--concurrency",
-                "2",
+                &concurrency,
             ])
             .env("AWS_ENDPOINT_URL", &self.aws_endpoint)
             .env("TIDEMARK_S3_FORCE_PATH_STYLE", "true")

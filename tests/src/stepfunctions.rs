@@ -27,6 +27,19 @@ impl Stack {
         env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> RestoreFunctions {
+        self.start_restore_functions_scaled(storage, prefix, env, timeout_seconds, 2)
+            .await
+    }
+
+    /// [`Self::start_restore_functions`] with `concurrency` execution environments each.
+    pub async fn start_restore_functions_scaled(
+        &self,
+        storage: &Storage,
+        prefix: &str,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+        concurrency: usize,
+    ) -> RestoreFunctions {
         let coordinator = unique("restore-coordinator");
         let partition = unique("restore-partition");
         let offset_reset = unique("offset-reset");
@@ -36,7 +49,7 @@ impl Stack {
             ("TIDEMARK_PREFIX", prefix),
         ];
         all_env.extend_from_slice(env);
-        let host = self.start_lambda_host_for(
+        let host = self.start_lambda_host_scaled(
             &[
                 format!(
                     "{coordinator}={}",
@@ -47,6 +60,7 @@ impl Stack {
             ],
             &all_env,
             timeout_seconds,
+            concurrency,
         );
         self.register_with_gateway(&host, &[&coordinator, &partition, &offset_reset])
             .await;

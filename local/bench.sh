@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The throughput benchmark of docs/benchmarks.md, in one command: release binaries (as
+# deployed), a freshly started local stack of its own (its own ports and state, so a running
+# stack is left alone), the handler's CPU path and the end-to-end paths on one data set, then
+# the raw results in benches/results/ and the table in docs/benchmarks.md.
+#
+#   local/bench.sh [MEGABYTES] [SEED]        # default: 1000 MB of payment records, seed 1
+set -euo pipefail
+MEGABYTES=${1:-1000}
+SEED=${2:-1}
+# A stack of its own: other ports, other state directory.
+export TIDEMARK_STATE=${TIDEMARK_BENCH_STATE:-$(cd "$(dirname "$0")/.." && pwd)/.local-stack-bench}
+export TIDEMARK_MOTO_PORT=${TIDEMARK_BENCH_MOTO_PORT:-14666}
+export TIDEMARK_GATEWAY_PORT=${TIDEMARK_BENCH_GATEWAY_PORT:-14667}
+export TIDEMARK_KAFKA_PORT=${TIDEMARK_BENCH_KAFKA_PORT:-19192}
+export TIDEMARK_KAFKA_TLS_PORT=${TIDEMARK_BENCH_KAFKA_TLS_PORT:-19193}
+export TIDEMARK_KAFKA_SCRAM_PORT=${TIDEMARK_BENCH_KAFKA_SCRAM_PORT:-19194}
+source "$(dirname "$0")/env.sh"
+cd "$TIDEMARK_REPO"
+
+local/install.sh
+
+log "building the release binaries the paths run, and the bench binaries"
+# --workspace (with target filters) keeps one feature resolution, so these builds share their
+# dependencies with each other and with `cargo bench --workspace` below.
+binaries=(backup-writer tidemark-bridge tidemark-lambda-host tidemark-lambda-gateway
+  restore-coordinator restore-partition offset-reset)
+cargo build --release --workspace --locked --quiet "${binaries[@]/#/--bin=}" \
+  --bench handler_cpu --bench throughput
+# The stack and the bench run the release builds of every function, host and bridge.
+export TIDEMARK_BIN=$CARGO_TARGET_DIR/release
+
+local/down.sh >/dev/null 2>&1 || true
+trap 'local/down.sh' EXIT
+local/up.sh
+
+date=$(date -u +%Y-%m-%d)
+results=benches/results
+mkdir -p "$results"
+log "handler CPU path on one 6 MB event"
+cargo bench --locked --quiet --workspace --bench handler_cpu -- --json "$PWD/$results/$date-handler-cpu.json"
+log "end to end: $MEGABYTES MB, seed $SEED"
+cargo bench --locked --quiet --workspace --bench throughput -- "$MEGABYTES" "$SEED" --json "$PWD/$results/$date-throughput.json" >/dev/null
+
+log "writing the table into docs/benchmarks.md"
+"$TIDEMARK_PYTHON" local/py/bench_table.py --handler "$results/$date-handler-cpu.json" \
+  --throughput "$results/$date-throughput.json" --doc docs/benchmarks.md
+log "results: $results/$date-handler-cpu.json, $results/$date-throughput.json"

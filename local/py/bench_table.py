@@ -1,0 +1,143 @@
+"""Writes the throughput table of docs/benchmarks.md from a run's raw results.
+
+The section between `<!-- throughput:begin -->` and `<!-- throughput:end -->` is replaced; the
+rest of the page (the reading of the figures) is written by people.
+"""
+import argparse
+import json
+import re
+
+def verdict(value, target, higher_is_better=True):
+    met = value >= target if higher_is_better else value <= target
+    return "**met**" if met else "**missed**"
+
+
+def table(handler, run):
+    facts = run["run"]
+    machine = facts["machine"]
+    data = run["data_set"]
+    paths = run["paths"]
+    ratios = run["ratios"]
+    lines = []
+    commit = (facts["commit"] or "unknown")[:12]
+    dirty = " (with uncommitted changes)" if facts.get("uncommitted_changes") else ""
+    lines.append(
+        f"Run of {facts['date']} at commit `{commit}`{dirty}, on {machine['cores']} cores, "
+        f"{machine['memory_gib']} GiB ({machine.get('cpu') or 'unknown CPU'}). Data set: "
+        f"{data['records']:,} records, {data['record_bytes'] / 1e6:,.1f} MB of record bytes "
+        f"({data['average_record_bytes']:.0f} bytes each on average), {data['partitions']} "
+        f"partitions, seed {data['seed']}."
+    )
+    lines.append("")
+    lines.append("| path | seconds | MB/s of record bytes | vs its baseline | peak RSS |")
+    lines.append("|---|---|---|---|---|")
+
+    def rss(path):
+        parts = [f"{name} {mib:.1f} MiB" for name, mib in path["peak_rss_mib"].items()]
+        return ", ".join(parts) or ""
+
+    def row(name, key, ratio=None, shown=None):
+        path = paths[key]
+        if shown is None:
+            shown = "1.00× (baseline)" if ratio is None else f"{ratio:.2f}×"
+        lines.append(
+            f"| {name} | {path['seconds']:.2f} | {path['mb_per_s']:.1f} | {shown} | {rss(path)} |"
+        )
+
+    row("raw consume, librdkafka with the bridge's settings (backup baseline)", "raw_consume")
+    row("bridge alone, function returns at once", "bridge_instant_function",
+        ratios["bridge_vs_raw_consume"])
+    row("**backup end to end**: bridge → backup-writer → emulated S3 + DynamoDB",
+        "backup_end_to_end", ratios["backup_vs_raw_consume"])
+    row("produce from memory, 4 partitions at once (restore baseline)",
+        "produce_from_memory_4_partitions")
+    row("**restore state machine**, 4 partitions in parallel", "restore_state_machine",
+        ratios["restore_state_machine_vs_produce"])
+    row("produce from memory, 1 partition (restore-partition baseline)",
+        "produce_from_memory_1_partition")
+    row("**restore-partition binary**, 1 partition", "restore_partition_binary",
+        ratios["restore_partition_vs_produce"])
+    compression = run["compression_ratio"]
+    row("emulator alone: the writer's storage calls for every segment, no Tidemark work",
+        "emulator_writes_alone", ratios["emulator_writes_vs_raw_consume"])
+    row("emulator alone: GET every segment, 2 at a time", "emulator_reads_alone",
+        shown="(no baseline)")
+    lines.append("")
+    lines.append(
+        f"Compression: {data['record_bytes']:,} record bytes in {run['stored_bytes']:,} stored "
+        f"bytes, **{compression:.2f}×**."
+    )
+    lines.append("")
+
+    h = handler["paths"]
+    lines.append(
+        f"Handler CPU path on one {handler['event']['json_bytes'] / 1e6:.1f} MB event "
+        f"({handler['event']['records']} records, {handler['event']['record_bytes'] / 1e6:.2f} MB "
+        f"of record bytes, {handler['event']['partitions']} partitions), median of "
+        f"{handler['iterations']} runs on {handler['cores']} cores:"
+    )
+    lines.append("")
+    lines.append("| path | median | MB/s of record bytes | vs plain zstd-3 |")
+    lines.append("|---|---|---|---|")
+    for name, key in [
+        ("plain zstd-3 of the record bytes (baseline)", "plain_zstd3"),
+        ("handler CPU path, one thread", "handler_one_thread"),
+        ("**handler CPU path, partitions in parallel**", "handler"),
+    ]:
+        p = h[key]
+        lines.append(
+            f"| {name} | {p['median_ms']:.2f} ms | {p['mb_per_s']:.1f} | {p['vs_plain_zstd3']:.2f}× |"
+        )
+    b = handler["breakdown_one_thread_ms"]
+    lines.append(
+        f"| — one thread: JSON + base64 {b['json_and_base64']:.2f} ms, framing + CRC32C + "
+        f"zstd-3 {b['framing_crc_zstd']:.2f} ms | | | |"
+    )
+    lines.append("")
+
+    lines.append("| target | measured | target | |")
+    lines.append("|---|---|---|---|")
+
+    def target_row(name, value, target, unit="×", higher=True):
+        sign = "≥" if higher else "≤"
+        lines.append(
+            f"| {name} | {value:.2f}{unit} | {sign} {target}{unit} | {verdict(value, target, higher)} |"
+        )
+
+    target_row("handler CPU path vs plain zstd-3", h["handler"]["vs_plain_zstd3"], 0.8)
+    target_row("bridge alone vs raw consume", ratios["bridge_vs_raw_consume"], 1.0)
+    target_row("backup end to end vs raw consume", ratios["backup_vs_raw_consume"], 0.9)
+    target_row("restore-partition binary vs produce", ratios["restore_partition_vs_produce"], 0.9)
+    target_row("restore state machine vs produce", ratios["restore_state_machine_vs_produce"], 0.9)
+    backup_rss = paths["backup_end_to_end"]["peak_rss_mib"]
+    target_row("backup-writer peak RSS", backup_rss.get("backup-writer", 0), 64, " MiB", False)
+    target_row("bridge peak RSS", backup_rss.get("bridge", 0), 128, " MiB", False)
+    restore_rss = paths["restore_partition_binary"]["peak_rss_mib"].get("restore-partition", 0)
+    target_row("restore-partition peak RSS", restore_rss, 128, " MiB", False)
+    target_row("compression (record bytes / stored bytes)", compression, 5.08)
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--handler", required=True)
+    parser.add_argument("--throughput", required=True)
+    parser.add_argument("--doc", required=True)
+    args = parser.parse_args()
+    with open(args.handler) as f:
+        handler = json.load(f)
+    with open(args.throughput) as f:
+        run = json.load(f)
+    with open(args.doc) as f:
+        doc = f.read()
+    begin, end = "<!-- throughput:begin -->", "<!-- throughput:end -->"
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{args.doc} has no {begin} … {end} section to replace")
+    section = f"{begin}\n{table(handler, run)}\n{end}"
+    doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, doc, flags=re.S)
+    with open(args.doc, "w") as f:
+        f.write(doc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,650 @@
+//! Throughput of the whole backup and restore paths on one data set, each against its limit
+//! measured in the same run: raw consume for backup, produce from memory for restore.
+//!
+//! Needs a freshly started local stack and release binaries; `local/bench.sh` does both and
+//! publishes the results. By hand:
+//!   cargo bench -p tidemark-tests --bench throughput -- [MEGABYTES] [SEED] --json FILE
+//!
+//! The data set: MEGABYTES (default 1000) of payment records (~365 bytes of key, value and two
+//! headers) generated from SEED over 4 partitions. Every figure is MB/s of record bytes
+//! (keys, values, header names and values; MB = 10^6 bytes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::DefaultBodyLimit;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use restore::backup::SegmentSource;
+use restore::partition::PartitionRequest;
+use restore::partition::target::{KafkaTargetWriter, TargetWriter};
+use restore::plan::PartitionTask;
+use restore::request::{Cut, CutMode};
+use serde_json::{Value, json};
+use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
+use tidemark_core::kafka::{ClusterReader, KafkaCluster, KafkaConnection, TopicPartition};
+use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
+use tidemark_core::object_store::{ObjectStore, segment_metadata};
+use tidemark_core::sample::Payments;
+use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
+use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
+use tidemark_tests::measure::{peak_rss_kib, run_facts};
+use tidemark_tests::stepfunctions::Machines;
+use tidemark_tests::{ChildProcess, Stack, Storage, bench_args, unique, write_bench_json};
+
+const PARTITIONS: i32 = 4;
+const PREFIX: &str = "bench";
+/// Records per produce call, as the restore sends them.
+const PRODUCE_BATCH: usize = 5_000;
+/// How often progress is read while a path runs (checkpoints, committed offsets).
+const POLL: Duration = Duration::from_millis(50);
+const LIMIT: Duration = Duration::from_secs(600);
+
+struct DataSet {
+    topic: String,
+    partitions: Vec<Vec<Record>>,
+    /// Record bytes per partition.
+    bytes: Vec<u64>,
+}
+
+impl DataSet {
+    fn generate(megabytes: u64, seed: u64) -> DataSet {
+        let mut payments = Payments::new(seed);
+        let mut partitions = vec![Vec::new(); PARTITIONS as usize];
+        let mut bytes = vec![0u64; PARTITIONS as usize];
+        let mut total = 0;
+        let mut n = 0i64;
+        while total < megabytes * 1_000_000 {
+            let partition = (n % i64::from(PARTITIONS)) as usize;
+            let mut record = payments.record(n);
+            record.offset = partitions[partition].len() as i64;
+            let size = record.payload_len() as u64;
+            bytes[partition] += size;
+            total += size;
+            partitions[partition].push(record);
+            n += 1;
+        }
+        DataSet {
+            topic: unique("payments.captured"),
+            partitions,
+            bytes,
+        }
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.bytes.iter().sum()
+    }
+
+    fn records(&self) -> usize {
+        self.partitions.iter().map(Vec::len).sum()
+    }
+
+    fn end_offsets(&self) -> Vec<i64> {
+        self.partitions.iter().map(|p| p.len() as i64).collect()
+    }
+}
+
+/// One measured path.
+#[derive(Debug, Clone)]
+struct Measured {
+    seconds: f64,
+    bytes: u64,
+    peak_rss_kib: BTreeMap<&'static str, u64>,
+}
+
+impl Measured {
+    fn new(elapsed: Duration, bytes: u64) -> Self {
+        Measured {
+            seconds: elapsed.as_secs_f64(),
+            bytes,
+            peak_rss_kib: BTreeMap::new(),
+        }
+    }
+
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.seconds
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "seconds": self.seconds,
+            "record_bytes": self.bytes,
+            "mb_per_s": self.mb_per_s(),
+            "peak_rss_mib": self.peak_rss_kib.iter()
+                .map(|(process, kib)| (process.to_string(), json!(*kib as f64 / 1024.0)))
+                .collect::<serde_json::Map<_, _>>(),
+        })
+    }
+}
+
+fn main() {
+    let (numbers, json_path) = bench_args();
+    let megabytes = numbers.first().copied().unwrap_or(1000) as u64;
+    let seed = numbers.get(1).copied().unwrap_or(1) as u64;
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(run(megabytes, seed, json_path));
+}
+
+async fn run(megabytes: u64, seed: u64, json_path: Option<String>) {
+    let stack = Stack::from_env();
+    let started = Instant::now();
+    let data = DataSet::generate(megabytes, seed);
+    eprintln!(
+        "data set: {} records, {:.1} MB of record bytes, {PARTITIONS} partitions, seed {seed} ({:.1?})",
+        data.records(),
+        data.total_bytes() as f64 / 1e6,
+        started.elapsed()
+    );
+    stack.create_topic(&data.topic, PARTITIONS as u32, &[]);
+
+    let produce_all = produce_from_memory(&stack, &data, &data.topic, PARTITIONS).await;
+    report(
+        "produce from memory, 4 partitions (loads the source topic)",
+        &produce_all,
+    );
+    let consume = raw_consume(&stack, &data).await;
+    report("raw consume", &consume);
+    let bridge_alone = bridge_with_instant_function(&stack, &data).await;
+    report("bridge alone, instant function", &bridge_alone);
+    let storage = stack.create_storage().await;
+    let backup_id = unique("bench");
+    let (backup, stored_bytes) = backup_end_to_end(&stack, &data, &storage, &backup_id).await;
+    report("backup end to end", &backup);
+    let produce_one = produce_from_memory(&stack, &data, &unique("bench-produce-one"), 1).await;
+    report("produce from memory, 1 partition", &produce_one);
+    let restore_one = restore_partition_binary(&stack, &data, &storage, &backup_id).await;
+    report("restore-partition binary, 1 partition", &restore_one);
+    let restore_all = restore_state_machine(&stack, &data, &storage, &backup_id).await;
+    report("restore state machine, 4 partitions", &restore_all);
+    let (emulator_reads, emulator_writes) =
+        storage_alone(&storage, &backup_id, data.total_bytes()).await;
+    report("emulator alone: read every segment", &emulator_reads);
+    report(
+        "emulator alone: store every segment as the writer does",
+        &emulator_writes,
+    );
+
+    let compression = data.total_bytes() as f64 / stored_bytes as f64;
+    let ratio = |path: &Measured, baseline: &Measured| path.mb_per_s() / baseline.mb_per_s();
+    let results = json!({
+        "run": run_facts(),
+        "data_set": {
+            "records": data.records(),
+            "record_bytes": data.total_bytes(),
+            "partitions": PARTITIONS,
+            "seed": seed,
+            "average_record_bytes": data.total_bytes() as f64 / data.records() as f64,
+        },
+        "paths": {
+            "raw_consume": consume.json(),
+            "bridge_instant_function": bridge_alone.json(),
+            "backup_end_to_end": backup.json(),
+            "produce_from_memory_4_partitions": produce_all.json(),
+            "restore_state_machine": restore_all.json(),
+            "produce_from_memory_1_partition": produce_one.json(),
+            "restore_partition_binary": restore_one.json(),
+            "emulator_reads_alone": emulator_reads.json(),
+            "emulator_writes_alone": emulator_writes.json(),
+        },
+        "stored_bytes": stored_bytes,
+        "compression_ratio": compression,
+        "ratios": {
+            "backup_vs_raw_consume": ratio(&backup, &consume),
+            "bridge_vs_raw_consume": ratio(&bridge_alone, &consume),
+            "restore_state_machine_vs_produce": ratio(&restore_all, &produce_all),
+            "restore_partition_vs_produce": ratio(&restore_one, &produce_one),
+            "emulator_writes_vs_raw_consume": ratio(&emulator_writes, &consume),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&results).unwrap());
+    write_bench_json(json_path, &results);
+}
+
+fn report(name: &str, measured: &Measured) {
+    eprintln!(
+        "{name}: {:.2} s, {:.1} MB/s, peak RSS {:?} KiB",
+        measured.seconds,
+        measured.mb_per_s(),
+        measured.peak_rss_kib
+    );
+}
+
+/// The restore's own producer (idempotent, `acks=all`, its batching), fed from memory: one
+/// producer per partition, all at once, as one restore-partition function per partition is.
+async fn produce_from_memory(
+    stack: &Stack,
+    data: &DataSet,
+    topic: &str,
+    partitions: i32,
+) -> Measured {
+    if topic != data.topic {
+        stack.create_topic(topic, partitions as u32, &[]);
+    }
+    let writers: Vec<KafkaTargetWriter> = (0..partitions)
+        .map(|_| {
+            KafkaTargetWriter::connect(KafkaConnection::plaintext(stack.kafka_bootstrap.clone()), 0)
+                .unwrap()
+        })
+        .collect();
+    let started = Instant::now();
+    futures::future::join_all(writers.iter().enumerate().map(|(partition, writer)| {
+        let records = &data.partitions[partition];
+        async move {
+            for batch in records.chunks(PRODUCE_BATCH) {
+                writer.send(topic, partition as i32, batch).await.unwrap();
+            }
+            writer.flush().await.unwrap();
+        }
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    for (partition, writer) in writers.iter().enumerate() {
+        assert_eq!(
+            writer.end_offset(topic, partition as i32).await.unwrap(),
+            data.partitions[partition].len() as i64,
+            "every record produced"
+        );
+    }
+    Measured::new(elapsed, data.bytes[..partitions as usize].iter().sum())
+}
+
+/// librdkafka reading every partition from the start with the bridge's consumer settings,
+/// doing nothing with the records but count their bytes: the limit of any backup.
+async fn raw_consume(stack: &Stack, data: &DataSet) -> Measured {
+    let bootstrap = stack.kafka_bootstrap.clone();
+    let topic = data.topic.clone();
+    let ends = data.end_offsets();
+    let (elapsed, bytes) = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", unique("raw-consume"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.queue.backoff.ms", "10")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            assignment
+                .add_partition_offset(&topic, partition, Offset::Beginning)
+                .unwrap();
+        }
+        let started = Instant::now();
+        consumer.assign(&assignment).unwrap();
+        let mut next = vec![0i64; PARTITIONS as usize];
+        let mut bytes = 0u64;
+        while next != ends {
+            assert!(started.elapsed() < LIMIT, "raw consume stalled at {next:?}");
+            let Some(message) = consumer.poll(Duration::from_secs(1)) else {
+                continue;
+            };
+            let message = message.unwrap();
+            bytes += (message.key().map_or(0, <[u8]>::len)
+                + message.payload().map_or(0, <[u8]>::len)
+                + message.headers().map_or(0, |headers| {
+                    headers
+                        .iter()
+                        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                        .sum()
+                })) as u64;
+            next[message.partition() as usize] = message.offset() + 1;
+        }
+        (started.elapsed(), bytes)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        bytes,
+        data.total_bytes(),
+        "raw consume read every record once"
+    );
+    Measured::new(elapsed, bytes)
+}
+
+/// The bridge's flags in every run: the largest batch the ESM allows, so the 6 MB payload
+/// limit closes batches (the harness sets a 100 ms batching window for the last one).
+const BRIDGE_FLAGS: [&str; 2] = ["--batch-size", "10000"];
+
+/// The event-source bridge delivering to a function that returns at once: whether the bridge
+/// itself keeps up with the consumer. Done when the bridge's group has committed every end.
+async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured {
+    let received = Arc::new(AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let counter = received.clone();
+    let function = axum::Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(move |body: bytes::Bytes| {
+                counter.fetch_add(body.len() as u64, Ordering::Relaxed);
+                async { "{}" }
+            }),
+        )
+        .layer(DefaultBodyLimit::disable());
+    let server = tokio::spawn(async move { axum::serve(listener, function).await });
+
+    let group = unique("bench-bridge");
+    let mut flags = BRIDGE_FLAGS.to_vec();
+    flags.extend(["--group-id", &group]);
+    let cluster = KafkaCluster::connect(
+        KafkaConnection::plaintext(stack.kafka_bootstrap.clone()),
+        "tidemark-bench",
+    )
+    .unwrap();
+    let partitions: Vec<TopicPartition> = (0..PARTITIONS)
+        .map(|partition| TopicPartition {
+            topic: data.topic.clone(),
+            partition,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut bridge = stack.start_bridge(&endpoint, &data.topic, "instant", &flags);
+    let ends = data.end_offsets();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(peak_rss_kib(bridge.id()));
+        let committed = cluster
+            .committed_offsets(&group, &partitions)
+            .await
+            .unwrap_or_default();
+        let mut next = vec![-1; PARTITIONS as usize];
+        for offset in committed {
+            next[offset.partition as usize] = offset.offset;
+        }
+        if next == ends {
+            break;
+        }
+        assert!(bridge.is_running(), "the bridge exited:\n{}", bridge.log());
+        assert!(started.elapsed() < LIMIT, "the bridge stalled at {next:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = started.elapsed();
+    peak = peak.max(peak_rss_kib(bridge.id()));
+    bridge.terminate();
+    server.abort();
+    eprintln!(
+        "bridge alone: {:.1} MB of event payloads for {:.1} MB of records",
+        received.load(Ordering::Relaxed) as f64 / 1e6,
+        data.total_bytes() as f64 / 1e6
+    );
+    let mut measured = Measured::new(elapsed, data.total_bytes());
+    measured.peak_rss_kib.insert("bridge", peak);
+    measured
+}
+
+/// The bridge, the real backup-writer behind the Lambda host, the emulated S3 and DynamoDB:
+/// from starting the bridge until every partition's checkpoint reaches the end of the topic.
+/// Returns the measurement and the stored bytes of every segment.
+async fn backup_end_to_end(
+    stack: &Stack,
+    data: &DataSet,
+    storage: &Storage,
+    backup_id: &str,
+) -> (Measured, u64) {
+    let writer = stack.start_lambda_host_scaled(
+        &[format!(
+            "backup-writer={}",
+            stack.binary("backup-writer").display()
+        )],
+        &[
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", backup_id),
+            ("TIDEMARK_PREFIX", PREFIX),
+        ],
+        60,
+        1,
+    );
+    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let partitions: Vec<PartitionId> = (0..PARTITIONS)
+        .map(|partition| PartitionId {
+            backup_id: BackupId::parse(backup_id).unwrap(),
+            topic: data.topic.clone(),
+            partition,
+        })
+        .collect();
+    let ends = data.end_offsets();
+    let started = Instant::now();
+    let mut bridge: ChildProcess = stack.start_bridge(
+        &writer.endpoint,
+        &data.topic,
+        "backup-writer",
+        &BRIDGE_FLAGS,
+    );
+    let (mut bridge_peak, mut writer_peak) = (0, 0);
+    loop {
+        bridge_peak = bridge_peak.max(peak_rss_kib(bridge.id()));
+        writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
+        let mut next = Vec::with_capacity(partitions.len());
+        for partition in &partitions {
+            let checkpoint = index.checkpoint(partition).await.unwrap();
+            next.push(checkpoint.map_or(0, |checkpoint| checkpoint.next_offset));
+        }
+        if next == ends {
+            break;
+        }
+        assert!(bridge.is_running(), "the bridge exited:\n{}", bridge.log());
+        assert!(
+            started.elapsed() < LIMIT,
+            "the backup stalled at {next:?} of {ends:?}; bridge log:\n{}",
+            bridge.log()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let elapsed = started.elapsed();
+    bridge_peak = bridge_peak.max(peak_rss_kib(bridge.id()));
+    writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
+    bridge.terminate();
+
+    let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    let layout = StorageLayout::new(PREFIX).unwrap();
+    let stored: u64 = objects
+        .list_objects(&layout.topics_prefix(&BackupId::parse(backup_id).unwrap()))
+        .await
+        .unwrap()
+        .iter()
+        .map(|object| object.size)
+        .sum();
+    let mut measured = Measured::new(elapsed, data.total_bytes());
+    measured.peak_rss_kib.insert("bridge", bridge_peak);
+    measured.peak_rss_kib.insert("backup-writer", writer_peak);
+    (measured, stored)
+}
+
+fn partition_task(data: &DataSet, target_topic: &str, partition: i32) -> PartitionTask {
+    let records = data.partitions[partition as usize].len();
+    PartitionTask {
+        source_topic: data.topic.clone(),
+        target_topic: target_topic.into(),
+        partition,
+        segment_source: SegmentSource::Index,
+        first_offset: 0,
+        end_offset: records as i64,
+        cut: Cut {
+            mode: CutMode::Time,
+            at_ms: i64::MAX,
+        },
+        start_ms: None,
+        target_base: 0,
+        records_to_scan: records as u64,
+        bytes_to_scan: 0,
+        max_record_bytes: 0,
+    }
+}
+
+/// The release restore-partition binary behind the Lambda host, given partition 0 alone:
+/// index from the emulated DynamoDB, segments from the emulated S3, records into the broker.
+async fn restore_partition_binary(
+    stack: &Stack,
+    data: &DataSet,
+    storage: &Storage,
+    backup_id: &str,
+) -> Measured {
+    let functions = stack
+        .start_restore_functions_scaled(storage, PREFIX, &[], 900, 1)
+        .await;
+    let target = unique("bench-restore-one");
+    stack.create_topic(&target, 1, &[]);
+    let request = PartitionRequest {
+        restore_id: unique("r"),
+        backup_id: backup_id.into(),
+        target: serde_json::from_value(
+            json!({"bootstrap_servers": stack.kafka_bootstrap, "auth": "plaintext"}),
+        )
+        .unwrap(),
+        task: partition_task(data, &target, 0),
+    };
+    let started = Instant::now();
+    let invocation = functions
+        .host
+        .invoke(
+            &functions.partition,
+            &serde_json::to_value(&request).unwrap(),
+        )
+        .await;
+    let elapsed = started.elapsed();
+    assert_eq!(invocation.function_error, None, "{}", invocation.payload);
+    assert_eq!(invocation.payload["done"], true, "{}", invocation.payload);
+    assert_eq!(invocation.payload["produced"], data.partitions[0].len());
+    let mut measured = Measured::new(elapsed, data.bytes[0]);
+    measured.peak_rss_kib.insert(
+        "restore-partition",
+        functions.host.function_peak_rss_kib("restore-partition"),
+    );
+    measured
+}
+
+/// `statemachines/restore.asl.json` in the emulated Step Functions, every partition restored
+/// at once by its own restore-partition environment: from start to the execution's success.
+async fn restore_state_machine(
+    stack: &Stack,
+    data: &DataSet,
+    storage: &Storage,
+    backup_id: &str,
+) -> Measured {
+    let functions = stack
+        .start_restore_functions_scaled(storage, PREFIX, &[], 900, PARTITIONS as usize)
+        .await;
+    let machines = Machines::create(stack, &functions).await;
+    let target = format!("{}.restored", data.topic);
+    let input = json!({
+        "backup_id": backup_id,
+        "target": {"bootstrap_servers": stack.kafka_bootstrap, "auth": "plaintext"},
+        "topics": {"mapping": {data.topic.clone(): target}},
+        "cut": {"mode": "time", "at": chrono::Utc::now().timestamp_millis()},
+        "groups": [],
+        "topic_creation": "create",
+    });
+    let started = Instant::now();
+    let execution = machines.restore.run(&input, LIMIT).await;
+    let elapsed = started.elapsed();
+    assert!(
+        execution.status == aws_sdk_sfn::types::ExecutionStatus::Succeeded,
+        "the restore failed: {}\n{}",
+        execution.describe(),
+        functions.host.process.log()
+    );
+    let reader =
+        KafkaTargetWriter::connect(KafkaConnection::plaintext(stack.kafka_bootstrap.clone()), 0)
+            .unwrap();
+    for (partition, records) in data.partitions.iter().enumerate() {
+        assert_eq!(
+            reader.end_offset(&target, partition as i32).await.unwrap(),
+            records.len() as i64,
+            "partition {partition} restored whole"
+        );
+    }
+    let mut measured = Measured::new(elapsed, data.total_bytes());
+    measured.peak_rss_kib.insert(
+        "restore-partition",
+        functions.host.function_peak_rss_kib("restore-partition"),
+    );
+    measured
+}
+
+/// The emulator's own speed on the calls the functions make, with no Tidemark work around
+/// them. Reads: every segment of the backup with GetObject, two at a time (as a
+/// restore-partition prefetches). Writes: the same segments again under another backup, as
+/// the writer stores them (checkpoint read, conditional PutObject, index transaction), one
+/// event after another with its partitions at once. Bytes are the backup's record bytes.
+async fn storage_alone(
+    storage: &Storage,
+    backup_id: &str,
+    record_bytes: u64,
+) -> (Measured, Measured) {
+    use futures::StreamExt;
+    let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    let layout = StorageLayout::new(PREFIX).unwrap();
+    let keys: Vec<String> = objects
+        .list_objects(&layout.topics_prefix(&BackupId::parse(backup_id).unwrap()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|object| object.key)
+        .collect();
+    let started = Instant::now();
+    let bodies: Vec<bytes::Bytes> = futures::stream::iter(&keys)
+        .map(|key| {
+            let objects = &objects;
+            async move { objects.get(key).await.unwrap().expect("listed segment") }
+        })
+        .buffered(2)
+        .collect()
+        .await;
+    let reads = started.elapsed();
+
+    // Each partition's segments in offset order; event n held segment n of every partition.
+    let copy = BackupId::parse(&format!("{backup_id}-copy")).unwrap();
+    let mut by_partition: BTreeMap<i32, Vec<(SegmentHeader, bytes::Bytes)>> = BTreeMap::new();
+    for body in bodies {
+        let header = verify_stored_segment(&body).unwrap();
+        by_partition
+            .entry(header.partition)
+            .or_default()
+            .push((header, body));
+    }
+    for segments in by_partition.values_mut() {
+        segments.sort_by_key(|(header, _)| header.first_offset);
+    }
+    let events = by_partition.values().map(Vec::len).max().unwrap_or(0);
+    let started = Instant::now();
+    for event in 0..events {
+        futures::future::join_all(by_partition.iter().filter_map(|(partition, segments)| {
+            let (header, body) = segments.get(event)?;
+            let partition = PartitionId {
+                backup_id: copy.clone(),
+                topic: header.topic.clone(),
+                partition: *partition,
+            };
+            let (index, objects, layout) = (&index, &objects, &layout);
+            Some(async move {
+                let observed = index.checkpoint(&partition).await.unwrap();
+                let key = layout.segment_key(&partition, header.first_offset, header.last_offset);
+                objects
+                    .put_tagged_if_absent(
+                        &key,
+                        body.clone(),
+                        &segment_metadata(header),
+                        &Default::default(),
+                    )
+                    .await
+                    .unwrap();
+                let entry = SegmentEntry::new(key, header, body.len() as u64, 0);
+                record_segment(index, &partition, &entry, header.max_timestamp, observed, 0)
+                    .await
+                    .unwrap();
+            })
+        }))
+        .await;
+    }
+    let writes = started.elapsed();
+    (
+        Measured::new(reads, record_bytes),
+        Measured::new(writes, record_bytes),
+    )
+}
