@@ -770,23 +770,7 @@ async fn consistent_cut_keeps_out_of_order_timestamps_and_time_cut_follows_times
 /// Pids of the Lambda host's function processes running `binary` (children of any of its
 /// threads).
 fn function_processes(host: &LambdaHost, binary: &str) -> Vec<u32> {
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", host.process.id()))
-        .map(|entries| entries.filter_map(|entry| entry.ok()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    tasks
-        .iter()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|children| {
-            children
-                .split_whitespace()
-                .filter_map(|pid| pid.parse::<u32>().ok())
-                .collect::<Vec<_>>()
-        })
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(binary))
-        })
-        .collect()
+    tidemark_tests::measure::children_running(host.process.id(), binary)
 }
 
 #[tokio::test(flavor = "multi_thread")]
