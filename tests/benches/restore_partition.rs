@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 
-use restore::backup::{Backup, SegmentSource};
+use restore::backup::Backup;
 use restore::partition::target::{KafkaTargetWriter, TargetWriter};
 use restore::partition::{Pacing, PartitionRequest, restore_partition};
 use restore::plan::PartitionTask;
-use restore::request::{Cut, CutMode};
 use serde_json::json;
 use tidemark_core::index::{IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::kafka::KafkaConnection;
@@ -24,6 +23,7 @@ use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Header, Record, SegmentEncoder, TimestampType};
 use tidemark_core::stores::{DynamoIndexStore, MemoryIndexStore, MemoryObjectStore, S3ObjectStore};
+use tidemark_tests::stepfunctions::whole_partition_task;
 use tidemark_tests::{Stack, unique};
 
 const RUNS: usize = 3;
@@ -177,23 +177,7 @@ async fn store(
 }
 
 fn task(target_topic: &str, records: usize) -> PartitionTask {
-    PartitionTask {
-        source_topic: TOPIC.into(),
-        target_topic: target_topic.into(),
-        partition: 0,
-        segment_source: SegmentSource::Index,
-        first_offset: 0,
-        end_offset: records as i64,
-        cut: Cut {
-            mode: CutMode::Time,
-            at_ms: i64::MAX,
-        },
-        start_ms: None,
-        target_base: 0,
-        records_to_scan: records as u64,
-        bytes_to_scan: 0,
-        max_record_bytes: 0,
-    }
+    whole_partition_task(TOPIC, target_topic, 0, records)
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

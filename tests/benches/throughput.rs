@@ -19,11 +19,8 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use restore::backup::SegmentSource;
 use restore::partition::PartitionRequest;
 use restore::partition::target::{KafkaTargetWriter, TargetWriter};
-use restore::plan::PartitionTask;
-use restore::request::{Cut, CutMode};
 use serde_json::{Value, json};
 use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::kafka::{ClusterReader, KafkaCluster, KafkaConnection, TopicPartition};
@@ -33,7 +30,7 @@ use tidemark_core::sample::Payments;
 use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_tests::measure::{peak_rss_kib, run_facts};
-use tidemark_tests::stepfunctions::Machines;
+use tidemark_tests::stepfunctions::{Machines, whole_partition_task};
 use tidemark_tests::{ChildProcess, Stack, Storage, bench_args, unique, write_bench_json};
 
 const PARTITIONS: i32 = 4;
@@ -455,27 +452,6 @@ async fn backup_end_to_end(
     (measured, stored)
 }
 
-fn partition_task(data: &DataSet, target_topic: &str, partition: i32) -> PartitionTask {
-    let records = data.partitions[partition as usize].len();
-    PartitionTask {
-        source_topic: data.topic.clone(),
-        target_topic: target_topic.into(),
-        partition,
-        segment_source: SegmentSource::Index,
-        first_offset: 0,
-        end_offset: records as i64,
-        cut: Cut {
-            mode: CutMode::Time,
-            at_ms: i64::MAX,
-        },
-        start_ms: None,
-        target_base: 0,
-        records_to_scan: records as u64,
-        bytes_to_scan: 0,
-        max_record_bytes: 0,
-    }
-}
-
 /// The release restore-partition binary behind the Lambda host, given partition 0 alone:
 /// index from the emulated DynamoDB, segments from the emulated S3, records into the broker.
 async fn restore_partition_binary(
@@ -496,7 +472,7 @@ async fn restore_partition_binary(
             json!({"bootstrap_servers": stack.kafka_bootstrap, "auth": "plaintext"}),
         )
         .unwrap(),
-        task: partition_task(data, &target, 0),
+        task: whole_partition_task(&data.topic, &target, 0, data.partitions[0].len()),
     };
     let started = Instant::now();
     let invocation = functions

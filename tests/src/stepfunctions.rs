@@ -382,3 +382,30 @@ impl StateMachine {
         events
     }
 }
+
+/// A restore task for every record of one partition (offsets `0..records`, no cut): what the
+/// restore benches hand the restore-partition engine and binary.
+pub fn whole_partition_task(
+    source_topic: &str,
+    target_topic: &str,
+    partition: i32,
+    records: usize,
+) -> restore::plan::PartitionTask {
+    restore::plan::PartitionTask {
+        source_topic: source_topic.into(),
+        target_topic: target_topic.into(),
+        partition,
+        segment_source: restore::backup::SegmentSource::Index,
+        first_offset: 0,
+        end_offset: records as i64,
+        cut: restore::request::Cut {
+            mode: restore::request::CutMode::Time,
+            at_ms: i64::MAX,
+        },
+        start_ms: None,
+        target_base: 0,
+        records_to_scan: records as u64,
+        bytes_to_scan: 0,
+        max_record_bytes: 0,
+    }
+}
