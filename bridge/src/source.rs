@@ -3,7 +3,7 @@
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
 use tidemark_core::event::EventRecordRef;
-use tidemark_core::segment::TimestampType;
+use tidemark_core::kafka::client::timestamp_of;
 
 use crate::batcher::PendingRecord;
 use crate::error::Result;
@@ -11,11 +11,7 @@ use crate::error::Result;
 /// The record as the broker delivered it, in the event source mapping's JSON shape, written
 /// straight from the consumer's buffer.
 pub fn event_record(message: &BorrowedMessage<'_>) -> Result<PendingRecord> {
-    let (timestamp, timestamp_type) = match message.timestamp() {
-        rdkafka::Timestamp::CreateTime(ms) => (ms, TimestampType::CreateTime),
-        rdkafka::Timestamp::LogAppendTime(ms) => (ms, TimestampType::LogAppendTime),
-        rdkafka::Timestamp::NotAvailable => (-1, TimestampType::NoTimestampType),
-    };
+    let (timestamp, timestamp_type) = timestamp_of(message);
     let headers: Vec<(&str, Option<&[u8]>)> = message
         .headers()
         .map(|headers| {

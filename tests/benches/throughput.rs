@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use tidemark_core::index::{IndexStore, SegmentEntry, record_segment};
 use tidemark_core::kafka::{ClusterReader, KafkaCluster, KafkaConnection, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
-use tidemark_core::object_store::{ObjectStore, segment_metadata};
+use tidemark_core::object_store::{ObjectInfo, ObjectStore, segment_metadata};
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
@@ -437,12 +437,8 @@ async fn backup_end_to_end(
     writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
     bridge.terminate();
 
-    let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
-    let layout = StorageLayout::new(PREFIX).unwrap();
-    let stored: u64 = objects
-        .list_objects(&layout.topics_prefix(&BackupId::parse(backup_id).unwrap()))
+    let stored: u64 = segment_objects(storage, backup_id)
         .await
-        .unwrap()
         .iter()
         .map(|object| object.size)
         .sum();
@@ -542,6 +538,15 @@ async fn restore_state_machine(
     measured
 }
 
+/// Every segment object of the backup (the listing under its topics prefix).
+async fn segment_objects(storage: &Storage, backup_id: &str) -> Vec<ObjectInfo> {
+    let layout = StorageLayout::new(PREFIX).unwrap();
+    S3ObjectStore::new(storage.s3.clone(), &storage.bucket)
+        .list_objects(&layout.topics_prefix(&BackupId::parse(backup_id).unwrap()))
+        .await
+        .unwrap()
+}
+
 /// The emulator's own speed on the calls the functions make, with no Tidemark work around
 /// them. Reads: every segment of the backup with GetObject, two at a time (as a
 /// restore-partition prefetches). Writes: the same segments again under another backup, as
@@ -556,10 +561,8 @@ async fn storage_alone(
     let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     let layout = StorageLayout::new(PREFIX).unwrap();
-    let keys: Vec<String> = objects
-        .list_objects(&layout.topics_prefix(&BackupId::parse(backup_id).unwrap()))
+    let keys: Vec<String> = segment_objects(storage, backup_id)
         .await
-        .unwrap()
         .into_iter()
         .map(|object| object.key)
         .collect();

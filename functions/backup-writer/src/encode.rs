@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer};
 use tidemark_core::config::{BackupWriterConfig, NameFilter};
-use tidemark_core::event::{RecordSink, decode_event, decode_event_from};
+use tidemark_core::event::{DecodeFailure, RecordSink, decode_event, decode_event_from};
 use tidemark_core::segment::{EncodedSegment, PendingSegment, Record, SegmentEncoder};
 use tidemark_core::{Error, Result};
 
@@ -84,7 +84,7 @@ impl<'de> Deserialize<'de> for InvocationEvent {
         };
         let mut sink = EncodingSink::new(encoding);
         let decoded = decode_event_from(deserializer, &mut sink)
-            .map_err(|failure| failure.into_error(Error::InvalidEvent))
+            .map_err(DecodeFailure::into_error)
             .and_then(|envelope| envelope.check_source());
         Ok(InvocationEvent(decoded.and_then(|()| sink.finish())))
     }

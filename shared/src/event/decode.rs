@@ -53,8 +53,7 @@ impl EventEnvelope {
 /// Decodes the event JSON in `body`, handing every record to `sink`; checks the event source.
 pub fn decode_event(body: &[u8], sink: &mut dyn RecordSink) -> Result<EventEnvelope> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let envelope = decode_event_from(&mut deserializer, sink)
-        .map_err(|failure| failure.into_error(Error::InvalidEvent))?;
+    let envelope = decode_event_from(&mut deserializer, sink).map_err(DecodeFailure::into_error)?;
     deserializer
         .end()
         .map_err(|error| Error::InvalidEvent(format!("event: {error}")))?;
@@ -69,9 +68,10 @@ pub enum DecodeFailure<E> {
 }
 
 impl<E: fmt::Display> DecodeFailure<E> {
-    pub fn into_error(self, json: impl FnOnce(String) -> Error) -> Error {
+    /// A JSON failure is an invalid event; a refusal keeps its own error.
+    pub fn into_error(self) -> Error {
         match self {
-            DecodeFailure::Json(error) => json(format!("event: {error}")),
+            DecodeFailure::Json(error) => Error::InvalidEvent(format!("event: {error}")),
             DecodeFailure::Refused(error) => error,
         }
     }

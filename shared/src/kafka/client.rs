@@ -229,14 +229,20 @@ pub fn describe_failure(
 
 /// A consumed message as Tidemark stores it: key, value, headers (order, duplicates, null
 /// values), timestamp and timestamp type, offset.
-pub fn record_from_message<M: rdkafka::Message>(message: &M) -> crate::segment::Record {
-    use crate::segment::{Header, Record, TimestampType};
-    use rdkafka::message::Headers;
-    let (timestamp, timestamp_type) = match message.timestamp() {
+/// A message's timestamp and its type; Kafka's "no timestamp" is -1.
+pub fn timestamp_of<M: rdkafka::Message>(message: &M) -> (i64, crate::segment::TimestampType) {
+    use crate::segment::TimestampType;
+    match message.timestamp() {
         rdkafka::Timestamp::CreateTime(ms) => (ms, TimestampType::CreateTime),
         rdkafka::Timestamp::LogAppendTime(ms) => (ms, TimestampType::LogAppendTime),
         rdkafka::Timestamp::NotAvailable => (-1, TimestampType::NoTimestampType),
-    };
+    }
+}
+
+pub fn record_from_message<M: rdkafka::Message>(message: &M) -> crate::segment::Record {
+    use crate::segment::{Header, Record};
+    use rdkafka::message::Headers;
+    let (timestamp, timestamp_type) = timestamp_of(message);
     let headers = message
         .headers()
         .map(|headers| {
