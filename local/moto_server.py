@@ -1,16 +1,26 @@
-"""The AWS emulator (moto's server) with one gap closed: its Step Functions interpreter passes
-`states:startExecution` parameters to boto unconverted and returns boto's field names, so a
-definition written for AWS (`StateMachineArn`, `Input`, `Name` in; `Output`, `Status`, `Error`,
-`Cause` out) fails with a KeyError. AWS, and LocalStack whose interpreter moto ported, convert
-between the API's field names and boto's; this does the same for that one integration, which
-the restore uses to run the offset-reset state machine as a child execution.
+"""The AWS emulator (moto's server) with two gaps closed.
+
+1. Its Step Functions interpreter passes `states:startExecution` parameters to boto
+   unconverted and returns boto's field names, so a definition written for AWS
+   (`StateMachineArn`, `Input`, `Name` in; `Output`, `Status`, `Error`, `Cause` out) fails with
+   a KeyError. AWS, and LocalStack whose interpreter moto ported, convert between the API's
+   field names and boto's; this does the same for that one integration, which the restore
+   uses to run the offset-reset state machine as a child execution.
+2. Its DynamoDB TransactWriteItems deep-copies every table it touches, once per item, to roll
+   back a failed transaction: each backup checkpoint cost time in proportion to the whole
+   index, and a 1 GB backup spent most of its time there (docs/benchmarks.md). This keeps the
+   items the transaction names as they were and puts exactly those back on failure: the same
+   all-or-nothing outcome, in time proportional to the transaction.
 
 Run as moto_server: python local/moto_server.py -H HOST -p PORT
 """
 
+import copy
 import datetime
 import sys
 
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models.table import Table
 from moto.server import main
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_sfn as sfn_task,
@@ -45,6 +55,57 @@ def _normalise_response(self, response, boto_service_name=None, service_action_n
 
 sfn_task.StateTaskServiceSfn._normalise_parameters = _normalise_parameters
 sfn_task.StateTaskServiceSfn._normalise_response = _normalise_response
+
+class _CopyKeepingTables:
+    """`copy` for moto's DynamoDB backend module, except that a table is not deep-copied:
+    `_transact_write_items` journals the items instead."""
+
+    def deepcopy(self, value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+
+_original_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self, transact_items):
+    journal = []
+    for item in transact_items:
+        _, op = next(iter(item.items()))
+        table = self.tables.get(op.get("TableName"))
+        if table is None:
+            continue
+        try:
+            key = op.get("Key") or {
+                attr: op["Item"][attr]
+                for attr in (table.hash_key_attr, table.range_key_attr)
+                if attr is not None
+            }
+            hash_key, range_key = self.get_keys_value(table, key)
+            before = table.get_item(hash_key, range_key)
+        except Exception:  # noqa: BLE001 - moto refuses this item itself, changing nothing
+            continue
+        journal.append((table, hash_key, range_key, copy.deepcopy(before)))
+    try:
+        return _original_transact_write_items(self, transact_items)
+    except Exception:
+        for table, hash_key, range_key, before in reversed(journal):
+            items, slot = (
+                (table.items[hash_key], range_key)
+                if range_key is not None
+                else (table.items, hash_key)
+            )
+            if before is None:
+                items.pop(slot, None)
+            else:
+                items[slot] = before
+        raise
+
+
+dynamodb_models.copy = _CopyKeepingTables()
+dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,8 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 log "checking the deployment descriptions: SAM and Terraform agree; cfn-lint, sam validate, checkov, HCL, terraform fmt"
 "$TIDEMARK_IAC_PYTHON" local/py/check_deploy.py
 "$TIDEMARK_IAC_PYTHON" local/py/test_check_deploy.py
+log "checking the emulator's patch: DynamoDB transactions stay all or nothing"
+"$TIDEMARK_PYTHON" local/py/test_moto_server.py
 
 log "building the workspace"
 cargo build --workspace --all-targets --locked --quiet

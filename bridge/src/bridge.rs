@@ -1,22 +1,32 @@
 //! The delivery loop: gather a batch, invoke the function until it succeeds, and only then
 //! commit the consumer offsets, so nothing is skipped and order holds per partition.
+//!
+//! Gathering runs on a thread of its own, one batch ahead: the next batch is read and
+//! serialised while the previous one is being invoked. Batches are still delivered and
+//! committed one at a time, in the order they were read.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
-use tokio::time::Instant;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::batcher::{Added, Batch, BatchBuilder, EventEnvelope, PendingRecord};
 use crate::error::{BridgeError, Result};
 use crate::invoker::{FunctionInvoker, InvokeOutcome};
-use crate::source::event_record;
+use crate::source::with_event_record;
+
+pub type BridgeConsumer = BaseConsumer<RebalanceTracker>;
+
+/// How long the gathering thread waits for a first record before it looks for a stop.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// While records keep coming, the batching window is checked every this many records.
+const CLOCK_READ_EVERY: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct BridgeSettings {
@@ -59,53 +69,61 @@ impl ConsumerContext for RebalanceTracker {
     }
 }
 
+/// A gathered batch and the consumer group generation it was read in.
+struct Gathered {
+    batch: Batch,
+    generation: u64,
+}
+
 /// Runs until `shutdown` turns true (the batch in flight is then left uncommitted and will be
 /// delivered again) or a batch exhausts its retries.
 pub async fn run(
-    consumer: &StreamConsumer<RebalanceTracker>,
+    consumer: Arc<BridgeConsumer>,
     invoker: &dyn FunctionInvoker,
     envelope: EventEnvelope,
     settings: &BridgeSettings,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    // One batch waits while another is delivered: two in memory at most, besides the one
+    // being gathered.
+    let (hand_over, mut gathered) = mpsc::channel(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let gatherer = {
+        let (consumer, settings, stop) = (consumer.clone(), settings.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            gather_batches(&consumer, envelope, &settings, &stop, &hand_over)
+        })
+    };
+    let delivered = deliver_batches(&consumer, invoker, &mut gathered, settings, shutdown).await;
+    // A gatherer waiting to hand over a batch sees the channel closed; one reading sees `stop`.
+    stop.store(true, Ordering::SeqCst);
+    drop(gathered);
+    let gathering = gatherer.await.expect("the gathering thread does not panic");
+    delivered.and(gathering)
+}
+
+/// Delivers gathered batches in order until the gatherer stops, a shutdown, or an error.
+async fn deliver_batches(
+    consumer: &BridgeConsumer,
+    invoker: &dyn FunctionInvoker,
+    gathered: &mut mpsc::Receiver<Gathered>,
+    settings: &BridgeSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut builder = BatchBuilder::new(envelope, settings.batch_size, settings.max_payload_bytes);
-    let mut carried = None;
     loop {
-        let first = match carried.take() {
-            Some(record) => record,
-            None => tokio::select! {
-                record = next_record(consumer) => record?,
-                _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        let Gathered { batch, generation } = tokio::select! {
+            next = gathered.recv() => match next {
+                Some(next) => next,
+                None => return Ok(()),
             },
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         };
-        let generation = consumer.context().generation();
-        if let Added::Full(_) = builder.add(first)? {
-            unreachable!("an empty batch accepts any record that fits the payload limit");
-        }
-        let window_ends = Instant::now() + settings.batching_window;
-        let mut rebalanced = false;
-        while !builder.is_full() {
-            let Ok(record) = tokio::time::timeout_at(window_ends, next_record(consumer)).await
-            else {
-                break;
-            };
-            let record = record?;
-            if consumer.context().generation() != generation || builder.repeats(&record) {
-                rebalanced = true;
-                break;
-            }
-            if let Added::Full(record) = builder.add(record)? {
-                carried = Some(record);
-                break;
-            }
-        }
-        let batch = builder.take();
-        if rebalanced || consumer.context().generation() != generation {
+        if consumer.context().generation() != generation {
             // Nothing of it was delivered or committed: the partitions' owners read it again
             // from their committed offsets.
             info!(
                 records = batch.record_count,
-                "consumer group rebalanced while gathering a batch; dropped, to be read again"
+                "consumer group rebalanced before the batch was delivered; dropped, to be read again"
             );
             continue;
         }
@@ -123,16 +141,110 @@ pub async fn run(
     }
 }
 
-/// The next record. Consumer errors (a broker reconnecting, a rebalance) are not records:
-/// librdkafka recovers from them by itself, so they are logged and reading goes on.
-async fn next_record(consumer: &StreamConsumer<RebalanceTracker>) -> Result<PendingRecord> {
+/// The gathering thread: batch after batch, each handed over when the previous one was taken.
+fn gather_batches(
+    consumer: &BridgeConsumer,
+    envelope: EventEnvelope,
+    settings: &BridgeSettings,
+    stop: &AtomicBool,
+    hand_over: &mpsc::Sender<Gathered>,
+) -> Result<()> {
+    let mut builder = BatchBuilder::new(envelope, settings.batch_size, settings.max_payload_bytes);
+    let mut carried = None;
+    while let Some(gathered) = gather(consumer, &mut builder, &mut carried, settings, stop)? {
+        if hand_over.blocking_send(gathered).is_err() {
+            break; // delivery has stopped
+        }
+    }
+    Ok(())
+}
+
+/// Gathers one batch as the event source mapping does: from its first record until it is full
+/// or the batching window closes. `None` when asked to stop while waiting for a first record.
+/// `carried` is the record that did not fit the previous batch, with its generation.
+fn gather(
+    consumer: &BridgeConsumer,
+    builder: &mut BatchBuilder,
+    carried: &mut Option<(PendingRecord, u64)>,
+    settings: &BridgeSettings,
+    stop: &AtomicBool,
+) -> Result<Option<Gathered>> {
     loop {
-        match consumer.recv().await {
-            Ok(message) => return event_record(&message),
-            Err(error) => {
-                warn!(%error, "consumer error; continuing");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let generation = match carried.take() {
+            Some((record, read_in)) if read_in == consumer.context().generation() => {
+                builder.add(record)?;
+                read_in
             }
+            // Read before a rebalance: whoever owns its partition now reads it again.
+            Some(_) => continue,
+            None => loop {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                let Some(message) = next_message(consumer, IDLE_POLL) else {
+                    continue;
+                };
+                let generation = consumer.context().generation();
+                with_event_record(&message, |record| builder.add_read(record))?;
+                break generation;
+            },
+        };
+        let window_ends = Instant::now() + settings.batching_window;
+        let mut rebalanced = false;
+        let mut added = 0u32;
+        while !builder.is_full() {
+            // Records already fetched are taken without waiting.
+            let message = match next_message(consumer, Duration::ZERO) {
+                Some(message) => message,
+                None => {
+                    let now = Instant::now();
+                    if now >= window_ends {
+                        break;
+                    }
+                    match next_message(consumer, window_ends - now) {
+                        Some(message) => message,
+                        None => continue,
+                    }
+                }
+            };
+            if consumer.context().generation() != generation
+                || builder.repeats(message.topic(), message.partition(), message.offset())
+            {
+                rebalanced = true;
+                break;
+            }
+            if let Added::Full(record) =
+                with_event_record(&message, |record| builder.add_read(record))?
+            {
+                *carried = Some((record, generation));
+                break;
+            }
+            // While records keep coming, the window is checked every few of them.
+            added += 1;
+            if added % CLOCK_READ_EVERY == 0 && Instant::now() >= window_ends {
+                break;
+            }
+        }
+        let batch = builder.take();
+        if rebalanced || consumer.context().generation() != generation {
+            info!(
+                records = batch.record_count,
+                "consumer group rebalanced while gathering a batch; dropped, to be read again"
+            );
+            continue;
+        }
+        return Ok(Some(Gathered { batch, generation }));
+    }
+}
+
+/// The next record within `timeout`. Consumer errors (a broker reconnecting, a rebalance) are
+/// not records: librdkafka recovers from them by itself, so they are logged and reading goes on.
+fn next_message(consumer: &BridgeConsumer, timeout: Duration) -> Option<BorrowedMessage<'_>> {
+    match consumer.poll(timeout)? {
+        Ok(message) => Some(message),
+        Err(error) => {
+            warn!(%error, "consumer error; continuing");
+            None
         }
     }
 }
@@ -178,7 +290,7 @@ async fn deliver(
     }
 }
 
-fn commit(consumer: &StreamConsumer<RebalanceTracker>, batch: &Batch) -> Result<()> {
+fn commit(consumer: &BridgeConsumer, batch: &Batch) -> Result<()> {
     let mut offsets = TopicPartitionList::new();
     for (topic, partition, last_offset) in &batch.last_offsets {
         offsets.add_partition_offset(topic, *partition, Offset::Offset(last_offset + 1))?;

@@ -4,6 +4,8 @@
 //! Needs a freshly started local stack and release binaries; `local/bench.sh` does both and
 //! publishes the results. By hand:
 //!   cargo bench -p tidemark-tests --bench throughput -- [MEGABYTES] [SEED] --json FILE
+//! `--only-backup` stops after the backup paths (produce, raw consume, bridge, backup end to
+//! end) and writes no results: for profiling the backup side without the restores.
 //!
 //! The data set: MEGABYTES (default 1000) of payment records (~365 bytes of key, value and two
 //! headers) generated from SEED over 4 partitions. Every figure is MB/s of record bytes
@@ -91,6 +93,8 @@ struct Measured {
     seconds: f64,
     bytes: u64,
     peak_rss_kib: BTreeMap<&'static str, u64>,
+    /// Of `seconds`, the time until the first record arrived (process start, group join).
+    startup_seconds: Option<f64>,
 }
 
 impl Measured {
@@ -99,6 +103,7 @@ impl Measured {
             seconds: elapsed.as_secs_f64(),
             bytes,
             peak_rss_kib: BTreeMap::new(),
+            startup_seconds: None,
         }
     }
 
@@ -111,6 +116,7 @@ impl Measured {
             "seconds": self.seconds,
             "record_bytes": self.bytes,
             "mb_per_s": self.mb_per_s(),
+            "startup_seconds": self.startup_seconds,
             "peak_rss_mib": self.peak_rss_kib.iter()
                 .map(|(process, kib)| (process.to_string(), json!(*kib as f64 / 1024.0)))
                 .collect::<serde_json::Map<_, _>>(),
@@ -122,12 +128,17 @@ fn main() {
     let (numbers, json_path) = bench_args();
     let megabytes = numbers.first().copied().unwrap_or(1000) as u64;
     let seed = numbers.get(1).copied().unwrap_or(1) as u64;
+    let only_backup = std::env::args().any(|arg| arg == "--only-backup");
+    assert!(
+        !(only_backup && json_path.is_some()),
+        "--only-backup measures part of the paths: it writes no results"
+    );
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(run(megabytes, seed, json_path));
+        .block_on(run(megabytes, seed, json_path, only_backup));
 }
 
-async fn run(megabytes: u64, seed: u64, json_path: Option<String>) {
+async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: bool) {
     let stack = Stack::from_env();
     let started = Instant::now();
     let data = DataSet::generate(megabytes, seed);
@@ -152,6 +163,9 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>) {
     let backup_id = unique("bench");
     let (backup, stored_bytes) = backup_end_to_end(&stack, &data, &storage, &backup_id).await;
     report("backup end to end", &backup);
+    if only_backup {
+        return;
+    }
     let produce_one = produce_from_memory(&stack, &data, &unique("bench-produce-one"), 1).await;
     report("produce from memory, 1 partition", &produce_one);
     let restore_one = restore_partition_binary(&stack, &data, &storage, &backup_id).await;
@@ -204,8 +218,9 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>) {
 
 fn report(name: &str, measured: &Measured) {
     eprintln!(
-        "{name}: {:.2} s, {:.1} MB/s, peak RSS {:?} KiB",
+        "{name}: {:.2} s (startup {:?} s), {:.1} MB/s, peak RSS {:?} KiB",
         measured.seconds,
+        measured.startup_seconds,
         measured.mb_per_s(),
         measured.peak_rss_kib
     );
@@ -312,11 +327,14 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
     let received = Arc::new(AtomicU64::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let counter = received.clone();
+    // When the first event came: what went before it is starting up and joining the group.
+    let first_event = Arc::new(std::sync::OnceLock::new());
+    let (counter, first) = (received.clone(), first_event.clone());
     let function = axum::Router::new()
         .route(
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(move |body: bytes::Bytes| {
+                first.get_or_init(Instant::now);
                 counter.fetch_add(body.len() as u64, Ordering::Relaxed);
                 async { "{}" }
             }),
@@ -370,6 +388,8 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
     );
     let mut measured = Measured::new(elapsed, data.total_bytes());
     measured.peak_rss_kib.insert("bridge", peak);
+    let startup = first_event.get().expect("events came").duration_since(started);
+    measured.startup_seconds = Some(startup.as_secs_f64());
     measured
 }
 

@@ -204,57 +204,59 @@ pub struct EventRecordRef<'a> {
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
-impl Serialize for EventRecordRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        struct Base64<'b>(&'b [u8]);
-        impl Serialize for Base64<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.collect_str(&base64::display::Base64Display::new(self.0, &BASE64))
+impl EventRecordRef<'_> {
+    /// Appends the record's JSON to `out`: byte for byte what serde_json writes for the
+    /// [`KafkaEventRecord::encode`] of the same record. Written out here rather than through
+    /// serde because the bridge writes every record it consumes: serde's formatter, its escape
+    /// scan over base64 text and a byte-at-a-time header loop were a third of the bridge's
+    /// CPU (perf, docs/benchmarks.md). Strings that may need escaping still go through
+    /// serde_json.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"topic\":");
+        write_json_string(out, self.topic);
+        let mut numbers = itoa::Buffer::new();
+        out.extend_from_slice(b",\"partition\":");
+        out.extend_from_slice(numbers.format(self.partition).as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        out.extend_from_slice(numbers.format(self.offset).as_bytes());
+        out.extend_from_slice(b",\"timestamp\":");
+        out.extend_from_slice(numbers.format(self.timestamp).as_bytes());
+        out.extend_from_slice(b",\"timestampType\":");
+        serde_json::to_writer(&mut *out, &self.timestamp_type)
+            .expect("a timestamp type serialises into a Vec");
+        // Base64 text never needs JSON escaping.
+        for (name, bytes) in [("key", self.key), ("value", self.value)] {
+            if let Some(bytes) = bytes {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":\"");
+                base64_simd::STANDARD.encode_append(bytes, out);
+                out.push(b'"');
             }
         }
-        /// `[{"name":[signed bytes]}, ...]`: one object per header, as AWS sends them.
-        struct Headers<'b>(&'b [(&'b str, Option<&'b [u8]>)]);
-        impl Serialize for Headers<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.collect_seq(
-                    self.0
-                        .iter()
-                        .map(|(name, value)| OneHeader(name, value.unwrap_or_default())),
-                )
+        // `[{"name":[signed bytes]}, ...]`: one object per header, as AWS sends them.
+        out.extend_from_slice(b",\"headers\":[");
+        for (n, (name, value)) in self.headers.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
             }
-        }
-        struct OneHeader<'b>(&'b str, &'b [u8]);
-        impl Serialize for OneHeader<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                let mut map = s.serialize_map(Some(1))?;
-                map.serialize_entry(self.0, &SignedBytes(self.1))?;
-                map.end()
+            out.push(b'{');
+            write_json_string(out, name);
+            out.extend_from_slice(b":[");
+            for (i, &byte) in value.unwrap_or_default().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(numbers.format(byte as i8).as_bytes());
             }
+            out.extend_from_slice(b"]}");
         }
-        struct SignedBytes<'b>(&'b [u8]);
-        impl Serialize for SignedBytes<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(|&byte| byte as i8))
-            }
-        }
-
-        let fields = 6 + usize::from(self.key.is_some()) + usize::from(self.value.is_some());
-        let mut record = serializer.serialize_struct("KafkaEventRecord", fields)?;
-        record.serialize_field("topic", self.topic)?;
-        record.serialize_field("partition", &self.partition)?;
-        record.serialize_field("offset", &self.offset)?;
-        record.serialize_field("timestamp", &self.timestamp)?;
-        record.serialize_field("timestampType", &self.timestamp_type)?;
-        if let Some(key) = self.key {
-            record.serialize_field("key", &Base64(key))?;
-        }
-        if let Some(value) = self.value {
-            record.serialize_field("value", &Base64(value))?;
-        }
-        record.serialize_field("headers", &Headers(self.headers))?;
-        record.end()
+        out.extend_from_slice(b"]}");
     }
+}
+
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string serialises into a Vec");
 }
 
 #[cfg(test)]
@@ -373,14 +375,19 @@ mod tests {
         records[4].headers[0].value = None;
         records[5].value = Some(vec![0xff, 0x00, b'"', b'\\', 0x80]);
         records[6].timestamp_type = TimestampType::LogAppendTime;
-        for record in &records {
+        records[7].headers[1].key = "quote\" newline\n é".into();
+        records[8].timestamp = -1;
+        records[8].timestamp_type = TimestampType::NoTimestampType;
+        records[9].value = Some(vec![]);
+        for (n, record) in records.iter().enumerate() {
+            let topic = if n % 2 == 0 { "payments.captured" } else { "odd\"topic\\" };
             let headers: Vec<(&str, Option<&[u8]>)> = record
                 .headers
                 .iter()
                 .map(|header| (header.key.as_str(), header.value.as_deref()))
                 .collect();
             let borrowed = EventRecordRef {
-                topic: "payments.captured",
+                topic,
                 partition: 3,
                 offset: record.offset,
                 timestamp: record.timestamp,
@@ -389,10 +396,11 @@ mod tests {
                 value: record.value.as_deref(),
                 headers: &headers,
             };
+            let mut written = Vec::new();
+            borrowed.write_json(&mut written);
             assert_eq!(
-                serde_json::to_string(&borrowed).unwrap(),
-                serde_json::to_string(&KafkaEventRecord::encode("payments.captured", 3, record))
-                    .unwrap(),
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&KafkaEventRecord::encode(topic, 3, record)).unwrap(),
                 "offset {}",
                 record.offset
             );
