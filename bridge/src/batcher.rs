@@ -190,10 +190,7 @@ impl BatchBuilder {
             false => records.json.len() - start,
             // `"group":[record]`, plus a comma unless it is the first group.
             true => {
-                json_string_len(&records.group)
-                    + 3
-                    + records.json.len()
-                    + usize::from(!first_group)
+                json_string_len(&records.group) + 3 + records.json.len() + usize::from(!first_group)
             }
         };
         if self.payload_bytes + added_bytes > self.max_payload_bytes {
@@ -433,7 +430,11 @@ mod tests {
             let rest: KafkaEvent = serde_json::from_slice(&builder.take().payload).unwrap();
             delivered.extend(rest.records.values().flatten().map(|record| record.offset));
             delivered.sort();
-            assert_eq!(delivered, (0..offset).collect::<Vec<_>>(), "{partitions} partitions");
+            assert_eq!(
+                delivered,
+                (0..offset).collect::<Vec<_>>(),
+                "{partitions} partitions"
+            );
         }
     }
 

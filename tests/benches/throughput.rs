@@ -388,7 +388,10 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
     );
     let mut measured = Measured::new(elapsed, data.total_bytes());
     measured.peak_rss_kib.insert("bridge", peak);
-    let startup = first_event.get().expect("events came").duration_since(started);
+    let startup = first_event
+        .get()
+        .expect("events came")
+        .duration_since(started);
     measured.startup_seconds = Some(startup.as_secs_f64());
     measured
 }

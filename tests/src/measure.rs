@@ -77,7 +77,16 @@ pub fn run_facts() -> Value {
         .map(|value| value.trim_start_matches([' ', '\t', ':']).to_owned());
     json!({
         "commit": git(&["rev-parse", "HEAD"]),
-        "uncommitted_changes": git(&["status", "--porcelain"]).is_some_and(|status| !status.is_empty()),
+        // What the benchmark writes itself (its results, the table) is not a change to the code.
+        "uncommitted_changes": git(&[
+            "status",
+            "--porcelain",
+            "--",
+            ":/",
+            ":(top,exclude)benches/results",
+            ":(top,exclude)docs/benchmarks.md",
+        ])
+            .is_some_and(|status| !status.is_empty()),
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "machine": {
             "cores": std::thread::available_parallelism().map_or(1, usize::from),

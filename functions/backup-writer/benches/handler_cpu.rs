@@ -74,19 +74,28 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn measure(iterations: usize, mut work: impl FnMut() -> usize) -> (Duration, usize) {
-    let mut output = 0;
+/// Medians of `paths`, run in turn within each iteration: on a shared VM whose speed drifts
+/// (steal time), one path measured after another got a different machine, and ratios moved by
+/// half between runs. Returns each path's median and its last output.
+fn measure_interleaved(
+    iterations: usize,
+    paths: &mut [&mut dyn FnMut() -> usize],
+) -> Vec<(Duration, usize)> {
+    let mut outputs = vec![0; paths.len()];
     for _ in 0..3 {
-        output = work();
+        for (path, output) in paths.iter_mut().zip(&mut outputs) {
+            *output = path();
+        }
     }
-    let samples = (0..iterations)
-        .map(|_| {
+    let mut samples = vec![Vec::with_capacity(iterations); paths.len()];
+    for _ in 0..iterations {
+        for ((path, output), samples) in paths.iter_mut().zip(&mut outputs).zip(&mut samples) {
             let started = Instant::now();
-            output = std::hint::black_box(work());
-            started.elapsed()
-        })
-        .collect();
-    (median(samples), output)
+            *output = std::hint::black_box(path());
+            samples.push(started.elapsed());
+        }
+    }
+    samples.into_iter().map(median).zip(outputs).collect()
 }
 
 fn encoding(in_background: bool) -> Encoding {
@@ -168,10 +177,24 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     set_process_encoding(encoding(true));
 
-    let (plain, plain_bytes) = measure(iterations, || zstd::bulk::compress(&raw, 3).unwrap().len());
-    let (single, single_bytes) = measure(iterations, || handler_path_one_thread(&json));
-    let (parallel, _) = measure(iterations, || handler_path(&json));
-    let (decode_only, _) = measure(iterations, || decode_only(&json));
+    let measured = measure_interleaved(
+        iterations,
+        &mut [
+            &mut || zstd::bulk::compress(&raw, 3).unwrap().len(),
+            &mut || handler_path_one_thread(&json),
+            &mut || handler_path(&json),
+            &mut || decode_only(&json),
+        ],
+    );
+    let [
+        (plain, plain_bytes),
+        (single, single_bytes),
+        (parallel, _),
+        (decode_only, _),
+    ] = measured[..]
+    else {
+        unreachable!("four paths measured")
+    };
     let segments: Vec<_> = encode_event(&json, &encoding(false))
         .unwrap()
         .partitions
@@ -179,12 +202,17 @@ fn main() {
         .map(|partition| partition.segment)
         .collect();
     let key = DataKey::new(&[7; DATA_KEY_LEN], vec![0; 184]).unwrap();
-    let (seal_only, _) = measure(iterations, || {
-        segments
-            .iter()
-            .map(|segment| seal(segment, &key).unwrap().bytes.len())
-            .sum()
-    });
+    let [(seal_only, _)] = measure_interleaved(
+        iterations,
+        &mut [&mut || {
+            segments
+                .iter()
+                .map(|segment| seal(segment, &key).unwrap().bytes.len())
+                .sum()
+        }],
+    )[..] else {
+        unreachable!("one path measured")
+    };
 
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;

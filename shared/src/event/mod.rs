@@ -380,7 +380,11 @@ mod tests {
         records[8].timestamp_type = TimestampType::NoTimestampType;
         records[9].value = Some(vec![]);
         for (n, record) in records.iter().enumerate() {
-            let topic = if n % 2 == 0 { "payments.captured" } else { "odd\"topic\\" };
+            let topic = if n % 2 == 0 {
+                "payments.captured"
+            } else {
+                "odd\"topic\\"
+            };
             let headers: Vec<(&str, Option<&[u8]>)> = record
                 .headers
                 .iter()

@@ -142,6 +142,19 @@ fn every_malformed_shape_is_named_with_its_place() {
             r#"records["t-0"][1] (offset 4): value is not valid base64"#,
         ),
         (
+            // Read as bytes, not checked as text first: non-ASCII is refused as base64.
+            record(
+                r#""topic":"t","partition":0,"offset":4,"timestamp":1,"timestampType":"CREATE_TIME","key":"é9A=""#,
+            ),
+            r#"records["t-0"][1] (offset 4): key is not valid base64"#,
+        ),
+        (
+            record(
+                r#""topic":"t","partition":0,"offset":4,"timestamp":1,"timestampType":"CREATE_TIME","value":[1,2]"#,
+            ),
+            r#"records["t-0"][1].value: invalid type: sequence, expected a base64 string or null"#,
+        ),
+        (
             record(r#""topic":"t","partition":0,"offset":3,"timestamp":1,"timestampType":"CREATE_TIME""#),
             r#"records["t-0"][1] (offset 3): offsets are not increasing"#,
         ),
