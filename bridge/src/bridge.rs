@@ -221,7 +221,7 @@ fn gather(
             }
             // While records keep coming, the window is checked every few of them.
             added += 1;
-            if added % CLOCK_READ_EVERY == 0 && Instant::now() >= window_ends {
+            if added.is_multiple_of(CLOCK_READ_EVERY) && Instant::now() >= window_ends {
                 break;
             }
         }
