@@ -12,6 +12,9 @@ from moto import mock_aws
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 import moto_server  # noqa: E402,F401 - applies the patch
 
+# In process, against moto's mock: an endpoint from local/env.sh would send the calls elsewhere.
+for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+    del os.environ[name]
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
