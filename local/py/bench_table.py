@@ -52,6 +52,11 @@ def table(handler, run):
         ratios["bridge_vs_raw_consume"])
     row("**backup end to end**: bridge → backup-writer → emulated S3 + DynamoDB",
         "backup_end_to_end", ratios["backup_vs_raw_consume"])
+    if "backup_end_to_end_poller_per_partition" in paths:
+        row("**backup end to end, one poller per partition** (4 bridges in one group, 4 writer "
+            "environments, as the event source mapping scales)",
+            "backup_end_to_end_poller_per_partition",
+            ratios["backup_poller_per_partition_vs_raw_consume"])
     row("produce from memory, 4 partitions at once (restore baseline)",
         "produce_from_memory_4_partitions")
     row("**restore state machine**, 4 partitions in parallel", "restore_state_machine",
@@ -110,11 +115,16 @@ def table(handler, run):
     target_row("handler CPU path vs plain zstd-3", h["handler"]["vs_plain_zstd3"], 0.8)
     target_row("bridge alone vs raw consume", ratios["bridge_vs_raw_consume"], 1.0)
     target_row("backup end to end vs raw consume", ratios["backup_vs_raw_consume"], 0.9)
+    if "backup_poller_per_partition_vs_raw_consume" in ratios:
+        target_row("backup end to end, one poller per partition, vs raw consume",
+                   ratios["backup_poller_per_partition_vs_raw_consume"], 0.9)
     target_row("restore-partition binary vs produce", ratios["restore_partition_vs_produce"], 0.9)
     target_row("restore state machine vs produce", ratios["restore_state_machine_vs_produce"], 0.9)
-    backup_rss = paths["backup_end_to_end"]["peak_rss_mib"]
-    target_row("backup-writer peak RSS", backup_rss.get("backup-writer", 0), 64, " MiB", False)
-    target_row("bridge peak RSS", backup_rss.get("bridge", 0), 128, " MiB", False)
+    backup_paths = [paths[key] for key in
+                    ("backup_end_to_end", "backup_end_to_end_poller_per_partition") if key in paths]
+    peak = lambda process: max(path["peak_rss_mib"].get(process, 0) for path in backup_paths)
+    target_row("backup-writer peak RSS", peak("backup-writer"), 64, " MiB", False)
+    target_row("bridge peak RSS", peak("bridge"), 128, " MiB", False)
     restore_rss = paths["restore_partition_binary"]["peak_rss_mib"].get("restore-partition", 0)
     target_row("restore-partition peak RSS", restore_rss, 128, " MiB", False)
     target_row("compression (record bytes / stored bytes)", compression, 5.08)

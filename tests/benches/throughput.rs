@@ -161,8 +161,20 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     report("bridge alone, instant function", &bridge_alone);
     let storage = stack.create_storage().await;
     let backup_id = unique("bench");
-    let (backup, stored_bytes) = backup_end_to_end(&stack, &data, &storage, &backup_id).await;
+    let (backup, stored_bytes) = backup_end_to_end(&stack, &data, &storage, &backup_id, 1).await;
     report("backup end to end", &backup);
+    let (backup_scaled, _) = backup_end_to_end(
+        &stack,
+        &data,
+        &storage,
+        &unique("bench-scaled"),
+        PARTITIONS as usize,
+    )
+    .await;
+    report(
+        "backup end to end, one poller per partition",
+        &backup_scaled,
+    );
     if only_backup {
         return;
     }
@@ -195,6 +207,7 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
             "raw_consume": consume.json(),
             "bridge_instant_function": bridge_alone.json(),
             "backup_end_to_end": backup.json(),
+            "backup_end_to_end_poller_per_partition": backup_scaled.json(),
             "produce_from_memory_4_partitions": produce_all.json(),
             "restore_state_machine": restore_all.json(),
             "produce_from_memory_1_partition": produce_one.json(),
@@ -206,6 +219,7 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
         "compression_ratio": compression,
         "ratios": {
             "backup_vs_raw_consume": ratio(&backup, &consume),
+            "backup_poller_per_partition_vs_raw_consume": ratio(&backup_scaled, &consume),
             "bridge_vs_raw_consume": ratio(&bridge_alone, &consume),
             "restore_state_machine_vs_produce": ratio(&restore_all, &produce_all),
             "restore_partition_vs_produce": ratio(&restore_one, &produce_one),
@@ -399,11 +413,16 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
 /// The bridge, the real backup-writer behind the Lambda host, the emulated S3 and DynamoDB:
 /// from starting the bridge until every partition's checkpoint reaches the end of the topic.
 /// Returns the measurement and the stored bytes of every segment.
+///
+/// `pollers` bridges share one consumer group, each invoking the writer one event at a time:
+/// the event source mapping scales its pollers so, up to one per partition. The Lambda host
+/// runs as many writer environments.
 async fn backup_end_to_end(
     stack: &Stack,
     data: &DataSet,
     storage: &Storage,
     backup_id: &str,
+    pollers: usize,
 ) -> (Measured, u64) {
     let writer = stack.start_lambda_host_scaled(
         &[format!(
@@ -417,7 +436,7 @@ async fn backup_end_to_end(
             ("TIDEMARK_PREFIX", PREFIX),
         ],
         60,
-        1,
+        pollers,
     );
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     let partitions: Vec<PartitionId> = (0..PARTITIONS)
@@ -428,16 +447,23 @@ async fn backup_end_to_end(
         })
         .collect();
     let ends = data.end_offsets();
+    let group = unique("bench-backup");
+    let mut flags = BRIDGE_FLAGS.to_vec();
+    flags.extend(["--group-id", &group]);
     let started = Instant::now();
-    let mut bridge: ChildProcess = stack.start_bridge(
-        &writer.endpoint,
-        &data.topic,
-        "backup-writer",
-        &BRIDGE_FLAGS,
-    );
+    let mut bridges: Vec<ChildProcess> = (0..pollers)
+        .map(|_| stack.start_bridge(&writer.endpoint, &data.topic, "backup-writer", &flags))
+        .collect();
+    let bridges_peak = |bridges: &[ChildProcess]| {
+        bridges
+            .iter()
+            .map(|bridge| peak_rss_kib(bridge.id()))
+            .max()
+            .unwrap_or(0)
+    };
     let (mut bridge_peak, mut writer_peak) = (0, 0);
     loop {
-        bridge_peak = bridge_peak.max(peak_rss_kib(bridge.id()));
+        bridge_peak = bridge_peak.max(bridges_peak(&bridges));
         writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
         let mut next = Vec::with_capacity(partitions.len());
         for partition in &partitions {
@@ -447,18 +473,22 @@ async fn backup_end_to_end(
         if next == ends {
             break;
         }
-        assert!(bridge.is_running(), "the bridge exited:\n{}", bridge.log());
+        for bridge in &mut bridges {
+            assert!(bridge.is_running(), "a bridge exited:\n{}", bridge.log());
+        }
         assert!(
             started.elapsed() < LIMIT,
-            "the backup stalled at {next:?} of {ends:?}; bridge log:\n{}",
-            bridge.log()
+            "the backup stalled at {next:?} of {ends:?}; first bridge's log:\n{}",
+            bridges[0].log()
         );
         tokio::time::sleep(POLL).await;
     }
     let elapsed = started.elapsed();
-    bridge_peak = bridge_peak.max(peak_rss_kib(bridge.id()));
+    bridge_peak = bridge_peak.max(bridges_peak(&bridges));
     writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
-    bridge.terminate();
+    for bridge in &mut bridges {
+        bridge.terminate();
+    }
 
     let stored: u64 = segment_objects(storage, backup_id)
         .await
