@@ -190,8 +190,8 @@ impl KafkaEventRecord {
 }
 
 /// A record in the event source mapping's JSON shape, borrowed from wherever its bytes are
-/// (a consumer's message buffer): serialising it gives exactly what serialising the
-/// [`KafkaEventRecord::encode`] of the same record gives, without building that record first.
+/// (a consumer's message buffer): [`EventRecordRef::write_json`] gives exactly what serialising
+/// the [`KafkaEventRecord::encode`] of the same record gives, without building that record first.
 #[derive(Debug, Clone, Copy)]
 pub struct EventRecordRef<'a> {
     pub topic: &'a str,
