@@ -307,6 +307,21 @@ def localstack_checks():
                 problem(f"localstack/{script} does not parse: {result.stderr.strip()}")
 
 
+def check_raw_records():
+    """A mapping with a schema registry hands the writer decoded values, not the records' bytes
+    (the writer refuses such events): no deployment may configure one."""
+    texts = [("template.yaml", os.path.join(REPO, "template.yaml"))]
+    for folder in ("infra", "localstack"):
+        for directory, _, files in sorted(os.walk(os.path.join(REPO, folder))):
+            texts += [(os.path.relpath(os.path.join(directory, f), REPO), os.path.join(directory, f))
+                      for f in sorted(files) if f.endswith(".tf")]
+    for shown, path in texts:
+        with open(path) as source:
+            if re.search(r"SchemaRegistryConfig|schema_registry_config", source.read()):
+                problem(f"{shown}: an event source mapping with a schema registry delivers decoded "
+                        "values, not the records' bytes; a backup's mappings must not set one")
+
+
 def main():
     sam_functions, sam_machines = sam_system()
     tf_functions, tf_machines = terraform_system()
@@ -328,6 +343,7 @@ def main():
             problem(f"{root}: module {name} must set event_source_mappings = false (the bridge plays the mapping)")
     localstack_checks()
     check_segment_writers()
+    check_raw_records()
 
     tool("cfn-lint template.yaml", [os.path.join(TOOLS, "cfn-lint"), "template.yaml"])
     if not FAST:

@@ -6,6 +6,7 @@
 pub mod fault_proxy;
 pub mod kafka_proxy;
 pub mod librdkafka_groups;
+pub mod live_backup;
 pub mod measure;
 pub mod msk_iam_listener;
 pub mod process;
@@ -472,6 +473,26 @@ impl Stack {
         (process, proxy)
     }
 
+    /// A broker of its own that compacts `cleanup.policy=compact` topics every second, as
+    /// Kafka's log cleaner does (its SQLite storage engine does; the shared brokers' memory
+    /// engine never compacts), and this stack pointed at it: the same AWS side, every Kafka
+    /// call (bridge, snapshotter, restore, the independent client) on that broker.
+    pub async fn start_compacting_broker(&self) -> (ChildProcess, Stack) {
+        let address = format!("127.0.0.1:{}", free_port());
+        let process = self.spawn_broker_on(
+            "compacting-broker",
+            &address,
+            &address,
+            "sqlite://compacting.db?maintenance_interval=1s",
+        );
+        self.wait_kafka(&address).await;
+        let stack = Stack {
+            kafka_bootstrap: address,
+            ..self.clone()
+        };
+        (process, stack)
+    }
+
     /// A broker of its own behind an MSK IAM listener (TLS with `certs_dir/ca.pem`,
     /// OAUTHBEARER): each token's signature is checked against botocore's, computed with this
     /// stack's AWS secret key.
@@ -594,6 +615,16 @@ impl Stack {
     }
 
     fn spawn_broker(&self, name: &str, listen: &str, advertised: &str) -> ChildProcess {
+        self.spawn_broker_on(name, listen, advertised, &format!("memory://{name}/"))
+    }
+
+    fn spawn_broker_on(
+        &self,
+        name: &str,
+        listen: &str,
+        advertised: &str,
+        storage_engine: &str,
+    ) -> ChildProcess {
         let directory = std::env::temp_dir().join(unique("broker"));
         std::fs::create_dir_all(&directory).expect("creating the broker directory");
         let mut command = Command::new(&self.nisshi);
@@ -606,7 +637,7 @@ impl Stack {
             "--group-initial-rebalance-delay",
             "0s",
             "--storage-engine",
-            &format!("memory://{name}/"),
+            storage_engine,
         ]);
         ChildProcess::spawn(name, command)
     }

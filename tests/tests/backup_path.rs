@@ -14,6 +14,7 @@ use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::segment::SegmentReader;
 use tidemark_core::stores::DynamoIndexStore;
 use tidemark_tests::fault_proxy::FaultProxy;
+use tidemark_tests::live_backup::backed_up_records;
 use tidemark_tests::{ChildProcess, LambdaHost, Stack, Storage, unique, wait_for};
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:backup-writer";
@@ -118,27 +119,6 @@ fn next_offsets(records: &[Value]) -> BTreeMap<i64, i64> {
         *entry = (*entry).max(record["offset"].as_i64().unwrap() + 1);
     }
     next
-}
-
-/// The records the segments hold, in the consumer's JSON shape, sorted by partition and offset.
-fn backed_up_records(segments: &[Value]) -> Vec<Value> {
-    let mut records: Vec<Value> = segments
-        .iter()
-        .flat_map(|segment| {
-            let partition = segment["header"]["partition"].clone();
-            segment["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(move |record| {
-                    let mut record = record.clone();
-                    record["partition"] = partition.clone();
-                    record
-                })
-        })
-        .collect();
-    records.sort_by_key(|r| (r["partition"].as_i64(), r["offset"].as_i64()));
-    records
 }
 
 fn offsets_of(records: &[Value]) -> Vec<i64> {
@@ -364,6 +344,9 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
         (std::fs::read_to_string(format!("{fixtures}/malformed-wrong-partition-key.json")).unwrap(), "Tidemark.InvalidEvent", "records[\"payments.refunded-4\"] holds a record of payments.refunded-3"),
         // A shape error is found while the runtime reads the body, and named by its place.
         (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":"zero"}]}}"#.to_owned(), "Tidemark.InvalidEvent", "records[\"t-0\"][0].offset: invalid type: string \"zero\", expected i64"),
+        // An event source mapping with a schema registry (provisioned mode) delivers decoded
+        // values, which are not the record's bytes.
+        (r#"{"eventSource":"aws:kafka","records":{"t-0":[{"topic":"t","partition":0,"offset":0,"timestamp":1,"timestampType":"CREATE_TIME","value":"eyJuIjoxfQ==","valueSchemaMetadata":{"dataFormat":"AVRO","schemaId":"a1b2"},"headers":[]}]}}"#.to_owned(), "Tidemark.InvalidEvent", "records[\"t-0\"][0] (offset 0): the value was decoded by the event source mapping's schema registry (valueSchemaMetadata)"),
     ];
     for (payload, error_type, message) in cases {
         let response = client
@@ -405,6 +388,39 @@ async fn malformed_events_get_a_clear_error_and_write_nothing() {
         scenario.storage.item_count().await,
         0,
         "a refused event must write no index entry"
+    );
+}
+
+/// Tombstones reach functions with `"value": null` or with no `value`: both are stored as a
+/// null value, and an empty string as an empty value.
+#[tokio::test(flavor = "multi_thread")]
+async fn both_tombstone_shapes_are_stored_as_tombstones() {
+    let scenario = Scenario::new("accounts", 1, &[]).await;
+    let host = scenario.start_writer(&[]);
+    let topic = &scenario.topic;
+    let record = |offset: i64, value: Option<Value>| {
+        let mut record = json!({"topic": topic, "partition": 0, "offset": offset, "timestamp": 1_700_000_000_000i64,
+            "timestampType": "CREATE_TIME", "key": b64(b"account-7"), "headers": []});
+        if let Some(value) = value {
+            record["value"] = value;
+        }
+        record
+    };
+    let event = json!({"eventSource": "aws:kafka", "records": {format!("{topic}-0"): [
+        record(0, Some(Value::Null)),
+        record(1, None),
+        record(2, Some(json!(""))),
+        record(3, Some(json!(b64(b"reopened")))),
+    ]}});
+    let invocation = host.invoke(FUNCTION_ARN, &event).await;
+    assert_eq!(invocation.function_error, None, "{}", invocation.payload);
+    let values: Vec<Value> = backed_up_records(&scenario.segments())
+        .iter()
+        .map(|record| record["value"].clone())
+        .collect();
+    assert_eq!(
+        values,
+        vec![Value::Null, Value::Null, json!(""), json!(b64(b"reopened"))]
     );
 }
 

@@ -217,6 +217,8 @@ struct Fields<'de> {
     timestamp_type: Option<TimestampType>,
     key: Option<Cow<'de, [u8]>>,
     value: Option<Cow<'de, [u8]>>,
+    /// `keySchemaMetadata` or `valueSchemaMetadata`, when the record carries one.
+    schema_metadata: Option<&'static str>,
 }
 
 impl GroupState<'_> {
@@ -267,6 +269,15 @@ impl GroupState<'_> {
         if position > 0 && offset <= self.record.offset {
             return Err(Error::InvalidEvent(format!(
                 "{}: offsets are not increasing",
+                at()
+            )));
+        }
+        if let Some(field) = fields.schema_metadata {
+            let part = field.trim_end_matches("SchemaMetadata");
+            return Err(Error::InvalidEvent(format!(
+                "{}: the {part} was decoded by the event source mapping's schema registry \
+                 ({field}), so the original bytes are lost: back up through an event source \
+                 mapping without SchemaRegistryConfig",
                 at()
             )));
         }
@@ -353,6 +364,8 @@ enum RecordField {
     Key,
     Value,
     Headers,
+    KeySchemaMetadata,
+    ValueSchemaMetadata,
     #[serde(other)]
     Other,
 }
@@ -404,6 +417,16 @@ impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
                     RecordField::Headers => {
                         reading = "headers";
                         headers = map.next_value_seed(HeadersInto(&mut state.record.headers))?;
+                    }
+                    RecordField::KeySchemaMetadata => {
+                        reading = "";
+                        fields.schema_metadata = Some("keySchemaMetadata");
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                    RecordField::ValueSchemaMetadata => {
+                        reading = "";
+                        fields.schema_metadata = Some("valueSchemaMetadata");
+                        map.next_value::<IgnoredAny>()?;
                     }
                     RecordField::Other => {
                         reading = "";

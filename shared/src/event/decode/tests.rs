@@ -101,7 +101,7 @@ fn header_buffers_are_reused_without_leaking_into_the_next_record() {
 fn escaped_text_unknown_fields_and_unwanted_topics() {
     let event = r#"{"records":{"t-0":[
         {"topic":"t","partition":0,"offset":0,"timestamp":1,"timestampType":"CREATE_TIME",
-         "key":"YWI\/","value":null,"headers":[{"h\u0031":[-1]}],"valueSchemaMetadata":{"x":1}}],
+         "key":"YWI\/","value":null,"headers":[{"h\u0031":[-1]}],"somethingElse":{"x":1}}],
         "skip-1":[{"topic":"skip","partition":1,"offset":0,"timestamp":1,"timestampType":"CREATE_TIME"}]},
         "eventSource":"aws:kafka","somethingNew":[1,2]}"#;
     let mut sink = Collect {
@@ -125,6 +125,19 @@ fn escaped_text_unknown_fields_and_unwanted_topics() {
             value: Some(vec![0xff])
         }]
     );
+}
+
+/// A tombstone reaches functions with `"value": null` or with no `value` at all; an empty
+/// string is an empty value, not a tombstone.
+#[test]
+fn a_tombstone_decodes_the_same_with_a_null_or_an_absent_value() {
+    let event = r#"{"eventSource":"aws:kafka","records":{"t-0":[
+        {"topic":"t","partition":0,"offset":0,"timestamp":1,"timestampType":"CREATE_TIME","key":"YQ==","value":null,"headers":[]},
+        {"topic":"t","partition":0,"offset":1,"timestamp":1,"timestampType":"CREATE_TIME","key":"YQ==","headers":[]},
+        {"topic":"t","partition":0,"offset":2,"timestamp":1,"timestampType":"CREATE_TIME","key":"YQ==","value":"","headers":[]}]}}"#;
+    let decoded = decode_all(event).unwrap();
+    let values: Vec<Option<Vec<u8>>> = decoded[0].2.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(values, vec![None, None, Some(vec![])]);
 }
 
 #[test]
@@ -157,6 +170,19 @@ fn every_malformed_shape_is_named_with_its_place() {
         (
             record(r#""topic":"t","partition":0,"offset":3,"timestamp":1,"timestampType":"CREATE_TIME""#),
             r#"records["t-0"][1] (offset 3): offsets are not increasing"#,
+        ),
+        (
+            // An event source mapping with a schema registry hands on decoded values.
+            record(
+                r#""topic":"t","partition":0,"offset":4,"timestamp":1,"timestampType":"CREATE_TIME","value":"eyJuIjoxfQ==","valueSchemaMetadata":{"dataFormat":"AVRO","schemaId":"7"}"#,
+            ),
+            r#"records["t-0"][1] (offset 4): the value was decoded by the event source mapping's schema registry (valueSchemaMetadata)"#,
+        ),
+        (
+            record(
+                r#""topic":"t","partition":0,"offset":4,"timestamp":1,"timestampType":"CREATE_TIME","keySchemaMetadata":{"dataFormat":"JSON","schemaId":"3"},"key":"e30=""#,
+            ),
+            r#"records["t-0"][1] (offset 4): the key was decoded by the event source mapping's schema registry (keySchemaMetadata)"#,
         ),
         (
             record(r#""topic":"t","partition":1,"offset":4,"timestamp":1,"timestampType":"CREATE_TIME""#),
