@@ -96,6 +96,8 @@ async fn main() -> anyhow::Result<()> {
                 StartingPosition::Latest => "latest",
             },
         )
+        // Never records of open or aborted transactions (librdkafka's default, said outright).
+        .set("isolation.level", "read_committed")
         // librdkafka's default 1 s fetch-queue backoff caps throughput far below the broker's.
         .set("fetch.queue.backoff.ms", "10")
         // The prefetch queue: librdkafka's default (64 MiB) is memory the bridge does not need;

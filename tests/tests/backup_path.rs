@@ -15,7 +15,7 @@ use tidemark_core::segment::SegmentReader;
 use tidemark_core::stores::DynamoIndexStore;
 use tidemark_tests::fault_proxy::FaultProxy;
 use tidemark_tests::live_backup::backed_up_records;
-use tidemark_tests::{ChildProcess, LambdaHost, Stack, Storage, unique, wait_for};
+use tidemark_tests::{ChildProcess, LambdaHost, Stack, Storage, unique, wait_for, wait_until};
 
 const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:backup-writer";
 
@@ -454,6 +454,55 @@ async fn bridge_batches_within_the_record_and_payload_limits() {
         offsets_of(&backed_up_records(&segments)),
         (0..10).collect::<Vec<_>>(),
         "order kept, nothing lost or repeated"
+    );
+}
+
+/// A record too large for any invocation stops its partition where it stands, loudly, as the
+/// event source mapping does with its default of unlimited retries: everything before it is
+/// backed up, nothing after it is, and it is never skipped as if it were a gap.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_no_invocation_can_carry_stops_the_bridge_naming_it_and_skips_nothing() {
+    let scenario = Scenario::new("oversized", 1, &[]).await;
+    let produced = scenario.produce_numbered(10, |n| vec![b'x'; if n == 5 { 3000 } else { 100 }]);
+    let host = scenario.start_writer(&[]);
+    let bridge = std::cell::RefCell::new(scenario.start_bridge(
+        &host,
+        "backup-writer",
+        &["--batch-size", "3", "--max-payload-bytes", "2500"],
+    ));
+    wait_until(
+        Duration::from_secs(60),
+        || !bridge.borrow_mut().is_running(),
+        || format!("the bridge kept running:\n{}", bridge.borrow().log()),
+    );
+    let log = bridge.borrow().log();
+    assert!(
+        log.contains(&format!("record {}-0 offset 5 needs a", scenario.topic))
+            && log.contains("it can never be delivered"),
+        "{log}"
+    );
+    scenario.wait_for_checkpoints(&produced[..5]);
+    let checkpoint = scenario
+        .index()
+        .checkpoint(&scenario.partition(0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        checkpoint.next_offset, 5,
+        "stopped at the record, not past it"
+    );
+    assert_eq!(
+        offsets_of(&backed_up_records(&scenario.segments())),
+        (0..5).collect::<Vec<_>>()
+    );
+    assert!(
+        scenario
+            .index()
+            .gaps(&scenario.partition(0))
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
