@@ -71,6 +71,22 @@ resource "aws_cloudwatch_metric_alarm" "backup_lag" {
   }
 }
 
+resource "aws_cloudwatch_metric_alarm" "backup_stalled" {
+  alarm_name          = "${local.name}-backup-stalled"
+  alarm_description   = "A partition's backup stopped at an offset for ${var.stall_after_seconds} s while its topic went on (a record too large for any invocation, or a batch failing for good); the snapshotter's log names topic, partition and offset."
+  namespace           = var.metrics_namespace
+  metric_name         = "StalledPartitions"
+  dimensions          = { BackupId = var.backup_id }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "backup_stale" {
   count               = var.staleness_minutes > 0 ? 1 : 0
   alarm_name          = "${local.name}-backup-stale"

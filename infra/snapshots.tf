@@ -23,6 +23,7 @@ resource "aws_lambda_function" "offset_snapshotter" {
       TIDEMARK_COMPRESSION_LEVEL                = tostring(var.compression_level)
       TIDEMARK_SNAPSHOT_SAMPLES                 = tostring(var.snapshot_samples)
       TIDEMARK_SNAPSHOT_INTERVAL_SECONDS        = tostring(var.snapshot_interval_seconds)
+      TIDEMARK_STALL_AFTER_SECONDS              = tostring(var.stall_after_seconds)
       TIDEMARK_MSK_CLUSTER_ARN                  = local.is_msk ? var.msk_cluster_arn : ""
       TIDEMARK_KAFKA_BOOTSTRAP_SERVERS          = local.is_msk ? "" : var.bootstrap_servers
       TIDEMARK_KAFKA_AUTH                       = var.kafka_auth

@@ -342,6 +342,16 @@ variable "snapshot_interval_seconds" {
   }
 }
 
+variable "stall_after_seconds" {
+  type        = number
+  default     = 1800
+  description = "The snapshotter reports a partition stalled (metric and alarm) when records wait past its checkpoint and the checkpoint has not moved for this long; 0 turns the check off."
+  validation {
+    condition     = var.stall_after_seconds >= 0 && var.stall_after_seconds <= 604800
+    error_message = "stall_after_seconds must be from 0 to 604800."
+  }
+}
+
 variable "groups_include" {
   type        = string
   default     = ""

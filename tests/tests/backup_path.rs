@@ -504,6 +504,46 @@ async fn a_record_no_invocation_can_carry_stops_the_bridge_naming_it_and_skips_n
             .unwrap()
             .is_empty()
     );
+    // The writer is never called again, so only the snapshotter, which reads the topic's end,
+    // can tell: it names the partition and the offset the backup stopped at.
+    let snapshotter = scenario.stack.start_offset_snapshotter(
+        &[
+            ("TIDEMARK_BUCKET", scenario.storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", scenario.storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", scenario.backup_id.as_str()),
+            ("TIDEMARK_PREFIX", "it"),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                scenario.stack.kafka_bootstrap.as_str(),
+            ),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+            ("TIDEMARK_TOPICS_INCLUDE", scenario.topic.as_str()),
+            ("TIDEMARK_STALL_AFTER_SECONDS", "1"),
+        ],
+        60,
+    );
+    // Each invocation is a new snapshot; the checkpoint becomes a second old meanwhile.
+    let mut stalled = Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let invocation = snapshotter.invoke("offset-snapshotter", &json!({})).await;
+        assert_eq!(invocation.function_error, None, "{}", invocation.payload);
+        stalled = invocation.payload["stalled_partitions"].clone();
+        if stalled
+            .as_array()
+            .is_some_and(|stalled| !stalled.is_empty())
+        {
+            break;
+        }
+    }
+    assert_eq!(stalled[0]["topic"], scenario.topic.as_str(), "{stalled}");
+    assert_eq!(stalled[0]["partition"], 0);
+    assert_eq!(stalled[0]["next_offset"], 5);
+    assert_eq!(stalled[0]["high_watermark"], 10);
+    assert!(
+        snapshotter.process.log().contains("\"StalledPartitions\""),
+        "the count is published as a metric"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -29,6 +29,9 @@ pub struct SnapshotterConfig {
     pub compression_level: i32,
     /// `TIDEMARK_METRICS_NAMESPACE` (default `Tidemark`).
     pub metrics_namespace: String,
+    /// `TIDEMARK_STALL_AFTER_SECONDS`: a partition whose checkpoint has not moved for this long
+    /// while records wait past it is reported stalled (default 1800; 0 turns the check off).
+    pub stall_after: Option<Duration>,
     pub kafka: KafkaSettings,
 }
 
@@ -52,9 +55,11 @@ impl SnapshotterConfig {
         const SAMPLES: &str = "an integer from 1 to 60";
         const INTERVAL: &str = "seconds, 1 to 900";
         const LEVEL: &str = "an integer from 1 to 19";
+        const STALL: &str = "seconds, 0 (off) to 604800";
         let samples = env.parsed("TIDEMARK_SNAPSHOT_SAMPLES", 1, SAMPLES)?;
         let interval = env.parsed("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", 15, INTERVAL)?;
         let level = env.parsed("TIDEMARK_COMPRESSION_LEVEL", 3, LEVEL)?;
+        let stall_after = env.parsed("TIDEMARK_STALL_AFTER_SECONDS", 1800u64, STALL)?;
         Ok(SnapshotterConfig {
             bucket: env.required("TIDEMARK_BUCKET")?,
             table: env.required("TIDEMARK_TABLE")?,
@@ -76,6 +81,16 @@ impl SnapshotterConfig {
             metrics_namespace: env
                 .optional("TIDEMARK_METRICS_NAMESPACE")
                 .unwrap_or_else(|| "Tidemark".to_owned()),
+            stall_after: match in_range(
+                "TIDEMARK_STALL_AFTER_SECONDS",
+                stall_after,
+                0,
+                604_800,
+                STALL,
+            )? {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             kafka: KafkaSettings::from_env(env)?,
         })
     }
@@ -118,6 +133,7 @@ mod tests {
             ("TIDEMARK_SNAPSHOT_SAMPLES", "0"),
             ("TIDEMARK_SNAPSHOT_SAMPLES", "many"),
             ("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", "0"),
+            ("TIDEMARK_STALL_AFTER_SECONDS", "-5"),
             ("TIDEMARK_GROUPS_INCLUDE", "("),
             ("TIDEMARK_KAFKA_AUTH", "none"),
         ] {

@@ -15,6 +15,7 @@ use tidemark_core::telemetry::{MetricsLine, Unit};
 use crate::collect::{Collector, now_ms};
 use crate::config::SnapshotterConfig;
 use crate::error::{Result, SnapshotterError};
+use crate::stall::{StalledPartition, stalled_partitions};
 
 /// The invocation payload. A scheduled EventBridge event carries neither field and takes the
 /// configured defaults; an on-demand call may ask for another number of samples.
@@ -42,6 +43,8 @@ pub struct SnapshotResponse {
     pub recreations: Vec<TopicGeneration>,
     /// Samples not taken because the next one would not finish before the deadline.
     pub skipped_samples: u32,
+    /// Partitions the backup stopped following, as of the last sample.
+    pub stalled_partitions: Vec<StalledPartition>,
 }
 
 pub struct Snapshotter {
@@ -100,6 +103,7 @@ impl Snapshotter {
             snapshots: Vec::new(),
             recreations: Vec::new(),
             skipped_samples: 0,
+            stalled_partitions: Vec::new(),
         };
         let mut unreadable = Vec::new();
         let interval_ms = interval.as_millis() as i64;
@@ -146,6 +150,9 @@ impl Snapshotter {
             });
             previous = Some(snapshot);
         }
+        if let (Some(after), Some(last)) = (self.config.stall_after, &previous) {
+            response.stalled_partitions = self.report_stalls(last, after).await?;
+        }
         if !unreadable.is_empty() {
             unreadable.sort();
             unreadable.dedup();
@@ -155,6 +162,38 @@ impl Snapshotter {
             });
         }
         Ok(response)
+    }
+
+    /// Checks the backup's checkpoints against `snapshot`'s watermarks; logs each stalled
+    /// partition and publishes their count (0 included, so that the alarm sees data).
+    async fn report_stalls(
+        &self,
+        snapshot: &ClusterSnapshot,
+        after: Duration,
+    ) -> Result<Vec<StalledPartition>> {
+        let stalled = stalled_partitions(
+            self.index.as_ref(),
+            &self.config.backup_id,
+            snapshot,
+            after.as_millis() as i64,
+        )
+        .await?;
+        for partition in &stalled {
+            tracing::error!(
+                topic = %partition.topic,
+                partition = partition.partition,
+                offset = partition.next_offset,
+                high_watermark = partition.high_watermark,
+                checkpoint_updated_at_ms = partition.checkpoint_updated_at_ms,
+                "the backup stopped at this offset while the topic went on: the record may be \
+                 too large for any invocation, or its batch fails for good"
+            );
+        }
+        MetricsLine::new(&self.config.metrics_namespace)
+            .dimension("BackupId", &self.config.backup_id)
+            .metric("StalledPartitions", Unit::Count, stalled.len() as f64)
+            .emit(snapshot.taken_at_ms);
+        Ok(stalled)
     }
 
     /// The latest stored snapshot, the baseline for the first sample. One that cannot be read

@@ -67,6 +67,48 @@ impl Fixture {
         self.snapshotter().handle(request, deadline).await
     }
 
+    /// Records one segment of `topic`-`partition` up to `next_offset`, its checkpoint last
+    /// moved at `updated_at_ms`.
+    async fn back_up_to(&self, topic: &str, partition: i32, next_offset: i64, updated_at_ms: i64) {
+        let id = PartitionId {
+            backup_id: self.config.backup_id.clone(),
+            topic: topic.into(),
+            partition,
+        };
+        let segment = SegmentEntry {
+            key: format!("{topic}-{partition}"),
+            first_offset: 0,
+            last_offset: next_offset - 1,
+            record_count: next_offset as u32,
+            min_timestamp: 0,
+            max_timestamp: 0,
+            stored_bytes: 1,
+            uncompressed_bytes: 1,
+            records_crc32c: 0,
+            written_at_ms: updated_at_ms,
+            write_marks: Vec::new(),
+            max_record_bytes: None,
+        };
+        let checkpoint = Checkpoint {
+            start_offset: 0,
+            next_offset,
+            max_timestamp: 0,
+            updated_at_ms,
+        };
+        self.index
+            .commit_segment(SegmentCommit {
+                partition: &id,
+                segment: &segment,
+                gap: None,
+                filled_gaps: &[],
+                remaining_gaps: &[],
+                expected: None,
+                new: Some(&checkpoint),
+            })
+            .await
+            .unwrap();
+    }
+
     async fn latest(&self) -> ClusterSnapshot {
         let entry = self
             .index
@@ -268,44 +310,7 @@ async fn a_recreated_topic_that_outgrew_the_old_one_is_found_by_its_new_id() {
 #[tokio::test]
 async fn a_topic_shorter_than_its_backup_is_a_recreation_on_first_sight() {
     let fixture = Fixture::new(&[]);
-    let partition = PartitionId {
-        backup_id: fixture.config.backup_id.clone(),
-        topic: "payments".into(),
-        partition: 0,
-    };
-    let segment = SegmentEntry {
-        key: "k".into(),
-        first_offset: 0,
-        last_offset: 499,
-        record_count: 500,
-        min_timestamp: 0,
-        max_timestamp: 0,
-        stored_bytes: 1,
-        uncompressed_bytes: 1,
-        records_crc32c: 0,
-        written_at_ms: 0,
-        write_marks: Vec::new(),
-        max_record_bytes: None,
-    };
-    let checkpoint = Checkpoint {
-        start_offset: 0,
-        next_offset: 500,
-        max_timestamp: 0,
-        updated_at_ms: 0,
-    };
-    fixture
-        .index
-        .commit_segment(SegmentCommit {
-            partition: &partition,
-            segment: &segment,
-            gap: None,
-            filled_gaps: &[],
-            remaining_gaps: &[],
-            expected: None,
-            new: Some(&checkpoint),
-        })
-        .await
-        .unwrap();
+    fixture.back_up_to("payments", 0, 500, 0).await;
     fixture.cluster.create_topic("payments", 1, &[]);
     fixture.cluster.set_watermarks("payments", 0, 0, 5);
 
@@ -463,4 +468,58 @@ async fn snapshots_finishing_in_the_same_millisecond_are_all_kept() {
             *time
         );
     }
+}
+
+/// A mapping that cannot deliver a record (one too large for any invocation, a batch that
+/// fails for good) stops its partition without calling the writer, so no writer metric moves:
+/// the snapshotter names the partition and the offset it stopped at.
+#[tokio::test]
+async fn a_checkpoint_left_behind_the_topic_is_reported_as_a_stalled_partition() {
+    let fixture = Fixture::new(&[("TIDEMARK_STALL_AFTER_SECONDS", "600")]);
+    let twenty_minutes_ago = now_ms() - 20 * 60_000;
+    // 0: stopped at 500 twenty minutes ago while the topic went on to 800.
+    fixture
+        .back_up_to("payments", 0, 500, twenty_minutes_ago)
+        .await;
+    // 1: as old, but nothing was written since: a quiet partition, not a stalled one.
+    fixture
+        .back_up_to("payments", 1, 300, twenty_minutes_ago)
+        .await;
+    // 2: behind, but it moved a minute ago: a backup catching up.
+    fixture
+        .back_up_to("payments", 2, 100, now_ms() - 60_000)
+        .await;
+    fixture.cluster.create_topic("payments", 3, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 800);
+    fixture.cluster.set_watermarks("payments", 1, 0, 300);
+    fixture.cluster.set_watermarks("payments", 2, 0, 900);
+
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    let stalled: Vec<(String, i32, i64, i64)> = response
+        .stalled_partitions
+        .iter()
+        .map(|s| {
+            (
+                s.topic.clone(),
+                s.partition,
+                s.next_offset,
+                s.high_watermark,
+            )
+        })
+        .collect();
+    assert_eq!(stalled, vec![("payments".to_owned(), 0, 500, 800)]);
+    assert_eq!(
+        response.stalled_partitions[0].checkpoint_updated_at_ms,
+        twenty_minutes_ago
+    );
+
+    let off = Fixture::new(&[("TIDEMARK_STALL_AFTER_SECONDS", "0")]);
+    off.back_up_to("payments", 0, 500, twenty_minutes_ago).await;
+    off.cluster.create_topic("payments", 1, &[]);
+    off.cluster.set_watermarks("payments", 0, 0, 800);
+    let response = off.run(SnapshotRequest::default()).await.unwrap();
+    assert!(
+        response.stalled_partitions.is_empty(),
+        "0 turns the check off"
+    );
 }

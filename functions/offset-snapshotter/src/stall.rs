@@ -1,0 +1,101 @@
+//! Partitions the backup stopped following: records wait past the checkpoint, and the
+//! checkpoint has not moved for a while. An event source mapping that cannot deliver a record
+//! (one too large for any invocation, a batch that fails for good without an on-failure
+//! destination) stops its partition without ever calling the writer, so no writer metric or
+//! error shows it; the snapshotter, which reads the topic's end anyway, does.
+
+use serde::Serialize;
+use tidemark_core::checkpoint::Checkpoint;
+use tidemark_core::index::IndexStore;
+use tidemark_core::layout::{BackupId, PartitionId};
+use tidemark_core::snapshot::ClusterSnapshot;
+
+use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StalledPartition {
+    pub topic: String,
+    pub partition: i32,
+    /// The first offset the backup does not hold: the record it cannot get past.
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub checkpoint_updated_at_ms: i64,
+}
+
+/// Whether a partition at `checkpoint` is stalled at `now_ms`, its topic ending at
+/// `high_watermark`. A partition with nothing new is quiet, not stalled.
+pub fn is_stalled(
+    checkpoint: &Checkpoint,
+    high_watermark: i64,
+    now_ms: i64,
+    after_ms: i64,
+) -> bool {
+    high_watermark > checkpoint.next_offset && now_ms - checkpoint.updated_at_ms >= after_ms
+}
+
+/// The stalled partitions of every topic in `snapshot` that the backup has a checkpoint for
+/// (a partition it never reached has no checkpoint to compare: the writer's lag and staleness
+/// alarms watch the backup as a whole).
+pub async fn stalled_partitions(
+    index: &dyn IndexStore,
+    backup_id: &BackupId,
+    snapshot: &ClusterSnapshot,
+    after_ms: i64,
+) -> Result<Vec<StalledPartition>> {
+    let mut stalled = Vec::new();
+    for topic in &snapshot.topics {
+        for partition in &topic.partitions {
+            let id = PartitionId {
+                backup_id: backup_id.clone(),
+                topic: topic.name.clone(),
+                partition: partition.partition,
+            };
+            let Some(checkpoint) = index.checkpoint(&id).await? else {
+                continue;
+            };
+            if is_stalled(
+                &checkpoint,
+                partition.high_watermark,
+                snapshot.taken_at_ms,
+                after_ms,
+            ) {
+                stalled.push(StalledPartition {
+                    topic: topic.name.clone(),
+                    partition: partition.partition,
+                    next_offset: checkpoint.next_offset,
+                    high_watermark: partition.high_watermark,
+                    checkpoint_updated_at_ms: checkpoint.updated_at_ms,
+                });
+            }
+        }
+    }
+    Ok(stalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(next_offset: i64, updated_at_ms: i64) -> Checkpoint {
+        Checkpoint {
+            start_offset: 0,
+            next_offset,
+            max_timestamp: 0,
+            updated_at_ms,
+        }
+    }
+
+    #[test]
+    fn stalled_only_when_records_wait_and_the_checkpoint_is_old_enough() {
+        assert!(is_stalled(&at(10, 0), 11, 1_000, 1_000));
+        assert!(!is_stalled(&at(10, 0), 11, 999, 1_000), "moved recently");
+        assert!(
+            !is_stalled(&at(10, 0), 10, 5_000, 1_000),
+            "nothing waits: quiet"
+        );
+        assert!(
+            !is_stalled(&at(12, 0), 10, 5_000, 1_000),
+            "ahead of the topic"
+        );
+    }
+}
