@@ -321,6 +321,29 @@ impl Stack {
     }
 
     /// Starts the real offset-snapshotter binary behind a Lambda host, configured by `env`.
+    /// The offset-snapshotter's variables for backup `backup_id` (in `storage`, under
+    /// `prefix`) of the topics `topics_include` matches, on this stack's plaintext broker.
+    pub fn snapshotter_env<'a>(
+        &'a self,
+        storage: &'a Storage,
+        backup_id: &'a str,
+        prefix: &'a str,
+        topics_include: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", backup_id),
+            ("TIDEMARK_PREFIX", prefix),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                self.kafka_bootstrap.as_str(),
+            ),
+            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+            ("TIDEMARK_TOPICS_INCLUDE", topics_include),
+        ]
+    }
+
     pub fn start_offset_snapshotter(
         &self,
         env: &[(&str, &str)],

@@ -146,22 +146,11 @@ impl Backup {
 
     /// Takes a cluster snapshot with the real offset-snapshotter; returns its time.
     pub async fn snapshot(&self, groups_include: &str) -> i64 {
-        let host = self.stack.start_offset_snapshotter(
-            &[
-                ("TIDEMARK_BUCKET", self.storage.bucket.as_str()),
-                ("TIDEMARK_TABLE", self.storage.table.as_str()),
-                ("TIDEMARK_BACKUP_ID", self.backup_id.as_str()),
-                ("TIDEMARK_PREFIX", PREFIX),
-                (
-                    "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-                    self.stack.kafka_bootstrap.as_str(),
-                ),
-                ("TIDEMARK_KAFKA_AUTH", "plaintext"),
-                ("TIDEMARK_TOPICS_INCLUDE", self.topic.as_str()),
-                ("TIDEMARK_GROUPS_INCLUDE", groups_include),
-            ],
-            60,
-        );
+        let mut env =
+            self.stack
+                .snapshotter_env(&self.storage, &self.backup_id, PREFIX, &self.topic);
+        env.push(("TIDEMARK_GROUPS_INCLUDE", groups_include));
+        let host = self.stack.start_offset_snapshotter(&env, 60);
         let invocation = host.invoke("offset-snapshotter", &json!({})).await;
         assert_eq!(invocation.function_error, None, "{}", invocation.payload);
         invocation.payload["snapshots"][0]["taken_at_ms"]

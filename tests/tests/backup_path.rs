@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use tidemark_core::checkpoint::Checkpoint;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::segment::SegmentReader;
@@ -99,6 +100,14 @@ impl Scenario {
 
     fn index(&self) -> DynamoIndexStore {
         DynamoIndexStore::new(self.storage.dynamodb.clone(), &self.storage.table)
+    }
+
+    async fn checkpoint(&self, partition: i32) -> Checkpoint {
+        self.index()
+            .checkpoint(&self.partition(partition))
+            .await
+            .unwrap()
+            .expect("a checkpoint")
     }
 
     fn partition(&self, partition: i32) -> PartitionId {
@@ -482,12 +491,7 @@ async fn a_record_no_invocation_can_carry_stops_the_bridge_naming_it_and_skips_n
         "{log}"
     );
     scenario.wait_for_checkpoints(&produced[..5]);
-    let checkpoint = scenario
-        .index()
-        .checkpoint(&scenario.partition(0))
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = scenario.checkpoint(0).await;
     assert_eq!(
         checkpoint.next_offset, 5,
         "stopped at the record, not past it"
@@ -506,22 +510,14 @@ async fn a_record_no_invocation_can_carry_stops_the_bridge_naming_it_and_skips_n
     );
     // The writer is never called again, so only the snapshotter, which reads the topic's end,
     // can tell: it names the partition and the offset the backup stopped at.
-    let snapshotter = scenario.stack.start_offset_snapshotter(
-        &[
-            ("TIDEMARK_BUCKET", scenario.storage.bucket.as_str()),
-            ("TIDEMARK_TABLE", scenario.storage.table.as_str()),
-            ("TIDEMARK_BACKUP_ID", scenario.backup_id.as_str()),
-            ("TIDEMARK_PREFIX", "it"),
-            (
-                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-                scenario.stack.kafka_bootstrap.as_str(),
-            ),
-            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
-            ("TIDEMARK_TOPICS_INCLUDE", scenario.topic.as_str()),
-            ("TIDEMARK_STALL_AFTER_SECONDS", "1"),
-        ],
-        60,
+    let mut env = scenario.stack.snapshotter_env(
+        &scenario.storage,
+        &scenario.backup_id,
+        "it",
+        &scenario.topic,
     );
+    env.push(("TIDEMARK_STALL_AFTER_SECONDS", "1"));
+    let snapshotter = scenario.stack.start_offset_snapshotter(&env, 60);
     // Each invocation is a new snapshot; the checkpoint becomes a second old meanwhile.
     let mut stalled = Value::Null;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -580,12 +576,7 @@ async fn bridge_commits_only_after_success_so_a_restart_loses_nothing() {
         offsets_of(&backed_up_records(&scenario.segments())),
         (0..20).collect::<Vec<_>>()
     );
-    let checkpoint = scenario
-        .index()
-        .checkpoint(&scenario.partition(0))
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = scenario.checkpoint(0).await;
     assert_eq!((checkpoint.start_offset, checkpoint.next_offset), (0, 20));
 }
 
@@ -634,12 +625,7 @@ async fn a_recreated_topic_is_refused_by_the_writer_not_mixed_into_the_backup() 
         keys_before,
         "nothing of the new topic was written"
     );
-    let checkpoint = scenario
-        .index()
-        .checkpoint(&scenario.partition(0))
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = scenario.checkpoint(0).await;
     assert_eq!(checkpoint.next_offset, 10);
     let values: Vec<Value> = backed_up_records(&scenario.segments())
         .iter()

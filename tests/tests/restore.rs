@@ -372,24 +372,17 @@ async fn the_cli_runs_a_restore_an_offset_plan_and_a_snapshot_and_exits_by_the_o
 
     // snapshot now: the deployed snapshotter, invoked by name.
     let name = unique("offset-snapshotter");
+    let mut env =
+        backup
+            .stack
+            .snapshotter_env(&backup.storage, &backup.backup_id, PREFIX, &backup.topic);
+    env.push(("TIDEMARK_GROUPS_INCLUDE", group.as_str()));
     let host = backup.stack.start_lambda_host_for(
         &[format!(
             "{name}={}",
             backup.stack.binary("offset-snapshotter").display()
         )],
-        &[
-            ("TIDEMARK_BUCKET", backup.storage.bucket.as_str()),
-            ("TIDEMARK_TABLE", backup.storage.table.as_str()),
-            ("TIDEMARK_BACKUP_ID", backup.backup_id.as_str()),
-            ("TIDEMARK_PREFIX", PREFIX),
-            (
-                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-                backup.stack.kafka_bootstrap.as_str(),
-            ),
-            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
-            ("TIDEMARK_TOPICS_INCLUDE", backup.topic.as_str()),
-            ("TIDEMARK_GROUPS_INCLUDE", group.as_str()),
-        ],
+        &env,
         60,
     );
     backup.stack.register_with_gateway(&host, &[&name]).await;
