@@ -128,17 +128,42 @@ pub fn validate_topic_name(topic: &str) -> Result<()> {
     Ok(())
 }
 
-/// One partition of one topic within one backup.
+/// One partition of one generation of a topic within one backup. A topic deleted and
+/// recreated under the same name is a new generation: its offsets start again, so each
+/// generation is a partition history of its own, under keys of its own. Generation 0 is the
+/// topic the backup first saw, and its keys are those of backups made before generations
+/// existed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PartitionId {
     pub backup_id: BackupId,
     pub topic: String,
     pub partition: i32,
+    pub generation: u32,
+}
+
+impl PartitionId {
+    /// A partition of generation 0.
+    pub fn new(backup_id: BackupId, topic: impl Into<String>, partition: i32) -> Self {
+        PartitionId {
+            backup_id,
+            topic: topic.into(),
+            partition,
+            generation: 0,
+        }
+    }
+
+    pub fn in_generation(self, generation: u32) -> Self {
+        PartitionId { generation, ..self }
+    }
 }
 
 impl fmt::Display for PartitionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}-{}", self.backup_id, self.topic, self.partition)
+        write!(f, "{}/{}-{}", self.backup_id, self.topic, self.partition)?;
+        if self.generation > 0 {
+            write!(f, " (generation {})", self.generation)?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +174,17 @@ pub struct StorageLayout {
 }
 
 pub const SEGMENT_SUFFIX: &str = ".seg.zst";
+
+const GENERATION_FOLDER: &str = "generation=";
+
+/// `generation={g}/` for a later generation, nothing for generation 0.
+fn generation_folder(generation: u32) -> String {
+    if generation == 0 {
+        String::new()
+    } else {
+        format!("{GENERATION_FOLDER}{generation}/")
+    }
+}
 
 /// The folder beside the backups where offset resets keep their plans and snapshots.
 const OFFSET_RESETS_FOLDER: &str = "offset-resets";
@@ -175,14 +211,20 @@ impl StorageLayout {
         }
     }
 
-    /// Prefix under which every segment of one partition lives, ending in `/`.
+    /// Prefix under which every segment of one partition lives, ending in `/`. Generation 0
+    /// has no generation folder, so backups made before generations read unchanged.
     pub fn partition_prefix(&self, partition: &PartitionId) -> String {
         format!(
-            "{}/topics/{}/partition={}/",
-            self.root(&partition.backup_id),
-            partition.topic,
+            "{}{}partition={}/",
+            self.topic_prefix(&partition.backup_id, &partition.topic),
+            generation_folder(partition.generation),
             partition.partition
         )
+    }
+
+    /// Prefix of everything of one topic, every generation, ending in `/`.
+    pub fn topic_prefix(&self, backup_id: &BackupId, topic: &str) -> String {
+        format!("{}{topic}/", self.topics_prefix(backup_id))
     }
 
     /// The deterministic key of the segment holding offsets `first..=last` of `partition`: a
@@ -253,6 +295,17 @@ impl StorageLayout {
         format!("{}/restores/{restore_id}/", self.root(backup_id))
     }
 
+    /// The generation a folder directly under a topic's prefix names, if it names one
+    /// (`generation=3/`).
+    pub fn parse_generation_folder(folder: &str) -> Option<u32> {
+        folder
+            .trim_end_matches('/')
+            .strip_prefix(GENERATION_FOLDER)?
+            .parse()
+            .ok()
+            .filter(|generation| *generation > 0)
+    }
+
     /// Inverse of [`Self::segment_key`]'s file name: the offset range, if `key` names a segment.
     pub fn parse_segment_file_name(key: &str) -> Option<(i64, i64)> {
         let name = key.rsplit('/').next()?.strip_suffix(SEGMENT_SUFFIX)?;
@@ -269,11 +322,36 @@ mod tests {
     use super::*;
 
     fn partition() -> PartitionId {
-        PartitionId {
-            backup_id: BackupId::parse("prod-eu1").unwrap(),
-            topic: "payments.captured".into(),
-            partition: 7,
-        }
+        PartitionId::new(BackupId::parse("prod-eu1").unwrap(), "payments.captured", 7)
+    }
+
+    #[test]
+    fn a_later_generation_has_a_folder_of_its_own_and_generation_0_keeps_the_old_keys() {
+        let layout = StorageLayout::new("tidemark").unwrap();
+        assert_eq!(
+            layout.partition_prefix(&partition()),
+            "tidemark/prod-eu1/topics/payments.captured/partition=7/",
+            "the keys of backups made before generations"
+        );
+        let second = partition().in_generation(2);
+        assert_eq!(
+            layout.segment_key(&second, 0, 9),
+            "tidemark/prod-eu1/topics/payments.captured/generation=2/partition=7/00000000000000000000-00000000000000000009.seg.zst"
+        );
+        assert_eq!(
+            second.to_string(),
+            "prod-eu1/payments.captured-7 (generation 2)"
+        );
+        assert_eq!(partition().to_string(), "prod-eu1/payments.captured-7");
+        assert_eq!(
+            StorageLayout::parse_generation_folder("generation=2/"),
+            Some(2)
+        );
+        assert_eq!(
+            StorageLayout::parse_generation_folder("generation=0/"),
+            None
+        );
+        assert_eq!(StorageLayout::parse_generation_folder("partition=2/"), None);
     }
 
     #[test]

@@ -172,6 +172,7 @@ mod tests {
             index: MemoryIndexStore::new(),
             layout: StorageLayout::new("t").unwrap(),
             partition: PartitionId {
+                generation: 0,
                 backup_id: BackupId::parse("prod").unwrap(),
                 topic: "payments".into(),
                 partition: 0,

@@ -200,6 +200,7 @@ async fn run(count: usize) {
     let backup_id = BackupId::parse("bench").unwrap();
     let layout = StorageLayout::new("bench").unwrap();
     let partition = PartitionId {
+        generation: 0,
         backup_id: backup_id.clone(),
         topic: TOPIC.into(),
         partition: 0,

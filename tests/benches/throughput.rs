@@ -441,6 +441,7 @@ async fn backup_end_to_end(
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     let partitions: Vec<PartitionId> = (0..PARTITIONS)
         .map(|partition| PartitionId {
+            generation: 0,
             backup_id: BackupId::parse(backup_id).unwrap(),
             topic: data.topic.clone(),
             partition,
@@ -649,6 +650,7 @@ async fn storage_alone(
         futures::future::join_all(by_partition.iter().filter_map(|(partition, segments)| {
             let (header, body) = segments.get(event)?;
             let partition = PartitionId {
+                generation: 0,
                 backup_id: copy.clone(),
                 topic: header.topic.clone(),
                 partition: *partition,

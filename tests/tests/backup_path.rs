@@ -112,6 +112,7 @@ impl Scenario {
 
     fn partition(&self, partition: i32) -> PartitionId {
         PartitionId {
+            generation: 0,
             backup_id: BackupId::parse(&self.backup_id).unwrap(),
             topic: self.topic.clone(),
             partition,

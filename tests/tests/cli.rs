@@ -45,6 +45,7 @@ async fn golden_backup(stack: &Stack) -> (Storage, Vec<String>) {
     let mut keys = Vec::new();
     for (partition, ranges) in [(0, [(0, 9), (10, 19)]), (1, [(0, 4), (10, 14)])] {
         let id = PartitionId {
+            generation: 0,
             backup_id: backup_id.clone(),
             topic: "payments.captured".into(),
             partition,

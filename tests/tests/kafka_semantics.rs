@@ -152,6 +152,7 @@ async fn a_compacted_topic_backs_up_with_its_holes_and_tombstones_and_restores_c
     let index = DynamoIndexStore::new(backup.storage.dynamodb.clone(), &backup.storage.table);
     for partition in 0..PARTITIONS as i64 {
         let id = PartitionId {
+            generation: 0,
             backup_id: BackupId::parse(&backup.backup_id).unwrap(),
             topic: topic.clone(),
             partition: partition as i32,

@@ -842,6 +842,7 @@ async fn segments_in_s3_alone_restore_exactly_with_overlaps_read_once_and_null_h
     // (offsets 200-209 removed by retention before the backup read them), then 210-249.
     let layout = StorageLayout::new(PREFIX).unwrap();
     let partition = PartitionId {
+        generation: 0,
         backup_id: BackupId::parse(&backup_id).unwrap(),
         topic: topic.clone(),
         partition: 0,

@@ -59,6 +59,7 @@ async fn dynamodb_index_store_meets_the_contract() {
     let storage = stack.create_storage().await;
     let store = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     let partition = PartitionId {
+        generation: 0,
         backup_id: BackupId::parse(&unique("backup")).unwrap(),
         topic: "orders".into(),
         partition: 3,

@@ -56,6 +56,7 @@ async fn backed_up(stack: &Stack) -> (Storage, PartitionId, StorageLayout) {
         90,
     );
     let partition = PartitionId {
+        generation: 0,
         backup_id: BackupId::parse(&backup_id).unwrap(),
         topic,
         partition: 1,
@@ -76,7 +77,12 @@ async fn validation_finds_a_flipped_byte_and_a_missing_segment_and_the_index_reb
     let topics = backed_up_partitions(&objects, &layout, &partition.backup_id)
         .await
         .unwrap();
-    assert_eq!(topics, vec![(partition.topic.clone(), vec![0, 1, 2])]);
+    assert_eq!(
+        topics,
+        (0..3)
+            .map(|p| PartitionId::new(partition.backup_id.clone(), &partition.topic, p))
+            .collect::<Vec<_>>()
+    );
     let sound = validate(Depth::Deep).await.unwrap();
     assert_eq!(sound.findings, vec![]);
     assert_eq!((sound.records, sound.records_read), (100, 100));

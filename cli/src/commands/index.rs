@@ -1,7 +1,7 @@
 //! `index rebuild BACKUP`: the index from S3 alone (invariant 5), through the writer's rules.
 
 use serde::Serialize;
-use tidemark_core::layout::{BackupId, PartitionId};
+use tidemark_core::layout::BackupId;
 use tidemark_core::validation::{RebuildReport, backed_up_partitions, rebuild_partition};
 
 use super::Deployment;
@@ -58,24 +58,17 @@ pub async fn rebuild(deployment: &Deployment, backup_id: &BackupId) -> Result<Re
     }
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut partitions = Vec::new();
-    for (topic, numbers) in topics {
-        for partition in numbers {
-            let id = PartitionId {
-                backup_id: backup_id.clone(),
-                topic: topic.clone(),
-                partition,
-            };
-            partitions.push(
-                rebuild_partition(
-                    &deployment.objects,
-                    &deployment.index,
-                    &deployment.layout,
-                    &id,
-                    now_ms,
-                )
-                .await?,
-            );
-        }
+    for id in topics {
+        partitions.push(
+            rebuild_partition(
+                &deployment.objects,
+                &deployment.index,
+                &deployment.layout,
+                &id,
+                now_ms,
+            )
+            .await?,
+        );
     }
     Ok(Rebuilt {
         backup_id: backup_id.to_string(),

@@ -141,6 +141,7 @@ impl BackupWriter {
         encoded: EncodedPartition,
     ) -> std::result::Result<PartitionReport, (PartitionId, tidemark_core::Error)> {
         let partition = PartitionId {
+            generation: 0,
             backup_id: self.config.backup_id.clone(),
             topic: encoded.topic.clone(),
             partition: encoded.partition,

@@ -136,6 +136,7 @@ where
 #[tokio::main]
 async fn main() {
     let partition = PartitionId {
+        generation: 0,
         backup_id: BackupId::parse("bench").unwrap(),
         topic: "payments.captured".into(),
         partition: 0,

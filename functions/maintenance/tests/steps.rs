@@ -25,6 +25,7 @@ struct Harness {
 
 fn partition(topic: &str, partition: i32) -> PartitionId {
     PartitionId {
+        generation: 0,
         backup_id: BackupId::parse("prod").unwrap(),
         topic: topic.into(),
         partition,

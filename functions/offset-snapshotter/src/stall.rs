@@ -46,6 +46,7 @@ pub async fn stalled_partitions(
     for topic in &snapshot.topics {
         for partition in &topic.partitions {
             let id = PartitionId {
+                generation: 0,
                 backup_id: backup_id.clone(),
                 topic: topic.name.clone(),
                 partition: partition.partition,

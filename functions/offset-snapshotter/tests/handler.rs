@@ -71,6 +71,7 @@ impl Fixture {
     /// moved at `updated_at_ms`.
     async fn back_up_to(&self, topic: &str, partition: i32, next_offset: i64, updated_at_ms: i64) {
         let id = PartitionId {
+            generation: 0,
             backup_id: self.config.backup_id.clone(),
             topic: topic.into(),
             partition,

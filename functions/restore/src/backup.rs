@@ -154,14 +154,25 @@ impl Backup {
     }
 
     /// Backed-up topics and their partitions, from the S3 layout (segments describe
-    /// themselves, so S3 is the authority on what exists).
+    /// themselves, so S3 is the authority on what exists). Generation 0 only: restore does not
+    /// choose among topic generations yet.
     pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<(String, Vec<i32>)>> {
-        Ok(tidemark_core::validation::backed_up_partitions(
+        let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+        for id in tidemark_core::validation::backed_up_partitions(
             self.objects.as_ref(),
             &self.layout,
             backup_id,
         )
-        .await?)
+        .await?
+        .into_iter()
+        .filter(|id| id.generation == 0)
+        {
+            match topics.last_mut() {
+                Some((topic, partitions)) if *topic == id.topic => partitions.push(id.partition),
+                _ => topics.push((id.topic, vec![id.partition])),
+            }
+        }
+        Ok(topics)
     }
 
     pub fn restore_key(&self, backup_id: &BackupId, restore_id: &RestoreId, name: &str) -> String {

@@ -371,6 +371,39 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
     );
     let other = crate::layout::BackupId::parse(&format!("{}-other", partition.backup_id)).unwrap();
     assert!(store.partitions(&other).await.unwrap().is_empty());
+
+    // A later generation of the same partition is a history of its own: it starts empty,
+    // its commits leave generation 0 as it was, and both are listed.
+    let recreated = partition.clone().in_generation(1);
+    assert_eq!(store.checkpoint(&recreated).await.unwrap(), None);
+    assert!(store.segments(&recreated).await.unwrap().is_empty());
+    assert!(store.gaps(&recreated).await.unwrap().is_empty());
+    let restarted = checkpoint(0, 5);
+    let commit = SegmentCommit {
+        partition: &recreated,
+        segment: &segment(0, 4),
+        gap: None,
+        filled_gaps: &[],
+        remaining_gaps: &[],
+        expected: None,
+        new: Some(&restarted),
+    };
+    assert_eq!(
+        store.commit_segment(commit).await.unwrap(),
+        CommitOutcome::Committed,
+        "generation 1 has no checkpoint yet, whatever generation 0 has"
+    );
+    assert_eq!(store.checkpoint(&recreated).await.unwrap(), Some(restarted));
+    assert_eq!(
+        store.segments(&recreated).await.unwrap(),
+        vec![segment(0, 4)]
+    );
+    assert_eq!(store.checkpoint(partition).await.unwrap().unwrap(), moved);
+    assert_eq!(
+        store.partitions(&partition.backup_id).await.unwrap(),
+        vec![partition.clone(), recreated],
+        "every generation is listed, generation 0 first"
+    );
 }
 
 /// `backup_id` must be unused in the catalog.

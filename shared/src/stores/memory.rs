@@ -325,7 +325,9 @@ impl IndexStore for MemoryIndexStore {
             .filter_map(|index| index.id.clone())
             .filter(|id| &id.backup_id == backup_id)
             .collect();
-        found.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        found.sort_by(|a, b| {
+            (&a.topic, a.generation, a.partition).cmp(&(&b.topic, b.generation, b.partition))
+        });
         Ok(found)
     }
 }
@@ -416,6 +418,7 @@ mod tests {
     #[tokio::test]
     async fn memory_index_store_meets_the_contract() {
         let partition = PartitionId {
+            generation: 0,
             backup_id: BackupId::parse("b").unwrap(),
             topic: "t".into(),
             partition: 0,

@@ -92,35 +92,44 @@ impl Finding {
     }
 }
 
-/// Every partition a backup holds segments for, from the S3 listing alone: `(topic, partitions)`
-/// in name order.
+/// Every partition of every topic generation a backup holds segments for, from the S3 listing
+/// alone, in (topic, generation, partition) order.
 pub async fn backed_up_partitions(
     objects: &dyn ObjectStore,
     layout: &StorageLayout,
     backup_id: &BackupId,
-) -> Result<Vec<(String, Vec<i32>)>> {
+) -> Result<Vec<PartitionId>> {
+    let partition_of = |folder: &str| -> Option<i32> {
+        folder
+            .trim_end_matches('/')
+            .strip_prefix("partition=")?
+            .parse()
+            .ok()
+    };
     let topics_prefix = layout.topics_prefix(backup_id);
-    let mut topics = Vec::new();
+    let mut found = Vec::new();
     for topic_prefix in objects.list_prefixes(&topics_prefix).await? {
         let topic = topic_prefix[topics_prefix.len()..].trim_end_matches('/');
-        let mut partitions: Vec<i32> = objects
-            .list_prefixes(&topic_prefix)
-            .await?
-            .iter()
-            .filter_map(|prefix| {
-                prefix[topic_prefix.len()..]
-                    .trim_end_matches('/')
-                    .strip_prefix("partition=")?
-                    .parse()
-                    .ok()
-            })
-            .collect();
-        partitions.sort_unstable();
-        if !partitions.is_empty() {
-            topics.push((topic.to_owned(), partitions));
+        for folder in objects.list_prefixes(&topic_prefix).await? {
+            let name = &folder[topic_prefix.len()..];
+            if let Some(partition) = partition_of(name) {
+                found.push(PartitionId::new(backup_id.clone(), topic, partition));
+            } else if let Some(generation) = StorageLayout::parse_generation_folder(name) {
+                for inner in objects.list_prefixes(&folder).await? {
+                    if let Some(partition) = partition_of(&inner[folder.len()..]) {
+                        found.push(
+                            PartitionId::new(backup_id.clone(), topic, partition)
+                                .in_generation(generation),
+                        );
+                    }
+                }
+            }
         }
     }
-    Ok(topics)
+    found.sort_by(|a, b| {
+        (&a.topic, a.generation, a.partition).cmp(&(&b.topic, b.generation, b.partition))
+    });
+    Ok(found)
 }
 
 /// Totals and located findings over a run's partition checks: what a validation reports, in the
@@ -206,25 +215,17 @@ pub async fn partitions_to_validate(
     layout: &StorageLayout,
     backup_id: &BackupId,
 ) -> Result<Vec<PartitionId>> {
-    let mut all: std::collections::BTreeSet<(String, i32)> = index
+    let mut all: std::collections::BTreeSet<(String, u32, i32)> = index
         .partitions(backup_id)
         .await?
         .into_iter()
-        .map(|partition| (partition.topic, partition.partition))
+        .chain(backed_up_partitions(objects, layout, backup_id).await?)
+        .map(|partition| (partition.topic, partition.generation, partition.partition))
         .collect();
-    for (topic, partitions) in backed_up_partitions(objects, layout, backup_id).await? {
-        all.extend(
-            partitions
-                .into_iter()
-                .map(|partition| (topic.clone(), partition)),
-        );
-    }
-    Ok(all
+    Ok(std::mem::take(&mut all)
         .into_iter()
-        .map(|(topic, partition)| PartitionId {
-            backup_id: backup_id.clone(),
-            topic,
-            partition,
+        .map(|(topic, generation, partition)| {
+            PartitionId::new(backup_id.clone(), topic, partition).in_generation(generation)
         })
         .collect())
 }

@@ -22,6 +22,7 @@ struct Backup {
 
 fn partition() -> PartitionId {
     PartitionId {
+        generation: 0,
         backup_id: BackupId::parse("prod").unwrap(),
         topic: "payments".into(),
         partition: 1,
@@ -312,7 +313,22 @@ async fn partitions_are_discovered_from_s3() {
         backed_up_partitions(&backup.objects, &backup.layout, &backup.partition.backup_id)
             .await
             .unwrap(),
-        vec![("payments".to_owned(), vec![1])]
+        vec![backup.partition.clone()]
+    );
+
+    // A later generation of the topic sits in a folder of its own, and is listed after 0.
+    let recreated = backup.partition.clone().in_generation(1);
+    let key = backup.layout.segment_key(&recreated, 0, 0);
+    backup
+        .objects
+        .put_if_absent(&key, bytes::Bytes::from_static(b"x"), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        backed_up_partitions(&backup.objects, &backup.layout, &backup.partition.backup_id)
+            .await
+            .unwrap(),
+        vec![backup.partition.clone(), recreated]
     );
 }
 

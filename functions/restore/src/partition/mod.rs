@@ -236,6 +236,7 @@ async fn restore_leased(
     }
 
     let id = PartitionId {
+        generation: 0,
         backup_id: backup_id.clone(),
         topic: task.source_topic.clone(),
         partition,

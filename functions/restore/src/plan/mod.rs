@@ -245,6 +245,7 @@ pub async fn make_plan(
         let bases = target_bases(target, topic).await?;
         for (&partition, base) in topic.partitions.iter().zip(bases) {
             let id = PartitionId {
+                generation: 0,
                 backup_id: backup_id.clone(),
                 topic: topic.source.clone(),
                 partition,

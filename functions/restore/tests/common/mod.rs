@@ -58,6 +58,7 @@ impl Fixture {
 
     pub fn partition(&self, partition: i32) -> PartitionId {
         PartitionId {
+            generation: 0,
             backup_id: self.backup_id.clone(),
             topic: TOPIC.into(),
             partition,

@@ -3,6 +3,7 @@
 //! | item       | pk                            | sk                                  |
 //! |------------|-------------------------------|-------------------------------------|
 //! | checkpoint | `{backup_id}#{topic}#{p}`      | `checkpoint`                        |
+//! | ...of a later generation `g` | `{backup_id}#{topic}#{p}#g{g}` | as for generation 0 |
 //! | segment    | `{backup_id}#{topic}#{p}`      | `segment#{first:020}#{last:020}`    |
 //! | gap        | `{backup_id}#{topic}#{p}`      | `gap#{start:020}#{end:020}`         |
 //! | retired    | `{backup_id}#{topic}#{p}`      | `retired#{first:020}#{last:020}`    |
@@ -96,11 +97,16 @@ impl DynamoIndexStore {
     }
 }
 
+/// Generation 0 keeps the keys of indexes made before generations.
 fn partition_key(partition: &PartitionId) -> String {
-    format!(
+    let key = format!(
         "{}#{}#{}",
         partition.backup_id, partition.topic, partition.partition
-    )
+    );
+    match partition.generation {
+        0 => key,
+        generation => format!("{key}#g{generation}"),
+    }
 }
 
 fn base_item(partition: &PartitionId, sk: String) -> Item {
@@ -116,6 +122,7 @@ fn base_item(partition: &PartitionId, sk: String) -> Item {
             AttributeValue::S(partition.topic.clone()),
         ),
         ("partition".to_owned(), number(partition.partition)),
+        ("generation".to_owned(), number(partition.generation)),
     ])
 }
 
@@ -639,7 +646,7 @@ impl IndexStore for DynamoIndexStore {
             .filter_expression("sk = :checkpoint AND backup_id = :backup")
             .expression_attribute_values(":checkpoint", AttributeValue::S(CHECKPOINT_SK.into()))
             .expression_attribute_values(":backup", AttributeValue::S(backup_id.to_string()))
-            .projection_expression("topic, #partition")
+            .projection_expression("topic, #partition, generation")
             .expression_attribute_names("#partition", "partition")
             .into_paginator()
             .send();
@@ -654,13 +661,20 @@ impl IndexStore for DynamoIndexStore {
                         retryable: false,
                     })?;
                 found.push(PartitionId {
+                    // Items written before generations have none: generation 0.
+                    generation: match item.get("generation") {
+                        None => 0,
+                        Some(_) => read_number(item, "generation")?,
+                    },
                     backup_id: backup_id.clone(),
                     topic: topic.clone(),
                     partition: read_number(item, "partition")?,
                 });
             }
         }
-        found.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        found.sort_by(|a, b| {
+            (&a.topic, a.generation, a.partition).cmp(&(&b.topic, b.generation, b.partition))
+        });
         Ok(found)
     }
 }
