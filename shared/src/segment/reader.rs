@@ -94,22 +94,29 @@ impl<R: Read> SegmentReader<R> {
 
     /// The next record, or `None` after the last one once the whole segment checked out.
     pub fn next_record(&mut self) -> Result<Option<Record>> {
+        let mut record = Record::empty();
+        Ok(self.next_record_into(&mut record)?.then_some(record))
+    }
+
+    /// [`Self::next_record`] into `record`, reusing its buffers (a restore decodes millions of
+    /// records without allocating for each). `false` after the last one.
+    pub fn next_record_into(&mut self, record: &mut Record) -> Result<bool> {
         if self.done {
-            return Ok(None);
+            return Ok(false);
         }
         if self.records_read == self.header.record_count {
             self.finish()?;
             self.done = true;
-            return Ok(None);
+            return Ok(false);
         }
-        let record = self.read_frame()?;
-        self.check_record(&record)?;
+        self.read_frame_into(record)?;
+        self.check_record(record)?;
         self.records_read += 1;
         self.previous_offset = Some(record.offset);
-        Ok(Some(record))
+        Ok(true)
     }
 
-    fn read_frame(&mut self) -> Result<Record> {
+    fn read_frame_into(&mut self, record: &mut Record) -> Result<()> {
         let remaining = self.header.uncompressed_len - self.consumed;
         if remaining < 4 {
             return Err(Error::CorruptSegment(format!(
@@ -143,7 +150,7 @@ impl<R: Read> SegmentReader<R> {
         self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &length);
         self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.frame);
         self.consumed += 4 + frame_len;
-        parse_frame(&self.frame).map_err(|reason| {
+        parse_frame_into(&self.frame, record).map_err(|reason| {
             Error::CorruptSegment(format!(
                 "record {} is malformed: {reason}",
                 self.records_read
@@ -271,29 +278,39 @@ fn map_body_error(error: std::io::Error) -> Error {
     }
 }
 
-/// Parses one frame (without its length prefix). Errors are short reasons for the caller.
-fn parse_frame(frame: &[u8]) -> std::result::Result<Record, String> {
+/// Parses one frame (without its length prefix) into `record`, reusing its buffers. Errors
+/// are short reasons for the caller.
+fn parse_frame_into(frame: &[u8], record: &mut Record) -> std::result::Result<(), String> {
     let mut cursor = Cursor { bytes: frame };
-    let offset = cursor.i64()?;
-    let timestamp = cursor.i64()?;
+    record.offset = cursor.i64()?;
+    record.timestamp = cursor.i64()?;
     let type_code = cursor.u8()?;
-    let timestamp_type = TimestampType::from_code(type_code)
+    record.timestamp_type = TimestampType::from_code(type_code)
         .ok_or_else(|| format!("unknown timestamp type {type_code}"))?;
-    let key = cursor.nullable_bytes("key")?;
-    let value = cursor.nullable_bytes("value")?;
-    let header_count = cursor.u32()?;
+    set_nullable(&mut record.key, cursor.nullable_bytes("key")?);
+    set_nullable(&mut record.value, cursor.nullable_bytes("value")?);
+    let header_count = cursor.u32()? as usize;
     // Each header takes at least 8 bytes, which bounds the allocation by the frame size.
-    if u64::from(header_count) * 8 > cursor.bytes.len() as u64 {
+    if header_count as u64 * 8 > cursor.bytes.len() as u64 {
         return Err(format!("{header_count} headers cannot fit in the frame"));
     }
-    let mut headers = Vec::with_capacity(header_count as usize);
-    for _ in 0..header_count {
+    record.headers.truncate(header_count);
+    for position in 0..header_count {
         let key_len = cursor.u32()? as usize;
         let key = std::str::from_utf8(cursor.take(key_len, "header key")?)
-            .map_err(|_| "header key is not valid UTF-8".to_owned())?
-            .to_owned();
+            .map_err(|_| "header key is not valid UTF-8".to_owned())?;
         let value = cursor.nullable_bytes("header value")?;
-        headers.push(Header { key, value });
+        match record.headers.get_mut(position) {
+            Some(header) => {
+                header.key.clear();
+                header.key.push_str(key);
+                set_nullable(&mut header.value, value);
+            }
+            None => record.headers.push(Header {
+                key: key.to_owned(),
+                value: value.map(<[u8]>::to_vec),
+            }),
+        }
     }
     if !cursor.bytes.is_empty() {
         return Err(format!(
@@ -301,14 +318,19 @@ fn parse_frame(frame: &[u8]) -> std::result::Result<Record, String> {
             cursor.bytes.len()
         ));
     }
-    Ok(Record {
-        offset,
-        timestamp,
-        timestamp_type,
-        key,
-        value,
-        headers,
-    })
+    Ok(())
+}
+
+/// Copies `bytes` into `target`, keeping its buffer; `None` is null.
+fn set_nullable(target: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
+    match bytes {
+        None => *target = None,
+        Some(bytes) => {
+            let buffer = target.get_or_insert_with(Vec::new);
+            buffer.clear();
+            buffer.extend_from_slice(bytes);
+        }
+    }
 }
 
 struct Cursor<'a> {
@@ -336,12 +358,12 @@ impl<'a> Cursor<'a> {
     fn i64(&mut self) -> std::result::Result<i64, String> {
         Ok(i64::from_be_bytes(self.array("integer")?))
     }
-    fn nullable_bytes(&mut self, what: &str) -> std::result::Result<Option<Vec<u8>>, String> {
+    fn nullable_bytes(&mut self, what: &str) -> std::result::Result<Option<&'a [u8]>, String> {
         let len = i32::from_be_bytes(self.array(what)?);
         match len {
             -1 => Ok(None),
             len if len < 0 => Err(format!("{what} has negative length {len}")),
-            len => Ok(Some(self.take(len as usize, what)?.to_vec())),
+            len => Ok(Some(self.take(len as usize, what)?)),
         }
     }
 }

@@ -91,6 +91,31 @@ fn round_trip_keeps_every_distinction() {
         (header.min_timestamp, header.max_timestamp),
         (5, 1_700_000_000_012)
     );
+
+    // Decoded into one reused record, each comes out the same: no key, value or header of
+    // an earlier record stays behind (five headers, then none, then null and empty ones).
+    let mixed: Vec<Record> = [
+        &records[2],
+        &records[0],
+        &records[1],
+        &records[3],
+        &records[2],
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, record)| Record {
+        offset: 30 + n as i64,
+        ..(*record).clone()
+    })
+    .collect();
+    let segment = encode(&mixed);
+    let mut reader = SegmentReader::open(&segment.bytes[..]).unwrap();
+    let mut reused = Record::empty();
+    let mut decoded = Vec::new();
+    while reader.next_record_into(&mut reused).unwrap() {
+        decoded.push(reused.clone());
+    }
+    assert_eq!(decoded, mixed);
 }
 
 #[test]

@@ -315,6 +315,11 @@ async fn restore_leased(
         if !batch.is_empty() {
             unacknowledged.extend(batch.iter().map(|record| record.offset));
             let acknowledged = target.send(topic, partition, &batch).await?;
+            // The producer copied them: their buffers are decoded into again.
+            scanner.recycle(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(pacing.batch_records),
+            ));
             produced_now += acknowledge(
                 &mut progress,
                 &mut unacknowledged,
