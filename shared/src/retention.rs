@@ -171,12 +171,7 @@ mod tests {
             objects: MemoryObjectStore::new(),
             index: MemoryIndexStore::new(),
             layout: StorageLayout::new("t").unwrap(),
-            partition: PartitionId {
-                generation: 0,
-                backup_id: BackupId::parse("prod").unwrap(),
-                topic: "payments".into(),
-                partition: 0,
-            },
+            partition: PartitionId::new(BackupId::parse("prod").unwrap(), "payments", 0),
         };
         for n in 0..days {
             let (first, last) = (n * 10, n * 10 + 9);

@@ -199,12 +199,7 @@ async fn run(count: usize) {
 
     let backup_id = BackupId::parse("bench").unwrap();
     let layout = StorageLayout::new("bench").unwrap();
-    let partition = PartitionId {
-        generation: 0,
-        backup_id: backup_id.clone(),
-        topic: TOPIC.into(),
-        partition: 0,
-    };
+    let partition = PartitionId::new(backup_id.clone(), TOPIC, 0);
     let memory_index = Arc::new(MemoryIndexStore::new());
     let memory = Backup {
         objects: Arc::new(MemoryObjectStore::new()),

@@ -440,11 +440,12 @@ async fn backup_end_to_end(
     );
     let index = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
     let partitions: Vec<PartitionId> = (0..PARTITIONS)
-        .map(|partition| PartitionId {
-            generation: 0,
-            backup_id: BackupId::parse(backup_id).unwrap(),
-            topic: data.topic.clone(),
-            partition,
+        .map(|partition| {
+            PartitionId::new(
+                BackupId::parse(backup_id).unwrap(),
+                data.topic.clone(),
+                partition,
+            )
         })
         .collect();
     let ends = data.end_offsets();
@@ -649,12 +650,7 @@ async fn storage_alone(
     for event in 0..events {
         futures::future::join_all(by_partition.iter().filter_map(|(partition, segments)| {
             let (header, body) = segments.get(event)?;
-            let partition = PartitionId {
-                generation: 0,
-                backup_id: copy.clone(),
-                topic: header.topic.clone(),
-                partition: *partition,
-            };
+            let partition = PartitionId::new(copy.clone(), header.topic.clone(), *partition);
             let (index, objects, layout) = (&index, &objects, &layout);
             Some(async move {
                 let observed = index.checkpoint(&partition).await.unwrap();

@@ -192,6 +192,14 @@ impl Stack {
         self.python(&args)
     }
 
+    /// `topic` on the broker at `bootstrap` as the independent client reads it.
+    pub fn consume_on(&self, bootstrap: &str, topic: &str) -> Vec<Value> {
+        self.python(&["consume", "--bootstrap", bootstrap, "--topic", topic])
+            .as_array()
+            .expect("consume returns an array")
+            .clone()
+    }
+
     /// Produces `records` (tidemark_local.py's JSON shape) with the independent client and
     /// returns them as the broker acknowledged them (offsets, timestamps).
     pub fn produce(&self, topic: &str, records: &Value) -> Vec<Value> {

@@ -225,11 +225,7 @@ impl Backup {
     }
 
     pub fn consume_on(&self, bootstrap: &str, topic: &str) -> Vec<Value> {
-        self.stack
-            .python(&["consume", "--bootstrap", bootstrap, "--topic", topic])
-            .as_array()
-            .unwrap()
-            .clone()
+        self.stack.consume_on(bootstrap, topic)
     }
 
     pub fn group_offsets(&self, topic: &str, group: &str) -> BTreeMap<String, i64> {

@@ -56,14 +56,8 @@ impl Scenario {
 
     /// The topic as an independent consumer reads it: the truth backups are compared against.
     fn consume(&self) -> Vec<Value> {
-        let consumed = self.stack.python(&[
-            "consume",
-            "--bootstrap",
-            &self.stack.kafka_bootstrap,
-            "--topic",
-            &self.topic,
-        ]);
-        consumed.as_array().unwrap().clone()
+        self.stack
+            .consume_on(&self.stack.kafka_bootstrap, &self.topic)
     }
 
     /// Starts the real backup-writer for this scenario; `extra_env` adds or overrides variables.
@@ -111,12 +105,11 @@ impl Scenario {
     }
 
     fn partition(&self, partition: i32) -> PartitionId {
-        PartitionId {
-            generation: 0,
-            backup_id: BackupId::parse(&self.backup_id).unwrap(),
-            topic: self.topic.clone(),
+        PartitionId::new(
+            BackupId::parse(&self.backup_id).unwrap(),
+            self.topic.clone(),
             partition,
-        }
+        )
     }
 }
 

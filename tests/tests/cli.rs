@@ -44,12 +44,7 @@ async fn golden_backup(stack: &Stack) -> (Storage, Vec<String>) {
     let backup_id = BackupId::parse(BACKUP).unwrap();
     let mut keys = Vec::new();
     for (partition, ranges) in [(0, [(0, 9), (10, 19)]), (1, [(0, 4), (10, 14)])] {
-        let id = PartitionId {
-            generation: 0,
-            backup_id: backup_id.clone(),
-            topic: "payments.captured".into(),
-            partition,
-        };
+        let id = PartitionId::new(backup_id.clone(), "payments.captured", partition);
         for (first, last) in ranges {
             let mut encoder = SegmentEncoder::new(&id.topic, partition, 3).unwrap();
             for offset in first..=last {

@@ -81,17 +81,7 @@ fn carried(record: &Value) -> Value {
 }
 
 fn consume(stack: &Stack, topic: &str) -> Vec<Value> {
-    let mut records = stack
-        .python(&[
-            "consume",
-            "--bootstrap",
-            &stack.kafka_bootstrap,
-            "--topic",
-            topic,
-        ])
-        .as_array()
-        .unwrap()
-        .clone();
+    let mut records = stack.consume_on(&stack.kafka_bootstrap, topic);
     records.sort_by_key(place);
     records
 }
@@ -151,12 +141,11 @@ async fn a_compacted_topic_backs_up_with_its_holes_and_tombstones_and_restores_c
     // The holes between batches are recorded as gaps, and only holes: no gap hides a record.
     let index = DynamoIndexStore::new(backup.storage.dynamodb.clone(), &backup.storage.table);
     for partition in 0..PARTITIONS as i64 {
-        let id = PartitionId {
-            generation: 0,
-            backup_id: BackupId::parse(&backup.backup_id).unwrap(),
-            topic: topic.clone(),
-            partition: partition as i32,
-        };
+        let id = PartitionId::new(
+            BackupId::parse(&backup.backup_id).unwrap(),
+            topic.clone(),
+            partition as i32,
+        );
         let gaps = index.gaps(&id).await.unwrap();
         assert!(!gaps.is_empty(), "partition {partition}: no gap recorded");
         for gap in &gaps {

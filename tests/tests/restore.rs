@@ -841,12 +841,7 @@ async fn segments_in_s3_alone_restore_exactly_with_overlaps_read_once_and_null_h
     // A re-batched retry left overlapping segments: 0-99, 50-149 and 100-199, then a gap
     // (offsets 200-209 removed by retention before the backup read them), then 210-249.
     let layout = StorageLayout::new(PREFIX).unwrap();
-    let partition = PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse(&backup_id).unwrap(),
-        topic: topic.clone(),
-        partition: 0,
-    };
+    let partition = PartitionId::new(BackupId::parse(&backup_id).unwrap(), topic.clone(), 0);
     let objects = tidemark_core::stores::S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
     for (first, last) in [(0, 99), (50, 149), (100, 199), (210, 249)] {
         let mut encoder = SegmentEncoder::new(&topic, 0, 3).unwrap();

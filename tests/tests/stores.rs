@@ -58,12 +58,7 @@ async fn dynamodb_index_store_meets_the_contract() {
     let stack = Stack::from_env();
     let storage = stack.create_storage().await;
     let store = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
-    let partition = PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse(&unique("backup")).unwrap(),
-        topic: "orders".into(),
-        partition: 3,
-    };
+    let partition = PartitionId::new(BackupId::parse(&unique("backup")).unwrap(), "orders", 3);
     conformance::index_store_contract(&store, &partition).await;
     let other = PartitionId {
         partition: 4,

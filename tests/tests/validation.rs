@@ -55,12 +55,7 @@ async fn backed_up(stack: &Stack) -> (Storage, PartitionId, StorageLayout) {
         (0..3).map(|partition| (topic.clone(), partition, 100)),
         90,
     );
-    let partition = PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse(&backup_id).unwrap(),
-        topic,
-        partition: 1,
-    };
+    let partition = PartitionId::new(BackupId::parse(&backup_id).unwrap(), topic, 1);
     (storage, partition, StorageLayout::new(PREFIX).unwrap())
 }
 

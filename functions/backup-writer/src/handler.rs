@@ -140,12 +140,11 @@ impl BackupWriter {
         &self,
         encoded: EncodedPartition,
     ) -> std::result::Result<PartitionReport, (PartitionId, tidemark_core::Error)> {
-        let partition = PartitionId {
-            generation: 0,
-            backup_id: self.config.backup_id.clone(),
-            topic: encoded.topic.clone(),
-            partition: encoded.partition,
-        };
+        let partition = PartitionId::new(
+            self.config.backup_id.clone(),
+            encoded.topic.clone(),
+            encoded.partition,
+        );
         let started = Instant::now();
         match self.write_and_commit(&partition, &encoded).await {
             Ok(report) => {

@@ -91,12 +91,7 @@ impl Harness {
 }
 
 fn partition(topic: &str, partition: i32) -> PartitionId {
-    PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse("prod").unwrap(),
-        topic: topic.into(),
-        partition,
-    }
+    PartitionId::new(BackupId::parse("prod").unwrap(), topic, partition)
 }
 
 async fn stored_records(h: &Harness, prefix: &str) -> Vec<Record> {

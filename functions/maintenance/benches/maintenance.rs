@@ -135,12 +135,7 @@ where
 
 #[tokio::main]
 async fn main() {
-    let partition = PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse("bench").unwrap(),
-        topic: "payments.captured".into(),
-        partition: 0,
-    };
+    let partition = PartitionId::new(BackupId::parse("bench").unwrap(), "payments.captured", 0);
     let layout = StorageLayout::new("bench").unwrap();
     let plain = backup(&partition, &layout, false).await;
     let sealed = backup(&partition, &layout, true).await;

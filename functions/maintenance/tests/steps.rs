@@ -24,12 +24,7 @@ struct Harness {
 }
 
 fn partition(topic: &str, partition: i32) -> PartitionId {
-    PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse("prod").unwrap(),
-        topic: topic.into(),
-        partition,
-    }
+    PartitionId::new(BackupId::parse("prod").unwrap(), topic, partition)
 }
 
 /// Two topics, three partitions, one ten-record segment each.

@@ -156,12 +156,7 @@ impl Collector<'_> {
         }
         let mut backed_up_to = Vec::new();
         for partition in 0..watermarks.len() as i32 {
-            let id = PartitionId {
-                generation: 0,
-                backup_id: self.backup_id.clone(),
-                topic: topic.to_owned(),
-                partition,
-            };
+            let id = PartitionId::new(self.backup_id.clone(), topic.to_owned(), partition);
             if let Some(checkpoint) = self.index.checkpoint(&id).await? {
                 backed_up_to.push((partition, checkpoint.next_offset));
             }

@@ -10,7 +10,7 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::snapshot::ClusterSnapshot;
 
-use crate::error::Result;
+use crate::error::{Result, SnapshotterError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StalledPartition {
@@ -42,36 +42,45 @@ pub async fn stalled_partitions(
     snapshot: &ClusterSnapshot,
     after_ms: i64,
 ) -> Result<Vec<StalledPartition>> {
-    let mut stalled = Vec::new();
-    for topic in &snapshot.topics {
-        for partition in &topic.partitions {
-            let id = PartitionId {
-                generation: 0,
-                backup_id: backup_id.clone(),
-                topic: topic.name.clone(),
-                partition: partition.partition,
-            };
-            let Some(checkpoint) = index.checkpoint(&id).await? else {
-                continue;
-            };
-            if is_stalled(
+    use futures::{StreamExt, TryStreamExt};
+    let partitions = snapshot.topics.iter().flat_map(|topic| {
+        topic
+            .partitions
+            .iter()
+            .map(move |partition| (topic.name.as_str(), partition))
+    });
+    // One index read per partition, several at a time: large clusters have thousands.
+    let checkpoints: Vec<_> = futures::stream::iter(partitions)
+        .map(|(topic, partition)| async move {
+            let id = PartitionId::new(backup_id.clone(), topic, partition.partition);
+            Ok::<_, SnapshotterError>((topic, partition, index.checkpoint(&id).await?))
+        })
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    Ok(checkpoints
+        .into_iter()
+        .filter_map(|(topic, partition, checkpoint)| {
+            let checkpoint = checkpoint?;
+            is_stalled(
                 &checkpoint,
                 partition.high_watermark,
                 snapshot.taken_at_ms,
                 after_ms,
-            ) {
-                stalled.push(StalledPartition {
-                    topic: topic.name.clone(),
-                    partition: partition.partition,
-                    next_offset: checkpoint.next_offset,
-                    high_watermark: partition.high_watermark,
-                    checkpoint_updated_at_ms: checkpoint.updated_at_ms,
-                });
-            }
-        }
-    }
-    Ok(stalled)
+            )
+            .then(|| StalledPartition {
+                topic: topic.to_owned(),
+                partition: partition.partition,
+                next_offset: checkpoint.next_offset,
+                high_watermark: partition.high_watermark,
+                checkpoint_updated_at_ms: checkpoint.updated_at_ms,
+            })
+        })
+        .collect())
 }
+
+/// Checkpoint reads in flight at once.
+const CONCURRENT_READS: usize = 16;
 
 #[cfg(test)]
 mod tests {

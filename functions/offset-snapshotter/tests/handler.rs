@@ -70,12 +70,7 @@ impl Fixture {
     /// Records one segment of `topic`-`partition` up to `next_offset`, its checkpoint last
     /// moved at `updated_at_ms`.
     async fn back_up_to(&self, topic: &str, partition: i32, next_offset: i64, updated_at_ms: i64) {
-        let id = PartitionId {
-            generation: 0,
-            backup_id: self.config.backup_id.clone(),
-            topic: topic.into(),
-            partition,
-        };
+        let id = PartitionId::new(self.config.backup_id.clone(), topic, partition);
         let segment = SegmentEntry {
             key: format!("{topic}-{partition}"),
             first_offset: 0,

@@ -221,12 +221,7 @@ async fn backup(seal: bool) -> Backup {
         },
         keys: SegmentKeys::new(service, seal.then(|| "alias/tidemark".to_owned())),
         layout: StorageLayout::new("t").unwrap(),
-        partition: PartitionId {
-            generation: 0,
-            backup_id: BackupId::parse("prod").unwrap(),
-            topic: "payments".into(),
-            partition: 0,
-        },
+        partition: PartitionId::new(BackupId::parse("prod").unwrap(), "payments", 0),
         fuse,
         records: (0..50).map(record).collect(),
     };

@@ -417,12 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_index_store_meets_the_contract() {
-        let partition = PartitionId {
-            generation: 0,
-            backup_id: BackupId::parse("b").unwrap(),
-            topic: "t".into(),
-            partition: 0,
-        };
+        let partition = PartitionId::new(BackupId::parse("b").unwrap(), "t", 0);
         conformance::index_store_contract(&MemoryIndexStore::new(), &partition).await;
         conformance::index_store_gap_filling_contract(&MemoryIndexStore::new(), &partition).await;
     }

@@ -215,14 +215,14 @@ pub async fn partitions_to_validate(
     layout: &StorageLayout,
     backup_id: &BackupId,
 ) -> Result<Vec<PartitionId>> {
-    let mut all: std::collections::BTreeSet<(String, u32, i32)> = index
+    let all: std::collections::BTreeSet<(String, u32, i32)> = index
         .partitions(backup_id)
         .await?
         .into_iter()
         .chain(backed_up_partitions(objects, layout, backup_id).await?)
         .map(|partition| (partition.topic, partition.generation, partition.partition))
         .collect();
-    Ok(std::mem::take(&mut all)
+    Ok(all
         .into_iter()
         .map(|(topic, generation, partition)| {
             PartitionId::new(backup_id.clone(), topic, partition).in_generation(generation)

@@ -21,12 +21,7 @@ struct Backup {
 }
 
 fn partition() -> PartitionId {
-    PartitionId {
-        generation: 0,
-        backup_id: BackupId::parse("prod").unwrap(),
-        topic: "payments".into(),
-        partition: 1,
-    }
+    PartitionId::new(BackupId::parse("prod").unwrap(), "payments", 1)
 }
 
 impl Backup {

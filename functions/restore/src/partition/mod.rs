@@ -235,12 +235,7 @@ async fn restore_leased(
         )));
     }
 
-    let id = PartitionId {
-        generation: 0,
-        backup_id: backup_id.clone(),
-        topic: task.source_topic.clone(),
-        partition,
-    };
+    let id = PartitionId::new(backup_id.clone(), task.source_topic.clone(), partition);
     let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
     check_not_expired(backup, &id, task, progress.next_source_offset).await?;
     let mut scanner = Scanner::start(

@@ -244,12 +244,7 @@ pub async fn make_plan(
         let mut range = RestoredRange::default();
         let bases = target_bases(target, topic).await?;
         for (&partition, base) in topic.partitions.iter().zip(bases) {
-            let id = PartitionId {
-                generation: 0,
-                backup_id: backup_id.clone(),
-                topic: topic.source.clone(),
-                partition,
-            };
+            let id = PartitionId::new(backup_id.clone(), topic.source.clone(), partition);
             let (segments, source) = backup.segments(&id, None).await?;
             if source == SegmentSource::S3Listing && !segments.is_empty() {
                 from_listing.push(id.to_string());

@@ -57,12 +57,7 @@ impl Fixture {
     }
 
     pub fn partition(&self, partition: i32) -> PartitionId {
-        PartitionId {
-            generation: 0,
-            backup_id: self.backup_id.clone(),
-            topic: TOPIC.into(),
-            partition,
-        }
+        PartitionId::new(self.backup_id.clone(), TOPIC, partition)
     }
 
     /// Stores one segment of `records` and indexes it (written at `written_at_ms`) unless
