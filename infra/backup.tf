@@ -21,11 +21,19 @@ resource "aws_lambda_function" "backup_writer" {
       TIDEMARK_RETENTION_SHORT_TOPICS = var.retention_short_topics
       TIDEMARK_RETENTION_LONG_TOPICS  = var.retention_long_topics
       TIDEMARK_SEGMENT_ENCRYPTION_KEY = var.client_side_encryption ? local.kms_key_arn : ""
-    })
+      # Topic ids for each batch: a recreated topic becomes a new generation at once.
+    }, var.writer_reads_topic_ids ? local.source_cluster_environment : {})
   }
   logging_config {
     log_format = "Text"
     log_group  = aws_cloudwatch_log_group.function["backup-writer"].name
+  }
+  dynamic "vpc_config" {
+    for_each = var.writer_reads_topic_ids && local.uses_vpc ? [1] : []
+    content {
+      subnet_ids         = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
   }
 
   lifecycle {

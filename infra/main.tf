@@ -32,6 +32,16 @@ locals {
   msk_topics    = local.is_msk ? "${local.msk_arn_parts[0]}:topic/${try(local.msk_arn_parts[1], "")}/*" : ""
   msk_groups    = local.is_msk ? "${local.msk_arn_parts[0]}:group/${try(local.msk_arn_parts[1], "")}/*" : ""
 
+  # How the functions that talk to the source cluster reach it.
+  source_cluster_environment = {
+    TIDEMARK_MSK_CLUSTER_ARN                  = local.is_msk ? var.msk_cluster_arn : ""
+    TIDEMARK_KAFKA_BOOTSTRAP_SERVERS          = local.is_msk ? "" : var.bootstrap_servers
+    TIDEMARK_KAFKA_AUTH                       = var.kafka_auth
+    TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN      = var.sasl_scram_secret_arn
+    TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN = var.client_certificate_secret_arn
+    TIDEMARK_KAFKA_TLS_CA_SECRET_ARN          = var.server_root_ca_secret_arn
+  }
+
   # Every function gets these; template.yaml's Globals.
   common_environment = {
     TIDEMARK_BUCKET              = aws_s3_bucket.backups.id

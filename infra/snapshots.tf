@@ -15,22 +15,16 @@ resource "aws_lambda_function" "offset_snapshotter" {
   kms_key_arn = local.kms_key_arn
   environment {
     variables = merge(local.common_environment, {
-      TIDEMARK_BACKUP_ID                        = var.backup_id
-      TIDEMARK_TOPICS_INCLUDE                   = join("|", var.topics)
-      TIDEMARK_TOPICS_EXCLUDE                   = var.topics_exclude
-      TIDEMARK_GROUPS_INCLUDE                   = var.groups_include
-      TIDEMARK_GROUPS_EXCLUDE                   = var.groups_exclude
-      TIDEMARK_COMPRESSION_LEVEL                = tostring(var.compression_level)
-      TIDEMARK_SNAPSHOT_SAMPLES                 = tostring(var.snapshot_samples)
-      TIDEMARK_SNAPSHOT_INTERVAL_SECONDS        = tostring(var.snapshot_interval_seconds)
-      TIDEMARK_STALL_AFTER_SECONDS              = tostring(var.stall_after_seconds)
-      TIDEMARK_MSK_CLUSTER_ARN                  = local.is_msk ? var.msk_cluster_arn : ""
-      TIDEMARK_KAFKA_BOOTSTRAP_SERVERS          = local.is_msk ? "" : var.bootstrap_servers
-      TIDEMARK_KAFKA_AUTH                       = var.kafka_auth
-      TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN      = var.sasl_scram_secret_arn
-      TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN = var.client_certificate_secret_arn
-      TIDEMARK_KAFKA_TLS_CA_SECRET_ARN          = var.server_root_ca_secret_arn
-    })
+      TIDEMARK_BACKUP_ID                 = var.backup_id
+      TIDEMARK_TOPICS_INCLUDE            = join("|", var.topics)
+      TIDEMARK_TOPICS_EXCLUDE            = var.topics_exclude
+      TIDEMARK_GROUPS_INCLUDE            = var.groups_include
+      TIDEMARK_GROUPS_EXCLUDE            = var.groups_exclude
+      TIDEMARK_COMPRESSION_LEVEL         = tostring(var.compression_level)
+      TIDEMARK_SNAPSHOT_SAMPLES          = tostring(var.snapshot_samples)
+      TIDEMARK_SNAPSHOT_INTERVAL_SECONDS = tostring(var.snapshot_interval_seconds)
+      TIDEMARK_STALL_AFTER_SECONDS       = tostring(var.stall_after_seconds)
+    }, local.source_cluster_environment)
   }
   logging_config {
     log_format = "Text"

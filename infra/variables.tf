@@ -502,3 +502,9 @@ variable "retention_long_topics" {
   default     = ""
   description = "Regular expression of topics in the long retention tier (TIDEMARK_RETENTION_LONG_TOPICS)."
 }
+
+variable "writer_reads_topic_ids" {
+  type        = bool
+  default     = true
+  description = "The backup writer asks the cluster for each batch's topic ids (Metadata), so a topic deleted and recreated under its name is backed up as a new generation from its first batch. Puts the writer in subnet_ids when set. false: the writer needs no cluster access and follows the generations the offset snapshotter records; until its next run a recreated topic's batches are refused (Tidemark.TopicRecreated) and retried."
+}

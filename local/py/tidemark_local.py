@@ -209,8 +209,14 @@ def _checkpoints(dynamodb, table, backup_id):
     return [i for i in items if i["sk"]["S"] == "checkpoint" and i["backup_id"]["S"] == backup_id]
 
 
+def _generation_suffix(item):
+    generation = int(item.get("generation", {"N": "0"})["N"])
+    return f"#g{generation}" if generation else ""
+
+
 def cmd_wait_checkpoints(args):
-    """Waits until every partition in --expect (topic:partition=next_offset) is backed up."""
+    """Waits until every partition in --expect (topic:partition=next_offset, or
+    topic#gN:partition=next_offset for generation N > 0 of a recreated topic) is backed up."""
     dynamodb = aws("dynamodb", args.endpoint)
     expected = {}
     for item in args.expect:
@@ -219,7 +225,8 @@ def cmd_wait_checkpoints(args):
     deadline = time.monotonic() + args.timeout
     reached = {}
     while time.monotonic() < deadline:
-        reached = {f"{i['topic']['S']}:{i['partition']['N']}": int(i["next_offset"]["N"])
+        reached = {f"{i['topic']['S']}{_generation_suffix(i)}:{i['partition']['N']}":
+                   int(i["next_offset"]["N"])
                    for i in _checkpoints(dynamodb, args.table, args.backup_id)}
         if all(reached.get(t, -1) >= n for t, n in expected.items()):
             print(json.dumps(reached))

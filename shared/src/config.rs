@@ -114,6 +114,11 @@ pub struct BackupWriterConfig {
     /// `TIDEMARK_SEGMENT_ENCRYPTION_KEY`: the KMS key (id, ARN or alias) that seals segment
     /// bodies client-side with AES-256-GCM; unset stores them under S3's SSE only.
     pub segment_encryption_key: Option<String>,
+    /// `TIDEMARK_KAFKA_BOOTSTRAP_SERVERS` or `TIDEMARK_MSK_CLUSTER_ARN`, with the other
+    /// `TIDEMARK_KAFKA_*` settings: the cluster the writer asks for each batch's topic ids, so a
+    /// recreated topic's records go to a generation of their own as they arrive. Unset, the
+    /// writer follows the generations the offset snapshotter records.
+    pub topic_ids_from: Option<crate::kafka::KafkaSettings>,
 }
 
 /// The retention tier a segment is tagged with (`tidemark-retention`); the bucket's lifecycle
@@ -193,6 +198,7 @@ impl BackupWriterConfig {
                 .unwrap_or_else(|| "Tidemark".to_owned()),
             retention: RetentionTiers::from_env(env)?,
             segment_encryption_key: env.optional("TIDEMARK_SEGMENT_ENCRYPTION_KEY"),
+            topic_ids_from: crate::kafka::KafkaSettings::from_env_if_set(env)?,
         })
     }
 }

@@ -38,7 +38,9 @@ pub enum Error {
     /// writing would mix two histories under one offset.
     #[error(
         "{partition} offset {offset} differs from the backed-up record in {key}: the topic was \
-         recreated or lost data; nothing was written. Back the new topic up under a new backup id"
+         recreated or lost data; nothing was written. A recreated topic is backed up as a new \
+         generation once it is known: at once where the writer reads topic ids from the \
+         cluster, else from the offset snapshotter's next run on"
     )]
     Diverged {
         partition: String,
@@ -50,8 +52,8 @@ pub enum Error {
     /// recreated topic, so it is refused like [`Error::Diverged`] rather than trusted.
     #[error(
         "{partition} offset {offset} is below the checkpoint but {reason}: the batch cannot be \
-         checked against the backup, so nothing was written. If the topic was recreated, back \
-         it up under a new backup id"
+         checked against the backup, so nothing was written. A recreated topic is backed up \
+         as a new generation once it is known (topic ids, or the offset snapshotter's next run)"
     )]
     OverlapUnverifiable {
         partition: String,

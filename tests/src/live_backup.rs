@@ -31,7 +31,7 @@ pub struct Backup {
     /// Next offset per partition of everything produced so far.
     pub next_offsets: BTreeMap<i64, i64>,
     pub writer: LambdaHost,
-    _bridge: ChildProcess,
+    bridge: ChildProcess,
 }
 
 impl Backup {
@@ -96,7 +96,7 @@ impl Backup {
             partitions,
             next_offsets: BTreeMap::new(),
             writer,
-            _bridge: bridge,
+            bridge,
         }
     }
 
@@ -132,6 +132,15 @@ impl Backup {
             .map(|(partition, next)| (self.topic.clone(), *partition, *next));
         self.stack
             .wait_for_checkpoints(&self.storage.table, &self.backup_id, expected, 120);
+    }
+
+    /// Stops the bridge and starts another in a consumer group of its own, which reads the
+    /// topic from its first offset: what a new event source mapping does.
+    pub fn restart_bridge(&mut self, bridge_args: &[&str]) {
+        self.bridge.terminate();
+        self.bridge =
+            self.stack
+                .start_bridge(&self.writer.endpoint, &self.topic, WRITER, bridge_args);
     }
 
     pub fn commit(&self, group: &str, offsets: &[(i32, i64)]) {

@@ -393,6 +393,7 @@ pub fn whole_partition_task(
 ) -> restore::plan::PartitionTask {
     restore::plan::PartitionTask {
         source_topic: source_topic.into(),
+        generation: 0,
         target_topic: target_topic.into(),
         partition,
         segment_source: restore::backup::SegmentSource::Index,

@@ -226,3 +226,136 @@ async fn a_compacted_topic_backs_up_with_its_holes_and_tombstones_and_restores_c
         .collect();
     assert_eq!(backup.group_offsets(&target, &group), translated);
 }
+
+/// `count` records per partition whose values name the topic's `life`.
+fn lives_records(life: &str, count: i64) -> Value {
+    Value::Array(
+        (0..PARTITIONS as i64)
+            .flat_map(|partition| {
+                (0..count).map(move |n| {
+                    json!({
+                        "partition": partition,
+                        "key": b64(&format!("key-{n}")),
+                        "value": b64(&format!("{life} topic, record {n}")),
+                        "headers": [["life", b64(life)]],
+                    })
+                })
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_topic_is_backed_up_as_a_new_generation_and_each_cut_restores_its_own() {
+    let stack = Stack::from_env();
+    let topic = unique("payments.recreated");
+    stack.create_topic(&topic, PARTITIONS, &[]);
+    // The writer asks the cluster for topic ids, so a new topic is known at its first batch.
+    let writer_env = [
+        (
+            "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.as_str(),
+        ),
+        ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+    ];
+    let mut backup =
+        Backup::start_on(stack.clone(), topic.clone(), PARTITIONS, &writer_env, &[]).await;
+    let first_life =
+        backup.produce_and_back_up(lives_records("first", 10).as_array().unwrap().clone());
+    let before_deletion = now_ms();
+
+    // Deleted and created again under the same name, with fewer records: offsets 0..3 again.
+    stack.python(&[
+        "delete-topic",
+        "--bootstrap",
+        &stack.kafka_bootstrap,
+        "--topic",
+        &topic,
+    ]);
+    stack.create_topic(&topic, PARTITIONS, &[]);
+    let second_life = stack.produce(&topic, &lives_records("second", 3));
+    backup.restart_bridge(&[]);
+    stack.wait_for_checkpoints(
+        &backup.storage.table,
+        &backup.backup_id,
+        (0..PARTITIONS as i64).map(|partition| (format!("{topic}#g1"), partition, 3)),
+        120,
+    );
+
+    // The backup continued on the new topic in generation 1; generation 0 is as it was.
+    let index = DynamoIndexStore::new(backup.storage.dynamodb.clone(), &backup.storage.table);
+    let backup_id = BackupId::parse(&backup.backup_id).unwrap();
+    for partition in 0..PARTITIONS as i32 {
+        let old = PartitionId::new(backup_id.clone(), topic.clone(), partition);
+        let checkpoint = index.checkpoint(&old).await.unwrap().unwrap();
+        assert_eq!(
+            checkpoint.next_offset, 10,
+            "generation 0 was left as it was"
+        );
+        assert!(index.gaps(&old).await.unwrap().is_empty());
+    }
+    let backed_up = backup.backed_up_records();
+    assert_eq!(backed_up.len(), first_life.len() + second_life.len());
+    let catalog =
+        tidemark_core::snapshot::SnapshotCatalog::topic_generations(&index, &backup_id, &topic)
+            .await
+            .unwrap();
+    assert_eq!(
+        catalog.iter().map(|g| g.generation).collect::<Vec<_>>(),
+        vec![0, 1],
+        "{catalog:?}"
+    );
+    assert!(catalog[1].detected_at_ms > before_deletion, "{catalog:?}");
+
+    // The CLI describes each generation's partitions apart.
+    let described = std::process::Command::new(stack.binary("tidemark"))
+        .args(["-o", "json", "backups", "describe", &backup.backup_id])
+        .env("TIDEMARK_BUCKET", &backup.storage.bucket)
+        .env("TIDEMARK_TABLE", &backup.storage.table)
+        .env("TIDEMARK_PREFIX", tidemark_tests::live_backup::PREFIX)
+        .env("TIDEMARK_S3_FORCE_PATH_STYLE", "true")
+        .env("AWS_ENDPOINT_URL", &stack.aws_endpoint)
+        .output()
+        .unwrap();
+    assert!(described.status.success(), "{described:?}");
+    let described: Value = serde_json::from_slice(&described.stdout).unwrap();
+    let partitions: Vec<(u64, u64, i64)> = described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["generation"].as_u64().unwrap(),
+                p["partition"].as_u64().unwrap(),
+                p["next_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        partitions,
+        vec![(0, 0, 10), (0, 1, 10), (1, 0, 3), (1, 1, 3)],
+        "{described}"
+    );
+
+    // A cut before the deletion restores the first topic; a cut now, the second; each exactly.
+    let (functions, machine) = backup.restore_machine(&[], 60).await;
+    for (cut, life, produced) in [
+        (before_deletion, "first", &first_life),
+        (now_ms(), "second", &second_life),
+    ] {
+        let target = format!("{topic}.{life}");
+        let execution = machine
+            .run(
+                &backup.request(&target, json!({"mode": "time", "at": cut}), &[]),
+                Duration::from_secs(180),
+            )
+            .await;
+        assert_succeeded(&execution, &functions);
+        let restored = per_partition(&consume(&stack, &target));
+        for (partition, expected) in per_partition(produced) {
+            let got: Vec<Value> = restored[&partition].iter().map(content).collect();
+            let want: Vec<Value> = expected.iter().map(content).collect();
+            assert_eq!(got, want, "{life} topic, partition {partition}");
+        }
+    }
+}

@@ -64,6 +64,8 @@ pub struct BackupDescription {
 #[derive(Debug, Serialize)]
 pub struct PartitionDescription {
     pub topic: String,
+    /// The topic's generation (a topic deleted and recreated under its name is the next one).
+    pub generation: u32,
     pub partition: i32,
     /// Offsets `start..next` are backed up or recorded gaps.
     pub start_offset: Option<i64>,
@@ -100,10 +102,15 @@ impl Render for BackupDescription {
                 (Some(_), Some(_)) => "none (all expired)".into(),
                 _ => "no checkpoint".into(),
             };
+            let generation = match p.generation {
+                0 => String::new(),
+                g => format!(" (generation {g})"),
+            };
             out += &format!(
-                "  {}-{}  offsets {}  {} segments  {} records  {}  {} .. {}{}\n",
+                "  {}-{}{}  offsets {}  {} segments  {} records  {}  {} .. {}{}\n",
                 p.topic,
                 p.partition,
+                generation,
                 range(p.start_offset, p.next_offset),
                 p.segments,
                 p.records,
@@ -174,6 +181,7 @@ async fn describe_partition(
     let gaps = index.gaps(partition).await?;
     Ok(PartitionDescription {
         topic: partition.topic.clone(),
+        generation: partition.generation,
         partition: partition.partition,
         start_offset: checkpoint.as_ref().map(|c| c.start_offset),
         next_offset: checkpoint.as_ref().map(|c| c.next_offset),

@@ -22,12 +22,15 @@ use tracing::{info, warn};
 
 use crate::encode::{EncodedEvent, EncodedPartition, Encoding, encode_event};
 use crate::error::{Result, WriterError};
+use crate::generations::{TopicGenerations, is_divergence};
 use crate::overlap::verify_overlap;
 
 /// What the writer did for one partition; returned to the caller and logged.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PartitionReport {
     pub topic: String,
+    /// The topic's generation the segment belongs to (0 until the topic is recreated).
+    pub generation: u32,
     pub partition: i32,
     pub first_offset: i64,
     pub last_offset: i64,
@@ -51,6 +54,7 @@ pub struct BackupWriter {
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
+    generations: TopicGenerations,
 }
 
 impl BackupWriter {
@@ -59,12 +63,14 @@ impl BackupWriter {
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
         keys: Arc<SegmentKeys>,
+        generations: TopicGenerations,
     ) -> Self {
         BackupWriter {
             config,
             objects,
             index,
             keys,
+            generations,
         }
     }
 
@@ -90,11 +96,14 @@ impl BackupWriter {
             info!(topics = ?skipped_topics, "skipping topics excluded by the topic patterns");
         }
         let total = partitions.len();
-        let results = futures::future::join_all(
-            partitions
-                .into_iter()
-                .map(|partition| self.write_partition(partition)),
-        )
+        let mut topics: Vec<String> = partitions.iter().map(|p| p.topic.clone()).collect();
+        topics.sort();
+        topics.dedup();
+        let generations = self.generations.current(&topics, now_ms()).await?;
+        let results = futures::future::join_all(partitions.into_iter().map(|partition| {
+            let generation = generations.get(&partition.topic).copied().unwrap_or(0);
+            self.write_partition(partition, generation)
+        }))
         .await;
 
         let mut reports = Vec::with_capacity(total);
@@ -104,6 +113,9 @@ impl BackupWriter {
                 Ok(report) => reports.push(report),
                 Err((partition, error)) => {
                     warn!(%partition, %error, "partition backup failed");
+                    if is_divergence(&error) {
+                        self.generations.forget(&partition.topic);
+                    }
                     failures.push((partition, error));
                 }
             }
@@ -121,13 +133,7 @@ impl BackupWriter {
                 conflict: failures.iter().any(|(_, error)| {
                     matches!(error, tidemark_core::Error::SegmentConflict { .. })
                 }),
-                diverged: failures.iter().any(|(_, error)| {
-                    matches!(
-                        error,
-                        tidemark_core::Error::Diverged { .. }
-                            | tidemark_core::Error::OverlapUnverifiable { .. }
-                    )
-                }),
+                diverged: failures.iter().any(|(_, error)| is_divergence(error)),
             });
         }
         Ok(BatchReport {
@@ -139,12 +145,14 @@ impl BackupWriter {
     async fn write_partition(
         &self,
         encoded: EncodedPartition,
+        generation: u32,
     ) -> std::result::Result<PartitionReport, (PartitionId, tidemark_core::Error)> {
         let partition = PartitionId::new(
             self.config.backup_id.clone(),
             encoded.topic.clone(),
             encoded.partition,
-        );
+        )
+        .in_generation(generation);
         let started = Instant::now();
         match self.write_and_commit(&partition, &encoded).await {
             Ok(report) => {
@@ -156,6 +164,7 @@ impl BackupWriter {
                 );
                 info!(
                     topic = %report.topic,
+                    generation = report.generation,
                     partition = report.partition,
                     first_offset = report.first_offset,
                     last_offset = report.last_offset,
@@ -253,6 +262,7 @@ impl BackupWriter {
         }
         Ok(PartitionReport {
             topic: partition.topic.clone(),
+            generation: partition.generation,
             partition: partition.partition,
             first_offset: header.first_offset,
             last_offset: header.last_offset,
@@ -335,6 +345,7 @@ fn emit_metrics(
         )
         .metric("SegmentWriteLatency", Unit::Milliseconds, latency_ms)
         .property("Partition", report.partition)
+        .property("Generation", report.generation)
         .property("FirstOffset", report.first_offset)
         .property("LastOffset", report.last_offset);
     if header.max_timestamp >= 0 {

@@ -1,8 +1,11 @@
 use std::sync::Arc;
 
-use backup_writer::{BackupWriter, InvocationEvent, encode::set_process_encoding};
+use backup_writer::{
+    BackupWriter, InvocationEvent, TopicGenerations, encode::set_process_encoding,
+};
 use lambda_runtime::{LambdaEvent, service_fn};
 use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
+use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, ClusterReader};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::stores::aws_stores;
 
@@ -14,15 +17,26 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
     let keys = SegmentKeys::new(
         Arc::new(KmsKeyService::new(&aws)),
         config.segment_encryption_key.clone(),
     );
+    let topic_ids: Option<Arc<dyn ClusterReader>> = match &config.topic_ids_from {
+        Some(settings) => Some(
+            AwsClusterConnector::new(aws.clone(), "tidemark-backup-writer")
+                .cluster(settings)
+                .await?,
+        ),
+        None => None,
+    };
+    let generations = TopicGenerations::new(config.backup_id.clone(), index.clone(), topic_ids);
     let writer = Arc::new(BackupWriter::new(
         config,
         Arc::new(objects),
-        Arc::new(index),
+        index,
         Arc::new(keys),
+        generations,
     ));
 
     // The runtime decodes and encodes each event as it reads the invocation body.

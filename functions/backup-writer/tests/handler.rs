@@ -5,18 +5,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use backup_writer::{BackupWriter, BatchReport, WriterError};
+use backup_writer::{BackupWriter, BatchReport, TopicGenerations, WriterError};
 use tidemark_core::checkpoint::{Checkpoint, Gap};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::event::KafkaEvent;
 use tidemark_core::index::{
     CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry,
 };
+use tidemark_core::kafka::{ClusterReader, MemoryCluster};
 use tidemark_core::keys::{KeyService, MemoryKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::encryption::envelope;
 use tidemark_core::segment::{Header, Record, SegmentReader, TimestampType};
+use tidemark_core::snapshot::{SnapshotCatalog, TopicGeneration};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 
 /// The tests build events as values; the writer takes them as JSON, as Lambda delivers them.
@@ -53,6 +55,7 @@ fn config(extra: &[(&str, &str)]) -> BackupWriterConfig {
 struct Harness {
     objects: Arc<MemoryObjectStore>,
     index: Arc<FlakyIndex>,
+    catalog: Arc<MemoryIndexStore>,
     kms: Arc<MemoryKeyService>,
     /// Opens sealed segments, as a restore would.
     reader_keys: SegmentKeys,
@@ -60,6 +63,11 @@ struct Harness {
 }
 
 fn harness(extra: &[(&str, &str)]) -> Harness {
+    harness_asking(extra, None)
+}
+
+/// A writer that asks `cluster` for the live topic ids.
+fn harness_asking(extra: &[(&str, &str)], cluster: Option<Arc<MemoryCluster>>) -> Harness {
     let objects = Arc::new(MemoryObjectStore::new());
     let index = Arc::new(FlakyIndex {
         inner: MemoryIndexStore::new(),
@@ -70,10 +78,23 @@ fn harness(extra: &[(&str, &str)]) -> Harness {
     let keys = |seal_with| SegmentKeys::new(Arc::clone(&kms) as Arc<dyn KeyService>, seal_with);
     let reader_keys = keys(None);
     let writer_keys = Arc::new(keys(config.segment_encryption_key.clone()));
-    let writer = BackupWriter::new(config, objects.clone(), index.clone(), writer_keys);
+    let catalog = Arc::new(MemoryIndexStore::new());
+    let generations = TopicGenerations::new(
+        config.backup_id.clone(),
+        catalog.clone(),
+        cluster.map(|cluster| cluster as Arc<dyn ClusterReader>),
+    );
+    let writer = BackupWriter::new(
+        config,
+        objects.clone(),
+        index.clone(),
+        writer_keys,
+        generations,
+    );
     Harness {
         objects,
         index,
+        catalog,
         kms,
         reader_keys,
         writer,
@@ -584,6 +605,117 @@ async fn a_recreated_topic_is_refused_instead_of_mixed_into_the_backup() {
             .unwrap(),
         items_before
     );
+}
+
+/// The fixture's `payments.captured` partition 0 as a recreated topic would deliver it:
+/// offsets 101.. again, holding other records.
+fn recreated_captured() -> KafkaEvent {
+    let mut recreated = fixture("msk-event.json");
+    recreated.records.remove("payments.refunded-3");
+    let records = recreated.records.get_mut("payments.captured-0").unwrap();
+    records.remove(0);
+    records[1].value = Some("bmV3IHRvcGlj".into()); // offset 102
+    recreated
+}
+
+#[tokio::test]
+async fn a_recreated_topic_is_backed_up_as_a_new_generation_when_the_cluster_names_ids() {
+    let cluster = Arc::new(MemoryCluster::new());
+    cluster.create_topic("payments.captured", 1, &[]);
+    cluster.create_topic("payments.refunded", 4, &[]);
+    let h = harness_asking(&[], Some(cluster.clone()));
+    let first = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    assert!(
+        first.partitions.iter().all(|p| p.generation == 0),
+        "{first:?}"
+    );
+    let old_records =
+        stored_records(&h, "backups/prod/topics/payments.captured/partition=0/").await;
+
+    cluster.create_topic("payments.captured", 1, &[]); // deleted and created again: a new id
+    let report = h.writer.back_up(recreated_captured()).await.unwrap();
+    let captured = &report.partitions[0];
+    assert_eq!(captured.generation, 1, "{report:?}");
+    assert!(
+        captured
+            .segment_key
+            .starts_with("backups/prod/topics/payments.captured/generation=1/partition=0/"),
+        "{report:?}"
+    );
+    assert_eq!(
+        captured.gap, None,
+        "a new generation starts with no checkpoint to skip from"
+    );
+
+    // Each generation holds its own topic's records; generation 0 is as it was.
+    assert_eq!(
+        stored_records(&h, "backups/prod/topics/payments.captured/partition=0/").await,
+        old_records
+    );
+    let new_records =
+        stored_records(&h, "backups/prod/topics/payments.captured/generation=1/").await;
+    assert_eq!(
+        new_records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![101, 102, 105]
+    );
+    assert_eq!(new_records[1].value.as_deref(), Some(&b"new topic"[..]));
+    let new_partition = partition("payments.captured", 0).in_generation(1);
+    assert_eq!(
+        h.index
+            .checkpoint(&new_partition)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_offset,
+        106
+    );
+
+    // The catalog names both ids, and the next generation was recorded when first seen.
+    let recorded = h
+        .catalog
+        .topic_generations(&BackupId::parse("prod").unwrap(), "payments.captured")
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_ne!(recorded[0].topic_id, recorded[1].topic_id);
+    assert!(
+        recorded[1].evidence[0].contains("topic id changed"),
+        "{recorded:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_ids_a_recreated_topic_is_refused_until_its_generation_is_recorded() {
+    let h = harness(&[]);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let error = h.writer.back_up(recreated_captured()).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+
+    // The offset snapshotter records the new generation (from watermarks going back); the
+    // event source mapping's retry of the same batch then lands there.
+    h.catalog
+        .record_topic_generation(
+            &BackupId::parse("prod").unwrap(),
+            &TopicGeneration {
+                topic: "payments.captured".into(),
+                generation: 1,
+                detected_at_ms: 1,
+                evidence: vec!["partition 0 log end went back from 106 to 50".into()],
+                topic_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let report = h.writer.back_up(recreated_captured()).await.unwrap();
+    assert_eq!(report.partitions[0].generation, 1, "{report:?}");
+    assert_eq!(
+        h.captured_checkpoint().await.unwrap().next_offset,
+        106,
+        "generation 0 is left as it was"
+    );
+    let new_records =
+        stored_records(&h, "backups/prod/topics/payments.captured/generation=1/").await;
+    assert_eq!(new_records[1].value.as_deref(), Some(&b"new topic"[..]));
 }
 
 const SEALED: &[(&str, &str)] = &[("TIDEMARK_SEGMENT_ENCRYPTION_KEY", "alias/tidemark")];

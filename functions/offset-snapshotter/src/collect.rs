@@ -5,8 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tidemark_core::config::NameFilter;
 use tidemark_core::index::IndexStore;
-use tidemark_core::kafka::{ClusterReader, GroupDescription, TopicPartition};
+use tidemark_core::kafka::{ClusterReader, GroupDescription, TopicDescription, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId};
+use tidemark_core::snapshot::generations::{generation_of_topic_id, latest_generation};
 use tidemark_core::snapshot::{
     ClusterSnapshot, GroupSnapshot, PartitionSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION,
     SnapshotCatalog, TopicGeneration, TopicSnapshot,
@@ -70,38 +71,21 @@ impl Collector<'_> {
                 .by_ref()
                 .take(topic.partition_count as usize)
                 .collect();
-            let (generation, evidence) = match previous.and_then(|p| p.topic(&topic.name)) {
-                Some(before) => {
-                    let mut evidence: Vec<String> =
-                        evidence_from_ids(before.topic_id.as_deref(), topic.topic_id.as_deref())
-                            .into_iter()
-                            .collect();
-                    evidence.extend(evidence_against_previous(
-                        before,
-                        topic.partition_count,
-                        &topic_marks,
-                    ));
-                    (before.generation, evidence)
+            let before = previous.and_then(|p| p.topic(&topic.name));
+            let (generation, recreation) = match topic.topic_id.as_deref() {
+                Some(id) => {
+                    self.generation_of_id(&topic.name, id, before, &topic_marks, taken_at_ms)
+                        .await?
                 }
                 None => {
-                    self.first_sight(&topic.name, topic.topic_id.as_deref(), &topic_marks)
+                    self.generation_by_watermarks(&topic, before, &topic_marks, taken_at_ms)
                         .await?
                 }
             };
-            let generation = if evidence.is_empty() {
-                generation
-            } else {
-                let recreation = TopicGeneration {
-                    topic: topic.name.clone(),
-                    generation: generation + 1,
-                    detected_at_ms: taken_at_ms,
-                    evidence,
-                    topic_id: topic.topic_id.clone(),
-                };
+            if let Some(recreation) = recreation {
                 tracing::warn!(topic = %topic.name, generation = recreation.generation, evidence = ?recreation.evidence, "topic was recreated");
                 recreations.push(recreation);
-                generation + 1
-            };
+            }
             topic_snapshots.push(TopicSnapshot {
                 configs: configs.remove(&topic.name).unwrap_or_default(),
                 generation,
@@ -133,27 +117,122 @@ impl Collector<'_> {
         })
     }
 
-    /// A topic no earlier snapshot has: its generation is the latest recorded one, and it is
-    /// recreated if it ends before offsets the backup already holds.
-    async fn first_sight(
+    /// The generation of a topic the cluster reports an id for: the one the catalog maps the
+    /// id to, or a new one recorded now (the writer, which may see the id first, records
+    /// through the same rule). Returns the recreation when this snapshot is the first to see
+    /// the generation.
+    async fn generation_of_id(
         &self,
         topic: &str,
-        topic_id: Option<&str>,
+        id: &str,
+        before: Option<&TopicSnapshot>,
         watermarks: &[tidemark_core::kafka::Watermarks],
-    ) -> Result<(u32, Vec<String>)> {
-        let latest = self
+        taken_at_ms: i64,
+    ) -> Result<(u32, Option<TopicGeneration>)> {
+        if let Some(before) = before
+            && before.topic_id.as_deref() == Some(id)
+        {
+            return Ok((before.generation, None));
+        }
+        let recorded = self
+            .catalog
+            .topic_generations(self.backup_id, topic)
+            .await?;
+        // What shows the live topic is not the one seen before: another id in the previous
+        // snapshot, watermarks gone back since, or (first sight) generation 0 holding offsets
+        // past the topic's end. With nothing recorded yet, it keeps the id from generation 0.
+        let seen_new = match before {
+            Some(before) => {
+                let mut seen: Vec<String> = evidence_from_ids(before.topic_id.as_deref(), Some(id))
+                    .into_iter()
+                    .collect();
+                seen.extend(evidence_against_previous(
+                    before,
+                    watermarks.len() as i32,
+                    watermarks,
+                ));
+                seen
+            }
+            None if recorded.is_empty() => self.evidence_against_backup(topic, watermarks).await?,
+            None => Vec::new(),
+        };
+        let generation = generation_of_topic_id(
+            self.catalog,
+            self.backup_id,
+            topic,
+            id,
+            taken_at_ms,
+            seen_new,
+        )
+        .await?;
+        let first_seen_now = match before {
+            Some(before) => before.generation != generation,
+            None => generation > 0 && !recorded.iter().any(|g| g.generation == generation),
+        };
+        if !first_seen_now {
+            return Ok((generation, None));
+        }
+        let recreation = self
             .catalog
             .topic_generations(self.backup_id, topic)
             .await?
-            .pop();
-        let generation = latest.as_ref().map_or(0, |latest| latest.generation);
-        // The recorded generation's id, where one was recorded, names the topic it was.
-        if let Some(evidence) = evidence_from_ids(
-            latest.as_ref().and_then(|l| l.topic_id.as_deref()),
-            topic_id,
-        ) {
-            return Ok((generation, vec![evidence]));
+            .into_iter()
+            .find(|g| g.generation == generation);
+        Ok((generation, recreation))
+    }
+
+    /// The generation of a topic on a cluster that reports no ids: the previous snapshot's
+    /// (or the latest recorded), and the next one when the watermarks went back.
+    async fn generation_by_watermarks(
+        &self,
+        topic: &TopicDescription,
+        before: Option<&TopicSnapshot>,
+        watermarks: &[tidemark_core::kafka::Watermarks],
+        taken_at_ms: i64,
+    ) -> Result<(u32, Option<TopicGeneration>)> {
+        let (generation, evidence) = match before {
+            Some(before) => (
+                before.generation,
+                evidence_against_previous(before, topic.partition_count, watermarks),
+            ),
+            None => {
+                let generation = latest_generation(
+                    &self
+                        .catalog
+                        .topic_generations(self.backup_id, &topic.name)
+                        .await?,
+                );
+                // Only a backup of this same generation says anything about the live topic.
+                let evidence = if generation == 0 {
+                    self.evidence_against_backup(&topic.name, watermarks)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                (generation, evidence)
+            }
+        };
+        if evidence.is_empty() {
+            return Ok((generation, None));
         }
+        Ok((
+            generation + 1,
+            Some(TopicGeneration {
+                topic: topic.name.clone(),
+                generation: generation + 1,
+                detected_at_ms: taken_at_ms,
+                evidence,
+                topic_id: None,
+            }),
+        ))
+    }
+
+    /// What shows the live topic ends before offsets generation 0 of its backup holds.
+    async fn evidence_against_backup(
+        &self,
+        topic: &str,
+        watermarks: &[tidemark_core::kafka::Watermarks],
+    ) -> Result<Vec<String>> {
         let mut backed_up_to = Vec::new();
         for partition in 0..watermarks.len() as i32 {
             let id = PartitionId::new(self.backup_id.clone(), topic.to_owned(), partition);
@@ -161,13 +240,7 @@ impl Collector<'_> {
                 backed_up_to.push((partition, checkpoint.next_offset));
             }
         }
-        // Only a backup of this same generation says anything about the live topic.
-        let evidence = if generation == 0 {
-            evidence_against_backup(&backed_up_to, watermarks)
-        } else {
-            Vec::new()
-        };
-        Ok((generation, evidence))
+        Ok(evidence_against_backup(&backed_up_to, watermarks))
     }
 
     /// Every selected group with its committed offsets on `partitions`, sorted by group id. A

@@ -47,12 +47,13 @@ pub async fn stalled_partitions(
         topic
             .partitions
             .iter()
-            .map(move |partition| (topic.name.as_str(), partition))
+            .map(move |partition| (topic, partition))
     });
     // One index read per partition, several at a time: large clusters have thousands.
     let checkpoints: Vec<_> = futures::stream::iter(partitions)
         .map(|(topic, partition)| async move {
-            let id = PartitionId::new(backup_id.clone(), topic, partition.partition);
+            let id = PartitionId::new(backup_id.clone(), topic.name.as_str(), partition.partition)
+                .in_generation(topic.generation);
             Ok::<_, SnapshotterError>((topic, partition, index.checkpoint(&id).await?))
         })
         .buffered(CONCURRENT_READS)
@@ -69,7 +70,7 @@ pub async fn stalled_partitions(
                 after_ms,
             )
             .then(|| StalledPartition {
-                topic: topic.to_owned(),
+                topic: topic.name.clone(),
                 partition: partition.partition,
                 next_offset: checkpoint.next_offset,
                 high_watermark: partition.high_watermark,

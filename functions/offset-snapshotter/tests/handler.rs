@@ -253,9 +253,16 @@ async fn a_recreated_topic_starts_a_new_generation_once() {
         .await
         .unwrap();
     assert_eq!(
-        recorded, response.recreations,
+        recorded[1..],
+        response.recreations,
         "the recreation is in the catalog"
     );
+    assert_eq!(
+        (recorded[0].generation, recorded[0].topic_id.is_some()),
+        (0, true),
+        "the first snapshot recorded generation 0's id: {recorded:?}"
+    );
+    assert_ne!(recorded[0].topic_id, recorded[1].topic_id);
 
     fixture.cluster.set_watermarks("payments", 0, 0, 40);
     let response = fixture.run(SnapshotRequest::default()).await.unwrap();

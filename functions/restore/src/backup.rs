@@ -2,6 +2,7 @@
 //! (the index, or the S3 listing when the index is gone: invariant 5), and the restore's own
 //! JSON objects under `{prefix}/{backup}/restores/{restore_id}/`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -14,6 +15,13 @@ use tidemark_core::segment::WriteMark;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;
+
+/// One backed-up topic: generation → the partitions the backup holds of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackedUpTopic {
+    pub name: String,
+    pub generations: BTreeMap<u32, Vec<i32>>,
+}
 
 /// The backup's stores and where its objects live.
 #[derive(Clone)]
@@ -153,24 +161,29 @@ impl Backup {
         Ok(end)
     }
 
-    /// Backed-up topics and their partitions, from the S3 layout (segments describe
-    /// themselves, so S3 is the authority on what exists). Generation 0 only: restore does not
-    /// choose among topic generations yet.
-    pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<(String, Vec<i32>)>> {
-        let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+    /// Backed-up topics, each with the partitions of every generation it holds, from the S3
+    /// layout (segments describe themselves, so S3 is the authority on what exists).
+    pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<BackedUpTopic>> {
+        let mut topics: Vec<BackedUpTopic> = Vec::new();
         for id in tidemark_core::validation::backed_up_partitions(
             self.objects.as_ref(),
             &self.layout,
             backup_id,
         )
         .await?
-        .into_iter()
-        .filter(|id| id.generation == 0)
         {
-            match topics.last_mut() {
-                Some((topic, partitions)) if *topic == id.topic => partitions.push(id.partition),
-                _ => topics.push((id.topic, vec![id.partition])),
+            if topics.last().is_none_or(|topic| topic.name != id.topic) {
+                topics.push(BackedUpTopic {
+                    name: id.topic.clone(),
+                    generations: BTreeMap::new(),
+                });
             }
+            let topic = topics.last_mut().expect("pushed above");
+            topic
+                .generations
+                .entry(id.generation)
+                .or_default()
+                .push(id.partition);
         }
         Ok(topics)
     }

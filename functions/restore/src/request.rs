@@ -58,6 +58,10 @@ pub struct TopicSelection {
     /// Source topic → target topic, instead of `include`.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,
+    /// Source topic → the generation to restore (a topic deleted and recreated under its name
+    /// is a new generation), instead of the one alive at the cut.
+    #[serde(default)]
+    pub generations: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +130,8 @@ pub struct ValidRequest {
     pub backup_id: BackupId,
     pub target: KafkaSettings,
     pub naming: TopicNaming,
+    /// Generations named in the request; other topics restore the one alive at the cut.
+    pub generations: BTreeMap<String, u32>,
     pub cut: Cut,
     pub start_ms: Option<i64>,
     pub groups: Vec<String>,
@@ -188,6 +194,7 @@ impl RestoreRequest {
             backup_id,
             target,
             naming,
+            generations: self.topics.generations.clone(),
             cut,
             start_ms,
             groups: self.groups.clone(),

@@ -220,6 +220,19 @@ impl World {
             .unwrap()
     }
 
+    /// Forgets run-1's plan, so the next plan step plans afresh (a plan is written once).
+    async fn reset_plan(&self) {
+        let prefix = self.fixture.backup.restore_key(
+            &self.fixture.backup_id,
+            &tidemark_core::layout::RestoreId::parse("run-1").unwrap(),
+            "",
+        );
+        let objects = &self.fixture.backup.objects;
+        for key in objects.list(&prefix).await.unwrap() {
+            objects.delete(&key).await.unwrap();
+        }
+    }
+
     async fn plan(&self) -> RestorePlan {
         let key = self.fixture.backup.restore_key(
             &self.fixture.backup_id,
@@ -958,9 +971,10 @@ async fn the_plan_steps_output_stays_small_for_5000_partitions_planned_from_the_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cut_after_a_recorded_topic_recreation_is_refused_and_one_before_it_restores() {
+async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two() {
     let world = new_world().await;
-    // The snapshot at CUT saw the old topic; the next, at CUT + 60 s, found it recreated.
+    // The snapshot at CUT saw the old topic; a minute later the topic was found recreated
+    // (generation 1), and its one partition got ten records of its own.
     world
         .fixture
         .index
@@ -970,34 +984,98 @@ async fn a_cut_after_a_recorded_topic_recreation_is_refused_and_one_before_it_re
                 topic: TOPIC.into(),
                 generation: 1,
                 detected_at_ms: CUT + 60_000,
-                evidence: vec!["partition 0 log end went back from 100 to 3".into()],
-                topic_id: None,
+                evidence: vec!["topic id changed from a to b".into()],
+                topic_id: Some("b".into()),
             },
         )
         .await
         .unwrap();
-    let error = world
-        .step(
-            Step::Plan,
-            &request(json!({"cut": {"mode": "time", "at": CUT + 30_000}})),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
-    let message = error.to_string();
-    assert!(
-        message.contains(&format!(
-            "topic {TOPIC} was deleted and recreated (generation 1, detected at {} ms: partition 0 \
-             log end went back from 100 to 3); its backup after the snapshot at {CUT} ms may mix",
-            CUT + 60_000
-        )),
-        "{message}"
-    );
+    let newer: Vec<_> = (0..10).map(|o| record(o, CUT + 70_000 + o)).collect();
     world
-        .step(
-            Step::Plan,
-            &request(json!({"cut": {"mode": "time", "at": CUT}})),
+        .fixture
+        .store_segment(
+            world.fixture.partition(0).in_generation(1),
+            &newer,
+            CUT + 80_000,
+            true,
+            |_| {},
         )
-        .await
-        .unwrap();
+        .await;
+
+    let plan_at = |request: Value| {
+        let world = &world;
+        async move {
+            world.step(Step::Plan, &request).await?;
+            Ok::<_, restore::RestoreError>(world.plan().await)
+        }
+    };
+    let generations = |plan: &RestorePlan| {
+        (
+            plan.topics[0].generation,
+            plan.topics[0].partitions.clone(),
+            plan.partitions
+                .iter()
+                .map(|task| (task.generation, task.partition, task.end_offset))
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    // Before the recreation: the old topic, with its group.
+    let plan = plan_at(request(
+        json!({"cut": {"mode": "time", "at": CUT + 30_000}}),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        generations(&plan),
+        (0, vec![0, 1], vec![(0, 0, 100), (0, 1, 100)])
+    );
+    assert!(
+        plan.warnings.iter().any(|w| w.contains(&format!(
+            "restoring generation 0, until it was found recreated at {} ms",
+            CUT + 60_000
+        ))),
+        "{:?}",
+        plan.warnings
+    );
+    world.reset_plan().await;
+
+    // After it: the new topic alone, its partition count from the backup (the snapshot
+    // describes the old topic).
+    let after = json!({"cut": {"mode": "time", "at": CUT + 120_000}, "groups": []});
+    let plan = plan_at(request(after.clone())).await.unwrap();
+    assert_eq!(generations(&plan), (1, vec![0], vec![(1, 0, 10)]));
+    assert_eq!(plan.topics[0].partition_count, 1);
+    world.reset_plan().await;
+
+    // The group's offsets at that cut were committed on the old topic: refused, not mixed.
+    let error = plan_at(request(
+        json!({"cut": {"mode": "time", "at": CUT + 120_000}}),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("were committed on another generation"),
+        "{error}"
+    );
+
+    // A named generation wins over the cut.
+    let mut named = request(after.clone());
+    named["topics"]["generations"] = json!({TOPIC: 0});
+    let plan = plan_at(named).await.unwrap();
+    assert_eq!(generations(&plan).0, 0);
+    world.reset_plan().await;
+
+    let mut missing = request(after);
+    missing["topics"]["generations"] = json!({TOPIC: 5});
+    let error = plan_at(missing).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("the backup holds no records of generation 5 (named in topics.generations); it holds generations [0, 1]"),
+        "{error}"
+    );
 }

@@ -106,6 +106,17 @@ pub trait ClusterReader: Send + Sync {
     /// Every topic with its partition count.
     async fn topics(&self) -> Result<Vec<TopicDescription>>;
 
+    /// The named topics that exist, each with its partition count and id: what a caller that
+    /// needs a few topics asks, rather than the whole cluster's list.
+    async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
+        Ok(self
+            .topics()
+            .await?
+            .into_iter()
+            .filter(|topic| names.contains(&topic.name))
+            .collect())
+    }
+
     /// Low and high watermark of each partition, in the order asked.
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>>;
 

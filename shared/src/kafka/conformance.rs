@@ -32,6 +32,15 @@ pub async fn cluster_contract(
         "the topic has the partitions asked for"
     );
     let first_id = described.topic_id.clone();
+    let named = cluster
+        .describe_topics(&[topic.clone(), format!("{prefix}.never-created")])
+        .await
+        .unwrap();
+    assert_eq!(
+        named,
+        vec![described.clone()],
+        "describing named topics gives the existing ones, as listed, and leaves out the rest"
+    );
 
     let error = cluster
         .create_topic(&topic, 3, -1, &configs)

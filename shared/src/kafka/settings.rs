@@ -102,6 +102,14 @@ pub struct KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// The settings when a cluster is named (`TIDEMARK_KAFKA_BOOTSTRAP_SERVERS` or
+    /// `TIDEMARK_MSK_CLUSTER_ARN`), for functions that use a cluster only if given one.
+    pub fn from_env_if_set<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Option<Self>> {
+        let named = env.optional("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS").is_some()
+            || env.optional("TIDEMARK_MSK_CLUSTER_ARN").is_some();
+        named.then(|| Self::from_env(env)).transpose()
+    }
+
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
         let bootstrap = env.optional("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS");
         let cluster_arn = env.optional("TIDEMARK_MSK_CLUSTER_ARN");

@@ -3,6 +3,7 @@
 //! time in the catalog; the format is specified in `docs/snapshots.md`.
 
 mod catalog;
+pub mod generations;
 
 use serde::{Deserialize, Serialize};
 

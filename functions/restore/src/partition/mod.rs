@@ -235,7 +235,8 @@ async fn restore_leased(
         )));
     }
 
-    let id = PartitionId::new(backup_id.clone(), task.source_topic.clone(), partition);
+    let id = PartitionId::new(backup_id.clone(), task.source_topic.clone(), partition)
+        .in_generation(task.generation);
     let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
     check_not_expired(backup, &id, task, progress.next_source_offset).await?;
     let mut scanner = Scanner::start(

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::{ClusterReader, CommittedOffset, TopicConfigs, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
 use tidemark_core::snapshot::ClusterSnapshot;
+use tidemark_core::snapshot::generations::{generation_alive_at, generation_ended_at};
 
-use crate::backup::{Backup, SegmentSource};
+use crate::backup::{BackedUpTopic, Backup, SegmentSource};
 use crate::error::{RestoreError, Result};
 use crate::request::{Cut, CutMode, TopicCreation, ValidRequest};
 
@@ -20,6 +21,9 @@ use target_fit::RestoredRange;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionTask {
     pub source_topic: String,
+    /// The source topic's generation read (plans made before generations existed read 0).
+    #[serde(default)]
+    pub generation: u32,
     pub target_topic: String,
     pub partition: i32,
     pub segment_source: SegmentSource,
@@ -42,6 +46,9 @@ pub struct PartitionTask {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicPlan {
     pub source: String,
+    /// Which life of the source topic is restored: the one alive at the cut, or the one named.
+    #[serde(default)]
+    pub generation: u32,
     pub target: String,
     /// Partitions the backup holds.
     pub partitions: Vec<i32>,
@@ -121,17 +128,14 @@ pub async fn make_plan(
             backup.layout.topics_prefix(backup_id)
         )));
     }
-    let selected: Vec<(String, String, Vec<i32>)> = backed_up
+    let selected: Vec<(&BackedUpTopic, String)> = backed_up
         .iter()
-        .filter_map(|(source, partitions)| {
-            let target = request.naming.target_of(source)?;
-            Some((source.clone(), target, partitions.clone()))
-        })
+        .filter_map(|topic| Some((topic, request.naming.target_of(&topic.name)?)))
         .collect();
     if let crate::request::TopicNaming::Mapping(mapping) = &request.naming {
         let missing: Vec<&String> = mapping
             .keys()
-            .filter(|source| !backed_up.iter().any(|(topic, _)| topic == *source))
+            .filter(|source| !backed_up.iter().any(|topic| topic.name == **source))
             .collect();
         if !missing.is_empty() {
             return Err(RestoreError::Refused(format!(
@@ -140,7 +144,7 @@ pub async fn make_plan(
         }
     }
     if selected.is_empty() {
-        let names: Vec<&String> = backed_up.iter().map(|(topic, _)| topic).collect();
+        let names: Vec<&String> = backed_up.iter().map(|topic| &topic.name).collect();
         return Err(RestoreError::Refused(format!(
             "topics select none of backup \"{backup_id}\"'s topics {names:?}"
         )));
@@ -161,8 +165,21 @@ pub async fn make_plan(
         )));
     }
 
-    for (source, _, _) in &selected {
-        check_generations(backup, backup_id, source, request.cut.at_ms).await?;
+    let named_elsewhere: Vec<&String> = request
+        .generations
+        .keys()
+        .filter(|name| !selected.iter().any(|(topic, _)| topic.name == **name))
+        .collect();
+    if !named_elsewhere.is_empty() {
+        return Err(RestoreError::Refused(format!(
+            "topics.generations names topics this restore does not select: {named_elsewhere:?}"
+        )));
+    }
+    let mut chosen = Vec::with_capacity(selected.len());
+    for (topic, target) in &selected {
+        let (generation, partitions) =
+            choose_generation(backup, backup_id, topic, request, &mut warnings).await?;
+        chosen.push((topic.name.clone(), target.clone(), generation, partitions));
     }
 
     let target_topics: BTreeMap<String, i32> = target
@@ -173,11 +190,13 @@ pub async fn make_plan(
         .collect();
     let mut topics = Vec::new();
     let mut missing = Vec::new();
-    for (source, target_name, partitions) in &selected {
+    for (source, target_name, generation, partitions) in &chosen {
         let backed_up_count = partitions.iter().max().map_or(0, |max| max + 1);
+        // A snapshot of another generation describes another topic.
         let from_snapshot = snapshot
             .as_ref()
-            .and_then(|(snapshot, _)| snapshot.topic(source));
+            .and_then(|(snapshot, _)| snapshot.topic(source))
+            .filter(|described| described.generation == *generation);
         let (partition_count, configs) = match from_snapshot {
             Some(topic) => (
                 topic.partition_count.max(backed_up_count),
@@ -206,6 +225,7 @@ pub async fn make_plan(
         }
         topics.push(TopicPlan {
             source: source.clone(),
+            generation: *generation,
             target: target_name.clone(),
             partitions: partitions.clone(),
             partition_count,
@@ -244,7 +264,8 @@ pub async fn make_plan(
         let mut range = RestoredRange::default();
         let bases = target_bases(target, topic).await?;
         for (&partition, base) in topic.partitions.iter().zip(bases) {
-            let id = PartitionId::new(backup_id.clone(), topic.source.clone(), partition);
+            let id = PartitionId::new(backup_id.clone(), topic.source.clone(), partition)
+                .in_generation(topic.generation);
             let (segments, source) = backup.segments(&id, None).await?;
             if source == SegmentSource::S3Listing && !segments.is_empty() {
                 from_listing.push(id.to_string());
@@ -275,6 +296,7 @@ pub async fn make_plan(
             }
             partitions.push(PartitionTask {
                 source_topic: topic.source.clone(),
+                generation: topic.generation,
                 target_topic: topic.target.clone(),
                 partition,
                 segment_source: source,
@@ -355,40 +377,45 @@ pub async fn make_plan(
     })
 }
 
-/// A topic deleted and recreated under the same name continues the old partitions' backup
-/// (offsets at or past the old checkpoint): from the last snapshot that saw the old topic on,
-/// the backup may mix the two. Until generations are part of the layout, a cut after that
-/// snapshot is refused, naming the recreation; one at or before it restores the old topic.
-async fn check_generations(
+/// Which generation of `topic` to restore (the one named in the request, else the one alive at
+/// the cut) and the partitions the backup holds of it. Two generations are never mixed: each
+/// is a topic of its own under the same name.
+async fn choose_generation(
     backup: &Backup,
     backup_id: &BackupId,
-    topic: &str,
-    cut_ms: i64,
-) -> Result<()> {
-    for generation in backup.catalog.topic_generations(backup_id, topic).await? {
-        if generation.generation == 0 {
-            continue;
-        }
-        let last_seen_old = backup
-            .catalog
-            .snapshot_at_or_before(backup_id, generation.detected_at_ms - 1)
-            .await?
-            .map(|entry| entry.taken_at_ms);
-        if last_seen_old.is_none_or(|seen| cut_ms > seen) {
-            let since = last_seen_old.map_or("the backup's start".to_owned(), |seen| {
-                format!("the snapshot at {seen} ms")
-            });
-            return Err(RestoreError::Refused(format!(
-                "topic {topic} was deleted and recreated (generation {}, detected at {} ms: {}); \
-                 its backup after {since} may mix the two topics. Restore to a cut at or before \
-                 {since}, or restore the new topic from a backup of its own",
-                generation.generation,
-                generation.detected_at_ms,
-                generation.evidence.join("; ")
-            )));
-        }
+    topic: &BackedUpTopic,
+    request: &ValidRequest,
+    warnings: &mut Vec<String>,
+) -> Result<(u32, Vec<i32>)> {
+    let recorded = backup
+        .catalog
+        .topic_generations(backup_id, &topic.name)
+        .await?;
+    let named = request.generations.get(&topic.name).copied();
+    let generation = named.unwrap_or_else(|| generation_alive_at(&recorded, request.cut.at_ms));
+    let held: Vec<u32> = topic.generations.keys().copied().collect();
+    let Some(partitions) = topic.generations.get(&generation) else {
+        let why = match named {
+            Some(_) => "named in topics.generations".to_owned(),
+            None => format!("alive at the cut ({} ms)", request.cut.at_ms),
+        };
+        return Err(RestoreError::Refused(format!(
+            "{}: the backup holds no records of generation {generation} ({why}); it holds \
+             generations {held:?}. Name one in topics.generations",
+            topic.name
+        )));
+    };
+    if held.len() > 1 || generation > 0 {
+        let ended = generation_ended_at(&recorded, generation).map_or(String::new(), |at| {
+            format!(", until it was found recreated at {at} ms")
+        });
+        warnings.push(format!(
+            "{}: restoring generation {generation}{ended}; the backup holds generations {held:?} \
+             of this name (a topic deleted and created again is a new generation)",
+            topic.name
+        ));
     }
-    Ok(())
+    Ok((generation, partitions.clone()))
 }
 
 /// Kafka only takes offset commits for a group with no active members, and a restore must
@@ -424,6 +451,22 @@ fn group_plans(
                 return Err(RestoreError::Refused(format!(
                     "group {group:?}'s offsets were unreadable when snapshot {key} was taken \
                      ({error}); its position at the cut is unknown"
+                )));
+            }
+            // Offsets committed on another generation point into another topic's log.
+            if let Some(offset) = found.offsets.iter().find(|offset| {
+                topics.iter().any(|topic| {
+                    topic.source == offset.topic
+                        && snapshot
+                            .topic(&topic.source)
+                            .is_some_and(|described| described.generation != topic.generation)
+                })
+            }) {
+                return Err(RestoreError::Refused(format!(
+                    "group {group:?}'s offsets on {} in snapshot {key} were committed on another \
+                     generation of the topic than the one restored; restore without groups, or \
+                     choose a cut at which that generation was alive",
+                    offset.topic
                 )));
             }
             Ok(GroupPlan {

@@ -83,12 +83,30 @@ impl Fixture {
         indexed: bool,
         damage: impl FnOnce(&mut Vec<u8>),
     ) -> String {
-        let mut encoder = SegmentEncoder::new(TOPIC, partition, 3).unwrap();
+        self.store_segment(
+            self.partition(partition),
+            records,
+            written_at_ms,
+            indexed,
+            damage,
+        )
+        .await
+    }
+
+    /// Stores one segment of `records` in the partition (of any generation) `id`.
+    pub async fn store_segment(
+        &self,
+        id: PartitionId,
+        records: &[Record],
+        written_at_ms: i64,
+        indexed: bool,
+        damage: impl FnOnce(&mut Vec<u8>),
+    ) -> String {
+        let mut encoder = SegmentEncoder::new(TOPIC, id.partition, 3).unwrap();
         for record in records {
             encoder.push(record).unwrap();
         }
         let segment = encoder.finish().unwrap();
-        let id = self.partition(partition);
         let key = self.backup.layout.segment_key(
             &id,
             segment.header.first_offset,
@@ -124,6 +142,7 @@ impl Fixture {
     pub fn task(&self, partition: i32, first: i64, end: i64, cut: Cut) -> PartitionTask {
         PartitionTask {
             source_topic: TOPIC.into(),
+            generation: 0,
             target_topic: format!("{TOPIC}.restored"),
             partition,
             segment_source: restore::backup::SegmentSource::Index,

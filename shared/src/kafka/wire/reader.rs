@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use kafka_protocol::messages::{
-    ApiKey, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest,
+    ApiKey, DescribeConfigsRequest, DescribeGroupsRequest, ListGroupsRequest, MetadataResponse,
     describe_configs_request::DescribeConfigsResource,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -126,19 +126,15 @@ impl KafkaCluster {
 #[async_trait]
 impl ClusterReader for KafkaCluster {
     async fn topics(&self) -> Result<Vec<TopicDescription>> {
-        let metadata = self.metadata(None).await?;
-        Ok(metadata
-            .topics
-            .into_iter()
-            .filter(|topic| topic.error_code == 0)
-            .filter_map(|topic| {
-                Some(TopicDescription {
-                    name: topic.name?.to_string(),
-                    partition_count: topic.partitions.len() as i32,
-                    topic_id: (!topic.topic_id.is_nil()).then(|| topic.topic_id.to_string()),
-                })
-            })
-            .collect())
+        Ok(described(self.metadata(None).await?))
+    }
+
+    async fn describe_topics(&self, names: &[String]) -> Result<Vec<TopicDescription>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A topic that does not exist comes back with an error code and is left out.
+        Ok(described(self.metadata(Some(names)).await?))
     }
 
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
@@ -311,4 +307,20 @@ impl ClusterReader for KafkaCluster {
             })
             .collect()
     }
+}
+
+/// The topics a Metadata response describes without error.
+fn described(metadata: MetadataResponse) -> Vec<TopicDescription> {
+    metadata
+        .topics
+        .into_iter()
+        .filter(|topic| topic.error_code == 0)
+        .filter_map(|topic| {
+            Some(TopicDescription {
+                name: topic.name?.to_string(),
+                partition_count: topic.partitions.len() as i32,
+                topic_id: (!topic.topic_id.is_nil()).then(|| topic.topic_id.to_string()),
+            })
+        })
+        .collect()
 }
