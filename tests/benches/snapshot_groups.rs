@@ -37,6 +37,14 @@ impl ClusterReader for LibrdkafkaOffsets {
     ) -> tidemark_core::Result<Vec<Watermarks>> {
         self.wire.watermarks(partitions).await
     }
+    async fn records_waiting(
+        &self,
+        partition: &TopicPartition,
+        from: i64,
+        to: i64,
+    ) -> tidemark_core::Result<bool> {
+        self.wire.records_waiting(partition, from, to).await
+    }
     async fn topic_configs(
         &self,
         topics: &[String],

@@ -274,3 +274,46 @@ async fn refused(connection: KafkaConnection) -> String {
     assert!(!error.is_retryable(), "{error}");
     error.to_string()
 }
+
+/// The stall check asks whether records a read-committed consumer would get wait past a
+/// checkpoint, by fetching batch headers. Plain records wait; offsets past the log end do not.
+/// (Transaction markers and aborted records, which nisshi cannot produce, are covered by the
+/// scan's unit tests on encoded batches.)
+#[tokio::test(flavor = "multi_thread")]
+async fn records_waiting_reads_batch_headers_from_the_partition_leader() {
+    use tidemark_core::kafka::{ClusterReader, TopicPartition};
+    let stack = Stack::from_env();
+    let topic = unique("waiting");
+    stack.create_topic(&topic, 1, &["max.message.bytes=8388608"]);
+    let records: Vec<serde_json::Value> = (0..5)
+        .map(|n| serde_json::json!({"partition": 0, "key": null, "value": "dmFsdWU=", "n": n}))
+        .collect();
+    stack.produce(&topic, &serde_json::Value::Array(records));
+    let cluster = KafkaCluster::connect(
+        KafkaConnection::plaintext(stack.kafka_bootstrap.clone()),
+        "tidemark-test",
+    )
+    .unwrap();
+    let partition = TopicPartition::new(&topic, 0);
+    for (from, to, waiting) in [(0, 5, true), (4, 5, true), (5, 5, false), (5, 9, false)] {
+        assert_eq!(
+            cluster.records_waiting(&partition, from, to).await.unwrap(),
+            waiting,
+            "{from}..{to}"
+        );
+    }
+    // A record larger than one fetch asks for (the stalled partition's usual cause) is seen.
+    use base64::Engine;
+    let large = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 3 * 1024 * 1024]);
+    stack.produce(
+        &topic,
+        &serde_json::json!([{"partition": 0, "key": null, "value": large}]),
+    );
+    for (from, to, waiting) in [(5, 6, true), (6, 6, false)] {
+        assert_eq!(
+            cluster.records_waiting(&partition, from, to).await.unwrap(),
+            waiting,
+            "{from}..{to}"
+        );
+    }
+}

@@ -173,6 +173,7 @@ impl Snapshotter {
     ) -> Result<Vec<StalledPartition>> {
         let stalled = stalled_partitions(
             self.index.as_ref(),
+            self.cluster.as_ref(),
             &self.config.backup_id,
             snapshot,
             after.as_millis() as i64,

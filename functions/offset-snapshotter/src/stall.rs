@@ -7,6 +7,7 @@
 use serde::Serialize;
 use tidemark_core::checkpoint::Checkpoint;
 use tidemark_core::index::IndexStore;
+use tidemark_core::kafka::{ClusterReader, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::snapshot::ClusterSnapshot;
 
@@ -38,6 +39,7 @@ pub fn is_stalled(
 /// alarms watch the backup as a whole).
 pub async fn stalled_partitions(
     index: &dyn IndexStore,
+    cluster: &dyn ClusterReader,
     backup_id: &BackupId,
     snapshot: &ClusterSnapshot,
     after_ms: i64,
@@ -59,7 +61,7 @@ pub async fn stalled_partitions(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
-    Ok(checkpoints
+    let candidates = checkpoints
         .into_iter()
         .filter_map(|(topic, partition, checkpoint)| {
             let checkpoint = checkpoint?;
@@ -76,8 +78,25 @@ pub async fn stalled_partitions(
                 high_watermark: partition.high_watermark,
                 checkpoint_updated_at_ms: checkpoint.updated_at_ms,
             })
-        })
-        .collect())
+        });
+    // Offsets past the checkpoint may hold only what no consumer receives: the marker that
+    // ended the last transaction, aborted records. Only the rare candidates are read.
+    let mut stalled = Vec::new();
+    for candidate in candidates {
+        let partition = TopicPartition::new(&candidate.topic, candidate.partition);
+        // A failed look counts as waiting: the alarm errs on the loud side, the snapshot goes on.
+        let waiting = cluster
+            .records_waiting(&partition, candidate.next_offset, candidate.high_watermark)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(topic = %candidate.topic, partition = candidate.partition, %error, "could not read what waits past the checkpoint; counting the partition stalled");
+                true
+            });
+        if waiting {
+            stalled.push(candidate);
+        }
+    }
+    Ok(stalled)
 }
 
 /// Checkpoint reads in flight at once.

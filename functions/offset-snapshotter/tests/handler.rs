@@ -492,10 +492,19 @@ async fn a_checkpoint_left_behind_the_topic_is_reported_as_a_stalled_partition()
     fixture
         .back_up_to("payments", 2, 100, now_ms() - 60_000)
         .await;
-    fixture.cluster.create_topic("payments", 3, &[]);
+    // 3: as old, and one offset short of the end, but that offset is the marker that ended
+    // the last transaction: nothing a consumer would get waits.
+    fixture
+        .back_up_to("payments", 3, 299, twenty_minutes_ago)
+        .await;
+    fixture.cluster.create_topic("payments", 4, &[]);
     fixture.cluster.set_watermarks("payments", 0, 0, 800);
     fixture.cluster.set_watermarks("payments", 1, 0, 300);
     fixture.cluster.set_watermarks("payments", 2, 0, 900);
+    fixture.cluster.set_watermarks("payments", 3, 0, 300);
+    fixture.cluster.set_markers("payments", 3, &[299]);
+    // A marker right after 0's checkpoint changes nothing: records follow it.
+    fixture.cluster.set_markers("payments", 0, &[500]);
 
     let response = fixture.run(SnapshotRequest::default()).await.unwrap();
     let stalled: Vec<(String, i32, i64, i64)> = response

@@ -952,21 +952,91 @@ async fn the_plan_steps_output_stays_small_for_5000_partitions_planned_from_the_
     let bytes = serde_json::to_vec(&summary).unwrap().len();
     assert!(bytes < 16 * 1024, "the plan step returned {bytes} bytes");
     assert_eq!(summary["partitions"], 5_002);
-    // One warning for the listing (not one per partition), one for the created topic.
-    assert_eq!(summary["warning_count"], 2, "{}", summary["warnings"]);
+    // One warning for the listing (not one per partition), one for the partitions the
+    // snapshot does not describe (20 of them named), one for the created topic.
+    assert_eq!(summary["warning_count"], 3, "{}", summary["warnings"]);
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
     assert!(
-        summary["warnings"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("5000 partitions planned from the S3 listing"),
-        "{}",
-        summary["warnings"]
+        warnings[1].starts_with("5000 partitions planned from the S3 listing"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[0].contains("and 4980 more hold records at the cut"),
+        "{warnings:?}"
     );
     let plan = world.plan().await;
     assert_eq!(
         plan.partitions.len(),
         5_002,
         "the plan in S3 has every partition"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_added_after_the_cut_are_left_out_and_the_target_gets_the_count_then() {
+    let world = new_world().await;
+    // The snapshot at CUT describes 2 partitions; a third was added later and backed up from
+    // its first offset.
+    let later: Vec<_> = (0..5).map(|o| record(o, CUT + 70_000 + o)).collect();
+    world
+        .fixture
+        .store_segment(
+            world.fixture.partition(2),
+            &later,
+            CUT + 80_000,
+            true,
+            |_| {},
+        )
+        .await;
+    let plan_at = |request: Value| {
+        let world = &world;
+        async move {
+            world.step(Step::Plan, &request).await.unwrap();
+            let plan = world.plan().await;
+            world.reset_plan().await;
+            plan
+        }
+    };
+    let shape = |plan: &RestorePlan| {
+        (
+            plan.topics[0].partitions.clone(),
+            plan.topics[0].partition_count,
+            plan.partitions
+                .iter()
+                .map(|task| task.partition)
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    // A cut before the growth: the two partitions alive then, and a target of two.
+    let plan = plan_at(request(json!({}))).await;
+    assert_eq!(shape(&plan), (vec![0, 1], 2, vec![0, 1]));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("partitions [2] were added after the cut")),
+        "{:?}",
+        plan.warnings
+    );
+
+    // A cut after it, with no newer snapshot: the records of partition 2 are at the cut, so the
+    // topic had grown; all three are restored into a target of three.
+    let plan = plan_at(request(
+        json!({"cut": {"mode": "time", "at": CUT + 120_000}, "groups": []}),
+    ))
+    .await;
+    assert_eq!(shape(&plan), (vec![0, 1, 2], 3, vec![0, 1, 2]));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("partitions [2] hold records at the cut")),
+        "{:?}",
+        plan.warnings
     );
 }
 

@@ -117,6 +117,12 @@ pub trait ClusterReader: Send + Sync {
             .collect())
     }
 
+    /// Whether a read-committed consumer would receive a record at an offset in `from..to`
+    /// of `partition` now: false when those offsets hold only transaction markers, records of
+    /// aborted transactions, or records of a transaction still open.
+    async fn records_waiting(&self, partition: &TopicPartition, from: i64, to: i64)
+    -> Result<bool>;
+
     /// Low and high watermark of each partition, in the order asked.
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>>;
 

@@ -27,6 +27,8 @@ struct State {
     failing_commits: BTreeMap<String, (String, bool)>,
     /// Record timestamps of a partition from its first offset on, for ListOffsets by time.
     timestamps: BTreeMap<TopicPartition, (i64, Vec<i64>)>,
+    /// Offsets that hold transaction markers (or aborted records): no consumer receives them.
+    markers: BTreeMap<TopicPartition, Vec<i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +58,13 @@ impl MemoryCluster {
     /// From now on behaves like a broker without OffsetDelete (before Kafka 2.4).
     pub fn without_offset_delete(&self) {
         self.lock().without_offset_delete = true;
+    }
+
+    /// Marks `offsets` of a partition as transaction markers or aborted records.
+    pub fn set_markers(&self, topic: &str, partition: i32, offsets: &[i64]) {
+        self.lock()
+            .markers
+            .insert(TopicPartition::new(topic, partition), offsets.to_vec());
     }
 
     pub fn set_watermarks(&self, topic: &str, partition: i32, low: i64, high: i64) {
@@ -148,6 +157,17 @@ impl ClusterReader for MemoryCluster {
                 topic_id: state.topic_ids.get(name).cloned(),
             })
             .collect())
+    }
+
+    async fn records_waiting(
+        &self,
+        partition: &TopicPartition,
+        from: i64,
+        to: i64,
+    ) -> Result<bool> {
+        let state = self.lock();
+        let markers = state.markers.get(partition);
+        Ok((from..to).any(|offset| markers.is_none_or(|markers| !markers.contains(&offset))))
     }
 
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {

@@ -9,7 +9,7 @@ use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
 use tidemark_core::snapshot::ClusterSnapshot;
 use tidemark_core::snapshot::generations::{generation_alive_at, generation_ended_at};
 
-use crate::backup::{BackedUpTopic, Backup, SegmentSource};
+use crate::backup::{BackedUpTopic, Backup, SegmentRef, SegmentSource};
 use crate::error::{RestoreError, Result};
 use crate::request::{Cut, CutMode, TopicCreation, ValidRequest};
 
@@ -191,12 +191,28 @@ pub async fn make_plan(
     let mut topics = Vec::new();
     let mut missing = Vec::new();
     for (source, target_name, generation, partitions) in &chosen {
-        let backed_up_count = partitions.iter().max().map_or(0, |max| max + 1);
         // A snapshot of another generation describes another topic.
         let from_snapshot = snapshot
             .as_ref()
             .and_then(|(snapshot, _)| snapshot.topic(source))
             .filter(|described| described.generation == *generation);
+        let partitions = match from_snapshot {
+            Some(described) => {
+                let id = PartitionId::new(backup_id.clone(), source.clone(), 0)
+                    .in_generation(*generation);
+                partitions_alive_at_cut(
+                    backup,
+                    &id,
+                    partitions,
+                    described.partition_count,
+                    request.cut,
+                    &mut warnings,
+                )
+                .await?
+            }
+            None => partitions.clone(),
+        };
+        let backed_up_count = partitions.iter().max().map_or(0, |max| max + 1);
         let (partition_count, configs) = match from_snapshot {
             Some(topic) => (
                 topic.partition_count.max(backed_up_count),
@@ -227,7 +243,7 @@ pub async fn make_plan(
             source: source.clone(),
             generation: *generation,
             target: target_name.clone(),
-            partitions: partitions.clone(),
+            partitions,
             partition_count,
             configs,
             target_exists: existing.is_some(),
@@ -271,23 +287,7 @@ pub async fn make_plan(
                 from_listing.push(id.to_string());
             }
             let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
-            let end_offset = match request.cut.mode {
-                CutMode::Time => segments
-                    .iter()
-                    .filter(|segment| {
-                        segment
-                            .min_timestamp
-                            .is_none_or(|min| min <= request.cut.at_ms)
-                    })
-                    .map(|segment| segment.last_offset + 1)
-                    .max(),
-                CutMode::Consistent => {
-                    backup
-                        .consistent_end(&segments, source, request.cut.at_ms)
-                        .await?
-                }
-            }
-            .unwrap_or(first_offset);
+            let end_offset = end_at_cut(backup, &segments, source, request.cut).await?;
             let scanned = segments
                 .iter()
                 .filter(|segment| segment.first_offset < end_offset);
@@ -375,6 +375,90 @@ pub async fn make_plan(
         partitions,
         warnings,
     })
+}
+
+/// Where a partition's restore ends: after its last backed-up record at the cut (its first
+/// offset when it holds none).
+async fn end_at_cut(
+    backup: &Backup,
+    segments: &[SegmentRef],
+    source: SegmentSource,
+    cut: Cut,
+) -> Result<i64> {
+    let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
+    let end = match cut.mode {
+        CutMode::Time => segments
+            .iter()
+            .filter(|segment| segment.min_timestamp.is_none_or(|min| min <= cut.at_ms))
+            .map(|segment| segment.last_offset + 1)
+            .max(),
+        CutMode::Consistent => backup.consistent_end(segments, source, cut.at_ms).await?,
+    };
+    Ok(end.unwrap_or(first_offset))
+}
+
+/// The partitions of a topic that existed at the cut. Partitions added later (past the count
+/// the snapshot at the cut describes) are left out unless they hold records at the cut, which
+/// shows the snapshot predates their creation.
+async fn partitions_alive_at_cut(
+    backup: &Backup,
+    id: &PartitionId,
+    partitions: &[i32],
+    described_count: i32,
+    cut: Cut,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<i32>> {
+    let mut alive = Vec::with_capacity(partitions.len());
+    let (mut later, mut outgrew) = (Vec::new(), Vec::new());
+    for &partition in partitions {
+        if partition < described_count {
+            alive.push(partition);
+            continue;
+        }
+        let id = PartitionId {
+            partition,
+            ..id.clone()
+        };
+        let (segments, source) = backup.segments(&id, None).await?;
+        let first_offset = segments.first().map_or(0, |segment| segment.first_offset);
+        if end_at_cut(backup, &segments, source, cut).await? > first_offset {
+            alive.push(partition);
+            outgrew.push(partition);
+        } else {
+            later.push(partition);
+        }
+    }
+    if !later.is_empty() {
+        warnings.push(format!(
+            "{}: partitions {} were added after the cut (the snapshot at the cut describes \
+             {described_count}) and hold nothing at it; they are not restored",
+            id.topic,
+            listed(&later)
+        ));
+    }
+    if !outgrew.is_empty() {
+        warnings.push(format!(
+            "{}: the snapshot at the cut describes {described_count} partitions, but partitions \
+             {} hold records at the cut (the topic grew after that snapshot); they are restored",
+            id.topic,
+            listed(&outgrew)
+        ));
+    }
+    Ok(alive)
+}
+
+/// Partition numbers for a warning: at most 20 of them, and how many there are.
+fn listed(partitions: &[i32]) -> String {
+    const SHOWN: usize = 20;
+    if partitions.len() <= SHOWN {
+        format!("{partitions:?}")
+    } else {
+        format!(
+            "{:?} and {} more",
+            &partitions[..SHOWN],
+            partitions.len() - SHOWN
+        )
+    }
 }
 
 /// Which generation of `topic` to restore (the one named in the request, else the one alive at

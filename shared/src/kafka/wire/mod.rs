@@ -19,6 +19,7 @@ mod admin;
 mod broker;
 mod coordinators;
 mod errors;
+mod fetch;
 mod handshake;
 mod offsets;
 mod reader;

@@ -147,7 +147,7 @@ impl KafkaCluster {
     }
 
     /// The leader of each partition, from fresh metadata.
-    async fn leaders(
+    pub(super) async fn leaders(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i32>> {

@@ -137,6 +137,15 @@ impl ClusterReader for KafkaCluster {
         Ok(described(self.metadata(Some(names)).await?))
     }
 
+    async fn records_waiting(
+        &self,
+        partition: &TopicPartition,
+        from: i64,
+        to: i64,
+    ) -> Result<bool> {
+        self.deliverable_in(partition, from, to).await
+    }
+
     async fn watermarks(&self, partitions: &[TopicPartition]) -> Result<Vec<Watermarks>> {
         let mut found = self.list_offsets(partitions, &[EARLIEST, LATEST]).await?;
         let (high, low) = (
