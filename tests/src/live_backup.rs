@@ -79,14 +79,7 @@ impl Backup {
     ) -> Backup {
         let storage = stack.create_storage().await;
         let backup_id = unique("backup");
-        let mut env = vec![
-            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
-            ("TIDEMARK_TABLE", storage.table.as_str()),
-            ("TIDEMARK_BACKUP_ID", backup_id.as_str()),
-            ("TIDEMARK_PREFIX", PREFIX),
-        ];
-        env.extend_from_slice(writer_env);
-        let writer = stack.start_backup_writer(&env, 60);
+        let writer = Self::start_writer(&stack, &storage, &backup_id, writer_env);
         let bridge = stack.start_bridge(&writer.endpoint, &topic, WRITER, bridge_args);
         Backup {
             stack,
@@ -98,6 +91,23 @@ impl Backup {
             writer,
             bridge,
         }
+    }
+
+    /// The real backup-writer behind a Lambda host, writing backup `backup_id` into `storage`.
+    fn start_writer(
+        stack: &Stack,
+        storage: &Storage,
+        backup_id: &str,
+        writer_env: &[(&str, &str)],
+    ) -> LambdaHost {
+        let mut env = vec![
+            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+            ("TIDEMARK_TABLE", storage.table.as_str()),
+            ("TIDEMARK_BACKUP_ID", backup_id),
+            ("TIDEMARK_PREFIX", PREFIX),
+        ];
+        env.extend_from_slice(writer_env);
+        stack.start_backup_writer(&env, 60)
     }
 
     /// Every record the backup's segments hold, read by the spec-derived Python reader.
@@ -132,6 +142,16 @@ impl Backup {
             .map(|(partition, next)| (self.topic.clone(), *partition, *next));
         self.stack
             .wait_for_checkpoints(&self.storage.table, &self.backup_id, expected, 120);
+    }
+
+    /// Replaces the writer with one given `writer_env` (an upgrade, say), and the bridge with
+    /// one that invokes it, in a consumer group of its own.
+    pub fn restart_writer(&mut self, writer_env: &[(&str, &str)], bridge_args: &[&str]) {
+        self.bridge.terminate();
+        self.writer = Self::start_writer(&self.stack, &self.storage, &self.backup_id, writer_env);
+        self.bridge =
+            self.stack
+                .start_bridge(&self.writer.endpoint, &self.topic, WRITER, bridge_args);
     }
 
     /// Stops the bridge and starts another in a consumer group of its own, which reads the

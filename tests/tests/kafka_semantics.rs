@@ -227,12 +227,12 @@ async fn a_compacted_topic_backs_up_with_its_holes_and_tombstones_and_restores_c
     assert_eq!(backup.group_offsets(&target, &group), translated);
 }
 
-/// `count` records per partition whose values name the topic's `life`.
-fn lives_records(life: &str, count: i64) -> Value {
+/// Records `numbers` of each partition, their values naming the topic's `life`.
+fn lives_records(life: &str, numbers: std::ops::Range<i64>) -> Value {
     Value::Array(
         (0..PARTITIONS as i64)
             .flat_map(|partition| {
-                (0..count).map(move |n| {
+                numbers.clone().map(move |n| {
                     json!({
                         "partition": partition,
                         "key": b64(&format!("key-{n}")),
@@ -245,12 +245,43 @@ fn lives_records(life: &str, count: i64) -> Value {
     )
 }
 
+/// Makes the index look as the layout before generations wrote it: its items carried no
+/// `generation` attribute (S3 keys and index keys of generation 0 are the same).
+async fn as_written_before_generations(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
+    let items = dynamodb.scan().table_name(table).send().await.unwrap();
+    let mut stripped = 0;
+    for item in items.items() {
+        if !item.contains_key("generation") {
+            continue;
+        }
+        dynamodb
+            .update_item()
+            .table_name(table)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .update_expression("REMOVE generation")
+            .send()
+            .await
+            .unwrap();
+        stripped += 1;
+    }
+    assert!(stripped > 0, "the index has items to migrate");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_topic_is_backed_up_as_a_new_generation_and_each_cut_restores_its_own() {
     let stack = Stack::from_env();
     let topic = unique("payments.recreated");
     stack.create_topic(&topic, PARTITIONS, &[]);
-    // The writer asks the cluster for topic ids, so a new topic is known at its first batch.
+    // A backup as the previous layout wrote it: a writer with no cluster to ask for topic ids
+    // records no generation, and its index items carried no generation attribute.
+    let mut backup = Backup::start_on(stack.clone(), topic.clone(), PARTITIONS, &[], &[]).await;
+    let mut first_life =
+        backup.produce_and_back_up(lives_records("first", 0..6).as_array().unwrap().clone());
+    as_written_before_generations(&backup.storage.dynamodb, &backup.storage.table).await;
+
+    // The upgraded writer asks the cluster for topic ids, so a new topic is known at its first
+    // batch. The live topic is the one backed up so far: it continues generation 0.
     let writer_env = [
         (
             "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
@@ -258,10 +289,10 @@ async fn a_recreated_topic_is_backed_up_as_a_new_generation_and_each_cut_restore
         ),
         ("TIDEMARK_KAFKA_AUTH", "plaintext"),
     ];
-    let mut backup =
-        Backup::start_on(stack.clone(), topic.clone(), PARTITIONS, &writer_env, &[]).await;
-    let first_life =
-        backup.produce_and_back_up(lives_records("first", 10).as_array().unwrap().clone());
+    backup.restart_writer(&writer_env, &[]);
+    let more = stack.produce(&topic, &lives_records("first", 6..10));
+    backup.wait_until_backed_up(&more);
+    first_life.extend(more);
     let before_deletion = now_ms();
 
     // Deleted and created again under the same name, with fewer records: offsets 0..3 again.
@@ -273,7 +304,7 @@ async fn a_recreated_topic_is_backed_up_as_a_new_generation_and_each_cut_restore
         &topic,
     ]);
     stack.create_topic(&topic, PARTITIONS, &[]);
-    let second_life = stack.produce(&topic, &lives_records("second", 3));
+    let second_life = stack.produce(&topic, &lives_records("second", 0..3));
     backup.restart_bridge(&[]);
     stack.wait_for_checkpoints(
         &backup.storage.table,
@@ -303,8 +334,9 @@ async fn a_recreated_topic_is_backed_up_as_a_new_generation_and_each_cut_restore
     assert_eq!(
         catalog.iter().map(|g| g.generation).collect::<Vec<_>>(),
         vec![0, 1],
-        "{catalog:?}"
+        "the upgraded writer claimed the live id for generation 0: {catalog:?}"
     );
+    assert!(catalog.iter().all(|g| g.topic_id.is_some()), "{catalog:?}");
     assert!(catalog[1].detected_at_ms > before_deletion, "{catalog:?}");
 
     // The CLI describes each generation's partitions apart.
