@@ -5,12 +5,14 @@
 //! With a cluster to ask, the writer reads the live topic ids for every batch (one Metadata
 //! request for the batch's topics) and maps each id to its generation through the catalog; an
 //! id seen for the first time starts the next generation at once. Without one, it follows the
-//! generations the offset snapshotter records: a recreated topic's first batches are refused
-//! by the overlap check ([`crate::overlap`]) until the snapshotter's next run records the new
-//! generation, and the event source mapping's retries then land there.
+//! generations the offset snapshotter records (read again every minute, and at once after a
+//! divergence): a recreated topic's first batches are refused by the overlap check
+//! ([`crate::overlap`]) until the snapshotter's next run records the new generation, and the
+//! event source mapping's retries then land there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tidemark_core::kafka::ClusterReader;
 use tidemark_core::layout::BackupId;
@@ -25,9 +27,14 @@ pub struct TopicGenerations {
     cluster: Option<Arc<dyn ClusterReader>>,
     /// (topic, id) → generation: ids never change generation, so this is never stale.
     by_id: Mutex<HashMap<(String, String), u32>>,
-    /// topic → the latest recorded generation, until a divergence says to read it again.
-    latest: Mutex<HashMap<String, u32>>,
+    /// topic → the latest recorded generation and when it was read; read again after
+    /// [`LATEST_FOR`], or at once after a divergence.
+    latest: Mutex<HashMap<String, (u32, Instant)>>,
 }
+
+/// How long a writer without topic ids trusts the latest generation it read: a generation the
+/// snapshotter records reaches every writer within this time.
+const LATEST_FOR: Duration = Duration::from_secs(60);
 
 impl TopicGenerations {
     pub fn new(
@@ -96,7 +103,9 @@ impl TopicGenerations {
     }
 
     async fn latest(&self, topic: &str) -> Result<u32> {
-        if let Some(known) = self.latest.lock().expect("lock poisoned").get(topic) {
+        if let Some((known, read_at)) = self.latest.lock().expect("lock poisoned").get(topic)
+            && read_at.elapsed() < LATEST_FOR
+        {
             return Ok(*known);
         }
         let recorded = self
@@ -107,7 +116,7 @@ impl TopicGenerations {
         self.latest
             .lock()
             .expect("lock poisoned")
-            .insert(topic.to_owned(), generation);
+            .insert(topic.to_owned(), (generation, Instant::now()));
         Ok(generation)
     }
 }

@@ -1041,6 +1041,53 @@ async fn partitions_added_after_the_cut_are_left_out_and_the_target_gets_the_cou
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_generation_found_without_ids_refuses_cuts_where_the_old_one_may_hold_the_new_topic() {
+    let world = new_world().await;
+    // The snapshot at CUT saw the old topic; the next, a minute later, found its watermarks
+    // gone back (a cluster without topic ids).
+    world
+        .fixture
+        .index
+        .record_topic_generation(
+            &world.fixture.backup_id,
+            &tidemark_core::snapshot::TopicGeneration {
+                topic: TOPIC.into(),
+                generation: 1,
+                detected_at_ms: CUT + 60_000,
+                evidence: vec!["partition 0 log end went back from 100 to 3".into()],
+                topic_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    let error = world
+        .step(
+            Step::Plan,
+            &request(json!({"cut": {"mode": "time", "at": CUT + 30_000}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.Refused", "{error}");
+    assert!(
+        error.to_string().contains(&format!(
+            "topic {TOPIC} was deleted and recreated (generation 1, found at {} ms from \
+             watermarks, without topic ids: partition 0 log end went back from 100 to 3); \
+             generation 0's backup after the snapshot at {CUT} ms may hold records of the new topic",
+            CUT + 60_000
+        )),
+        "{error}"
+    );
+    world
+        .step(
+            Step::Plan,
+            &request(json!({"cut": {"mode": "time", "at": CUT}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(world.plan().await.topics[0].generation, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two() {
     let world = new_world().await;
     // The snapshot at CUT saw the old topic; a minute later the topic was found recreated

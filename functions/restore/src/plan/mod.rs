@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::{ClusterReader, CommittedOffset, TopicConfigs, TopicPartition};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
-use tidemark_core::snapshot::ClusterSnapshot;
 use tidemark_core::snapshot::generations::{generation_alive_at, generation_ended_at};
+use tidemark_core::snapshot::{ClusterSnapshot, TopicGeneration};
 
 use crate::backup::{BackedUpTopic, Backup, SegmentRef, SegmentSource};
 use crate::error::{RestoreError, Result};
@@ -489,6 +489,15 @@ async fn choose_generation(
             topic.name
         )));
     };
+    check_unmixed(
+        backup,
+        backup_id,
+        &topic.name,
+        &recorded,
+        generation,
+        request.cut.at_ms,
+    )
+    .await?;
     if held.len() > 1 || generation > 0 {
         let ended = generation_ended_at(&recorded, generation).map_or(String::new(), |at| {
             format!(", until it was found recreated at {at} ms")
@@ -500,6 +509,47 @@ async fn choose_generation(
         ));
     }
     Ok((generation, partitions.clone()))
+}
+
+/// A generation found from watermarks going back (no topic ids) was recorded after the fact:
+/// between the last snapshot that saw the old topic and the detection, a writer could not tell
+/// the topics apart, and a new topic that outgrew the old one's offsets may have continued
+/// `generation`'s backup. A cut past that snapshot is refused rather than trusted. Topic ids
+/// leave no such window: the writer starts the new generation at its first batch.
+async fn check_unmixed(
+    backup: &Backup,
+    backup_id: &BackupId,
+    topic: &str,
+    recorded: &[TopicGeneration],
+    generation: u32,
+    cut_ms: i64,
+) -> Result<()> {
+    let Some(next) = recorded
+        .iter()
+        .find(|g| g.generation == generation + 1 && g.topic_id.is_none())
+    else {
+        return Ok(());
+    };
+    let last_seen_old = backup
+        .catalog
+        .snapshot_at_or_before(backup_id, next.detected_at_ms - 1)
+        .await?
+        .map(|entry| entry.taken_at_ms);
+    if last_seen_old.is_some_and(|seen| cut_ms <= seen) {
+        return Ok(());
+    }
+    let since = last_seen_old.map_or("the backup's start".to_owned(), |seen| {
+        format!("the snapshot at {seen} ms")
+    });
+    Err(RestoreError::Refused(format!(
+        "topic {topic} was deleted and recreated (generation {}, found at {} ms from watermarks, \
+         without topic ids: {}); generation {generation}'s backup after {since} may hold records \
+         of the new topic. Restore to a cut at or before {since}, or name generation {}",
+        next.generation,
+        next.detected_at_ms,
+        next.evidence.join("; "),
+        next.generation
+    )))
 }
 
 /// Kafka only takes offset commits for a group with no active members, and a restore must
