@@ -155,6 +155,30 @@ impl PartitionId {
     pub fn in_generation(self, generation: u32) -> Self {
         PartitionId { generation, ..self }
     }
+
+    /// Where a run (validation, maintenance) keeps this partition's result, under the run's
+    /// prefix: `partitions/{topic}/{p}.json`, and for a later generation
+    /// `partitions/{topic}/generation={g}/{p}.json`, so two generations never share one.
+    pub fn run_result_key(&self, run_prefix: &str) -> String {
+        match self.generation {
+            0 => format!(
+                "{run_prefix}partitions/{}/{}.json",
+                self.topic, self.partition
+            ),
+            g => format!(
+                "{run_prefix}partitions/{}/generation={g}/{}.json",
+                self.topic, self.partition
+            ),
+        }
+    }
+
+    /// `topic-partition`, with the generation after 0: how reports name a partition.
+    pub fn place(topic: &str, partition: i32, generation: u32) -> String {
+        match generation {
+            0 => format!("{topic}-{partition}"),
+            g => format!("{topic}-{partition} (generation {g})"),
+        }
+    }
 }
 
 impl fmt::Display for PartitionId {

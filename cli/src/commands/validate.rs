@@ -1,7 +1,7 @@
 //! `validate BACKUP [--deep] [--topic T]...`: the validation library run from here, read-only.
 
 use serde::Serialize;
-use tidemark_core::layout::BackupId;
+use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::validation::{
     Depth, Severity, Tally, partitions_to_validate, select_topics, validate_partition,
 };
@@ -39,13 +39,12 @@ impl Render for Validation {
         );
         for located in &self.tally.findings {
             out += &format!(
-                "  {} {}-{}: {}\n",
+                "  {} {}: {}\n",
                 match located.severity {
                     Severity::Error => "error  ",
                     Severity::Warning => "warning",
                 },
-                located.topic,
-                located.partition,
+                PartitionId::place(&located.topic, located.partition, located.generation),
                 located.finding.describe()
             );
         }

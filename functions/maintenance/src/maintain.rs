@@ -123,13 +123,11 @@ impl Maintainer {
     }
 
     fn result_key(&self, run: &RunId, partition: &PartitionId) -> String {
-        format!(
-            "{}partitions/{}/{}.json",
-            self.config
+        partition.run_result_key(
+            &self
+                .config
                 .layout
                 .maintenance_prefix(&self.config.backup_id, run),
-            partition.topic,
-            partition.partition
         )
     }
 

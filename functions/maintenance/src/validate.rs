@@ -137,13 +137,11 @@ impl Validator {
     }
 
     fn result_key(&self, run: &RunId, partition: &PartitionId) -> String {
-        format!(
-            "{}partitions/{}/{}.json",
-            self.config
+        partition.run_result_key(
+            &self
+                .config
                 .layout
                 .validation_prefix(&self.config.backup_id, run),
-            partition.topic,
-            partition.partition
         )
     }
 
@@ -250,7 +248,13 @@ fn cause(report: &ValidationReport) -> String {
     let examples: Vec<String> = errors
         .iter()
         .take(CAUSE_EXAMPLES)
-        .map(|f| format!("{}-{}: {}", f.topic, f.partition, f.finding.describe()))
+        .map(|f| {
+            format!(
+                "{}: {}",
+                PartitionId::place(&f.topic, f.partition, f.generation),
+                f.finding.describe()
+            )
+        })
         .collect();
     format!(
         "{} error{} in backup {} (report {}): {}{}",

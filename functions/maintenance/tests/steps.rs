@@ -37,29 +37,7 @@ async fn harness() -> Harness {
         partition("payments", 0),
         partition("payments", 1),
     ] {
-        let mut encoder = SegmentEncoder::new(&id.topic, id.partition, 3).unwrap();
-        for offset in 0..10 {
-            encoder
-                .push(&Record {
-                    offset,
-                    timestamp: offset,
-                    timestamp_type: TimestampType::CreateTime,
-                    key: None,
-                    value: Some(b"v".to_vec()),
-                    headers: vec![],
-                })
-                .unwrap();
-        }
-        let segment = encoder.finish().unwrap();
-        let key = layout.segment_key(&id, 0, 9);
-        objects
-            .put_if_absent(&key, segment.bytes.clone(), &ObjectMetadata::new())
-            .await
-            .unwrap();
-        let entry = SegmentEntry::new(key, &segment.header, segment.bytes.len() as u64, 1);
-        record_segment(index.as_ref(), &id, &entry, 9, None, 1)
-            .await
-            .unwrap();
+        store_ten_records(&objects, &index, &layout, &id).await;
     }
     let config = BackupConfig {
         bucket: "b".into(),
@@ -82,6 +60,36 @@ async fn harness() -> Harness {
         validator,
         layout,
     }
+}
+
+/// One segment of ten records, offsets 0..=9, stored and indexed in partition `id`.
+async fn store_ten_records(
+    objects: &MemoryObjectStore,
+    index: &MemoryIndexStore,
+    layout: &StorageLayout,
+    id: &PartitionId,
+) {
+    let mut encoder = SegmentEncoder::new(&id.topic, id.partition, 3).unwrap();
+    for offset in 0..10 {
+        encoder
+            .push(&Record {
+                offset,
+                timestamp: offset,
+                timestamp_type: TimestampType::CreateTime,
+                key: None,
+                value: Some(b"v".to_vec()),
+                headers: vec![],
+            })
+            .unwrap();
+    }
+    let segment = encoder.finish().unwrap();
+    let key = layout.segment_key(id, 0, 9);
+    objects
+        .put_if_absent(&key, segment.bytes.clone(), &ObjectMetadata::new())
+        .await
+        .unwrap();
+    let entry = SegmentEntry::new(key, &segment.header, segment.bytes.len() as u64, 1);
+    record_segment(index, id, &entry, 9, None, 1).await.unwrap();
 }
 
 fn step(value: serde_json::Value) -> ValidationStep {
@@ -204,6 +212,47 @@ async fn a_deleted_segment_fails_the_report_with_a_cause_naming_it() {
             "1 error in backup prod (report t/prod/validations/r2/report.json): payments-1: {gone} is indexed but not in S3"
         )
     );
+}
+
+#[tokio::test]
+async fn each_generation_of_a_partition_is_validated_and_reported_on_its_own() {
+    let h = harness().await;
+    // The topic was recreated: generation 1 has a partition 1 of its own, whose segment is
+    // then lost.
+    let recreated = partition("payments", 1).in_generation(1);
+    store_ten_records(&h.objects, &h.index, &h.layout, &recreated).await;
+    let gone = h.layout.segment_key(&recreated, 0, 9);
+    assert!(h.objects.remove(&gone));
+    let far = i64::MAX / 2;
+    let request = json!({"depth": "listing", "topics": ["payments"]});
+    for step_name in ["validate", "summarize"] {
+        let response = h
+            .validator
+            .handle(
+                step(json!({"step": step_name, "run_id": "r3", "request": request})),
+                far,
+            )
+            .await
+            .unwrap();
+        let ValidationResponse::Report(report) = response else {
+            continue;
+        };
+        assert_eq!(
+            (report.tally.partitions, report.tally.errors),
+            (3, 1),
+            "both generations of partition 1 are checked, each once"
+        );
+        assert_eq!(report.tally.findings[0].generation, 1);
+        assert!(
+            report.cause.contains(&format!(
+                "payments-1 (generation 1): {gone} is indexed but not in S3"
+            )),
+            "{}",
+            report.cause
+        );
+        return;
+    }
+    panic!("summarize returns a report");
 }
 
 #[tokio::test]

@@ -153,6 +153,9 @@ pub struct Tally {
 pub struct LocatedFinding {
     pub topic: String,
     pub partition: i32,
+    /// The topic's generation (0, the first topic the backup saw, is left out).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
     pub severity: Severity,
     #[serde(flatten)]
     pub finding: Finding,
@@ -176,6 +179,7 @@ impl Tally {
             self.findings.push(LocatedFinding {
                 topic: check.topic.clone(),
                 partition: check.partition,
+                generation: check.generation,
                 severity,
                 finding,
             });
@@ -232,3 +236,7 @@ pub async fn partitions_to_validate(
 
 #[cfg(test)]
 mod tests;
+
+fn is_zero(generation: &u32) -> bool {
+    *generation == 0
+}

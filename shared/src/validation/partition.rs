@@ -24,6 +24,9 @@ const CONCURRENT_READS: usize = 4;
 pub struct PartitionCheck {
     pub topic: String,
     pub partition: i32,
+    /// The topic's generation (0, the first topic the backup saw, is left out).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    pub generation: u32,
     /// The checkpoint's range: every offset in `start..next` must be in a segment or a gap.
     pub start_offset: Option<i64>,
     pub next_offset: Option<i64>,
@@ -143,6 +146,7 @@ pub async fn validate_partition(
     Ok(PartitionCheck {
         topic: partition.topic.clone(),
         partition: partition.partition,
+        generation: partition.generation,
         start_offset: checkpoint.as_ref().map(|c| c.start_offset),
         next_offset: checkpoint.as_ref().map(|c| c.next_offset),
         segments: entries.len(),
