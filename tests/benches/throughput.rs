@@ -435,7 +435,10 @@ async fn backup_end_to_end(
             ("TIDEMARK_BACKUP_ID", backup_id),
             ("TIDEMARK_PREFIX", PREFIX),
             // As deployed by default: the writer reads each batch's topic ids.
-            ("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap.as_str()),
+            (
+                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+                stack.kafka_bootstrap.as_str(),
+            ),
             ("TIDEMARK_KAFKA_AUTH", "plaintext"),
         ],
         60,
