@@ -220,6 +220,32 @@ impl World {
             .unwrap()
     }
 
+    /// Records that the topic was found recreated: generation 1 from `detected_at_ms` on.
+    async fn record_generation_one(&self, detected_at_ms: i64, evidence: &str, id: Option<&str>) {
+        self.fixture
+            .index
+            .record_topic_generation(
+                &self.fixture.backup_id,
+                &tidemark_core::snapshot::TopicGeneration {
+                    topic: TOPIC.into(),
+                    generation: 1,
+                    detected_at_ms,
+                    evidence: vec![evidence.into()],
+                    topic_id: id.map(str::to_owned),
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Plans `request` as run-1 and returns the plan, then forgets it for the next one.
+    async fn plan_of(&self, request: &Value) -> restore::Result<RestorePlan> {
+        self.step(Step::Plan, request).await?;
+        let plan = self.plan().await;
+        self.reset_plan().await;
+        Ok(plan)
+    }
+
     /// Forgets run-1's plan, so the next plan step plans afresh (a plan is written once).
     async fn reset_plan(&self) {
         let prefix = self.fixture.backup.restore_key(
@@ -995,12 +1021,7 @@ async fn partitions_added_after_the_cut_are_left_out_and_the_target_gets_the_cou
         .await;
     let plan_at = |request: Value| {
         let world = &world;
-        async move {
-            world.step(Step::Plan, &request).await.unwrap();
-            let plan = world.plan().await;
-            world.reset_plan().await;
-            plan
-        }
+        async move { world.plan_of(&request).await.unwrap() }
     };
     let shape = |plan: &RestorePlan| {
         (
@@ -1046,20 +1067,12 @@ async fn a_generation_found_without_ids_refuses_cuts_where_the_old_one_may_hold_
     // The snapshot at CUT saw the old topic; the next, a minute later, found its watermarks
     // gone back (a cluster without topic ids).
     world
-        .fixture
-        .index
-        .record_topic_generation(
-            &world.fixture.backup_id,
-            &tidemark_core::snapshot::TopicGeneration {
-                topic: TOPIC.into(),
-                generation: 1,
-                detected_at_ms: CUT + 60_000,
-                evidence: vec!["partition 0 log end went back from 100 to 3".into()],
-                topic_id: None,
-            },
+        .record_generation_one(
+            CUT + 60_000,
+            "partition 0 log end went back from 100 to 3",
+            None,
         )
-        .await
-        .unwrap();
+        .await;
     let error = world
         .step(
             Step::Plan,
@@ -1093,20 +1106,8 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
     // The snapshot at CUT saw the old topic; a minute later the topic was found recreated
     // (generation 1), and its one partition got ten records of its own.
     world
-        .fixture
-        .index
-        .record_topic_generation(
-            &world.fixture.backup_id,
-            &tidemark_core::snapshot::TopicGeneration {
-                topic: TOPIC.into(),
-                generation: 1,
-                detected_at_ms: CUT + 60_000,
-                evidence: vec!["topic id changed from a to b".into()],
-                topic_id: Some("b".into()),
-            },
-        )
-        .await
-        .unwrap();
+        .record_generation_one(CUT + 60_000, "topic id changed from a to b", Some("b"))
+        .await;
     let newer: Vec<_> = (0..10).map(|o| record(o, CUT + 70_000 + o)).collect();
     world
         .fixture
@@ -1121,10 +1122,7 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
 
     let plan_at = |request: Value| {
         let world = &world;
-        async move {
-            world.step(Step::Plan, &request).await?;
-            Ok::<_, restore::RestoreError>(world.plan().await)
-        }
+        async move { world.plan_of(&request).await }
     };
     let generations = |plan: &RestorePlan| {
         (
@@ -1155,7 +1153,6 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
         "{:?}",
         plan.warnings
     );
-    world.reset_plan().await;
 
     // After it: the new topic alone, its partition count from the backup (the snapshot
     // describes the old topic).
@@ -1163,7 +1160,6 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
     let plan = plan_at(request(after.clone())).await.unwrap();
     assert_eq!(generations(&plan), (1, vec![0], vec![(1, 0, 10)]));
     assert_eq!(plan.topics[0].partition_count, 1);
-    world.reset_plan().await;
 
     // The group's offsets at that cut were committed on the old topic: refused, not mixed.
     let error = plan_at(request(
@@ -1184,7 +1180,6 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
     named["topics"]["generations"] = json!({TOPIC: 0});
     let plan = plan_at(named).await.unwrap();
     assert_eq!(generations(&plan).0, 0);
-    world.reset_plan().await;
 
     let mut missing = request(after);
     missing["topics"]["generations"] = json!({TOPIC: 5});
