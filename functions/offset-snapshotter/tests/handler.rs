@@ -6,7 +6,7 @@ use offset_snapshotter::{SnapshotRequest, Snapshotter, SnapshotterConfig, Snapsh
 use tidemark_core::checkpoint::Checkpoint;
 use tidemark_core::config::Env;
 use tidemark_core::index::{IndexStore, SegmentCommit, SegmentEntry};
-use tidemark_core::kafka::{CommittedOffset, MemoryCluster};
+use tidemark_core::kafka::{ClusterReader, CommittedOffset, MemoryCluster};
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::snapshot::{ClusterSnapshot, SnapshotCatalog};
@@ -71,6 +71,12 @@ impl Fixture {
     /// moved at `updated_at_ms`.
     async fn back_up_to(&self, topic: &str, partition: i32, next_offset: i64, updated_at_ms: i64) {
         let id = PartitionId::new(self.config.backup_id.clone(), topic, partition);
+        self.back_up(id, next_offset, updated_at_ms).await;
+    }
+
+    /// [`Self::back_up_to`] in any partition, of any generation.
+    async fn back_up(&self, id: PartitionId, next_offset: i64, updated_at_ms: i64) {
+        let (topic, partition) = (&id.topic, id.partition);
         let segment = SegmentEntry {
             key: format!("{topic}-{partition}"),
             first_offset: 0,
@@ -534,4 +540,73 @@ async fn a_checkpoint_left_behind_the_topic_is_reported_as_a_stalled_partition()
         response.stalled_partitions.is_empty(),
         "0 turns the check off"
     );
+}
+
+#[tokio::test]
+async fn a_generation_the_writer_recorded_first_is_the_snapshots_and_its_checkpoints_are_checked() {
+    let fixture = Fixture::new(&[("TIDEMARK_STALL_AFTER_SECONDS", "600")]);
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 50);
+    fixture.run(SnapshotRequest::default()).await.unwrap();
+
+    // The topic is recreated, and the writer sees the new id first: it records generation 1
+    // and backs the new topic up there, then stops at offset 5 while the topic goes on to 9.
+    fixture.cluster.create_topic("payments", 1, &[]);
+    fixture.cluster.set_watermarks("payments", 0, 0, 9);
+    let new_id = fixture
+        .cluster
+        .topics()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .topic_id
+        .unwrap();
+    let backup_id = fixture.config.backup_id.clone();
+    let recorded_by_writer = tidemark_core::snapshot::generations::generation_of_topic_id(
+        fixture.index.as_ref(),
+        &backup_id,
+        "payments",
+        &new_id,
+        12_345,
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded_by_writer, 1);
+    let twenty_minutes_ago = now_ms() - 20 * 60_000;
+    let generation_one = PartitionId::new(backup_id.clone(), "payments", 0).in_generation(1);
+    fixture.back_up(generation_one, 5, twenty_minutes_ago).await;
+
+    let response = fixture.run(SnapshotRequest::default()).await.unwrap();
+    assert_eq!(
+        response
+            .recreations
+            .iter()
+            .map(|g| (g.generation, g.detected_at_ms))
+            .collect::<Vec<_>>(),
+        vec![(1, 12_345)],
+        "the snapshot reports the writer's record, not one of its own"
+    );
+    assert_eq!(
+        fixture
+            .index
+            .topic_generations(&backup_id, "payments")
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "no third generation"
+    );
+    assert_eq!(
+        fixture.latest().await.topic("payments").unwrap().generation,
+        1
+    );
+    // The stall check reads the live generation's checkpoint (generation 0 has none here).
+    let stalled: Vec<(i32, i64, i64)> = response
+        .stalled_partitions
+        .iter()
+        .map(|s| (s.partition, s.next_offset, s.high_watermark))
+        .collect();
+    assert_eq!(stalled, vec![(0, 5, 9)]);
 }
