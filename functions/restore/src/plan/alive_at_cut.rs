@@ -3,6 +3,8 @@
 //! partitions existed then (partitions added later are left out), and where each partition's
 //! records at the cut end.
 
+use std::collections::HashMap;
+
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::snapshot::TopicGeneration;
 use tidemark_core::snapshot::generations::{generation_alive_at, generation_ended_at};
@@ -31,15 +33,19 @@ pub(super) async fn end_at_cut(
     Ok(end.unwrap_or(first_offset))
 }
 
+/// Segment lists read while planning, kept so that no partition's list is read twice.
+pub(super) type ReadSegments = HashMap<PartitionId, (Vec<SegmentRef>, SegmentSource)>;
+
 /// The partitions of a topic that existed at the cut. Partitions added later (past the count
 /// the snapshot at the cut describes) are left out unless they hold records at the cut, which
-/// shows the snapshot predates their creation.
+/// shows the snapshot predates their creation. The segment lists it reads go to `read`.
 pub(super) async fn partitions_alive_at_cut(
     backup: &Backup,
     id: &PartitionId,
     partitions: &[i32],
     described_count: i32,
     cut: Cut,
+    read: &mut ReadSegments,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<i32>> {
     let mut alive = Vec::with_capacity(partitions.len());
@@ -58,6 +64,7 @@ pub(super) async fn partitions_alive_at_cut(
         if end_at_cut(backup, &segments, source, cut).await? > first_offset {
             alive.push(partition);
             outgrew.push(partition);
+            read.insert(id, (segments, source));
         } else {
             later.push(partition);
         }

@@ -15,7 +15,7 @@ use crate::request::{Cut, TopicCreation, ValidRequest};
 mod alive_at_cut;
 pub mod target_fit;
 
-use alive_at_cut::{choose_generation, end_at_cut, partitions_alive_at_cut};
+use alive_at_cut::{ReadSegments, choose_generation, end_at_cut, partitions_alive_at_cut};
 use target_fit::RestoredRange;
 
 /// One partition's share of the restore: the unit the state machine's Map runs.
@@ -191,6 +191,7 @@ pub async fn make_plan(
         .collect();
     let mut topics = Vec::new();
     let mut missing = Vec::new();
+    let mut read_segments = ReadSegments::new();
     for (source, target_name, generation, partitions) in &chosen {
         // A snapshot of another generation describes another topic.
         let from_snapshot = snapshot
@@ -207,6 +208,7 @@ pub async fn make_plan(
                     partitions,
                     described.partition_count,
                     request.cut,
+                    &mut read_segments,
                     &mut warnings,
                 )
                 .await?
@@ -283,7 +285,10 @@ pub async fn make_plan(
         for (&partition, base) in topic.partitions.iter().zip(bases) {
             let id = PartitionId::new(backup_id.clone(), topic.source.clone(), partition)
                 .in_generation(topic.generation);
-            let (segments, source) = backup.segments(&id, None).await?;
+            let (segments, source) = match read_segments.remove(&id) {
+                Some(read) => read,
+                None => backup.segments(&id, None).await?,
+            };
             if source == SegmentSource::S3Listing && !segments.is_empty() {
                 from_listing.push(id.to_string());
             }
