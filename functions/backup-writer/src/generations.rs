@@ -94,7 +94,8 @@ impl TopicGenerations {
             now_ms,
             Vec::new(),
         )
-        .await?;
+        .await?
+        .generation;
         self.by_id
             .lock()
             .expect("lock poisoned")

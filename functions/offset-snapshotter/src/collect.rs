@@ -134,14 +134,11 @@ impl Collector<'_> {
         {
             return Ok((before.generation, None));
         }
-        let recorded = self
-            .catalog
-            .topic_generations(self.backup_id, topic)
-            .await?;
         // What shows the live topic is not the one seen before: another id in the previous
         // snapshot, watermarks gone back since, or (first sight) generation 0 holding offsets
         // past the topic's end. With nothing recorded yet, it keeps the id from generation 0.
-        let seen_new = match before {
+        // Only a first sight reads what was recorded before.
+        let (seen_new, recorded_before) = match before {
             Some(before) => {
                 let mut seen: Vec<String> = evidence_from_ids(before.topic_id.as_deref(), Some(id))
                     .into_iter()
@@ -151,12 +148,22 @@ impl Collector<'_> {
                     watermarks.len() as i32,
                     watermarks,
                 ));
-                seen
+                (seen, Vec::new())
             }
-            None if recorded.is_empty() => self.evidence_against_backup(topic, watermarks).await?,
-            None => Vec::new(),
+            None => {
+                let recorded = self
+                    .catalog
+                    .topic_generations(self.backup_id, topic)
+                    .await?;
+                let seen = if recorded.is_empty() {
+                    self.evidence_against_backup(topic, watermarks).await?
+                } else {
+                    Vec::new()
+                };
+                (seen, recorded)
+            }
         };
-        let generation = generation_of_topic_id(
+        let record = generation_of_topic_id(
             self.catalog,
             self.backup_id,
             topic,
@@ -165,20 +172,12 @@ impl Collector<'_> {
             seen_new,
         )
         .await?;
+        let generation = record.generation;
         let first_seen_now = match before {
             Some(before) => before.generation != generation,
-            None => generation > 0 && !recorded.iter().any(|g| g.generation == generation),
+            None => generation > 0 && !recorded_before.iter().any(|g| g.generation == generation),
         };
-        if !first_seen_now {
-            return Ok((generation, None));
-        }
-        let recreation = self
-            .catalog
-            .topic_generations(self.backup_id, topic)
-            .await?
-            .into_iter()
-            .find(|g| g.generation == generation);
-        Ok((generation, recreation))
+        Ok((generation, first_seen_now.then_some(record)))
     }
 
     /// The generation of a topic on a cluster that reports no ids: the previous snapshot's

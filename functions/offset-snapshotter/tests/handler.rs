@@ -573,7 +573,7 @@ async fn a_generation_the_writer_recorded_first_is_the_snapshots_and_its_checkpo
     )
     .await
     .unwrap();
-    assert_eq!(recorded_by_writer, 1);
+    assert_eq!(recorded_by_writer.generation, 1);
     let twenty_minutes_ago = now_ms() - 20 * 60_000;
     let generation_one = PartitionId::new(backup_id.clone(), "payments", 0).in_generation(1);
     fixture.back_up(generation_one, 5, twenty_minutes_ago).await;

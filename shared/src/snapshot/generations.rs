@@ -22,8 +22,8 @@ const MAX_RECORDING_ATTEMPTS: usize = 8;
 /// one backed up before; then it becomes generation 1. `seen_new` joins the evidence of a new
 /// generation either way.
 ///
-/// Two callers racing with the same new id both get the generation that stood: the catalog
-/// keeps the first record of each generation.
+/// Returns the catalog's record of that generation. Two callers racing with the same new id
+/// both get the record that stood: the catalog keeps the first record of each generation.
 pub async fn generation_of_topic_id(
     catalog: &dyn SnapshotCatalog,
     backup_id: &BackupId,
@@ -31,14 +31,14 @@ pub async fn generation_of_topic_id(
     topic_id: &str,
     detected_at_ms: i64,
     seen_new: Vec<String>,
-) -> Result<u32> {
+) -> Result<TopicGeneration> {
     for _ in 0..MAX_RECORDING_ATTEMPTS {
         let recorded = catalog.topic_generations(backup_id, topic).await?;
         if let Some(known) = recorded
             .iter()
             .find(|generation| generation.topic_id.as_deref() == Some(topic_id))
         {
-            return Ok(known.generation);
+            return Ok(known.clone());
         }
         let (generation, mut evidence) = match recorded.last() {
             Some(latest) => (
@@ -138,6 +138,7 @@ mod tests {
                 generation_of_topic_id(catalog, &backup(), "payments", id, at, Vec::new())
                     .await
                     .unwrap()
+                    .generation
             }
         };
         assert_eq!(of("id-a", 100).await, 0);
@@ -174,7 +175,7 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(generation, 1);
+        assert_eq!(generation.generation, 1);
         let recorded = catalog
             .topic_generations(&backup(), "payments")
             .await
@@ -204,7 +205,7 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(
-            generation, 2,
+            generation.generation, 2,
             "never mixes an unknown topic into generation 1"
         );
     }
@@ -220,7 +221,9 @@ mod tests {
             generation_of_topic_id(&catalog, &backup, "payments", "id-b", 2, Vec::new()),
             generation_of_topic_id(&catalog, &backup, "payments", "id-b", 3, Vec::new()),
         );
-        assert_eq!((left.unwrap(), right.unwrap()), (1, 1));
+        let (left, right) = (left.unwrap(), right.unwrap());
+        assert_eq!(left, right, "both get the record that stood");
+        assert_eq!(left.generation, 1);
         assert_eq!(
             catalog
                 .topic_generations(&backup, "payments")
