@@ -183,11 +183,12 @@ impl PartitionId {
 
 impl fmt::Display for PartitionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}-{}", self.backup_id, self.topic, self.partition)?;
-        if self.generation > 0 {
-            write!(f, " (generation {})", self.generation)?;
-        }
-        Ok(())
+        write!(
+            f,
+            "{}/{}",
+            self.backup_id,
+            Self::place(&self.topic, self.partition, self.generation)
+        )
     }
 }
 
