@@ -22,9 +22,9 @@ impl BackupId {
                 "backup id {value:?} must be 1-128 characters of letters, digits, '-', '_' or '.', not starting with '.'"
             )));
         }
-        if value == OFFSET_RESETS_FOLDER {
+        if value == OFFSET_RESETS_FOLDER || value == AUDIT_FOLDER {
             return Err(Error::Config(format!(
-                "backup id {value:?} is reserved: offset resets keep their records under it"
+                "backup id {value:?} is reserved: Tidemark keeps its {value} records under it"
             )));
         }
         Ok(BackupId(value.to_owned()))
@@ -214,6 +214,9 @@ fn generation_folder(generation: u32) -> String {
 /// The folder beside the backups where offset resets keep their plans and snapshots.
 const OFFSET_RESETS_FOLDER: &str = "offset-resets";
 
+/// The folder beside the backups where the audit trail lives.
+const AUDIT_FOLDER: &str = "audit";
+
 impl StorageLayout {
     /// `prefix` may be empty; surrounding slashes are ignored.
     pub fn new(prefix: &str) -> Result<Self> {
@@ -291,6 +294,21 @@ impl StorageLayout {
         } else {
             format!("{}/{OFFSET_RESETS_FOLDER}/{reset_id}/", self.prefix)
         }
+    }
+
+    /// The audit record of one operation's outcome: one object, written once.
+    pub fn audit_key(&self, operation: &str, id: &str, outcome: &str) -> String {
+        let folder = if self.prefix.is_empty() {
+            AUDIT_FOLDER.to_owned()
+        } else {
+            format!("{}/{AUDIT_FOLDER}", self.prefix)
+        };
+        format!("{folder}/{operation}/{id}-{outcome}.json")
+    }
+
+    /// Where one recovery drill keeps its per-partition evidence and its report, ending in `/`.
+    pub fn drill_prefix(&self, backup_id: &BackupId, drill_id: &RestoreId) -> String {
+        format!("{}/drills/{drill_id}/", self.root(backup_id))
     }
 
     /// The offset mapping a finished restore leaves for the offset reset that follows it.

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod layout;
 pub mod object_store;
 pub mod offset_map;
+pub mod operations;
 pub mod request;
 pub mod retention;
 pub mod sample;

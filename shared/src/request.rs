@@ -54,6 +54,27 @@ const TARGET_FIELDS: [(&str, &str); 7] = [
 ];
 
 impl TargetSpec {
+    /// The cluster a function's own environment names (the `TIDEMARK_KAFKA_*` settings), as a
+    /// request would name it; `None` when the environment names no cluster.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Option<TargetSpec> {
+        if env.optional("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS").is_none()
+            && env.optional("TIDEMARK_MSK_CLUSTER_ARN").is_none()
+        {
+            return None;
+        }
+        Some(TargetSpec {
+            bootstrap_servers: env.optional("TIDEMARK_KAFKA_BOOTSTRAP_SERVERS"),
+            msk_cluster_arn: env.optional("TIDEMARK_MSK_CLUSTER_ARN"),
+            auth: env.optional("TIDEMARK_KAFKA_AUTH").unwrap_or_default(),
+            tls_ca_secret_arn: env.optional("TIDEMARK_KAFKA_TLS_CA_SECRET_ARN"),
+            sasl_scram_secret_arn: env.optional("TIDEMARK_KAFKA_SASL_SCRAM_SECRET_ARN"),
+            tls_client_cert_secret_arn: env.optional("TIDEMARK_KAFKA_TLS_CLIENT_CERT_SECRET_ARN"),
+            request_timeout_ms: env
+                .optional("TIDEMARK_KAFKA_REQUEST_TIMEOUT_MS")
+                .and_then(|ms| ms.parse().ok()),
+        })
+    }
+
     /// The connection settings, validated by the same rules as the functions' environment.
     /// The error names the request fields.
     pub fn settings(&self) -> Result<KafkaSettings, String> {

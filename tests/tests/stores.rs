@@ -75,3 +75,12 @@ async fn dynamodb_snapshot_catalog_meets_the_contract() {
     conformance::snapshot_catalog_contract(&catalog, &BackupId::parse(&unique("backup")).unwrap())
         .await;
 }
+
+#[tokio::test]
+async fn dynamodb_operations_book_meets_the_contract() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let book = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    conformance::operations_book_contract(&book, &BackupId::parse(&unique("backup")).unwrap())
+        .await;
+}

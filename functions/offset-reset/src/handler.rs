@@ -12,6 +12,8 @@ use crate::error::{ResetError, Result};
 use crate::plan::{ResetPlan, make_plan};
 use tidemark_core::object_store::{get_json, put_json_once};
 
+use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
+
 use crate::records::{PLAN, ResetRecords};
 use crate::request::{ResetRequest, ValidRequest};
 use crate::rollback::{Failure, RollbackOutcome};
@@ -29,6 +31,9 @@ pub struct StepInput {
     pub failure: Option<Failure>,
     #[serde(default)]
     pub rollback: Option<RollbackOutcome>,
+    /// The execution's ARN (`$$.Execution.Id`), for the audit trail.
+    #[serde(default)]
+    pub execution: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,9 +99,16 @@ impl Handler {
         let request = ResetRequest::from_json(&input.request)?.validate()?;
         tracing::info!(step = ?input.step, %reset_id, "offset reset step");
         if input.step == Step::Plan {
-            return Ok(to_json(
-                self.plan(&reset_id, &request, &input.request).await?,
-            ));
+            let summary = self.plan(&reset_id, &request, &input.request).await?;
+            if summary.dry_run {
+                let detail = format!(
+                    "dry run: {} groups, {} partitions would move",
+                    summary.groups, summary.partitions
+                );
+                self.audit(&input, Outcome::Planned, detail, Some(summary.plan_key.clone()))
+                    .await?;
+            }
+            return Ok(to_json(summary));
         }
         let plan = self.load_plan(&reset_id).await?;
         let cluster = self.connector.cluster(&request.target).await?;
@@ -108,12 +120,22 @@ impl Handler {
                 to_json(apply::snapshot(&self.records, &reset_id, &plan, cluster).await?)
             }
             Step::Apply => to_json(apply::apply(&plan, cluster).await?),
-            Step::Verify => to_json(apply::verify(&plan, cluster).await?),
+            Step::Verify => {
+                let verified = apply::verify(&plan, cluster).await?;
+                let detail = format!(
+                    "moved {} groups on {} partitions ({}), read back",
+                    verified.groups, verified.partitions, plan.strategy
+                );
+                let plan_key = self.records.key(&reset_id, PLAN);
+                self.audit(&input, Outcome::Succeeded, detail, Some(plan_key))
+                    .await?;
+                to_json(verified)
+            }
             Step::Rollback => {
                 to_json(rollback::rollback(&self.records, &reset_id, &plan, cluster).await?)
             }
-            Step::VerifyRollback => to_json(
-                rollback::verify_rollback(
+            Step::VerifyRollback => {
+                let report = rollback::verify_rollback(
                     &self.records,
                     &reset_id,
                     &plan,
@@ -122,9 +144,46 @@ impl Handler {
                     &input.failure.clone().unwrap_or_default(),
                     &input.rollback.clone().unwrap_or_default(),
                 )
-                .await?,
-            ),
+                .await?;
+                let detail = format!("{}: {}", report.error, report.cause);
+                self.audit(&input, Outcome::Failed, detail, None).await?;
+                to_json(report)
+            }
         })
+    }
+
+    /// The reset's audit record: who asked (the request's `requested_by`), what, and how it
+    /// ended.
+    async fn audit(
+        &self,
+        input: &StepInput,
+        outcome: Outcome,
+        detail: String,
+        report_key: Option<String>,
+    ) -> Result<()> {
+        let request = &input.request;
+        record_audit(
+            self.records.objects.as_ref(),
+            self.records.operations.as_ref(),
+            &self.records.layout,
+            &AuditRecord {
+                operation: Operation::OffsetReset,
+                id: input.reset_id.clone(),
+                backup_id: request["strategy"]["backup_id"].as_str().map(str::to_owned),
+                caller: Caller {
+                    identity: request["requested_by"].as_str().map(str::to_owned),
+                    execution: input.execution.clone(),
+                },
+                started_at_ms: None,
+                finished_at_ms: now_ms(),
+                outcome,
+                what: request.clone(),
+                detail,
+                report_key,
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn plan(

@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use tidemark_core::layout::{ResetId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
+use tidemark_core::operations::OperationsBook;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 #[derive(Clone)]
 pub struct ResetRecords {
     pub objects: Arc<dyn ObjectStore>,
     pub catalog: Arc<dyn SnapshotCatalog>,
+    /// The audit trail.
+    pub operations: Arc<dyn OperationsBook>,
     pub layout: StorageLayout,
     pub bucket: String,
     /// Groups committed or read at once.
@@ -30,9 +33,11 @@ impl ResetRecords {
     ) -> Self {
         let (objects, index) =
             tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
+        let index = Arc::new(index);
         ResetRecords {
             objects: Arc::new(objects),
-            catalog: Arc::new(index),
+            catalog: index.clone(),
+            operations: index,
             layout: config.layout.clone(),
             bucket: config.bucket.clone(),
             concurrency: config.concurrency,

@@ -25,6 +25,9 @@ pub struct ResetRequest {
     /// Plan and report only; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// Who asked, for the audit trail (the tidemark CLI fills in its STS identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -41,7 +41,8 @@ fn world() -> World {
     let index = Arc::new(MemoryIndexStore::new());
     let records = ResetRecords {
         objects: Arc::new(MemoryObjectStore::new()),
-        catalog: index,
+        catalog: index.clone(),
+        operations: index,
         layout: StorageLayout::new("t").unwrap(),
         bucket: "bucket".into(),
         concurrency: 3,

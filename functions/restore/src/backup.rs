@@ -12,6 +12,7 @@ use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::segment::WriteMark;
+use tidemark_core::operations::OperationsBook;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;
@@ -29,6 +30,8 @@ pub struct Backup {
     pub objects: Arc<dyn ObjectStore>,
     pub index: Arc<dyn IndexStore>,
     pub catalog: Arc<dyn SnapshotCatalog>,
+    /// Audit records and the backup's health record.
+    pub operations: Arc<dyn OperationsBook>,
     pub layout: StorageLayout,
     pub bucket: String,
     /// Opens sealed segments (client-side encryption); plain ones pass through.
@@ -213,7 +216,8 @@ impl Backup {
         Backup {
             objects: Arc::new(objects),
             index: index.clone(),
-            catalog: index,
+            catalog: index.clone(),
+            operations: index,
             layout: config.layout.clone(),
             bucket: config.bucket.clone(),
             // Reading needs no key id: each sealed segment names its wrapped data key.

@@ -37,6 +37,17 @@ pub struct RestoreRequest {
     /// Plan and report only; change nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// `false`: the plan records where the groups stood at the cut, and nothing moves them
+    /// (a recovery drill checks where they would land while the real groups keep running).
+    #[serde(default = "yes")]
+    pub move_groups: bool,
+    /// Who asked, for the audit trail (the tidemark CLI fills in its STS identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_replication_factor() -> i32 {
@@ -139,6 +150,7 @@ pub struct ValidRequest {
     pub replication_factor: i32,
     pub rollback_deletes_created_topics: bool,
     pub dry_run: bool,
+    pub move_groups: bool,
 }
 
 impl RestoreRequest {
@@ -201,6 +213,7 @@ impl RestoreRequest {
             topic_creation: self.topic_creation,
             replication_factor: self.replication_factor,
             rollback_deletes_created_topics: self.rollback_deletes_created_topics,
+            move_groups: self.move_groups,
             dry_run: self.dry_run,
         })
     }

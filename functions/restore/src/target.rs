@@ -8,6 +8,7 @@ use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, KafkaSettings}
 
 pub use tidemark_core::kafka::Cluster;
 
+use crate::drill::read::{KafkaRestoredReader, RestoredReader};
 use crate::error::Result;
 use crate::partition::target::{KafkaTargetWriter, TargetWriter};
 
@@ -20,6 +21,9 @@ pub trait TargetConnector: ClusterConnector {
         settings: &KafkaSettings,
         max_record_bytes: u64,
     ) -> Result<Arc<dyn TargetWriter>>;
+
+    /// A reader of restored partitions, for the recovery drill's comparison.
+    async fn reader(&self, settings: &KafkaSettings) -> Result<Arc<dyn RestoredReader>>;
 }
 
 /// Real clusters: MSK broker lists and secrets resolved through AWS, then librdkafka.
@@ -54,5 +58,10 @@ impl TargetConnector for AwsTargetConnector {
             connection,
             max_record_bytes,
         )?))
+    }
+
+    async fn reader(&self, settings: &KafkaSettings) -> Result<Arc<dyn RestoredReader>> {
+        let connection = self.clusters.connection(settings).await?;
+        Ok(Arc::new(KafkaRestoredReader { connection }))
     }
 }

@@ -7,6 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use restore::drill::read::RestoredReader;
 use bytes::Bytes;
 use common::{Fixture, TOPIC, record};
 use restore::coordinator::{Coordinator, Failure, Step, StepInput};
@@ -39,6 +40,10 @@ impl tidemark_core::kafka::ClusterConnector for Twins {
 #[async_trait]
 impl TargetConnector for Twins {
     async fn writer(&self, _: &KafkaSettings, _: u64) -> restore::Result<Arc<dyn TargetWriter>> {
+        Ok(self.writer.clone())
+    }
+
+    async fn reader(&self, _: &KafkaSettings) -> restore::Result<Arc<dyn RestoredReader>> {
         Ok(self.writer.clone())
     }
 }
@@ -179,6 +184,7 @@ impl World {
                 failed_step: None,
                 failure: None,
                 offsets_rollback: None,
+                execution: None,
             })
             .await
     }
@@ -189,6 +195,7 @@ impl World {
         let records = offset_reset::records::ResetRecords {
             objects: self.fixture.backup.objects.clone(),
             catalog: self.fixture.backup.catalog.clone(),
+            operations: self.fixture.backup.operations.clone(),
             layout: self.fixture.backup.layout.clone(),
             bucket: "bucket".into(),
             concurrency: 4,
@@ -215,6 +222,7 @@ impl World {
                 failed_step: Some(failed_step.into()),
                 failure: Some(failure),
                 offsets_rollback: None,
+                execution: None,
             })
             .await
             .unwrap()
@@ -491,6 +499,7 @@ async fn a_rollback_after_the_groups_moved_quotes_the_offset_resets_own_rollback
                     .to_string(),
             }),
             offsets_rollback: Some(json!({"undone": "the 1 groups that existed are back"})),
+            execution: None,
         })
         .await
         .unwrap();
@@ -595,6 +604,7 @@ async fn consistent_range(
             failed_step: None,
             failure: None,
             offsets_rollback: None,
+            execution: None,
         })
         .await
         .unwrap();
@@ -848,6 +858,7 @@ async fn a_crash_while_creating_topics_leaves_a_topic_the_retry_and_the_rollback
             failed_step: None,
             failure: None,
             offsets_rollback: None,
+            execution: None,
         })
     };
     run(Step::Plan).await.unwrap();
@@ -1189,5 +1200,128 @@ async fn each_cut_restores_the_topic_generation_alive_then_and_never_mixes_two()
             .to_string()
             .contains("the backup holds no records of generation 5 (named in topics.generations); it holds generations [0, 1]"),
         "{error}"
+    );
+}
+
+/// The drill's steps around the restore's own (as the drill state machine runs them), on a
+/// backup whose partition 1 has a second segment (offsets 100..=149).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_segment_loses() {
+    use restore::drill::{Drill, DrillStep};
+    let world = new_world().await;
+    let more: Vec<_> = (100..150).map(|o| record(o, 1_000 + o)).collect();
+    let tampered_key = world.fixture.segment_damaged(1, &more, CUT - 10, true, |_| {}).await;
+    let drill = Drill {
+        backup: world.fixture.backup.clone(),
+        connector: world.twins.clone(),
+        default_target: None,
+        metrics_namespace: "Tidemark".into(),
+    };
+    let step = |value: Value| -> DrillStep { serde_json::from_value(value).unwrap() };
+    let drill_request = json!({
+        "backup_id": "prod",
+        "target": {"bootstrap_servers": "target:9092", "auth": "plaintext"},
+        "topics": {"include": [TOPIC]},
+        "cut": {"mode": "time", "at": CUT},
+        "groups": ["reader"],
+        "tier": {"name": "gold", "rto_target_seconds": 3600},
+        "requested_by": "arn:aws:sts::123456789012:assumed-role/sre/alice",
+    });
+    let prepared = drill
+        .handle(step(json!({
+            "step": "prepare", "drill_id": "run-1", "request": drill_request,
+            "started_at": "2026-12-04T00:00:00Z",
+        })))
+        .await
+        .unwrap();
+    let restore_input = prepared["restore_input"].clone();
+    assert_eq!(restore_input["topics"]["target_prefix"], "tidemark-drill.run-1.");
+    assert_eq!(restore_input["move_groups"], false);
+
+    // The restore state machine's steps, as its child execution runs them.
+    let summary = world.step(Step::Plan, &restore_input).await.unwrap();
+    assert_eq!(summary["offset_reset"], Value::Null, "a drill never moves a group");
+    world.step(Step::CreateTopics, &restore_input).await.unwrap();
+    world.restore_partitions(&restore_input).await;
+    world.step(Step::Validate, &restore_input).await.unwrap();
+
+    let verify = |partition: i32| {
+        let plan = world.plan();
+        let drill = &drill;
+        async move {
+            let task = plan
+                .await
+                .partitions
+                .into_iter()
+                .find(|task| task.partition == partition)
+                .unwrap();
+            drill
+                .handle(step(json!({
+                    "step": "verify-partition", "drill_id": "run-1", "backup_id": "prod",
+                    "task": task,
+                })))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(verify(0).await["passed"], true);
+    // The stored segment changes after the restore read it: the drill reads the backup again.
+    world.fixture.backup.objects.delete(&tampered_key).await.unwrap();
+    world
+        .fixture
+        .segment_damaged(1, &more, CUT - 10, false, |bytes| {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+        })
+        .await;
+    assert_eq!(verify(1).await["passed"], false);
+
+    let cleaned = drill
+        .handle(step(json!({"step": "cleanup", "drill_id": "run-1", "backup_id": "prod"})))
+        .await
+        .unwrap();
+    assert_eq!(cleaned["deleted"], json!(["tidemark-drill.run-1.payments"]));
+    assert!(
+        world.twins.cluster.topics().await.unwrap().is_empty(),
+        "no scratch topic is left"
+    );
+    let report = drill
+        .handle(step(json!({
+            "step": "report", "drill_id": "run-1", "started_at": "2026-12-04T00:00:00Z",
+            "state": {"request": drill_request, "restore": {"output": {}}, "cleanup": cleaned},
+        })))
+        .await
+        .unwrap();
+    assert_eq!(report["passed"], false);
+    assert_eq!(report["error"], "Tidemark.DrillFailed");
+    let cause = report["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("payments-1: the backup is unreadable from source offset 100"),
+        "{cause}"
+    );
+    let partitions = report["partitions"].as_array().unwrap();
+    let sound = &partitions[0];
+    assert_eq!(sound["records"], 100);
+    assert_eq!(sound["first_source_offset"], 0);
+    assert_eq!(sound["last_source_offset"], 99);
+    assert_eq!(sound["digest"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        sound["groups"],
+        json!([{"group": "reader", "committed_source_offset": 40, "translated": 40, "expected": 40, "ok": true}])
+    );
+    assert_eq!(partitions[1]["records"], 100, "records before the damage matched");
+    assert_eq!(report["rpo_ms"], CUT - 1_099, "the cut against the newest record verified");
+    assert!(report["rto_ms"].as_i64().unwrap() > 0);
+
+    let backup_id = tidemark_core::layout::BackupId::parse("prod").unwrap();
+    let health = world.fixture.backup.operations.health(&backup_id).await.unwrap();
+    let recorded = health.drill.unwrap();
+    assert!(!recorded.passed);
+    assert_eq!(recorded.tier.as_deref(), Some("gold"));
+    let audit = world.fixture.backup.operations.audit_records(0, i64::MAX / 2).await.unwrap();
+    let drill_audit = audit.iter().find(|record| record.id == "run-1" && record.operation.name() == "drill").unwrap();
+    assert_eq!(
+        drill_audit.caller.identity.as_deref(),
+        Some("arn:aws:sts::123456789012:assumed-role/sre/alice")
     );
 }

@@ -10,6 +10,7 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::index::{CommitOutcome, IndexStore, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
 use crate::object_store::{ObjectStore, PutOutcome};
+use crate::operations::OperationsBook;
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 /// `prefix` must be unused in the store (tests use a fresh uuid).
@@ -609,5 +610,92 @@ pub async fn index_store_gap_filling_contract(store: &dyn IndexStore, partition:
         store.checkpoint(partition).await.unwrap(),
         Some(checkpoint(0, 30)),
         "filling moves no checkpoint"
+    );
+}
+
+/// `book` must hold no audit records and no health record for `backup_id`.
+pub async fn operations_book_contract(book: &dyn OperationsBook, backup_id: &BackupId) {
+    use crate::operations::{
+        AuditRecord, BackupHealth, Caller, DrillHealth, Freshness, HealthAspect, Operation, Outcome,
+    };
+    let record = |operation: Operation, finished_at_ms: i64| AuditRecord {
+        operation,
+        id: format!("run-{finished_at_ms}"),
+        backup_id: Some(backup_id.to_string()),
+        caller: Caller {
+            identity: Some("arn:aws:iam::123456789012:user/alice".into()),
+            execution: None,
+        },
+        started_at_ms: None,
+        finished_at_ms,
+        outcome: Outcome::Succeeded,
+        what: serde_json::json!({"topics": ["payments"]}),
+        detail: "done".into(),
+        report_key: None,
+    };
+    // 2026-11-30 and 2026-12-01: a query must read both months.
+    let november = record(Operation::Restore, 1_764_460_800_000);
+    let december = record(Operation::Drill, 1_764_547_200_000);
+    for audit in [&december, &november, &december] {
+        book.index_audit(audit).await.unwrap();
+    }
+    assert_eq!(
+        book.audit_records(november.finished_at_ms, december.finished_at_ms)
+            .await
+            .unwrap(),
+        vec![november.clone(), december.clone()],
+        "audit records come back once each, oldest first, across months"
+    );
+    assert_eq!(
+        book.audit_records(november.finished_at_ms + 1, i64::MAX / 2)
+            .await
+            .unwrap(),
+        vec![december.clone()],
+        "a query by time leaves out records before it"
+    );
+
+    assert_eq!(
+        book.health(backup_id).await.unwrap(),
+        BackupHealth::default(),
+        "a backup with no health record reads as empty"
+    );
+    let freshness = Freshness {
+        checked_at_ms: 1_000,
+        snapshot_key: "s".into(),
+        partitions: 2,
+        records_behind: 0,
+        behind_since_ms: None,
+        stalled_count: 0,
+        stalled: vec![],
+    };
+    let drill = |finished_at_ms: i64, passed: bool| DrillHealth {
+        drill_id: format!("d{finished_at_ms}"),
+        finished_at_ms,
+        passed,
+        tier: None,
+        rto_ms: Some(5),
+        rto_target_ms: None,
+        rpo_ms: None,
+        rpo_target_ms: None,
+        cause: String::new(),
+        report_key: "r".into(),
+    };
+    book.record_health(backup_id, &HealthAspect::Freshness(freshness.clone()))
+        .await
+        .unwrap();
+    book.record_health(backup_id, &HealthAspect::Drill(drill(2_000, true)))
+        .await
+        .unwrap();
+    book.record_health(backup_id, &HealthAspect::Drill(drill(1_500, false)))
+        .await
+        .unwrap();
+    assert_eq!(
+        book.health(backup_id).await.unwrap(),
+        BackupHealth {
+            freshness: Some(freshness),
+            validation: None,
+            drill: Some(drill(2_000, true)),
+        },
+        "each aspect is set alone, and an older one never replaces a newer one"
     );
 }

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
 use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
+use crate::operations::{AuditRecord, BackupHealth, HealthAspect, OperationsBook};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 #[derive(Debug, Clone)]
@@ -140,6 +141,8 @@ pub struct MemoryIndexStore {
     partitions: Mutex<BTreeMap<String, PartitionIndex>>,
     snapshots: Mutex<BTreeMap<(String, i64), SnapshotEntry>>,
     generations: Mutex<BTreeMap<(String, String, u32), TopicGeneration>>,
+    audit: Mutex<BTreeMap<String, AuditRecord>>,
+    health: Mutex<BTreeMap<String, BackupHealth>>,
 }
 
 impl MemoryIndexStore {
@@ -429,5 +432,56 @@ mod tests {
             &BackupId::parse("b").unwrap(),
         )
         .await;
+    }
+
+    #[tokio::test]
+    async fn memory_operations_book_meets_the_contract() {
+        conformance::operations_book_contract(
+            &MemoryIndexStore::new(),
+            &BackupId::parse("b").unwrap(),
+        )
+        .await;
+    }
+}
+
+#[async_trait]
+impl OperationsBook for MemoryIndexStore {
+    async fn index_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.audit
+            .lock()
+            .expect("lock poisoned")
+            .insert(record.sort_key(), record.clone());
+        Ok(())
+    }
+
+    async fn audit_records(&self, since_ms: i64, until_ms: i64) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .audit
+            .lock()
+            .expect("lock poisoned")
+            .values()
+            .filter(|record| (since_ms..=until_ms).contains(&record.finished_at_ms))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_health(&self, backup_id: &BackupId, aspect: &HealthAspect) -> Result<()> {
+        self.health
+            .lock()
+            .expect("lock poisoned")
+            .entry(backup_id.to_string())
+            .or_default()
+            .apply(aspect.clone());
+        Ok(())
+    }
+
+    async fn health(&self, backup_id: &BackupId) -> Result<BackupHealth> {
+        Ok(self
+            .health
+            .lock()
+            .expect("lock poisoned")
+            .get(backup_id.as_str())
+            .cloned()
+            .unwrap_or_default())
     }
 }

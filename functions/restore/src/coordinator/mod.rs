@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, RestoreId};
+use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
@@ -36,6 +37,9 @@ pub struct StepInput {
     /// rollback (`{"undone": ...}`), whose account of the groups goes into this cause.
     #[serde(default)]
     pub offsets_rollback: Option<serde_json::Value>,
+    /// The execution's ARN (`$$.Execution.Id`), for the audit trail.
+    #[serde(default)]
+    pub execution: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,9 +110,15 @@ impl Coordinator {
             RestoreRequest::from_json(&input.request).and_then(|request| request.validate());
         if input.step == Step::Rollback {
             // An invalid request failed the plan step: there is nothing to undo.
-            return Ok(to_json(
-                self.rollback(&input, &restore_id, request.ok()).await?,
-            ));
+            let outcome = self.rollback(&input, &restore_id, request.ok()).await?;
+            self.audit(
+                &input,
+                Outcome::Failed,
+                format!("{}: {}", outcome.error, outcome.cause),
+                None,
+            )
+            .await?;
+            return Ok(to_json(outcome));
         }
         let request = request?;
         tracing::info!(step = ?input.step, %restore_id, backup_id = %request.backup_id, "restore step");
@@ -133,11 +143,72 @@ impl Coordinator {
             }
             Step::Report => {
                 let plan = self.load_plan(&request.backup_id, &restore_id).await?;
-                to_json(finish::report(&self.backup, &plan, &input.results).await?)
+                let summary = finish::report(&self.backup, &plan, &input.results).await?;
+                let (outcome, detail) = if summary.dry_run {
+                    (
+                        Outcome::Planned,
+                        format!(
+                            "dry run: {} partitions planned, {} records to scan",
+                            summary.partitions, summary.records_to_scan
+                        ),
+                    )
+                } else {
+                    (
+                        Outcome::Succeeded,
+                        format!(
+                            "restored {} records into {} partitions",
+                            summary.records, summary.partitions
+                        ),
+                    )
+                };
+                self.audit(&input, outcome, detail, Some(summary.report_key.clone()))
+                    .await?;
+                to_json(summary)
             }
             Step::Rollback => unreachable!("handled above"),
         };
         Ok(output)
+    }
+
+    /// The restore's audit record: who asked (the request's `requested_by`), what, and how
+    /// it ended.
+    async fn audit(
+        &self,
+        input: &StepInput,
+        outcome: Outcome,
+        detail: String,
+        report_key: Option<String>,
+    ) -> Result<()> {
+        let field = |name: &str| {
+            input
+                .request
+                .get(name)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
+        let now = now_ms();
+        record_audit(
+            self.backup.objects.as_ref(),
+            self.backup.operations.as_ref(),
+            &self.backup.layout,
+            &AuditRecord {
+                operation: Operation::Restore,
+                id: input.restore_id.clone(),
+                backup_id: field("backup_id"),
+                caller: Caller {
+                    identity: field("requested_by"),
+                    execution: input.execution.clone(),
+                },
+                started_at_ms: None,
+                finished_at_ms: now,
+                outcome,
+                what: input.request.clone(),
+                detail,
+                report_key,
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     async fn rollback(

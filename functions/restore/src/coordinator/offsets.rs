@@ -23,7 +23,7 @@ pub fn offset_reset_request(
         .filter(|group| !group.source_offsets.is_empty())
         .map(|group| &group.group)
         .collect();
-    if groups.is_empty() || plan.dry_run {
+    if groups.is_empty() || plan.dry_run || !plan.move_groups {
         return None;
     }
     let snapshot = plan.snapshot.as_ref()?;
@@ -38,6 +38,7 @@ pub fn offset_reset_request(
             "restore_id": plan.restore_id,
         },
         "topics": plan.topics.iter().map(|topic| &topic.source).collect::<Vec<_>>(),
+        "requested_by": format!("restore {}", plan.restore_id),
     }))
 }
 

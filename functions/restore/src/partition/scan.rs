@@ -105,11 +105,11 @@ impl Scanner {
                 &segments,
                 start,
                 &mut output,
-            )
-            .map(|()| {
-                // A reader that has gone away needs no last chunk.
-                let _ = output.flush();
-            });
+            );
+            // Records decoded before a failure come from segments checked whole: they go out
+            // first, so the reader learns exactly where the backup stops being readable. A
+            // reader that has gone away needs no last chunk.
+            let _ = output.flush();
             if let Err(error) = result {
                 let _ = sender.blocking_send(Err(error));
             }

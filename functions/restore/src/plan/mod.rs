@@ -82,6 +82,9 @@ pub struct RestorePlan {
     pub cut: Cut,
     pub start_ms: Option<i64>,
     pub dry_run: bool,
+    /// `false`: the groups' positions are planned and checked, never applied.
+    #[serde(default = "yes")]
+    pub move_groups: bool,
     pub replication_factor: i32,
     pub rollback_deletes_created_topics: bool,
     /// The cluster snapshot at or before the cut: group positions and topic configs.
@@ -108,6 +111,10 @@ impl RestorePlan {
             .find(|topic| topic.source == source_topic)
             .map(|topic| topic.target.as_str())
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Plans a restore. Reads the backup and the target; writes nothing.
@@ -259,7 +266,9 @@ pub async fn make_plan(
         )));
     }
 
-    check_groups_inactive(target, &request.groups).await?;
+    if request.move_groups {
+        check_groups_inactive(target, &request.groups).await?;
+    }
 
     let groups = match &snapshot {
         Some((snapshot, key)) => group_plans(snapshot, key, &request.groups, &topics)?,
@@ -370,6 +379,7 @@ pub async fn make_plan(
         cut: request.cut,
         start_ms: request.start_ms,
         dry_run: request.dry_run,
+        move_groups: request.move_groups,
         replication_factor: request.replication_factor,
         rollback_deletes_created_topics: request.rollback_deletes_created_topics,
         snapshot: snapshot.as_ref().map(|(snapshot, key)| SnapshotRef {

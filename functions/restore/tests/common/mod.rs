@@ -42,6 +42,7 @@ impl Fixture {
             objects: Arc::new(MemoryObjectStore::new()),
             index: index.clone(),
             catalog: index.clone(),
+            operations: index.clone(),
             layout: StorageLayout::new("t").unwrap(),
             bucket: "bucket".into(),
             keys: Arc::new(SegmentKeys::new(

@@ -9,11 +9,14 @@
 //! | retired    | `{backup_id}#{topic}#{p}`      | `retired#{first:020}#{last:020}`    |
 //! | snapshot   | `{backup_id}#snapshots`        | `{taken_at_ms:020}`                 |
 //! | generation | `{backup_id}#{topic}#generations` | `generation#{n:010}`             |
+//! | health     | `{backup_id}#health`           | `health`                            |
+//! | audit      | `audit#{yyyy}-{mm}`            | `{finished_ms:020}#{operation}#{id}#{outcome}` |
 //!
 //! `#` cannot occur in backup ids or topic names and partitions are numbers, so keys are
 //! unambiguous; zero-padded offsets and times make sort keys sort in order.
 
 mod catalog;
+mod operations;
 
 use std::collections::HashMap;
 

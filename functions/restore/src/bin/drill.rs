@@ -1,0 +1,32 @@
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use restore::backup::Backup;
+use restore::config::RestoreConfig;
+use restore::drill::{Drill, DrillStep};
+use restore::target::AwsTargetConnector;
+use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::request::TargetSpec;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tidemark_core::telemetry::init_tracing();
+    let env = Env::process();
+    let config = RestoreConfig::from_env(&env)?;
+    let s3_settings = S3Settings::from_env(&env)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let drill = Arc::new(Drill {
+        backup: Backup::from_config(&aws, &config, &s3_settings),
+        connector: Arc::new(AwsTargetConnector::new(aws, "tidemark-drill")),
+        default_target: TargetSpec::from_env(&env),
+        metrics_namespace: env
+            .optional("TIDEMARK_METRICS_NAMESPACE")
+            .unwrap_or_else(|| "Tidemark".into()),
+    });
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<DrillStep>| {
+        let drill = Arc::clone(&drill);
+        async move { drill.handle(event.payload).await }
+    }))
+    .await
+}
