@@ -79,6 +79,11 @@ data "aws_iam_policy_document" "maintainer" {
     resources = [aws_dynamodb_table.index.arn]
   }
   statement {
+    sid       = "WriteAuditRecords"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}audit/*"]
+  }
+  statement {
     sid       = "SealAndOpenSegments"
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [local.kms_key_arn]

@@ -129,6 +129,25 @@ data "aws_iam_policy_document" "restore_function" {
     actions   = ["dynamodb:GetItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.index.arn]
   }
+  # Drills write their evidence; every operation its audit record (docs/operations.md).
+  statement {
+    sid     = "WriteDrillAndAuditRecords"
+    actions = ["s3:PutObject"]
+    resources = [
+      "${aws_s3_bucket.backups.arn}/${local.objects_root}*/drills/*",
+      "${aws_s3_bucket.backups.arn}/${local.objects_root}audit/*",
+    ]
+  }
+  statement {
+    sid       = "AuditAndHealthItems"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.index.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["audit#*", "*#health"]
+    }
+  }
   statement {
     sid       = "DecryptBackups"
     actions   = ["kms:Decrypt"]
@@ -149,7 +168,7 @@ data "aws_iam_policy_document" "restore_function" {
     sid     = "Logs"
     actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = [
-      for name in ["restore-coordinator", "restore-partition", "offset-reset"] :
+      for name in ["restore-coordinator", "restore-partition", "offset-reset", "drill"] :
       "${aws_cloudwatch_log_group.function[name].arn}:*"
     ]
   }

@@ -1,5 +1,5 @@
-# The schedules that start the validation and maintenance state machines: one EventBridge rule
-# each (none when its schedule is ""), and one role that may start only these two machines.
+# The schedules that start the validation, maintenance and drill state machines: one EventBridge
+# rule each (none when its schedule is ""), and one role that may start only these machines.
 
 locals {
   scheduled_machines = {
@@ -12,6 +12,16 @@ locals {
       schedule = var.maintenance_schedule
       machine  = aws_sfn_state_machine.maintenance.arn
       input    = "{}"
+    }
+    drill = {
+      schedule = var.drill_schedule
+      machine  = aws_sfn_state_machine.drill.arn
+      input = jsonencode({
+        backup_id    = var.backup_id
+        topics       = { include = [var.drill_topics] }
+        tier         = { name = var.drill_tier, rto_target_seconds = var.drill_rto_target_seconds, rpo_target_seconds = var.drill_rpo_target_seconds }
+        requested_by = "schedule:${local.name}-drill"
+      })
     }
   }
   active_schedules = { for job, spec in local.scheduled_machines : job => spec if spec.schedule != "" }

@@ -24,6 +24,7 @@ resource "aws_lambda_function" "offset_snapshotter" {
       TIDEMARK_SNAPSHOT_SAMPLES          = tostring(var.snapshot_samples)
       TIDEMARK_SNAPSHOT_INTERVAL_SECONDS = tostring(var.snapshot_interval_seconds)
       TIDEMARK_STALL_AFTER_SECONDS       = tostring(var.stall_after_seconds)
+      TIDEMARK_DRILL_INTERVAL_HOURS      = tostring(var.drill_interval_hours)
     }, local.source_cluster_environment)
   }
   logging_config {
@@ -89,6 +90,17 @@ data "aws_iam_policy_document" "offset_snapshotter" {
     sid       = "Catalog"
     actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.index.arn]
+  }
+  # The freshness aspect of the backup's health record.
+  statement {
+    sid       = "HealthRecord"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.index.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#health"]
+    }
   }
   statement {
     sid       = "EncryptWithTheDataKey"

@@ -74,6 +74,21 @@ data "aws_iam_policy_document" "validator" {
     resources = [aws_dynamodb_table.index.arn]
   }
   statement {
+    sid       = "AuditAndHealthItems"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.index.arn]
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["audit#*", "*#health"]
+    }
+  }
+  statement {
+    sid       = "WriteAuditRecords"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.objects_root}audit/*"]
+  }
+  statement {
     sid       = "OpenSealedSegments"
     actions   = ["kms:Decrypt"]
     resources = [local.kms_key_arn]

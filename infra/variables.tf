@@ -372,6 +372,42 @@ variable "validation_schedule" {
   description = "When the validation state machine checks the backup (an EventBridge schedule expression); \"\" runs it only on demand."
 }
 
+variable "drill_schedule" {
+  type        = string
+  default     = "rate(7 days)"
+  description = "When the recovery drill restores drill_topics into scratch topics on the source cluster and verifies them (an EventBridge schedule expression); \"\" runs drills only on demand."
+}
+
+variable "drill_topics" {
+  type        = string
+  default     = ".*"
+  description = "The scheduled drill's topics (a regular expression matched against whole names)."
+}
+
+variable "drill_tier" {
+  type        = string
+  default     = "standard"
+  description = "The scheduled drill's tier name, reported with its targets."
+}
+
+variable "drill_rto_target_seconds" {
+  type        = number
+  default     = 3600
+  description = "The scheduled drill fails (metric DrillTargetsMissed) when restoring and verifying takes longer."
+}
+
+variable "drill_rpo_target_seconds" {
+  type        = number
+  default     = 900
+  description = "The scheduled drill fails when the newest restored record is older than this at the cut."
+}
+
+variable "drill_interval_hours" {
+  type        = number
+  default     = 192
+  description = "The snapshotter reports a drill overdue (metric DrillOverdue, alarm) when the last one finished longer ago; 0 turns the check off."
+}
+
 variable "validation_depth" {
   type        = string
   default     = "deep"

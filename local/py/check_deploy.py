@@ -150,7 +150,7 @@ def terraform_system():
 # Who may write a backup's segments, by logical id (SAM) or policy document name (Terraform).
 SEGMENT_WRITERS = {"BackupWriterFunction", "MaintainerFunction", "backup_writer", "maintainer"}
 # The folders other writers keep their own records in.
-OWN_FOLDERS = re.compile(r"[/}](snapshots|validations|restores|offset-resets)/\*$")
+OWN_FOLDERS = re.compile(r"[/}](snapshots|validations|restores|offset-resets|drills|audit)/\*$")
 WRITE_ACTIONS = {"s3:putobject", "s3:put*", "s3:*", "*"}
 
 

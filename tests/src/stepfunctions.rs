@@ -15,6 +15,7 @@ pub struct RestoreFunctions {
     pub coordinator: String,
     pub partition: String,
     pub offset_reset: String,
+    pub drill: String,
 }
 
 impl Stack {
@@ -43,6 +44,7 @@ impl Stack {
         let coordinator = unique("restore-coordinator");
         let partition = unique("restore-partition");
         let offset_reset = unique("offset-reset");
+        let drill = unique("drill");
         let mut all_env = vec![
             ("TIDEMARK_BUCKET", storage.bucket.as_str()),
             ("TIDEMARK_TABLE", storage.table.as_str()),
@@ -57,18 +59,20 @@ impl Stack {
                 ),
                 format!("{partition}={}", self.binary("restore-partition").display()),
                 format!("{offset_reset}={}", self.binary("offset-reset").display()),
+                format!("{drill}={}", self.binary("drill").display()),
             ],
             &all_env,
             timeout_seconds,
             concurrency,
         );
-        self.register_with_gateway(&host, &[&coordinator, &partition, &offset_reset])
+        self.register_with_gateway(&host, &[&coordinator, &partition, &offset_reset, &drill])
             .await;
         RestoreFunctions {
             host,
             coordinator,
             partition,
             offset_reset,
+            drill,
         }
     }
 
@@ -206,10 +210,20 @@ pub fn restore_definition(functions: &RestoreFunctions, offset_reset_machine: &s
         .replace("${OffsetResetStateMachineArn}", offset_reset_machine)
 }
 
-/// Both state machines, as deployed: the restore runs the offset reset as a child.
+/// `statemachines/drill.asl.json`, with the drill function and restore machine ARNs filled in
+/// as SAM and Terraform fill them in.
+pub fn drill_definition(functions: &RestoreFunctions, restore_machine: &str) -> String {
+    definition("drill.asl.json")
+        .replace("${DrillFunctionArn}", &function_arn(&functions.drill))
+        .replace("${RestoreStateMachineArn}", restore_machine)
+}
+
+/// The state machines, as deployed: the restore runs the offset reset as a child, the drill
+/// runs the restore.
 pub struct Machines {
     pub restore: StateMachine,
     pub offset_reset: StateMachine,
+    pub drill: StateMachine,
 }
 
 impl Machines {
@@ -217,9 +231,11 @@ impl Machines {
         let offset_reset = StateMachine::create(stack, offset_reset_definition(functions)).await;
         let restore =
             StateMachine::create(stack, restore_definition(functions, &offset_reset.arn)).await;
+        let drill = StateMachine::create(stack, drill_definition(functions, &restore.arn)).await;
         Machines {
             restore,
             offset_reset,
+            drill,
         }
     }
 }

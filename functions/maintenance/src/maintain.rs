@@ -12,6 +12,7 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore, ObjectTags};
+use tidemark_core::operations::{Operation, OperationsBook, Outcome};
 use tidemark_core::retention::{DAY_MS, RetentionPolicy, RetentionReport, expire_partition};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::partitions_to_validate;
@@ -31,6 +32,11 @@ pub enum MaintenanceStep {
     },
     Summarize {
         run_id: String,
+        /// The execution's ARN and input, for the audit record.
+        #[serde(default)]
+        execution: Option<String>,
+        #[serde(default)]
+        request: serde_json::Value,
     },
 }
 
@@ -75,6 +81,7 @@ pub struct Maintainer {
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
+    operations: Arc<dyn OperationsBook>,
 }
 
 impl Maintainer {
@@ -84,6 +91,7 @@ impl Maintainer {
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
         keys: Arc<SegmentKeys>,
+        operations: Arc<dyn OperationsBook>,
     ) -> Self {
         Maintainer {
             config,
@@ -91,6 +99,7 @@ impl Maintainer {
             objects,
             index,
             keys,
+            operations,
         }
     }
 
@@ -116,9 +125,36 @@ impl Maintainer {
                 .await?;
                 Ok(MaintenanceResponse::Progress(progress))
             }
-            MaintenanceStep::Summarize { run_id } => Ok(MaintenanceResponse::Report(
-                self.summarize(&parse_run_id(&run_id)?).await?,
-            )),
+            MaintenanceStep::Summarize {
+                run_id,
+                execution,
+                request,
+            } => {
+                let run = parse_run_id(&run_id)?;
+                let report = self.summarize(&run).await?;
+                let detail = format!(
+                    "{} partitions: {} segments expired, {} compacted into {}, {} objects deleted",
+                    report.partitions,
+                    report.segments_expired,
+                    report.segments_compacted,
+                    report.segments_written,
+                    report.objects_deleted
+                );
+                crate::steps::audit(
+                    self.objects.as_ref(),
+                    self.operations.as_ref(),
+                    &self.config,
+                    Operation::Maintenance,
+                    &run,
+                    &request,
+                    execution,
+                    Outcome::Succeeded,
+                    detail,
+                    None,
+                )
+                .await?;
+                Ok(MaintenanceResponse::Report(report))
+            }
         }
     }
 

@@ -12,6 +12,9 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::operations::{
+    HealthAspect, Operation, OperationsBook, Outcome, ValidationHealth,
+};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::{
     Depth, LocatedFinding, PartitionCheck, Severity, Tally, partitions_to_validate, select_topics,
@@ -22,6 +25,9 @@ use tracing::info;
 use crate::config::BackupConfig;
 use crate::error::{MaintenanceError, Result};
 use crate::steps::{Progress, now_ms, parse_run_id, step_through};
+
+/// Partitions whose validated point the health record keeps (an item holds 400 KB).
+const VALIDATED_POINTS_KEPT: usize = 2_000;
 
 /// Findings quoted in the report's one-line cause.
 const CAUSE_EXAMPLES: usize = 3;
@@ -36,6 +42,9 @@ pub struct ValidationRequest {
     /// Topics to validate; all of the backup's when absent.
     #[serde(default)]
     pub topics: Option<Vec<String>>,
+    /// Who asked, for the audit trail (the tidemark CLI fills in its STS identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 fn deep() -> Depth {
@@ -54,6 +63,9 @@ pub enum ValidationStep {
     Summarize {
         run_id: String,
         request: ValidationRequest,
+        /// The execution's ARN, for the audit record.
+        #[serde(default)]
+        execution: Option<String>,
     },
 }
 
@@ -82,6 +94,7 @@ pub struct Validator {
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
+    operations: Arc<dyn OperationsBook>,
 }
 
 impl Validator {
@@ -90,12 +103,14 @@ impl Validator {
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
         keys: Arc<SegmentKeys>,
+        operations: Arc<dyn OperationsBook>,
     ) -> Self {
         Validator {
             config,
             objects,
             index,
             keys,
+            operations,
         }
     }
 
@@ -113,9 +128,32 @@ impl Validator {
                 self.validate(&parse_run_id(&run_id)?, &request, position, deadline_ms)
                     .await?,
             )),
-            ValidationStep::Summarize { run_id, request } => Ok(ValidationResponse::Report(
-                Box::new(self.summarize(&parse_run_id(&run_id)?, &request).await?),
-            )),
+            ValidationStep::Summarize {
+                run_id,
+                request,
+                execution,
+            } => {
+                let run = parse_run_id(&run_id)?;
+                let report = self.summarize(&run, &request).await?;
+                crate::steps::audit(
+                    self.objects.as_ref(),
+                    self.operations.as_ref(),
+                    &self.config,
+                    Operation::Validation,
+                    &run,
+                    &serde_json::to_value(&request).expect("requests serialise"),
+                    execution,
+                    if report.tally.errors == 0 {
+                        Outcome::Succeeded
+                    } else {
+                        Outcome::Failed
+                    },
+                    report.cause.clone(),
+                    Some(report.report_key.clone()),
+                )
+                .await?;
+                Ok(ValidationResponse::Report(Box::new(report)))
+            }
         }
     }
 
@@ -191,6 +229,7 @@ impl Validator {
             report_key: format!("{prefix}report.json"),
         };
         // The results the validate steps wrote: partitions backed up since are not in this run.
+        let mut validated_through = std::collections::BTreeMap::new();
         for key in self.objects.list(&format!("{prefix}partitions/")).await? {
             let check: PartitionCheck = object_store::get_json(self.objects.as_ref(), &key)
                 .await?
@@ -200,6 +239,18 @@ impl Validator {
                     message: "a listed validation result is gone".into(),
                     retryable: true,
                 })?;
+            let sound = !check
+                .findings
+                .iter()
+                .any(|finding| finding.severity() == Severity::Error);
+            if let (true, Some(next)) = (sound, check.next_offset)
+                && validated_through.len() < VALIDATED_POINTS_KEPT
+            {
+                validated_through.insert(
+                    PartitionId::place(&check.topic, check.partition, check.generation),
+                    next,
+                );
+            }
             report.tally.add(check);
         }
         report.cause = cause(&report);
@@ -227,6 +278,22 @@ impl Validator {
             .property("RunId", report.run_id.clone())
             .property("Depth", format!("{:?}", report.depth).to_lowercase())
             .emit(now_ms());
+        self.operations
+            .record_health(
+                &self.config.backup_id,
+                &HealthAspect::Validation(ValidationHealth {
+                    run_id: report.run_id.clone(),
+                    finished_at_ms: now_ms(),
+                    depth: format!("{:?}", report.depth).to_lowercase(),
+                    partitions: report.tally.partitions,
+                    errors: report.tally.errors,
+                    warnings: report.tally.warnings,
+                    cause: report.cause.clone(),
+                    report_key: report.report_key.clone(),
+                    validated_through,
+                }),
+            )
+            .await?;
         info!(errors = report.tally.errors, warnings = report.tally.warnings, key = %report.report_key, "validation report written");
         Ok(report)
     }

@@ -52,6 +52,7 @@ async fn harness() -> Harness {
         objects.clone(),
         index.clone(),
         Arc::new(keys),
+        index.clone(),
     );
     Harness {
         objects,
@@ -359,6 +360,7 @@ async fn the_maintainer_steps_through_every_partition_and_sums_up() {
         h.objects.clone(),
         h.index.clone(),
         Arc::new(keys),
+        h.index.clone(),
     );
     let mut position = 0;
     loop {

@@ -105,8 +105,13 @@ impl Handler {
                     "dry run: {} groups, {} partitions would move",
                     summary.groups, summary.partitions
                 );
-                self.audit(&input, Outcome::Planned, detail, Some(summary.plan_key.clone()))
-                    .await?;
+                self.audit(
+                    &input,
+                    Outcome::Planned,
+                    detail,
+                    Some(summary.plan_key.clone()),
+                )
+                .await?;
             }
             return Ok(to_json(summary));
         }

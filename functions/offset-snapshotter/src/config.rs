@@ -32,6 +32,9 @@ pub struct SnapshotterConfig {
     /// `TIDEMARK_STALL_AFTER_SECONDS`: a partition whose checkpoint has not moved for this long
     /// while records wait past it is reported stalled (default 1800; 0 turns the check off).
     pub stall_after: Option<Duration>,
+    /// `TIDEMARK_DRILL_INTERVAL_HOURS` (default 0, off): a drill is overdue (metric
+    /// `DrillOverdue`) when the backup's last one finished longer ago.
+    pub drill_interval: Option<Duration>,
     pub kafka: KafkaSettings,
 }
 
@@ -60,6 +63,8 @@ impl SnapshotterConfig {
         let interval = env.parsed("TIDEMARK_SNAPSHOT_INTERVAL_SECONDS", 15, INTERVAL)?;
         let level = env.parsed("TIDEMARK_COMPRESSION_LEVEL", 3, LEVEL)?;
         let stall_after = env.parsed("TIDEMARK_STALL_AFTER_SECONDS", 1800u64, STALL)?;
+        let drill_hours: u64 =
+            env.parsed("TIDEMARK_DRILL_INTERVAL_HOURS", 0, "hours, 0 (off) or more")?;
         Ok(SnapshotterConfig {
             bucket: env.required("TIDEMARK_BUCKET")?,
             table: env.required("TIDEMARK_TABLE")?,
@@ -91,6 +96,7 @@ impl SnapshotterConfig {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
+            drill_interval: (drill_hours > 0).then(|| Duration::from_secs(drill_hours * 3600)),
             kafka: KafkaSettings::from_env(env)?,
         })
     }

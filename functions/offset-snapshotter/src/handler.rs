@@ -9,13 +9,14 @@ use serde::{Deserialize, Serialize};
 use tidemark_core::index::IndexStore;
 use tidemark_core::kafka::ClusterReader;
 use tidemark_core::object_store::{ObjectMetadata, ObjectStore, PutOutcome};
+use tidemark_core::operations::{Freshness, HealthAspect, OperationsBook};
 use tidemark_core::snapshot::{ClusterSnapshot, SnapshotCatalog, SnapshotEntry, TopicGeneration};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 
 use crate::collect::{Collector, now_ms};
 use crate::config::SnapshotterConfig;
 use crate::error::{Result, SnapshotterError};
-use crate::stall::{StalledPartition, stalled_partitions};
+use crate::stall::{StalledPartition, following};
 
 /// The invocation payload. A scheduled EventBridge event carries neither field and takes the
 /// configured defaults; an on-demand call may ask for another number of samples.
@@ -54,6 +55,7 @@ pub struct Snapshotter {
     objects: Arc<dyn ObjectStore>,
     index: Arc<dyn IndexStore>,
     catalog: Arc<dyn SnapshotCatalog>,
+    operations: Arc<dyn OperationsBook>,
 }
 
 impl Snapshotter {
@@ -64,6 +66,7 @@ impl Snapshotter {
         objects: Arc<dyn ObjectStore>,
         index: Arc<dyn IndexStore>,
         catalog: Arc<dyn SnapshotCatalog>,
+        operations: Arc<dyn OperationsBook>,
     ) -> Self {
         Snapshotter {
             config,
@@ -72,6 +75,7 @@ impl Snapshotter {
             objects,
             index,
             catalog,
+            operations,
         }
     }
 
@@ -99,6 +103,7 @@ impl Snapshotter {
         };
 
         let mut previous = self.latest_snapshot().await?;
+        let mut last_key: Option<String> = None;
         let mut response = SnapshotResponse {
             snapshots: Vec::new(),
             recreations: Vec::new(),
@@ -124,6 +129,7 @@ impl Snapshotter {
                 tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
             }
             let (snapshot, key) = self.take_one(previous.as_ref()).await?;
+            last_key = Some(key.clone());
             first_started_ms.get_or_insert(snapshot.started_at_ms);
             last_duration_ms = snapshot.taken_at_ms - snapshot.started_at_ms;
             unreadable.extend(snapshot.groups.iter().filter_map(|group| {
@@ -150,9 +156,12 @@ impl Snapshotter {
             });
             previous = Some(snapshot);
         }
-        if let (Some(after), Some(last)) = (self.config.stall_after, &previous) {
-            response.stalled_partitions = self.report_stalls(last, after).await?;
+        if let (Some(after), Some(last), Some(key)) =
+            (self.config.stall_after, &previous, &last_key)
+        {
+            response.stalled_partitions = self.report_following(last, key, after).await?;
         }
+        self.report_drill_due().await?;
         if !unreadable.is_empty() {
             unreadable.sort();
             unreadable.dedup();
@@ -165,13 +174,15 @@ impl Snapshotter {
     }
 
     /// Checks the backup's checkpoints against `snapshot`'s watermarks; logs each stalled
-    /// partition and publishes their count (0 included, so that the alarm sees data).
-    async fn report_stalls(
+    /// partition, publishes their count (0 included, so that the alarm sees data) and records
+    /// the backup's freshness in its health record.
+    async fn report_following(
         &self,
         snapshot: &ClusterSnapshot,
+        snapshot_key: &str,
         after: Duration,
     ) -> Result<Vec<StalledPartition>> {
-        let stalled = stalled_partitions(
+        let following = following(
             self.index.as_ref(),
             self.cluster.as_ref(),
             &self.config.backup_id,
@@ -179,6 +190,7 @@ impl Snapshotter {
             after.as_millis() as i64,
         )
         .await?;
+        let stalled = following.stalled;
         for partition in &stalled {
             tracing::error!(
                 topic = %partition.topic,
@@ -194,7 +206,45 @@ impl Snapshotter {
             .dimension("BackupId", &self.config.backup_id)
             .metric("StalledPartitions", Unit::Count, stalled.len() as f64)
             .emit(snapshot.taken_at_ms);
+        let freshness = Freshness {
+            checked_at_ms: snapshot.taken_at_ms,
+            snapshot_key: snapshot_key.to_owned(),
+            partitions: following.partitions,
+            records_behind: following.records_behind,
+            behind_since_ms: following.behind_since_ms,
+            stalled_count: stalled.len(),
+            stalled: stalled
+                .iter()
+                .take(20)
+                .map(|partition| format!("{}:{}", partition.topic, partition.partition))
+                .collect(),
+        };
+        self.operations
+            .record_health(&self.config.backup_id, &HealthAspect::Freshness(freshness))
+            .await?;
         Ok(stalled)
+    }
+
+    /// Publishes `DrillOverdue` (1 when no recovery drill finished within the configured
+    /// interval) from the backup's health record.
+    async fn report_drill_due(&self) -> Result<()> {
+        let Some(interval) = self.config.drill_interval else {
+            return Ok(());
+        };
+        let health = self.operations.health(&self.config.backup_id).await?;
+        let now = now_ms();
+        let overdue = health
+            .drill
+            .as_ref()
+            .is_none_or(|drill| now - drill.finished_at_ms > interval.as_millis() as i64);
+        if overdue {
+            tracing::warn!(last = ?health.drill.map(|drill| drill.drill_id), "no recovery drill finished within the interval: run `tidemark drill start`");
+        }
+        MetricsLine::new(&self.config.metrics_namespace)
+            .dimension("BackupId", &self.config.backup_id)
+            .metric("DrillOverdue", Unit::Count, f64::from(u8::from(overdue)))
+            .emit(now);
+        Ok(())
     }
 
     /// The latest stored snapshot, the baseline for the first sample. One that cannot be read

@@ -39,6 +39,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         cluster,
         Arc::new(objects),
         index.clone(),
+        index.clone(),
         index,
     ));
 

@@ -34,16 +34,28 @@ pub fn is_stalled(
     high_watermark > checkpoint.next_offset && now_ms - checkpoint.updated_at_ms >= after_ms
 }
 
-/// The stalled partitions of every topic in `snapshot` that the backup has a checkpoint for
-/// (a partition it never reached has no checkpoint to compare: the writer's lag and staleness
-/// alarms watch the backup as a whole).
-pub async fn stalled_partitions(
+/// How far the backup follows its topics, from one comparison of checkpoints and watermarks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Following {
+    /// Partitions with a checkpoint that were compared.
+    pub partitions: usize,
+    /// Records past the checkpoints.
+    pub records_behind: i64,
+    /// The oldest checkpoint of a partition with records waiting.
+    pub behind_since_ms: Option<i64>,
+    pub stalled: Vec<StalledPartition>,
+}
+
+/// Compares every partition of `snapshot` that the backup has a checkpoint for (a partition it
+/// never reached has no checkpoint to compare: the writer's lag and staleness alarms watch the
+/// backup as a whole) and finds the stalled ones.
+pub async fn following(
     index: &dyn IndexStore,
     cluster: &dyn ClusterReader,
     backup_id: &BackupId,
     snapshot: &ClusterSnapshot,
     after_ms: i64,
-) -> Result<Vec<StalledPartition>> {
+) -> Result<Following> {
     use futures::{StreamExt, TryStreamExt};
     let partitions = snapshot.topics.iter().flat_map(|topic| {
         topic
@@ -61,6 +73,28 @@ pub async fn stalled_partitions(
         .buffered(CONCURRENT_READS)
         .try_collect()
         .await?;
+    let mut following = Following {
+        partitions: 0,
+        records_behind: 0,
+        behind_since_ms: None,
+        stalled: Vec::new(),
+    };
+    for (_, partition, checkpoint) in &checkpoints {
+        if let Some(checkpoint) = checkpoint {
+            following.partitions += 1;
+            let behind = (partition.high_watermark - checkpoint.next_offset).max(0);
+            if behind > 0 {
+                following.records_behind += behind;
+                following.behind_since_ms = Some(
+                    following
+                        .behind_since_ms
+                        .map_or(checkpoint.updated_at_ms, |since| {
+                            since.min(checkpoint.updated_at_ms)
+                        }),
+                );
+            }
+        }
+    }
     let candidates = checkpoints
         .into_iter()
         .filter_map(|(topic, partition, checkpoint)| {
@@ -81,7 +115,6 @@ pub async fn stalled_partitions(
         });
     // Offsets past the checkpoint may hold only what no consumer receives: the marker that
     // ended the last transaction, aborted records. Only the rare candidates are read.
-    let mut stalled = Vec::new();
     for candidate in candidates {
         let partition = TopicPartition::new(&candidate.topic, candidate.partition);
         // A failed look counts as waiting: the alarm errs on the loud side, the snapshot goes on.
@@ -93,10 +126,10 @@ pub async fn stalled_partitions(
                 true
             });
         if waiting {
-            stalled.push(candidate);
+            following.stalled.push(candidate);
         }
     }
-    Ok(stalled)
+    Ok(following)
 }
 
 /// Checkpoint reads in flight at once.

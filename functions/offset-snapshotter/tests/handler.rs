@@ -56,6 +56,7 @@ impl Fixture {
             self.objects.clone(),
             self.index.clone(),
             self.index.clone(),
+            self.index.clone(),
         )
     }
 

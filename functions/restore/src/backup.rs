@@ -11,8 +11,8 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
-use tidemark_core::segment::WriteMark;
 use tidemark_core::operations::OperationsBook;
+use tidemark_core::segment::WriteMark;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;

@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use restore::drill::read::RestoredReader;
 use bytes::Bytes;
 use common::{Fixture, TOPIC, record};
 use restore::coordinator::{Coordinator, Failure, Step, StepInput};
+use restore::drill::read::RestoredReader;
 use restore::partition::target::{MemoryTargetWriter, TargetWriter};
 use restore::partition::{Pacing, PartitionRequest};
 use restore::plan::RestorePlan;
@@ -1210,7 +1210,10 @@ async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_seg
     use restore::drill::{Drill, DrillStep};
     let world = new_world().await;
     let more: Vec<_> = (100..150).map(|o| record(o, 1_000 + o)).collect();
-    let tampered_key = world.fixture.segment_damaged(1, &more, CUT - 10, true, |_| {}).await;
+    let tampered_key = world
+        .fixture
+        .segment_damaged(1, &more, CUT - 10, true, |_| {})
+        .await;
     let drill = Drill {
         backup: world.fixture.backup.clone(),
         connector: world.twins.clone(),
@@ -1235,13 +1238,23 @@ async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_seg
         .await
         .unwrap();
     let restore_input = prepared["restore_input"].clone();
-    assert_eq!(restore_input["topics"]["target_prefix"], "tidemark-drill.run-1.");
+    assert_eq!(
+        restore_input["topics"]["target_prefix"],
+        "tidemark-drill.run-1."
+    );
     assert_eq!(restore_input["move_groups"], false);
 
     // The restore state machine's steps, as its child execution runs them.
     let summary = world.step(Step::Plan, &restore_input).await.unwrap();
-    assert_eq!(summary["offset_reset"], Value::Null, "a drill never moves a group");
-    world.step(Step::CreateTopics, &restore_input).await.unwrap();
+    assert_eq!(
+        summary["offset_reset"],
+        Value::Null,
+        "a drill never moves a group"
+    );
+    world
+        .step(Step::CreateTopics, &restore_input)
+        .await
+        .unwrap();
     world.restore_partitions(&restore_input).await;
     world.step(Step::Validate, &restore_input).await.unwrap();
 
@@ -1266,7 +1279,13 @@ async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_seg
     };
     assert_eq!(verify(0).await["passed"], true);
     // The stored segment changes after the restore read it: the drill reads the backup again.
-    world.fixture.backup.objects.delete(&tampered_key).await.unwrap();
+    world
+        .fixture
+        .backup
+        .objects
+        .delete(&tampered_key)
+        .await
+        .unwrap();
     world
         .fixture
         .segment_damaged(1, &more, CUT - 10, false, |bytes| {
@@ -1277,7 +1296,9 @@ async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_seg
     assert_eq!(verify(1).await["passed"], false);
 
     let cleaned = drill
-        .handle(step(json!({"step": "cleanup", "drill_id": "run-1", "backup_id": "prod"})))
+        .handle(step(
+            json!({"step": "cleanup", "drill_id": "run-1", "backup_id": "prod"}),
+        ))
         .await
         .unwrap();
     assert_eq!(cleaned["deleted"], json!(["tidemark-drill.run-1.payments"]));
@@ -1309,17 +1330,39 @@ async fn a_drill_proves_a_sound_backup_and_names_the_first_offset_a_tampered_seg
         sound["groups"],
         json!([{"group": "reader", "committed_source_offset": 40, "translated": 40, "expected": 40, "ok": true}])
     );
-    assert_eq!(partitions[1]["records"], 100, "records before the damage matched");
-    assert_eq!(report["rpo_ms"], CUT - 1_099, "the cut against the newest record verified");
+    assert_eq!(
+        partitions[1]["records"], 100,
+        "records before the damage matched"
+    );
+    assert_eq!(
+        report["rpo_ms"],
+        CUT - 1_099,
+        "the cut against the newest record verified"
+    );
     assert!(report["rto_ms"].as_i64().unwrap() > 0);
 
     let backup_id = tidemark_core::layout::BackupId::parse("prod").unwrap();
-    let health = world.fixture.backup.operations.health(&backup_id).await.unwrap();
+    let health = world
+        .fixture
+        .backup
+        .operations
+        .health(&backup_id)
+        .await
+        .unwrap();
     let recorded = health.drill.unwrap();
     assert!(!recorded.passed);
     assert_eq!(recorded.tier.as_deref(), Some("gold"));
-    let audit = world.fixture.backup.operations.audit_records(0, i64::MAX / 2).await.unwrap();
-    let drill_audit = audit.iter().find(|record| record.id == "run-1" && record.operation.name() == "drill").unwrap();
+    let audit = world
+        .fixture
+        .backup
+        .operations
+        .audit_records(0, i64::MAX / 2)
+        .await
+        .unwrap();
+    let drill_audit = audit
+        .iter()
+        .find(|record| record.id == "run-1" && record.operation.name() == "drill")
+        .unwrap();
     assert_eq!(
         drill_audit.caller.identity.as_deref(),
         Some("arn:aws:sts::123456789012:assumed-role/sre/alice")

@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
     // Compacted segments are sealed as the writer seals them.
     let keys = SegmentKeys::new(
         Arc::new(KmsKeyService::new(&aws)),
@@ -24,8 +25,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config,
         settings,
         Arc::new(objects),
-        Arc::new(index),
+        index.clone(),
         Arc::new(keys),
+        index,
     ));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<MaintenanceStep>| {

@@ -14,13 +14,15 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
     // Reading needs no key id: each sealed segment names its wrapped data key.
     let keys = SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), None);
     let validator = Arc::new(Validator::new(
         config,
         Arc::new(objects),
-        Arc::new(index),
+        index.clone(),
         Arc::new(keys),
+        index,
     ));
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ValidationStep>| {

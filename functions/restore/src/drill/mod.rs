@@ -173,9 +173,13 @@ impl Drill {
                 started_at,
                 request,
             } => Ok(to_json(
-                self
-                    .prepare(&drill_id, execution, start_time_ms(started_at.as_deref()), &request)
-                    .await?,
+                self.prepare(
+                    &drill_id,
+                    execution,
+                    start_time_ms(started_at.as_deref()),
+                    &request,
+                )
+                .await?,
             )),
             DrillStep::VerifyPartition {
                 drill_id,
@@ -211,10 +215,17 @@ impl Drill {
     }
 
     fn key(&self, backup_id: &BackupId, drill_id: &RestoreId, name: &str) -> String {
-        format!("{}{name}", self.backup.layout.drill_prefix(backup_id, drill_id))
+        format!(
+            "{}{name}",
+            self.backup.layout.drill_prefix(backup_id, drill_id)
+        )
     }
 
-    pub async fn load_plan(&self, backup_id: &BackupId, drill_id: &RestoreId) -> Result<Option<DrillPlan>> {
+    pub async fn load_plan(
+        &self,
+        backup_id: &BackupId,
+        drill_id: &RestoreId,
+    ) -> Result<Option<DrillPlan>> {
         self.backup
             .get_json(&self.key(backup_id, drill_id, "drill.json"))
             .await
@@ -343,7 +354,9 @@ impl Drill {
                 group
                     .source_offsets
                     .iter()
-                    .find(|offset| offset.topic == task.source_topic && offset.partition == task.partition)
+                    .find(|offset| {
+                        offset.topic == task.source_topic && offset.partition == task.partition
+                    })
                     .map(|offset| (group.group.clone(), offset.offset))
             })
             .collect();
@@ -393,7 +406,9 @@ impl Drill {
     async fn cleanup(&self, drill_id: &str, backup_id: &str) -> Result<Cleaned> {
         let (backup_id, drill_id) = ids(backup_id, drill_id)?;
         let Some(plan) = self.load_plan(&backup_id, &drill_id).await? else {
-            return Ok(Cleaned { deleted: Vec::new() });
+            return Ok(Cleaned {
+                deleted: Vec::new(),
+            });
         };
         let settings = plan.target.settings().map_err(invalid)?;
         let cluster = self.connector.cluster(&settings).await?;

@@ -67,7 +67,9 @@ impl RestoredReader for KafkaRestoredReader {
                 assignment
                     .add_partition_offset(&topic, partition, Offset::Offset(from))
                     .map_err(|error| kafka_error(&error))?;
-                consumer.assign(&assignment).map_err(|error| kafka_error(&error))?;
+                consumer
+                    .assign(&assignment)
+                    .map_err(|error| kafka_error(&error))?;
                 let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
                 let mut next = from;
                 let mut quiet_since = std::time::Instant::now();
@@ -78,7 +80,9 @@ impl RestoredReader for KafkaRestoredReader {
                             next = message.offset() + 1;
                             chunk.push(client::record_from_message(&message));
                             if chunk.len() == CHUNK_RECORDS
-                                && sender.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+                                && sender
+                                    .blocking_send(Ok(std::mem::take(&mut chunk)))
+                                    .is_err()
                             {
                                 break;
                             }

@@ -98,7 +98,9 @@ pub async fn report(
         tier: plan.as_ref().and_then(|plan| plan.tier.clone()),
         cut_mode: plan.as_ref().map(|plan| plan.cut_mode),
         cut_at_ms: plan.as_ref().map(|plan| plan.cut_at_ms),
-        started_at_ms: plan.as_ref().map_or(started_at_ms, |plan| plan.started_at_ms),
+        started_at_ms: plan
+            .as_ref()
+            .map_or(started_at_ms, |plan| plan.started_at_ms),
         verified_at_ms: None,
         finished_at_ms: now,
         rto_ms: None,
@@ -139,7 +141,9 @@ pub async fn report(
         (None, Some(output)) => {
             report.restore = format!(
                 "restored {} records into {} partitions (report {})",
-                output["output"]["records"], output["output"]["partitions"], output["output"]["report_key"]
+                output["output"]["records"],
+                output["output"]["partitions"],
+                output["output"]["report_key"]
             );
         }
         (None, None) => report.restore = "not started".into(),
@@ -147,7 +151,11 @@ pub async fn report(
     if let Some((backup, drill_key)) = &ids {
         let tasks: Vec<PartitionTask> = drill
             .backup
-            .get_json(&drill.backup.restore_key(backup, drill_key, "partitions.json"))
+            .get_json(
+                &drill
+                    .backup
+                    .restore_key(backup, drill_key, "partitions.json"),
+            )
             .await?
             .unwrap_or_default();
         report.partitions_planned = tasks.len();
@@ -169,8 +177,11 @@ pub async fn report(
         report.newest_record_ms = report.newest_record_ms.max(evidence.newest_timestamp);
         report.verified_at_ms = report.verified_at_ms.max(Some(evidence.verified_at_ms));
     }
-    let differing: Vec<&PartitionEvidence> =
-        report.partitions.iter().filter(|evidence| !evidence.passed()).collect();
+    let differing: Vec<&PartitionEvidence> = report
+        .partitions
+        .iter()
+        .filter(|evidence| !evidence.passed())
+        .collect();
     report.partitions_differing = differing.len();
     for evidence in differing.iter().take(3) {
         let place = tidemark_core::layout::PartitionId::place(
@@ -179,13 +190,23 @@ pub async fn report(
             evidence.generation,
         );
         match &evidence.difference {
-            Some(difference) => problems.push(format!("{place}: {}", difference.describe())),
+            Some(difference) => problems.push(match &evidence.unreadable_from {
+                Some(unreadable) => format!(
+                    "{place}: {} ({})",
+                    difference.describe(),
+                    unreadable.describe()
+                ),
+                None => format!("{place}: {}", difference.describe()),
+            }),
             None => {
                 for group in evidence.groups.iter().filter(|group| !group.ok) {
                     problems.push(format!(
                         "{place}: group {} committed at source offset {} would resume at target \
                          offset {:?}, but its first unread record is at {:?}",
-                        group.group, group.committed_source_offset, group.translated, group.expected
+                        group.group,
+                        group.committed_source_offset,
+                        group.translated,
+                        group.expected
                     ));
                 }
             }
@@ -202,7 +223,10 @@ pub async fn report(
     }
     match (
         failure_in(state, "cleanup_failure"),
-        state.get("cleanup").cloned().map(serde_json::from_value::<Cleaned>),
+        state
+            .get("cleanup")
+            .cloned()
+            .map(serde_json::from_value::<Cleaned>),
     ) {
         (Some(failure), _) => {
             report.cleanup_error = Some(failure.clone());
@@ -223,12 +247,20 @@ pub async fn report(
     if let (Some(rto), Some(target)) = (report.rto_ms, report.rto_target_ms)
         && rto > target
     {
-        missed.push(format!("RTO {} s is over the target of {} s", rto / 1000, target / 1000));
+        missed.push(format!(
+            "RTO {} s is over the target of {} s",
+            rto / 1000,
+            target / 1000
+        ));
     }
     if let (Some(rpo), Some(target)) = (report.rpo_ms, report.rpo_target_ms)
         && rpo > target
     {
-        missed.push(format!("RPO {} s is over the target of {} s", rpo / 1000, target / 1000));
+        missed.push(format!(
+            "RPO {} s is over the target of {} s",
+            rpo / 1000,
+            target / 1000
+        ));
     }
     (report.error, report.cause) = if !problems.is_empty() {
         (
@@ -238,7 +270,10 @@ pub async fn report(
     } else if !missed.is_empty() {
         (
             "Tidemark.DrillMissedTarget".into(),
-            format!("drill {drill_id} verified every record but missed its targets: {}", missed.join("; ")),
+            format!(
+                "drill {drill_id} verified every record but missed its targets: {}",
+                missed.join("; ")
+            ),
         )
     } else {
         (
@@ -320,7 +355,11 @@ async fn record(
     .await?;
     let mut metrics = MetricsLine::new(&drill.metrics_namespace)
         .dimension("BackupId", &report.backup_id)
-        .metric("DrillsFailed", Unit::Count, f64::from(u8::from(report.error == "Tidemark.DrillFailed")))
+        .metric(
+            "DrillsFailed",
+            Unit::Count,
+            f64::from(u8::from(report.error == "Tidemark.DrillFailed")),
+        )
         .metric(
             "DrillTargetsMissed",
             Unit::Count,

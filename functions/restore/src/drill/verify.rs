@@ -108,6 +108,10 @@ pub struct PartitionEvidence {
     /// The newest record timestamp restored (for the recovery point).
     pub newest_timestamp: Option<i64>,
     pub difference: Option<Difference>,
+    /// Where the backup itself stops being readable, when that lies past the first difference
+    /// (the restore stopped there, so the restored topic is short).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable_from: Option<Difference>,
     pub groups: Vec<GroupLanding>,
     pub verified_at_ms: i64,
 }
@@ -188,7 +192,12 @@ pub async fn verify_partition(
             prefetch_segments: 1,
         },
     );
-    let mut target = restored.read(&task.target_topic, task.partition, task.target_base, target_end);
+    let mut target = restored.read(
+        &task.target_topic,
+        task.partition,
+        task.target_base,
+        target_end,
+    );
     let mut target_chunk = Vec::new().into_iter();
     let mut evidence = PartitionEvidence {
         source_topic: task.source_topic.clone(),
@@ -206,6 +215,7 @@ pub async fn verify_partition(
         last_timestamp: None,
         newest_timestamp: None,
         difference: None,
+        unreadable_from: None,
         groups: Vec::new(),
         verified_at_ms: 0,
     };
@@ -245,8 +255,26 @@ pub async fn verify_partition(
             (Some(source), None) => {
                 evidence.difference = Some(Difference::Missing {
                     source_offset: source.offset,
-                    target_end: evidence.last_target_offset.map_or(task.target_base, |last| last + 1),
+                    target_end: evidence
+                        .last_target_offset
+                        .map_or(task.target_base, |last| last + 1),
                 });
+                // Whether the rest of the backup reads: a short restore is often a backup that
+                // stops being readable further on.
+                let mut next = source.offset + 1;
+                loop {
+                    match scanner.next().await {
+                        Ok(Some(record)) => next = record.offset + 1,
+                        Ok(None) => break,
+                        Err(error) => {
+                            evidence.unreadable_from = Some(Difference::Unreadable {
+                                source_offset: next,
+                                error: error.to_string(),
+                            });
+                            break;
+                        }
+                    }
+                }
                 break;
             }
             (None, Some(restored)) => {
@@ -287,7 +315,9 @@ pub async fn verify_partition(
     evidence.digest = format!("{:x}", digest.finalize());
     if evidence.difference.is_none() {
         // Groups past every restored record resume at the end.
-        let end = evidence.last_target_offset.map_or(task.target_base, |last| last + 1);
+        let end = evidence
+            .last_target_offset
+            .map_or(task.target_base, |last| last + 1);
         landed.extend(waiting.map(|(offset, group)| (group, offset, end)));
         evidence.groups = landed
             .into_iter()
@@ -298,7 +328,12 @@ pub async fn verify_partition(
                         .map(|(_, offset)| offset)
                 });
                 GroupLanding {
-                    ok: translated == Some(expected),
+                    // Without the restore's mapping (it did not finish) there is nothing to
+                    // judge; the restore's failure fails the drill.
+                    ok: match translated {
+                        Some(translated) => translated == expected,
+                        None => mapping.is_none(),
+                    },
                     group,
                     committed_source_offset: committed,
                     translated,
