@@ -85,6 +85,80 @@ pub enum Command {
         #[command(subcommand)]
         command: SnapshotCommand,
     },
+    /// Every backup's health at a glance: freshness, recovery point now, last validation,
+    /// last drill. Exits 1 when any backup is red.
+    Status {
+        /// A backup whose last drill is older than this (or that has none) is red; 0: drills
+        /// are not required (a missing one is amber).
+        #[arg(long, default_value_t = 0)]
+        drill_interval_hours: u64,
+        /// The snapshotter's last report older than this is red (it stopped), and so are
+        /// records waiting longer than this.
+        #[arg(long, default_value_t = 15)]
+        stale_after_minutes: u64,
+    },
+    /// The audit trail: every restore, offset reset, drill, validation, maintenance run and
+    /// index rebuild, who started it and how it ended.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Recovery drills: restore into scratch topics, verify, clean up, report RTO and RPO.
+    Drill {
+        #[command(subcommand)]
+        command: DrillCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    List {
+        /// An RFC 3339 time or a duration back from now (90m, 24h, 7d).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Only this kind: restore, offset-reset, drill, validation, maintenance, index-rebuild.
+        #[arg(long)]
+        kind: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Starts a drill of BACKUP; with --watch, follows it and exits 1 unless it passed.
+    Start {
+        backup: String,
+        /// Topics to drill: regular expressions matched against whole names.
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// Groups whose positions at the cut are checked (never moved).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The cut (RFC 3339); everything backed up when the drill starts by default.
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        tier: Option<String>,
+        #[arg(long)]
+        rto_target_seconds: Option<u64>,
+        #[arg(long)]
+        rpo_target_seconds: Option<u64>,
+        /// A request file (JSON or YAML) with more fields (e.g. `target`); flags add to it.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        watch: bool,
+        #[arg(long = "machine", env = "TIDEMARK_DRILL_STATE_MACHINE_ARN")]
+        machine: String,
+    },
+    Watch {
+        execution_arn: String,
+    },
+    /// The backup's drills and their evidence, oldest first.
+    List {
+        backup: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -306,9 +306,14 @@ impl StorageLayout {
         format!("{folder}/{operation}/{id}-{outcome}.json")
     }
 
+    /// Where a backup's recovery drills keep their evidence, ending in `/`.
+    pub fn drills_prefix(&self, backup_id: &BackupId) -> String {
+        format!("{}/drills/", self.root(backup_id))
+    }
+
     /// Where one recovery drill keeps its per-partition evidence and its report, ending in `/`.
     pub fn drill_prefix(&self, backup_id: &BackupId, drill_id: &RestoreId) -> String {
-        format!("{}/drills/{drill_id}/", self.root(backup_id))
+        format!("{}{drill_id}/", self.drills_prefix(backup_id))
     }
 
     /// The offset mapping a finished restore leaves for the offset reset that follows it.

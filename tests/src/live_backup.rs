@@ -163,6 +163,19 @@ impl Backup {
                 .start_bridge(&self.writer.endpoint, &self.topic, WRITER, bridge_args);
     }
 
+    /// Stops feeding the writer, as a broken event source mapping would.
+    pub fn stop_bridge(&mut self) {
+        self.bridge.terminate();
+    }
+
+    /// Audit records and health records of this backup's table.
+    pub fn operations_book(&self) -> tidemark_core::stores::DynamoIndexStore {
+        tidemark_core::stores::DynamoIndexStore::new(
+            self.storage.dynamodb.clone(),
+            &self.storage.table,
+        )
+    }
+
     pub fn commit(&self, group: &str, offsets: &[(i32, i64)]) {
         self.stack.commit_offsets(
             &self.stack.kafka_bootstrap,
@@ -175,10 +188,16 @@ impl Backup {
 
     /// Takes a cluster snapshot with the real offset-snapshotter; returns its time.
     pub async fn snapshot(&self, groups_include: &str) -> i64 {
+        self.snapshot_with(groups_include, &[]).await
+    }
+
+    /// [`Self::snapshot`] with more snapshotter variables.
+    pub async fn snapshot_with(&self, groups_include: &str, more_env: &[(&str, &str)]) -> i64 {
         let mut env =
             self.stack
                 .snapshotter_env(&self.storage, &self.backup_id, PREFIX, &self.topic);
         env.push(("TIDEMARK_GROUPS_INCLUDE", groups_include));
+        env.extend_from_slice(more_env);
         let host = self.stack.start_offset_snapshotter(&env, 60);
         let invocation = host.invoke("offset-snapshotter", &json!({})).await;
         assert_eq!(invocation.function_error, None, "{}", invocation.payload);

@@ -178,6 +178,30 @@ async fn the_cli_describes_validates_and_reads_a_backup_as_the_golden_files_say(
     let rebuild = tidemark(&stack, &rebuilt_storage, &["index", "rebuild", BACKUP]);
     assert_eq!(rebuild.status, 0, "{}", rebuild.stderr);
     golden("index-rebuild.txt", &rebuild.stdout);
+    // The rebuild is in the audit trail, with who ran it (STS's answer for the credentials).
+    let audit = tidemark(
+        &stack,
+        &rebuilt_storage,
+        &["-o", "json", "audit", "list", "--kind", "index-rebuild"],
+    );
+    assert_eq!(audit.status, 0, "{}", audit.stderr);
+    let audit: serde_json::Value = serde_json::from_str(&audit.stdout).unwrap();
+    let records = audit["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit:#}");
+    assert_eq!(records[0]["operation"], "index-rebuild");
+    assert_eq!(records[0]["backup_id"], BACKUP);
+    assert!(
+        records[0]["caller"]["identity"]
+            .as_str()
+            .is_some_and(|identity| identity.starts_with("arn:aws:")),
+        "{audit:#}"
+    );
+    let other_kind = tidemark(
+        &stack,
+        &rebuilt_storage,
+        &["-o", "json", "audit", "list", "--kind", "restore"],
+    );
+    assert_eq!(other_kind.stdout.trim(), "{\n  \"records\": []\n}");
     let original = tidemark(&stack, &storage, &["backups", "describe", BACKUP]);
     let from_s3 = tidemark(&stack, &rebuilt_storage, &["backups", "describe", BACKUP]);
     let partition_lines = |text: &str| -> Vec<String> {
@@ -216,6 +240,8 @@ async fn the_cli_describes_validates_and_reads_a_backup_as_the_golden_files_say(
         &["validate", BACKUP, "--topic", "refunds"][..],
         &["segment", "cat", "not/a/segment"][..],
         &["backups", "describe", "bad id"][..],
+        &["audit", "list", "--kind", "erase-everything"][..],
+        &["audit", "list", "--since", "yesterday"][..],
     ] {
         let run = tidemark(&stack, &storage, args);
         assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);

@@ -4,6 +4,8 @@ use serde::Serialize;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
+use tidemark_core::operations::health::assess;
+use tidemark_core::operations::{Assessment, BackupHealth, HealthPolicy, OperationsBook};
 use tidemark_core::snapshot::SnapshotCatalog;
 use tidemark_core::validation::partitions_to_validate;
 
@@ -59,6 +61,9 @@ pub struct BackupDescription {
     /// Framed records ÷ stored bytes.
     pub compression_ratio: f64,
     pub latest_snapshot: Option<String>,
+    /// Freshness, the last validation and the last drill, judged by the default policy.
+    pub health: BackupHealth,
+    pub assessment: Assessment,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +101,31 @@ impl Render for BackupDescription {
             "latest snapshot: {}\n",
             self.latest_snapshot.as_deref().unwrap_or("none")
         );
+        out += &format!(
+            "health: {:?}{}\n",
+            self.assessment.level,
+            self.assessment
+                .reasons
+                .iter()
+                .map(|reason| format!("\n  - {reason}"))
+                .collect::<String>()
+        );
+        if let Some(validation) = &self.health.validation {
+            out += &format!(
+                "last validation: {} at {}: {}\n",
+                validation.run_id,
+                time(validation.finished_at_ms),
+                validation.cause
+            );
+        }
+        if let Some(drill) = &self.health.drill {
+            out += &format!(
+                "last drill: {} at {}: {}\n",
+                drill.drill_id,
+                time(drill.finished_at_ms),
+                drill.cause
+            );
+        }
         for p in &self.partitions {
             let range = |start: Option<i64>, next: Option<i64>| match (start, next) {
                 (Some(start), Some(next)) if next > start => format!("{start}..={}", next - 1),
@@ -154,6 +184,7 @@ pub async fn describe(deployment: &Deployment, backup_id: &BackupId) -> Result<B
         .snapshot_at_or_before(backup_id, i64::MAX)
         .await?
         .map(|snapshot| time(snapshot.taken_at_ms));
+    let health = deployment.index.health(backup_id).await?;
     let stored_bytes: u64 = described.iter().map(|p| p.stored_bytes).sum();
     let uncompressed_bytes: u64 = described.iter().map(|p| p.uncompressed_bytes).sum();
     Ok(BackupDescription {
@@ -168,6 +199,12 @@ pub async fn describe(deployment: &Deployment, backup_id: &BackupId) -> Result<B
             (uncompressed_bytes as f64 / stored_bytes as f64 * 100.0).round() / 100.0
         },
         latest_snapshot,
+        assessment: assess(
+            &health,
+            chrono::Utc::now().timestamp_millis(),
+            &HealthPolicy::default(),
+        ),
+        health,
         partitions: described,
     })
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use tidemark_core::layout::BackupId;
+use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
 use tidemark_core::validation::{RebuildReport, backed_up_partitions, rebuild_partition};
 
 use super::Deployment;
@@ -47,7 +48,12 @@ impl Render for Rebuilt {
     }
 }
 
-pub async fn rebuild(deployment: &Deployment, backup_id: &BackupId) -> Result<Rebuilt> {
+/// Rebuilds the index and writes the audit record (`identity`: who ran it, per STS).
+pub async fn rebuild(
+    deployment: &Deployment,
+    backup_id: &BackupId,
+    identity: Option<String>,
+) -> Result<Rebuilt> {
     let topics = backed_up_partitions(&deployment.objects, &deployment.layout, backup_id).await?;
     if topics.is_empty() {
         return Err(CliError::Input(format!(
@@ -70,6 +76,32 @@ pub async fn rebuild(deployment: &Deployment, backup_id: &BackupId) -> Result<Re
             .await?,
         );
     }
+    let segments: usize = partitions.iter().map(|p| p.segments).sum();
+    let finished = chrono::Utc::now().timestamp_millis();
+    record_audit(
+        &deployment.objects,
+        &deployment.index,
+        &deployment.layout,
+        &AuditRecord {
+            operation: Operation::IndexRebuild,
+            id: format!("{backup_id}-{now_ms}"),
+            backup_id: Some(backup_id.to_string()),
+            caller: Caller {
+                identity,
+                execution: None,
+            },
+            started_at_ms: Some(now_ms),
+            finished_at_ms: finished,
+            outcome: Outcome::Succeeded,
+            what: serde_json::json!({"backup_id": backup_id.to_string()}),
+            detail: format!(
+                "index rebuilt from S3: {} partitions, {segments} segments recorded",
+                partitions.len()
+            ),
+            report_key: None,
+        },
+    )
+    .await?;
     Ok(Rebuilt {
         backup_id: backup_id.to_string(),
         partitions,

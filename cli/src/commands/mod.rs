@@ -3,6 +3,7 @@
 pub mod backups;
 pub mod executions;
 pub mod index;
+pub mod operations;
 pub mod segment;
 pub mod validate;
 
@@ -15,8 +16,8 @@ use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
 
 use crate::args::{
-    BackupsCommand, Cli, Command, IndexCommand, OffsetsCommand, RestoreCommand, SegmentCommand,
-    SnapshotCommand,
+    AuditCommand, BackupsCommand, Cli, Command, DrillCommand, IndexCommand, OffsetsCommand,
+    RestoreCommand, SegmentCommand, SnapshotCommand,
 };
 use crate::error::{CliError, EXIT_FINDINGS, Result};
 use crate::output::print;
@@ -131,9 +132,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             needs_table(&cli)?;
             let deployment = deployment(&cli, &aws).await?;
+            let identity = operations::caller_identity(&aws).await;
             print(
                 cli.output,
-                &index::rebuild(&deployment, &backup_id(backup)?).await?,
+                &index::rebuild(&deployment, &backup_id(backup)?, identity).await?,
             )?;
         }
         Command::Restore {
@@ -145,7 +147,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     machine,
                 },
         } => {
-            let request = executions::read_request(config)?;
+            let mut request = executions::read_request(config)?;
+            operations::stamp(
+                &mut request,
+                operations::caller_identity(&aws).await.as_deref(),
+            );
             let name = name.clone().unwrap_or_else(|| execution_name("restore"));
             let arn = executions::start(&sfn(), &machine.arn, &name, &request).await?;
             if !*watch {
@@ -175,6 +181,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let mut request = executions::read_request(&reset.config)?;
             request["dry_run"] = serde_json::Value::Bool(!apply);
+            operations::stamp(
+                &mut request,
+                operations::caller_identity(&aws).await.as_deref(),
+            );
             let name = reset.name.clone().unwrap_or_else(|| {
                 execution_name(if apply {
                     "offsets-reset"
@@ -199,6 +209,106 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let lambda = aws_sdk_lambda::Client::new(&aws);
             let answer = executions::snapshot_now(&lambda, function).await?;
             print(cli.output, &executions::Snapshot(answer))?;
+        }
+        Command::Status {
+            drill_interval_hours,
+            stale_after_minutes,
+        } => {
+            needs_table(&cli)?;
+            let deployment = deployment(&cli, &aws).await?;
+            let stale_ms = *stale_after_minutes as i64 * 60_000;
+            let policy = tidemark_core::operations::HealthPolicy {
+                freshness_max_age_ms: stale_ms,
+                rpo_max_ms: stale_ms,
+                drill_interval_ms: (*drill_interval_hours > 0)
+                    .then(|| *drill_interval_hours as i64 * 3_600_000),
+                ..Default::default()
+            };
+            let status = operations::status(&deployment, &policy).await?;
+            print(cli.output, &status)?;
+            if status.level == tidemark_core::operations::Level::Red {
+                return Ok(ExitCode::from(EXIT_FINDINGS));
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::List { since, kind },
+        } => {
+            needs_table(&cli)?;
+            let since = operations::parse_since(since)?;
+            let kind = kind
+                .as_deref()
+                .map(operations::parse_operation)
+                .transpose()?;
+            let deployment = deployment(&cli, &aws).await?;
+            print(
+                cli.output,
+                &operations::audit_list(&deployment, since, kind).await?,
+            )?;
+        }
+        Command::Drill {
+            command:
+                DrillCommand::Start {
+                    backup,
+                    topics,
+                    groups,
+                    at,
+                    tier,
+                    rto_target_seconds,
+                    rpo_target_seconds,
+                    config,
+                    name,
+                    watch,
+                    machine,
+                },
+        } => {
+            let mut request = match config {
+                Some(path) => executions::read_request(path)?,
+                None => serde_json::json!({}),
+            };
+            request["backup_id"] = backup_id(backup)?.to_string().into();
+            request["topics"] = serde_json::json!({"include": topics});
+            if !groups.is_empty() {
+                request["groups"] = serde_json::json!(groups);
+            }
+            if let Some(at) = at {
+                request["cut"] = serde_json::json!({"mode": "time", "at": at});
+            }
+            if tier.is_some() || rto_target_seconds.is_some() || rpo_target_seconds.is_some() {
+                request["tier"] = serde_json::json!({
+                    "name": tier.clone().unwrap_or_else(|| "on-demand".into()),
+                    "rto_target_seconds": rto_target_seconds,
+                    "rpo_target_seconds": rpo_target_seconds,
+                });
+            }
+            operations::stamp(
+                &mut request,
+                operations::caller_identity(&aws).await.as_deref(),
+            );
+            let name = name.clone().unwrap_or_else(|| execution_name("drill"));
+            let arn = executions::start(&sfn(), machine, &name, &request).await?;
+            if !*watch {
+                println!("{arn}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("drill {name} started: {arn}");
+            return finish(&cli, &executions::watch(&sfn(), &arn, true, None).await?);
+        }
+        Command::Drill {
+            command: DrillCommand::Watch { execution_arn },
+        } => {
+            return finish(
+                &cli,
+                &executions::watch(&sfn(), execution_arn, true, None).await?,
+            );
+        }
+        Command::Drill {
+            command: DrillCommand::List { backup },
+        } => {
+            let deployment = deployment(&cli, &aws).await?;
+            print(
+                cli.output,
+                &operations::drill_list(&deployment, &backup_id(backup)?).await?,
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
