@@ -805,6 +805,15 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// The audit records in this storage's table, oldest first.
+    pub async fn audit_records(&self) -> Vec<tidemark_core::operations::AuditRecord> {
+        use tidemark_core::operations::OperationsBook;
+        tidemark_core::stores::DynamoIndexStore::new(self.dynamodb.clone(), &self.table)
+            .audit_records(0, i64::MAX / 2)
+            .await
+            .expect("reading the audit records")
+    }
+
     pub async fn object_keys(&self) -> Vec<String> {
         let listing = self
             .s3

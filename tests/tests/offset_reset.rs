@@ -11,6 +11,7 @@ use tidemark_core::config::S3Settings;
 use tidemark_core::kafka::{CommittedOffset, GroupDescription};
 use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
+use tidemark_core::operations::{Operation, Outcome};
 use tidemark_core::snapshot::{
     ClusterSnapshot, GroupSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, SnapshotCatalog,
     SnapshotEntry,
@@ -386,11 +387,12 @@ async fn a_connection_cut_mid_apply_rolls_every_group_back_to_its_snapshot() {
     world.commit(&target, &cut, &[(0, 5), (1, 6)]);
     proxy.refuse_commits_for(&cut);
 
-    let request = world.request(
+    let mut request = world.request(
         &target,
         json!({"names": [moved_a, moved_b, cut, created]}),
         json!({"type": "latest"}),
     );
+    request["requested_by"] = json!("arn:aws:iam::000000000000:user/bob");
     let execution = world.run(&request).await;
     assert_eq!(
         execution.status,
@@ -459,6 +461,16 @@ async fn a_connection_cut_mid_apply_rolls_every_group_back_to_its_snapshot() {
     // (confluent-kafka) reads none there again. The local broker has no OffsetDelete, so the
     // rollback took the fallback (offset -1) and the cause says so.
     assert_eq!(world.offsets(&target, &moved_b), offsets(&[("0", 3)]));
+    let audit = world.storage.audit_records().await;
+    assert!(
+        audit
+            .iter()
+            .any(|record| record.operation == Operation::OffsetReset
+                && record.outcome == Outcome::Failed
+                && record.detail.contains("Tidemark.OffsetResetFailed")
+                && record.caller.identity.as_deref() == Some("arn:aws:iam::000000000000:user/bob")),
+        "{audit:#?}"
+    );
     assert!(
         cause.contains(&format!(
             "offset -1 (read as no offset) was committed where groups had none before (verified): [\"{moved_b} {}/1\"]",

@@ -15,6 +15,7 @@ use tidemark_core::index::{IndexStore, SegmentEntry};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
 use tidemark_core::object_store::{ObjectStore, ObjectTags};
+use tidemark_core::operations::{Operation, OperationsBook};
 use tidemark_core::segment::SegmentReader;
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_core::validation::{
@@ -186,7 +187,12 @@ async fn the_validation_machine_reports_a_sound_backup_then_fails_naming_the_dam
         .await;
     let limit = Duration::from_secs(120);
 
-    let sound = machine.run(&json!({}), limit).await;
+    let sound = machine
+        .run(
+            &json!({"requested_by": "arn:aws:iam::000000000000:user/alice"}),
+            limit,
+        )
+        .await;
     assert_eq!(
         sound.status,
         ExecutionStatus::Succeeded,
@@ -253,6 +259,37 @@ async fn the_validation_machine_reports_a_sound_backup_then_fails_naming_the_dam
         refused.describe()
     );
     assert!(refused.cause.unwrap().contains("no.such.topic"));
+
+    // Each finished run is in the audit trail, the health record keeps the latest.
+    let audit = storage.audit_records().await;
+    let validations: Vec<(&str, Option<&str>)> = audit
+        .iter()
+        .filter(|record| record.operation == Operation::Validation)
+        .map(|record| (record.outcome.name(), record.caller.identity.as_deref()))
+        .collect();
+    assert_eq!(
+        validations,
+        [
+            ("succeeded", Some("arn:aws:iam::000000000000:user/alice")),
+            ("failed", None),
+            ("failed", None)
+        ],
+        "{audit:#?}"
+    );
+    assert!(
+        audit.iter().all(|record| record
+            .caller
+            .execution
+            .as_deref()
+            .is_some_and(|arn| arn.contains(":execution:"))),
+        "the execution is named where no identity was recorded"
+    );
+    let health = index.health(&partition.backup_id).await.unwrap();
+    let validation = health.validation.unwrap();
+    assert_eq!(
+        validation.errors, 1,
+        "the listing run was the last: {validation:?}"
+    );
 }
 
 async fn read_json(storage: &Storage, key: &str) -> Value {
@@ -411,13 +448,27 @@ async fn the_maintenance_machine_compacts_then_expires_by_tier_keeping_index_and
             60,
         )
         .await;
-    let run = machine.run(&json!({}), limit).await;
+    let run = machine
+        .run(
+            &json!({"requested_by": "schedule:tidemark-maintenance"}),
+            limit,
+        )
+        .await;
     assert_eq!(
         run.status,
         ExecutionStatus::Succeeded,
         "{}\n{}",
         run.describe(),
         host.process.log()
+    );
+    let audit = storage.audit_records().await;
+    assert!(
+        audit
+            .iter()
+            .any(|record| record.operation == Operation::Maintenance
+                && record.caller.identity.as_deref() == Some("schedule:tidemark-maintenance")
+                && record.detail.contains("compacted")),
+        "{audit:#?}"
     );
     let report = run.output.unwrap();
     assert_eq!(report["partitions"], 3);

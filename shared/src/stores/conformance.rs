@@ -634,8 +634,8 @@ pub async fn operations_book_contract(book: &dyn OperationsBook, backup_id: &Bac
         report_key: None,
     };
     // 2026-11-30 and 2026-12-01: a query must read both months.
-    let november = record(Operation::Restore, 1_764_460_800_000);
-    let december = record(Operation::Drill, 1_764_547_200_000);
+    let november = record(Operation::Restore, 1_795_996_800_000);
+    let december = record(Operation::Drill, 1_796_083_200_000);
     for audit in [&december, &november, &december] {
         book.index_audit(audit).await.unwrap();
     }

@@ -15,11 +15,16 @@ fn audit_month_key(at_ms: i64) -> String {
     format!("audit#{:04}-{:02}", at.year(), at.month())
 }
 
-/// The first millisecond of each month from `since_ms`'s to `until_ms`'s.
+/// No audit record is older than the audit trail (2026-01-01T00:00:00Z).
+const AUDIT_TRAIL_BEGAN_MS: i64 = 1_767_225_600_000;
+
+/// The month keys from `since_ms`'s to `until_ms`'s, within the audit trail's life (a query
+/// "since the beginning" or "until forever" reads only the months that can hold records).
 fn months(since_ms: i64, until_ms: i64) -> Vec<String> {
     let mut keys = Vec::new();
+    let until_ms = until_ms.min(Utc::now().timestamp_millis() + 400 * 86_400_000);
     let start = Utc
-        .timestamp_millis_opt(since_ms.max(0))
+        .timestamp_millis_opt(since_ms.max(AUDIT_TRAIL_BEGAN_MS))
         .single()
         .unwrap_or_default();
     let (mut year, mut month) = (start.year(), start.month());
@@ -178,5 +183,11 @@ mod tests {
             ["audit#2026-11", "audit#2026-12", "audit#2027-01"]
         );
         assert_eq!(months(since, since), ["audit#2026-11"]);
+        let all = months(0, i64::MAX);
+        assert_eq!(
+            all[0], "audit#2026-01",
+            "nothing before the audit trail began"
+        );
+        assert!(all.len() < 40, "nothing far past now: {}", all.len());
     }
 }
