@@ -105,4 +105,15 @@ echo "$before" | "$TIDEMARK_PYTHON" -c "import json,sys; ends=json.load(sys.stdi
   || die "payment-notifier is not at the first garbage event on every partition ($before)"
 log "the backup, read back by the operator CLI (tidemark validate --deep): the garbage is in it too, every segment sound"
 tidemark validate "$backup_id" --deep || die "the backup does not validate"
-log "done: backed up, broken, restored to a point in time, consumers repositioned"
+
+log "prove recovery: a DR drill restores $topic into a scratch topic, compares every record with the backup, checks where payment-processor would land, and cleans up"
+tidemark drill start "$backup_id" --topic 'payments\.captured' --group payment-processor \
+  --tier gold --rto-target-seconds 600 --rpo-target-seconds 3600 --machine "$drill_machine" --watch \
+  || { show_logs; die "the drill did not prove the backup"; }
+log "the drill's evidence report (tidemark drill list): RTO measured from start to verified, RPO from the cut to the newest record"
+tidemark drill list "$backup_id"
+log "who did what (tidemark audit list)"
+tidemark audit list --since 1h
+log "the deployment at a glance (tidemark status)"
+tidemark status || die "the deployment is red"
+log "done: backed up, broken, restored to a point in time, consumers repositioned, recovery drilled"

@@ -444,8 +444,9 @@ def cmd_summarize_topic(args):
 
 
 def cmd_create_machines(args):
-    """Creates the offset-reset, restore and validation state machines from the repository's ASL
-    files, with the ARNs filled in as SAM and Terraform fill them in; prints the machine ARNs."""
+    """Creates the offset-reset, restore, validation and drill state machines from the
+    repository's ASL files, with the ARNs filled in as SAM and Terraform fill them in; prints the
+    machine ARNs."""
     sfn = aws("stepfunctions", args.endpoint)
     arn = lambda name: f"arn:aws:lambda:{os.environ.get('AWS_REGION', 'us-east-1')}:000000000000:function:{name}"
     role = "arn:aws:iam::000000000000:role/tidemark-state-machine"
@@ -464,7 +465,12 @@ def cmd_create_machines(args):
         definition = source.read().replace("${ValidatorFunctionArn}", arn(args.validator))
     validation = sfn.create_state_machine(name=f"tidemark-validation-{time.time_ns()}", definition=definition,
                                           roleArn=role)["stateMachineArn"]
-    print(json.dumps({"restore": restore, "offset_reset": offset_reset, "validation": validation}))
+    with open(os.path.join(args.definitions, "drill.asl.json")) as source:
+        definition = source.read().replace("${DrillFunctionArn}", arn(args.drill)) \
+                                  .replace("${RestoreStateMachineArn}", restore)
+    drill = sfn.create_state_machine(name=f"tidemark-drill-{time.time_ns()}", definition=definition,
+                                     roleArn=role)["stateMachineArn"]
+    print(json.dumps({"restore": restore, "offset_reset": offset_reset, "validation": validation, "drill": drill}))
 
 
 def cmd_run_execution(args):
@@ -559,7 +565,8 @@ def main():
     command("summarize-topic", cmd_summarize_topic, bootstrap, topic)
     command("create-machines", cmd_create_machines, endpoint, (["--definitions"], dict(required=True)),
             (["--coordinator"], dict(required=True)), (["--partition"], dict(required=True)),
-            (["--offset-reset"], dict(required=True)), (["--validator"], dict(required=True)))
+            (["--offset-reset"], dict(required=True)), (["--validator"], dict(required=True)),
+            (["--drill"], dict(required=True)))
     command("run-execution", cmd_run_execution, endpoint, (["--machine"], dict(required=True)),
             (["--name"], dict(default="run")), (["--input"], dict(required=True)),
             (["--timeout"], dict(type=float, default=300)))
