@@ -200,6 +200,29 @@ resource "aws_cloudwatch_dashboard" "backup" {
           [".", "ExecutionsFailed", ".", "."],
         ]
       } },
+      { type = "metric", x = 0, y = 18, width = 12, height = 6, properties = {
+        title = "Health: stalled partitions, failed validations and drills, drill overdue", region = local.region, stat = "Maximum", period = 3600,
+        metrics = [
+          [var.metrics_namespace, "StalledPartitions", "BackupId", var.backup_id],
+          [".", "ValidationErrors", ".", "."],
+          [".", "DrillsFailed", ".", "."],
+          [".", "DrillTargetsMissed", ".", "."],
+          [".", "DrillOverdue", ".", "."],
+        ]
+      } },
+      { type = "metric", x = 12, y = 18, width = 12, height = 6, properties = {
+        title = "Drills: measured RTO and RPO (seconds) against the targets", region = local.region, stat = "Maximum", period = 86400,
+        metrics = [
+          [{ expression = "rto / 1000", label = "RTO", id = "rto_s" }],
+          [{ expression = "rpo / 1000", label = "RPO", id = "rpo_s" }],
+          [var.metrics_namespace, "DrillRto", "BackupId", var.backup_id, { id = "rto", visible = false }],
+          [".", "DrillRpo", ".", ".", { id = "rpo", visible = false }],
+        ]
+        annotations = { horizontal = [
+          { label = "RTO target", value = var.drill_rto_target_seconds },
+          { label = "RPO target", value = var.drill_rpo_target_seconds },
+        ] }
+      } },
     ]
   })
 }

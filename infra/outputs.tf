@@ -23,6 +23,11 @@ output "restore_state_machine_arn" {
   description = "Start restores here (docs/restore.md)."
 }
 
+output "drill_state_machine_arn" {
+  value       = aws_sfn_state_machine.drill.arn
+  description = "Start recovery drills here (tidemark drill start; docs/operations.md)."
+}
+
 output "offset_reset_state_machine_arn" {
   value       = aws_sfn_state_machine.offset_reset.arn
   description = "Start offset resets here (docs/offset-reset.md)."
