@@ -125,33 +125,7 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum DrillCommand {
     /// Starts a drill of BACKUP; with --watch, follows it and exits 1 unless it passed.
-    Start {
-        backup: String,
-        /// Topics to drill: regular expressions matched against whole names.
-        #[arg(long = "topic", required = true)]
-        topics: Vec<String>,
-        /// Groups whose positions at the cut are checked (never moved).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// The cut (RFC 3339); everything backed up when the drill starts by default.
-        #[arg(long)]
-        at: Option<String>,
-        #[arg(long)]
-        tier: Option<String>,
-        #[arg(long)]
-        rto_target_seconds: Option<u64>,
-        #[arg(long)]
-        rpo_target_seconds: Option<u64>,
-        /// A request file (JSON or YAML) with more fields (e.g. `target`); flags add to it.
-        #[arg(long)]
-        config: Option<std::path::PathBuf>,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        watch: bool,
-        #[arg(long = "machine", env = "TIDEMARK_DRILL_STATE_MACHINE_ARN")]
-        machine: String,
-    },
+    Start(Box<DrillStart>),
     Watch {
         execution_arn: String,
     },
@@ -249,4 +223,33 @@ pub enum SegmentCommand {
         /// The segment's S3 key, as `backups describe` or a validation report names it.
         key: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DrillStart {
+    pub backup: String,
+    /// Topics to drill: regular expressions matched against whole names.
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// Groups whose positions at the cut are checked (never moved).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// The cut (RFC 3339); everything backed up when the drill starts by default.
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub tier: Option<String>,
+    #[arg(long)]
+    pub rto_target_seconds: Option<u64>,
+    #[arg(long)]
+    pub rpo_target_seconds: Option<u64>,
+    /// A request file (JSON or YAML) with more fields (e.g. `target`); flags add to it.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub watch: bool,
+    #[arg(long = "machine", env = "TIDEMARK_DRILL_STATE_MACHINE_ARN")]
+    pub machine: String,
 }

@@ -204,7 +204,8 @@ async fn run(count: usize) {
     let memory = Backup {
         objects: Arc::new(MemoryObjectStore::new()),
         index: memory_index.clone(),
-        catalog: memory_index,
+        catalog: memory_index.clone(),
+        operations: memory_index,
         layout: layout.clone(),
         bucket: "bench".into(),
         keys: Arc::new(SegmentKeys::new(

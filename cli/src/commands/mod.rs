@@ -16,8 +16,8 @@ use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
 
 use crate::args::{
-    AuditCommand, BackupsCommand, Cli, Command, DrillCommand, IndexCommand, OffsetsCommand,
-    RestoreCommand, SegmentCommand, SnapshotCommand,
+    AuditCommand, BackupsCommand, Cli, Command, DrillCommand, DrillStart, IndexCommand,
+    OffsetsCommand, RestoreCommand, SegmentCommand, SnapshotCommand,
 };
 use crate::error::{CliError, EXIT_FINDINGS, Result};
 use crate::output::print;
@@ -246,21 +246,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )?;
         }
         Command::Drill {
-            command:
-                DrillCommand::Start {
-                    backup,
-                    topics,
-                    groups,
-                    at,
-                    tier,
-                    rto_target_seconds,
-                    rpo_target_seconds,
-                    config,
-                    name,
-                    watch,
-                    machine,
-                },
+            command: DrillCommand::Start(start),
         } => {
+            let DrillStart {
+                backup,
+                topics,
+                groups,
+                at,
+                tier,
+                rto_target_seconds,
+                rpo_target_seconds,
+                config,
+                name,
+                watch,
+                machine,
+            } = start.as_ref();
             let mut request = match config {
                 Some(path) => executions::read_request(path)?,
                 None => serde_json::json!({}),

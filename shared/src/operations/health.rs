@@ -382,7 +382,8 @@ mod tests {
 
     #[test]
     fn each_kind_of_trouble_turns_it_red_and_says_why() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut BackupHealth)>)> = vec![
+        type Breakage = Box<dyn Fn(&mut BackupHealth)>;
+        let cases: Vec<(&str, Breakage)> = vec![
             (
                 "stalled",
                 Box::new(|h| {

@@ -393,6 +393,48 @@ impl SnapshotCatalog for MemoryIndexStore {
     }
 }
 
+#[async_trait]
+impl OperationsBook for MemoryIndexStore {
+    async fn index_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.audit
+            .lock()
+            .expect("lock poisoned")
+            .insert(record.sort_key(), record.clone());
+        Ok(())
+    }
+
+    async fn audit_records(&self, since_ms: i64, until_ms: i64) -> Result<Vec<AuditRecord>> {
+        Ok(self
+            .audit
+            .lock()
+            .expect("lock poisoned")
+            .values()
+            .filter(|record| (since_ms..=until_ms).contains(&record.finished_at_ms))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_health(&self, backup_id: &BackupId, aspect: &HealthAspect) -> Result<()> {
+        self.health
+            .lock()
+            .expect("lock poisoned")
+            .entry(backup_id.to_string())
+            .or_default()
+            .apply(aspect.clone());
+        Ok(())
+    }
+
+    async fn health(&self, backup_id: &BackupId) -> Result<BackupHealth> {
+        Ok(self
+            .health
+            .lock()
+            .expect("lock poisoned")
+            .get(backup_id.as_str())
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,47 +483,5 @@ mod tests {
             &BackupId::parse("b").unwrap(),
         )
         .await;
-    }
-}
-
-#[async_trait]
-impl OperationsBook for MemoryIndexStore {
-    async fn index_audit(&self, record: &AuditRecord) -> Result<()> {
-        self.audit
-            .lock()
-            .expect("lock poisoned")
-            .insert(record.sort_key(), record.clone());
-        Ok(())
-    }
-
-    async fn audit_records(&self, since_ms: i64, until_ms: i64) -> Result<Vec<AuditRecord>> {
-        Ok(self
-            .audit
-            .lock()
-            .expect("lock poisoned")
-            .values()
-            .filter(|record| (since_ms..=until_ms).contains(&record.finished_at_ms))
-            .cloned()
-            .collect())
-    }
-
-    async fn record_health(&self, backup_id: &BackupId, aspect: &HealthAspect) -> Result<()> {
-        self.health
-            .lock()
-            .expect("lock poisoned")
-            .entry(backup_id.to_string())
-            .or_default()
-            .apply(aspect.clone());
-        Ok(())
-    }
-
-    async fn health(&self, backup_id: &BackupId) -> Result<BackupHealth> {
-        Ok(self
-            .health
-            .lock()
-            .expect("lock poisoned")
-            .get(backup_id.as_str())
-            .cloned()
-            .unwrap_or_default())
     }
 }
