@@ -46,6 +46,14 @@ pub struct Following {
     pub stalled: Vec<StalledPartition>,
 }
 
+impl Following {
+    /// A partition `records` behind since its checkpoint last moved at `since_ms`.
+    fn behind(&mut self, records: i64, since_ms: i64) {
+        self.records_behind += records;
+        self.behind_since_ms = Some(self.behind_since_ms.map_or(since_ms, |s| s.min(since_ms)));
+    }
+}
+
 /// Compares every partition of `snapshot` that the backup has a checkpoint for (a partition it
 /// never reached has no checkpoint to compare: the writer's lag and staleness alarms watch the
 /// backup as a whole) and finds the stalled ones.
@@ -79,22 +87,27 @@ pub async fn following(
         behind_since_ms: None,
         stalled: Vec::new(),
     };
+    // Partitions that moved recently and have records waiting are behind by those records;
+    // those that stood still count only once the look below finds records a consumer gets.
     for (_, partition, checkpoint) in &checkpoints {
         if let Some(checkpoint) = checkpoint {
-            following.partitions += 1;
-            let behind = (partition.high_watermark - checkpoint.next_offset).max(0);
-            if behind > 0 {
-                following.records_behind += behind;
-                following.behind_since_ms = Some(
-                    following
-                        .behind_since_ms
-                        .map_or(checkpoint.updated_at_ms, |since| {
-                            since.min(checkpoint.updated_at_ms)
-                        }),
-                );
+            let waiting = partition.high_watermark - checkpoint.next_offset;
+            if waiting > 0
+                && !is_stalled(
+                    checkpoint,
+                    partition.high_watermark,
+                    snapshot.taken_at_ms,
+                    after_ms,
+                )
+            {
+                following.behind(waiting, checkpoint.updated_at_ms);
             }
         }
     }
+    following.partitions = checkpoints
+        .iter()
+        .filter(|(_, _, checkpoint)| checkpoint.is_some())
+        .count();
     let candidates = checkpoints
         .into_iter()
         .filter_map(|(topic, partition, checkpoint)| {
@@ -126,6 +139,10 @@ pub async fn following(
                 true
             });
         if waiting {
+            following.behind(
+                candidate.high_watermark - candidate.next_offset,
+                candidate.checkpoint_updated_at_ms,
+            );
             following.stalled.push(candidate);
         }
     }

@@ -9,6 +9,7 @@ use tidemark_core::index::{IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::kafka::{ClusterReader, CommittedOffset, MemoryCluster};
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::ObjectStore;
+use tidemark_core::operations::OperationsBook;
 use tidemark_core::snapshot::{ClusterSnapshot, SnapshotCatalog};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 
@@ -531,6 +532,22 @@ async fn a_checkpoint_left_behind_the_topic_is_reported_as_a_stalled_partition()
         response.stalled_partitions[0].checkpoint_updated_at_ms,
         twenty_minutes_ago
     );
+    // The same comparison is the backup's freshness in its health record.
+    let freshness = fixture
+        .index
+        .health(&fixture.config.backup_id)
+        .await
+        .unwrap()
+        .freshness
+        .expect("recorded");
+    assert_eq!(freshness.partitions, 4);
+    assert_eq!(
+        freshness.records_behind,
+        300 + 800,
+        "partition 3's trailing marker is no record behind"
+    );
+    assert_eq!(freshness.behind_since_ms, Some(twenty_minutes_ago));
+    assert_eq!(freshness.stalled, vec!["payments:0"]);
 
     let off = Fixture::new(&[("TIDEMARK_STALL_AFTER_SECONDS", "0")]);
     off.back_up_to("payments", 0, 500, twenty_minutes_ago).await;
