@@ -805,6 +805,20 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// A JSON object of the bucket.
+    pub async fn read_json(&self, key: &str) -> serde_json::Value {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("reading {key}: {error:?}"));
+        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes())
+            .unwrap_or_else(|error| panic!("{key} is not JSON: {error}"))
+    }
+
     /// The audit records in this storage's table, oldest first.
     pub async fn audit_records(&self) -> Vec<tidemark_core::operations::AuditRecord> {
         use tidemark_core::operations::OperationsBook;

@@ -295,16 +295,7 @@ impl Backup {
             .as_str()
             .expect("report key")
             .to_owned();
-        let object = self
-            .storage
-            .s3
-            .get_object()
-            .bucket(&self.storage.bucket)
-            .key(&key)
-            .send()
-            .await
-            .expect("reading the report");
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
+        self.storage.read_json(&key).await
     }
 }
 

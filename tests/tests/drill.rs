@@ -69,16 +69,7 @@ async fn drill_report(backup: &Backup, drill_id: &str) -> Value {
         "{PREFIX}/{}/drills/{drill_id}/report.json",
         backup.backup_id
     );
-    let object = backup
-        .storage
-        .s3
-        .get_object()
-        .bucket(&backup.storage.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap_or_else(|error| panic!("reading {key}: {error:?}"));
-    serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
+    backup.storage.read_json(&key).await
 }
 
 fn scratch_topics(backup: &Backup, drill_id: &str) -> Vec<String> {

@@ -205,7 +205,7 @@ async fn the_validation_machine_reports_a_sound_backup_then_fails_naming_the_dam
     assert_eq!(output["warnings"], 0);
     let report_key = output["report_key"].as_str().unwrap().to_owned();
     assert!(report_key.starts_with(&format!("{PREFIX}/{}/validations/", partition.backup_id)));
-    let report = read_json(&storage, &report_key).await;
+    let report = storage.read_json(&report_key).await;
     assert_eq!(
         (report["errors"].clone(), report["depth"].clone()),
         (json!(0), json!("deep"))
@@ -290,18 +290,6 @@ async fn the_validation_machine_reports_a_sound_backup_then_fails_naming_the_dam
         validation.errors, 1,
         "the listing run was the last: {validation:?}"
     );
-}
-
-async fn read_json(storage: &Storage, key: &str) -> Value {
-    let object = storage
-        .s3
-        .get_object()
-        .bucket(&storage.bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,27 +76,17 @@ pub(crate) async fn audit(
     detail: String,
     report_key: Option<String>,
 ) -> Result<()> {
-    use tidemark_core::operations::{AuditRecord, Caller, record_audit};
-    record_audit(
-        objects,
-        book,
-        &config.layout,
-        &AuditRecord {
-            operation,
-            id: run.to_string(),
-            backup_id: Some(config.backup_id.to_string()),
-            caller: Caller {
-                identity: request["requested_by"].as_str().map(str::to_owned),
-                execution,
-            },
-            started_at_ms: None,
-            finished_at_ms: now_ms(),
-            outcome,
-            what: request.clone(),
-            detail,
-            report_key,
-        },
+    use tidemark_core::operations::{AuditRecord, record_audit};
+    let record = AuditRecord::ended(
+        operation,
+        run.to_string(),
+        request,
+        execution,
+        outcome,
+        detail,
     )
-    .await?;
+    .with_backup_id(Some(config.backup_id.to_string()))
+    .with_report_key(report_key);
+    record_audit(objects, book, &config.layout, &record).await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::error::{ResetError, Result};
 use crate::plan::{ResetPlan, make_plan};
 use tidemark_core::object_store::{get_json, put_json_once};
 
-use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
+use tidemark_core::operations::{AuditRecord, Operation, Outcome, record_audit};
 
 use crate::records::{PLAN, ResetRecords};
 use crate::request::{ResetRequest, ValidRequest};
@@ -167,25 +167,21 @@ impl Handler {
         report_key: Option<String>,
     ) -> Result<()> {
         let request = &input.request;
+        let record = AuditRecord::ended(
+            Operation::OffsetReset,
+            &input.reset_id,
+            request,
+            input.execution.clone(),
+            outcome,
+            detail,
+        )
+        .with_backup_id(request["strategy"]["backup_id"].as_str().map(str::to_owned))
+        .with_report_key(report_key);
         record_audit(
             self.records.objects.as_ref(),
             self.records.operations.as_ref(),
             &self.records.layout,
-            &AuditRecord {
-                operation: Operation::OffsetReset,
-                id: input.reset_id.clone(),
-                backup_id: request["strategy"]["backup_id"].as_str().map(str::to_owned),
-                caller: Caller {
-                    identity: request["requested_by"].as_str().map(str::to_owned),
-                    execution: input.execution.clone(),
-                },
-                started_at_ms: None,
-                finished_at_ms: now_ms(),
-                outcome,
-                what: request.clone(),
-                detail,
-                report_key,
-            },
+            &record,
         )
         .await?;
         Ok(())

@@ -117,6 +117,49 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// An operation `id` that ended now, asked for by `request` (a state machine's input): who
+    /// asked is its `requested_by`, the backup its `backup_id`, when the request has them.
+    pub fn ended(
+        operation: Operation,
+        id: impl Into<String>,
+        request: &serde_json::Value,
+        execution: Option<String>,
+        outcome: Outcome,
+        detail: String,
+    ) -> AuditRecord {
+        let field = |name: &str| {
+            request
+                .get(name)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
+        };
+        AuditRecord {
+            operation,
+            id: id.into(),
+            backup_id: field("backup_id"),
+            caller: Caller {
+                identity: field("requested_by"),
+                execution,
+            },
+            started_at_ms: None,
+            finished_at_ms: chrono::Utc::now().timestamp_millis(),
+            outcome,
+            what: request.clone(),
+            detail,
+            report_key: None,
+        }
+    }
+
+    pub fn with_report_key(mut self, report_key: Option<String>) -> Self {
+        self.report_key = report_key;
+        self
+    }
+
+    pub fn with_backup_id(mut self, backup_id: Option<String>) -> Self {
+        self.backup_id = backup_id.or(self.backup_id);
+        self
+    }
+
     /// Sorts by time; unique per operation, id and outcome.
     pub fn sort_key(&self) -> String {
         format!(

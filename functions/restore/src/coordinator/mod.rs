@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, RestoreId};
-use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
+use tidemark_core::operations::{AuditRecord, Operation, Outcome, record_audit};
 
 use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
@@ -179,33 +179,20 @@ impl Coordinator {
         detail: String,
         report_key: Option<String>,
     ) -> Result<()> {
-        let field = |name: &str| {
-            input
-                .request
-                .get(name)
-                .and_then(|value| value.as_str())
-                .map(str::to_owned)
-        };
-        let now = now_ms();
+        let record = AuditRecord::ended(
+            Operation::Restore,
+            &input.restore_id,
+            &input.request,
+            input.execution.clone(),
+            outcome,
+            detail,
+        )
+        .with_report_key(report_key);
         record_audit(
             self.backup.objects.as_ref(),
             self.backup.operations.as_ref(),
             &self.backup.layout,
-            &AuditRecord {
-                operation: Operation::Restore,
-                id: input.restore_id.clone(),
-                backup_id: field("backup_id"),
-                caller: Caller {
-                    identity: field("requested_by"),
-                    execution: input.execution.clone(),
-                },
-                started_at_ms: None,
-                finished_at_ms: now,
-                outcome,
-                what: input.request.clone(),
-                detail,
-                report_key,
-            },
+            &record,
         )
         .await?;
         Ok(())

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, RestoreId};
 use tidemark_core::operations::{
-    AuditRecord, Caller, DrillHealth, HealthAspect, Operation, Outcome, record_audit,
+    AuditRecord, DrillHealth, HealthAspect, Operation, Outcome, record_audit,
 };
 use tidemark_core::request::Failure;
 use tidemark_core::telemetry::{MetricsLine, Unit};
@@ -328,29 +328,29 @@ async fn record(
             )
             .await?;
     }
+    let outcome = if report.passed {
+        Outcome::Succeeded
+    } else {
+        Outcome::Failed
+    };
+    let record = AuditRecord {
+        started_at_ms: Some(report.started_at_ms),
+        finished_at_ms: report.finished_at_ms,
+        ..AuditRecord::ended(
+            Operation::Drill,
+            &report.drill_id,
+            request,
+            report.execution.clone(),
+            outcome,
+            report.cause.clone(),
+        )
+        .with_report_key(report.report_key.clone())
+    };
     record_audit(
         drill.backup.objects.as_ref(),
         drill.backup.operations.as_ref(),
         &drill.backup.layout,
-        &AuditRecord {
-            operation: Operation::Drill,
-            id: report.drill_id.clone(),
-            backup_id: Some(report.backup_id.clone()),
-            caller: Caller {
-                identity: report.requested_by.clone(),
-                execution: report.execution.clone(),
-            },
-            started_at_ms: Some(report.started_at_ms),
-            finished_at_ms: report.finished_at_ms,
-            outcome: if report.passed {
-                Outcome::Succeeded
-            } else {
-                Outcome::Failed
-            },
-            what: request.clone(),
-            detail: report.cause.clone(),
-            report_key: report.report_key.clone(),
-        },
+        &record,
     )
     .await?;
     let mut metrics = MetricsLine::new(&drill.metrics_namespace)
