@@ -12,7 +12,7 @@ use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore, ObjectTags};
-use tidemark_core::operations::{Operation, OperationsBook, Outcome};
+use tidemark_core::operations::{AuditRecord, Operation, OperationsBook, Outcome, record_audit};
 use tidemark_core::retention::{DAY_MS, RetentionPolicy, RetentionReport, expire_partition};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::partitions_to_validate;
@@ -140,17 +140,22 @@ impl Maintainer {
                     report.segments_written,
                     report.objects_deleted
                 );
-                crate::steps::audit(
-                    self.objects.as_ref(),
-                    self.operations.as_ref(),
-                    &self.config,
+                // Who started it: `requested_by` in the execution's input (the CLI's identity
+                // or a schedule's name).
+                let record = AuditRecord::ended(
                     Operation::Maintenance,
-                    &run,
+                    run.to_string(),
                     &request,
                     execution,
                     Outcome::Succeeded,
                     detail,
-                    None,
+                )
+                .with_backup_id(Some(self.config.backup_id.to_string()));
+                record_audit(
+                    self.objects.as_ref(),
+                    self.operations.as_ref(),
+                    &self.config.layout,
+                    &record,
                 )
                 .await?;
                 Ok(MaintenanceResponse::Report(report))

@@ -60,33 +60,3 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
-
-/// The run's audit record: who started it (`requested_by` in the execution's input: the CLI's
-/// identity or a schedule's name), what it did and where its report is.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn audit(
-    objects: &dyn tidemark_core::object_store::ObjectStore,
-    book: &dyn tidemark_core::operations::OperationsBook,
-    config: &crate::config::BackupConfig,
-    operation: tidemark_core::operations::Operation,
-    run: &RunId,
-    request: &serde_json::Value,
-    execution: Option<String>,
-    outcome: tidemark_core::operations::Outcome,
-    detail: String,
-    report_key: Option<String>,
-) -> Result<()> {
-    use tidemark_core::operations::{AuditRecord, record_audit};
-    let record = AuditRecord::ended(
-        operation,
-        run.to_string(),
-        request,
-        execution,
-        outcome,
-        detail,
-    )
-    .with_backup_id(Some(config.backup_id.to_string()))
-    .with_report_key(report_key);
-    record_audit(objects, book, &config.layout, &record).await?;
-    Ok(())
-}

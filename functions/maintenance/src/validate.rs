@@ -13,7 +13,7 @@ use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::operations::{
-    HealthAspect, Operation, OperationsBook, Outcome, ValidationHealth,
+    AuditRecord, HealthAspect, Operation, OperationsBook, Outcome, ValidationHealth, record_audit,
 };
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tidemark_core::validation::{
@@ -135,21 +135,26 @@ impl Validator {
             } => {
                 let run = parse_run_id(&run_id)?;
                 let report = self.summarize(&run, &request).await?;
-                crate::steps::audit(
-                    self.objects.as_ref(),
-                    self.operations.as_ref(),
-                    &self.config,
+                let outcome = if report.tally.errors == 0 {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                };
+                let record = AuditRecord::ended(
                     Operation::Validation,
-                    &run,
+                    run.to_string(),
                     &serde_json::to_value(&request).expect("requests serialise"),
                     execution,
-                    if report.tally.errors == 0 {
-                        Outcome::Succeeded
-                    } else {
-                        Outcome::Failed
-                    },
+                    outcome,
                     report.cause.clone(),
-                    Some(report.report_key.clone()),
+                )
+                .with_backup_id(Some(self.config.backup_id.to_string()))
+                .with_report_key(Some(report.report_key.clone()));
+                record_audit(
+                    self.objects.as_ref(),
+                    self.operations.as_ref(),
+                    &self.config.layout,
+                    &record,
                 )
                 .await?;
                 Ok(ValidationResponse::Report(Box::new(report)))

@@ -87,45 +87,35 @@ pub async fn following(
         behind_since_ms: None,
         stalled: Vec::new(),
     };
-    // Partitions that moved recently and have records waiting are behind by those records;
-    // those that stood still count only once the look below finds records a consumer gets.
-    for (_, partition, checkpoint) in &checkpoints {
-        if let Some(checkpoint) = checkpoint {
-            let waiting = partition.high_watermark - checkpoint.next_offset;
-            if waiting > 0
-                && !is_stalled(
-                    checkpoint,
-                    partition.high_watermark,
-                    snapshot.taken_at_ms,
-                    after_ms,
-                )
-            {
-                following.behind(waiting, checkpoint.updated_at_ms);
-            }
-        }
-    }
-    following.partitions = checkpoints
-        .iter()
-        .filter(|(_, _, checkpoint)| checkpoint.is_some())
-        .count();
-    let candidates = checkpoints
-        .into_iter()
-        .filter_map(|(topic, partition, checkpoint)| {
-            let checkpoint = checkpoint?;
-            is_stalled(
-                &checkpoint,
-                partition.high_watermark,
-                snapshot.taken_at_ms,
-                after_ms,
-            )
-            .then(|| StalledPartition {
+    // A partition that moved recently and has records waiting is behind by them; one that
+    // stood still is a candidate, counted only once the look below finds records a consumer
+    // gets.
+    let mut candidates = Vec::new();
+    for (topic, partition, checkpoint) in checkpoints {
+        let Some(checkpoint) = checkpoint else {
+            continue;
+        };
+        following.partitions += 1;
+        if is_stalled(
+            &checkpoint,
+            partition.high_watermark,
+            snapshot.taken_at_ms,
+            after_ms,
+        ) {
+            candidates.push(StalledPartition {
                 topic: topic.name.clone(),
                 partition: partition.partition,
                 next_offset: checkpoint.next_offset,
                 high_watermark: partition.high_watermark,
                 checkpoint_updated_at_ms: checkpoint.updated_at_ms,
-            })
-        });
+            });
+        } else if partition.high_watermark > checkpoint.next_offset {
+            following.behind(
+                partition.high_watermark - checkpoint.next_offset,
+                checkpoint.updated_at_ms,
+            );
+        }
+    }
     // Offsets past the checkpoint may hold only what no consumer receives: the marker that
     // ended the last transaction, aborted records. Only the rare candidates are read.
     for candidate in candidates {

@@ -107,35 +107,19 @@ pub struct BackupHealth {
 impl BackupHealth {
     /// Sets `aspect` unless the record holds a later one.
     pub fn apply(&mut self, aspect: HealthAspect) {
-        let at = aspect.at_ms();
+        fn newer<T>(slot: &mut Option<T>, value: T, at: impl Fn(&T) -> i64) {
+            if slot.as_ref().is_none_or(|old| at(old) <= at(&value)) {
+                *slot = Some(value);
+            }
+        }
         match aspect {
             HealthAspect::Freshness(value) => {
-                if self
-                    .freshness
-                    .as_ref()
-                    .is_none_or(|old| old.checked_at_ms <= at)
-                {
-                    self.freshness = Some(value);
-                }
+                newer(&mut self.freshness, value, |f| f.checked_at_ms)
             }
             HealthAspect::Validation(value) => {
-                if self
-                    .validation
-                    .as_ref()
-                    .is_none_or(|old| old.finished_at_ms <= at)
-                {
-                    self.validation = Some(value);
-                }
+                newer(&mut self.validation, value, |v| v.finished_at_ms)
             }
-            HealthAspect::Drill(value) => {
-                if self
-                    .drill
-                    .as_ref()
-                    .is_none_or(|old| old.finished_at_ms <= at)
-                {
-                    self.drill = Some(value);
-                }
-            }
+            HealthAspect::Drill(value) => newer(&mut self.drill, value, |d| d.finished_at_ms),
         }
     }
 

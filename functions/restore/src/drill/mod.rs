@@ -247,6 +247,17 @@ impl Drill {
         })
     }
 
+    /// The drill's restore's plan, once it planned.
+    async fn restore_plan(
+        &self,
+        backup_id: &BackupId,
+        drill_id: &RestoreId,
+    ) -> Result<Option<RestorePlan>> {
+        self.backup
+            .get_json(&self.backup.restore_key(backup_id, drill_id, "plan.json"))
+            .await
+    }
+
     async fn verify(
         &self,
         drill_id: &str,
@@ -269,10 +280,13 @@ impl Drill {
             .load_plan(&backup_id, &drill_id)
             .await?
             .ok_or_else(|| RestoreError::Refused(format!("drill {drill_id} was not prepared")))?;
-        let restore_plan: Option<RestorePlan> = self
-            .backup
-            .get_json(&self.backup.restore_key(&backup_id, &drill_id, "plan.json"))
-            .await?;
+        // Groups are checked from the restore's plan and offset mapping: read only when the
+        // drill checks groups (every partition's step would read both whole).
+        let restore_plan = if plan.groups.is_empty() {
+            None
+        } else {
+            self.restore_plan(&backup_id, &drill_id).await?
+        };
         let committed: BTreeMap<String, i64> = restore_plan
             .iter()
             .flat_map(|plan| &plan.groups)
@@ -286,15 +300,19 @@ impl Drill {
                     .map(|offset| (group.group.clone(), offset.offset))
             })
             .collect();
-        let mapping: Option<RestoreOffsetMapping> = self
-            .backup
-            .get_json(
-                &self
-                    .backup
-                    .layout
-                    .restore_offset_mapping_key(&backup_id, &drill_id),
-            )
-            .await?;
+        let mapping: Option<RestoreOffsetMapping> = match restore_plan {
+            Some(_) => {
+                self.backup
+                    .get_json(
+                        &self
+                            .backup
+                            .layout
+                            .restore_offset_mapping_key(&backup_id, &drill_id),
+                    )
+                    .await?
+            }
+            None => None,
+        };
         let settings = plan.target.settings().map_err(invalid)?;
         let cluster = self.connector.cluster(&settings).await?;
         let exists = cluster
@@ -338,18 +356,15 @@ impl Drill {
         };
         let settings = plan.target.settings().map_err(invalid)?;
         let cluster = self.connector.cluster(&settings).await?;
-        let marks = self
-            .backup
-            .restore_key(&backup_id, &drill_id, "created-topics/");
-        let created: Vec<String> = self
-            .backup
-            .objects
-            .list(&marks)
-            .await?
-            .into_iter()
-            .map(|key| key[marks.len()..].to_owned())
-            .filter(|topic| topic.starts_with(&plan.scratch_prefix))
-            .collect();
+        // Without a restore plan the restore created nothing.
+        let created: Vec<String> = match self.restore_plan(&backup_id, &drill_id).await? {
+            Some(restore) => crate::coordinator::topics::created_topics(&self.backup, &restore)
+                .await?
+                .into_iter()
+                .filter(|topic| topic.starts_with(&plan.scratch_prefix))
+                .collect(),
+            None => Vec::new(),
+        };
         let scratch = |cluster_topics: Vec<tidemark_core::kafka::TopicDescription>| -> Vec<String> {
             cluster_topics
                 .into_iter()

@@ -11,7 +11,9 @@ use tidemark_core::segment::Record;
 use tokio::sync::mpsc;
 
 use crate::error::{RestoreError, Result};
-use crate::partition::target::MemoryTargetWriter;
+use crate::partition::target::{MemoryTargetWriter, kafka_error};
+
+const READ: &str = "read restored records";
 
 /// Records per chunk handed from the reading thread.
 const CHUNK_RECORDS: usize = 512;
@@ -33,14 +35,6 @@ pub trait RestoredReader: Send + Sync {
 /// group nor commits.
 pub struct KafkaRestoredReader {
     pub connection: KafkaConnection,
-}
-
-fn kafka_error(error: &KafkaError) -> RestoreError {
-    RestoreError::Core(tidemark_core::Error::Kafka {
-        operation: "read restored records",
-        message: error.to_string(),
-        retryable: true,
-    })
 }
 
 impl RestoredReader for KafkaRestoredReader {
@@ -66,10 +60,10 @@ impl RestoredReader for KafkaRestoredReader {
                 let mut assignment = TopicPartitionList::new();
                 assignment
                     .add_partition_offset(&topic, partition, Offset::Offset(from))
-                    .map_err(|error| kafka_error(&error))?;
+                    .map_err(|error| kafka_error(READ, &error, true))?;
                 consumer
                     .assign(&assignment)
-                    .map_err(|error| kafka_error(&error))?;
+                    .map_err(|error| kafka_error(READ, &error, true))?;
                 let mut chunk = Vec::with_capacity(CHUNK_RECORDS);
                 let mut next = from;
                 let mut quiet_since = std::time::Instant::now();
@@ -91,12 +85,12 @@ impl RestoredReader for KafkaRestoredReader {
                         Some(Err(KafkaError::PartitionEOF(_))) => break,
                         Some(Err(error)) => {
                             client::close(consumer);
-                            return Err(kafka_error(&error));
+                            return Err(kafka_error(READ, &error, true));
                         }
                         None if quiet_since.elapsed() > connection.request_timeout => {
                             client::close(consumer);
                             return Err(RestoreError::Core(tidemark_core::Error::Kafka {
-                                operation: "read restored records",
+                                operation: READ,
                                 message: format!(
                                     "{topic}/{partition}: nothing at offset {next} within {:?}",
                                     connection.request_timeout

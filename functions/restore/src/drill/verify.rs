@@ -34,16 +34,6 @@ pub enum Difference {
 }
 
 impl Difference {
-    /// The first source offset the drill could not verify.
-    pub fn source_offset(&self) -> Option<i64> {
-        match self {
-            Difference::Missing { source_offset, .. }
-            | Difference::Differs { source_offset, .. }
-            | Difference::Unreadable { source_offset, .. } => Some(*source_offset),
-            Difference::Extra { .. } => None,
-        }
-    }
-
     pub fn describe(&self) -> String {
         match self {
             Difference::Missing {

@@ -81,7 +81,11 @@ impl KafkaTargetWriter {
     }
 }
 
-fn kafka_error(operation: &'static str, error: &KafkaError, retryable: bool) -> RestoreError {
+pub(crate) fn kafka_error(
+    operation: &'static str,
+    error: &KafkaError,
+    retryable: bool,
+) -> RestoreError {
     RestoreError::Core(tidemark_core::Error::Kafka {
         operation,
         message: error.to_string(),
