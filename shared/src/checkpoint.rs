@@ -14,13 +14,60 @@ pub struct Checkpoint {
     pub updated_at_ms: i64,
 }
 
-/// Offsets `start..=end` that the source did not deliver (retention or compaction removed
-/// them before the backup read them). Reported by validation, tolerated by restore.
+/// Offsets `start..=end` the backup holds no record of, as a recorded fact. Reported by
+/// validation, tolerated by restore and offset translation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     pub start: i64,
     pub end: i64,
     pub detected_at_ms: i64,
+    pub kind: GapKind,
+}
+
+/// Why a gap's offsets hold no record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapKind {
+    /// The source did not deliver them: retention or compaction removed them before the backup
+    /// read them, or a transaction marker took the offset. No segment spans them.
+    #[default]
+    Missing,
+    /// An erasure removed their records from the backup. They lie inside segments' offset
+    /// ranges; a re-delivered batch never brings them back.
+    Erased,
+}
+
+impl GapKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapKind::Missing => "missing",
+            GapKind::Erased => "erased",
+        }
+    }
+}
+
+impl Gap {
+    /// A gap of offsets the source did not deliver.
+    pub fn missing(start: i64, end: i64, detected_at_ms: i64) -> Self {
+        Gap {
+            start,
+            end,
+            detected_at_ms,
+            kind: GapKind::Missing,
+        }
+    }
+
+    /// A gap of offsets an erasure removed.
+    pub fn erased(start: i64, end: i64, detected_at_ms: i64) -> Self {
+        Gap {
+            kind: GapKind::Erased,
+            ..Gap::missing(start, end, detected_at_ms)
+        }
+    }
+
+    pub fn contains(&self, offset: i64) -> bool {
+        (self.start..=self.end).contains(&offset)
+    }
 }
 
 /// What committing one segment does to the checkpoint and the recorded gaps.
@@ -94,11 +141,8 @@ pub fn plan_commit(
             ..CommitPlan::default()
         };
     }
-    let gap = (first > observed.next_offset).then(|| Gap {
-        start: observed.next_offset,
-        end: first - 1,
-        detected_at_ms: now_ms,
-    });
+    let gap = (first > observed.next_offset)
+        .then(|| Gap::missing(observed.next_offset, first - 1, now_ms));
     CommitPlan {
         gap,
         new_checkpoint: Some(Checkpoint {
@@ -154,14 +198,7 @@ mod tests {
     #[test]
     fn skipped_offsets_become_a_gap() {
         let plan = plan_commit(Some(&checkpoint(100)), &[], 120, 130, 50, 9);
-        assert_eq!(
-            plan.gap,
-            Some(Gap {
-                start: 100,
-                end: 119,
-                detected_at_ms: 9
-            })
-        );
+        assert_eq!(plan.gap, Some(Gap::missing(100, 119, 9)));
         let next = plan.new_checkpoint.unwrap();
         assert_eq!(next.next_offset, 131);
         assert_eq!(next.max_timestamp, 100, "max timestamp never goes back");
@@ -175,11 +212,7 @@ mod tests {
 
     #[test]
     fn a_segment_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
-        let recorded = |start, end| Gap {
-            start,
-            end,
-            detected_at_ms: 5,
-        };
+        let recorded = |start, end| Gap::missing(start, end, 5);
         // 100..=149 was committed after 150..=199, which recorded 100..=149 as a gap.
         let plan = plan_commit(
             Some(&checkpoint(200)),

@@ -29,6 +29,10 @@ pub enum Error {
     /// A configuration value that is missing or malformed; permanent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// An erasure cannot remove what it must (Object Lock in compliance mode holds the
+    /// objects); permanent until the retention ends.
+    #[error("erasure refused: {0}")]
+    ErasureRefused(String),
     /// A segment object already exists under the same key with different records. Permanent:
     /// it means two different batches claim the same offsets, which must be investigated.
     #[error("segment conflict at {key}: {detail}")]

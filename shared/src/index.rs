@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::checkpoint::{Checkpoint, Gap, MAX_GAPS_FILLED, plan_commit};
+use crate::checkpoint::{Checkpoint, Gap, GapKind, MAX_GAPS_FILLED, plan_commit};
 use crate::error::{Error, Result};
 use crate::layout::{BackupId, PartitionId};
 use crate::segment::{SegmentHeader, WriteMark};
@@ -192,6 +192,21 @@ pub trait IndexStore: Send + Sync {
         retired_at_ms: i64,
     ) -> Result<bool>;
 
+    /// In one atomic step: removes the entry `old` and records `new` in its place (or nothing:
+    /// every record of `old` was erased). Returns false, changing nothing, when `old` is no
+    /// longer indexed as it was (compaction or retention replaced it first), or another entry
+    /// already holds `new`'s range. Erasure's switch: it keeps no retired record, because the
+    /// erasure deletes `old`'s object itself.
+    async fn swap_segment(
+        &self,
+        partition: &PartitionId,
+        old: &SegmentEntry,
+        new: Option<&SegmentEntry>,
+    ) -> Result<bool>;
+
+    /// Records `gaps` (erasure's); recording one again is harmless.
+    async fn record_gaps(&self, partition: &PartitionId, gaps: &[Gap]) -> Result<()>;
+
     /// The partition's retired segments, ordered by first offset.
     async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>>;
 
@@ -241,9 +256,13 @@ pub async fn record_segment(
         // Below the checkpoint the segment may hold offsets a later segment recorded as a
         // gap (committed first): rare, so only then are the gaps read.
         let gaps = match &observed {
-            Some(checkpoint) if entry.first_offset < checkpoint.next_offset => {
-                index.gaps(partition).await?
-            }
+            // Erased offsets lie inside segments' ranges: a segment never fills them.
+            Some(checkpoint) if entry.first_offset < checkpoint.next_offset => index
+                .gaps(partition)
+                .await?
+                .into_iter()
+                .filter(|gap| gap.kind == GapKind::Missing)
+                .collect(),
             _ => Vec::new(),
         };
         let plan = plan_commit(

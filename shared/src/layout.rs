@@ -269,6 +269,26 @@ impl StorageLayout {
         )
     }
 
+    /// Where an erasure writes a segment it rewrote without the erased records: the range's
+    /// name tagged with the erasure, so it never collides with the segment it replaces.
+    pub fn erased_segment_key(
+        &self,
+        partition: &PartitionId,
+        first_offset: i64,
+        last_offset: i64,
+        erasure: &RunId,
+    ) -> String {
+        format!(
+            "{}{first_offset:020}-{last_offset:020}.erased-{erasure}{SEGMENT_SUFFIX}",
+            self.partition_prefix(partition)
+        )
+    }
+
+    /// Where one erasure keeps its findings, its rewrite records and its report, ending in `/`.
+    pub fn erasure_prefix(&self, backup_id: &BackupId, erasure: &RunId) -> String {
+        format!("{}/erasures/{erasure}/", self.root(backup_id))
+    }
+
     /// Where a backup's cluster snapshots live, ending in `/`.
     pub fn snapshots_prefix(&self, backup_id: &BackupId) -> String {
         format!("{}/snapshots/", self.root(backup_id))
@@ -357,7 +377,9 @@ impl StorageLayout {
     /// Inverse of [`Self::segment_key`]'s file name: the offset range, if `key` names a segment.
     pub fn parse_segment_file_name(key: &str) -> Option<(i64, i64)> {
         let name = key.rsplit('/').next()?.strip_suffix(SEGMENT_SUFFIX)?;
-        let (first, last) = name.split_once('-')?;
+        // An erasure's rewrite carries a tag after the range.
+        let range = name.split_once('.').map_or(name, |(range, _tag)| range);
+        let (first, last) = range.split_once('-')?;
         if first.len() != 20 || last.len() != 20 {
             return None;
         }
@@ -426,6 +448,19 @@ mod tests {
             "tidemark/prod-eu1/snapshots/00000001767225600000.json.zst"
         );
         assert!(layout.snapshot_key(&backup, 999) < layout.snapshot_key(&backup, 1_000));
+    }
+
+    #[test]
+    fn an_erased_rewrite_has_its_own_key_and_parses_to_its_range() {
+        let layout = StorageLayout::new("tidemark").unwrap();
+        let erasure = RunId::parse("erase-42").unwrap();
+        let key = layout.erased_segment_key(&partition(), 42, 1041, &erasure);
+        assert_ne!(key, layout.segment_key(&partition(), 42, 1041));
+        assert!(key.ends_with(".erased-erase-42.seg.zst"), "{key}");
+        assert_eq!(
+            StorageLayout::parse_segment_file_name(&key),
+            Some((42, 1041))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod compaction;
 pub mod config;
+pub mod erasure;
 pub mod error;
 pub mod event;
 pub mod index;

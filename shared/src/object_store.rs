@@ -25,6 +25,23 @@ pub struct ObjectInfo {
     pub last_modified_ms: i64,
 }
 
+/// How S3 Object Lock holds an object version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RetentionMode {
+    /// Users with `s3:BypassGovernanceRetention` may delete it early.
+    Governance,
+    /// Nobody, the root user included, can delete it before the date.
+    Compliance,
+}
+
+/// An object's Object Lock retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectRetention {
+    pub mode: RetentionMode,
+    pub retain_until_ms: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
     Created,
@@ -62,11 +79,37 @@ pub trait ObjectStore: Send + Sync {
 
     /// The first `len` bytes of the object (all of it when shorter), or `None` if there is none.
     async fn get_head(&self, key: &str, len: u64) -> Result<Option<Bytes>> {
+        self.get_range(key, 0, len).await
+    }
+
+    /// `len` bytes from `start` (fewer when the object ends first), or `None` if there is no
+    /// object. At least one byte must be asked for.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Bytes>> {
         Ok(self.get(key).await?.map(|bytes| {
-            let len = usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len());
-            bytes.slice(..len)
+            let start = usize::try_from(start)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let end = start
+                .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+                .min(bytes.len());
+            bytes.slice(start..end)
         }))
     }
+
+    /// The Object Lock retention of the object's current version; `None` when it has none or
+    /// there is no object.
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>>;
+
+    /// Every key under `prefix` that has any version or delete marker, in lexicographic order:
+    /// with versioning on, a deleted object's earlier versions stay readable, and only this
+    /// listing finds them. A store without versions lists its objects.
+    async fn list_version_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.list(prefix).await
+    }
+
+    /// Deletes every version of `key` and every delete marker, so no earlier copy stays
+    /// readable (erasure); returns how many were deleted. Deleting what is not there succeeds.
+    async fn delete_all_versions(&self, key: &str) -> Result<usize>;
 
     /// Deletes `key`; deleting what is not there succeeds (a retried deletion).
     async fn delete(&self, key: &str) -> Result<()>;

@@ -267,11 +267,7 @@ mod tests {
             max_record_bytes: None,
         };
         let gaps: Vec<Gap> = (5..65)
-            .map(|offset| Gap {
-                start: offset,
-                end: offset,
-                detected_at_ms: at,
-            })
+            .map(|offset| Gap::missing(offset, offset, at))
             .collect();
         let checkpoint = |next_offset| Checkpoint {
             start_offset: 0,

@@ -72,6 +72,17 @@ impl ObjectStore for Latent {
     async fn list_prefixes(&self, prefix: &str) -> tidemark_core::Result<Vec<String>> {
         self.inner.list_prefixes(prefix).await
     }
+
+    async fn retention(
+        &self,
+        key: &str,
+    ) -> tidemark_core::Result<Option<tidemark_core::object_store::ObjectRetention>> {
+        self.inner.retention(key).await
+    }
+
+    async fn delete_all_versions(&self, key: &str) -> tidemark_core::Result<usize> {
+        self.inner.delete_all_versions(key).await
+    }
 }
 
 fn main() {

@@ -65,6 +65,11 @@ async fn dynamodb_index_store_meets_the_contract() {
         ..partition
     };
     conformance::index_store_gap_filling_contract(&store, &other).await;
+    let erased = PartitionId {
+        partition: 5,
+        ..other
+    };
+    conformance::index_store_erasure_contract(&store, &erased).await;
 }
 
 #[tokio::test]

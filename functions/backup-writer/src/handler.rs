@@ -16,14 +16,14 @@ use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::{
     ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
 };
-use tidemark_core::segment::{EncodedSegment, SegmentReader};
+use tidemark_core::segment::{EncodedSegment, SegmentEncoder, SegmentReader};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
 use crate::encode::{EncodedEvent, EncodedPartition, Encoding, encode_event};
 use crate::error::{Result, WriterError};
 use crate::generations::{TopicGenerations, is_divergence};
-use crate::overlap::verify_overlap;
+use crate::overlap::{Overlap, verify_overlap};
 
 /// What the writer did for one partition; returned to the caller and logged.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -184,16 +184,11 @@ impl BackupWriter {
         partition: &PartitionId,
         encoded: &EncodedPartition,
     ) -> tidemark_core::Result<PartitionReport> {
-        let header = &encoded.segment.header;
-        let key =
-            self.config
-                .layout
-                .segment_key(partition, header.first_offset, header.last_offset);
-        let metadata = segment_metadata(header);
         // Read first: a batch that overlaps the backup must hold the same records there.
         let observed = self.index.checkpoint(partition).await?;
-        if let Some(checkpoint) = &observed {
-            verify_overlap(
+        let mut segment = std::borrow::Cow::Borrowed(&encoded.segment);
+        if let Some(checkpoint) = &observed
+            && verify_overlap(
                 self.index.as_ref(),
                 self.objects.as_ref(),
                 &self.keys,
@@ -201,12 +196,46 @@ impl BackupWriter {
                 &encoded.segment,
                 checkpoint,
             )
-            .await?;
+            .await?
+                == Overlap::ReachesErased
+        {
+            // The overlap is backed up already, less what an erasure removed: only what lies
+            // past the checkpoint is written, so erased records never come back.
+            match records_from(
+                &encoded.segment,
+                checkpoint.next_offset,
+                self.config.compression_level,
+            )? {
+                Some(rest) => segment = std::borrow::Cow::Owned(rest),
+                None => {
+                    let header = &encoded.segment.header;
+                    info!(%partition, first_offset = header.first_offset, last_offset = header.last_offset,
+                        "a re-delivered batch reaches erased offsets and holds nothing new: not written");
+                    return Ok(PartitionReport {
+                        topic: partition.topic.clone(),
+                        generation: partition.generation,
+                        partition: partition.partition,
+                        first_offset: header.first_offset,
+                        last_offset: header.last_offset,
+                        records: 0,
+                        segment_key: String::new(),
+                        created: false,
+                        gap: None,
+                    });
+                }
+            }
         }
+        let segment = segment.as_ref();
+        let header = &segment.header;
+        let key =
+            self.config
+                .layout
+                .segment_key(partition, header.first_offset, header.last_offset);
+        let metadata = segment_metadata(header);
         // Sealed (when configured) only now: the overlap check compares plain records.
         let stored = self
             .keys
-            .protect(&partition.backup_id, encoded.segment.clone())
+            .protect(&partition.backup_id, segment.clone())
             .await?;
         let stored_bytes = stored.bytes.len() as u64;
         let body = stored.bytes;
@@ -219,11 +248,11 @@ impl BackupWriter {
         {
             PutOutcome::Created => (
                 true,
-                SegmentEntry::encoded(key.clone(), &encoded.segment, stored_bytes, now_ms()),
+                SegmentEntry::encoded(key.clone(), segment, stored_bytes, now_ms()),
             ),
             PutOutcome::AlreadyExists(existing) if holds_same_records(&existing, &metadata) => (
                 false,
-                SegmentEntry::encoded(key.clone(), &encoded.segment, stored_bytes, now_ms()),
+                SegmentEntry::encoded(key.clone(), segment, stored_bytes, now_ms()),
             ),
             PutOutcome::AlreadyExists(existing) => {
                 // Same offsets, other records. A retry after the source's log cleaner removed
@@ -234,7 +263,7 @@ impl BackupWriter {
                     &self.keys,
                     partition,
                     &key,
-                    &encoded.segment,
+                    segment,
                 )
                 .await?
                 .ok_or_else(|| tidemark_core::Error::SegmentConflict {
@@ -272,6 +301,26 @@ impl BackupWriter {
             gap: gap.map(|gap| (gap.start, gap.end)),
         })
     }
+}
+
+/// `segment`'s records from offset `from` on, as a segment of their own; `None` when it has none.
+fn records_from(
+    segment: &EncodedSegment,
+    from: i64,
+    level: i32,
+) -> tidemark_core::Result<Option<EncodedSegment>> {
+    let header = &segment.header;
+    let mut encoder = SegmentEncoder::new(&header.topic, header.partition, level)?;
+    let mut reader = SegmentReader::open(segment.bytes.as_ref())?;
+    while let Some(record) = reader.next_record()? {
+        if record.offset >= from {
+            encoder.push(&record)?;
+        }
+    }
+    if encoder.record_count() == 0 {
+        return Ok(None);
+    }
+    encoder.finish().map(Some)
 }
 
 /// The index entry of the segment stored at `key` when every record of `batch` is in it, equal

@@ -4,16 +4,28 @@
 //! unclean leader election, does not, and writing it would mix two histories under one offset.
 //! An overlap that cannot be compared (its segments expired or are gone) is refused too: only
 //! offsets the backup recorded as a gap may be new below the checkpoint.
+//!
+//! A batch that reaches offsets an erasure removed is told so: its overlapping part must not be
+//! written again, or the erased records would come back.
 
 use std::collections::BTreeMap;
 
-use tidemark_core::checkpoint::Checkpoint;
+use tidemark_core::checkpoint::{Checkpoint, GapKind};
 use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::PartitionId;
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Record, SegmentReader};
 use tidemark_core::{Error, Result};
+
+/// What a batch's overlap with the backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Nothing the backup does not already hold, or no overlap at all.
+    Verified,
+    /// Verified, and some of its overlapping offsets were erased from the backup.
+    ReachesErased,
+}
 
 /// Checks `batch` (an encoded segment) against the backup below `checkpoint`. Reads only the
 /// segments that hold the overlapping offsets; costs nothing when the batch starts at or after
@@ -25,11 +37,11 @@ pub async fn verify_overlap(
     partition: &PartitionId,
     batch: &EncodedSegment,
     checkpoint: &Checkpoint,
-) -> Result<()> {
+) -> Result<Overlap> {
     let first = batch.header.first_offset;
     let overlap_end = batch.header.last_offset.min(checkpoint.next_offset - 1);
     if first > overlap_end {
-        return Ok(());
+        return Ok(Overlap::Verified);
     }
     let mut reader = SegmentReader::open(batch.bytes.as_ref())?;
     let mut ours: BTreeMap<i64, Record> = BTreeMap::new();
@@ -39,6 +51,7 @@ pub async fn verify_overlap(
         }
         ours.insert(record.offset, record);
     }
+    let overlapping: Vec<i64> = ours.keys().copied().collect();
     let unverifiable = |offset: i64, reason: String| Error::OverlapUnverifiable {
         partition: partition.to_string(),
         offset,
@@ -86,7 +99,7 @@ pub async fn verify_overlap(
             }
         }
         if ours.is_empty() {
-            return Ok(());
+            break;
         }
         if covering.is_empty() && !widened {
             // `segments_covering` names the last segment starting before the range, not an
@@ -102,8 +115,12 @@ pub async fn verify_overlap(
         }
     }
     // Records no stored segment held. Below the start the segments have expired; elsewhere
-    // only a recorded gap (a batch committed after a later one) may hold new offsets.
+    // only a recorded gap (a batch committed after a later one, or an erasure) may hold them.
     let gaps = index.gaps(partition).await?;
+    let reaches_erased = gaps
+        .iter()
+        .filter(|gap| gap.kind == GapKind::Erased)
+        .any(|gap| overlapping.iter().any(|&offset| gap.contains(offset)));
     for &offset in ours.keys() {
         if offset < checkpoint.start_offset {
             return Err(unverifiable(
@@ -114,15 +131,16 @@ pub async fn verify_overlap(
                 ),
             ));
         }
-        if !gaps
-            .iter()
-            .any(|gap| (gap.start..=gap.end).contains(&offset))
-        {
+        if !gaps.iter().any(|gap| gap.contains(offset)) {
             return Err(unverifiable(
                 offset,
                 "no backed-up segment holds that offset and no gap is recorded there".into(),
             ));
         }
     }
-    Ok(())
+    Ok(if reaches_erased {
+        Overlap::ReachesErased
+    } else {
+        Overlap::Verified
+    })
 }

@@ -203,6 +203,21 @@ impl IndexStore for FlakyIndex {
             .await
     }
 
+    async fn swap_segment(
+        &self,
+        partition: &PartitionId,
+        old: &SegmentEntry,
+        new: Option<&SegmentEntry>,
+    ) -> tidemark_core::Result<bool> {
+        self.inner.swap_segment(partition, old, new).await
+    }
+    async fn record_gaps(
+        &self,
+        partition: &PartitionId,
+        gaps: &[Gap],
+    ) -> tidemark_core::Result<()> {
+        self.inner.record_gaps(partition, gaps).await
+    }
     async fn retired_segments(
         &self,
         partition: &PartitionId,
@@ -951,4 +966,68 @@ async fn a_batch_committed_after_a_later_one_fills_the_gap_that_one_recorded() {
         .await
         .unwrap_err();
     assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
+    use tidemark_core::erasure::{Eraser, Matchers, RecordMatcher};
+    use tidemark_core::layout::{RunId, StorageLayout};
+
+    let h = harness(&[]);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let id = partition("payments.captured", 0);
+    let layout = StorageLayout::new("backups").unwrap();
+    let stored = stored_records(&h, &layout.partition_prefix(&id)).await;
+    let erased_key = stored[0]
+        .key
+        .clone()
+        .expect("the fixture's first record has a key");
+    let erased_key_text = String::from_utf8(erased_key.clone()).unwrap();
+    let matchers = Matchers::new(&[RecordMatcher::Key {
+        key: erased_key_text,
+    }])
+    .unwrap();
+    let erasure = RunId::parse("erase-1").unwrap();
+    let eraser = Eraser {
+        objects: h.objects.as_ref(),
+        index: h.index.as_ref(),
+        keys: &h.reader_keys,
+        layout: &layout,
+        erasure: &erasure,
+        matchers: &matchers,
+        compression_level: 3,
+    };
+    let horizon = h.captured_checkpoint().await.unwrap().next_offset;
+    let rewrites = eraser
+        .erase(&id, horizon, &Default::default(), 1)
+        .await
+        .unwrap();
+    assert!(!rewrites.is_empty());
+    eraser.purge(&id, 1).await.unwrap();
+    let checkpoint = h.captured_checkpoint().await;
+
+    // The event source mapping delivers the same batch again.
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let redelivered = report
+        .partitions
+        .iter()
+        .find(|p| p.topic == id.topic && p.partition == id.partition)
+        .unwrap();
+    assert_eq!(redelivered.records, 0, "nothing new: nothing written");
+    assert!(
+        stored_records(&h, &layout.partition_prefix(&id))
+            .await
+            .iter()
+            .all(|record| record.key.as_ref() != Some(&erased_key)),
+        "the erased record came back"
+    );
+    assert_eq!(h.captured_checkpoint().await, checkpoint);
+    assert!(
+        eraser
+            .verify(&id, horizon)
+            .await
+            .unwrap()
+            .remaining
+            .is_empty()
+    );
 }

@@ -15,6 +15,7 @@
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::checkpoint::{Gap, GapKind};
 use crate::error::{Error, Result};
 use crate::index::{IndexStore, MAX_SEGMENTS_REPLACED, SegmentEntry};
 use crate::keys::SegmentKeys;
@@ -173,6 +174,14 @@ impl Compactor<'_> {
                 })?;
             plain.push(self.keys.plain(&partition.backup_id, stored).await?);
         }
+        // Offsets an erasure marked stay out of the merge, even while its rewrite is pending.
+        let erased: Vec<Gap> = self
+            .index
+            .gaps(partition)
+            .await?
+            .into_iter()
+            .filter(|gap| gap.kind == GapKind::Erased)
+            .collect();
         let topic = partition.topic.clone();
         let number = partition.partition;
         let level = self.settings.compression_level;
@@ -188,14 +197,23 @@ impl Compactor<'_> {
                     // Overlapping segments (re-batched retries) hold some offsets twice.
                     if record.offset >= next {
                         next = record.offset + 1;
-                        encoder.push(&record)?;
+                        if !erased.iter().any(|gap| gap.contains(record.offset)) {
+                            encoder.push(&record)?;
+                        }
                     }
                 }
             }
-            encoder.finish()
+            // Every record erased meanwhile: the erasure's own rewrite removes these segments.
+            if encoder.record_count() == 0 {
+                return Ok(None);
+            }
+            encoder.finish().map(Some)
         })
         .await
         .map_err(|error| Error::InvalidRecords(format!("merging task failed: {error}")))??;
+        let Some(merged) = merged else {
+            return Ok(None);
+        };
 
         let metadata = segment_metadata(&merged.header);
         let max_record_bytes = merged.max_record_bytes;

@@ -8,7 +8,7 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::index::{CommitOutcome, RetiredSegment, SegmentCommit, record_segment};
 use crate::keys::{KeyService, MemoryKeyService};
 use crate::layout::BackupId;
-use crate::object_store::{ObjectInfo, ObjectMetadata};
+use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectRetention};
 use crate::segment::encryption::envelope;
 use crate::segment::{Record, TimestampType};
 use crate::stores::{MemoryIndexStore, MemoryObjectStore};
@@ -98,6 +98,14 @@ impl ObjectStore for Objects {
         self.inner.list_objects(prefix).await
     }
 
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>> {
+        self.inner.retention(key).await
+    }
+
+    async fn delete_all_versions(&self, key: &str) -> Result<usize> {
+        self.inner.delete_all_versions(key).await
+    }
+
     async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list_prefixes(prefix).await
     }
@@ -148,6 +156,17 @@ impl IndexStore for Index {
             return Err(crashed(Crash::AfterSwitch));
         }
         Ok(switched)
+    }
+    async fn swap_segment(
+        &self,
+        partition: &PartitionId,
+        old: &SegmentEntry,
+        new: Option<&SegmentEntry>,
+    ) -> Result<bool> {
+        self.inner.swap_segment(partition, old, new).await
+    }
+    async fn record_gaps(&self, partition: &PartitionId, gaps: &[Gap]) -> Result<()> {
+        self.inner.record_gaps(partition, gaps).await
     }
     async fn retired_segments(&self, partition: &PartitionId) -> Result<Vec<RetiredSegment>> {
         self.inner.retired_segments(partition).await

@@ -54,6 +54,7 @@ pub fn seal(segment: &EncodedSegment, key: &DataKey) -> Result<EncodedSegment> {
     if plain.encryption.is_some() {
         return Err(Error::Encryption("the segment is already sealed".into()));
     }
+    // The key filter is sealed with the body: without the data key it tells nothing.
     let plain_body = &segment.bytes[plain.header_len()..];
     let mut header = SegmentHeader {
         body_len: (plain_body.len() + TAG_LEN) as u64,
@@ -121,9 +122,16 @@ pub fn open(stored: &[u8], key: &DataKey) -> Result<Bytes> {
         })?
         .len();
     body.truncate(plain_len);
+    // The plaintext is the plain body followed by the key filter, which goes back after it.
+    let filter_len = header.key_filter.map_or(0, |filter| filter.len as usize);
+    let body_len = plain_len.checked_sub(filter_len).ok_or_else(|| {
+        Error::CorruptSegment(format!(
+            "a sealed body of {plain_len} plain bytes cannot hold a key filter of {filter_len}"
+        ))
+    })?;
     let plain = SegmentHeader {
-        body_len: plain_len as u64,
-        body_crc32c: crc32c::crc32c(&body),
+        body_len: body_len as u64,
+        body_crc32c: crc32c::crc32c(&body[..body_len]),
         encryption: None,
         ..header
     };
@@ -194,10 +202,12 @@ mod tests {
         assert!(!contains(&sealed.bytes, &secret));
         let envelope = sealed.header.encryption.as_ref().unwrap();
         assert_eq!(envelope.wrapped_key, b"wrapped-1");
+        // The key filter is sealed with the body.
         assert_eq!(
             sealed.header.body_len,
-            plain.header.body_len + TAG_LEN as u64
+            plain.header.body_len + plain.header.trailer_len() + TAG_LEN as u64
         );
+        assert_eq!(sealed.header.trailer_len(), 0);
         assert_eq!(verify_stored_segment(&sealed.bytes).unwrap(), sealed.header);
         assert_eq!(envelope_of(&sealed.bytes), Some(envelope.clone()));
         assert_eq!(envelope_of(&plain.bytes), None);
@@ -279,7 +289,7 @@ mod tests {
     fn unknown_flags_are_refused() {
         let plain = plain_segment("payments", 0, b"value");
         let mut bytes = plain.bytes.to_vec();
-        bytes[9] = 0x04;
+        bytes[9] = 0x08;
         let crc_at = plain.header.header_len() - 4;
         let crc = crc32c::crc32c(&bytes[..crc_at]);
         bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());

@@ -31,6 +31,11 @@ const WRITE_MARK_LEN: usize = 16;
 /// The most write marks one segment carries. Compaction stops merging before a run would need
 /// more, so a header stays well inside its u16 length (32 KiB of marks at most).
 pub const MAX_WRITE_MARKS: usize = 2048;
+/// Flag bit 2: a key filter follows the body (inside it, when sealed); the header says how long
+/// it is and its CRC32C.
+const FLAG_KEY_FILTER: u8 = 0x04;
+/// Bytes of the key-filter section: the filter's u32 length and its CRC32C.
+pub(super) const KEY_FILTER_SECTION_LEN: usize = 8;
 
 /// When the backup reached an offset: the segment whose last record was `last_offset` became
 /// durable (and was indexed) at `written_at_ms`, by the writer's clock. A consistent cut at T
@@ -110,6 +115,14 @@ impl Envelope {
     }
 }
 
+/// Where a segment's key filter is: `len` bytes after the body (at the end of the sealed body's
+/// plaintext when sealed), with this CRC32C. An empty filter means no record has a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFilterSection {
+    pub len: u32,
+    pub crc32c: u32,
+}
+
 /// Everything a reader needs to know about a segment before reading its records. It makes a
 /// segment self-describing: S3 alone is enough to restore (invariant 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +149,8 @@ pub struct SegmentHeader {
     /// Empty for a segment the writer wrote; normalized marks (see [`WriteMark::normalize`])
     /// for one that compaction merged.
     pub write_marks: Vec<WriteMark>,
+    /// Present when the segment carries a key filter (every segment written since it exists).
+    pub key_filter: Option<KeyFilterSection>,
 }
 
 impl SegmentHeader {
@@ -149,6 +164,25 @@ impl SegmentHeader {
         Self::encoded_len(self.topic.len())
             + self.encryption.as_ref().map_or(0, Envelope::encoded_len)
             + Self::write_marks_len(self.write_marks.len())
+            + if self.key_filter.is_some() {
+                KEY_FILTER_SECTION_LEN
+            } else {
+                0
+            }
+    }
+
+    /// Bytes stored after the body: the key filter of a plain segment (a sealed one carries it
+    /// inside its body).
+    pub fn trailer_len(&self) -> u64 {
+        match (&self.key_filter, &self.encryption) {
+            (Some(filter), None) => u64::from(filter.len),
+            _ => 0,
+        }
+    }
+
+    /// Offset of the first byte after the body: where a plain segment's key filter starts.
+    pub fn body_end(&self) -> u64 {
+        self.header_len() as u64 + self.body_len
     }
 
     /// Encoded length of a write-mark section of `count` marks (none when there are none).
@@ -190,6 +224,9 @@ impl SegmentHeader {
         if !self.write_marks.is_empty() {
             flags |= FLAG_WRITE_MARKS;
         }
+        if self.key_filter.is_some() {
+            flags |= FLAG_KEY_FILTER;
+        }
         out.push(flags);
         out.extend_from_slice(&topic_len.to_be_bytes());
         out.extend_from_slice(topic);
@@ -229,6 +266,10 @@ impl SegmentHeader {
                 out.extend_from_slice(&mark.last_offset.to_be_bytes());
                 out.extend_from_slice(&mark.written_at_ms.to_be_bytes());
             }
+        }
+        if let Some(filter) = &self.key_filter {
+            out.extend_from_slice(&filter.len.to_be_bytes());
+            out.extend_from_slice(&filter.crc32c.to_be_bytes());
         }
         let header_crc = crc32c::crc32c(&out);
         out.extend_from_slice(&header_crc.to_be_bytes());
@@ -281,15 +322,18 @@ impl SegmentHeader {
             Error::CorruptSegment(format!("unknown compression code {compression_code}"))
         })?;
         let flags = fields.u8();
-        if flags & !(FLAG_ENCRYPTED | FLAG_WRITE_MARKS) != 0 {
+        if flags & !(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER) != 0 {
             return Err(Error::CorruptSegment(format!(
                 "unknown header flags {flags:#04x}"
             )));
         }
         let encrypted = flags & FLAG_ENCRYPTED != 0;
         let marked = flags & FLAG_WRITE_MARKS != 0;
+        let filtered = flags & FLAG_KEY_FILTER != 0;
         let topic_len = usize::from(fields.u16());
-        let plain_len = Self::encoded_len(topic_len);
+        // The key-filter section comes last and has a fixed length: set it aside first.
+        let filter_section = if filtered { KEY_FILTER_SECTION_LEN } else { 0 };
+        let plain_len = Self::encoded_len(topic_len) + filter_section;
         let optional_min = if encrypted { ENVELOPE_FIXED_LEN } else { 0 }
             + if marked { WRITE_MARKS_FIXED_LEN } else { 0 };
         if (!encrypted && !marked && plain_len != header_len)
@@ -317,6 +361,7 @@ impl SegmentHeader {
             body_crc32c: fields.u32(),
             encryption: None,
             write_marks: Vec::new(),
+            key_filter: None,
         };
         // Bytes left for the optional sections, less the header CRC.
         let mut remaining = header_len - plain_len;
@@ -348,6 +393,12 @@ impl SegmentHeader {
                     written_at_ms: fields.i64(),
                 })
                 .collect();
+        }
+        if filtered {
+            parsed.key_filter = Some(KeyFilterSection {
+                len: fields.u32(),
+                crc32c: fields.u32(),
+            });
         }
         parsed.check_consistency()?;
         Ok(parsed)

@@ -2,13 +2,16 @@
 
 pub mod encryption;
 mod header;
+mod key_filter;
 mod reader;
 mod record;
 mod writer;
 
 pub use header::{
-    Compression, Envelope, FORMAT_VERSION, MAGIC, MAX_WRITE_MARKS, SegmentHeader, WriteMark,
+    Compression, Envelope, FORMAT_VERSION, KeyFilterSection, MAGIC, MAX_WRITE_MARKS, SegmentHeader,
+    WriteMark,
 };
+pub use key_filter::{KeyFilter, key_hash};
 pub use reader::{SegmentReader, verify_stored_segment};
 pub use record::{Header, Record, TimestampType};
 pub use writer::{EncodedSegment, PendingSegment, SegmentEncoder};

@@ -243,7 +243,30 @@ impl<R: Read> SegmentReader<R> {
                 self.header.body_crc32c, stored_body.crc32c
             )));
         }
-        if stored_body.inner.get_mut().read(&mut probe)? != 0 {
+        let source = stored_body.inner.get_mut();
+        if let Some(filter) = self
+            .header
+            .key_filter
+            .filter(|_| self.header.trailer_len() > 0)
+        {
+            let mut trailer = vec![0u8; filter.len as usize];
+            source
+                .read_exact(&mut trailer)
+                .map_err(|error| match error.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        Error::TruncatedSegment("the segment ends inside its key filter".into())
+                    }
+                    _ => Error::Io(error),
+                })?;
+            let computed = crc32c::crc32c(&trailer);
+            if computed != filter.crc32c {
+                return Err(Error::CorruptSegment(format!(
+                    "key filter checksum mismatch: stored {:#010x}, computed {computed:#010x}",
+                    filter.crc32c
+                )));
+            }
+        }
+        if source.read(&mut probe)? != 0 {
             return Err(Error::CorruptSegment(
                 "bytes follow the declared end of the segment".into(),
             ));
@@ -374,26 +397,35 @@ impl<'a> Cursor<'a> {
 pub fn verify_stored_segment(stored: &[u8]) -> Result<SegmentHeader> {
     let mut source = stored;
     let header = SegmentHeader::read_from(&mut source)?;
-    let body = source;
-    if (body.len() as u64) < header.body_len {
+    let expected = header.body_len.saturating_add(header.trailer_len());
+    if (source.len() as u64) < expected {
         return Err(Error::TruncatedSegment(format!(
-            "body holds {} of {} bytes",
-            body.len(),
-            header.body_len
+            "body and key filter hold {} of {expected} bytes",
+            source.len(),
         )));
     }
-    if body.len() as u64 > header.body_len {
+    if source.len() as u64 > expected {
         return Err(Error::CorruptSegment(format!(
-            "{} bytes follow the body",
-            body.len() as u64 - header.body_len
+            "{} bytes follow the body and its key filter",
+            source.len() as u64 - expected
         )));
     }
+    let (body, trailer) = source.split_at(header.body_len as usize);
     let computed = crc32c::crc32c(body);
     if computed != header.body_crc32c {
         return Err(Error::CorruptSegment(format!(
             "stored body checksum mismatch: stored {:#010x}, computed {computed:#010x}",
             header.body_crc32c
         )));
+    }
+    if let Some(filter) = header.key_filter.filter(|_| !trailer.is_empty()) {
+        let computed = crc32c::crc32c(trailer);
+        if computed != filter.crc32c {
+            return Err(Error::CorruptSegment(format!(
+                "key filter checksum mismatch: stored {:#010x}, computed {computed:#010x}",
+                filter.crc32c
+            )));
+        }
     }
     Ok(header)
 }

@@ -2,7 +2,11 @@
 
 use std::io::Write;
 
-use super::header::{Compression, MAX_WRITE_MARKS, SegmentHeader, WriteMark};
+use super::header::{
+    Compression, KEY_FILTER_SECTION_LEN, KeyFilterSection, MAX_WRITE_MARKS, SegmentHeader,
+    WriteMark,
+};
+use super::key_filter::{KeyFilter, key_hash};
 use super::record::Record;
 use crate::error::{Error, Result};
 
@@ -25,7 +29,7 @@ enum Body {
     },
 }
 
-/// A finished segment: its header and the complete object bytes (header followed by body).
+/// A finished segment: its header and the complete object bytes (header, body, key filter).
 #[derive(Debug, Clone)]
 pub struct EncodedSegment {
     pub header: SegmentHeader,
@@ -66,6 +70,8 @@ pub struct SegmentEncoder {
     min_timestamp: i64,
     max_timestamp: i64,
     max_record_bytes: u64,
+    /// Hashes of the records' keys, for the key filter.
+    key_hashes: Vec<u64>,
 }
 
 impl SegmentEncoder {
@@ -96,7 +102,8 @@ impl SegmentEncoder {
             )));
         }
         let header_len = SegmentHeader::encoded_len(topic.len())
-            + SegmentHeader::write_marks_len(write_marks.len());
+            + SegmentHeader::write_marks_len(write_marks.len())
+            + KEY_FILTER_SECTION_LEN;
         if !(1..=22).contains(&level) {
             return Err(Error::Config(format!(
                 "zstd compression level {level} is outside 1-22"
@@ -117,6 +124,7 @@ impl SegmentEncoder {
             min_timestamp: i64::MAX,
             max_timestamp: i64::MIN,
             max_record_bytes: 0,
+            key_hashes: Vec::new(),
         })
     }
 
@@ -157,6 +165,9 @@ impl SegmentEncoder {
             _ => {}
         }
 
+        if let Some(key) = &record.key {
+            self.key_hashes.push(key_hash(key));
+        }
         if self.record_count == 0 {
             self.first_offset = record.offset;
         }
@@ -231,6 +242,15 @@ impl SegmentEncoder {
             }
         };
         let body_crc32c = crc32c::crc32c(&bytes[self.header_len..]);
+        let body_len = (bytes.len() - self.header_len) as u64;
+        let filter = KeyFilter::build(&mut self.key_hashes)?.encode();
+        let key_filter = KeyFilterSection {
+            len: u32::try_from(filter.len()).map_err(|_| {
+                Error::InvalidRecords(format!("a key filter of {} bytes", filter.len()))
+            })?,
+            crc32c: crc32c::crc32c(&filter),
+        };
+        bytes.extend_from_slice(&filter);
         let header = SegmentHeader {
             topic: self.topic,
             partition: self.partition,
@@ -241,11 +261,12 @@ impl SegmentEncoder {
             max_timestamp: self.max_timestamp,
             compression: Compression::Zstd,
             uncompressed_len: self.uncompressed_len,
-            body_len: (bytes.len() - self.header_len) as u64,
+            body_len,
             records_crc32c: self.records_crc32c,
             body_crc32c,
             encryption: None,
             write_marks: self.write_marks,
+            key_filter: Some(key_filter),
         };
         header.check_write_marks()?;
         bytes[..self.header_len].copy_from_slice(&header.encode()?);

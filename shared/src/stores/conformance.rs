@@ -101,6 +101,46 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         "list_prefixes must return the distinct folders directly under the prefix"
     );
 
+    let ranged = format!("{prefix}/ranged");
+    store
+        .put_if_absent(&ranged, Bytes::from_static(b"0123456789"), &HashMap::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_range(&ranged, 3, 4).await.unwrap().as_deref(),
+        Some(&b"3456"[..]),
+        "get_range returns the bytes from start, len of them"
+    );
+    assert_eq!(
+        store.get_range(&ranged, 8, 10).await.unwrap().as_deref(),
+        Some(&b"89"[..]),
+        "get_range stops at the end of the object"
+    );
+    assert_eq!(
+        store.retention(&ranged).await.unwrap(),
+        None,
+        "an object without Object Lock has no retention"
+    );
+    assert!(
+        store.delete_all_versions(&ranged).await.unwrap() >= 1,
+        "delete_all_versions counts what it deleted"
+    );
+    assert_eq!(store.get(&ranged).await.unwrap(), None);
+    assert!(
+        !store
+            .list_version_keys(&format!("{prefix}/"))
+            .await
+            .unwrap()
+            .contains(&ranged),
+        "no version of an object deleted with all its versions is left"
+    );
+    assert_eq!(
+        store.delete_all_versions(&ranged).await.unwrap(),
+        0,
+        "nothing is left to delete, not even a delete marker"
+    );
+    assert_eq!(store.retention(&ranged).await.unwrap(), None);
+
     store.delete(&key).await.unwrap();
     assert_eq!(
         store.get(&key).await.unwrap(),
@@ -194,11 +234,7 @@ pub async fn index_store_contract(store: &dyn IndexStore, partition: &PartitionI
     );
 
     // A commit that reveals a gap records it together with the segment and the checkpoint.
-    let gap = Gap {
-        start: 10,
-        end: 14,
-        detected_at_ms: 5,
-    };
+    let gap = Gap::missing(10, 14, 5);
     let after_gap = checkpoint(0, 20);
     let gap_commit = SegmentCommit {
         partition,
@@ -519,11 +555,7 @@ pub async fn snapshot_catalog_contract(catalog: &dyn SnapshotCatalog, backup_id:
 /// A segment committed after a later one fills the gap that one recorded; a fill planned
 /// against a gap that changed meanwhile is refused whole. `partition` must be unused.
 pub async fn index_store_gap_filling_contract(store: &dyn IndexStore, partition: &PartitionId) {
-    let recorded = |start: i64, end: i64| Gap {
-        start,
-        end,
-        detected_at_ms: 5,
-    };
+    let recorded = |start: i64, end: i64| Gap::missing(start, end, 5);
     let commit = |segment: SegmentEntry, filled: Vec<Gap>, remaining: Vec<Gap>| async move {
         store
             .commit_segment(SegmentCommit {
@@ -697,5 +729,86 @@ pub async fn operations_book_contract(book: &dyn OperationsBook, backup_id: &Bac
             drill: Some(drill(2_000, true)),
         },
         "each aspect is set alone, and an older one never replaces a newer one"
+    );
+}
+
+/// Erasure's index operations: erased gaps are recorded as facts of their kind and never filled
+/// by a segment committed over them; a segment is swapped for its rewrite (same range or a
+/// narrower one) or dropped, only while it is still indexed as it was. `partition` must be
+/// unused.
+pub async fn index_store_erasure_contract(store: &dyn IndexStore, partition: &PartitionId) {
+    let original = segment(0, 9);
+    store
+        .commit_segment(SegmentCommit {
+            partition,
+            segment: &original,
+            gap: None,
+            filled_gaps: &[],
+            remaining_gaps: &[],
+            expected: None,
+            new: Some(&checkpoint(0, 10)),
+        })
+        .await
+        .unwrap();
+    let erased = [Gap::erased(3, 3, 7), Gap::erased(9, 9, 7)];
+    store.record_gaps(partition, &erased).await.unwrap();
+    store.record_gaps(partition, &erased).await.unwrap();
+    assert_eq!(
+        store.gaps(partition).await.unwrap(),
+        erased.to_vec(),
+        "erased gaps are recorded once, with their kind"
+    );
+
+    // The same range, rewritten under another key.
+    let rewritten = SegmentEntry {
+        key: "segments/0-9.erased".into(),
+        record_count: 9,
+        ..segment(0, 9)
+    };
+    assert!(
+        store
+            .swap_segment(partition, &original, Some(&rewritten))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.segments(partition).await.unwrap(),
+        vec![rewritten.clone()]
+    );
+    assert!(
+        !store
+            .swap_segment(partition, &original, Some(&rewritten))
+            .await
+            .unwrap(),
+        "a swap of an entry no longer indexed as it was changes nothing"
+    );
+    // A narrower range: the old item goes, the new one comes.
+    let narrower = SegmentEntry {
+        key: "segments/0-8.erased".into(),
+        record_count: 8,
+        ..segment(0, 8)
+    };
+    assert!(
+        store
+            .swap_segment(partition, &rewritten, Some(&narrower))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.segments(partition).await.unwrap(),
+        vec![narrower.clone()]
+    );
+    // Nothing left: dropped.
+    assert!(
+        store
+            .swap_segment(partition, &narrower, None)
+            .await
+            .unwrap()
+    );
+    assert!(store.segments(partition).await.unwrap().is_empty());
+    assert_eq!(
+        store.gaps(partition).await.unwrap(),
+        erased.to_vec(),
+        "swaps leave the recorded gaps alone"
     );
 }

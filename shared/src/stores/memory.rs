@@ -11,7 +11,9 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::error::Result;
 use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
+use crate::object_store::{
+    ObjectInfo, ObjectMetadata, ObjectRetention, ObjectStore, ObjectTags, PutOutcome,
+};
 use crate::operations::{AuditRecord, BackupHealth, HealthAspect, OperationsBook};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
@@ -26,6 +28,8 @@ struct StoredObject {
 #[derive(Debug, Default)]
 pub struct MemoryObjectStore {
     objects: Mutex<BTreeMap<String, StoredObject>>,
+    /// Object Lock retentions set by tests (this twin keeps one version per key).
+    retentions: Mutex<BTreeMap<String, ObjectRetention>>,
 }
 
 impl MemoryObjectStore {
@@ -49,6 +53,14 @@ impl MemoryObjectStore {
             .expect("lock poisoned")
             .remove(key)
             .is_some()
+    }
+
+    /// Puts `key` under Object Lock retention: for tests of what erasure refuses.
+    pub fn lock(&self, key: &str, retention: ObjectRetention) {
+        self.retentions
+            .lock()
+            .expect("lock poisoned")
+            .insert(key.to_owned(), retention);
     }
 
     /// The tags `key` was written with, if it exists.
@@ -96,6 +108,27 @@ impl ObjectStore for MemoryObjectStore {
     async fn delete(&self, key: &str) -> Result<()> {
         self.remove(key);
         Ok(())
+    }
+
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>> {
+        if !self
+            .objects
+            .lock()
+            .expect("lock poisoned")
+            .contains_key(key)
+        {
+            return Ok(None);
+        }
+        Ok(self
+            .retentions
+            .lock()
+            .expect("lock poisoned")
+            .get(key)
+            .copied())
+    }
+
+    async fn delete_all_versions(&self, key: &str) -> Result<usize> {
+        Ok(usize::from(self.remove(key)))
     }
 
     async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -266,6 +299,41 @@ impl IndexStore for MemoryIndexStore {
         }
         index.segments.insert(range(new), new.clone());
         Ok(true)
+    }
+
+    async fn swap_segment(
+        &self,
+        partition: &PartitionId,
+        old: &SegmentEntry,
+        new: Option<&SegmentEntry>,
+    ) -> Result<bool> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let index = partitions.entry(partition.to_string()).or_default();
+        let range = |entry: &SegmentEntry| (entry.first_offset, entry.last_offset);
+        let still_indexed = index
+            .segments
+            .get(&range(old))
+            .is_some_and(|entry| entry.key == old.key);
+        let new_range_free = new.is_none_or(|new| {
+            range(new) == range(old) || !index.segments.contains_key(&range(new))
+        });
+        if !still_indexed || !new_range_free {
+            return Ok(false);
+        }
+        index.segments.remove(&range(old));
+        if let Some(new) = new {
+            index.segments.insert(range(new), new.clone());
+        }
+        Ok(true)
+    }
+
+    async fn record_gaps(&self, partition: &PartitionId, gaps: &[Gap]) -> Result<()> {
+        let mut partitions = self.partitions.lock().expect("lock poisoned");
+        let index = partitions.entry(partition.to_string()).or_default();
+        for gap in gaps {
+            index.gaps.insert(gap.start, gap.clone());
+        }
+        Ok(())
     }
 
     async fn expire_segments(
@@ -465,6 +533,7 @@ mod tests {
         let partition = PartitionId::new(BackupId::parse("b").unwrap(), "t", 0);
         conformance::index_store_contract(&MemoryIndexStore::new(), &partition).await;
         conformance::index_store_gap_filling_contract(&MemoryIndexStore::new(), &partition).await;
+        conformance::index_store_erasure_contract(&MemoryIndexStore::new(), &partition).await;
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@ use bytes::Bytes;
 
 use super::describe_sdk_error;
 use crate::error::{Error, Result};
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectStore, ObjectTags, PutOutcome};
+use crate::object_store::{
+    ObjectInfo, ObjectMetadata, ObjectRetention, ObjectStore, ObjectTags, PutOutcome, RetentionMode,
+};
 
 /// Objects in one S3 bucket. Conditional creates use `If-None-Match: *`.
 #[derive(Debug, Clone)]
@@ -138,6 +140,141 @@ impl ObjectStore for S3ObjectStore {
         }
         self.get_object(key, Some(format!("bytes=0-{}", len - 1)))
             .await
+    }
+
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Option<Bytes>> {
+        let last = start + len.max(1) - 1;
+        self.get_object(key, Some(format!("bytes={start}-{last}")))
+            .await
+    }
+
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>> {
+        let head = match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => head,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None);
+            }
+            Err(error) => {
+                let (message, retryable) = describe_sdk_error(&error);
+                return Err(Error::ObjectStore {
+                    operation: "HeadObject",
+                    key: key.to_owned(),
+                    message,
+                    retryable,
+                });
+            }
+        };
+        let mode = match head.object_lock_mode() {
+            Some(aws_sdk_s3::types::ObjectLockMode::Compliance) => RetentionMode::Compliance,
+            Some(aws_sdk_s3::types::ObjectLockMode::Governance) => RetentionMode::Governance,
+            _ => return Ok(None),
+        };
+        Ok(head
+            .object_lock_retain_until_date()
+            .and_then(|until| until.to_millis().ok())
+            .map(|retain_until_ms| ObjectRetention {
+                mode,
+                retain_until_ms,
+            }))
+    }
+
+    async fn list_version_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = std::collections::BTreeSet::new();
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|error| {
+                    let (message, retryable) = describe_sdk_error(&error);
+                    Error::ObjectStore {
+                        operation: "ListObjectVersions",
+                        key: prefix.to_owned(),
+                        message,
+                        retryable,
+                    }
+                })?;
+            keys.extend(
+                page.versions()
+                    .iter()
+                    .filter_map(|v| v.key().map(str::to_owned)),
+            );
+            keys.extend(
+                page.delete_markers()
+                    .iter()
+                    .filter_map(|m| m.key().map(str::to_owned)),
+            );
+            if page.is_truncated() != Some(true) {
+                return Ok(keys.into_iter().collect());
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
+
+    async fn delete_all_versions(&self, key: &str) -> Result<usize> {
+        let failed =
+            |operation: &'static str, (message, retryable): (String, bool)| Error::ObjectStore {
+                operation,
+                key: key.to_owned(),
+                message,
+                retryable,
+            };
+        let mut deleted = 0;
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|error| failed("ListObjectVersions", describe_sdk_error(&error)))?;
+            // The prefix also lists longer keys; only this one's versions and markers go.
+            let versions = page
+                .versions()
+                .iter()
+                .filter(|version| version.key() == Some(key))
+                .map(|version| version.version_id())
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .filter(|marker| marker.key() == Some(key))
+                        .map(|marker| marker.version_id()),
+                );
+            for version_id in versions {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|error| failed("DeleteObject", describe_sdk_error(&error)))?;
+                deleted += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(deleted);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -22,9 +22,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use futures::StreamExt;
 
 use super::describe_sdk_error;
-use crate::checkpoint::{Checkpoint, Gap};
+use crate::checkpoint::{Checkpoint, Gap, GapKind};
 use crate::error::{Error, Result};
 use crate::index::{CommitOutcome, IndexStore, RetiredSegment, SegmentCommit, SegmentEntry};
 use crate::layout::{BackupId, PartitionId};
@@ -280,6 +281,10 @@ fn gap_item(partition: &PartitionId, gap: &Gap) -> Item {
     item.insert("start".into(), number(gap.start));
     item.insert("end".into(), number(gap.end));
     item.insert("detected_at_ms".into(), number(gap.detected_at_ms));
+    // Absent on gaps written before gaps had kinds: those are all missing offsets.
+    if gap.kind != GapKind::Missing {
+        item.insert("kind".into(), AttributeValue::S(gap.kind.as_str().into()));
+    }
     item
 }
 
@@ -288,6 +293,17 @@ fn decode_gap(item: &Item) -> Result<Gap> {
         start: read_number(item, "start")?,
         end: read_number(item, "end")?,
         detected_at_ms: read_number(item, "detected_at_ms")?,
+        kind: match item.get("kind").and_then(|kind| kind.as_s().ok()) {
+            None => GapKind::Missing,
+            Some(kind) if kind == GapKind::Erased.as_str() => GapKind::Erased,
+            Some(kind) => {
+                return Err(Error::IndexStore {
+                    operation: "decode",
+                    message: format!("gap item {:?} has unknown kind {kind:?}", item.get("sk")),
+                    retryable: false,
+                });
+            }
+        },
     })
 }
 
@@ -481,6 +497,91 @@ impl IndexStore for DynamoIndexStore {
                 Err(transaction_error(&error, &reasons))
             }
         }
+    }
+
+    async fn swap_segment(
+        &self,
+        partition: &PartitionId,
+        old: &SegmentEntry,
+        new: Option<&SegmentEntry>,
+    ) -> Result<bool> {
+        let build_error = |error: aws_sdk_dynamodb::error::BuildError| Error::IndexStore {
+            operation: "TransactWriteItems",
+            message: error.to_string(),
+            retryable: false,
+        };
+        let old_key = AttributeValue::S(old.key.clone());
+        let mut items = Vec::new();
+        match new {
+            // Same range, same item: one conditional put replaces it.
+            Some(new) if segment_sk(new) == segment_sk(old) => {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(segment_item(partition, new)))
+                    .condition_expression("#key = :old")
+                    .expression_attribute_names("#key", "key")
+                    .expression_attribute_values(":old", old_key)
+                    .build()
+                    .map_err(build_error)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            new => {
+                let delete = Delete::builder()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(partition_key(partition)))
+                    .key("sk", AttributeValue::S(segment_sk(old)))
+                    .condition_expression("#key = :old")
+                    .expression_attribute_names("#key", "key")
+                    .expression_attribute_values(":old", old_key)
+                    .build()
+                    .map_err(build_error)?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+                if let Some(new) = new {
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(segment_item(partition, new)))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(build_error)?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
+            }
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons = cancellation_reasons(&error);
+                if reasons.iter().any(|code| code == "ConditionalCheckFailed") {
+                    return Ok(false);
+                }
+                Err(transaction_error(&error, &reasons))
+            }
+        }
+    }
+
+    async fn record_gaps(&self, partition: &PartitionId, gaps: &[Gap]) -> Result<()> {
+        let requests: Vec<_> = gaps
+            .iter()
+            .map(|gap| {
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(gap_item(partition, gap)))
+            })
+            .collect();
+        let mut puts = futures::stream::iter(requests)
+            .map(|request| request.send())
+            .buffer_unordered(8);
+        while let Some(put) = puts.next().await {
+            put.map_err(index_error("PutItem"))?;
+        }
+        Ok(())
     }
 
     async fn expire_segments(

@@ -1,0 +1,541 @@
+//! Erasure: removing every record that matches (a customer's key, say) from a backup, for good.
+//!
+//! Per partition, in steps that each leave the backup whole and never let an erased record come
+//! back (crash-safe like compaction; runbook in `docs/privacy.md`):
+//!
+//! 1. **Find** (read only): the segments that may hold a match by their key filter, read to the
+//!    matching offsets, and the Object Lock retention of each. Compliance retention refuses the
+//!    whole erasure before anything changes.
+//! 2. **Erase**: first the matching offsets are recorded as gaps of kind `erased`, so the writer
+//!    never writes them again and compaction leaves them out; then each segment is rewritten
+//!    without them under a new deterministic key, a record of the rewrite is written once, and
+//!    the index swaps the entries atomically. A swap lost to compaction or retention re-reads
+//!    the index and goes again.
+//! 3. **Purge**: every object the index no longer names that held erased offsets (rewritten
+//!    segments, compaction's retired or orphaned ones) is deleted with all its versions.
+//! 4. **Verify**: every segment that may still hold a match is read again; any match, or any
+//!    stored version of an unindexed segment over erased offsets, fails the erasure.
+
+mod matcher;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+pub use matcher::{Matchers, RecordMatcher};
+
+use crate::checkpoint::{Gap, GapKind};
+use crate::error::{Error, Result};
+use crate::index::{IndexStore, SegmentEntry};
+use crate::keys::SegmentKeys;
+use crate::layout::{PartitionId, RunId, SEGMENT_SUFFIX, StorageLayout};
+use crate::object_store::{
+    ObjectStore, ObjectTags, PutOutcome, RetentionMode, get_json, put_json_once, segment_metadata,
+};
+use crate::segment::{KeyFilter, Record, SegmentEncoder, SegmentHeader, SegmentReader, WriteMark};
+
+/// Bytes read first to learn a segment's header (most fit; a longer one is read again whole).
+const HEADER_PROBE_BYTES: u64 = 4096;
+/// How often one partition's erasure re-reads the index after losing a swap before giving up.
+const MAX_ROUNDS: usize = 8;
+
+/// A segment that holds matching records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMatch {
+    pub key: String,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub offsets: Vec<i64>,
+}
+
+/// A segment Object Lock holds in compliance mode: nobody can delete it before the date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedSegment {
+    pub key: String,
+    pub retain_until_ms: i64,
+}
+
+/// What an erasure finds in one partition, before it changes anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionFindings {
+    pub topic: String,
+    #[serde(default)]
+    pub generation: u32,
+    pub partition: i32,
+    /// Segments starting below this offset (the checkpoint when the erasure began) are in scope.
+    pub horizon: i64,
+    pub segments_indexed: usize,
+    /// Segments read because their key filter could not rule them out.
+    pub segments_read: usize,
+    pub matches: Vec<SegmentMatch>,
+    pub locked: Vec<LockedSegment>,
+}
+
+impl PartitionFindings {
+    pub fn records(&self) -> usize {
+        self.matches.iter().map(|found| found.offsets.len()).sum()
+    }
+}
+
+/// One segment rewritten without erased records: written once before the index swaps, so a
+/// retried step reports it and the purge finds the object to delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    pub old_key: String,
+    /// `None` when every record of the segment was erased.
+    pub new_key: Option<String>,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub erased_offsets: Vec<i64>,
+}
+
+/// What purging one partition deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReport {
+    pub objects_deleted: usize,
+    /// Object versions and delete markers deleted (with versioning, more than one per object).
+    pub versions_deleted: usize,
+}
+
+/// What the verification of one partition found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub segments_read: usize,
+    /// Where a match (or an erased offset) is still stored; empty when the erasure holds.
+    pub remaining: Vec<String>,
+}
+
+/// Everything an erasure of one backup needs, borrowed.
+pub struct Eraser<'a> {
+    pub objects: &'a dyn ObjectStore,
+    pub index: &'a dyn IndexStore,
+    pub keys: &'a SegmentKeys,
+    pub layout: &'a StorageLayout,
+    pub erasure: &'a RunId,
+    pub matchers: &'a Matchers,
+    pub compression_level: i32,
+}
+
+impl Eraser<'_> {
+    /// Step 1, read only: which segments of `partition` below `horizon` hold matches, and
+    /// which of them Object Lock holds until after `now_ms`.
+    pub async fn find(
+        &self,
+        partition: &PartitionId,
+        horizon: i64,
+        now_ms: i64,
+    ) -> Result<PartitionFindings> {
+        let entries = self.index.segments(partition).await?;
+        let erased = self.erased_gaps(partition).await?;
+        let mut findings = PartitionFindings {
+            topic: partition.topic.clone(),
+            generation: partition.generation,
+            partition: partition.partition,
+            horizon,
+            segments_indexed: entries.len(),
+            segments_read: 0,
+            matches: Vec::new(),
+            locked: Vec::new(),
+        };
+        for entry in entries.iter().filter(|entry| entry.first_offset < horizon) {
+            if !self.may_match(&entry.key).await? {
+                continue;
+            }
+            findings.segments_read += 1;
+            let offsets = self.matching_offsets(partition, entry, &erased).await?.1;
+            if offsets.is_empty() {
+                continue;
+            }
+            if let Some(retention) = self.objects.retention(&entry.key).await?
+                && retention.mode == RetentionMode::Compliance
+                && retention.retain_until_ms > now_ms
+            {
+                findings.locked.push(LockedSegment {
+                    key: entry.key.clone(),
+                    retain_until_ms: retention.retain_until_ms,
+                });
+            }
+            findings.matches.push(SegmentMatch {
+                key: entry.key.clone(),
+                first_offset: entry.first_offset,
+                last_offset: entry.last_offset,
+                offsets,
+            });
+        }
+        Ok(findings)
+    }
+
+    /// Step 2: marks the matching offsets erased, rewrites each segment that holds them and
+    /// swaps the index to the rewrite, until no indexed segment below `horizon` holds a match.
+    /// `tags` go on the rewritten segments (the partition's retention tier). Returns every
+    /// rewrite this erasure made of the partition, this call's and earlier attempts'.
+    pub async fn erase(
+        &self,
+        partition: &PartitionId,
+        horizon: i64,
+        tags: &ObjectTags,
+        now_ms: i64,
+    ) -> Result<Vec<Rewrite>> {
+        for _round in 0..MAX_ROUNDS {
+            let erased = self.erased_gaps(partition).await?;
+            let mut lost_a_swap = false;
+            for entry in self.index.segments(partition).await? {
+                if entry.first_offset >= horizon || !self.may_match(&entry.key).await? {
+                    continue;
+                }
+                let (plain, offsets) = self.matching_offsets(partition, &entry, &erased).await?;
+                if offsets.is_empty() {
+                    continue;
+                }
+                // Marked first: from here on no writer, compaction or reader brings them back.
+                self.index
+                    .record_gaps(partition, &erased_runs(&offsets, now_ms))
+                    .await?;
+                let rewrite = self
+                    .rewrite(partition, &entry, plain, &offsets, tags, now_ms)
+                    .await?;
+                if !self
+                    .index
+                    .swap_segment(partition, &entry, rewrite.as_ref())
+                    .await?
+                {
+                    lost_a_swap = true;
+                }
+            }
+            if !lost_a_swap {
+                return self.rewrites(partition).await;
+            }
+        }
+        Err(Error::IndexStore {
+            operation: "erase",
+            message: format!(
+                "the index of {partition} kept changing during {MAX_ROUNDS} rounds; retry"
+            ),
+            retryable: true,
+        })
+    }
+
+    /// Step 3: deletes, with every version, each object of `partition` that the index no longer
+    /// names and that held erased offsets. Refuses objects under compliance retention.
+    pub async fn purge(&self, partition: &PartitionId, now_ms: i64) -> Result<PurgeReport> {
+        let mut report = PurgeReport::default();
+        for key in self.unindexed_over_erased(partition).await? {
+            if let Some(retention) = self.objects.retention(&key).await?
+                && retention.mode == RetentionMode::Compliance
+                && retention.retain_until_ms > now_ms
+            {
+                return Err(Error::ErasureRefused(format!(
+                    "{key} is under Object Lock compliance retention until {}",
+                    format_ms(retention.retain_until_ms)
+                )));
+            }
+            let versions = self.objects.delete_all_versions(&key).await?;
+            if versions > 0 {
+                report.objects_deleted += 1;
+                report.versions_deleted += versions;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Step 4: reads every indexed segment below `horizon` that may hold a match, and lists
+    /// what is still stored over erased offsets outside the index.
+    pub async fn verify(&self, partition: &PartitionId, horizon: i64) -> Result<Verification> {
+        let erased = self.erased_gaps(partition).await?;
+        let mut verification = Verification::default();
+        for entry in self.index.segments(partition).await? {
+            if entry.first_offset >= horizon || !self.may_match(&entry.key).await? {
+                continue;
+            }
+            verification.segments_read += 1;
+            let offsets = self.matching_offsets(partition, &entry, &erased).await?.1;
+            if let Some(first) = offsets.first() {
+                verification.remaining.push(format!(
+                    "{} holds {} matching record(s), the first at offset {first}",
+                    entry.key,
+                    offsets.len()
+                ));
+            }
+        }
+        for key in self.unindexed_over_erased(partition).await? {
+            verification
+                .remaining
+                .push(format!("{key} (not indexed) is still stored"));
+        }
+        Ok(verification)
+    }
+
+    /// Every rewrite this erasure recorded for `partition`, in offset order.
+    pub async fn rewrites(&self, partition: &PartitionId) -> Result<Vec<Rewrite>> {
+        let mut rewrites = Vec::new();
+        for key in self.objects.list(&self.rewrites_prefix(partition)).await? {
+            if let Some(rewrite) = get_json::<Rewrite>(self.objects, &key).await? {
+                rewrites.push(rewrite);
+            }
+        }
+        rewrites.sort_by_key(|rewrite| (rewrite.first_offset, rewrite.last_offset));
+        Ok(rewrites)
+    }
+
+    fn rewrites_prefix(&self, partition: &PartitionId) -> String {
+        format!(
+            "{}rewrites/{}/{}/{}/",
+            self.layout
+                .erasure_prefix(&partition.backup_id, self.erasure),
+            partition.topic,
+            partition.generation,
+            partition.partition
+        )
+    }
+
+    async fn erased_gaps(&self, partition: &PartitionId) -> Result<Vec<Gap>> {
+        Ok(self
+            .index
+            .gaps(partition)
+            .await?
+            .into_iter()
+            .filter(|gap| gap.kind == GapKind::Erased)
+            .collect())
+    }
+
+    /// False only when the segment's key filter rules out every matcher.
+    async fn may_match(&self, key: &str) -> Result<bool> {
+        if !self.matchers.by_key_only() {
+            return Ok(true);
+        }
+        Ok(self
+            .matchers
+            .may_match(read_key_filter(self.objects, key).await?.as_ref()))
+    }
+
+    /// The segment's plain bytes and the offsets in it that match, or that an erasure marked
+    /// (one that stopped before its rewrite).
+    async fn matching_offsets(
+        &self,
+        partition: &PartitionId,
+        entry: &SegmentEntry,
+        erased: &[Gap],
+    ) -> Result<(Bytes, Vec<i64>)> {
+        let stored = self
+            .objects
+            .get(&entry.key)
+            .await?
+            .ok_or_else(|| Error::ObjectStore {
+                operation: "GetObject",
+                key: entry.key.clone(),
+                message: "the segment was replaced while it was read; retry".into(),
+                retryable: true,
+            })?;
+        let plain = self.keys.plain(&partition.backup_id, stored).await?;
+        let mut reader = SegmentReader::open(plain.as_ref())?;
+        let mut offsets = Vec::new();
+        let mut record = Record::empty();
+        while reader.next_record_into(&mut record)? {
+            if self.matchers.matches(&record)
+                || erased.iter().any(|gap| gap.contains(record.offset))
+            {
+                offsets.push(record.offset);
+            }
+        }
+        Ok((plain, offsets))
+    }
+
+    /// Writes `entry`'s segment again without `erased` offsets, records the rewrite, and returns
+    /// the new entry (`None` when nothing is left).
+    async fn rewrite(
+        &self,
+        partition: &PartitionId,
+        entry: &SegmentEntry,
+        plain: Bytes,
+        erased: &[i64],
+        tags: &ObjectTags,
+        now_ms: i64,
+    ) -> Result<Option<SegmentEntry>> {
+        let marks = entry.marks();
+        let level = self.compression_level;
+        let erased_set: std::collections::HashSet<i64> = erased.iter().copied().collect();
+        let rewritten = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut kept = Vec::new();
+            let mut reader = SegmentReader::open(plain.as_ref())?;
+            let header: SegmentHeader = reader.header().clone();
+            while let Some(record) = reader.next_record()? {
+                if !erased_set.contains(&record.offset) {
+                    kept.push(record.offset);
+                }
+            }
+            if kept.is_empty() {
+                return Ok(None);
+            }
+            let marks = remap_marks(&marks, &kept);
+            let mut encoder =
+                SegmentEncoder::with_write_marks(&header.topic, header.partition, level, marks)?;
+            let mut reader = SegmentReader::open(plain.as_ref())?;
+            while let Some(record) = reader.next_record()? {
+                if !erased_set.contains(&record.offset) {
+                    encoder.push(&record)?;
+                }
+            }
+            encoder.finish().map(Some)
+        })
+        .await
+        .map_err(|error| Error::InvalidRecords(format!("rewriting task failed: {error}")))??;
+
+        let new_entry = match rewritten {
+            None => None,
+            Some(segment) => {
+                let metadata = segment_metadata(&segment.header);
+                let max_record_bytes = segment.max_record_bytes;
+                let stored = self.keys.protect(&partition.backup_id, segment).await?;
+                let key = self.layout.erased_segment_key(
+                    partition,
+                    stored.header.first_offset,
+                    stored.header.last_offset,
+                    self.erasure,
+                );
+                // A retried step finds its own earlier write (same records) and keeps it.
+                if let PutOutcome::AlreadyExists(existing) = self
+                    .objects
+                    .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, tags)
+                    .await?
+                    && !crate::object_store::holds_same_records(&existing, &metadata)
+                {
+                    return Err(Error::SegmentConflict {
+                        key,
+                        detail: format!("erasure would write {metadata:?} where {existing:?} is"),
+                    });
+                }
+                Some(SegmentEntry {
+                    max_record_bytes: Some(max_record_bytes),
+                    ..SegmentEntry::new(key, &stored.header, stored.bytes.len() as u64, now_ms)
+                })
+            }
+        };
+        let file_name = entry.key.rsplit('/').next().unwrap_or(&entry.key);
+        put_json_once(
+            self.objects,
+            &format!("{}{file_name}.json", self.rewrites_prefix(partition)),
+            &Rewrite {
+                old_key: entry.key.clone(),
+                new_key: new_entry.as_ref().map(|new| new.key.clone()),
+                first_offset: entry.first_offset,
+                last_offset: entry.last_offset,
+                erased_offsets: erased.to_vec(),
+            },
+        )
+        .await?;
+        Ok(new_entry)
+    }
+
+    /// Keys of segment objects (any version) of `partition` that the index does not name and
+    /// whose offsets reach an erased gap, plus the old objects of this erasure's rewrites.
+    async fn unindexed_over_erased(&self, partition: &PartitionId) -> Result<Vec<String>> {
+        let erased = self.erased_gaps(partition).await?;
+        let indexed: std::collections::HashSet<String> = self
+            .index
+            .segments(partition)
+            .await?
+            .into_iter()
+            .map(|entry| entry.key)
+            .collect();
+        let rewritten: Vec<String> = self
+            .rewrites(partition)
+            .await?
+            .into_iter()
+            .map(|rewrite| rewrite.old_key)
+            .collect();
+        let stored = self
+            .objects
+            .list_version_keys(&self.layout.partition_prefix(partition))
+            .await?;
+        let mut keys: Vec<String> = stored
+            .into_iter()
+            .filter(|key| key.ends_with(SEGMENT_SUFFIX) && !indexed.contains(key))
+            .filter(|key| {
+                rewritten.contains(key)
+                    || StorageLayout::parse_segment_file_name(key).is_some_and(|(first, last)| {
+                        erased
+                            .iter()
+                            .any(|gap| gap.start <= last && gap.end >= first)
+                    })
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+/// A stored segment's key filter, read with two small ranged GETs (header, then filter);
+/// `None` when the segment has none to offer (written before filters, or sealed: its filter is
+/// inside the encrypted body) or is gone.
+pub async fn read_key_filter(objects: &dyn ObjectStore, key: &str) -> Result<Option<KeyFilter>> {
+    let Some(head) = objects.get_head(key, HEADER_PROBE_BYTES).await? else {
+        return Ok(None);
+    };
+    let header_len = head
+        .get(6..8)
+        .map_or(0, |len| u64::from(u16::from_be_bytes([len[0], len[1]])));
+    let head = if header_len > head.len() as u64 {
+        match objects.get_head(key, header_len).await? {
+            Some(head) => head,
+            None => return Ok(None),
+        }
+    } else {
+        head
+    };
+    let header = SegmentHeader::read_from(&mut head.as_ref())?;
+    let Some(section) = header.key_filter.filter(|_| header.encryption.is_none()) else {
+        return Ok(None);
+    };
+    if section.len == 0 {
+        return KeyFilter::decode(&[]).map(Some);
+    }
+    let Some(bytes) = objects
+        .get_range(key, header.body_end(), u64::from(section.len))
+        .await?
+    else {
+        return Ok(None);
+    };
+    if crc32c::crc32c(&bytes) != section.crc32c {
+        return Err(Error::CorruptSegment(format!(
+            "{key}: key filter checksum mismatch"
+        )));
+    }
+    KeyFilter::decode(&bytes).map(Some)
+}
+
+/// A time for people: RFC 3339, UTC.
+pub fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map_or_else(|| format!("{ms} ms"), |time| time.to_rfc3339())
+}
+
+/// `offsets` (ascending) as gaps of kind erased, one per run of consecutive offsets.
+pub fn erased_runs(offsets: &[i64], now_ms: i64) -> Vec<Gap> {
+    let mut gaps: Vec<Gap> = Vec::new();
+    for &offset in offsets {
+        match gaps.last_mut() {
+            Some(gap) if gap.end + 1 == offset => gap.end = offset,
+            _ => gaps.push(Gap::erased(offset, offset, now_ms)),
+        }
+    }
+    gaps
+}
+
+/// A segment's write marks once some of its records are gone: each mark now reaches the
+/// highest kept offset at or below it (marks below every kept offset go), so a consistent cut
+/// still ends where the backup had reached.
+fn remap_marks(marks: &[WriteMark], kept: &[i64]) -> Vec<WriteMark> {
+    marks
+        .iter()
+        .filter_map(|mark| {
+            let reached = kept.partition_point(|&offset| offset <= mark.last_offset);
+            (reached > 0).then(|| WriteMark {
+                last_offset: kept[reached - 1],
+                written_at_ms: mark.written_at_ms,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
