@@ -7,6 +7,7 @@ import io
 import struct
 
 import crc32c
+import xxhash
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -15,6 +16,8 @@ VERSION = 1
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME", 2: "NO_TIMESTAMP_TYPE"}
 FLAG_ENCRYPTED = 0x01
 FLAG_WRITE_MARKS = 0x02
+FLAG_KEY_FILTER = 0x04
+MASK64 = (1 << 64) - 1
 
 
 class SegmentError(Exception):
@@ -67,7 +70,7 @@ def read_segment(data: bytes, unwrap_key=None):
         body_crc32c=fields[9],
         compression={0: "none", 1: "zstd"}.get(compression, compression),
     )
-    if flags & ~(FLAG_ENCRYPTED | FLAG_WRITE_MARKS):
+    if flags & ~(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER):
         raise SegmentError("unknown flags")
     position = fixed_end
     envelope = None
@@ -86,11 +89,24 @@ def read_segment(data: bytes, unwrap_key=None):
             position += 16
         if not marks or marks[-1][0] != header["last_offset"]:
             raise SegmentError("write marks must end at the last offset")
+    key_filter = None
+    if flags & FLAG_KEY_FILTER:
+        key_filter = struct.unpack(">II", head[position : position + 8])
+        position += 8
     if position + 4 != header_len:
         raise SegmentError("the header's sections do not fill its length")
     header["write_marks"] = marks
     header["encrypted"] = envelope is not None
     body = data[header_len:]
+    filter_bytes = None
+    if key_filter is not None and envelope is None:
+        # A plain segment's key filter follows its body.
+        filter_len, filter_crc = key_filter
+        if len(body) < filter_len:
+            raise SegmentError("truncated key filter")
+        body, filter_bytes = body[: len(body) - filter_len], body[len(body) - filter_len :]
+        if crc32c.crc32c(filter_bytes) != filter_crc:
+            raise SegmentError("key filter checksum mismatch")
     if len(body) != header["body_len"]:
         raise SegmentError(f"body is {len(body)} bytes, header says {header['body_len']}")
     if crc32c.crc32c(body) != header["body_crc32c"]:
@@ -104,6 +120,12 @@ def read_segment(data: bytes, unwrap_key=None):
             body = AESGCM(unwrap_key(envelope["wrapped_key"])).decrypt(envelope["nonce"], body, authenticated)
         except Exception as error:
             raise SegmentError(f"the sealed body does not open: {error!r}") from error
+        if key_filter is not None:
+            # Sealed, the key filter is the end of the plaintext.
+            filter_len, filter_crc = key_filter
+            body, filter_bytes = body[: len(body) - filter_len], body[len(body) - filter_len :]
+            if crc32c.crc32c(filter_bytes) != filter_crc:
+                raise SegmentError("key filter checksum mismatch")
     if header["compression"] == "zstd":
         stream = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(body), read_across_frames=False)
     elif header["compression"] == "none":
@@ -123,7 +145,29 @@ def read_segment(data: bytes, unwrap_key=None):
         raise SegmentError("bytes after the last record")
     if consumed != header["uncompressed_len"] or checksum != header["records_crc32c"]:
         raise SegmentError("records checksum or length mismatch")
+    header["key_filter_bytes"] = None if filter_bytes is None else len(filter_bytes)
+    if filter_bytes is not None:
+        for record in records:
+            if record["key"] is not None and not key_filter_may_contain(filter_bytes, record["key"]):
+                raise SegmentError(f"the key filter misses the key of offset {record['offset']}")
     return header, records
+
+
+def key_filter_may_contain(filter_bytes: bytes, key: bytes) -> bool:
+    """Binary fuse lookup over XXH3-64 of the key, as docs/segment-format.md#key-filter says."""
+    if not filter_bytes:
+        return False
+    seed, length, mask, count_length = struct.unpack("<QIII", filter_bytes[:20])
+    fingerprints = filter_bytes[20:]
+    hash_ = (xxhash.xxh3_64_intdigest(key) + seed) & MASK64
+    for shift, multiplier in ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53)):
+        hash_ = ((hash_ ^ (hash_ >> shift)) * multiplier) & MASK64
+    hash_ ^= hash_ >> 33
+    fingerprint = (hash_ ^ (hash_ >> 32)) & 0xFF
+    h0 = (hash_ * count_length) >> 64
+    h1 = (h0 + length) ^ ((hash_ >> 18) & mask)
+    h2 = (h0 + 2 * length) ^ (hash_ & mask)
+    return fingerprint ^ fingerprints[h0] ^ fingerprints[h1] ^ fingerprints[h2] == 0
 
 
 def _parse_frame(frame):

@@ -138,6 +138,25 @@ impl Stack {
         .await
     }
 
+    /// The eraser and the erasure state machine, as for validation.
+    pub async fn start_erasure(
+        &self,
+        storage: &Storage,
+        prefix: &str,
+        backup_id: &str,
+        timeout_seconds: u32,
+    ) -> (LambdaHost, StateMachine) {
+        self.start_scheduled_job(
+            ("eraser", "erasure.asl.json", "${EraserFunctionArn}"),
+            storage,
+            prefix,
+            backup_id,
+            &[],
+            timeout_seconds,
+        )
+        .await
+    }
+
     /// A job's function (binary, definition file, the definition's placeholder for it) behind
     /// a Lambda host registered with the gateway, and its state machine.
     async fn start_scheduled_job(

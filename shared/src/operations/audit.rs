@@ -21,16 +21,19 @@ pub enum Operation {
     /// A retention and compaction run.
     Maintenance,
     IndexRebuild,
+    /// Records removed from a backup by key (privacy erasure).
+    Erasure,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::Restore,
         Operation::OffsetReset,
         Operation::Drill,
         Operation::Validation,
         Operation::Maintenance,
         Operation::IndexRebuild,
+        Operation::Erasure,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Operation {
             Operation::Validation => "validation",
             Operation::Maintenance => "maintenance",
             Operation::IndexRebuild => "index-rebuild",
+            Operation::Erasure => "erasure",
         }
     }
 

@@ -1,0 +1,41 @@
+use std::sync::Arc;
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use maintenance::{BackupConfig, ErasureStep, ErasureSteps, MaintenanceSettings};
+use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::keys::{KmsKeyService, SegmentKeys};
+use tidemark_core::stores::aws_stores;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tidemark_core::telemetry::init_tracing();
+    let env = Env::process();
+    let config = BackupConfig::from_env(&env)?;
+    let settings = MaintenanceSettings::from_env(&env)?;
+    let s3_settings = S3Settings::from_env(&env)?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let index = Arc::new(index);
+    // Rewritten segments are sealed as the writer seals them.
+    let keys = SegmentKeys::new(
+        Arc::new(KmsKeyService::new(&aws)),
+        settings.segment_encryption_key.clone(),
+    );
+    let eraser = Arc::new(ErasureSteps::new(
+        config,
+        settings,
+        Arc::new(objects),
+        index.clone(),
+        Arc::new(keys),
+        index,
+    ));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ErasureStep>| {
+        let eraser = Arc::clone(&eraser);
+        async move {
+            let deadline_ms = event.context.deadline as i64;
+            eraser.handle(event.payload, deadline_ms).await
+        }
+    }))
+    .await
+}
