@@ -24,6 +24,7 @@ locals {
     restore-failed      = { arn = aws_sfn_state_machine.restore.arn, description = "A restore execution failed, timed out or was aborted (its cause says what was rolled back)." }
     offset-reset-failed = { arn = aws_sfn_state_machine.offset_reset.arn, description = "An offset reset execution failed, timed out or was aborted (its cause says what was rolled back)." }
     maintenance-failed  = { arn = aws_sfn_state_machine.maintenance.arn, description = "A maintenance run (retention, compaction) failed, timed out or was aborted: segments are not expiring or compacting. The execution's cause and the maintainer's log say why." }
+    erasure-failed      = { arn = aws_sfn_state_machine.erasure.arn, description = "An erasure failed, timed out or was aborted, or its verification found matching records still stored: the records asked to be erased may still be readable. Its report (erasures/{id}/report.json) and the eraser's log say where; run it again (docs/privacy.md)." }
     validation-failed   = { arn = aws_sfn_state_machine.validation.arn, description = "A validation found errors in the backup (a missing or damaged segment, an unrecorded gap, an index that disagrees), or could not finish. The execution's cause names the first errors and the report in S3." }
   }
 }

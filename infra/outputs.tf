@@ -53,6 +53,11 @@ output "validation_state_machine_arn" {
   description = "Start it with {\"depth\":\"deep\"|\"listing\",\"topics\":[...]} to validate on demand."
 }
 
+output "erasure_state_machine_arn" {
+  value       = aws_sfn_state_machine.erasure.arn
+  description = "Erase records by key (tidemark erase; docs/privacy.md)."
+}
+
 output "maintenance_state_machine_arn" {
   value       = aws_sfn_state_machine.maintenance.arn
   description = "Start it with {} to expire and compact now."

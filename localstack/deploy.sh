@@ -31,7 +31,7 @@ log "building the functions for $architecture (cargo lambda; the first build tak
 (cd "$TIDEMARK_REPO" && "$LOCALSTACK_VENV/bin/cargo-lambda" lambda build --release "$build_flag" \
   --output-format zip --lambda-dir "$LOCALSTACK_BUILD/lambda" \
   --bin backup-writer --bin offset-snapshotter --bin restore-coordinator --bin restore-partition --bin offset-reset \
-  --bin validator --bin maintainer --bin drill)
+  --bin validator --bin maintainer --bin eraser --bin drill)
 
 log "deploying infra/ into LocalStack (tflocal apply)"
 cd "$here"

@@ -108,6 +108,10 @@ pub enum Command {
         #[command(subcommand)]
         command: DrillCommand,
     },
+    /// Erases every record matching a key, header value or JSON field from the backup's topics
+    /// (the erasure state machine of the backup). A dry run unless --execute: it reports what
+    /// would go and changes nothing. Runbook: docs/privacy.md.
+    Erase(Box<EraseArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +227,39 @@ pub enum SegmentCommand {
         /// The segment's S3 key, as `backups describe` or a validation report names it.
         key: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// Topics to erase from (exact names).
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// A record key (UTF-8) to erase.
+    #[arg(long = "key")]
+    pub keys: Vec<String>,
+    /// A record key given as base64, for keys that are not text.
+    #[arg(long = "key-base64")]
+    pub keys_base64: Vec<String>,
+    /// NAME=VALUE: records with a header NAME of this value.
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// /POINTER=VALUE: records whose JSON value holds VALUE at this RFC 6901 pointer.
+    #[arg(long = "json-field")]
+    pub json_fields: Vec<String>,
+    /// Erase for real; without it, a dry run.
+    #[arg(long)]
+    pub execute: bool,
+    /// Seconds between the index switch and deleting the old objects (for restores that
+    /// listed them just before).
+    #[arg(long, default_value_t = 900)]
+    pub grace_seconds: u64,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Follow the execution and print its report; exit 1 unless it succeeded.
+    #[arg(long)]
+    pub watch: bool,
+    #[arg(long = "machine", env = "TIDEMARK_ERASURE_STATE_MACHINE_ARN")]
+    pub machine: String,
 }
 
 #[derive(Debug, Args)]

@@ -10,7 +10,7 @@ must describe the same system, and both must use the state machine definitions u
   definition has;
 - every environment variable a function gets is listed in example.env;
 - the root modules that call infra/ (its example, localstack/) pass only variables it declares;
-- no function but the backup writer and the maintainer may write under a backup's `topics/`
+- no function but the backup writer, the maintainer and the eraser may write under a backup's `topics/`
   (its segments): every other IAM statement that allows s3:PutObject names a folder of its own
   (snapshots/, validations/, restores/, offset-resets/), and one whose wildcard spans backups
   comes with a Deny on `*/topics/*`;
@@ -148,9 +148,10 @@ def terraform_system():
 
 
 # Who may write a backup's segments, by logical id (SAM) or policy document name (Terraform).
-SEGMENT_WRITERS = {"BackupWriterFunction", "MaintainerFunction", "backup_writer", "maintainer"}
+SEGMENT_WRITERS = {"BackupWriterFunction", "MaintainerFunction", "EraserFunction", "backup_writer", "maintainer",
+                   "eraser"}
 # The folders other writers keep their own records in.
-OWN_FOLDERS = re.compile(r"[/}](snapshots|validations|restores|offset-resets|drills|audit)/\*$")
+OWN_FOLDERS = re.compile(r"[/}](snapshots|validations|restores|offset-resets|drills|erasures|audit)/\*$")
 WRITE_ACTIONS = {"s3:putobject", "s3:put*", "s3:*", "*"}
 
 
@@ -198,7 +199,7 @@ def segment_write_scopes(owner, owner_statements, shown):
         for resource in resources:
             if not OWN_FOLDERS.search(resource):
                 problem(f"{shown} {owner}: allows s3:PutObject on {resource}, which holds segments; "
-                        "only the backup writer and the maintainer may write there")
+                        "only the backup writer, the maintainer and the eraser may write there")
             elif "*/" in resource:
                 spans_backups.append(resource)
     if spans_backups and not denies_topics:

@@ -15,7 +15,9 @@ use tidemark_core::object_store::ObjectStore;
 use tidemark_core::operations::Operation;
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_core::validation::{Depth, validate_partition};
-use tidemark_tests::live_backup::{Backup, PREFIX, assert_succeeded, content, now_ms, per_partition};
+use tidemark_tests::live_backup::{
+    Backup, PREFIX, assert_succeeded, content, now_ms, per_partition,
+};
 use tidemark_tests::unique;
 
 const ALICE: &str = "arn:aws:sts::000000000000:assumed-role/privacy/alice";
@@ -101,33 +103,59 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
     let limit = Duration::from_secs(180);
 
     // A dry run reports what would go and changes nothing.
-    let dry = machine.run(&erasure_request(&backup.topic, true), limit).await;
-    assert_eq!(dry.status, ExecutionStatus::Succeeded, "{}\n{}", dry.describe(), host.process.log());
+    let dry = machine
+        .run(&erasure_request(&backup.topic, true), limit)
+        .await;
+    assert_eq!(
+        dry.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        dry.describe(),
+        host.process.log()
+    );
     let planned = dry.output.unwrap();
     assert_eq!(planned["dry_run"], true);
     assert_eq!(planned["records_erased"], 60, "{planned:#}");
-    assert_eq!(index.segments(&partitions[0]).await.unwrap(), segments_before);
+    assert_eq!(
+        index.segments(&partitions[0]).await.unwrap(),
+        segments_before
+    );
 
     // A request the eraser cannot take is refused naming what is wrong.
     let bad = machine
-        .run(&json!({"topics": [backup.topic], "matchers": [{"key": ""}]}), limit)
+        .run(
+            &json!({"topics": [backup.topic], "matchers": [{"key": ""}]}),
+            limit,
+        )
         .await;
     assert_eq!(bad.status, ExecutionStatus::Failed);
     assert_eq!(bad.error.as_deref(), Some("Tidemark.InvalidRequest"));
     assert!(bad.cause.unwrap_or_default().contains("matchers[0]"));
 
-    let run = machine.run(&erasure_request(&backup.topic, false), limit).await;
-    assert_eq!(run.status, ExecutionStatus::Succeeded, "{}\n{}", run.describe(), host.process.log());
+    let run = machine
+        .run(&erasure_request(&backup.topic, false), limit)
+        .await;
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        run.describe(),
+        host.process.log()
+    );
     let report = run.output.unwrap();
     assert_eq!(report["records_erased"], 60, "{report:#}");
     assert_eq!(report["remaining"], json!([]));
     let rewritten = report["segments_rewritten"].as_u64().unwrap();
-    assert!(rewritten >= 6, "every batch of both partitions held the key: {report:#}");
+    assert!(
+        rewritten >= 6,
+        "every batch of both partitions held the key: {report:#}"
+    );
     assert_eq!(report["objects_deleted"].as_u64().unwrap(), rewritten);
     let stored_report = storage
         .read_json(&format!(
             "{PREFIX}/{}/erasures/{}/report.json",
-            backup.backup_id, report["erasure_id"].as_str().unwrap()
+            backup.backup_id,
+            report["erasure_id"].as_str().unwrap()
         ))
         .await;
     assert_eq!(stored_report, report);
@@ -142,7 +170,11 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
         .iter()
         .flat_map(|segment| segment["records"].as_array().unwrap())
         .collect();
-    assert!(stored_records.iter().all(|record| record["key"] != b64(ERASED)));
+    assert!(
+        stored_records
+            .iter()
+            .all(|record| record["key"] != b64(ERASED))
+    );
     assert_eq!(stored_records.len(), 240);
     // No version of any other object is left under the partitions: only what the index names.
     for partition in &partitions {
@@ -207,5 +239,8 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
         !serde_json::to_string(&erasure).unwrap().contains(ERASED),
         "the audit trail must not keep what was erased"
     );
-    assert!(!host.process.log().contains(ERASED), "the eraser's logs name the key");
+    assert!(
+        !host.process.log().contains(ERASED),
+        "the eraser's logs name the key"
+    );
 }

@@ -301,6 +301,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 &executions::watch(&sfn(), execution_arn, true, None).await?,
             );
         }
+        Command::Erase(erase) => {
+            let request = operations::erasure_request(
+                erase,
+                operations::caller_identity(&aws).await.as_deref(),
+            )?;
+            let name = erase
+                .name
+                .clone()
+                .unwrap_or_else(|| execution_name("erase"));
+            let arn = executions::start(&sfn(), &erase.machine, &name, &request).await?;
+            if !erase.watch {
+                println!("{arn}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "erasure {name} started ({}): {arn}",
+                if erase.execute { "for real" } else { "dry run" }
+            );
+            return finish(&cli, &executions::watch(&sfn(), &arn, true, None).await?);
+        }
         Command::Drill {
             command: DrillCommand::List { backup },
         } => {

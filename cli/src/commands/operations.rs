@@ -274,3 +274,111 @@ pub async fn drill_list(deployment: &Deployment, backup_id: &BackupId) -> Result
         drills,
     })
 }
+
+/// The erasure state machine's input from `tidemark erase`'s flags, checked before anything
+/// starts: a malformed matcher is named here, not in a failed execution.
+pub fn erasure_request(erase: &crate::args::EraseArgs, caller: Option<&str>) -> Result<Value> {
+    let split = |flag: &str, pair: &str| -> Result<(String, String)> {
+        pair.split_once('=')
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .ok_or_else(|| CliError::Input(format!("{flag} {pair:?}: expected NAME=VALUE")))
+    };
+    let mut matchers = Vec::new();
+    for key in &erase.keys {
+        matchers.push(serde_json::json!({"key": key}));
+    }
+    for key in &erase.keys_base64 {
+        matchers.push(serde_json::json!({"key_base64": key}));
+    }
+    for header in &erase.headers {
+        let (name, value) = split("--header", header)?;
+        matchers.push(serde_json::json!({"header": name, "value": value}));
+    }
+    for field in &erase.json_fields {
+        let (pointer, value) = split("--json-field", field)?;
+        matchers.push(serde_json::json!({"json_pointer": pointer, "value": value}));
+    }
+    let parsed: Vec<tidemark_core::erasure::RecordMatcher> =
+        serde_json::from_value(Value::Array(matchers.clone()))
+            .map_err(|error| CliError::Input(format!("matchers: {error}")))?;
+    tidemark_core::erasure::Matchers::new(&parsed).map_err(|error| {
+        CliError::Input(format!(
+            "{error} (give --key, --key-base64, --header or --json-field)"
+        ))
+    })?;
+    let mut request = serde_json::json!({
+        "topics": erase.topics,
+        "matchers": matchers,
+        "dry_run": !erase.execute,
+        "grace_seconds": erase.grace_seconds,
+    });
+    stamp(&mut request, caller);
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::erasure_request;
+    use crate::args::{Cli, Command};
+
+    fn erase(args: &[&str]) -> crate::args::EraseArgs {
+        let cli = Cli::try_parse_from(
+            ["tidemark", "erase", "--machine", "arn:machine"]
+                .iter()
+                .chain(args),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Erase(erase) => *erase,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn erase_is_a_dry_run_unless_told_and_carries_every_matcher() {
+        let request = erasure_request(
+            &erase(&[
+                "--topic",
+                "payments",
+                "--key",
+                "customer-3",
+                "--header",
+                "customer=3",
+                "--json-field",
+                "/customer/id=3",
+            ]),
+            Some("alice"),
+        )
+        .unwrap();
+        assert_eq!(
+            request,
+            serde_json::json!({
+                "topics": ["payments"],
+                "matchers": [
+                    {"key": "customer-3"},
+                    {"header": "customer", "value": "3"},
+                    {"json_pointer": "/customer/id", "value": "3"},
+                ],
+                "dry_run": true,
+                "grace_seconds": 900,
+                "requested_by": "alice",
+            })
+        );
+        let execute = erasure_request(&erase(&["--topic", "t", "--key", "k", "--execute"]), None);
+        assert_eq!(execute.unwrap()["dry_run"], false);
+    }
+
+    #[test]
+    fn erase_refuses_what_it_cannot_match_before_starting_anything() {
+        for (args, expected) in [
+            (&["--topic", "t"][..], "at least one matcher"),
+            (&["--topic", "t", "--header", "customer"][..], "NAME=VALUE"),
+            (&["--topic", "t", "--json-field", "id=3"][..], "must start with '/'"),
+        ] {
+            let error = erasure_request(&erase(args), None).unwrap_err().to_string();
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+}
