@@ -11,6 +11,7 @@ must describe the same system, and both must use the state machine definitions u
 - every environment variable a function gets is listed in example.env;
 - the root modules that call infra/ (its example, localstack/) pass only variables it declares;
 - no function but the backup writer, the maintainer and the eraser may write under a backup's `topics/`
+- no function but the eraser may delete object versions
   (its segments): every other IAM statement that allows s3:PutObject names a folder of its own
   (snapshots/, validations/, restores/, offset-resets/), and one whose wildcard spans backups
   comes with a Deny on `*/topics/*`;
@@ -180,8 +181,19 @@ def statements(value):
             yield from statements(item)
 
 
+# Who may delete object versions: only erasure must leave no earlier copy; anyone else could
+# destroy the backup's history.
+VERSION_DELETERS = {"EraserFunction", "eraser"}
+
+
 def segment_write_scopes(owner, owner_statements, shown):
     """Problems with one owner's S3 write grants (see the module doc)."""
+    if owner not in VERSION_DELETERS:
+        for statement in owner_statements:
+            fields = {key.lower(): one(value) for key, value in statement.items()}
+            actions = {action.lower() for action in strings(fields.get("action", fields.get("actions", [])))}
+            if str(fields.get("effect", "Allow")) != "Deny" and actions & {"s3:deleteobjectversion", "s3:*", "*"}:
+                problem(f"{shown} {owner}: allows s3:DeleteObjectVersion; only the eraser may delete object versions")
     if owner in SEGMENT_WRITERS:
         return
     denies_topics = False

@@ -1,6 +1,7 @@
 //! `backups list` and `backups describe`.
 
 use serde::Serialize;
+use tidemark_core::checkpoint::GapKind;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
@@ -81,8 +82,15 @@ pub struct PartitionDescription {
     pub uncompressed_bytes: u64,
     pub first_record_time: Option<String>,
     pub last_record_time: Option<String>,
-    /// Recorded gaps, inclusive.
+    /// Recorded gaps of offsets the source did not deliver, inclusive.
     pub gaps: Vec<(i64, i64)>,
+    /// Offsets erasures removed (their ranges are in the erasures' reports).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub erased_offsets: i64,
+}
+
+fn is_zero(count: &i64) -> bool {
+    *count == 0
 }
 
 impl Render for BackupDescription {
@@ -153,6 +161,10 @@ impl Render for BackupDescription {
                     let gaps: Vec<String> =
                         p.gaps.iter().map(|(a, b)| format!("{a}..={b}")).collect();
                     format!("  gaps {}", gaps.join(", "))
+                } + &if p.erased_offsets == 0 {
+                    String::new()
+                } else {
+                    format!("  {} erased", p.erased_offsets)
                 }
             );
         }
@@ -228,6 +240,15 @@ async fn describe_partition(
         uncompressed_bytes: segments.iter().map(|s| s.uncompressed_bytes).sum(),
         first_record_time: segments.iter().map(|s| s.min_timestamp).min().map(time),
         last_record_time: segments.iter().map(|s| s.max_timestamp).max().map(time),
-        gaps: gaps.iter().map(|gap| (gap.start, gap.end)).collect(),
+        gaps: gaps
+            .iter()
+            .filter(|gap| gap.kind == GapKind::Missing)
+            .map(|gap| (gap.start, gap.end))
+            .collect(),
+        erased_offsets: gaps
+            .iter()
+            .filter(|gap| gap.kind == GapKind::Erased)
+            .map(|gap| gap.end - gap.start + 1)
+            .sum(),
     })
 }

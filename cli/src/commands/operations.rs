@@ -375,7 +375,10 @@ mod tests {
         for (args, expected) in [
             (&["--topic", "t"][..], "at least one matcher"),
             (&["--topic", "t", "--header", "customer"][..], "NAME=VALUE"),
-            (&["--topic", "t", "--json-field", "id=3"][..], "must start with '/'"),
+            (
+                &["--topic", "t", "--json-field", "id=3"][..],
+                "must start with '/'",
+            ),
         ] {
             let error = erasure_request(&erase(args), None).unwrap_err().to_string();
             assert!(error.contains(expected), "{args:?}: {error}");
