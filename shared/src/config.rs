@@ -119,6 +119,12 @@ pub struct BackupWriterConfig {
     /// recreated topic's records go to a generation of their own as they arrive. Unset, the
     /// writer follows the generations the offset snapshotter records.
     pub topic_ids_from: Option<crate::kafka::KafkaSettings>,
+    /// `TIDEMARK_MASKING_RULES`: a masked backup's rules (JSON, `docs/privacy.md#masked-backups`);
+    /// every record is masked before it is framed.
+    pub masking: Option<crate::masking::MaskingConfig>,
+    /// `TIDEMARK_MASKING_HASH_SECRET_ARN`: the Secrets Manager secret whose value keys the
+    /// masking's HMAC (at least 32 bytes); `hash` rules need it.
+    pub masking_hash_secret_arn: Option<String>,
 }
 
 /// The retention tier a segment is tagged with (`tidemark-retention`); the bucket's lifecycle
@@ -199,6 +205,11 @@ impl BackupWriterConfig {
             retention: RetentionTiers::from_env(env)?,
             segment_encryption_key: env.optional("TIDEMARK_SEGMENT_ENCRYPTION_KEY"),
             topic_ids_from: crate::kafka::KafkaSettings::from_env_if_set(env)?,
+            masking: env
+                .optional("TIDEMARK_MASKING_RULES")
+                .map(|rules| crate::masking::Masking::parse_config(&rules))
+                .transpose()?,
+            masking_hash_secret_arn: env.optional("TIDEMARK_MASKING_HASH_SECRET_ARN"),
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod index;
 pub mod kafka;
 pub mod keys;
 pub mod layout;
+pub mod masking;
 pub mod object_store;
 pub mod offset_map;
 pub mod operations;

@@ -7,11 +7,12 @@
 //! the body is read once.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Deserializer};
 use tidemark_core::config::{BackupWriterConfig, NameFilter};
 use tidemark_core::event::{DecodeFailure, RecordSink, decode_event, decode_event_from};
+use tidemark_core::masking::Masking;
 use tidemark_core::segment::{EncodedSegment, PendingSegment, Record, SegmentEncoder};
 use tidemark_core::{Error, Result};
 
@@ -25,6 +26,8 @@ pub struct Encoding {
     pub open_partitions: usize,
     /// Finish each partition's segment on a thread of its own while the next is read.
     pub compress_in_background: bool,
+    /// A masked backup's masking, applied to every record before it is framed.
+    pub masking: Option<Arc<Masking>>,
 }
 
 impl Encoding {
@@ -34,6 +37,7 @@ impl Encoding {
             compression_level: config.compression_level,
             open_partitions: std::thread::available_parallelism().map_or(1, usize::from) + 1,
             compress_in_background: true,
+            masking: None,
         }
     }
 }
@@ -209,6 +213,12 @@ impl RecordSink for EncodingSink<'_> {
             .as_mut()
             .expect("records come after their partition");
         open.payload_bytes += record.payload_len() as u64;
-        open.encoder.push(record)
+        match &self.encoding.masking {
+            Some(masking) => {
+                open.encoder
+                    .push(&masking.mask(record, &open.topic, open.partition)?)
+            }
+            None => open.encoder.push(record),
+        }
     }
 }

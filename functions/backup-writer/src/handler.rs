@@ -55,6 +55,7 @@ pub struct BackupWriter {
     index: Arc<dyn IndexStore>,
     keys: Arc<SegmentKeys>,
     generations: TopicGenerations,
+    masking: Option<Arc<tidemark_core::masking::Masking>>,
 }
 
 impl BackupWriter {
@@ -71,12 +72,24 @@ impl BackupWriter {
             index,
             keys,
             generations,
+            masking: None,
+        }
+    }
+
+    /// A writer of a masked backup: every record is masked before it is framed.
+    pub fn masking(self, masking: Option<tidemark_core::masking::Masking>) -> Self {
+        BackupWriter {
+            masking: masking.map(Arc::new),
+            ..self
         }
     }
 
     /// How this writer encodes events.
     pub fn encoding(&self) -> Encoding {
-        Encoding::of(&self.config)
+        Encoding {
+            masking: self.masking.clone(),
+            ..Encoding::of(&self.config)
+        }
     }
 
     /// Backs up the event JSON in `body` ([`Self::handle`] after the CPU phase).

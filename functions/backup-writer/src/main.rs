@@ -7,6 +7,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
 use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, ClusterReader};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
+use tidemark_core::masking;
 use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
@@ -31,13 +32,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => None,
     };
     let generations = TopicGenerations::new(config.backup_id.clone(), index.clone(), topic_ids);
-    let writer = Arc::new(BackupWriter::new(
-        config,
-        Arc::new(objects),
-        index,
-        Arc::new(keys),
-        generations,
-    ));
+    // A masked backup's rules are checked (and its hash key read) before the first event.
+    let masking =
+        masking::from_writer_config(&config, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
+    let writer = Arc::new(
+        BackupWriter::new(
+            config,
+            Arc::new(objects),
+            index,
+            Arc::new(keys),
+            generations,
+        )
+        .masking(masking),
+    );
 
     // The runtime decodes and encodes each event as it reads the invocation body.
     set_process_encoding(writer.encoding());

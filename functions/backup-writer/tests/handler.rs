@@ -84,13 +84,19 @@ fn harness_asking(extra: &[(&str, &str)], cluster: Option<Arc<MemoryCluster>>) -
         catalog.clone(),
         cluster.map(|cluster| cluster as Arc<dyn ClusterReader>),
     );
+    // A masked backup's key would come from Secrets Manager.
+    let masking = config.masking.as_ref().map(|rules| {
+        tidemark_core::masking::Masking::new(rules, Some(b"a masking key of thirty-two bytes"))
+            .unwrap()
+    });
     let writer = BackupWriter::new(
         config,
         objects.clone(),
         index.clone(),
         writer_keys,
         generations,
-    );
+    )
+    .masking(masking);
     Harness {
         objects,
         index,
@@ -1030,4 +1036,106 @@ async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
             .remaining
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_masked_backup_holds_no_clear_field_and_keeps_the_rest() {
+    let h = harness(&[(
+        "TIDEMARK_MASKING_RULES",
+        r#"{"rules": [{"json_pointer": "/amount", "action": "redact"},
+                      {"header": "trace-id", "action": "hash"}],
+            "unparsable": "redact_value"}"#,
+    )]);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let stored = stored_records(&h, "").await;
+    let clear = stored_records(&harness_with_clear_backup().await, "").await;
+    assert_eq!(stored.len(), clear.len());
+    for (masked, clear) in stored.iter().zip(&clear) {
+        assert_eq!((masked.offset, &masked.key), (clear.offset, &clear.key));
+        match &clear.value {
+            None => assert_eq!(masked.value, None, "a tombstone stays one"),
+            Some(value) => match serde_json::from_slice::<serde_json::Value>(value) {
+                Ok(value) => {
+                    let masked: serde_json::Value =
+                        serde_json::from_slice(masked.value.as_ref().unwrap()).unwrap();
+                    assert_eq!(masked["amount"], tidemark_core::masking::REDACTED);
+                    assert_eq!(masked.get("currency"), value.get("currency"));
+                }
+                // The empty and the binary value: not JSON, so redacted whole (the policy).
+                Err(_) => assert_eq!(
+                    masked.value.as_deref(),
+                    Some(tidemark_core::masking::REDACTED.as_bytes()),
+                    "offset {}",
+                    masked.offset
+                ),
+            },
+        }
+        for (masked, clear) in masked.headers.iter().zip(&clear.headers) {
+            assert_eq!(masked.key, clear.key);
+            if clear.key == "trace-id" {
+                assert_ne!(masked.value, clear.value);
+                let hashed = String::from_utf8(masked.value.clone().unwrap()).unwrap();
+                assert!(hashed.starts_with(tidemark_core::masking::HASHED_PREFIX));
+            } else {
+                assert_eq!(masked.value, clear.value);
+            }
+        }
+    }
+}
+
+/// The same event backed up without masking, to compare with.
+async fn harness_with_clear_backup() -> Harness {
+    let h = harness(&[]);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    h
+}
+
+fn with_a_value_that_is_not_json() -> KafkaEvent {
+    let mut event = serde_json::to_value(fixture("msk-event.json")).unwrap();
+    // base64 of `card=4111111111111111`
+    event["records"]["payments.captured-0"][0]["value"] =
+        serde_json::json!("Y2FyZD00MTExMTExMTExMTExMTEx");
+    serde_json::from_value(event).unwrap()
+}
+
+#[tokio::test]
+async fn a_value_a_field_rule_cannot_parse_fails_the_batch_or_is_redacted_as_configured() {
+    let rules = |policy: &str| {
+        format!(
+            r#"{{"rules": [{{"json_pointer": "/card", "action": "redact"}}], "unparsable": "{policy}"}}"#
+        )
+    };
+    let failing = harness(&[("TIDEMARK_MASKING_RULES", &rules("fail"))]);
+    let error = failing
+        .writer
+        .back_up(with_a_value_that_is_not_json())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("payments.captured-0 offset 100"), "{error}");
+    assert!(error.contains("not JSON"), "{error}");
+    assert!(!error.contains("4111"), "{error}");
+    assert!(
+        failing.objects.list("").await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(failing.captured_checkpoint().await, None);
+
+    let redacting = harness(&[("TIDEMARK_MASKING_RULES", &rules("redact_value"))]);
+    redacting
+        .writer
+        .back_up(with_a_value_that_is_not_json())
+        .await
+        .unwrap();
+    let stored = stored_records(&redacting, "").await;
+    assert_eq!(
+        stored[0].value.as_deref(),
+        Some(tidemark_core::masking::REDACTED.as_bytes())
+    );
+    assert!(stored.iter().all(|record| {
+        !record
+            .value
+            .as_deref()
+            .is_some_and(|value| value.windows(4).any(|w| w == b"4111"))
+    }));
 }
