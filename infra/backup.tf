@@ -15,12 +15,14 @@ resource "aws_lambda_function" "backup_writer" {
   kms_key_arn      = local.kms_key_arn
   environment {
     variables = merge(local.common_environment, {
-      TIDEMARK_BACKUP_ID              = var.backup_id
-      TIDEMARK_TOPICS_EXCLUDE         = var.topics_exclude
-      TIDEMARK_COMPRESSION_LEVEL      = tostring(var.compression_level)
-      TIDEMARK_RETENTION_SHORT_TOPICS = var.retention_short_topics
-      TIDEMARK_RETENTION_LONG_TOPICS  = var.retention_long_topics
-      TIDEMARK_SEGMENT_ENCRYPTION_KEY = var.client_side_encryption ? local.kms_key_arn : ""
+      TIDEMARK_BACKUP_ID               = var.backup_id
+      TIDEMARK_TOPICS_EXCLUDE          = var.topics_exclude
+      TIDEMARK_COMPRESSION_LEVEL       = tostring(var.compression_level)
+      TIDEMARK_RETENTION_SHORT_TOPICS  = var.retention_short_topics
+      TIDEMARK_RETENTION_LONG_TOPICS   = var.retention_long_topics
+      TIDEMARK_SEGMENT_ENCRYPTION_KEY  = var.client_side_encryption ? local.kms_key_arn : ""
+      TIDEMARK_MASKING_RULES           = var.masking_rules
+      TIDEMARK_MASKING_HASH_SECRET_ARN = var.masking_hash_secret_arn
       # Topic ids for each batch: a recreated topic becomes a new generation at once.
     }, var.writer_reads_topic_ids ? local.source_cluster_environment : {})
   }
@@ -163,6 +165,14 @@ data "aws_iam_policy_document" "backup_writer" {
     actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
     resources = [local.kms_key_arn]
   }
+  dynamic "statement" {
+    for_each = var.masking_hash_secret_arn != "" ? [1] : []
+    content {
+      sid       = "MaskingHashKey"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [var.masking_hash_secret_arn]
+    }
+  }
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -224,5 +234,36 @@ data "aws_iam_policy_document" "backup_writer" {
       actions   = ["sqs:SendMessage"]
       resources = [aws_sqs_queue.failed_batches[0].arn]
     }
+  }
+}
+
+# Who may read this backup: attach to the people and roles that restore or inspect it. For a
+# masked backup (masking_rules) that can be a wide group; the unmasked backup's stays narrow.
+resource "aws_iam_policy" "backup_reader" {
+  name        = "${local.name}-reader"
+  description = "Read Tidemark backup ${var.backup_id} (segments, index, snapshots, reports)"
+  policy      = data.aws_iam_policy_document.backup_reader.json
+}
+
+data "aws_iam_policy_document" "backup_reader" {
+  statement {
+    sid       = "ReadTheBackup"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.backups.arn}/${local.backup_root}/*"]
+  }
+  statement {
+    sid       = "ListTheBackup"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.backups.arn]
+  }
+  statement {
+    sid       = "ReadTheIndex"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [aws_dynamodb_table.index.arn]
+  }
+  statement {
+    sid       = "DecryptWithTheBackupsKey"
+    actions   = ["kms:Decrypt"]
+    resources = [local.kms_key_arn]
   }
 }

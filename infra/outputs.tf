@@ -53,6 +53,11 @@ output "validation_state_machine_arn" {
   description = "Start it with {\"depth\":\"deep\"|\"listing\",\"topics\":[...]} to validate on demand."
 }
 
+output "backup_reader_policy_arn" {
+  value       = aws_iam_policy.backup_reader.arn
+  description = "Attach to whoever may read this backup (a masked backup's readers; docs/privacy.md)."
+}
+
 output "erasure_state_machine_arn" {
   value       = aws_sfn_state_machine.erasure.arn
   description = "Erase records by key (tidemark erase; docs/privacy.md)."

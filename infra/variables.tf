@@ -244,6 +244,18 @@ variable "client_side_encryption" {
   description = "Also seal every segment body in the writer (AES-256-GCM, a data key from the KMS key above, bound to the backup id), so S3 holds ciphertext even to a principal allowed to read the bucket. About one kms:GenerateDataKey per warm writer per 5 minutes, and one kms:Decrypt per writer batch a restore reads."
 }
 
+variable "masking_rules" {
+  type        = string
+  default     = ""
+  description = "Makes this deployment a masked backup: JSON rules the writer applies to every record before it is stored, e.g. {\"rules\": [{\"json_pointer\": \"/card/number\", \"action\": \"redact\"}, {\"key\": true, \"action\": \"hash\"}], \"unparsable\": \"fail\"} (docs/privacy.md#masked-backups). Deploy it as a second module beside the unmasked one, with its own backup_id and key_prefix."
+}
+
+variable "masking_hash_secret_arn" {
+  type        = string
+  default     = ""
+  description = "With hash rules, the Secrets Manager secret (32 bytes or more) that keys the HMAC."
+}
+
 variable "object_lock_retention_days" {
   type        = number
   default     = 0
