@@ -6,7 +6,8 @@
 #   tools_bootstrap     the brokers as this script's tools reach them
 #   functions_bootstrap the brokers as the deployed functions reach them (restore/reset target)
 #   AWS_ENDPOINT_URL, bucket, table, backup_id, topic, run
-#   restore_machine, reset_machine, validation_machine   the state machines' ARNs
+#   restore_machine, reset_machine, validation_machine, drill_machine, erasure_machine
+#                       the state machines' ARNs
 #   snapshot_now        a command that takes a snapshot with the offset-snapshotter, on demand
 #   tidemark            the operator CLI, pointed at this backup's bucket, table and prefix
 #   show_logs           a command that prints the functions' recent logs (after a failure)
@@ -112,8 +113,19 @@ tidemark drill start "$backup_id" --topic 'payments\.captured' --group payment-p
   || { show_logs; die "the drill did not prove the backup"; }
 log "the drill's evidence report (tidemark drill list): RTO measured from start to verified, RPO from the cut to the newest record"
 tidemark drill list "$backup_id"
+log "privacy: merchant m-042 leaves and asks for its payments to be erased. First a dry run (tidemark erase): what would go"
+tidemark erase --topic "$topic" --json-field /merchant=m-042 --machine "$erasure_machine" --watch \
+  || { show_logs; die "the erasure's dry run failed"; }
+log "then for real: every record of m-042 goes from every segment and every object version, the offsets are recorded as erased, and a final read proves none is left"
+tidemark erase --topic "$topic" --json-field /merchant=m-042 --execute --grace-seconds 0 --machine "$erasure_machine" --watch \
+  || { show_logs; die "the erasure did not complete"; }
+log "the backup still validates deeply, the erased offsets counted as facts"
+py run-execution --endpoint "$AWS_ENDPOINT_URL" --machine "$validation_machine" --name validate-after-erasure --input '{"depth": "deep"}' \
+  || { show_logs; die "the backup does not validate after the erasure"; }
+tidemark backups describe "$backup_id"
+
 log "who did what (tidemark audit list)"
 tidemark audit list --since 1h
 log "the deployment at a glance (tidemark status)"
 tidemark status || die "the deployment is red"
-log "done: backed up, broken, restored to a point in time, consumers repositioned, recovery drilled"
+log "done: backed up, broken, restored to a point in time, consumers repositioned, recovery drilled, a merchant erased"

@@ -50,14 +50,15 @@ TIDEMARK_GROUPS_INCLUDE='payment-.*' \
   --function "restore-partition=$TIDEMARK_BIN/restore-partition" \
   --function "offset-reset=$TIDEMARK_BIN/offset-reset" \
   --function "validator=$TIDEMARK_BIN/validator" \
-  --function "drill=$TIDEMARK_BIN/drill" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
+  --function "drill=$TIDEMARK_BIN/drill" \
+  --function "eraser=$TIDEMARK_BIN/eraser" >"$TIDEMARK_STATE/lambda-host.log" 2>&1 &
 echo $! >"$TIDEMARK_STATE/lambda-host.pid"
 for _ in $(seq 100); do
   curl -s -o /dev/null "http://127.0.0.1:$lambda_port/" && break
   sleep 0.1
 done
 # Step Functions reaches the functions through the gateway (local/up.sh).
-for function in restore-coordinator restore-partition offset-reset validator drill; do
+for function in restore-coordinator restore-partition offset-reset validator drill eraser; do
   curl -sf -X PUT --data "http://127.0.0.1:$lambda_port" "$TIDEMARK_GATEWAY/_tidemark/functions/$function" \
     || die "could not register $function with the gateway at $TIDEMARK_GATEWAY"
 done
@@ -71,12 +72,13 @@ echo $! >"$TIDEMARK_STATE/bridge.pid"
 
 machines=$(py create-machines --endpoint "$AWS_ENDPOINT_URL" --definitions statemachines \
   --coordinator restore-coordinator --partition restore-partition --offset-reset offset-reset --validator validator \
-  --drill drill)
+  --drill drill --eraser eraser)
 machine() { echo "$machines" | "$TIDEMARK_PYTHON" -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 restore_machine=$(machine restore)
 reset_machine=$(machine offset_reset)
 validation_machine=$(machine validation)
 drill_machine=$(machine drill)
+erasure_machine=$(machine erasure)
 tools_bootstrap=$TIDEMARK_KAFKA_BOOTSTRAP
 functions_bootstrap=$TIDEMARK_KAFKA_BOOTSTRAP
 show_logs() { tail -n 30 "$TIDEMARK_STATE/bridge.log" "$TIDEMARK_STATE/lambda-host.log" >&2; }

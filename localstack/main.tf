@@ -74,3 +74,11 @@ output "offset_reset_state_machine_arn" {
 output "validation_state_machine_arn" {
   value = module.tidemark.validation_state_machine_arn
 }
+
+output "drill_state_machine_arn" {
+  value = module.tidemark.drill_state_machine_arn
+}
+
+output "erasure_state_machine_arn" {
+  value = module.tidemark.erasure_state_machine_arn
+}

@@ -444,7 +444,7 @@ def cmd_summarize_topic(args):
 
 
 def cmd_create_machines(args):
-    """Creates the offset-reset, restore, validation and drill state machines from the
+    """Creates the offset-reset, restore, validation, drill and erasure state machines from the
     repository's ASL files, with the ARNs filled in as SAM and Terraform fill them in; prints the
     machine ARNs."""
     sfn = aws("stepfunctions", args.endpoint)
@@ -470,7 +470,12 @@ def cmd_create_machines(args):
                                   .replace("${RestoreStateMachineArn}", restore)
     drill = sfn.create_state_machine(name=f"tidemark-drill-{time.time_ns()}", definition=definition,
                                      roleArn=role)["stateMachineArn"]
-    print(json.dumps({"restore": restore, "offset_reset": offset_reset, "validation": validation, "drill": drill}))
+    with open(os.path.join(args.definitions, "erasure.asl.json")) as source:
+        definition = source.read().replace("${EraserFunctionArn}", arn(args.eraser))
+    erasure = sfn.create_state_machine(name=f"tidemark-erasure-{time.time_ns()}", definition=definition,
+                                       roleArn=role)["stateMachineArn"]
+    print(json.dumps({"restore": restore, "offset_reset": offset_reset, "validation": validation, "drill": drill,
+                      "erasure": erasure}))
 
 
 def cmd_run_execution(args):
@@ -566,7 +571,7 @@ def main():
     command("create-machines", cmd_create_machines, endpoint, (["--definitions"], dict(required=True)),
             (["--coordinator"], dict(required=True)), (["--partition"], dict(required=True)),
             (["--offset-reset"], dict(required=True)), (["--validator"], dict(required=True)),
-            (["--drill"], dict(required=True)))
+            (["--drill"], dict(required=True)), (["--eraser"], dict(required=True)))
     command("run-execution", cmd_run_execution, endpoint, (["--machine"], dict(required=True)),
             (["--name"], dict(default="run")), (["--input"], dict(required=True)),
             (["--timeout"], dict(type=float, default=300)))

@@ -104,6 +104,7 @@ fn encoding(in_background: bool) -> Encoding {
         compression_level: 3,
         open_partitions: 3,
         compress_in_background: in_background,
+        masking: None,
     }
 }
 
@@ -201,6 +202,11 @@ fn main() {
         .into_iter()
         .map(|partition| partition.segment)
         .collect();
+    // What the key filters (erasure's index) take of the stored bytes.
+    let key_filter_bytes: u64 = segments
+        .iter()
+        .map(|segment| segment.header.key_filter.map_or(0, |filter| u64::from(filter.len)))
+        .sum();
     let key = DataKey::new(&[7; DATA_KEY_LEN], vec![0; 184]).unwrap();
     let [(seal_only, _)] = measure_interleaved(
         iterations,
@@ -246,6 +252,9 @@ fn main() {
         "compression": {
             "plain_zstd3": raw.len() as f64 / plain_bytes as f64,
             "segments": raw.len() as f64 / single_bytes as f64,
+            "key_filter_bytes": key_filter_bytes,
+            "segments_without_key_filters":
+                raw.len() as f64 / (single_bytes as u64 - key_filter_bytes) as f64,
         },
         "peak_rss_mib": rss.map(|(before, after)| json!({
             "handler_path": after as f64 / 1024.0,
