@@ -205,7 +205,12 @@ fn main() {
     // What the key filters (erasure's index) take of the stored bytes.
     let key_filter_bytes: u64 = segments
         .iter()
-        .map(|segment| segment.header.key_filter.map_or(0, |filter| u64::from(filter.len)))
+        .map(|segment| {
+            segment
+                .header
+                .key_filter
+                .map_or(0, |filter| u64::from(filter.len))
+        })
         .sum();
     let key = DataKey::new(&[7; DATA_KEY_LEN], vec![0; 184]).unwrap();
     let [(seal_only, _)] = measure_interleaved(
