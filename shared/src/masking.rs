@@ -236,10 +236,22 @@ impl Masking {
         let text = raw.get().trim_start();
         if text.starts_with('{') {
             let Entries(mut entries) = serde_json::from_str(raw.get()).ok()?;
-            let position = entries.iter().position(|(name, _)| name == step)?;
-            let replaced = self.mask_at(entries[position].1, rest, action)?;
-            let replaced: Box<RawValue> = RawValue::from_string(replaced).ok()?;
-            entries[position].1 = &replaced;
+            // A name may appear twice (JSON allows it; readers differ on which counts): each
+            // occurrence is masked.
+            let mut replacements = Vec::new();
+            for (position, (name, value)) in entries.iter().enumerate() {
+                if name == step
+                    && let Some(replaced) = self.mask_at(value, rest, action)
+                {
+                    replacements.push((position, RawValue::from_string(replaced).ok()?));
+                }
+            }
+            if replacements.is_empty() {
+                return None;
+            }
+            for (position, replaced) in &replacements {
+                entries[*position].1 = &**replaced;
+            }
             let body: Vec<String> = entries
                 .iter()
                 .map(|(name, value)| {
@@ -440,6 +452,22 @@ mod tests {
         );
         // The key and unmatched fields are untouched.
         assert_eq!(masked.key, Some(b"k".to_vec()));
+    }
+
+    /// JSON allows a member name twice, and readers differ on which one counts: every one is
+    /// masked, so no reader sees a clear value.
+    #[test]
+    fn a_member_named_twice_is_masked_both_times() {
+        let masking =
+            masking(r#"{"rules": [{"json_pointer": "/card/number", "action": "redact"}]}"#)
+                .unwrap();
+        let value = br#"{"card": {"number": "4111111111111111", "number": "5500005555555559"}, "card": {"number": "340000000000009"}}"#;
+        let masked = masking.mask(&record("k", value, &[]), "t", 0).unwrap();
+        let masked_text = text(&masked.value);
+        for number in ["4111111111111111", "5500005555555559", "340000000000009"] {
+            assert!(!masked_text.contains(number), "{masked_text}");
+        }
+        assert_eq!(masked_text.matches(REDACTED).count(), 3, "{masked_text}");
     }
 
     #[test]
