@@ -111,6 +111,14 @@ pub trait ObjectStore: Send + Sync {
     /// readable (erasure); returns how many were deleted. Deleting what is not there succeeds.
     async fn delete_all_versions(&self, key: &str) -> Result<usize>;
 
+    /// Deletes every earlier version of `key` and every delete marker, keeping its current
+    /// version if it has one; returns how many were deleted. A version written meanwhile is
+    /// kept. A store without versions has none to delete.
+    async fn delete_noncurrent_versions(&self, key: &str) -> Result<usize> {
+        let _ = key;
+        Ok(0)
+    }
+
     /// Deletes `key`; deleting what is not there succeeds (a retried deletion).
     async fn delete(&self, key: &str) -> Result<()>;
 

@@ -53,6 +53,60 @@ async fn s3_object_store_writes_tags_lifecycle_rules_can_select() {
     assert_eq!(read, tags);
 }
 
+/// With versioning on (as deployed), erasure's purge removes what a deletion left readable and
+/// keeps a current version, even one written since it looked.
+#[tokio::test]
+async fn s3_object_store_deletes_earlier_versions_and_keeps_the_current_one() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    storage
+        .s3
+        .put_bucket_versioning()
+        .bucket(&storage.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let store = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    let prefix = unique("versions");
+    let key = format!("{prefix}/segment");
+    let no_metadata = Default::default();
+    let put =
+        |body: &'static [u8]| store.put_if_absent(&key, Bytes::from_static(body), &no_metadata);
+    assert_eq!(put(b"first").await.unwrap(), PutOutcome::Created);
+    store.delete(&key).await.unwrap();
+    assert_eq!(put(b"second").await.unwrap(), PutOutcome::Created);
+
+    assert_eq!(
+        store.delete_noncurrent_versions(&key).await.unwrap(),
+        2,
+        "the first version and the delete marker over it"
+    );
+    assert_eq!(
+        store.get(&key).await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert_eq!(store.delete_noncurrent_versions(&key).await.unwrap(), 0);
+
+    store.delete(&key).await.unwrap();
+    assert_eq!(
+        store.delete_noncurrent_versions(&key).await.unwrap(),
+        2,
+        "with no current version, every version and marker goes"
+    );
+    assert!(
+        !store
+            .list_version_keys(&format!("{prefix}/"))
+            .await
+            .unwrap()
+            .contains(&key)
+    );
+}
+
 #[tokio::test]
 async fn dynamodb_index_store_meets_the_contract() {
     let stack = Stack::from_env();

@@ -220,8 +220,8 @@ impl ErasureSteps {
                 if !locked.is_empty() {
                     return Err(tidemark_core::Error::ErasureRefused(format!(
                         "{} segment(s) holding matching records are under Object Lock compliance \
-                         retention, which nobody can shorten: {}. Erase after that date, or \
-                         deploy with crypto-shredding instead (docs/privacy.md)",
+                         retention, which nobody can shorten: {}. Erase after the last of these \
+                         dates (docs/privacy.md#object-lock-the-trade-off)",
                         locked.len(),
                         locked.join(", ")
                     ))

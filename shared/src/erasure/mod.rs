@@ -11,12 +11,18 @@
 //!    without them under a new deterministic key, a record of the rewrite is written once, and
 //!    the index swaps the entries atomically. A swap lost to compaction or retention re-reads
 //!    the index and goes again.
-//! 3. **Purge**: every object the index no longer names that held erased offsets (rewritten
-//!    segments, compaction's retired or orphaned ones) is deleted with all its versions.
-//! 4. **Verify**: every segment that may still hold a match is read again; any match, or any
-//!    stored version of an unindexed segment over erased offsets, fails the erasure.
+//! 3. **Purge**: every object the index no longer names that holds erased records (rewritten
+//!    segments, compaction's retired or orphaned ones) is deleted with all its versions, and
+//!    every other object over erased offsets loses its earlier versions only. An unindexed
+//!    object that holds no erased record is kept: it may be compaction's merge of the rewrites,
+//!    written and about to be switched in.
+//! 4. **Verify**: every segment that may still hold a match is read again; any match, any
+//!    unindexed object still holding erased records, or any earlier version left of a deleted
+//!    one, fails the erasure.
 
 mod matcher;
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -215,24 +221,33 @@ impl Eraser<'_> {
     }
 
     /// Step 3: deletes, with every version, each object of `partition` that the index no longer
-    /// names and that held erased offsets. Refuses objects under compliance retention.
+    /// names and that holds erased records, and the earlier versions of every other object over
+    /// erased offsets. Refuses objects under compliance retention.
     pub async fn purge(&self, partition: &PartitionId, now_ms: i64) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
-        for key in self.unindexed_over_erased(partition).await? {
-            if let Some(retention) = self.objects.retention(&key).await?
-                && retention.mode == RetentionMode::Compliance
-                && retention.retain_until_ms > now_ms
-            {
-                return Err(Error::ErasureRefused(format!(
-                    "{key} is under Object Lock compliance retention until {}",
-                    format_ms(retention.retain_until_ms)
-                )));
-            }
-            let versions = self.objects.delete_all_versions(&key).await?;
-            if versions > 0 {
+        for stored in self.stored_over_erased(partition).await? {
+            let versions = match stored.disposal {
+                Disposal::EveryVersion => {
+                    if let Some(retention) = self.objects.retention(&stored.key).await?
+                        && retention.mode == RetentionMode::Compliance
+                        && retention.retain_until_ms > now_ms
+                    {
+                        return Err(Error::ErasureRefused(format!(
+                            "{} is under Object Lock compliance retention until {}",
+                            stored.key,
+                            format_ms(retention.retain_until_ms)
+                        )));
+                    }
+                    self.objects.delete_all_versions(&stored.key).await?
+                }
+                Disposal::EarlierVersions => {
+                    self.objects.delete_noncurrent_versions(&stored.key).await?
+                }
+            };
+            if versions > 0 && (stored.disposal == Disposal::EveryVersion || !stored.live) {
                 report.objects_deleted += 1;
-                report.versions_deleted += versions;
             }
+            report.versions_deleted += versions;
         }
         Ok(report)
     }
@@ -256,10 +271,18 @@ impl Eraser<'_> {
                 ));
             }
         }
-        for key in self.unindexed_over_erased(partition).await? {
-            verification
-                .remaining
-                .push(format!("{key} (not indexed) is still stored"));
+        for stored in self.stored_over_erased(partition).await? {
+            if stored.disposal == Disposal::EveryVersion {
+                verification.remaining.push(format!(
+                    "{} (not indexed) still holds erased records",
+                    stored.key
+                ));
+            } else if !stored.live {
+                verification.remaining.push(format!(
+                    "earlier versions of {} are still stored",
+                    stored.key
+                ));
+            }
         }
         Ok(verification)
     }
@@ -425,43 +448,97 @@ impl Eraser<'_> {
         Ok(new_entry)
     }
 
-    /// Keys of segment objects (any version) of `partition` that the index does not name and
-    /// whose offsets reach an erased gap, plus the old objects of this erasure's rewrites.
-    async fn unindexed_over_erased(&self, partition: &PartitionId) -> Result<Vec<String>> {
+    /// Every segment object of `partition` (any version) over erased offsets, or replaced by
+    /// this erasure's rewrites, and what the purge does with it.
+    async fn stored_over_erased(&self, partition: &PartitionId) -> Result<Vec<StoredOverErased>> {
         let erased = self.erased_gaps(partition).await?;
-        let indexed: std::collections::HashSet<String> = self
+        let indexed: HashSet<String> = self
             .index
             .segments(partition)
             .await?
             .into_iter()
             .map(|entry| entry.key)
             .collect();
-        let rewritten: Vec<String> = self
+        let rewritten: HashSet<String> = self
             .rewrites(partition)
             .await?
             .into_iter()
             .map(|rewrite| rewrite.old_key)
             .collect();
-        let stored = self
-            .objects
-            .list_version_keys(&self.layout.partition_prefix(partition))
-            .await?;
-        let mut keys: Vec<String> = stored
-            .into_iter()
-            .filter(|key| key.ends_with(SEGMENT_SUFFIX) && !indexed.contains(key))
-            .filter(|key| {
-                rewritten.contains(key)
-                    || StorageLayout::parse_segment_file_name(key).is_some_and(|(first, last)| {
-                        erased
-                            .iter()
-                            .any(|gap| gap.start <= last && gap.end >= first)
-                    })
-            })
-            .collect();
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        let prefix = self.layout.partition_prefix(partition);
+        let live: HashSet<String> = self.objects.list(&prefix).await?.into_iter().collect();
+        let mut found = Vec::new();
+        for key in self.objects.list_version_keys(&prefix).await? {
+            let over_erased = key.ends_with(SEGMENT_SUFFIX)
+                && (rewritten.contains(&key)
+                    || StorageLayout::parse_segment_file_name(&key).is_some_and(
+                        |(first, last)| {
+                            erased
+                                .iter()
+                                .any(|gap| gap.start <= last && gap.end >= first)
+                        },
+                    ));
+            if !over_erased {
+                continue;
+            }
+            let live = live.contains(&key);
+            // An object that holds erased records can never be switched into the index: every
+            // switch is conditional on segments the erasure has switched out. One that holds
+            // none may be compaction's merge, about to be.
+            let disposal = if live
+                && !indexed.contains(&key)
+                && (rewritten.contains(&key) || self.holds_erased(partition, &key, &erased).await?)
+            {
+                Disposal::EveryVersion
+            } else {
+                Disposal::EarlierVersions
+            };
+            found.push(StoredOverErased {
+                key,
+                live,
+                disposal,
+            });
+        }
+        Ok(found)
     }
+
+    /// Whether the current version of `key` holds a record at an erased offset.
+    async fn holds_erased(
+        &self,
+        partition: &PartitionId,
+        key: &str,
+        erased: &[Gap],
+    ) -> Result<bool> {
+        let Some(stored) = self.objects.get(key).await? else {
+            return Ok(false);
+        };
+        let plain = self.keys.plain(&partition.backup_id, stored).await?;
+        let mut reader = SegmentReader::open(plain.as_ref())?;
+        let mut record = Record::empty();
+        while reader.next_record_into(&mut record)? {
+            if erased.iter().any(|gap| gap.contains(record.offset)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// A stored segment object over erased offsets.
+struct StoredOverErased {
+    key: String,
+    /// It has a current version (not only earlier ones or a delete marker).
+    live: bool,
+    disposal: Disposal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposal {
+    /// Not indexed and holds erased records: every version goes.
+    EveryVersion,
+    /// Indexed, deleted already, or holding no erased record: its current version stays, its
+    /// earlier versions (which may hold erased records) go.
+    EarlierVersions,
 }
 
 /// A stored segment's key filter, read with two small ranged GETs (header, then filter);

@@ -528,6 +528,126 @@ async fn compaction_that_merged_before_the_erasure_switched_is_rewritten_too() {
     );
 }
 
+/// A store that holds its caller after the first segment it writes (compaction's merge),
+/// until told to resume.
+struct PausedAfterWrite {
+    inner: Arc<MemoryObjectStore>,
+    paused: std::sync::atomic::AtomicBool,
+    written: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl ObjectStore for PausedAfterWrite {
+    async fn put_tagged_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        metadata: &ObjectMetadata,
+        tags: &ObjectTags,
+    ) -> Result<PutOutcome> {
+        let outcome = self
+            .inner
+            .put_tagged_if_absent(key, body, metadata, tags)
+            .await;
+        if key.ends_with(SEGMENT_SUFFIX) && !self.paused.swap(true, Ordering::SeqCst) {
+            self.written.notify_one();
+            self.resume.notified().await;
+        }
+        outcome
+    }
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list_objects(prefix).await
+    }
+    async fn list_prefixes(&self, prefix: &str) -> Result<Vec<String>> {
+        self.inner.list_prefixes(prefix).await
+    }
+    async fn retention(&self, key: &str) -> Result<Option<ObjectRetention>> {
+        self.inner.retention(key).await
+    }
+    async fn delete_all_versions(&self, key: &str) -> Result<usize> {
+        self.inner.delete_all_versions(key).await
+    }
+}
+
+/// Compaction may merge the erasure's rewrites during its grace period; its merged segment
+/// spans the erased offsets but holds none of them, and is not indexed until its switch. A
+/// purge that runs in between must leave it, or the index would name a deleted object.
+#[tokio::test]
+async fn a_compaction_between_the_erasure_and_its_purge_keeps_its_merged_segment() {
+    let backup = backup(false).await;
+    let by_key = matchers(&format!(r#"[{{"key": "{ERASED_KEY}"}}]"#));
+    let erasure = RunId::parse("erase-1").unwrap();
+    let eraser = Eraser {
+        objects: backup.objects.as_ref(),
+        index: backup.index.as_ref(),
+        keys: &backup.keys,
+        layout: &backup.layout,
+        erasure: &erasure,
+        matchers: &by_key,
+        compression_level: 3,
+    };
+    eraser
+        .erase(&backup.partition, 100, &ObjectTags::new(), NOW)
+        .await
+        .unwrap();
+
+    let paused = PausedAfterWrite {
+        inner: backup.objects.clone(),
+        paused: std::sync::atomic::AtomicBool::new(false),
+        written: tokio::sync::Notify::new(),
+        resume: tokio::sync::Notify::new(),
+    };
+    let compactor = Compactor {
+        objects: &paused,
+        index: backup.index.as_ref(),
+        keys: &backup.keys,
+        layout: &backup.layout,
+        settings: CompactionSettings {
+            target_bytes: 1 << 20,
+            grace_ms: 0,
+            compression_level: 3,
+        },
+    };
+    let purge = async {
+        paused.written.notified().await;
+        let purged = eraser.purge(&backup.partition, NOW).await;
+        paused.resume.notify_one();
+        purged
+    };
+    let tags = ObjectTags::new();
+    let (compacted, purged) = tokio::join!(
+        compactor.compact_partition(&backup.partition, &tags, NOW),
+        purge
+    );
+    compacted.unwrap();
+    assert_eq!(
+        purged.unwrap().objects_deleted,
+        10,
+        "the ten segments the erasure replaced, and nothing else"
+    );
+    let indexed = backup.index.segments(&backup.partition).await.unwrap();
+    assert!(
+        indexed.len() < 10,
+        "compaction merged the rewrites: {indexed:?}"
+    );
+    for entry in &indexed {
+        assert!(
+            backup.objects.get(&entry.key).await.unwrap().is_some(),
+            "the index names {}, which the purge deleted",
+            entry.key
+        );
+    }
+    assert_eq!(backup.readable().await, expected_after_erasure());
+    assert!(backup.verify(&by_key).await.remaining.is_empty());
+}
+
 #[tokio::test]
 async fn segments_under_compliance_retention_are_found_locked_and_never_purged() {
     let backup = backup(false).await;

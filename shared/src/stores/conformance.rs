@@ -121,6 +121,15 @@ pub async fn object_store_contract(store: &dyn ObjectStore, prefix: &str) {
         None,
         "an object without Object Lock has no retention"
     );
+    assert_eq!(
+        store.delete_noncurrent_versions(&ranged).await.unwrap(),
+        0,
+        "an object written once has no earlier version to delete"
+    );
+    assert!(
+        store.get(&ranged).await.unwrap().is_some(),
+        "delete_noncurrent_versions keeps the current version"
+    );
     assert!(
         store.delete_all_versions(&ranged).await.unwrap() >= 1,
         "delete_all_versions counts what it deleted"

@@ -80,6 +80,61 @@ impl S3ObjectStore {
             })?;
         Ok(head.metadata().cloned().unwrap_or_default())
     }
+
+    /// Deletes the versions and delete markers of `key` listed now, all of them or all but
+    /// the current version (`keep_current`).
+    async fn delete_versions(&self, key: &str, keep_current: bool) -> Result<usize> {
+        let failed =
+            |operation: &'static str, (message, retryable): (String, bool)| Error::ObjectStore {
+                operation,
+                key: key.to_owned(),
+                message,
+                retryable,
+            };
+        let mut deleted = 0;
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|error| failed("ListObjectVersions", describe_sdk_error(&error)))?;
+            // The prefix also lists longer keys; only this one's versions and markers go.
+            let versions = page
+                .versions()
+                .iter()
+                .filter(|version| version.key() == Some(key))
+                .filter(|version| !(keep_current && version.is_latest() == Some(true)))
+                .map(|version| version.version_id())
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .filter(|marker| marker.key() == Some(key))
+                        .map(|marker| marker.version_id()),
+                );
+            for version_id in versions {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .send()
+                    .await
+                    .map_err(|error| failed("DeleteObject", describe_sdk_error(&error)))?;
+                deleted += 1;
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(deleted);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
 }
 
 #[async_trait]
@@ -226,55 +281,11 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn delete_all_versions(&self, key: &str) -> Result<usize> {
-        let failed =
-            |operation: &'static str, (message, retryable): (String, bool)| Error::ObjectStore {
-                operation,
-                key: key.to_owned(),
-                message,
-                retryable,
-            };
-        let mut deleted = 0;
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|error| failed("ListObjectVersions", describe_sdk_error(&error)))?;
-            // The prefix also lists longer keys; only this one's versions and markers go.
-            let versions = page
-                .versions()
-                .iter()
-                .filter(|version| version.key() == Some(key))
-                .map(|version| version.version_id())
-                .chain(
-                    page.delete_markers()
-                        .iter()
-                        .filter(|marker| marker.key() == Some(key))
-                        .map(|marker| marker.version_id()),
-                );
-            for version_id in versions {
-                self.client
-                    .delete_object()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .set_version_id(version_id.map(str::to_owned))
-                    .send()
-                    .await
-                    .map_err(|error| failed("DeleteObject", describe_sdk_error(&error)))?;
-                deleted += 1;
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(deleted);
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        }
+        self.delete_versions(key, false).await
+    }
+
+    async fn delete_noncurrent_versions(&self, key: &str) -> Result<usize> {
+        self.delete_versions(key, true).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
