@@ -256,13 +256,31 @@ pub async fn record_segment(
         // Below the checkpoint the segment may hold offsets a later segment recorded as a
         // gap (committed first): rare, so only then are the gaps read.
         let gaps = match &observed {
-            // Erased offsets lie inside segments' ranges: a segment never fills them.
-            Some(checkpoint) if entry.first_offset < checkpoint.next_offset => index
-                .gaps(partition)
-                .await?
-                .into_iter()
-                .filter(|gap| gap.kind == GapKind::Missing)
-                .collect(),
+            Some(checkpoint) if entry.first_offset < checkpoint.next_offset => {
+                let gaps = index.gaps(partition).await?;
+                // A batch re-delivered across an erasure (its overlap checked before the
+                // offsets were marked) must not bring erased records back into the index. Its
+                // retry sees the marks and writes only what lies past the checkpoint.
+                if let Some(erased) = gaps.iter().find(|gap| {
+                    gap.kind == GapKind::Erased
+                        && gap.start <= entry.last_offset
+                        && gap.end >= entry.first_offset
+                }) {
+                    return Err(Error::IndexStore {
+                        operation: "commit",
+                        message: format!(
+                            "{} spans offsets {}..={} of {partition} that an erasure removed: \
+                             not indexed; retry",
+                            entry.key, erased.start, erased.end
+                        ),
+                        retryable: true,
+                    });
+                }
+                // Erased offsets lie inside segments' ranges: a segment never fills them.
+                gaps.into_iter()
+                    .filter(|gap| gap.kind == GapKind::Missing)
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let plan = plan_commit(

@@ -51,7 +51,6 @@ pub async fn verify_overlap(
         }
         ours.insert(record.offset, record);
     }
-    let overlapping: Vec<i64> = ours.keys().copied().collect();
     let unverifiable = |offset: i64, reason: String| Error::OverlapUnverifiable {
         partition: partition.to_string(),
         offset,
@@ -117,10 +116,12 @@ pub async fn verify_overlap(
     // Records no stored segment held. Below the start the segments have expired; elsewhere
     // only a recorded gap (a batch committed after a later one, or an erasure) may hold them.
     let gaps = index.gaps(partition).await?;
+    // Spanning an erased offset is enough, held or not (a compacted topic may no longer
+    // hold it): the commit refuses a segment over erased offsets.
     let reaches_erased = gaps
         .iter()
         .filter(|gap| gap.kind == GapKind::Erased)
-        .any(|gap| overlapping.iter().any(|&offset| gap.contains(offset)));
+        .any(|gap| gap.start <= overlap_end && gap.end >= first);
     for &offset in ours.keys() {
         if offset < checkpoint.start_offset {
             return Err(unverifiable(

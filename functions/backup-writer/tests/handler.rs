@@ -1038,6 +1038,37 @@ async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
     );
 }
 
+/// A compacted topic may re-deliver a batch without a record an erasure removed, still
+/// spanning its offset. The commit refuses a segment over erased offsets, so the writer must
+/// not write one: it writes what lies past the checkpoint (here nothing), never retrying for
+/// ever.
+#[tokio::test]
+async fn a_redelivered_batch_spanning_an_erased_offset_it_no_longer_holds_is_not_written() {
+    let h = harness(&[]);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let id = partition("payments.captured", 0);
+    let checkpoint = h.captured_checkpoint().await;
+    h.index
+        .record_gaps(&id, &[Gap::erased(102, 102, 1)])
+        .await
+        .unwrap();
+
+    let mut compacted = fixture("msk-event.json");
+    for records in compacted.records.values_mut() {
+        records.retain(|record| {
+            !(record.topic == id.topic && record.partition == id.partition && record.offset == 102)
+        });
+    }
+    let report = h.writer.back_up(compacted).await.unwrap();
+    let redelivered = report
+        .partitions
+        .iter()
+        .find(|p| p.topic == id.topic && p.partition == id.partition)
+        .unwrap();
+    assert_eq!(redelivered.records, 0, "nothing new: nothing written");
+    assert_eq!(h.captured_checkpoint().await, checkpoint);
+}
+
 #[tokio::test]
 async fn a_masked_backup_holds_no_clear_field_and_keeps_the_rest() {
     let h = harness(&[(

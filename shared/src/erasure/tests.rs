@@ -528,6 +528,52 @@ async fn compaction_that_merged_before_the_erasure_switched_is_rewritten_too() {
     );
 }
 
+/// A writer that checked its re-delivered batch before the erasure marked the offsets commits
+/// after the swap: the commit must not index the old segment, erased records and all, again.
+#[tokio::test]
+async fn a_commit_of_a_batch_over_erased_offsets_is_refused() {
+    let backup = backup(false).await;
+    let original = backup.index.segments(&backup.partition).await.unwrap()[0].clone();
+    let by_key = matchers(&format!(r#"[{{"key": "{ERASED_KEY}"}}]"#));
+    let erasure = RunId::parse("erase-1").unwrap();
+    Eraser {
+        objects: backup.objects.as_ref(),
+        index: backup.index.as_ref(),
+        keys: &backup.keys,
+        layout: &backup.layout,
+        erasure: &erasure,
+        matchers: &by_key,
+        compression_level: 3,
+    }
+    .erase(&backup.partition, 100, &ObjectTags::new(), NOW)
+    .await
+    .unwrap();
+
+    let observed = backup.index.checkpoint(&backup.partition).await.unwrap();
+    let refused = record_segment(
+        backup.index.as_ref(),
+        &backup.partition,
+        &original,
+        original.max_timestamp,
+        observed,
+        NOW,
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
+    assert!(refused.to_string().contains("erasure"), "{refused}");
+    assert!(
+        !backup
+            .index
+            .segments(&backup.partition)
+            .await
+            .unwrap()
+            .iter()
+            .any(|entry| entry.key == original.key)
+    );
+    assert_eq!(backup.readable().await, expected_after_erasure());
+}
+
 /// A store that holds its caller after the first segment it writes (compaction's merge),
 /// until told to resume.
 struct PausedAfterWrite {
