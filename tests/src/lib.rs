@@ -805,6 +805,22 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Turns versioning on, as deployed: a replaced or deleted object's earlier versions stay
+    /// readable.
+    pub async fn enable_versioning(&self) {
+        self.s3
+            .put_bucket_versioning()
+            .bucket(&self.bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// A JSON object of the bucket.
     pub async fn read_json(&self, key: &str) -> serde_json::Value {
         let object = self

@@ -56,19 +56,7 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
     let mut backup = Backup::start("payments.erased", 2).await;
     // As deployed: a replaced object's earlier versions stay readable unless erasure deletes
     // every one.
-    backup
-        .storage
-        .s3
-        .put_bucket_versioning()
-        .bucket(&backup.storage.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    backup.storage.enable_versioning().await;
     let start = now_ms() - 60_000;
     for batch in 0..3 {
         let records = (batch * 100..(batch + 1) * 100)

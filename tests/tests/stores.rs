@@ -59,18 +59,7 @@ async fn s3_object_store_writes_tags_lifecycle_rules_can_select() {
 async fn s3_object_store_deletes_earlier_versions_and_keeps_the_current_one() {
     let stack = Stack::from_env();
     let storage = stack.create_storage().await;
-    storage
-        .s3
-        .put_bucket_versioning()
-        .bucket(&storage.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    storage.enable_versioning().await;
     let store = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
     let prefix = unique("versions");
     let key = format!("{prefix}/segment");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use backup_writer::{BackupWriter, BatchReport, TopicGenerations, WriterError};
+use backup_writer::{BackupWriter, BatchReport, PartitionReport, TopicGenerations, WriterError};
 use tidemark_core::checkpoint::{Checkpoint, Gap};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::event::KafkaEvent;
@@ -115,6 +115,15 @@ impl Harness {
             .await
             .unwrap()
     }
+}
+
+/// What the writer reported for `id`'s partition.
+fn report_of<'a>(report: &'a BatchReport, id: &PartitionId) -> &'a PartitionReport {
+    report
+        .partitions
+        .iter()
+        .find(|p| p.topic == id.topic && p.partition == id.partition)
+        .expect("the batch held the partition")
 }
 
 fn partition(topic: &str, partition: i32) -> PartitionId {
@@ -1014,11 +1023,7 @@ async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
 
     // The event source mapping delivers the same batch again.
     let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
-    let redelivered = report
-        .partitions
-        .iter()
-        .find(|p| p.topic == id.topic && p.partition == id.partition)
-        .unwrap();
+    let redelivered = report_of(&report, &id);
     assert_eq!(redelivered.records, 0, "nothing new: nothing written");
     assert!(
         stored_records(&h, &layout.partition_prefix(&id))
@@ -1060,11 +1065,7 @@ async fn a_redelivered_batch_spanning_an_erased_offset_it_no_longer_holds_is_not
         });
     }
     let report = h.writer.back_up(compacted).await.unwrap();
-    let redelivered = report
-        .partitions
-        .iter()
-        .find(|p| p.topic == id.topic && p.partition == id.partition)
-        .unwrap();
+    let redelivered = report_of(&report, &id);
     assert_eq!(redelivered.records, 0, "nothing new: nothing written");
     assert_eq!(h.captured_checkpoint().await, checkpoint);
 }
