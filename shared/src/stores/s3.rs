@@ -81,6 +81,32 @@ impl S3ObjectStore {
         Ok(head.metadata().cloned().unwrap_or_default())
     }
 
+    /// One page of the versions and delete markers under `prefix`, from the markers on.
+    async fn versions_page(
+        &self,
+        prefix: &str,
+        key_marker: Option<String>,
+        version_marker: Option<String>,
+    ) -> Result<aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput> {
+        self.client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
+            .send()
+            .await
+            .map_err(|error| {
+                let (message, retryable) = describe_sdk_error(&error);
+                Error::ObjectStore {
+                    operation: "ListObjectVersions",
+                    key: prefix.to_owned(),
+                    message,
+                    retryable,
+                }
+            })
+    }
+
     /// Deletes the versions and delete markers of `key` listed now, all of them or all but
     /// the current version (`keep_current`).
     async fn delete_versions(&self, key: &str, keep_current: bool) -> Result<usize> {
@@ -95,15 +121,8 @@ impl S3ObjectStore {
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
             let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|error| failed("ListObjectVersions", describe_sdk_error(&error)))?;
+                .versions_page(key, key_marker.take(), version_marker.take())
+                .await?;
             // The prefix also lists longer keys; only this one's versions and markers go.
             let versions = page
                 .versions()
@@ -245,23 +264,8 @@ impl ObjectStore for S3ObjectStore {
         let (mut key_marker, mut version_marker) = (None, None);
         loop {
             let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|error| {
-                    let (message, retryable) = describe_sdk_error(&error);
-                    Error::ObjectStore {
-                        operation: "ListObjectVersions",
-                        key: prefix.to_owned(),
-                        message,
-                        retryable,
-                    }
-                })?;
+                .versions_page(prefix, key_marker.take(), version_marker.take())
+                .await?;
             keys.extend(
                 page.versions()
                     .iter()
