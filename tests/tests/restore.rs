@@ -524,30 +524,41 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
         .await;
 
     // Kill the function process (as an out-of-memory kill or a host failure would) once
-    // some of its records are on the target, before it could record any progress.
+    // some of its records are on the target, before it could record any progress. The
+    // process is frozen while the target is read, so a fast restore cannot finish between
+    // the read and the kill: it only runs in the short gaps between two reads.
     let writer = restore::partition::target::KafkaTargetWriter::connect(
         tidemark_core::kafka::KafkaConnection::plaintext(backup.stack.kafka_bootstrap.clone()),
         0,
     )
     .unwrap();
+    let signal = |signal: &str, pids: &[u32]| {
+        for pid in pids {
+            let _ = std::process::Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let killed_at = loop {
         use restore::partition::target::TargetWriter;
-        let end = writer.end_offset(&target, 0).await.unwrap_or(0);
-        if end > 0 {
-            let running = function_processes(&functions.host, "restore-partition");
-            assert!(!running.is_empty(), "no restore-partition process to kill");
-            for pid in running {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-            break end;
-        }
         assert!(
             std::time::Instant::now() < deadline,
             "the restore produced nothing within 60 s"
         );
+        let running = function_processes(&functions.host, "restore-partition");
+        if running.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        signal("-STOP", &running);
+        let end = writer.end_offset(&target, 0).await.unwrap_or(0);
+        if end > 0 {
+            signal("-KILL", &running);
+            signal("-CONT", &running);
+            break end;
+        }
+        signal("-CONT", &running);
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let execution = machine.wait(&execution, Duration::from_secs(180)).await;
