@@ -16,6 +16,8 @@ log "checking the deployment descriptions: SAM and Terraform agree; cfn-lint, sa
 "$TIDEMARK_IAC_PYTHON" local/py/test_check_deploy.py
 log "checking the emulator's patch: DynamoDB transactions stay all or nothing"
 "$TIDEMARK_PYTHON" local/py/test_moto_server.py
+log "checking the independent segment reader against both format versions"
+"$TIDEMARK_PYTHON" local/py/test_tidemark_segment.py
 
 log "building the workspace"
 cargo build --workspace --all-targets --locked --quiet

@@ -1,4 +1,5 @@
-"""An independent reader of Tidemark segment format v1, written from docs/segment-format.md.
+"""An independent reader of Tidemark segments (format versions 1 and 2), written from
+docs/segment-format.md.
 
 It shares no code with the Rust implementation, so tests that read segments with it check the
 format against its specification, not the writer against itself.
@@ -12,7 +13,7 @@ import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"TDMK"
-VERSION = 1
+VERSIONS = (1, 2)
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME", 2: "NO_TIMESTAMP_TYPE"}
 FLAG_ENCRYPTED = 0x01
 FLAG_WRITE_MARKS = 0x02
@@ -44,7 +45,7 @@ def read_segment(data: bytes, unwrap_key=None):
     if len(data) < 8 or data[:4] != MAGIC:
         raise SegmentError("not a tidemark segment")
     version, header_len = struct.unpack(">HH", data[4:8])
-    if version != VERSION:
+    if version not in VERSIONS:
         raise SegmentError(f"unsupported version {version}")
     if len(data) < header_len:
         raise SegmentError("truncated header")
@@ -134,13 +135,20 @@ def read_segment(data: bytes, unwrap_key=None):
         raise SegmentError(f"unknown compression {compression}")
 
     records, checksum, consumed = [], 0, 0
+    # Version 2 frames are relative to the record before; the first to (first_offset - 1, 0).
+    previous = (header["first_offset"] - 1, 0)
     for _ in range(header["record_count"]):
-        length_bytes = _read_exact(stream, 4, "record length")
-        (frame_len,) = struct.unpack(">I", length_bytes)
+        if version == 1:
+            length_bytes = _read_exact(stream, 4, "record length")
+            (frame_len,) = struct.unpack(">I", length_bytes)
+        else:
+            frame_len, length_bytes = _read_varint_prefix(stream)
         frame = _read_exact(stream, frame_len, "record")
         checksum = crc32c.crc32c(length_bytes + frame, checksum)
-        consumed += 4 + frame_len
-        records.append(_parse_frame(frame))
+        consumed += len(length_bytes) + frame_len
+        record = _parse_frame(frame) if version == 1 else _parse_compact_frame(frame, previous)
+        previous = (record["offset"], record["timestamp"])
+        records.append(record)
     if stream.read(1):
         raise SegmentError("bytes after the last record")
     if consumed != header["uncompressed_len"] or checksum != header["records_crc32c"]:
@@ -168,6 +176,61 @@ def key_filter_may_contain(filter_bytes: bytes, key: bytes) -> bool:
     h1 = (h0 + length) ^ ((hash_ >> 18) & mask)
     h2 = (h0 + 2 * length) ^ (hash_ & mask)
     return fingerprint ^ fingerprints[h0] ^ fingerprints[h1] ^ fingerprints[h2] == 0
+
+
+def _varint(view, what):
+    value = 0
+    for position in range(10):
+        (byte,) = _read_exact(view, 1, what)
+        value |= (byte & 0x7F) << (7 * position)
+        if not byte & 0x80:
+            if value > MASK64:
+                raise SegmentError(f"{what} overflows 64 bits")
+            return value
+    raise SegmentError(f"{what} is longer than 10 bytes")
+
+
+def _read_varint_prefix(stream):
+    """A version 2 frame length: (value, the bytes it took)."""
+    taken = bytearray()
+
+    class Recording:
+        def read(self, n):
+            chunk = stream.read(n)
+            taken.extend(chunk)
+            return chunk
+
+    return _varint(Recording(), "record length"), bytes(taken)
+
+
+def _parse_compact_frame(frame, previous):
+    view = io.BytesIO(frame)
+    offset = previous[0] + 1 + _varint(view, "offset delta")
+    zigzag = _varint(view, "timestamp delta")
+    delta = (zigzag >> 1) ^ -(zigzag & 1)
+    # Timestamps add with 64-bit wraparound, as the writer subtracted them.
+    timestamp = (previous[1] + delta + (1 << 63)) % (1 << 64) - (1 << 63)
+    (type_code,) = _read_exact(view, 1, "timestamp type")
+
+    def nullable(what):
+        n = _varint(view, what)
+        return None if n == 0 else _read_exact(view, n - 1, what)
+
+    key, value = nullable("key"), nullable("value")
+    headers = []
+    for _ in range(_varint(view, "header count")):
+        header_key = _read_exact(view, _varint(view, "header key length"), "header key").decode("utf-8")
+        headers.append((header_key, nullable("header value")))
+    if view.read(1):
+        raise SegmentError("bytes after the record's fields")
+    return dict(
+        offset=offset,
+        timestamp=timestamp,
+        timestamp_type=TIMESTAMP_TYPES[type_code],
+        key=key,
+        value=value,
+        headers=headers,
+    )
 
 
 def _parse_frame(frame):

@@ -8,7 +8,9 @@ pub enum Error {
     #[error("not a tidemark segment: {0}")]
     NotASegment(String),
     /// A segment written by a newer format version than this build reads.
-    #[error("unsupported segment format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported segment format version {found} (this build reads versions 1 to {supported})"
+    )]
     UnsupportedVersion { found: u16, supported: u16 },
     /// The segment ends before its header or body says it should.
     #[error("segment is truncated: {0}")]

@@ -185,14 +185,17 @@ pub async fn get_json<T: DeserializeOwned>(
         })
 }
 
+/// The user metadata naming a segment object's format version.
+const FORMAT_VERSION_METADATA: &str = "tidemark-format-version";
+
 /// User metadata of a segment object: which format, how many records and their CRC32C. When a
 /// conditional create finds the key taken, comparing it tells an identical earlier write (a
 /// retry) from different records under the same key.
 pub fn segment_metadata(header: &crate::segment::SegmentHeader) -> ObjectMetadata {
     HashMap::from([
         (
-            "tidemark-format-version".to_owned(),
-            crate::segment::FORMAT_VERSION.to_string(),
+            FORMAT_VERSION_METADATA.to_owned(),
+            header.format_version.to_string(),
         ),
         (
             "tidemark-record-count".to_owned(),
@@ -210,6 +213,69 @@ pub fn holds_same_records(existing: &ObjectMetadata, ours: &ObjectMetadata) -> b
     ["tidemark-record-count", "tidemark-records-crc32c"]
         .iter()
         .all(|name| existing.get(*name) == ours.get(*name))
+}
+
+/// What a conditional create of a segment found under its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExistingSegment {
+    /// The same records framed alike (an earlier write of this very segment).
+    Same,
+    /// The same records in another format version (a retry that straddles an upgrade found
+    /// its earlier write in the older framing): the stored object's header and size, which an
+    /// index entry for it must carry.
+    SameRecords {
+        header: crate::segment::SegmentHeader,
+        stored_bytes: u64,
+    },
+    /// Other records under the same key.
+    Different,
+}
+
+/// What the segment object under `key`, whose metadata is `existing`, holds against the
+/// records of `ours` (a plain segment). The metadata decides between segments framed alike;
+/// between format versions, whose checksums cover differently framed bytes, the records
+/// themselves are compared.
+pub async fn compare_existing_segment(
+    objects: &dyn ObjectStore,
+    keys: &crate::keys::SegmentKeys,
+    backup_id: &crate::layout::BackupId,
+    key: &str,
+    existing: &ObjectMetadata,
+    ours: &crate::segment::EncodedSegment,
+) -> Result<ExistingSegment> {
+    let our_metadata = segment_metadata(&ours.header);
+    if holds_same_records(existing, &our_metadata) {
+        return Ok(ExistingSegment::Same);
+    }
+    if existing.get(FORMAT_VERSION_METADATA) == our_metadata.get(FORMAT_VERSION_METADATA) {
+        return Ok(ExistingSegment::Different);
+    }
+    let Some(stored) = objects.get(key).await? else {
+        return Err(Error::ObjectStore {
+            operation: "GetObject",
+            key: key.to_owned(),
+            message: "the segment existed a moment ago and is gone; retry".into(),
+            retryable: true,
+        });
+    };
+    let stored_bytes = stored.len() as u64;
+    let header = crate::segment::verify_stored_segment(&stored)?;
+    let plain = keys.plain(backup_id, stored).await?;
+    let theirs = crate::segment::SegmentReader::open(plain.as_ref())?;
+    let mut ours = crate::segment::SegmentReader::open(ours.bytes.as_ref())?;
+    for record in theirs {
+        if ours.next_record()?.as_ref() != Some(&record?) {
+            return Ok(ExistingSegment::Different);
+        }
+    }
+    Ok(if ours.next_record()?.is_none() {
+        ExistingSegment::SameRecords {
+            header,
+            stored_bytes,
+        }
+    } else {
+        ExistingSegment::Different
+    })
 }
 
 /// The header of a stored segment, read with one ranged GET (a header is at most 64 KiB);

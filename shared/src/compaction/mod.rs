@@ -21,7 +21,8 @@ use crate::index::{IndexStore, MAX_SEGMENTS_REPLACED, SegmentEntry};
 use crate::keys::SegmentKeys;
 use crate::layout::{PartitionId, StorageLayout};
 use crate::object_store::{
-    ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
+    ExistingSegment, ObjectStore, ObjectTags, PutOutcome, compare_existing_segment,
+    segment_metadata,
 };
 use crate::segment::{MAX_WRITE_MARKS, SegmentEncoder, SegmentReader};
 
@@ -217,29 +218,52 @@ impl Compactor<'_> {
 
         let metadata = segment_metadata(&merged.header);
         let max_record_bytes = merged.max_record_bytes;
-        let stored = self.keys.protect(&partition.backup_id, merged).await?;
+        let stored = self
+            .keys
+            .protect(&partition.backup_id, merged.clone())
+            .await?;
         let key = self.layout.segment_key(
             partition,
             stored.header.first_offset,
             stored.header.last_offset,
         );
-        if let PutOutcome::AlreadyExists(existing) = self
+        let (header, stored_bytes) = match self
             .objects
             .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, tags)
             .await?
-            && !holds_same_records(&existing, &metadata)
         {
-            return Err(Error::SegmentConflict {
-                key,
-                detail: format!(
-                    "compaction would write {metadata:?} where {existing:?} already is"
-                ),
-            });
-        }
+            PutOutcome::Created => (stored.header, stored.bytes.len() as u64),
+            PutOutcome::AlreadyExists(existing) => {
+                match compare_existing_segment(
+                    self.objects,
+                    self.keys,
+                    &partition.backup_id,
+                    &key,
+                    &existing,
+                    &merged,
+                )
+                .await?
+                {
+                    ExistingSegment::Same => (stored.header, stored.bytes.len() as u64),
+                    ExistingSegment::SameRecords {
+                        header,
+                        stored_bytes,
+                    } => (header, stored_bytes),
+                    ExistingSegment::Different => {
+                        return Err(Error::SegmentConflict {
+                            key,
+                            detail: format!(
+                                "compaction would write {metadata:?} where {existing:?} already is"
+                            ),
+                        });
+                    }
+                }
+            }
+        };
         // Its write time is that of its newest mark (from the header), not the merge's.
         let entry = SegmentEntry {
             max_record_bytes: Some(max_record_bytes),
-            ..SegmentEntry::new(key, &stored.header, stored.bytes.len() as u64, now_ms)
+            ..SegmentEntry::new(key, &header, stored_bytes, now_ms)
         };
         let switched = self
             .index

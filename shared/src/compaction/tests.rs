@@ -589,3 +589,46 @@ fn runs_are_adjacent_small_segments_closed_at_the_target() {
     assert!(runs.iter().all(|run| run.len() <= MAX_SEGMENTS_REPLACED));
     assert_eq!(runs.iter().map(Vec::len).sum::<usize>(), 100);
 }
+
+#[tokio::test]
+async fn a_compaction_retried_across_an_upgrade_keeps_the_merge_its_older_version_wrote() {
+    for seal in [false, true] {
+        let backup = backup(seal).await;
+        *backup.fuse.0.lock().unwrap() = Some(Crash::AfterNewSegmentDurable);
+        backup.compact(T0).await.unwrap_err();
+        // The run that crashed was the previous release's: its merge is framed as version 1.
+        let merged_key = backup.layout.segment_key(&backup.partition, 0, 49);
+        let mut encoder = SegmentEncoder::version_1("payments", 0, 3).unwrap();
+        for record in &backup.records {
+            encoder.push(record).unwrap();
+        }
+        let version_1 = backup
+            .keys
+            .protect(&backup.partition.backup_id, encoder.finish().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(version_1.header.format_version, 1);
+        backup.objects.inner.delete(&merged_key).await.unwrap();
+        backup
+            .objects
+            .inner
+            .put_tagged_if_absent(
+                &merged_key,
+                version_1.bytes.clone(),
+                &segment_metadata(&version_1.header),
+                &ObjectTags::new(),
+            )
+            .await
+            .unwrap();
+
+        backup.compact(T0 + 1).await.unwrap();
+        backup.compact(T0 + 1 + GRACE_MS).await.unwrap();
+        backup.assert_settled().await;
+        let indexed = backup.index.segments(&backup.partition).await.unwrap();
+        assert_eq!(
+            indexed[0].stored_bytes,
+            version_1.bytes.len() as u64,
+            "sealed: {seal}"
+        );
+    }
+}

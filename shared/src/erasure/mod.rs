@@ -35,7 +35,8 @@ use crate::index::{IndexStore, SegmentEntry};
 use crate::keys::SegmentKeys;
 use crate::layout::{PartitionId, RunId, SEGMENT_SUFFIX, StorageLayout};
 use crate::object_store::{
-    ObjectStore, ObjectTags, PutOutcome, RetentionMode, get_json, put_json_once, segment_metadata,
+    ExistingSegment, ObjectStore, ObjectTags, PutOutcome, RetentionMode, compare_existing_segment,
+    get_json, put_json_once, segment_metadata,
 };
 use crate::segment::{KeyFilter, Record, SegmentEncoder, SegmentHeader, SegmentReader, WriteMark};
 
@@ -407,7 +408,10 @@ impl Eraser<'_> {
             Some(segment) => {
                 let metadata = segment_metadata(&segment.header);
                 let max_record_bytes = segment.max_record_bytes;
-                let stored = self.keys.protect(&partition.backup_id, segment).await?;
+                let stored = self
+                    .keys
+                    .protect(&partition.backup_id, segment.clone())
+                    .await?;
                 let key = self.layout.erased_segment_key(
                     partition,
                     stored.header.first_offset,
@@ -415,20 +419,42 @@ impl Eraser<'_> {
                     self.erasure,
                 );
                 // A retried step finds its own earlier write (same records) and keeps it.
-                if let PutOutcome::AlreadyExists(existing) = self
+                let (header, stored_bytes) = match self
                     .objects
                     .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, tags)
                     .await?
-                    && !crate::object_store::holds_same_records(&existing, &metadata)
                 {
-                    return Err(Error::SegmentConflict {
-                        key,
-                        detail: format!("erasure would write {metadata:?} where {existing:?} is"),
-                    });
-                }
+                    PutOutcome::Created => (stored.header, stored.bytes.len() as u64),
+                    PutOutcome::AlreadyExists(existing) => {
+                        match compare_existing_segment(
+                            self.objects,
+                            self.keys,
+                            &partition.backup_id,
+                            &key,
+                            &existing,
+                            &segment,
+                        )
+                        .await?
+                        {
+                            ExistingSegment::Same => (stored.header, stored.bytes.len() as u64),
+                            ExistingSegment::SameRecords {
+                                header,
+                                stored_bytes,
+                            } => (header, stored_bytes),
+                            ExistingSegment::Different => {
+                                return Err(Error::SegmentConflict {
+                                    key,
+                                    detail: format!(
+                                        "erasure would write {metadata:?} where {existing:?} is"
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                };
                 Some(SegmentEntry {
                     max_record_bytes: Some(max_record_bytes),
-                    ..SegmentEntry::new(key, &stored.header, stored.bytes.len() as u64, now_ms)
+                    ..SegmentEntry::new(key, &header, stored_bytes, now_ms)
                 })
             }
         };

@@ -4,8 +4,8 @@ use crate::error::{Error, Result};
 
 /// First four bytes of every segment.
 pub const MAGIC: [u8; 4] = *b"TDMK";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes. It reads this one and every one before it.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Bytes of the header that depend on neither the topic name nor an envelope.
 const FIXED_HEADER_LEN: usize = 80;
@@ -127,6 +127,8 @@ pub struct KeyFilterSection {
 /// segment self-describing: S3 alone is enough to restore (invariant 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// 1 (fixed-width frames) or 2 (compact frames); every other field means the same in both.
+    pub format_version: u16,
     pub topic: String,
     pub partition: i32,
     pub first_offset: i64,
@@ -214,7 +216,7 @@ impl SegmentHeader {
         })?;
         let mut out = Vec::with_capacity(usize::from(header_len));
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.format_version.to_be_bytes());
         out.extend_from_slice(&header_len.to_be_bytes());
         out.push(self.compression.code());
         let mut flags = 0;
@@ -289,7 +291,7 @@ impl SegmentHeader {
             )));
         }
         let version = u16::from_be_bytes([prefix[4], prefix[5]]);
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
@@ -347,6 +349,7 @@ impl SegmentHeader {
             .map_err(|_| Error::CorruptSegment("topic name is not valid UTF-8".into()))?
             .to_owned();
         let mut parsed = SegmentHeader {
+            format_version: version,
             topic,
             partition: fields.i32(),
             first_offset: fields.i64(),

@@ -1,6 +1,7 @@
-//! Segment format v1: one immutable object per partition batch. Spec: `docs/segment-format.md`.
+//! Segment format (version 2; version 1 still read): one immutable object per partition batch. Spec: `docs/segment-format.md`.
 
 pub mod encryption;
+mod frame;
 mod header;
 mod key_filter;
 mod reader;

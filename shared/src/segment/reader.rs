@@ -2,8 +2,9 @@
 
 use std::io::{BufReader, Read, Take};
 
+use super::frame::{self, Framing, Previous};
 use super::header::{Compression, SegmentHeader};
-use super::record::{Header, Record, TimestampType};
+use super::record::Record;
 use crate::error::{Error, Result};
 
 /// The stored body bytes, folded into a CRC32C as they are read.
@@ -41,14 +42,20 @@ impl<R: Read> Read for Body<R> {
 /// after the body are rejected. Every failure is a typed [`Error`], never a panic.
 pub struct SegmentReader<R: Read> {
     header: SegmentHeader,
-    body: Body<R>,
+    framing: Framing,
+    /// Decompressed in large reads, so the small reads of frame lengths cost little.
+    body: BufReader<Body<R>>,
     records_crc32c: u32,
     consumed: u64,
     records_read: u32,
-    previous_offset: Option<i64>,
+    previous: Option<Previous>,
     frame: Vec<u8>,
+    length_prefix: Vec<u8>,
     done: bool,
 }
+
+/// Decompressed bytes read ahead of the frame being parsed.
+const DECOMPRESSED_READ_AHEAD: usize = 64 * 1024;
 
 impl<R: Read> SegmentReader<R> {
     /// Reads and checks the header; records are decoded lazily by [`Self::next_record`].
@@ -72,13 +79,15 @@ impl<R: Read> SegmentReader<R> {
             Compression::None => Body::Plain(body),
         };
         Ok(SegmentReader {
+            framing: Framing::of_version(header.format_version),
             header,
-            body,
+            body: BufReader::with_capacity(DECOMPRESSED_READ_AHEAD, body),
             records_crc32c: 0,
             consumed: 0,
             records_read: 0,
-            previous_offset: None,
+            previous: None,
             frame: Vec::new(),
+            length_prefix: Vec::with_capacity(10),
             done: false,
         })
     }
@@ -112,26 +121,49 @@ impl<R: Read> SegmentReader<R> {
         self.read_frame_into(record)?;
         self.check_record(record)?;
         self.records_read += 1;
-        self.previous_offset = Some(record.offset);
+        self.previous = Some(Previous::of(record));
         Ok(true)
     }
 
     fn read_frame_into(&mut self, record: &mut Record) -> Result<()> {
         let remaining = self.header.uncompressed_len - self.consumed;
-        if remaining < 4 {
-            return Err(Error::CorruptSegment(format!(
+        let ends_early = || {
+            Error::CorruptSegment(format!(
                 "body ends after {} of {} declared records",
                 self.records_read, self.header.record_count
-            )));
-        }
-        let mut length = [0u8; 4];
-        self.body.read_exact(&mut length).map_err(map_body_error)?;
-        let frame_len = u64::from(u32::from_be_bytes(length));
-        if frame_len > remaining - 4 {
+            ))
+        };
+        self.length_prefix.clear();
+        let frame_len = match self.framing {
+            Framing::Fixed => {
+                if remaining < 4 {
+                    return Err(ends_early());
+                }
+                let mut length = [0u8; 4];
+                self.body.read_exact(&mut length).map_err(map_body_error)?;
+                self.length_prefix.extend_from_slice(&length);
+                u64::from(u32::from_be_bytes(length))
+            }
+            Framing::Compact => {
+                if remaining == 0 {
+                    return Err(ends_early());
+                }
+                frame::read_length_prefix(&mut self.body, &mut self.length_prefix)
+                    .map_err(map_body_error)?
+                    .ok_or_else(|| {
+                        Error::CorruptSegment(format!(
+                            "record {} has an invalid length",
+                            self.records_read
+                        ))
+                    })?
+            }
+        };
+        let prefix_len = self.length_prefix.len() as u64;
+        if prefix_len > remaining || frame_len > remaining - prefix_len {
             return Err(Error::CorruptSegment(format!(
                 "record {} claims {frame_len} bytes but only {} remain in the body",
                 self.records_read,
-                remaining - 4
+                remaining.saturating_sub(prefix_len)
             )));
         }
         self.frame.clear();
@@ -147,10 +179,19 @@ impl<R: Read> SegmentReader<R> {
                 self.records_read
             )));
         }
-        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &length);
+        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.length_prefix);
         self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.frame);
-        self.consumed += 4 + frame_len;
-        parse_frame_into(&self.frame, record).map_err(|reason| {
+        self.consumed += prefix_len + frame_len;
+        let parsed = match self.framing {
+            Framing::Fixed => frame::parse_fixed(&self.frame, record),
+            Framing::Compact => {
+                let previous = self
+                    .previous
+                    .unwrap_or(Previous::before_first(self.header.first_offset));
+                frame::parse_compact(&self.frame, previous, record)
+            }
+        };
+        parsed.map_err(|reason| {
             Error::CorruptSegment(format!(
                 "record {} is malformed: {reason}",
                 self.records_read
@@ -172,12 +213,12 @@ impl<R: Read> SegmentReader<R> {
                 record.offset, header.first_offset
             )));
         }
-        if let Some(previous) = self.previous_offset
-            && record.offset <= previous
+        if let Some(previous) = self.previous
+            && record.offset <= previous.offset
         {
             return Err(Error::CorruptSegment(format!(
-                "offset {} follows offset {previous}",
-                record.offset
+                "offset {} follows offset {}",
+                record.offset, previous.offset
             )));
         }
         if record.timestamp < header.min_timestamp || record.timestamp > header.max_timestamp {
@@ -191,10 +232,11 @@ impl<R: Read> SegmentReader<R> {
 
     /// Called after the last declared record: the body must end exactly here and match its CRC.
     fn finish(&mut self) -> Result<()> {
-        if self.previous_offset != Some(self.header.last_offset) {
+        let last_offset = self.previous.map(|previous| previous.offset);
+        if last_offset != Some(self.header.last_offset) {
             return Err(Error::CorruptSegment(format!(
-                "last record has offset {:?}, header says {}",
-                self.previous_offset, self.header.last_offset
+                "last record has offset {last_offset:?}, header says {}",
+                self.header.last_offset
             )));
         }
         if self.consumed != self.header.uncompressed_len {
@@ -215,7 +257,7 @@ impl<R: Read> SegmentReader<R> {
                 self.header.records_crc32c, self.records_crc32c
             )));
         }
-        let stored_body = match &mut self.body {
+        let stored_body = match self.body.get_mut() {
             Body::Zstd(decoder) => {
                 let buffered = decoder.get_mut().buffer().len() as u64;
                 let body = decoder.get_mut().get_mut();
@@ -298,96 +340,6 @@ fn map_body_error(error: std::io::Error) -> Error {
             Error::CorruptSegment(format!("body does not decompress: {error}"))
         }
         _ => Error::Io(error),
-    }
-}
-
-/// Parses one frame (without its length prefix) into `record`, reusing its buffers. Errors
-/// are short reasons for the caller.
-fn parse_frame_into(frame: &[u8], record: &mut Record) -> std::result::Result<(), String> {
-    let mut cursor = Cursor { bytes: frame };
-    record.offset = cursor.i64()?;
-    record.timestamp = cursor.i64()?;
-    let type_code = cursor.u8()?;
-    record.timestamp_type = TimestampType::from_code(type_code)
-        .ok_or_else(|| format!("unknown timestamp type {type_code}"))?;
-    set_nullable(&mut record.key, cursor.nullable_bytes("key")?);
-    set_nullable(&mut record.value, cursor.nullable_bytes("value")?);
-    let header_count = cursor.u32()? as usize;
-    // Each header takes at least 8 bytes, which bounds the allocation by the frame size.
-    if header_count as u64 * 8 > cursor.bytes.len() as u64 {
-        return Err(format!("{header_count} headers cannot fit in the frame"));
-    }
-    record.headers.truncate(header_count);
-    for position in 0..header_count {
-        let key_len = cursor.u32()? as usize;
-        let key = std::str::from_utf8(cursor.take(key_len, "header key")?)
-            .map_err(|_| "header key is not valid UTF-8".to_owned())?;
-        let value = cursor.nullable_bytes("header value")?;
-        match record.headers.get_mut(position) {
-            Some(header) => {
-                header.key.clear();
-                header.key.push_str(key);
-                set_nullable(&mut header.value, value);
-            }
-            None => record.headers.push(Header {
-                key: key.to_owned(),
-                value: value.map(<[u8]>::to_vec),
-            }),
-        }
-    }
-    if !cursor.bytes.is_empty() {
-        return Err(format!(
-            "{} unexpected bytes at the end of the frame",
-            cursor.bytes.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Copies `bytes` into `target`, keeping its buffer; `None` is null.
-fn set_nullable(target: &mut Option<Vec<u8>>, bytes: Option<&[u8]>) {
-    match bytes {
-        None => *target = None,
-        Some(bytes) => {
-            let buffer = target.get_or_insert_with(Vec::new);
-            buffer.clear();
-            buffer.extend_from_slice(bytes);
-        }
-    }
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, len: usize, what: &str) -> std::result::Result<&'a [u8], String> {
-        if len > self.bytes.len() {
-            return Err(format!("{what} of {len} bytes overruns the frame"));
-        }
-        let (head, tail) = self.bytes.split_at(len);
-        self.bytes = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self, what: &str) -> std::result::Result<[u8; N], String> {
-        Ok(self.take(N, what)?.try_into().expect("length checked"))
-    }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        Ok(self.array::<1>("timestamp type")?[0])
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_be_bytes(self.array("length")?))
-    }
-    fn i64(&mut self) -> std::result::Result<i64, String> {
-        Ok(i64::from_be_bytes(self.array("integer")?))
-    }
-    fn nullable_bytes(&mut self, what: &str) -> std::result::Result<Option<&'a [u8]>, String> {
-        let len = i32::from_be_bytes(self.array(what)?);
-        match len {
-            -1 => Ok(None),
-            len if len < 0 => Err(format!("{what} has negative length {len}")),
-            len => Ok(Some(self.take(len as usize, what)?)),
-        }
     }
 }
 

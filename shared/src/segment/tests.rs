@@ -147,19 +147,18 @@ fn foreign_bytes_are_not_a_segment() {
 
 #[test]
 fn newer_format_version_is_refused_by_name() {
-    let mut bytes = encode(&[record(1)]).bytes.to_vec();
-    bytes[4..6].copy_from_slice(&2u16.to_be_bytes());
-    let error = decode(&bytes).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            Error::UnsupportedVersion {
-                found: 2,
-                supported: 1
-            }
-        ),
-        "{error}"
-    );
+    for version in [0, FORMAT_VERSION + 1] {
+        let mut bytes = encode(&[record(1)]).bytes.to_vec();
+        bytes[4..6].copy_from_slice(&version.to_be_bytes());
+        let error = decode(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::UnsupportedVersion { found, supported: FORMAT_VERSION } if found == version
+            ),
+            "{error}"
+        );
+    }
 }
 
 #[test]
@@ -388,5 +387,79 @@ fn write_marks_round_trip_normalized_and_malformed_ones_are_refused() {
     bytes[header_len - 4..header_len].copy_from_slice(&crc.to_be_bytes());
     assert!(
         matches!(decode(&bytes), Err(Error::CorruptSegment(message)) if message.contains("write marks"))
+    );
+}
+
+/// The records of `tests/fixtures/segment-v1.seg.zst` and `segment-v2.seg.zst`, segments the
+/// version 1 and version 2 writers wrote:
+/// every framing distinction (null and empty keys, values and header values, repeated header
+/// names, offset gaps, timestamps going back, every timestamp type).
+fn fixture_records() -> Vec<Record> {
+    let header = |key: &str, value: Option<&[u8]>| Header {
+        key: key.into(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    vec![
+        Record {
+            key: None,
+            value: None,
+            headers: vec![],
+            ..record(1_000)
+        },
+        Record {
+            key: Some(vec![]),
+            value: Some(vec![]),
+            headers: vec![
+                header("dup", Some(b"1")),
+                header("dup", Some(b"2")),
+                header("null", None),
+                header("", Some(b"")),
+            ],
+            ..record(1_001)
+        },
+        Record {
+            timestamp: 1_600_000_000_000,
+            timestamp_type: TimestampType::LogAppendTime,
+            value: Some(vec![0xff; 300]),
+            ..record(1_005)
+        },
+        Record {
+            timestamp: -1,
+            timestamp_type: TimestampType::NoTimestampType,
+            ..record(1_006)
+        },
+        record(70_000),
+    ]
+}
+
+#[test]
+fn segments_of_every_version_are_read_record_for_record() {
+    let fixtures: [(u16, &[u8]); 2] = [
+        (1, include_bytes!("../../tests/fixtures/segment-v1.seg.zst")),
+        (2, include_bytes!("../../tests/fixtures/segment-v2.seg.zst")),
+    ];
+    for (version, stored) in fixtures {
+        let (header, records) = decode(stored).unwrap();
+        assert_eq!(header.format_version, version);
+        assert_eq!(records, fixture_records(), "version {version}");
+        assert!(verify_stored_segment(stored).is_ok());
+    }
+}
+
+#[test]
+fn the_writer_writes_compact_frames_that_read_back_the_same_records() {
+    let records = fixture_records();
+    let segment = encode(&records);
+    assert_eq!(segment.header.format_version, FORMAT_VERSION);
+    let (header, decoded) = decode(&segment.bytes).unwrap();
+    assert_eq!(header.format_version, 2);
+    assert_eq!(decoded, records);
+    let fixed = include_bytes!("../../tests/fixtures/segment-v1.seg.zst");
+    let (fixed_header, _) = decode(fixed).unwrap();
+    assert!(
+        header.uncompressed_len < fixed_header.uncompressed_len,
+        "compact frames take {} bytes, fixed ones {}",
+        header.uncompressed_len,
+        fixed_header.uncompressed_len
     );
 }

@@ -2,9 +2,10 @@
 
 use std::io::Write;
 
+use super::frame::{self, Previous};
 use super::header::{
-    Compression, KEY_FILTER_SECTION_LEN, KeyFilterSection, MAX_WRITE_MARKS, SegmentHeader,
-    WriteMark,
+    Compression, FORMAT_VERSION, KEY_FILTER_SECTION_LEN, KeyFilterSection, MAX_WRITE_MARKS,
+    SegmentHeader, WriteMark,
 };
 use super::key_filter::{KeyFilter, key_hash};
 use super::record::Record;
@@ -59,6 +60,8 @@ pub struct SegmentEncoder {
     topic: String,
     partition: i32,
     write_marks: Vec<WriteMark>,
+    /// [`FORMAT_VERSION`], except for tests that make the segments of an earlier writer.
+    format_version: u16,
     header_len: usize,
     level: i32,
     body: Body,
@@ -67,6 +70,7 @@ pub struct SegmentEncoder {
     record_count: u32,
     first_offset: i64,
     last_offset: i64,
+    last_timestamp: i64,
     min_timestamp: i64,
     max_timestamp: i64,
     max_record_bytes: u64,
@@ -78,6 +82,16 @@ impl SegmentEncoder {
     /// Starts a segment for `topic`/`partition`, compressing with zstd at `level` (1–22).
     pub fn new(topic: &str, partition: i32, level: i32) -> Result<Self> {
         Self::with_write_marks(topic, partition, level, Vec::new())
+    }
+
+    /// Starts a segment as the version 1 writer framed it, for tests of what an upgraded
+    /// deployment finds in its bucket.
+    #[cfg(test)]
+    pub(crate) fn version_1(topic: &str, partition: i32, level: i32) -> Result<Self> {
+        Ok(SegmentEncoder {
+            format_version: 1,
+            ..Self::new(topic, partition, level)?
+        })
     }
 
     /// Starts a segment that carries `write_marks` (compaction keeps those of the segments it
@@ -113,6 +127,7 @@ impl SegmentEncoder {
             topic: topic.to_owned(),
             partition,
             write_marks,
+            format_version: FORMAT_VERSION,
             header_len,
             level,
             body: Body::Buffered(Vec::new()),
@@ -121,6 +136,7 @@ impl SegmentEncoder {
             record_count: 0,
             first_offset: -1,
             last_offset: -1,
+            last_timestamp: 0,
             min_timestamp: i64::MAX,
             max_timestamp: i64::MIN,
             max_record_bytes: 0,
@@ -147,9 +163,22 @@ impl SegmentEncoder {
                 "too many records for one segment".into(),
             ));
         }
-        let framed = match &mut self.body {
-            Body::Buffered(buffer) => frame_record(record, buffer)?,
-            Body::Streaming { pending, .. } => frame_record(record, pending)?,
+        let previous = if self.record_count == 0 {
+            Previous::before_first(record.offset)
+        } else {
+            Previous {
+                offset: self.last_offset,
+                timestamp: self.last_timestamp,
+            }
+        };
+        let out = match &mut self.body {
+            Body::Buffered(buffer) => buffer,
+            Body::Streaming { pending, .. } => pending,
+        };
+        let framed = match self.format_version {
+            #[cfg(test)]
+            1 => frame::append_fixed(record, out)?,
+            _ => frame::append_compact(record, previous, out)?,
         };
         self.max_record_bytes = self.max_record_bytes.max(framed as u64);
         match &mut self.body {
@@ -172,6 +201,7 @@ impl SegmentEncoder {
             self.first_offset = record.offset;
         }
         self.last_offset = record.offset;
+        self.last_timestamp = record.timestamp;
         self.record_count += 1;
         self.min_timestamp = self.min_timestamp.min(record.timestamp);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
@@ -252,6 +282,7 @@ impl SegmentEncoder {
         };
         bytes.extend_from_slice(&filter);
         let header = SegmentHeader {
+            format_version: self.format_version,
             topic: self.topic,
             partition: self.partition,
             first_offset: self.first_offset,
@@ -276,53 +307,4 @@ impl SegmentEncoder {
             max_record_bytes: self.max_record_bytes,
         })
     }
-}
-
-/// Appends one record's frame to `out` and returns its length. Layout in
-/// `docs/segment-format.md`. On error `out` is left as it was.
-fn frame_record(record: &Record, out: &mut Vec<u8>) -> Result<usize> {
-    let start = out.len();
-    let framed = append_frame(record, out, start);
-    if framed.is_err() {
-        out.truncate(start);
-    }
-    framed
-}
-
-fn append_frame(record: &Record, out: &mut Vec<u8>, start: usize) -> Result<usize> {
-    out.extend_from_slice(&[0u8; 4]); // frame length, filled in below
-    out.extend_from_slice(&record.offset.to_be_bytes());
-    out.extend_from_slice(&record.timestamp.to_be_bytes());
-    out.push(record.timestamp_type.code());
-    put_nullable_bytes(out, record.key.as_deref(), "key")?;
-    put_nullable_bytes(out, record.value.as_deref(), "value")?;
-    let header_count = u32::try_from(record.headers.len())
-        .map_err(|_| Error::InvalidRecords("too many headers".into()))?;
-    out.extend_from_slice(&header_count.to_be_bytes());
-    for header in &record.headers {
-        let key_len = u32::try_from(header.key.len())
-            .map_err(|_| Error::InvalidRecords("header key too long".into()))?;
-        out.extend_from_slice(&key_len.to_be_bytes());
-        out.extend_from_slice(header.key.as_bytes());
-        put_nullable_bytes(out, header.value.as_deref(), "header value")?;
-    }
-    let frame_len = u32::try_from(out.len() - start - 4).map_err(|_| {
-        Error::InvalidRecords(format!("record at offset {} is too large", record.offset))
-    })?;
-    out[start..start + 4].copy_from_slice(&frame_len.to_be_bytes());
-    Ok(out.len() - start)
-}
-
-fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>, what: &str) -> Result<()> {
-    match bytes {
-        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-        Some(bytes) => {
-            let len = i32::try_from(bytes.len()).map_err(|_| {
-                Error::InvalidRecords(format!("{what} of {} bytes is too large", bytes.len()))
-            })?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(bytes);
-        }
-    }
-    Ok(())
 }
