@@ -23,7 +23,7 @@ local/install.sh
 log "building the release binaries the paths run, and the bench binaries"
 # --workspace (with target filters) keeps one feature resolution, so these builds share their
 # dependencies with each other and with `cargo bench --workspace` below.
-binaries=(backup-writer tidemark-bridge tidemark-lambda-host tidemark-lambda-gateway
+binaries=(backup-writer offset-snapshotter tidemark-bridge tidemark-lambda-host tidemark-lambda-gateway
   restore-coordinator restore-partition offset-reset)
 cargo build --release --workspace --locked --quiet "${binaries[@]/#/--bin=}" \
   --bench handler_cpu --bench throughput
