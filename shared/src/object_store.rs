@@ -215,9 +215,47 @@ pub fn holds_same_records(existing: &ObjectMetadata, ours: &ObjectMetadata) -> b
         .all(|name| existing.get(*name) == ours.get(*name))
 }
 
+/// Writes a segment that compaction or erasure rewrote (`plain`, stored as `stored`) under its
+/// deterministic `key`, once. A retried step finds its own earlier write there and keeps it,
+/// compared by records when the release before framed it. Returns the header and size of the
+/// object now under `key`, for its index entry; other records there are a conflict, named for
+/// `step`.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_rewritten_segment(
+    objects: &dyn ObjectStore,
+    keys: &crate::keys::SegmentKeys,
+    backup_id: &crate::layout::BackupId,
+    key: &str,
+    plain: &crate::segment::EncodedSegment,
+    stored: crate::segment::EncodedSegment,
+    tags: &ObjectTags,
+    step: &str,
+) -> Result<(crate::segment::SegmentHeader, u64)> {
+    let metadata = segment_metadata(&plain.header);
+    let stored_bytes = stored.bytes.len() as u64;
+    let existing = match objects
+        .put_tagged_if_absent(key, stored.bytes, &metadata, tags)
+        .await?
+    {
+        PutOutcome::Created => return Ok((stored.header, stored_bytes)),
+        PutOutcome::AlreadyExists(existing) => existing,
+    };
+    match compare_existing_segment(objects, keys, backup_id, key, &existing, plain).await? {
+        ExistingSegment::Same => Ok((stored.header, stored_bytes)),
+        ExistingSegment::SameRecords {
+            header,
+            stored_bytes,
+        } => Ok((header, stored_bytes)),
+        ExistingSegment::Different => Err(Error::SegmentConflict {
+            key: key.to_owned(),
+            detail: format!("{step} would write {metadata:?} where {existing:?} already is"),
+        }),
+    }
+}
+
 /// What a conditional create of a segment found under its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExistingSegment {
+enum ExistingSegment {
     /// The same records framed alike (an earlier write of this very segment).
     Same,
     /// The same records in another format version (a retry that straddles an upgrade found
@@ -235,7 +273,7 @@ pub enum ExistingSegment {
 /// records of `ours` (a plain segment). The metadata decides between segments framed alike;
 /// between format versions, whose checksums cover differently framed bytes, the records
 /// themselves are compared.
-pub async fn compare_existing_segment(
+async fn compare_existing_segment(
     objects: &dyn ObjectStore,
     keys: &crate::keys::SegmentKeys,
     backup_id: &crate::layout::BackupId,

@@ -20,10 +20,7 @@ use crate::error::{Error, Result};
 use crate::index::{IndexStore, MAX_SEGMENTS_REPLACED, SegmentEntry};
 use crate::keys::SegmentKeys;
 use crate::layout::{PartitionId, StorageLayout};
-use crate::object_store::{
-    ExistingSegment, ObjectStore, ObjectTags, PutOutcome, compare_existing_segment,
-    segment_metadata,
-};
+use crate::object_store::{ObjectStore, ObjectTags, put_rewritten_segment};
 use crate::segment::{MAX_WRITE_MARKS, SegmentEncoder, SegmentReader};
 
 /// What a compaction of one partition aims at and waits for.
@@ -216,7 +213,6 @@ impl Compactor<'_> {
             return Ok(None);
         };
 
-        let metadata = segment_metadata(&merged.header);
         let max_record_bytes = merged.max_record_bytes;
         let stored = self
             .keys
@@ -227,39 +223,17 @@ impl Compactor<'_> {
             stored.header.first_offset,
             stored.header.last_offset,
         );
-        let (header, stored_bytes) = match self
-            .objects
-            .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, tags)
-            .await?
-        {
-            PutOutcome::Created => (stored.header, stored.bytes.len() as u64),
-            PutOutcome::AlreadyExists(existing) => {
-                match compare_existing_segment(
-                    self.objects,
-                    self.keys,
-                    &partition.backup_id,
-                    &key,
-                    &existing,
-                    &merged,
-                )
-                .await?
-                {
-                    ExistingSegment::Same => (stored.header, stored.bytes.len() as u64),
-                    ExistingSegment::SameRecords {
-                        header,
-                        stored_bytes,
-                    } => (header, stored_bytes),
-                    ExistingSegment::Different => {
-                        return Err(Error::SegmentConflict {
-                            key,
-                            detail: format!(
-                                "compaction would write {metadata:?} where {existing:?} already is"
-                            ),
-                        });
-                    }
-                }
-            }
-        };
+        let (header, stored_bytes) = put_rewritten_segment(
+            self.objects,
+            self.keys,
+            &partition.backup_id,
+            &key,
+            &merged,
+            stored,
+            tags,
+            "compaction",
+        )
+        .await?;
         // Its write time is that of its newest mark (from the header), not the merge's.
         let entry = SegmentEntry {
             max_record_bytes: Some(max_record_bytes),

@@ -8,7 +8,9 @@ use crate::checkpoint::{Checkpoint, Gap};
 use crate::index::{CommitOutcome, RetiredSegment, SegmentCommit, record_segment};
 use crate::keys::{KeyService, MemoryKeyService};
 use crate::layout::BackupId;
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectRetention};
+use crate::object_store::{
+    ObjectInfo, ObjectMetadata, ObjectRetention, PutOutcome, segment_metadata,
+};
 use crate::segment::encryption::envelope;
 use crate::segment::{Record, TimestampType};
 use crate::stores::{MemoryIndexStore, MemoryObjectStore};

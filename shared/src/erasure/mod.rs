@@ -35,8 +35,7 @@ use crate::index::{IndexStore, SegmentEntry};
 use crate::keys::SegmentKeys;
 use crate::layout::{PartitionId, RunId, SEGMENT_SUFFIX, StorageLayout};
 use crate::object_store::{
-    ExistingSegment, ObjectStore, ObjectTags, PutOutcome, RetentionMode, compare_existing_segment,
-    get_json, put_json_once, segment_metadata,
+    ObjectStore, ObjectTags, RetentionMode, get_json, put_json_once, put_rewritten_segment,
 };
 use crate::segment::{KeyFilter, Record, SegmentEncoder, SegmentHeader, SegmentReader, WriteMark};
 
@@ -406,7 +405,6 @@ impl Eraser<'_> {
         let new_entry = match rewritten {
             None => None,
             Some(segment) => {
-                let metadata = segment_metadata(&segment.header);
                 let max_record_bytes = segment.max_record_bytes;
                 let stored = self
                     .keys
@@ -419,39 +417,17 @@ impl Eraser<'_> {
                     self.erasure,
                 );
                 // A retried step finds its own earlier write (same records) and keeps it.
-                let (header, stored_bytes) = match self
-                    .objects
-                    .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, tags)
-                    .await?
-                {
-                    PutOutcome::Created => (stored.header, stored.bytes.len() as u64),
-                    PutOutcome::AlreadyExists(existing) => {
-                        match compare_existing_segment(
-                            self.objects,
-                            self.keys,
-                            &partition.backup_id,
-                            &key,
-                            &existing,
-                            &segment,
-                        )
-                        .await?
-                        {
-                            ExistingSegment::Same => (stored.header, stored.bytes.len() as u64),
-                            ExistingSegment::SameRecords {
-                                header,
-                                stored_bytes,
-                            } => (header, stored_bytes),
-                            ExistingSegment::Different => {
-                                return Err(Error::SegmentConflict {
-                                    key,
-                                    detail: format!(
-                                        "erasure would write {metadata:?} where {existing:?} is"
-                                    ),
-                                });
-                            }
-                        }
-                    }
-                };
+                let (header, stored_bytes) = put_rewritten_segment(
+                    self.objects,
+                    self.keys,
+                    &partition.backup_id,
+                    &key,
+                    &segment,
+                    stored,
+                    tags,
+                    "erasure",
+                )
+                .await?;
                 Some(SegmentEntry {
                     max_record_bytes: Some(max_record_bytes),
                     ..SegmentEntry::new(key, &header, stored_bytes, now_ms)

@@ -9,7 +9,9 @@ use crate::compaction::{CompactionSettings, Compactor};
 use crate::index::{CommitOutcome, RetiredSegment, SegmentCommit, record_segment};
 use crate::keys::{KeyService, MemoryKeyService};
 use crate::layout::BackupId;
-use crate::object_store::{ObjectInfo, ObjectMetadata, ObjectRetention};
+use crate::object_store::{
+    ObjectInfo, ObjectMetadata, ObjectRetention, PutOutcome, segment_metadata,
+};
 use crate::segment::TimestampType;
 use crate::stores::{MemoryIndexStore, MemoryObjectStore};
 
