@@ -203,6 +203,20 @@ def _read_varint_prefix(stream):
     return _varint(Recording(), "record length"), bytes(taken)
 
 
+def _record(view, offset, timestamp, type_code, key, value, headers):
+    """A parsed frame's record; the frame must hold nothing after its fields."""
+    if view.read(1):
+        raise SegmentError("bytes after the record's fields")
+    return dict(
+        offset=offset,
+        timestamp=timestamp,
+        timestamp_type=TIMESTAMP_TYPES[type_code],
+        key=key,
+        value=value,
+        headers=headers,
+    )
+
+
 def _parse_compact_frame(frame, previous):
     view = io.BytesIO(frame)
     offset = previous[0] + 1 + _varint(view, "offset delta")
@@ -221,16 +235,7 @@ def _parse_compact_frame(frame, previous):
     for _ in range(_varint(view, "header count")):
         header_key = _read_exact(view, _varint(view, "header key length"), "header key").decode("utf-8")
         headers.append((header_key, nullable("header value")))
-    if view.read(1):
-        raise SegmentError("bytes after the record's fields")
-    return dict(
-        offset=offset,
-        timestamp=timestamp,
-        timestamp_type=TIMESTAMP_TYPES[type_code],
-        key=key,
-        value=value,
-        headers=headers,
-    )
+    return _record(view, offset, timestamp, type_code, key, value, headers)
 
 
 def _parse_frame(frame):
@@ -248,13 +253,4 @@ def _parse_frame(frame):
         (key_len,) = struct.unpack(">I", _read_exact(view, 4, "header key length"))
         header_key = _read_exact(view, key_len, "header key").decode("utf-8")
         headers.append((header_key, nullable()))
-    if view.read(1):
-        raise SegmentError("bytes after the record's fields")
-    return dict(
-        offset=offset,
-        timestamp=timestamp,
-        timestamp_type=TIMESTAMP_TYPES[type_code],
-        key=key,
-        value=value,
-        headers=headers,
-    )
+    return _record(view, offset, timestamp, type_code, key, value, headers)

@@ -168,27 +168,21 @@ fn unzigzag(value: u64) -> i64 {
     (value >> 1) as i64 ^ -((value & 1) as i64)
 }
 
-/// Reads a compact frame's length prefix from `source`, byte by byte; also appends the prefix
-/// to `prefix` (it is part of the checksummed bytes). `Ok(None)` when the varint is invalid.
+/// Reads a compact frame's length prefix from `source`, byte by byte, into the empty `prefix` (part
+/// of the checksummed bytes). `Ok(None)` when the varint is invalid.
 pub(super) fn read_length_prefix(
     source: &mut impl std::io::Read,
     prefix: &mut Vec<u8>,
 ) -> std::io::Result<Option<u64>> {
-    let mut value = 0u64;
-    for position in 0..MAX_VARINT_LEN {
+    loop {
         let mut byte = [0u8; 1];
         source.read_exact(&mut byte)?;
         prefix.push(byte[0]);
-        let bits = u64::from(byte[0] & 0x7f);
-        if position == MAX_VARINT_LEN - 1 && byte[0] > 1 {
-            return Ok(None);
-        }
-        value |= bits << (7 * position);
-        if byte[0] & 0x80 == 0 {
-            return Ok(Some(value));
+        if byte[0] & 0x80 == 0 || prefix.len() == MAX_VARINT_LEN {
+            break;
         }
     }
-    Ok(None)
+    Ok(Cursor { bytes: prefix }.uvarint("length").ok())
 }
 
 /// Parses one version 1 frame (without its length prefix) into `record`, reusing its buffers.
