@@ -18,6 +18,8 @@ TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME", 2: "NO_TIMESTAMP_TYPE
 FLAG_ENCRYPTED = 0x01
 FLAG_WRITE_MARKS = 0x02
 FLAG_KEY_FILTER = 0x04
+# The records are shredded: a keyed record's key is its key id and its value the sealed fields.
+FLAG_SHREDDED = 0x08
 MASK64 = (1 << 64) - 1
 
 
@@ -71,7 +73,7 @@ def read_segment(data: bytes, unwrap_key=None):
         body_crc32c=fields[9],
         compression={0: "none", 1: "zstd"}.get(compression, compression),
     )
-    if flags & ~(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER):
+    if flags & ~(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER | FLAG_SHREDDED):
         raise SegmentError("unknown flags")
     position = fixed_end
     envelope = None
@@ -98,6 +100,7 @@ def read_segment(data: bytes, unwrap_key=None):
         raise SegmentError("the header's sections do not fill its length")
     header["write_marks"] = marks
     header["encrypted"] = envelope is not None
+    header["shredded"] = bool(flags & FLAG_SHREDDED)
     body = data[header_len:]
     filter_bytes = None
     if key_filter is not None and envelope is None:

@@ -125,6 +125,32 @@ pub struct BackupWriterConfig {
     /// `TIDEMARK_MASKING_HASH_SECRET_ARN`: the Secrets Manager secret whose value keys the
     /// masking's HMAC (at least 32 bytes); `hash` rules need it.
     pub masking_hash_secret_arn: Option<String>,
+    /// `TIDEMARK_SHREDDING_KMS_KEY_ID`: turns crypto-shredding on (`docs/privacy.md#crypto-shredding`):
+    /// each keyed record is sealed under its key's own data key, and the backup's root data
+    /// key is created under this KMS key. Once on, leave it on: erasure relies on it.
+    pub shredding_kms_key: Option<String>,
+    /// `TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS` (see [`shredding_commit_lease`]).
+    pub shredding_commit_lease: std::time::Duration,
+}
+
+/// `TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS` (default 90): how long after reading a data key a
+/// writer may commit records sealed under it. Writers and the eraser must have the same value:
+/// an erasure waits four thirds of it after retiring a key's versions.
+pub fn shredding_commit_lease<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<std::time::Duration> {
+    let seconds: u64 = env.parsed(
+        "TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS",
+        crate::shredding::DEFAULT_COMMIT_LEASE.as_secs(),
+        "a whole number of seconds from 3 to 600",
+    )?;
+    if !(3..=600).contains(&seconds) {
+        return Err(Error::Config(format!(
+            "TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS={seconds} is not valid: expected a whole \
+             number of seconds from 3 to 600"
+        )));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// The retention tier a segment is tagged with (`tidemark-retention`); the bucket's lifecycle
@@ -210,6 +236,8 @@ impl BackupWriterConfig {
                 .map(|rules| crate::masking::Masking::parse_config(&rules))
                 .transpose()?,
             masking_hash_secret_arn: env.optional("TIDEMARK_MASKING_HASH_SECRET_ARN"),
+            shredding_kms_key: env.optional("TIDEMARK_SHREDDING_KMS_KEY_ID"),
+            shredding_commit_lease: shredding_commit_lease(env)?,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::layout::BackupId;
 use crate::segment::EncodedSegment;
 use crate::segment::encryption::{self, DATA_KEY_LEN, DataKey};
+use crate::shredding::Shredding;
 
 /// The KMS encryption context key every data key is bound to; its value is the backup id, so
 /// a key policy can confine a role to one backup and a data key cannot open another's segments.
@@ -124,7 +125,7 @@ struct SealingKey {
     segments: u64,
 }
 
-fn context(backup_id: &BackupId) -> EncryptionContext {
+pub(crate) fn context(backup_id: &BackupId) -> EncryptionContext {
     EncryptionContext::from([(CONTEXT_BACKUP_ID.to_owned(), backup_id.as_str().to_owned())])
 }
 
@@ -136,6 +137,8 @@ pub struct SegmentKeys {
     seal_with: Option<String>,
     sealing: tokio::sync::Mutex<Option<SealingKey>>,
     opened: Mutex<VecDeque<(BackupId, Arc<DataKey>)>>,
+    /// Seals and opens shredded records; `None` in a process that never meets them.
+    shredding: Option<Arc<Shredding>>,
 }
 
 impl SegmentKeys {
@@ -145,6 +148,37 @@ impl SegmentKeys {
             seal_with,
             sealing: tokio::sync::Mutex::new(None),
             opened: Mutex::new(VecDeque::new()),
+            shredding: None,
+        }
+    }
+
+    /// These keys with crypto-shredding's data keys, to open shredded records (and, when
+    /// `shredding` has a root KMS key, to shred new ones).
+    pub fn with_shredding(self, shredding: Arc<Shredding>) -> Self {
+        SegmentKeys {
+            shredding: Some(shredding),
+            ..self
+        }
+    }
+
+    pub fn shredding(&self) -> Option<&Arc<Shredding>> {
+        self.shredding.as_ref()
+    }
+
+    /// The clear records of a stored object: [`Self::plain`], with shredded records opened.
+    /// For readers only (a restore, an overlap check); what compaction and erasure copy stays
+    /// in its stored form.
+    pub async fn clear(&self, backup_id: &BackupId, stored: Bytes) -> Result<Bytes> {
+        let plain = self.plain(backup_id, stored).await?;
+        match &self.shredding {
+            Some(shredding) => shredding.open_segment(backup_id, plain).await,
+            None if crate::segment::SegmentHeader::read_from(&mut plain.as_ref())?.shredded => {
+                Err(Error::Config(format!(
+                    "a segment of backup {backup_id} holds shredded records and this process \
+                     has no access to the shredding keys"
+                )))
+            }
+            None => Ok(plain),
         }
     }
 

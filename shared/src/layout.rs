@@ -284,9 +284,31 @@ impl StorageLayout {
         )
     }
 
+    /// Where a shredded batch goes when an earlier attempt left the same range under its
+    /// [`Self::segment_key`] sealed under data keys an erasure has since retired (that object is
+    /// never indexed). Tagged with the batch's records checksum, so each sealing has a name of
+    /// its own.
+    pub fn resealed_segment_key(
+        &self,
+        partition: &PartitionId,
+        first_offset: i64,
+        last_offset: i64,
+        records_crc32c: u32,
+    ) -> String {
+        format!(
+            "{}{first_offset:020}-{last_offset:020}.resealed-{records_crc32c:08x}{SEGMENT_SUFFIX}",
+            self.partition_prefix(partition)
+        )
+    }
+
+    /// Where every erasure of a backup keeps its records, ending in `/`.
+    pub fn erasures_prefix(&self, backup_id: &BackupId) -> String {
+        format!("{}/erasures/", self.root(backup_id))
+    }
+
     /// Where one erasure keeps its findings, its rewrite records and its report, ending in `/`.
     pub fn erasure_prefix(&self, backup_id: &BackupId, erasure: &RunId) -> String {
-        format!("{}/erasures/{erasure}/", self.root(backup_id))
+        format!("{}{erasure}/", self.erasures_prefix(backup_id))
     }
 
     /// Where a backup's cluster snapshots live, ending in `/`.

@@ -21,6 +21,7 @@ pub mod request;
 pub mod retention;
 pub mod sample;
 pub mod segment;
+pub mod shredding;
 pub mod snapshot;
 pub mod stores;
 pub mod telemetry;

@@ -807,6 +807,41 @@ pub struct Storage {
 impl Storage {
     /// Turns versioning on, as deployed: a replaced or deleted object's earlier versions stay
     /// readable.
+    /// Turns Object Lock on for the (still empty) bucket, with no default retention: tests put
+    /// retention on the objects they lock ([`Self::lock_object`]).
+    pub async fn enable_object_lock(&self) {
+        self.enable_versioning().await;
+        self.s3
+            .put_object_lock_configuration()
+            .bucket(&self.bucket)
+            .object_lock_configuration(
+                aws_sdk_s3::types::ObjectLockConfiguration::builder()
+                    .object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("enabling Object Lock on an empty bucket");
+    }
+
+    /// Puts `key` under compliance retention for a day: nobody can delete its version.
+    pub async fn lock_object(&self, key: &str) {
+        let until = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        self.s3
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .retention(
+                aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(aws_sdk_s3::types::ObjectLockRetentionMode::Compliance)
+                    .retain_until_date(aws_sdk_s3::primitives::DateTime::from(until))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("locking {key}: {error:?}"));
+    }
+
     pub async fn enable_versioning(&self) {
         self.s3
             .put_bucket_versioning()

@@ -144,6 +144,7 @@ impl Stack {
         storage: &Storage,
         prefix: &str,
         backup_id: &str,
+        env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> (LambdaHost, StateMachine) {
         self.start_scheduled_job(
@@ -151,7 +152,7 @@ impl Stack {
             storage,
             prefix,
             backup_id,
-            &[],
+            env,
             timeout_seconds,
         )
         .await

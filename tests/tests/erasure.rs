@@ -13,6 +13,7 @@ use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::operations::Operation;
+use tidemark_core::shredding::Shredding;
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_core::validation::{Depth, validate_partition};
 use tidemark_tests::live_backup::{
@@ -86,7 +87,7 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
 
     let (host, machine) = backup
         .stack
-        .start_erasure(storage, PREFIX, &backup.backup_id, 60)
+        .start_erasure(storage, PREFIX, &backup.backup_id, &[], 60)
         .await;
     let limit = Duration::from_secs(180);
 
@@ -227,6 +228,169 @@ async fn an_erased_key_is_gone_from_every_segment_and_version_and_the_rest_resto
         !serde_json::to_string(&erasure).unwrap().contains(ERASED),
         "the audit trail must not keep what was erased"
     );
+    assert!(
+        !host.process.log().contains(ERASED),
+        "the eraser's logs name the key"
+    );
+}
+
+const COMMIT_LEASE: (&str, &str) = ("TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS", "3");
+
+/// Crypto-shredding on real parts: the real writer shreds the backup into a bucket whose every
+/// segment Object Lock holds; the erasure state machine retires the key's data key, waits, removes
+/// the key's records from the index, keeps the locked objects and destroys the key. What the locked
+/// objects hold of the key can no longer be opened, and a restore holds everything else exactly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shredded_backup_under_object_lock_is_erased_by_destroying_its_key() {
+    let kms_key = tidemark_tests::Stack::from_env().create_kms_key().await;
+    let writer_env = [
+        ("TIDEMARK_SHREDDING_KMS_KEY_ID", kms_key.as_str()),
+        COMMIT_LEASE,
+    ];
+    let mut backup = Backup::start_with("payments.shredded", 2, &writer_env).await;
+    backup.storage.enable_object_lock().await;
+    let start = now_ms() - 60_000;
+    let mut produced = Vec::new();
+    for batch in 0..3 {
+        let records = (batch * 100..(batch + 1) * 100)
+            .map(|n| payment(n, start + n * 10))
+            .collect();
+        produced.extend(backup.produce_and_back_up(records));
+    }
+
+    let storage = &backup.storage;
+    let backup_id = BackupId::parse(&backup.backup_id).unwrap();
+    let layout = StorageLayout::new(PREFIX).unwrap();
+    let topic_prefix = layout.topic_prefix(&backup_id, &backup.topic);
+    // The spec's independent reader: key ids and ciphertext, no customer anywhere.
+    let stored = backup.stack.read_segments(&storage.bucket, &topic_prefix);
+    assert!(!stored.is_empty());
+    for segment in &stored {
+        assert_eq!(segment["header"]["shredded"], true, "{}", segment["key"]);
+        for record in segment["records"].as_array().unwrap() {
+            use base64::Engine;
+            let decode = |field: &Value| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(field.as_str().unwrap_or_default())
+                    .unwrap()
+            };
+            assert_eq!(decode(&record["key"]).len(), 16, "a key id: {record}");
+            let value = decode(&record["value"]);
+            assert!(
+                !value.windows(8).any(|window| window == b"customer"),
+                "a clear value is stored: {record}"
+            );
+        }
+    }
+    let objects = S3ObjectStore::new(storage.s3.clone(), &storage.bucket);
+    let locked_keys = objects.list(&topic_prefix).await.unwrap();
+    for key in &locked_keys {
+        storage.lock_object(key).await;
+    }
+
+    let (host, machine) = backup
+        .stack
+        .start_erasure(storage, PREFIX, &backup.backup_id, &[COMMIT_LEASE], 60)
+        .await;
+    let limit = Duration::from_secs(180);
+    // Headers and values are sealed: only a key can be erased.
+    let by_header = machine
+        .run(
+            &json!({"topics": [backup.topic], "dry_run": false,
+                    "matchers": [{"header": "trace", "value": "t-3"}]}),
+            limit,
+        )
+        .await;
+    assert_eq!(by_header.status, ExecutionStatus::Failed);
+    assert_eq!(by_header.error.as_deref(), Some("Tidemark.InvalidRequest"));
+    assert!(by_header.cause.unwrap_or_default().contains("shredded"));
+
+    let run = machine
+        .run(&erasure_request(&backup.topic, false), limit)
+        .await;
+    assert_eq!(
+        run.status,
+        ExecutionStatus::Succeeded,
+        "{}\n{}",
+        run.describe(),
+        host.process.log()
+    );
+    for state in ["Prepare", "Settle", "Destroy"] {
+        assert!(
+            run.entered_states().iter().any(|s| s == state),
+            "{:?}",
+            run.entered_states()
+        );
+    }
+    let report = run.output.unwrap();
+    assert_eq!(report["records_erased"], 60, "{report:#}");
+    assert_eq!(report["remaining"], json!([]), "{report:#}");
+    assert_eq!(report["data_keys_destroyed"], 1, "{report:#}");
+    let kept: Vec<String> = serde_json::from_value(report["objects_kept_locked"].clone()).unwrap();
+    assert!(
+        kept.len() >= 6,
+        "every batch of both partitions held the key: {report:#}"
+    );
+
+    // The locked objects are all still stored, and what they hold of the key is unreadable.
+    assert_eq!(
+        objects
+            .list(&topic_prefix)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|key| locked_keys.contains(key))
+            .count(),
+        locked_keys.len()
+    );
+    let aws = backup.stack.sdk_config().await;
+    let kms = std::sync::Arc::new(KmsKeyService::new(&aws));
+    let index = std::sync::Arc::new(DynamoIndexStore::new(
+        storage.dynamodb.clone(),
+        &storage.table,
+    ));
+    let shredding = Shredding::new(index.clone(), kms.clone(), None);
+    let keys = SegmentKeys::new(kms, None).with_shredding(std::sync::Arc::new(shredding));
+    for key in &kept {
+        let stored = objects.get(key).await.unwrap().unwrap();
+        let error = keys
+            .clear(&backup_id, stored)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no longer exists"), "{key}: {error}");
+    }
+    // Deep validation passes on what the index names.
+    for partition in 0..2 {
+        let partition = PartitionId::new(backup_id.clone(), &backup.topic, partition);
+        let check = validate_partition(
+            &objects,
+            index.as_ref(),
+            &keys,
+            &layout,
+            &partition,
+            Depth::Deep,
+        )
+        .await
+        .unwrap();
+        assert_eq!(check.findings, vec![], "{partition}: {check:#?}");
+    }
+
+    // A restore holds every other record exactly.
+    let (target, _functions) = backup.restore_all_to_now(&[], 60).await;
+    let restored = per_partition(&backup.consume(&target));
+    let wanted: Vec<Value> = produced
+        .iter()
+        .filter(|record| record["key"] != b64(ERASED))
+        .cloned()
+        .collect();
+    for (partition, records) in per_partition(&wanted) {
+        assert_eq!(
+            restored[&partition].iter().map(content).collect::<Vec<_>>(),
+            records.iter().map(content).collect::<Vec<_>>(),
+            "partition {partition}"
+        );
+    }
     assert!(
         !host.process.log().contains(ERASED),
         "the eraser's logs name the key"

@@ -116,6 +116,15 @@ async fn dynamodb_index_store_meets_the_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_shredding_store_meets_the_contract() {
+    let stack = Stack::from_env();
+    let storage = stack.create_storage().await;
+    let store = DynamoIndexStore::new(storage.dynamodb.clone(), &storage.table);
+    conformance::shredding_store_contract(&store, &BackupId::parse(&unique("backup")).unwrap())
+        .await;
+}
+
+#[tokio::test]
 async fn dynamodb_snapshot_catalog_meets_the_contract() {
     let stack = Stack::from_env();
     let storage = stack.create_storage().await;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tidemark_core::config::{Env, S3Settings};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, StorageLayout};
+use tidemark_core::shredding::Shredding;
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
 
 use crate::args::{
@@ -42,11 +43,13 @@ async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment
         .map_err(|error| CliError::Input(format!("--prefix: {error}")))?;
     let s3_settings = S3Settings::from_env(&Env::process())?;
     let (objects, index) = aws_stores(aws, &s3_settings, &bucket, &table);
+    let kms = Arc::new(KmsKeyService::new(aws));
+    let shredding = Shredding::new(Arc::new(index.clone()), kms.clone(), None);
     Ok(Deployment {
         objects,
         index,
         layout,
-        keys: SegmentKeys::new(Arc::new(KmsKeyService::new(aws)), None),
+        keys: SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding)),
         bucket,
     })
 }

@@ -26,7 +26,7 @@ pub async fn cat(deployment: &Deployment, key: &str) -> Result<()> {
         deployment.objects.get(key).await?.ok_or_else(|| {
             CliError::Input(format!("no object s3://{}/{key}", deployment.bucket))
         })?;
-    let plain = deployment.keys.plain(&backup, stored).await?;
+    let plain = deployment.keys.clear(&backup, stored).await?;
     let b64 = |bytes: &Option<Vec<u8>>| bytes.as_deref().map(|b| BASE64.encode(b));
     let mut out = std::io::stdout().lock();
     for record in SegmentReader::open(plain.as_ref())? {

@@ -17,6 +17,7 @@ use tidemark_core::object_store::{
     ObjectStore, ObjectTags, PutOutcome, holds_same_records, segment_metadata,
 };
 use tidemark_core::segment::{EncodedSegment, SegmentEncoder, SegmentReader};
+use tidemark_core::shredding::sealed_under_same_keys;
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::{info, warn};
 
@@ -240,55 +241,43 @@ impl BackupWriter {
         }
         let segment = segment.as_ref();
         let header = &segment.header;
+        // Shredded (when configured) only now: the overlap check compares clear records.
+        let shredding = self.keys.shredding().filter(|shredding| shredding.shreds());
+        let (to_store, keys_read_at) = match shredding {
+            Some(shredding) => {
+                let sealed = shredding
+                    .seal_segment(partition, segment, self.config.compression_level)
+                    .await?;
+                (
+                    std::borrow::Cow::Owned(sealed.segment),
+                    Some((sealed.keys_read_at, shredding.commit_lease())),
+                )
+            }
+            None => (std::borrow::Cow::Borrowed(segment), None),
+        };
         let key =
             self.config
                 .layout
                 .segment_key(partition, header.first_offset, header.last_offset);
-        let metadata = segment_metadata(header);
-        // Sealed (when configured) only now: the overlap check compares plain records.
-        let stored = self
-            .keys
-            .protect(&partition.backup_id, segment.clone())
+        let (key, created, entry) = self
+            .store_segment(partition, key, segment, &to_store)
             .await?;
-        let stored_bytes = stored.bytes.len() as u64;
-        let body = stored.bytes;
-        let tier = self.config.retention.tier(&partition.topic);
-        let tags = ObjectTags::from([(RetentionTier::TAG.to_owned(), tier.as_str().to_owned())]);
-        let (created, entry) = match self
-            .objects
-            .put_tagged_if_absent(&key, body, &metadata, &tags)
-            .await?
+        if let Some((read_at, lease)) = keys_read_at
+            && read_at.elapsed() > lease
         {
-            PutOutcome::Created => (
-                true,
-                SegmentEntry::encoded(key.clone(), segment, stored_bytes, now_ms()),
-            ),
-            PutOutcome::AlreadyExists(existing) if holds_same_records(&existing, &metadata) => (
-                false,
-                SegmentEntry::encoded(key.clone(), segment, stored_bytes, now_ms()),
-            ),
-            PutOutcome::AlreadyExists(existing) => {
-                // Same offsets, other records. A retry after the source's log cleaner removed
-                // some of them holds a subset of what is stored: the stored superset is the
-                // backup. Anything else is a conflict.
-                let stored = existing_superset(
-                    self.objects.as_ref(),
-                    &self.keys,
-                    partition,
-                    &key,
-                    segment,
-                )
-                .await?
-                .ok_or_else(|| tidemark_core::Error::SegmentConflict {
-                    key: key.clone(),
-                    detail: format!(
-                        "existing object has metadata {existing:?}, this batch has {metadata:?}, \
-                         and the batch's records are not a subset of the stored ones"
-                    ),
-                })?;
-                (false, stored)
-            }
-        };
+            // An erasure may have retired these keys and be about to look for their records:
+            // the retry seals with fresh ones.
+            return Err(tidemark_core::Error::IndexStore {
+                operation: "commit",
+                message: format!(
+                    "{partition}: the batch was sealed under data keys read {} s ago, past the \
+                     {} s commit lease; its retry seals with fresh keys",
+                    read_at.elapsed().as_secs(),
+                    lease.as_secs()
+                ),
+                retryable: true,
+            });
+        }
 
         let gap = record_segment(
             self.index.as_ref(),
@@ -314,6 +303,96 @@ impl BackupWriter {
             gap: gap.map(|gap| (gap.start, gap.end)),
         })
     }
+
+    /// Stores `to_store` (the batch `clear` as it is kept: shredded or not) under `key`, or
+    /// keeps what an earlier attempt stored there when it holds the same records. Returns the
+    /// key the batch is indexed under, whether this call created it, and its index entry.
+    async fn store_segment(
+        &self,
+        partition: &PartitionId,
+        key: String,
+        clear: &EncodedSegment,
+        to_store: &EncodedSegment,
+    ) -> tidemark_core::Result<(String, bool, SegmentEntry)> {
+        let metadata = segment_metadata(&to_store.header);
+        // Sealed (when configured) only now: the overlap check compares plain records.
+        let stored = self
+            .keys
+            .protect(&partition.backup_id, to_store.clone())
+            .await?;
+        let stored_bytes = stored.bytes.len() as u64;
+        let tier = self.config.retention.tier(&partition.topic);
+        let tags = ObjectTags::from([(RetentionTier::TAG.to_owned(), tier.as_str().to_owned())]);
+        let existing = match self
+            .objects
+            .put_tagged_if_absent(&key, stored.bytes.clone(), &metadata, &tags)
+            .await?
+        {
+            PutOutcome::Created => {
+                let entry = SegmentEntry::encoded(key.clone(), to_store, stored_bytes, now_ms());
+                return Ok((key, true, entry));
+            }
+            PutOutcome::AlreadyExists(existing) if holds_same_records(&existing, &metadata) => {
+                let entry = SegmentEntry::encoded(key.clone(), to_store, stored_bytes, now_ms());
+                return Ok((key, false, entry));
+            }
+            PutOutcome::AlreadyExists(existing) => existing,
+        };
+        // Same offsets, other bytes. A retry after the source's log cleaner removed some
+        // records holds a subset of what is stored, and a shredded retry differs in its
+        // nonces: the stored segment is the backup. Anything else is a conflict.
+        match existing_superset(
+            self.objects.as_ref(),
+            &self.keys,
+            partition,
+            &key,
+            clear,
+            to_store,
+        )
+        .await?
+        {
+            Existing::Superset(entry) => Ok((key, false, entry)),
+            Existing::SealedUnderOtherKeys => {
+                // An earlier attempt sealed these records under data keys that are no longer
+                // current (an erasure retired them): that object is never indexed, and this
+                // batch goes under a name of its own.
+                let header = &to_store.header;
+                let resealed = self.config.layout.resealed_segment_key(
+                    partition,
+                    header.first_offset,
+                    header.last_offset,
+                    header.records_crc32c,
+                );
+                match self
+                    .objects
+                    .put_tagged_if_absent(&resealed, stored.bytes, &metadata, &tags)
+                    .await?
+                {
+                    PutOutcome::Created => {}
+                    PutOutcome::AlreadyExists(existing)
+                        if holds_same_records(&existing, &metadata) => {}
+                    PutOutcome::AlreadyExists(existing) => {
+                        return Err(tidemark_core::Error::SegmentConflict {
+                            key: resealed,
+                            detail: format!(
+                                "existing object has metadata {existing:?}, this batch has {metadata:?}"
+                            ),
+                        });
+                    }
+                }
+                let entry =
+                    SegmentEntry::encoded(resealed.clone(), to_store, stored_bytes, now_ms());
+                Ok((resealed, true, entry))
+            }
+            Existing::Other => Err(tidemark_core::Error::SegmentConflict {
+                key: key.clone(),
+                detail: format!(
+                    "existing object has metadata {existing:?}, this batch has {metadata:?}, \
+                     and the batch's records are not a subset of the stored ones"
+                ),
+            }),
+        }
+    }
 }
 
 /// `segment`'s records from offset `from` on, as a segment of their own; `None` when it has none.
@@ -336,16 +415,27 @@ fn records_from(
     encoder.finish().map(Some)
 }
 
-/// The index entry of the segment stored at `key` when every record of `batch` is in it, equal
-/// field for field (a re-delivery of a range the source's log cleaner has since thinned);
-/// `None` when some record is not.
+/// What an earlier attempt stored under a batch's key.
+enum Existing {
+    /// Every record of the batch, equal field for field (a re-delivery of a range the source's
+    /// log cleaner has since thinned, or a shredded retry): its index entry.
+    Superset(SegmentEntry),
+    /// The same records, sealed under data keys other than this batch's (no longer current).
+    SealedUnderOtherKeys,
+    /// Other records.
+    Other,
+}
+
+/// Compares the segment stored at `key` with the batch: `clear` its records, `to_store` the
+/// form they are stored in (shredded or the same).
 async fn existing_superset(
     objects: &dyn ObjectStore,
     keys: &SegmentKeys,
     partition: &PartitionId,
     key: &str,
-    batch: &EncodedSegment,
-) -> tidemark_core::Result<Option<SegmentEntry>> {
+    clear: &EncodedSegment,
+    to_store: &EncodedSegment,
+) -> tidemark_core::Result<Existing> {
     let Some(stored) = objects.get(key).await? else {
         return Err(tidemark_core::Error::ObjectStore {
             operation: "GetObject",
@@ -357,8 +447,15 @@ async fn existing_superset(
     let stored_header = tidemark_core::segment::verify_stored_segment(&stored)?;
     let stored_len = stored.len() as u64;
     let plain = keys.plain(&partition.backup_id, stored).await?;
+    if to_store.header.shredded != stored_header.shredded {
+        return Ok(Existing::Other);
+    }
+    if to_store.header.shredded && !sealed_under_same_keys(&plain, &to_store.bytes)? {
+        return Ok(Existing::SealedUnderOtherKeys);
+    }
+    let plain = keys.clear(&partition.backup_id, plain).await?;
     let mut theirs = SegmentReader::open(plain.as_ref())?;
-    let mut ours = SegmentReader::open(batch.bytes.as_ref())?;
+    let mut ours = SegmentReader::open(clear.bytes.as_ref())?;
     let mut candidate = theirs.next_record()?;
     while let Some(record) = ours.next_record()? {
         while candidate
@@ -368,10 +465,10 @@ async fn existing_superset(
             candidate = theirs.next_record()?;
         }
         if candidate.as_ref() != Some(&record) {
-            return Ok(None);
+            return Ok(Existing::Other);
         }
     }
-    Ok(Some(SegmentEntry::new(
+    Ok(Existing::Superset(SegmentEntry::new(
         key.to_owned(),
         &stored_header,
         stored_len,

@@ -8,6 +8,7 @@ use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
 use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, ClusterReader};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::masking;
+use tidemark_core::shredding::Shredding;
 use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
@@ -19,10 +20,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
     let index = Arc::new(index);
-    let keys = SegmentKeys::new(
-        Arc::new(KmsKeyService::new(&aws)),
-        config.segment_encryption_key.clone(),
-    );
+    let kms = Arc::new(KmsKeyService::new(&aws));
+    let shredding = Shredding::new(index.clone(), kms.clone(), config.shredding_kms_key.clone())
+        .with_commit_lease(config.shredding_commit_lease);
+    let keys = SegmentKeys::new(kms, config.segment_encryption_key.clone())
+        .with_shredding(Arc::new(shredding));
     let topic_ids: Option<Arc<dyn ClusterReader>> = match &config.topic_ids_from {
         Some(settings) => Some(
             AwsClusterConnector::new(aws.clone(), "tidemark-backup-writer")

@@ -84,7 +84,7 @@ pub async fn verify_overlap(
                 retryable: true,
             });
         };
-        let plain = keys.plain(&partition.backup_id, bytes).await?;
+        let plain = keys.clear(&partition.backup_id, bytes).await?;
         let mut stored = SegmentReader::open(plain.as_ref())?;
         while let Some(record) = stored.next_record()? {
             if let Some(mine) = ours.remove(&record.offset)

@@ -18,6 +18,7 @@ use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::encryption::envelope;
 use tidemark_core::segment::{Header, Record, SegmentReader, TimestampType};
+use tidemark_core::shredding::{Shredding, ShreddingStore};
 use tidemark_core::snapshot::{SnapshotCatalog, TopicGeneration};
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 
@@ -75,10 +76,18 @@ fn harness_asking(extra: &[(&str, &str)], cluster: Option<Arc<MemoryCluster>>) -
     });
     let config = config(extra);
     let kms = Arc::new(MemoryKeyService::default());
-    let keys = |seal_with| SegmentKeys::new(Arc::clone(&kms) as Arc<dyn KeyService>, seal_with);
-    let reader_keys = keys(None);
-    let writer_keys = Arc::new(keys(config.segment_encryption_key.clone()));
+    // The catalog's store keeps the shredding keys, as the index table does.
     let catalog = Arc::new(MemoryIndexStore::new());
+    let keys = |seal_with, shred_with| {
+        let kms = Arc::clone(&kms) as Arc<dyn KeyService>;
+        let shredding = Shredding::new(catalog.clone(), kms.clone(), shred_with);
+        SegmentKeys::new(kms, seal_with).with_shredding(Arc::new(shredding))
+    };
+    let reader_keys = keys(None, None);
+    let writer_keys = Arc::new(keys(
+        config.segment_encryption_key.clone(),
+        config.shredding_kms_key.clone(),
+    ));
     let generations = TopicGenerations::new(
         config.backup_id.clone(),
         catalog.clone(),
@@ -135,7 +144,7 @@ async fn stored_records(h: &Harness, prefix: &str) -> Vec<Record> {
     for key in h.objects.list(prefix).await.unwrap() {
         let stored = h.objects.get(&key).await.unwrap().unwrap();
         let backup = BackupId::parse("prod").unwrap();
-        let bytes = h.reader_keys.plain(&backup, stored).await.unwrap();
+        let bytes = h.reader_keys.clear(&backup, stored).await.unwrap();
         for record in SegmentReader::open(bytes.as_ref()).unwrap() {
             records.push(record.unwrap());
         }
@@ -1010,6 +1019,7 @@ async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
         layout: &layout,
         erasure: &erasure,
         matchers: &matchers,
+        shredded: None,
         compression_level: 3,
     };
     let horizon = h.captured_checkpoint().await.unwrap().next_offset;
@@ -1035,7 +1045,7 @@ async fn a_redelivered_batch_never_brings_back_a_record_an_erasure_removed() {
     assert_eq!(h.captured_checkpoint().await, checkpoint);
     assert!(
         eraser
-            .verify(&id, horizon)
+            .verify(&id, horizon, 0)
             .await
             .unwrap()
             .remaining
@@ -1170,4 +1180,168 @@ async fn a_value_a_field_rule_cannot_parse_fails_the_batch_or_is_redacted_as_con
             .as_deref()
             .is_some_and(|value| value.windows(4).any(|w| w == b"4111"))
     }));
+}
+
+const SHREDDED: &[(&str, &str)] = &[("TIDEMARK_SHREDDING_KMS_KEY_ID", "alias/shredding")];
+
+/// Every record of the objects under `prefix` as stored (shredded records sealed).
+async fn stored_forms(h: &Harness, prefix: &str) -> Vec<Record> {
+    let mut records = Vec::new();
+    for key in h.objects.list(prefix).await.unwrap() {
+        let stored = h.objects.get(&key).await.unwrap().unwrap();
+        for record in SegmentReader::open(stored.as_ref()).unwrap() {
+            records.push(record.unwrap());
+        }
+    }
+    records
+}
+
+#[tokio::test]
+async fn a_shredded_backup_stores_key_ids_and_ciphertext_and_reads_back_the_same_records() {
+    let plain = harness(&[]);
+    plain
+        .writer
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap();
+    let h = harness(SHREDDED);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+
+    assert_eq!(
+        h.objects.list("").await.unwrap(),
+        plain.objects.list("").await.unwrap()
+    );
+    assert_eq!(
+        stored_records(&h, "").await,
+        stored_records(&plain, "").await
+    );
+    let clear = stored_records(&plain, "").await;
+    let stored = stored_forms(&h, "").await;
+    assert_eq!(stored.len(), clear.len());
+    for (stored, clear) in stored.iter().zip(&clear) {
+        assert_eq!(
+            (stored.offset, stored.timestamp),
+            (clear.offset, clear.timestamp)
+        );
+        if clear.key.is_none() {
+            assert_eq!(stored, clear, "a record without a key is stored as it is");
+            continue;
+        }
+        assert_eq!(stored.key.as_ref().map(Vec::len), Some(16), "a key id");
+        assert!(stored.headers.is_empty());
+        let sealed = stored.value.clone().unwrap();
+        for field in clear
+            .key
+            .iter()
+            .chain(&clear.value)
+            .filter(|field| field.len() >= 4)
+        {
+            assert!(
+                !sealed
+                    .windows(field.len())
+                    .any(|window| window == field.as_slice()),
+                "{:?} is readable in a shredded record",
+                String::from_utf8_lossy(field)
+            );
+        }
+    }
+    assert_eq!(
+        h.kms.generated(),
+        1,
+        "one root for the backup, no KMS call per key"
+    );
+}
+
+#[tokio::test]
+async fn a_shredded_batch_retried_after_its_write_keeps_the_first_write() {
+    let h = harness(SHREDDED);
+    h.index.failures_left.store(2, Ordering::SeqCst);
+    h.writer
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    let written = h.objects.list("").await.unwrap();
+    let first = stored_forms(&h, "").await;
+
+    // The retry seals with other nonces; the records and their keys are the same.
+    let report = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    assert!(report.partitions.iter().all(|p| !p.created), "{report:?}");
+    assert_eq!(h.objects.list("").await.unwrap(), written);
+    assert_eq!(stored_forms(&h, "").await, first, "the first write stands");
+    assert_eq!(h.captured_checkpoint().await.unwrap().next_offset, 106);
+}
+
+#[tokio::test]
+async fn a_shredded_batch_retried_after_an_erasure_retired_its_keys_is_written_anew_and_indexed() {
+    let h = harness(SHREDDED);
+    h.index.failures_left.store(2, Ordering::SeqCst);
+    h.writer
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    let first_write = h.objects.list("").await.unwrap();
+
+    // An erasure retires the keys of every record of the batch before the retry; a new writer
+    // process (or the same after its cache time) seals the retry under new versions.
+    let shredding = Shredding::new(h.catalog.clone(), h.kms.clone(), None);
+    let backup = BackupId::parse("prod").unwrap();
+    let clear = stored_records(&h, "").await;
+    let keys: Vec<Vec<u8>> = clear
+        .iter()
+        .filter_map(|record| record.key.clone())
+        .collect();
+    for key_id in shredding.key_ids(&backup, &keys).await.unwrap() {
+        h.catalog.retire_data_keys(&backup, &key_id).await.unwrap();
+    }
+    let writer = harness_sharing(&h, SHREDDED);
+    let report = writer.back_up(fixture("msk-event.json")).await.unwrap();
+
+    let captured = report_of(&report, &partition("payments.captured", 0));
+    assert!(captured.created);
+    assert!(
+        captured.segment_key.contains(".resealed-"),
+        "{}",
+        captured.segment_key
+    );
+    let indexed = h
+        .index
+        .segments(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0].key, captured.segment_key);
+    assert!(
+        !first_write.contains(&indexed[0].key),
+        "the earlier write is not indexed"
+    );
+    let stored = h.objects.get(&indexed[0].key).await.unwrap().unwrap();
+    let opened = h.reader_keys.clear(&backup, stored).await.unwrap();
+    let records: Vec<Record> = SegmentReader::open(opened.as_ref())
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![100, 101, 102, 105]
+    );
+}
+
+/// A second writer process over `h`'s stores: caches of its own.
+fn harness_sharing(h: &Harness, extra: &[(&str, &str)]) -> BackupWriter {
+    let config = config(extra);
+    let kms = h.kms.clone() as Arc<dyn KeyService>;
+    let shredding = Shredding::new(
+        h.catalog.clone(),
+        kms.clone(),
+        config.shredding_kms_key.clone(),
+    );
+    let keys = SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding));
+    let generations = TopicGenerations::new(config.backup_id.clone(), h.catalog.clone(), None);
+    BackupWriter::new(
+        config,
+        h.objects.clone(),
+        h.index.clone(),
+        Arc::new(keys),
+        generations,
+    )
 }

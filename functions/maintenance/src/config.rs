@@ -53,6 +53,9 @@ pub struct MaintenanceSettings {
     pub compression_level: i32,
     /// `TIDEMARK_SEGMENT_ENCRYPTION_KEY`: compacted segments are sealed as the writer seals.
     pub segment_encryption_key: Option<String>,
+    /// `TIDEMARK_SHREDDING_COMMIT_LEASE_SECONDS` (default 90): the writers' commit lease; an
+    /// erasure of a shredded backup waits four thirds of it after retiring the keys' versions.
+    pub shredding_commit_lease: std::time::Duration,
 }
 
 impl MaintenanceSettings {
@@ -89,6 +92,7 @@ impl MaintenanceSettings {
             compaction_grace_hours: whole("TIDEMARK_COMPACTION_GRACE_HOURS", 24, "hours")?,
             compression_level,
             segment_encryption_key: env.optional("TIDEMARK_SEGMENT_ENCRYPTION_KEY"),
+            shredding_commit_lease: tidemark_core::config::shredding_commit_lease(env)?,
         })
     }
 

@@ -10,14 +10,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tidemark_core::config::RetentionTier;
 use tidemark_core::erasure::{
-    Eraser, Matchers, PartitionFindings, PurgeReport, RecordMatcher, Rewrite, Verification,
-    format_ms,
+    Eraser, Matchers, PartitionFindings, PurgeReport, RecordMatcher, Rewrite, ShreddedErasure,
+    Verification, format_ms,
 };
 use tidemark_core::index::IndexStore;
 use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{PartitionId, RunId};
 use tidemark_core::object_store::{self, ObjectStore, ObjectTags};
 use tidemark_core::operations::{AuditRecord, Operation, OperationsBook, Outcome, record_audit};
+use tidemark_core::shredding::{Shredding, key_id_hex, parse_key_id_hex};
 use tidemark_core::telemetry::{MetricsLine, Unit};
 use tracing::info;
 
@@ -62,6 +63,12 @@ impl ErasureRequest {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ErasureStep {
+    /// Checks the request against the backup; in a shredded backup, retires the current
+    /// versions of the keys' data keys and says how long to wait before finding their records.
+    Prepare {
+        run_id: String,
+        request: ErasureRequest,
+    },
     Find {
         run_id: String,
         request: ErasureRequest,
@@ -84,6 +91,11 @@ pub enum ErasureStep {
         #[serde(default)]
         position: usize,
     },
+    /// In a shredded backup, destroys the versions the prepare step retired.
+    Destroy {
+        run_id: String,
+        request: ErasureRequest,
+    },
     Verify {
         run_id: String,
         request: ErasureRequest,
@@ -96,6 +108,23 @@ pub enum ErasureStep {
         #[serde(default)]
         execution: Option<String>,
     },
+}
+
+/// What the prepare step found, for the state machine's wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prepared {
+    /// The backup is shredded: its keyed records are sealed under per-key data keys.
+    pub shredded: bool,
+    /// Seconds to wait before the find step: every record sealed under a retired version is
+    /// indexed by then (0 when nothing was retired).
+    pub wait_seconds: u64,
+}
+
+/// What the destroy step destroyed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Destroyed {
+    pub key_ids: usize,
+    pub versions: usize,
 }
 
 /// What the findings add up to, for the state machine's choice.
@@ -121,6 +150,12 @@ pub struct ErasureReport {
     pub records_erased: usize,
     pub objects_deleted: usize,
     pub versions_deleted: usize,
+    /// A shredded backup's: data key versions destroyed, and objects Object Lock keeps (what
+    /// they hold of the erased keys is sealed under those versions).
+    #[serde(default)]
+    pub data_keys_destroyed: usize,
+    #[serde(default)]
+    pub objects_kept_locked: Vec<String>,
     /// Empty when verification found no match left anywhere.
     pub remaining: Vec<String>,
 }
@@ -139,6 +174,8 @@ pub struct PartitionOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum ErasureResponse {
+    Prepared(Prepared),
+    Destroyed(Destroyed),
     Progress(Progress),
     Decision(Decision),
     Report(ErasureReport),
@@ -174,16 +211,81 @@ impl ErasureSteps {
 
     pub async fn handle(&self, step: ErasureStep, deadline_ms: i64) -> Result<ErasureResponse> {
         match step {
+            ErasureStep::Prepare { run_id, request } => {
+                let run = parse_run_id(&run_id)?;
+                let matchers = request.matchers()?;
+                let Some(shredding) = self.shredding().await? else {
+                    return Ok(ErasureResponse::Prepared(Prepared {
+                        shredded: false,
+                        wait_seconds: 0,
+                    }));
+                };
+                check_shredded_matchers(&matchers)?;
+                if request.dry_run {
+                    return Ok(ErasureResponse::Prepared(Prepared {
+                        shredded: true,
+                        wait_seconds: 0,
+                    }));
+                }
+                let backup_id = &self.config.backup_id;
+                let mut retired = ShreddedErasure::default();
+                for key_id in shredding.key_ids(backup_id, matchers.keys()).await? {
+                    // A retried step retires again: every version stored now, a superset of
+                    // what the first attempt saw (nothing is destroyed before the wait).
+                    let versions = shredding
+                        .store()
+                        .retire_data_keys(backup_id, &key_id)
+                        .await?;
+                    retired.retired.insert(key_id_hex(&key_id), Some(versions));
+                }
+                let key = self.retired_key(&run);
+                self.objects.delete(&key).await?;
+                object_store::put_json_once(self.objects.as_ref(), &key, &retired).await?;
+                info!(keys = retired.retired.len(), "data keys retired");
+                Ok(ErasureResponse::Prepared(Prepared {
+                    shredded: true,
+                    wait_seconds: shredding.erasure_wait().as_secs(),
+                }))
+            }
+            ErasureStep::Destroy { run_id, request: _ } => {
+                let run = parse_run_id(&run_id)?;
+                let mut destroyed = Destroyed {
+                    key_ids: 0,
+                    versions: 0,
+                };
+                if let (Some(shredding), Some(retired)) =
+                    (self.shredding().await?, self.retired(&run).await?)
+                {
+                    for (key_id, versions) in retired.retired {
+                        let (Some(key_id), Some(versions)) = (parse_key_id_hex(&key_id), versions)
+                        else {
+                            continue;
+                        };
+                        shredding
+                            .store()
+                            .destroy_data_keys(&self.config.backup_id, &key_id, &versions)
+                            .await?;
+                        destroyed.key_ids += 1;
+                        destroyed.versions += versions.len();
+                    }
+                }
+                info!(
+                    key_ids = destroyed.key_ids,
+                    versions = destroyed.versions,
+                    "data keys destroyed"
+                );
+                Ok(ErasureResponse::Destroyed(destroyed))
+            }
             ErasureStep::Find {
                 run_id,
                 request,
                 position,
             } => {
                 let run = parse_run_id(&run_id)?;
-                let matchers = request.matchers()?;
+                let (matchers, shredded) = self.matching(&run, &request).await?;
                 let partitions = self.partitions(&request.topics).await?;
                 let progress = step_through(&partitions, position, deadline_ms, |partition| {
-                    let (run, matchers) = (&run, &matchers);
+                    let (run, matchers, shredded) = (&run, &matchers, shredded.as_ref());
                     async move {
                         let key = self.result_key(run, "findings", &partition);
                         if self.objects.get(&key).await?.is_some() {
@@ -195,7 +297,7 @@ impl ErasureSteps {
                             .await?
                             .map_or(0, |checkpoint| checkpoint.next_offset);
                         let findings = self
-                            .eraser(run, matchers)
+                            .eraser(run, matchers, shredded)
                             .find(&partition, horizon, now_ms())
                             .await?;
                         info!(%partition, records = findings.records(), read = findings.segments_read, "partition searched");
@@ -210,6 +312,8 @@ impl ErasureSteps {
             ErasureStep::Decide { run_id, request } => {
                 let run = parse_run_id(&run_id)?;
                 let findings = self.findings(&run).await?;
+                // A shredded backup's locked objects stay; the erased keys' versions go.
+                let shredded = self.shredding().await?.is_some();
                 let locked: Vec<String> = findings
                     .iter()
                     .flat_map(|found| &found.locked)
@@ -217,7 +321,7 @@ impl ErasureSteps {
                         format!("{} until {}", locked.key, format_ms(locked.retain_until_ms))
                     })
                     .collect();
-                if !locked.is_empty() {
+                if !locked.is_empty() && !shredded {
                     return Err(tidemark_core::Error::ErasureRefused(format!(
                         "{} segment(s) holding matching records are under Object Lock compliance \
                          retention, which nobody can shorten: {}. Erase after the last of these \
@@ -241,11 +345,12 @@ impl ErasureSteps {
                 position,
             } => {
                 let run = parse_run_id(&run_id)?;
-                let matchers = request.matchers()?;
+                let (matchers, shredded) = self.matching(&run, &request).await?;
                 let found = self.found(&run).await?;
                 let partitions: Vec<PartitionId> = found.iter().map(|(p, _)| p.clone()).collect();
                 let progress = step_through(&partitions, position, deadline_ms, |partition| {
-                    let (run, matchers, found) = (&run, &matchers, &found);
+                    let (run, matchers, found, shredded) =
+                        (&run, &matchers, &found, shredded.as_ref());
                     async move {
                         let key = self.result_key(run, "erased", &partition);
                         if self.objects.get(&key).await?.is_some() {
@@ -261,7 +366,7 @@ impl ErasureSteps {
                             tier.as_str().to_owned(),
                         )]);
                         let rewrites = self
-                            .eraser(run, matchers)
+                            .eraser(run, matchers, shredded)
                             .erase(&partition, horizon, &tags, now_ms())
                             .await?;
                         info!(%partition, segments = rewrites.len(), "partition erased");
@@ -278,7 +383,7 @@ impl ErasureSteps {
                 position,
             } => {
                 let run = parse_run_id(&run_id)?;
-                let matchers = request.matchers()?;
+                let (matchers, shredded) = self.matching(&run, &request).await?;
                 let partitions: Vec<PartitionId> = self
                     .found(&run)
                     .await?
@@ -286,14 +391,14 @@ impl ErasureSteps {
                     .map(|(p, _)| p)
                     .collect();
                 let progress = step_through(&partitions, position, deadline_ms, |partition| {
-                    let (run, matchers) = (&run, &matchers);
+                    let (run, matchers, shredded) = (&run, &matchers, shredded.as_ref());
                     async move {
                         let key = self.result_key(run, "purged", &partition);
                         if self.objects.get(&key).await?.is_some() {
                             return Ok(());
                         }
                         let purged = self
-                            .eraser(run, matchers)
+                            .eraser(run, matchers, shredded)
                             .purge(&partition, now_ms())
                             .await?;
                         object_store::put_json_once(self.objects.as_ref(), &key, &purged).await?;
@@ -309,11 +414,12 @@ impl ErasureSteps {
                 position,
             } => {
                 let run = parse_run_id(&run_id)?;
-                let matchers = request.matchers()?;
+                let (matchers, shredded) = self.matching(&run, &request).await?;
                 let found = self.found(&run).await?;
                 let partitions: Vec<PartitionId> = found.iter().map(|(p, _)| p.clone()).collect();
                 let progress = step_through(&partitions, position, deadline_ms, |partition| {
-                    let (run, matchers, found) = (&run, &matchers, &found);
+                    let (run, matchers, found, shredded) =
+                        (&run, &matchers, &found, shredded.as_ref());
                     async move {
                         let horizon = found
                             .iter()
@@ -321,8 +427,8 @@ impl ErasureSteps {
                             .map_or(0, |(_, findings)| findings.horizon);
                         // Always checked afresh: a verification must look at what is there now.
                         let verified = self
-                            .eraser(run, matchers)
-                            .verify(&partition, horizon)
+                            .eraser(run, matchers, shredded)
+                            .verify(&partition, horizon, now_ms())
                             .await?;
                         let key = self.result_key(run, "verified", &partition);
                         self.objects.delete(&key).await?;
@@ -352,7 +458,12 @@ impl ErasureSteps {
         }
     }
 
-    fn eraser<'a>(&'a self, run: &'a RunId, matchers: &'a Matchers) -> Eraser<'a> {
+    fn eraser<'a>(
+        &'a self,
+        run: &'a RunId,
+        matchers: &'a Matchers,
+        shredded: Option<&'a ShreddedErasure>,
+    ) -> Eraser<'a> {
         Eraser {
             objects: self.objects.as_ref(),
             index: self.index.as_ref(),
@@ -360,8 +471,57 @@ impl ErasureSteps {
             layout: &self.config.layout,
             erasure: run,
             matchers,
+            shredded,
             compression_level: self.settings.compression_level,
         }
+    }
+
+    /// The shredding keys, when the backup is shredded (it has a root).
+    async fn shredding(&self) -> Result<Option<&Arc<Shredding>>> {
+        match self.keys.shredding() {
+            Some(shredding) if shredding.is_shredded(&self.config.backup_id).await? => {
+                Ok(Some(shredding))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The request's matchers, and in a shredded backup what its shredded segments are matched
+    /// by: the keys' ids (for key filters too) and the versions the prepare step retired.
+    async fn matching(
+        &self,
+        run: &RunId,
+        request: &ErasureRequest,
+    ) -> Result<(Matchers, Option<ShreddedErasure>)> {
+        let matchers = request.matchers()?;
+        let Some(shredding) = self.shredding().await? else {
+            return Ok((matchers, None));
+        };
+        check_shredded_matchers(&matchers)?;
+        let key_ids = shredding
+            .key_ids(&self.config.backup_id, matchers.keys())
+            .await?;
+        let shredded = match self.retired(run).await? {
+            Some(retired) => retired,
+            // A dry run retires nothing: every version matches.
+            None => ShreddedErasure {
+                retired: key_ids
+                    .iter()
+                    .map(|key_id| (key_id_hex(key_id), None))
+                    .collect(),
+            },
+        };
+        let matchers = matchers.with_keys(key_ids.iter().map(|key_id| key_id.to_vec()));
+        Ok((matchers, Some(shredded)))
+    }
+
+    fn retired_key(&self, run: &RunId) -> String {
+        format!("{}retired.json", self.prefix(run))
+    }
+
+    /// The versions the prepare step retired, once it has.
+    async fn retired(&self, run: &RunId) -> Result<Option<ShreddedErasure>> {
+        Ok(object_store::get_json(self.objects.as_ref(), &self.retired_key(run)).await?)
     }
 
     fn prefix(&self, run: &RunId) -> String {
@@ -481,7 +641,36 @@ impl ErasureSteps {
             report.objects_deleted = purged.iter().map(|p| p.objects_deleted).sum();
             report.versions_deleted = purged.iter().map(|p| p.versions_deleted).sum();
             let verified: Vec<Verification> = self.read_all(run, "verified").await?;
-            report.remaining = verified.into_iter().flat_map(|v| v.remaining).collect();
+            for verification in verified {
+                report.remaining.extend(verification.remaining);
+                report.objects_kept_locked.extend(verification.kept_locked);
+            }
+            if let (Some(shredding), Some(retired)) =
+                (self.shredding().await?, self.retired(run).await?)
+            {
+                let wanted: Vec<_> = retired
+                    .retired
+                    .iter()
+                    .filter_map(|(key_id, versions)| {
+                        Some((parse_key_id_hex(key_id)?, versions.as_ref()?))
+                    })
+                    .flat_map(|(key_id, versions)| {
+                        versions.iter().map(move |version| (key_id, *version))
+                    })
+                    .collect();
+                let left = shredding
+                    .store()
+                    .data_keys(&self.config.backup_id, &wanted)
+                    .await?;
+                report.data_keys_destroyed = wanted.len() - left.len();
+                report.remaining.extend(left.iter().map(|key| {
+                    format!(
+                        "version {} of key id {} still exists",
+                        key.version,
+                        key_id_hex(&key.key_id)
+                    )
+                }));
+            }
         }
         report
             .partitions
@@ -555,4 +744,16 @@ impl ErasureSteps {
         }
         Ok(())
     }
+}
+
+/// A shredded backup seals headers and values: only exact keys can be matched.
+fn check_shredded_matchers(matchers: &Matchers) -> Result<()> {
+    if matchers.by_key_only() {
+        return Ok(());
+    }
+    Err(MaintenanceError::InvalidRequest(
+        "matchers: this backup is shredded, so record headers and values are sealed; erase it \
+         by exact key (key or key_base64) only"
+            .into(),
+    ))
 }

@@ -13,6 +13,7 @@ use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::operations::OperationsBook;
 use tidemark_core::segment::WriteMark;
+use tidemark_core::shredding::Shredding;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;
@@ -213,6 +214,10 @@ impl Backup {
         let (objects, index) =
             tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
         let index = Arc::new(index);
+        let kms = Arc::new(KmsKeyService::new(aws));
+        // Reading needs no key id: each sealed segment names its wrapped data key, and a
+        // shredded backup's root is in the index table.
+        let shredding = Shredding::new(index.clone(), kms.clone(), None);
         Backup {
             objects: Arc::new(objects),
             index: index.clone(),
@@ -220,8 +225,7 @@ impl Backup {
             operations: index,
             layout: config.layout.clone(),
             bucket: config.bucket.clone(),
-            // Reading needs no key id: each sealed segment names its wrapped data key.
-            keys: Arc::new(SegmentKeys::new(Arc::new(KmsKeyService::new(aws)), None)),
+            keys: Arc::new(SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))),
         }
     }
 

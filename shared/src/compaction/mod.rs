@@ -21,7 +21,7 @@ use crate::index::{IndexStore, MAX_SEGMENTS_REPLACED, SegmentEntry};
 use crate::keys::SegmentKeys;
 use crate::layout::{PartitionId, StorageLayout};
 use crate::object_store::{ObjectStore, ObjectTags, put_rewritten_segment};
-use crate::segment::{MAX_WRITE_MARKS, SegmentEncoder, SegmentReader};
+use crate::segment::{MAX_WRITE_MARKS, SegmentEncoder, SegmentHeader, SegmentReader};
 
 /// What a compaction of one partition aims at and waits for.
 #[derive(Debug, Clone, Copy)]
@@ -186,8 +186,20 @@ impl Compactor<'_> {
         // The merged segment keeps when each replaced segment was written: a consistent cut
         // between two of those times still ends where the backup had reached then.
         let write_marks = run.iter().flat_map(SegmentEntry::marks).collect();
+        // Shredded records are copied sealed; a run that mixes them with plain ones (a backup
+        // that turned shredding on) is left as it is.
+        let mut shredded = std::collections::BTreeSet::new();
+        for segment in &plain {
+            shredded.insert(SegmentHeader::read_from(&mut segment.as_ref())?.shredded);
+        }
+        if shredded.len() > 1 {
+            tracing::info!(%partition, first = %run[0].key, "a run mixes shredded and plain segments: not merged");
+            return Ok(None);
+        }
+        let shredded = shredded.contains(&true);
         let merged = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut encoder = SegmentEncoder::with_write_marks(&topic, number, level, write_marks)?;
+            let mut encoder = SegmentEncoder::with_write_marks(&topic, number, level, write_marks)?
+                .shredded(shredded);
             let mut next = i64::MIN;
             for segment in &plain {
                 let mut reader = SegmentReader::open(segment.as_ref())?;

@@ -79,6 +79,17 @@ impl Matchers {
         Ok(checked)
     }
 
+    /// Every record key the matchers name (exact bytes).
+    pub fn keys(&self) -> &[Vec<u8>] {
+        &self.keys
+    }
+
+    /// These matchers, also matching records keyed `extra` (a shredded backup's key ids).
+    pub fn with_keys(mut self, extra: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.keys.extend(extra);
+        self
+    }
+
     /// Whether the key filter alone can rule a segment out: only when every matcher is a key.
     pub fn by_key_only(&self) -> bool {
         self.headers.is_empty() && self.json_fields.is_empty()

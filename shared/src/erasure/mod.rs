@@ -22,7 +22,7 @@
 
 mod matcher;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,7 @@ use crate::object_store::{
     ObjectStore, ObjectTags, RetentionMode, get_json, put_json_once, put_rewritten_segment,
 };
 use crate::segment::{KeyFilter, Record, SegmentEncoder, SegmentHeader, SegmentReader, WriteMark};
+use crate::shredding::key_id_hex;
 
 /// Bytes read first to learn a segment's header (most fit; a longer one is read again whole).
 const HEADER_PROBE_BYTES: u64 = 4096;
@@ -100,6 +101,10 @@ pub struct PurgeReport {
     pub objects_deleted: usize,
     /// Object versions and delete markers deleted (with versioning, more than one per object).
     pub versions_deleted: usize,
+    /// Objects of a shredded backup that Object Lock keeps: what they hold of the erased keys
+    /// is sealed under the versions the erasure destroys.
+    #[serde(default)]
+    pub objects_kept_locked: usize,
 }
 
 /// What the verification of one partition found.
@@ -108,6 +113,35 @@ pub struct Verification {
     pub segments_read: usize,
     /// Where a match (or an erased offset) is still stored; empty when the erasure holds.
     pub remaining: Vec<String>,
+    /// Objects over erased offsets that Object Lock keeps in a shredded backup (unreadable
+    /// once the erased keys' versions are destroyed).
+    #[serde(default)]
+    pub kept_locked: Vec<String>,
+}
+
+/// What an erasure of a shredded backup matches in shredded segments, and what it may keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShreddedErasure {
+    /// The key ids of the erasure's keys (as hex), each with the versions its first step
+    /// retired. `None` before they are retired (a dry run): every version matches.
+    pub retired: BTreeMap<String, Option<Vec<u32>>>,
+}
+
+impl ShreddedErasure {
+    /// Whether a record of a shredded segment is one to erase: sealed under a retired version
+    /// of an erased key id. Records sealed under a version created after the retirement are
+    /// kept, as a plain erasure keeps records backed up after its find.
+    fn matches(&self, record: &Record) -> Result<bool> {
+        if record.key.is_none() {
+            return Ok(false);
+        }
+        let (key_id, version) = crate::shredding::record::sealed_under(record)?;
+        Ok(match self.retired.get(&key_id_hex(&key_id)) {
+            None => false,
+            Some(None) => true,
+            Some(Some(versions)) => versions.contains(&version),
+        })
+    }
 }
 
 /// Everything an erasure of one backup needs, borrowed.
@@ -117,7 +151,10 @@ pub struct Eraser<'a> {
     pub keys: &'a SegmentKeys,
     pub layout: &'a StorageLayout,
     pub erasure: &'a RunId,
+    /// The matchers; for a shredded backup they also name the key ids (for key filters).
     pub matchers: &'a Matchers,
+    /// Set for a shredded backup: matching in shredded segments, and kept locked objects.
+    pub shredded: Option<&'a ShreddedErasure>,
     pub compression_level: i32,
 }
 
@@ -226,6 +263,12 @@ impl Eraser<'_> {
     pub async fn purge(&self, partition: &PartitionId, now_ms: i64) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
         for stored in self.stored_over_erased(partition).await? {
+            if self.shredded.is_some() && self.locked(&stored.key, now_ms).await? {
+                // Its records of the erased keys are sealed under versions the erasure destroys
+                // next: kept, and unreadable.
+                report.objects_kept_locked += 1;
+                continue;
+            }
             let versions = match stored.disposal {
                 Disposal::EveryVersion => {
                     if let Some(retention) = self.objects.retention(&stored.key).await?
@@ -252,9 +295,22 @@ impl Eraser<'_> {
         Ok(report)
     }
 
+    /// Whether Object Lock in compliance mode holds `key`'s current version after `now_ms`.
+    async fn locked(&self, key: &str, now_ms: i64) -> Result<bool> {
+        Ok(self.objects.retention(key).await?.is_some_and(|retention| {
+            retention.mode == RetentionMode::Compliance && retention.retain_until_ms > now_ms
+        }))
+    }
+
     /// Step 4: reads every indexed segment below `horizon` that may hold a match, and lists
-    /// what is still stored over erased offsets outside the index.
-    pub async fn verify(&self, partition: &PartitionId, horizon: i64) -> Result<Verification> {
+    /// what is still stored over erased offsets outside the index (in a shredded backup,
+    /// objects Object Lock keeps are left to the destroyed keys).
+    pub async fn verify(
+        &self,
+        partition: &PartitionId,
+        horizon: i64,
+        now_ms: i64,
+    ) -> Result<Verification> {
         let erased = self.erased_gaps(partition).await?;
         let mut verification = Verification::default();
         for entry in self.index.segments(partition).await? {
@@ -272,7 +328,9 @@ impl Eraser<'_> {
             }
         }
         for stored in self.stored_over_erased(partition).await? {
-            if stored.disposal == Disposal::EveryVersion {
+            if self.shredded.is_some() && self.locked(&stored.key, now_ms).await? {
+                verification.kept_locked.push(stored.key);
+            } else if stored.disposal == Disposal::EveryVersion {
                 verification.remaining.push(format!(
                     "{} (not indexed) still holds erased records",
                     stored.key
@@ -299,6 +357,8 @@ impl Eraser<'_> {
         Ok(rewrites)
     }
 
+    /// Where this erasure records its rewrites of `partition` (as [`kept_by_object_lock`]
+    /// reads them).
     fn rewrites_prefix(&self, partition: &PartitionId) -> String {
         format!(
             "{}rewrites/{}/{}/{}/",
@@ -350,12 +410,18 @@ impl Eraser<'_> {
             })?;
         let plain = self.keys.plain(&partition.backup_id, stored).await?;
         let mut reader = SegmentReader::open(plain.as_ref())?;
+        let shredded = match self.shredded {
+            Some(shredded) if reader.header().shredded => Some(shredded),
+            _ => None,
+        };
         let mut offsets = Vec::new();
         let mut record = Record::empty();
         while reader.next_record_into(&mut record)? {
-            if self.matchers.matches(&record)
-                || erased.iter().any(|gap| gap.contains(record.offset))
-            {
+            let matches = match shredded {
+                Some(shredded) => shredded.matches(&record)?,
+                None => self.matchers.matches(&record),
+            };
+            if matches || erased.iter().any(|gap| gap.contains(record.offset)) {
                 offsets.push(record.offset);
             }
         }
@@ -390,7 +456,8 @@ impl Eraser<'_> {
             }
             let marks = remap_marks(&marks, &kept);
             let mut encoder =
-                SegmentEncoder::with_write_marks(&header.topic, header.partition, level, marks)?;
+                SegmentEncoder::with_write_marks(&header.topic, header.partition, level, marks)?
+                    .shredded(header.shredded);
             let mut reader = SegmentReader::open(plain.as_ref())?;
             while let Some(record) = reader.next_record()? {
                 if !erased_set.contains(&record.offset) {
@@ -543,6 +610,45 @@ enum Disposal {
     EarlierVersions,
 }
 
+/// The segments of `partition` that Object Lock keeps after an erasure rewrote them (in a
+/// shredded backup: what they hold of the erased keys is sealed under destroyed versions).
+/// Validation expects them, unindexed.
+pub async fn kept_by_object_lock(
+    objects: &dyn ObjectStore,
+    layout: &StorageLayout,
+    partition: &PartitionId,
+    unindexed: &[String],
+    now_ms: i64,
+) -> Result<HashSet<String>> {
+    let mut kept = HashSet::new();
+    if unindexed.is_empty() {
+        return Ok(kept);
+    }
+    let rewrites_of_partition = format!(
+        "/rewrites/{}/{}/{}/",
+        partition.topic, partition.generation, partition.partition
+    );
+    let mut rewritten = HashSet::new();
+    for key in objects
+        .list(&layout.erasures_prefix(&partition.backup_id))
+        .await?
+        .into_iter()
+        .filter(|key| key.contains(&rewrites_of_partition))
+    {
+        if let Some(rewrite) = get_json::<Rewrite>(objects, &key).await? {
+            rewritten.insert(rewrite.old_key);
+        }
+    }
+    for key in unindexed.iter().filter(|key| rewritten.contains(*key)) {
+        if objects.retention(key).await?.is_some_and(|retention| {
+            retention.mode == RetentionMode::Compliance && retention.retain_until_ms > now_ms
+        }) {
+            kept.insert(key.clone());
+        }
+    }
+    Ok(kept)
+}
+
 /// A stored segment's key filter, read with two small ranged GETs (header, then filter);
 /// `None` when the segment has none to offer (written before filters, or sealed: its filter is
 /// inside the encrypted body) or is gone.
@@ -616,5 +722,7 @@ fn remap_marks(marks: &[WriteMark], kept: &[i64]) -> Vec<WriteMark> {
         .collect()
 }
 
+#[cfg(test)]
+mod shredded_tests;
 #[cfg(test)]
 mod tests;

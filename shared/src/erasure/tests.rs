@@ -313,6 +313,7 @@ impl Backup {
             layout: &self.layout,
             erasure: &erasure,
             matchers,
+            shredded: None,
             compression_level: 3,
         };
         let rewrites = eraser
@@ -331,9 +332,10 @@ impl Backup {
             layout: &self.layout,
             erasure: &erasure,
             matchers,
+            shredded: None,
             compression_level: 3,
         }
-        .verify(&self.partition, 100)
+        .verify(&self.partition, 100, 0)
         .await
         .unwrap()
     }
@@ -408,7 +410,8 @@ async fn an_erased_key_is_gone_from_every_segment_and_every_other_record_stays_e
             backup.verify(&by_key).await,
             Verification {
                 segments_read: if seal { 10 } else { 0 },
-                remaining: vec![]
+                remaining: vec![],
+                kept_locked: vec![],
             }
         );
         // Erasing again finds nothing and changes nothing.
@@ -433,6 +436,7 @@ async fn key_filters_spare_reading_segments_that_cannot_hold_the_key() {
         layout: &backup.layout,
         erasure: &erasure,
         matchers: &absent,
+        shredded: None,
         compression_level: 3,
     };
     let findings = eraser.find(&backup.partition, 100, NOW).await.unwrap();
@@ -545,6 +549,7 @@ async fn a_commit_of_a_batch_over_erased_offsets_is_refused() {
         layout: &backup.layout,
         erasure: &erasure,
         matchers: &by_key,
+        shredded: None,
         compression_level: 3,
     }
     .erase(&backup.partition, 100, &ObjectTags::new(), NOW)
@@ -639,6 +644,7 @@ async fn a_compaction_between_the_erasure_and_its_purge_keeps_its_merged_segment
         layout: &backup.layout,
         erasure: &erasure,
         matchers: &by_key,
+        shredded: None,
         compression_level: 3,
     };
     eraser
@@ -716,6 +722,7 @@ async fn segments_under_compliance_retention_are_found_locked_and_never_purged()
         layout: &backup.layout,
         erasure: &erasure,
         matchers: &by_key,
+        shredded: None,
         compression_level: 3,
     };
     let findings = eraser.find(&backup.partition, 100, NOW).await.unwrap();

@@ -289,7 +289,7 @@ mod tests {
     fn unknown_flags_are_refused() {
         let plain = plain_segment("payments", 0, b"value");
         let mut bytes = plain.bytes.to_vec();
-        bytes[9] = 0x08;
+        bytes[9] = 0x10;
         let crc_at = plain.header.header_len() - 4;
         let crc = crc32c::crc32c(&bytes[..crc_at]);
         bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());

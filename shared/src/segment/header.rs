@@ -36,6 +36,9 @@ pub const MAX_WRITE_MARKS: usize = 2048;
 const FLAG_KEY_FILTER: u8 = 0x04;
 /// Bytes of the key-filter section: the filter's u32 length and its CRC32C.
 pub(super) const KEY_FILTER_SECTION_LEN: usize = 8;
+/// Flag bit 3: the records are shredded: each keyed record is sealed under its key's own data
+/// key (see [`crate::shredding`]). Readers without the keys see key ids and ciphertext.
+const FLAG_SHREDDED: u8 = 0x08;
 
 /// When the backup reached an offset: the segment whose last record was `last_offset` became
 /// durable (and was indexed) at `written_at_ms`, by the writer's clock. A consistent cut at T
@@ -153,6 +156,8 @@ pub struct SegmentHeader {
     pub write_marks: Vec<WriteMark>,
     /// Present when the segment carries a key filter (every segment written since it exists).
     pub key_filter: Option<KeyFilterSection>,
+    /// The keyed records are sealed for crypto-shredding ([`crate::shredding`]).
+    pub shredded: bool,
 }
 
 impl SegmentHeader {
@@ -228,6 +233,9 @@ impl SegmentHeader {
         }
         if self.key_filter.is_some() {
             flags |= FLAG_KEY_FILTER;
+        }
+        if self.shredded {
+            flags |= FLAG_SHREDDED;
         }
         out.push(flags);
         out.extend_from_slice(&topic_len.to_be_bytes());
@@ -324,7 +332,7 @@ impl SegmentHeader {
             Error::CorruptSegment(format!("unknown compression code {compression_code}"))
         })?;
         let flags = fields.u8();
-        if flags & !(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER) != 0 {
+        if flags & !(FLAG_ENCRYPTED | FLAG_WRITE_MARKS | FLAG_KEY_FILTER | FLAG_SHREDDED) != 0 {
             return Err(Error::CorruptSegment(format!(
                 "unknown header flags {flags:#04x}"
             )));
@@ -365,6 +373,7 @@ impl SegmentHeader {
             encryption: None,
             write_marks: Vec::new(),
             key_filter: None,
+            shredded: flags & FLAG_SHREDDED != 0,
         };
         // Bytes left for the optional sections, less the header CRC.
         let mut remaining = header_len - plain_len;

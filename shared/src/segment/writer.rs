@@ -76,6 +76,7 @@ pub struct SegmentEncoder {
     max_record_bytes: u64,
     /// Hashes of the records' keys, for the key filter.
     key_hashes: Vec<u64>,
+    shredded: bool,
 }
 
 impl SegmentEncoder {
@@ -141,7 +142,14 @@ impl SegmentEncoder {
             max_timestamp: i64::MIN,
             max_record_bytes: 0,
             key_hashes: Vec::new(),
+            shredded: false,
         })
+    }
+
+    /// Marks the segment as holding shredded records (sealed by [`crate::shredding`]); the
+    /// caller pushes them sealed.
+    pub fn shredded(self, shredded: bool) -> Self {
+        SegmentEncoder { shredded, ..self }
     }
 
     /// Appends one record. Offsets must be non-negative and strictly increasing.
@@ -298,6 +306,7 @@ impl SegmentEncoder {
             encryption: None,
             write_marks: self.write_marks,
             key_filter: Some(key_filter),
+            shredded: self.shredded,
         };
         header.check_write_marks()?;
         bytes[..self.header_len].copy_from_slice(&header.encode()?);

@@ -821,3 +821,122 @@ pub async fn index_store_erasure_contract(store: &dyn IndexStore, partition: &Pa
         "swaps leave the recorded gaps alone"
     );
 }
+
+/// The shredding store: one root per backup, at most one current version per key id,
+/// retirement in one step, and destroyed versions gone for every reader.
+pub async fn shredding_store_contract(
+    store: &dyn crate::shredding::ShreddingStore,
+    backup_id: &BackupId,
+) {
+    use crate::shredding::StoredDataKey;
+
+    assert_eq!(store.shredding_root(backup_id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .create_shredding_root(backup_id, b"first root")
+            .await
+            .unwrap(),
+        b"first root".to_vec(),
+        "the first root stands"
+    );
+    assert_eq!(
+        store
+            .create_shredding_root(backup_id, b"second root")
+            .await
+            .unwrap(),
+        b"first root".to_vec(),
+        "a second root loses to the first"
+    );
+    assert_eq!(
+        store.shredding_root(backup_id).await.unwrap().as_deref(),
+        Some(&b"first root"[..])
+    );
+
+    let alice = [1u8; 16];
+    let bob = [2u8; 16];
+    let key = |key_id, version, wrapped: &[u8]| StoredDataKey {
+        key_id,
+        version,
+        wrapped: wrapped.to_vec(),
+    };
+    assert!(
+        store
+            .current_data_keys(backup_id, &[alice, bob])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .create_data_key(backup_id, &key(alice, 7, b"alice v7"))
+            .await
+            .unwrap(),
+        key(alice, 7, b"alice v7")
+    );
+    assert_eq!(
+        store
+            .create_data_key(backup_id, &key(alice, 8, b"alice v8"))
+            .await
+            .unwrap(),
+        key(alice, 7, b"alice v7"),
+        "a second version while one is current loses to it"
+    );
+    store
+        .create_data_key(backup_id, &key(bob, 3, b"bob v3"))
+        .await
+        .unwrap();
+    let mut current = store
+        .current_data_keys(backup_id, &[alice, bob, [3u8; 16]])
+        .await
+        .unwrap();
+    current.sort_by_key(|stored| stored.key_id);
+    assert_eq!(
+        current,
+        vec![key(alice, 7, b"alice v7"), key(bob, 3, b"bob v3")]
+    );
+
+    assert_eq!(
+        store.retire_data_keys(backup_id, &alice).await.unwrap(),
+        vec![7]
+    );
+    assert!(
+        store
+            .current_data_keys(backup_id, &[alice])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a retired key id has no current version"
+    );
+    assert_eq!(
+        store.data_keys(backup_id, &[(alice, 7)]).await.unwrap(),
+        vec![key(alice, 7, b"alice v7")],
+        "a retired version is still readable until destroyed"
+    );
+    assert_eq!(
+        store
+            .create_data_key(backup_id, &key(alice, 9, b"alice v9"))
+            .await
+            .unwrap(),
+        key(alice, 9, b"alice v9"),
+        "after retirement a new version becomes current"
+    );
+    store
+        .destroy_data_keys(backup_id, &alice, &[7])
+        .await
+        .unwrap();
+    let mut left = store
+        .data_keys(backup_id, &[(alice, 7), (alice, 9), (bob, 3), (bob, 4)])
+        .await
+        .unwrap();
+    left.sort_by_key(|stored| (stored.key_id, stored.version));
+    assert_eq!(
+        left,
+        vec![key(alice, 9, b"alice v9"), key(bob, 3, b"bob v3")],
+        "a destroyed version is gone, the others stay"
+    );
+    assert_eq!(
+        store.retire_data_keys(backup_id, &[4u8; 16]).await.unwrap(),
+        Vec::<u32>::new(),
+        "retiring an unknown key id retires nothing"
+    );
+}

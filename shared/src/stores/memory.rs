@@ -15,6 +15,7 @@ use crate::object_store::{
     ObjectInfo, ObjectMetadata, ObjectRetention, ObjectStore, ObjectTags, PutOutcome,
 };
 use crate::operations::{AuditRecord, BackupHealth, HealthAspect, OperationsBook};
+use crate::shredding::{KeyId, ShreddingStore, StoredDataKey};
 use crate::snapshot::{SnapshotCatalog, SnapshotEntry, TopicGeneration};
 
 #[derive(Debug, Clone)]
@@ -176,7 +177,18 @@ pub struct MemoryIndexStore {
     generations: Mutex<BTreeMap<(String, String, u32), TopicGeneration>>,
     audit: Mutex<BTreeMap<String, AuditRecord>>,
     health: Mutex<BTreeMap<String, BackupHealth>>,
+    shredding: Mutex<BTreeMap<String, ShreddingItems>>,
 }
+
+/// A backup's shredding root and data keys.
+#[derive(Debug, Default)]
+struct ShreddingItems {
+    root: Option<Vec<u8>>,
+    keys: BTreeMap<KeyId, KeyVersions>,
+}
+
+/// A key id's current version, and every stored version's wrapped key.
+type KeyVersions = (Option<u32>, BTreeMap<u32, Vec<u8>>);
 
 impl MemoryIndexStore {
     pub fn new() -> Self {
@@ -503,10 +515,137 @@ impl OperationsBook for MemoryIndexStore {
     }
 }
 
+#[async_trait]
+impl ShreddingStore for MemoryIndexStore {
+    async fn shredding_root(&self, backup_id: &BackupId) -> Result<Option<Vec<u8>>> {
+        let shredding = self.shredding.lock().expect("lock poisoned");
+        Ok(shredding
+            .get(backup_id.as_str())
+            .and_then(|items| items.root.clone()))
+    }
+
+    async fn create_shredding_root(&self, backup_id: &BackupId, wrapped: &[u8]) -> Result<Vec<u8>> {
+        let mut shredding = self.shredding.lock().expect("lock poisoned");
+        let items = shredding.entry(backup_id.to_string()).or_default();
+        Ok(items.root.get_or_insert_with(|| wrapped.to_vec()).clone())
+    }
+
+    async fn current_data_keys(
+        &self,
+        backup_id: &BackupId,
+        key_ids: &[KeyId],
+    ) -> Result<Vec<StoredDataKey>> {
+        let shredding = self.shredding.lock().expect("lock poisoned");
+        let Some(items) = shredding.get(backup_id.as_str()) else {
+            return Ok(Vec::new());
+        };
+        Ok(key_ids
+            .iter()
+            .filter_map(|key_id| {
+                let (current, versions) = items.keys.get(key_id)?;
+                let version = (*current)?;
+                Some(StoredDataKey {
+                    key_id: *key_id,
+                    version,
+                    wrapped: versions.get(&version)?.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn create_data_key(
+        &self,
+        backup_id: &BackupId,
+        key: &StoredDataKey,
+    ) -> Result<StoredDataKey> {
+        let mut shredding = self.shredding.lock().expect("lock poisoned");
+        let items = shredding.entry(backup_id.to_string()).or_default();
+        let (current, versions) = items.keys.entry(key.key_id).or_default();
+        if current.is_none() && !versions.contains_key(&key.version) {
+            *current = Some(key.version);
+            versions.insert(key.version, key.wrapped.clone());
+            return Ok(key.clone());
+        }
+        let version = current.ok_or_else(|| crate::error::Error::IndexStore {
+            operation: "create_data_key",
+            message: format!("version {} exists and is retired", key.version),
+            retryable: true,
+        })?;
+        Ok(StoredDataKey {
+            key_id: key.key_id,
+            version,
+            wrapped: versions[&version].clone(),
+        })
+    }
+
+    async fn data_keys(
+        &self,
+        backup_id: &BackupId,
+        wanted: &[(KeyId, u32)],
+    ) -> Result<Vec<StoredDataKey>> {
+        let shredding = self.shredding.lock().expect("lock poisoned");
+        let Some(items) = shredding.get(backup_id.as_str()) else {
+            return Ok(Vec::new());
+        };
+        Ok(wanted
+            .iter()
+            .filter_map(|(key_id, version)| {
+                Some(StoredDataKey {
+                    key_id: *key_id,
+                    version: *version,
+                    wrapped: items.keys.get(key_id)?.1.get(version)?.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn retire_data_keys(&self, backup_id: &BackupId, key_id: &KeyId) -> Result<Vec<u32>> {
+        let mut shredding = self.shredding.lock().expect("lock poisoned");
+        let Some((current, versions)) = shredding
+            .get_mut(backup_id.as_str())
+            .and_then(|items| items.keys.get_mut(key_id))
+        else {
+            return Ok(Vec::new());
+        };
+        *current = None;
+        Ok(versions.keys().copied().collect())
+    }
+
+    async fn destroy_data_keys(
+        &self,
+        backup_id: &BackupId,
+        key_id: &KeyId,
+        versions: &[u32],
+    ) -> Result<()> {
+        let mut shredding = self.shredding.lock().expect("lock poisoned");
+        if let Some((current, stored)) = shredding
+            .get_mut(backup_id.as_str())
+            .and_then(|items| items.keys.get_mut(key_id))
+        {
+            for version in versions
+                .iter()
+                .filter(|version| Some(**version) != *current)
+            {
+                stored.remove(version);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stores::conformance;
+
+    #[tokio::test]
+    async fn memory_shredding_store_meets_the_contract() {
+        conformance::shredding_store_contract(
+            &MemoryIndexStore::new(),
+            &BackupId::parse("b").unwrap(),
+        )
+        .await;
+    }
 
     #[tokio::test]
     async fn memory_object_store_meets_the_contract() {

@@ -91,7 +91,21 @@ pub async fn validate_partition(
         .map(|entry| entry.key.as_str())
         .chain(retired.iter().map(|retired| retired.key.as_str()))
         .collect();
-    for key in listed.keys().filter(|key| !indexed.contains(key.as_str())) {
+    let unindexed: Vec<String> = listed
+        .keys()
+        .filter(|key| !indexed.contains(key.as_str()))
+        .cloned()
+        .collect();
+    // An erasure of a shredded backup leaves what Object Lock holds: expected, and unreadable.
+    let kept = crate::erasure::kept_by_object_lock(
+        objects,
+        layout,
+        partition,
+        &unindexed,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .await?;
+    for key in unindexed.iter().filter(|key| !kept.contains(*key)) {
         let (first_offset, last_offset) =
             StorageLayout::parse_segment_file_name(key).unwrap_or((-1, -1));
         findings.push(Finding::UnindexedSegment {

@@ -4,6 +4,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use maintenance::{BackupConfig, ErasureStep, ErasureSteps, MaintenanceSettings};
 use tidemark_core::config::{Env, S3Settings};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
+use tidemark_core::shredding::Shredding;
 use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
@@ -16,11 +17,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
     let index = Arc::new(index);
-    // Rewritten segments are sealed as the writer seals them.
-    let keys = SegmentKeys::new(
-        Arc::new(KmsKeyService::new(&aws)),
-        settings.segment_encryption_key.clone(),
-    );
+    // Rewritten segments are sealed as the writer seals them; a shredded backup's keys are
+    // retired and destroyed through the index table.
+    let kms = Arc::new(KmsKeyService::new(&aws));
+    let shredding = Shredding::new(index.clone(), kms.clone(), None)
+        .with_commit_lease(settings.shredding_commit_lease);
+    let keys = SegmentKeys::new(kms, settings.segment_encryption_key.clone())
+        .with_shredding(Arc::new(shredding));
     let eraser = Arc::new(ErasureSteps::new(
         config,
         settings,

@@ -313,7 +313,8 @@ impl<'a> Prefetch<'a> {
         }
     }
 
-    /// The next segment in list order, as a plain segment (a sealed one opened).
+    /// The next segment in list order, as a plain segment of clear records (a sealed one
+    /// opened, shredded records too).
     fn next(&mut self) -> Result<Option<bytes::Bytes>> {
         while self.in_flight.len() <= self.depth {
             let Some(key) = self.keys.pop_front() else {
@@ -325,7 +326,7 @@ impl<'a> Prefetch<'a> {
             let fetch_key = key.clone();
             let fetch = self.runtime.spawn(async move {
                 match objects.get(&fetch_key).await? {
-                    Some(stored) => Ok(Some(segment_keys.plain(&backup_id, stored).await?)),
+                    Some(stored) => Ok(Some(segment_keys.clear(&backup_id, stored).await?)),
                     None => Ok(None),
                 }
             });

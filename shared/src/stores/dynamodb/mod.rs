@@ -17,6 +17,7 @@
 
 mod catalog;
 mod operations;
+mod shredding;
 
 use std::collections::HashMap;
 

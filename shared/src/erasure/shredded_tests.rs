@@ -1,0 +1,307 @@
+//! A shredded backup's erasure under Object Lock (the locked objects stay, the erased keys'
+//! data key versions go, records sealed after the retirement are kept), and its compaction.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::index::record_segment;
+use crate::keys::{KeyService, MemoryKeyService};
+use crate::layout::BackupId;
+use crate::object_store::{ObjectRetention, segment_metadata};
+use crate::segment::TimestampType;
+use crate::shredding::{KeyId, Shredding, ShreddingStore};
+use crate::stores::{MemoryIndexStore, MemoryObjectStore};
+
+const NOW: i64 = 1_800_000_000_000;
+const ERASED_KEY: &[u8] = b"customer-7";
+
+fn record(offset: i64) -> Record {
+    let customer = if offset % 7 == 3 { 7 } else { offset % 5 };
+    Record {
+        offset,
+        timestamp: 5_000 + offset,
+        timestamp_type: TimestampType::CreateTime,
+        key: Some(format!("customer-{customer}").into_bytes()),
+        value: Some(format!("{{\"amount\":{}}}", offset * 7).into_bytes()),
+        headers: vec![],
+    }
+}
+
+struct World {
+    objects: Arc<MemoryObjectStore>,
+    index: Arc<MemoryIndexStore>,
+    kms: Arc<MemoryKeyService>,
+    layout: StorageLayout,
+    partition: PartitionId,
+}
+
+impl World {
+    /// A process's keys: a writer's shred, a reader's only open.
+    fn keys(&self, writer: bool) -> SegmentKeys {
+        let kms = self.kms.clone() as Arc<dyn KeyService>;
+        let shredding = Shredding::new(
+            self.index.clone(),
+            kms.clone(),
+            writer.then(|| "alias/shredding".to_owned()),
+        );
+        SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))
+    }
+
+    /// Backs up offsets `first..first + 10` as the writer does (shredded), locked when `lock`.
+    async fn write(&self, keys: &SegmentKeys, first: i64, lock: bool) {
+        let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
+        for offset in first..first + 10 {
+            encoder.push(&record(offset)).unwrap();
+        }
+        let plain = encoder.finish().unwrap();
+        let segment = keys
+            .shredding()
+            .unwrap()
+            .seal_segment(&self.partition, &plain, 3)
+            .await
+            .unwrap()
+            .segment;
+        let key = self.layout.segment_key(&self.partition, first, first + 9);
+        self.objects
+            .put_if_absent(
+                &key,
+                segment.bytes.clone(),
+                &segment_metadata(&segment.header),
+            )
+            .await
+            .unwrap();
+        if lock {
+            self.objects.lock(
+                &key,
+                ObjectRetention {
+                    mode: RetentionMode::Compliance,
+                    retain_until_ms: NOW + 365 * 86_400_000,
+                },
+            );
+        }
+        let entry = SegmentEntry::new(key, &segment.header, segment.bytes.len() as u64, first);
+        let observed = self.index.checkpoint(&self.partition).await.unwrap();
+        record_segment(
+            self.index.as_ref(),
+            &self.partition,
+            &entry,
+            segment.header.max_timestamp,
+            observed,
+            first,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Every record a restore reads, opened by a reader process.
+    async fn restored(&self) -> Vec<Record> {
+        let keys = self.keys(false);
+        let mut records: Vec<Record> = Vec::new();
+        for entry in self.index.segments(&self.partition).await.unwrap() {
+            let stored = self.objects.get(&entry.key).await.unwrap().unwrap();
+            let clear = keys.clear(&self.partition.backup_id, stored).await.unwrap();
+            let mut reader = SegmentReader::open(clear.as_ref()).unwrap();
+            while let Some(record) = reader.next_record().unwrap() {
+                if records
+                    .last()
+                    .is_none_or(|last| record.offset > last.offset)
+                {
+                    records.push(record);
+                }
+            }
+        }
+        records
+    }
+}
+
+fn world() -> World {
+    World {
+        objects: Arc::new(MemoryObjectStore::new()),
+        index: Arc::new(MemoryIndexStore::new()),
+        kms: Arc::new(MemoryKeyService::default()),
+        layout: StorageLayout::new("t").unwrap(),
+        partition: PartitionId::new(BackupId::parse("prod").unwrap(), "payments", 0),
+    }
+}
+
+#[tokio::test]
+async fn compaction_merges_shredded_segments_sealed_and_never_with_plain_ones() {
+    use crate::compaction::{CompactionSettings, Compactor};
+    let world = world();
+    let writer = world.keys(true);
+    for first in (0..40).step_by(10) {
+        world.write(&writer, first, false).await;
+    }
+    let compactor = Compactor {
+        objects: world.objects.as_ref(),
+        index: world.index.as_ref(),
+        keys: &writer,
+        layout: &world.layout,
+        settings: CompactionSettings {
+            target_bytes: 1 << 20,
+            grace_ms: 0,
+            compression_level: 3,
+        },
+    };
+    let report = compactor
+        .compact_partition(&world.partition, &ObjectTags::new(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(report.segments_replaced, 4);
+    let merged = world.index.segments(&world.partition).await.unwrap();
+    assert_eq!(merged.len(), 1);
+    let stored = world.objects.get(&merged[0].key).await.unwrap().unwrap();
+    let mut reader = SegmentReader::open(stored.as_ref()).unwrap();
+    assert!(
+        reader.header().shredded,
+        "the merge keeps the records sealed"
+    );
+    let first = reader.next_record().unwrap().unwrap();
+    assert_eq!(
+        first.key.as_ref().map(Vec::len),
+        Some(16),
+        "a key id, not the key"
+    );
+    assert_eq!(
+        world.restored().await,
+        (0..40).map(record).collect::<Vec<_>>()
+    );
+
+    // A plain segment after the shredded ones (shredding turned off) is not merged with them.
+    let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
+    for offset in 40..50 {
+        encoder.push(&record(offset)).unwrap();
+    }
+    let plain = encoder.finish().unwrap();
+    let key = world.layout.segment_key(&world.partition, 40, 49);
+    world
+        .objects
+        .put_if_absent(&key, plain.bytes.clone(), &segment_metadata(&plain.header))
+        .await
+        .unwrap();
+    let entry = SegmentEntry::new(key, &plain.header, plain.bytes.len() as u64, 40);
+    let observed = world.index.checkpoint(&world.partition).await.unwrap();
+    record_segment(
+        world.index.as_ref(),
+        &world.partition,
+        &entry,
+        49,
+        observed,
+        40,
+    )
+    .await
+    .unwrap();
+    let report = compactor
+        .compact_partition(&world.partition, &ObjectTags::new(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(report.segments_written, 0, "{report:?}");
+    assert_eq!(
+        world.index.segments(&world.partition).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        world.restored().await,
+        (0..50).map(record).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_later_records() {
+    let world = world();
+    let writer = world.keys(true);
+    // Every other segment is under compliance retention.
+    for first in (0..100).step_by(10) {
+        world.write(&writer, first, first % 20 == 0).await;
+    }
+    let backup_id = world.partition.backup_id.clone();
+    let shredding = writer.shredding().unwrap().clone();
+    let key_id: KeyId = shredding
+        .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
+        .await
+        .unwrap()[0];
+
+    // Prepare: the current version is retired.
+    let retired = world
+        .index
+        .retire_data_keys(&backup_id, &key_id)
+        .await
+        .unwrap();
+    assert_eq!(retired.len(), 1);
+    // A writer that reads the keys afresh seals later records under a new version: kept.
+    world.write(&world.keys(true), 100, false).await;
+    // One that read them before the retirement seals under the retired version until its cache
+    // time (and commits within its lease): those records are indexed before the find, and go.
+    world.write(&writer, 110, false).await;
+
+    let shredded = ShreddedErasure {
+        retired: [(key_id_hex(&key_id), Some(retired.clone()))].into(),
+    };
+    let matchers = Matchers::new(&[RecordMatcher::Key {
+        key: String::from_utf8(ERASED_KEY.to_vec()).unwrap(),
+    }])
+    .unwrap()
+    .with_keys([key_id.to_vec()]);
+    let eraser_keys = world.keys(false);
+    let erasure = RunId::parse("erase-1").unwrap();
+    let eraser = Eraser {
+        objects: world.objects.as_ref(),
+        index: world.index.as_ref(),
+        keys: &eraser_keys,
+        layout: &world.layout,
+        erasure: &erasure,
+        matchers: &matchers,
+        shredded: Some(&shredded),
+        compression_level: 3,
+    };
+    let findings = eraser.find(&world.partition, 120, NOW).await.unwrap();
+    let erased = |offset: &i64| !(100..110).contains(offset) && offset % 7 == 3;
+    let expected: Vec<i64> = (0..120).filter(erased).collect();
+    assert_eq!(
+        findings
+            .matches
+            .iter()
+            .flat_map(|m| m.offsets.clone())
+            .collect::<Vec<_>>(),
+        expected,
+        "the records under the retired version, none under the new one"
+    );
+    assert!(
+        !findings.locked.is_empty(),
+        "the findings still name locked segments"
+    );
+
+    eraser
+        .erase(&world.partition, 120, &ObjectTags::new(), NOW)
+        .await
+        .unwrap();
+    let purged = eraser.purge(&world.partition, NOW).await.unwrap();
+    assert_eq!(purged.objects_kept_locked, 5, "{purged:?}");
+    world
+        .index
+        .destroy_data_keys(&backup_id, &key_id, &retired)
+        .await
+        .unwrap();
+    let verification = eraser.verify(&world.partition, 120, NOW).await.unwrap();
+    assert!(verification.remaining.is_empty(), "{verification:?}");
+    assert_eq!(verification.kept_locked.len(), 5);
+
+    // The restore holds every other record exactly, the later ones of the key too.
+    let restored = world.restored().await;
+    let wanted: Vec<Record> = (0..120)
+        .filter(|offset| !erased(offset))
+        .map(record)
+        .collect();
+    assert_eq!(restored, wanted);
+    // What Object Lock kept of the key cannot be opened by anyone.
+    for key in &verification.kept_locked {
+        let stored = world.objects.get(key).await.unwrap().unwrap();
+        let error = world
+            .keys(false)
+            .clear(&backup_id, stored)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no longer exists"), "{key}: {error}");
+    }
+}
