@@ -21,6 +21,7 @@ resource "aws_lambda_function" "backup_writer" {
       TIDEMARK_RETENTION_SHORT_TOPICS  = var.retention_short_topics
       TIDEMARK_RETENTION_LONG_TOPICS   = var.retention_long_topics
       TIDEMARK_SEGMENT_ENCRYPTION_KEY  = var.client_side_encryption ? local.kms_key_arn : ""
+      TIDEMARK_SHREDDING_KMS_KEY_ID    = var.crypto_shredding ? local.kms_key_arn : ""
       TIDEMARK_MASKING_RULES           = var.masking_rules
       TIDEMARK_MASKING_HASH_SECRET_ARN = var.masking_hash_secret_arn
       # Topic ids for each batch: a recreated topic becomes a new generation at once.
@@ -157,7 +158,7 @@ data "aws_iam_policy_document" "backup_writer" {
   }
   statement {
     sid       = "IndexAndCheckpoints"
-    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.index.arn]
   }
   statement {
@@ -258,7 +259,7 @@ data "aws_iam_policy_document" "backup_reader" {
   }
   statement {
     sid       = "ReadTheIndex"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
     resources = [aws_dynamodb_table.index.arn]
   }
   statement {

@@ -70,7 +70,7 @@ data "aws_iam_policy_document" "eraser" {
   }
   statement {
     sid       = "Index"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.index.arn]
   }
   statement {

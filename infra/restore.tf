@@ -126,7 +126,7 @@ data "aws_iam_policy_document" "restore_function" {
   }
   statement {
     sid       = "Catalog"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query"]
+    actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
     resources = [aws_dynamodb_table.index.arn]
   }
   # Drills write their evidence; every operation its audit record (docs/operations.md).

@@ -244,6 +244,12 @@ variable "client_side_encryption" {
   description = "Also seal every segment body in the writer (AES-256-GCM, a data key from the KMS key above, bound to the backup id), so S3 holds ciphertext even to a principal allowed to read the bucket. About one kms:GenerateDataKey per warm writer per 5 minutes, and one kms:Decrypt per writer batch a restore reads."
 }
 
+variable "crypto_shredding" {
+  type        = bool
+  default     = false
+  description = "Seal each keyed record under a data key of its record key's own, kept in the index table, so an erasure destroys the key instead of rewriting locked objects (the way to erase under Object Lock; docs/privacy.md#crypto-shredding). Erasure then matches exact keys only. Costs one kms:GenerateDataKey per backup, one kms:Decrypt per cold start, a DynamoDB item per distinct key, and storage: sealed records do not compress."
+}
+
 variable "masking_rules" {
   type        = string
   default     = ""

@@ -1,7 +1,8 @@
 //! The backup writer's CPU path on a 6 MB MSK-shaped event (JSON decode, base64, framing,
 //! CRC32C, zstd-3) against plain zstd-3 of the same record bytes, in the same run, plus the
 //! peak RSS of a process that does only the handler's work, and the cost of sealing the
-//! segments (client-side AES-256-GCM).
+//! segments (client-side AES-256-GCM) and of shredding them (crypto-shredding: each keyed record
+//! sealed under its key's data key), in time, stored bytes and key-service calls.
 //!
 //! `cargo bench -p backup-writer --bench handler_cpu` (see docs/benchmarks.md).
 
@@ -17,6 +18,7 @@ use tidemark_core::event::{KafkaEvent, KafkaEventRecord, RecordSink, decode_even
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::Record;
 use tidemark_core::segment::encryption::{DATA_KEY_LEN, DataKey, seal};
+use tidemark_core::segment::{EncodedSegment, SegmentReader};
 
 const EVENT_BYTES: usize = 6 * 1024 * 1024;
 const PARTITIONS: i32 = 4;
@@ -225,6 +227,8 @@ fn main() {
         unreachable!("one path measured")
     };
 
+    let shredding = shredding_cost(iterations, &segments);
+
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
     let path = |duration: Duration| {
@@ -261,6 +265,16 @@ fn main() {
             "segments_without_key_filters":
                 raw.len() as f64 / (single_bytes as u64 - key_filter_bytes) as f64,
         },
+        "shredding": {
+            "median_ms": ms(shredding.median),
+            "vs_plain_zstd3": plain.as_secs_f64() / shredding.median.as_secs_f64(),
+            "stored_bytes": shredding.stored_bytes,
+            "vs_segments": shredding.stored_bytes as f64 / single_bytes as f64,
+            "compression": raw.len() as f64 / shredding.stored_bytes as f64,
+            "distinct_keys": shredding.distinct_keys,
+            "kms_generate_data_key": shredding.kms_generated,
+            "kms_decrypt": shredding.kms_decrypted,
+        },
         "peak_rss_mib": rss.map(|(before, after)| json!({
             "handler_path": after as f64 / 1024.0,
             "before_decoding": before as f64 / 1024.0,
@@ -273,6 +287,74 @@ fn main() {
             serde_json::to_string_pretty(&results).unwrap(),
         )
         .expect("writing the results");
+    }
+}
+
+struct ShreddingCost {
+    /// Median time to shred every segment once its keys are cached (a warm writer).
+    median: Duration,
+    stored_bytes: usize,
+    distinct_keys: usize,
+    kms_generated: usize,
+    kms_decrypted: usize,
+}
+
+/// Shreds `segments` as a writer with crypto-shredding on does, over in-memory stores: the
+/// first pass creates a data key per distinct record key, the measured ones use the cache.
+fn shredding_cost(iterations: usize, segments: &[EncodedSegment]) -> ShreddingCost {
+    use std::sync::Arc;
+    use tidemark_core::keys::MemoryKeyService;
+    use tidemark_core::layout::{BackupId, PartitionId};
+    use tidemark_core::shredding::Shredding;
+    use tidemark_core::stores::MemoryIndexStore;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let kms = Arc::new(MemoryKeyService::default());
+    // Commit lease of 10 minutes: the cache must not expire between measured passes.
+    let shredding = Shredding::new(
+        Arc::new(MemoryIndexStore::new()),
+        kms.clone(),
+        Some("alias/bench".into()),
+    )
+    .with_commit_lease(Duration::from_secs(600));
+    let backup = BackupId::parse("bench").unwrap();
+    let shred = || {
+        runtime.block_on(async {
+            let mut stored = 0;
+            for segment in segments {
+                let partition = PartitionId::new(
+                    backup.clone(),
+                    "payments.captured",
+                    segment.header.partition,
+                );
+                stored += shredding
+                    .seal_segment(&partition, segment, 3)
+                    .await
+                    .unwrap()
+                    .segment
+                    .bytes
+                    .len();
+            }
+            stored
+        })
+    };
+    shred();
+    let [(median, stored_bytes)] = measure_interleaved(iterations, &mut [&mut || shred()])[..]
+    else {
+        unreachable!("one path measured")
+    };
+    let mut keys = std::collections::HashSet::new();
+    for segment in segments {
+        for record in SegmentReader::open(segment.bytes.as_ref()).unwrap() {
+            keys.extend(record.unwrap().key);
+        }
+    }
+    ShreddingCost {
+        median,
+        stored_bytes,
+        distinct_keys: keys.len(),
+        kms_generated: kms.generated(),
+        kms_decrypted: kms.decrypted(),
     }
 }
 
