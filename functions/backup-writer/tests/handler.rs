@@ -1345,3 +1345,20 @@ fn harness_sharing(h: &Harness, extra: &[(&str, &str)]) -> BackupWriter {
         generations,
     )
 }
+
+#[tokio::test]
+async fn a_redelivery_to_a_shredded_backup_is_checked_against_the_opened_records() {
+    let h = harness(SHREDDED);
+    h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    let written = h.objects.list("").await.unwrap();
+    // Below the checkpoint: the overlap check opens the stored records to compare them.
+    let retried = h.writer.back_up(fixture("msk-event.json")).await.unwrap();
+    assert!(retried.partitions.iter().all(|p| !p.created), "{retried:?}");
+    let error = h.writer.back_up(changed_first_key()).await.unwrap_err();
+    assert_eq!(error.error_type(), "Tidemark.TopicRecreated", "{error}");
+    assert_eq!(
+        h.objects.list("").await.unwrap(),
+        written,
+        "nothing written"
+    );
+}
