@@ -354,8 +354,8 @@ impl BackupWriter {
             Existing::Superset(entry) => Ok((key, false, entry)),
             Existing::SealedUnderOtherKeys => {
                 // An earlier attempt sealed these records under data keys that are no longer
-                // current (an erasure retired them): that object is never indexed, and this
-                // batch goes under a name of its own.
+                // current (an erasure retired them, or shredding was turned off since): that
+                // object is never indexed, and this batch goes under a name of its own.
                 let header = &to_store.header;
                 let resealed = self.config.layout.resealed_segment_key(
                     partition,
@@ -420,7 +420,8 @@ enum Existing {
     /// Every record of the batch, equal field for field (a re-delivery of a range the source's
     /// log cleaner has since thinned, or a shredded retry): its index entry.
     Superset(SegmentEntry),
-    /// The same records, sealed under data keys other than this batch's (no longer current).
+    /// Shredded records sealed under data keys other than this batch's (no longer current), or
+    /// a batch that is not shredded: the stored object cannot be kept.
     SealedUnderOtherKeys,
     /// Other records.
     Other,
@@ -447,10 +448,11 @@ async fn existing_superset(
     let stored_header = tidemark_core::segment::verify_stored_segment(&stored)?;
     let stored_len = stored.len() as u64;
     let plain = keys.plain(&partition.backup_id, stored).await?;
-    if to_store.header.shredded != stored_header.shredded {
-        return Ok(Existing::Other);
-    }
-    if to_store.header.shredded && !sealed_under_same_keys(&plain, &to_store.bytes)? {
+    // Stored shredded records are kept only when sealed under this batch's keys, which are
+    // current: under others an erasure may have retired, they could be indexed after its find.
+    if stored_header.shredded
+        && !(to_store.header.shredded && sealed_under_same_keys(&plain, &to_store.bytes)?)
+    {
         return Ok(Existing::SealedUnderOtherKeys);
     }
     let plain = keys.clear(&partition.backup_id, plain).await?;

@@ -1362,3 +1362,52 @@ async fn a_redelivery_to_a_shredded_backup_is_checked_against_the_opened_records
         "nothing written"
     );
 }
+
+#[tokio::test]
+async fn a_retry_across_turning_shredding_on_or_off_keeps_or_replaces_the_earlier_write() {
+    // Off, then on: the plain write is kept (its records are the batch's).
+    let h = harness(&[]);
+    h.index.failures_left.store(2, Ordering::SeqCst);
+    h.writer
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    let written = h.objects.list("").await.unwrap();
+    let report = harness_sharing(&h, SHREDDED)
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap();
+    assert!(report.partitions.iter().all(|p| !p.created), "{report:?}");
+    assert_eq!(h.objects.list("").await.unwrap(), written);
+
+    // On, then off: shredded records cannot be kept without knowing their keys are current,
+    // so the batch is written under a name of its own and indexed there.
+    let h = harness(SHREDDED);
+    h.index.failures_left.store(2, Ordering::SeqCst);
+    h.writer
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap_err();
+    let report = harness_sharing(&h, &[])
+        .back_up(fixture("msk-event.json"))
+        .await
+        .unwrap();
+    let captured = report_of(&report, &partition("payments.captured", 0));
+    assert!(captured.segment_key.contains(".resealed-"), "{report:?}");
+    assert_eq!(
+        stored_records(&h, "backups/prod/topics/payments.captured/")
+            .await
+            .iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>(),
+        vec![100, 101, 102, 105, 100, 101, 102, 105],
+        "both objects hold the records; the index names the new one"
+    );
+    let indexed = h
+        .index
+        .segments(&partition("payments.captured", 0))
+        .await
+        .unwrap();
+    assert_eq!(indexed.len(), 1);
+    assert_eq!(indexed[0].key, captured.segment_key);
+}

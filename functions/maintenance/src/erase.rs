@@ -312,16 +312,17 @@ impl ErasureSteps {
             ErasureStep::Decide { run_id, request } => {
                 let run = parse_run_id(&run_id)?;
                 let findings = self.findings(&run).await?;
-                // A shredded backup's locked objects stay; the erased keys' versions go.
-                let shredded = self.shredding().await?.is_some();
+                // A shredded segment under Object Lock stays, and destroying the erased keys'
+                // data keys erases its records; a plain one would keep them readable.
                 let locked: Vec<String> = findings
                     .iter()
                     .flat_map(|found| &found.locked)
+                    .filter(|locked| !locked.shredded)
                     .map(|locked| {
                         format!("{} until {}", locked.key, format_ms(locked.retain_until_ms))
                     })
                     .collect();
-                if !locked.is_empty() && !shredded {
+                if !locked.is_empty() {
                     return Err(tidemark_core::Error::ErasureRefused(format!(
                         "{} segment(s) holding matching records are under Object Lock compliance \
                          retention, which nobody can shorten: {}. Erase after the last of these \

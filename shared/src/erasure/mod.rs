@@ -59,6 +59,9 @@ pub struct SegmentMatch {
 pub struct LockedSegment {
     pub key: String,
     pub retain_until_ms: i64,
+    /// Its records are shredded: destroying the erased keys' data keys erases them in place.
+    #[serde(default)]
+    pub shredded: bool,
 }
 
 /// What an erasure finds in one partition, before it changes anything.
@@ -184,7 +187,7 @@ impl Eraser<'_> {
                 continue;
             }
             findings.segments_read += 1;
-            let offsets = self.matching_offsets(partition, entry, &erased).await?.1;
+            let (plain, offsets) = self.matching_offsets(partition, entry, &erased).await?;
             if offsets.is_empty() {
                 continue;
             }
@@ -195,6 +198,7 @@ impl Eraser<'_> {
                 findings.locked.push(LockedSegment {
                     key: entry.key.clone(),
                     retain_until_ms: retention.retain_until_ms,
+                    shredded: SegmentHeader::read_from(&mut plain.as_ref())?.shredded,
                 });
             }
             findings.matches.push(SegmentMatch {
@@ -302,6 +306,13 @@ impl Eraser<'_> {
         }))
     }
 
+    /// Whether the current version of `key` is a shredded segment.
+    async fn is_shredded(&self, key: &str) -> Result<bool> {
+        Ok(read_stored_header(self.objects, key)
+            .await?
+            .is_some_and(|header| header.shredded))
+    }
+
     /// Step 4: reads every indexed segment below `horizon` that may hold a match, and lists
     /// what is still stored over erased offsets outside the index (in a shredded backup,
     /// objects Object Lock keeps are left to the destroyed keys).
@@ -328,7 +339,10 @@ impl Eraser<'_> {
             }
         }
         for stored in self.stored_over_erased(partition).await? {
-            if self.shredded.is_some() && self.locked(&stored.key, now_ms).await? {
+            if self.shredded.is_some()
+                && self.locked(&stored.key, now_ms).await?
+                && self.is_shredded(&stored.key).await?
+            {
                 verification.kept_locked.push(stored.key);
             } else if stored.disposal == Disposal::EveryVersion {
                 verification.remaining.push(format!(
@@ -649,10 +663,9 @@ pub async fn kept_by_object_lock(
     Ok(kept)
 }
 
-/// A stored segment's key filter, read with two small ranged GETs (header, then filter);
-/// `None` when the segment has none to offer (written before filters, or sealed: its filter is
-/// inside the encrypted body) or is gone.
-pub async fn read_key_filter(objects: &dyn ObjectStore, key: &str) -> Result<Option<KeyFilter>> {
+/// A stored segment's header, read with one small ranged GET (two for a header longer than the
+/// probe); `None` when the object is gone.
+async fn read_stored_header(objects: &dyn ObjectStore, key: &str) -> Result<Option<SegmentHeader>> {
     let Some(head) = objects.get_head(key, HEADER_PROBE_BYTES).await? else {
         return Ok(None);
     };
@@ -667,7 +680,16 @@ pub async fn read_key_filter(objects: &dyn ObjectStore, key: &str) -> Result<Opt
     } else {
         head
     };
-    let header = SegmentHeader::read_from(&mut head.as_ref())?;
+    SegmentHeader::read_from(&mut head.as_ref()).map(Some)
+}
+
+/// A stored segment's key filter, read with two small ranged GETs (header, then filter);
+/// `None` when the segment has none to offer (written before filters, or sealed: its filter is
+/// inside the encrypted body) or is gone.
+pub async fn read_key_filter(objects: &dyn ObjectStore, key: &str) -> Result<Option<KeyFilter>> {
+    let Some(header) = read_stored_header(objects, key).await? else {
+        return Ok(None);
+    };
     let Some(section) = header.key_filter.filter(|_| header.encryption.is_none()) else {
         return Ok(None);
     };

@@ -305,3 +305,113 @@ async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_lat
         assert!(error.contains("no longer exists"), "{key}: {error}");
     }
 }
+
+#[tokio::test]
+async fn a_locked_segment_written_before_shredding_was_on_is_named_and_never_counted_as_erased() {
+    let world = world();
+    // Offsets 0..=9 stored plain (shredding off), 10..=19 shredded; both locked.
+    let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
+    for offset in 0..10 {
+        encoder.push(&record(offset)).unwrap();
+    }
+    let plain = encoder.finish().unwrap();
+    let plain_key = world.layout.segment_key(&world.partition, 0, 9);
+    world
+        .objects
+        .put_if_absent(
+            &plain_key,
+            plain.bytes.clone(),
+            &segment_metadata(&plain.header),
+        )
+        .await
+        .unwrap();
+    let retention = ObjectRetention {
+        mode: RetentionMode::Compliance,
+        retain_until_ms: NOW + 86_400_000,
+    };
+    world.objects.lock(&plain_key, retention);
+    let entry = SegmentEntry::new(
+        plain_key.clone(),
+        &plain.header,
+        plain.bytes.len() as u64,
+        0,
+    );
+    record_segment(world.index.as_ref(), &world.partition, &entry, 9, None, 0)
+        .await
+        .unwrap();
+    let writer = world.keys(true);
+    world.write(&writer, 10, true).await;
+
+    let backup_id = world.partition.backup_id.clone();
+    let shredding = writer.shredding().unwrap().clone();
+    let key_id = shredding
+        .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
+        .await
+        .unwrap()[0];
+    let retired = world
+        .index
+        .retire_data_keys(&backup_id, &key_id)
+        .await
+        .unwrap();
+    let shredded = ShreddedErasure {
+        retired: [(key_id_hex(&key_id), Some(retired))].into(),
+    };
+    let matchers = Matchers::new(&[RecordMatcher::Key {
+        key: String::from_utf8(ERASED_KEY.to_vec()).unwrap(),
+    }])
+    .unwrap()
+    .with_keys([key_id.to_vec()]);
+    let keys = world.keys(false);
+    let erasure = RunId::parse("erase-1").unwrap();
+    let eraser = Eraser {
+        objects: world.objects.as_ref(),
+        index: world.index.as_ref(),
+        keys: &keys,
+        layout: &world.layout,
+        erasure: &erasure,
+        matchers: &matchers,
+        shredded: Some(&shredded),
+        compression_level: 3,
+    };
+    let findings = eraser.find(&world.partition, 20, NOW).await.unwrap();
+    // The clear key matches the plain segment, the key id the shredded one.
+    assert_eq!(
+        findings
+            .matches
+            .iter()
+            .flat_map(|m| m.offsets.clone())
+            .collect::<Vec<_>>(),
+        vec![3, 10, 17]
+    );
+    let locked: Vec<(String, bool)> = findings
+        .locked
+        .iter()
+        .map(|locked| (locked.key.clone(), locked.shredded))
+        .collect();
+    assert_eq!(
+        locked,
+        vec![
+            (plain_key.clone(), false),
+            (world.layout.segment_key(&world.partition, 10, 19), true)
+        ],
+        "the decision refuses the plain one: its records would stay readable"
+    );
+    // Were it erased anyway, verification would not count the plain copy as erased.
+    eraser
+        .erase(&world.partition, 20, &ObjectTags::new(), NOW)
+        .await
+        .unwrap();
+    eraser.purge(&world.partition, NOW).await.unwrap();
+    let verification = eraser.verify(&world.partition, 20, NOW).await.unwrap();
+    assert_eq!(
+        verification.kept_locked,
+        vec![world.layout.segment_key(&world.partition, 10, 19)]
+    );
+    assert!(
+        verification
+            .remaining
+            .iter()
+            .any(|left| left.contains(&plain_key)),
+        "{verification:?}"
+    );
+}
