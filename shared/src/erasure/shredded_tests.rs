@@ -114,6 +114,45 @@ impl World {
     }
 }
 
+/// An erasure of [`ERASED_KEY`] from a shredded backup, after its prepare step retired
+/// `retired` of `key_id`.
+struct KeyErasure {
+    shredded: ShreddedErasure,
+    matchers: Matchers,
+    keys: SegmentKeys,
+    erasure: RunId,
+}
+
+impl KeyErasure {
+    fn new(world: &World, key_id: KeyId, retired: Vec<u32>) -> Self {
+        KeyErasure {
+            shredded: ShreddedErasure {
+                retired: [(key_id_hex(&key_id), Some(retired))].into(),
+            },
+            matchers: Matchers::new(&[RecordMatcher::Key {
+                key: String::from_utf8(ERASED_KEY.to_vec()).unwrap(),
+            }])
+            .unwrap()
+            .with_keys([key_id.to_vec()]),
+            keys: world.keys(false),
+            erasure: RunId::parse("erase-1").unwrap(),
+        }
+    }
+
+    fn eraser<'a>(&'a self, world: &'a World) -> Eraser<'a> {
+        Eraser {
+            objects: world.objects.as_ref(),
+            index: world.index.as_ref(),
+            keys: &self.keys,
+            layout: &world.layout,
+            erasure: &self.erasure,
+            matchers: &self.matchers,
+            shredded: Some(&self.shredded),
+            compression_level: 3,
+        }
+    }
+}
+
 fn world() -> World {
     World {
         objects: Arc::new(MemoryObjectStore::new()),
@@ -234,26 +273,8 @@ async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_lat
     // time (and commits within its lease): those records are indexed before the find, and go.
     world.write(&writer, 110, false).await;
 
-    let shredded = ShreddedErasure {
-        retired: [(key_id_hex(&key_id), Some(retired.clone()))].into(),
-    };
-    let matchers = Matchers::new(&[RecordMatcher::Key {
-        key: String::from_utf8(ERASED_KEY.to_vec()).unwrap(),
-    }])
-    .unwrap()
-    .with_keys([key_id.to_vec()]);
-    let eraser_keys = world.keys(false);
-    let erasure = RunId::parse("erase-1").unwrap();
-    let eraser = Eraser {
-        objects: world.objects.as_ref(),
-        index: world.index.as_ref(),
-        keys: &eraser_keys,
-        layout: &world.layout,
-        erasure: &erasure,
-        matchers: &matchers,
-        shredded: Some(&shredded),
-        compression_level: 3,
-    };
+    let erasure = KeyErasure::new(&world, key_id, retired.clone());
+    let eraser = erasure.eraser(&world);
     let findings = eraser.find(&world.partition, 120, NOW).await.unwrap();
     let erased = |offset: &i64| !(100..110).contains(offset) && offset % 7 == 3;
     let expected: Vec<i64> = (0..120).filter(erased).collect();
@@ -353,26 +374,8 @@ async fn a_locked_segment_written_before_shredding_was_on_is_named_and_never_cou
         .retire_data_keys(&backup_id, &key_id)
         .await
         .unwrap();
-    let shredded = ShreddedErasure {
-        retired: [(key_id_hex(&key_id), Some(retired))].into(),
-    };
-    let matchers = Matchers::new(&[RecordMatcher::Key {
-        key: String::from_utf8(ERASED_KEY.to_vec()).unwrap(),
-    }])
-    .unwrap()
-    .with_keys([key_id.to_vec()]);
-    let keys = world.keys(false);
-    let erasure = RunId::parse("erase-1").unwrap();
-    let eraser = Eraser {
-        objects: world.objects.as_ref(),
-        index: world.index.as_ref(),
-        keys: &keys,
-        layout: &world.layout,
-        erasure: &erasure,
-        matchers: &matchers,
-        shredded: Some(&shredded),
-        compression_level: 3,
-    };
+    let erasure = KeyErasure::new(&world, key_id, retired);
+    let eraser = erasure.eraser(&world);
     let findings = eraser.find(&world.partition, 20, NOW).await.unwrap();
     // The clear key matches the plain segment, the key id the shredded one.
     assert_eq!(

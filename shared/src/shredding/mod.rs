@@ -360,36 +360,22 @@ impl Shredding {
             .into_iter()
             .collect();
         let (keys, keys_read_at) = self.current_keys(backup_id, &root, &distinct).await?;
-        let header = plain.header.clone();
-        let backup = backup_id.as_str().to_owned();
-        let segment = tokio::task::spawn_blocking(move || {
-            let place = Place {
-                backup_id: &backup,
-                topic: &header.topic,
-                partition: header.partition,
-            };
-            let mut encoder = SegmentEncoder::with_write_marks(
-                &header.topic,
-                header.partition,
-                level,
-                header.write_marks.clone(),
-            )?
-            .shredded(true);
-            for record in &records {
-                match &record.key {
-                    None => encoder.push(record)?,
-                    Some(key) => {
-                        let key_id = key_ids[key];
-                        let (version, data_key) = &keys[&key_id];
-                        encoder
-                            .push(&record::seal(record, &place, &key_id, *version, data_key)?)?;
-                    }
-                }
-            }
-            encoder.finish()
-        })
-        .await
-        .map_err(|error| Error::Encryption(format!("shredding task failed: {error}")))??;
+        let segment = reencode(
+            backup_id,
+            plain.header.clone(),
+            level,
+            true,
+            records,
+            move |record, place| {
+                let Some(key) = &record.key else {
+                    return Ok(None);
+                };
+                let key_id = key_ids[key];
+                let (version, data_key) = &keys[&key_id];
+                record::seal(record, place, &key_id, *version, data_key).map(Some)
+            },
+        )
+        .await?;
         Ok(SealedSegment {
             segment,
             keys_read_at,
@@ -501,42 +487,31 @@ impl Shredding {
         let keys = self
             .data_keys(backup_id, &root, wanted.into_iter().collect())
             .await?;
-        let backup = backup_id.as_str().to_owned();
-        let bytes = tokio::task::spawn_blocking(move || {
-            let place = Place {
-                backup_id: &backup,
-                topic: &header.topic,
-                partition: header.partition,
-            };
-            let mut encoder = SegmentEncoder::with_write_marks(
-                &header.topic,
-                header.partition,
-                1,
-                header.write_marks.clone(),
-            )?;
-            for sealed in &records {
+        let (topic, partition) = (header.topic.clone(), header.partition);
+        let segment = reencode(
+            backup_id,
+            header,
+            1,
+            false,
+            records,
+            move |sealed, place| {
                 if sealed.key.is_none() {
-                    encoder.push(sealed)?;
-                    continue;
+                    return Ok(None);
                 }
                 let (key_id, version) = record::sealed_under(sealed)?;
                 let key = keys.get(&(key_id, version)).ok_or_else(|| {
                     Error::Encryption(format!(
-                        "the record at offset {} of {}-{} is sealed under version {version} of \
-                         key id {}, which no longer exists: its key was erased",
+                        "the record at offset {} of {topic}-{partition} is sealed under version \
+                     {version} of key id {}, which no longer exists: its key was erased",
                         sealed.offset,
-                        header.topic,
-                        header.partition,
                         key_id_hex(&key_id)
                     ))
                 })?;
-                encoder.push(&record::open(sealed, &place, key)?)?;
-            }
-            encoder.finish().map(|segment| segment.bytes)
-        })
-        .await
-        .map_err(|error| Error::Encryption(format!("opening task failed: {error}")))??;
-        Ok(bytes)
+                record::open(sealed, place, key).map(Some)
+            },
+        )
+        .await?;
+        Ok(segment.bytes)
     }
 
     /// The `wanted` versions that exist, unwrapped (remembered, else read).
@@ -597,6 +572,42 @@ pub fn sealed_under_same_keys(stored: &[u8], ours: &[u8]) -> Result<bool> {
     Ok(versions(ours)?
         .iter()
         .all(|(offset, keys)| stored.get(offset) == Some(keys)))
+}
+
+/// `records` of the segment `header` describes, each replaced by what `transform` makes of it
+/// (`None`: kept as it is), as a new segment, shredded or not, encoded on a blocking thread.
+async fn reencode(
+    backup_id: &BackupId,
+    header: crate::segment::SegmentHeader,
+    level: i32,
+    shredded: bool,
+    records: Vec<Record>,
+    transform: impl Fn(&Record, &Place<'_>) -> Result<Option<Record>> + Send + 'static,
+) -> Result<EncodedSegment> {
+    let backup = backup_id.as_str().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let place = Place {
+            backup_id: &backup,
+            topic: &header.topic,
+            partition: header.partition,
+        };
+        let mut encoder = SegmentEncoder::with_write_marks(
+            &header.topic,
+            header.partition,
+            level,
+            header.write_marks.clone(),
+        )?
+        .shredded(shredded);
+        for record in &records {
+            match transform(record, &place)? {
+                Some(replaced) => encoder.push(&replaced)?,
+                None => encoder.push(record)?,
+            }
+        }
+        encoder.finish()
+    })
+    .await
+    .map_err(|error| Error::Encryption(format!("re-encoding task failed: {error}")))?
 }
 
 async fn read_records(plain: Bytes) -> Result<Vec<Record>> {
