@@ -140,9 +140,19 @@ impl KeyErasure {
     }
 
     fn eraser<'a>(&'a self, world: &'a World) -> Eraser<'a> {
+        self.eraser_on(world, world.objects.as_ref(), world.index.as_ref())
+    }
+
+    /// The eraser on other stores (ones that crash) over `world`'s backup.
+    fn eraser_on<'a>(
+        &'a self,
+        world: &'a World,
+        objects: &'a dyn ObjectStore,
+        index: &'a dyn IndexStore,
+    ) -> Eraser<'a> {
         Eraser {
-            objects: world.objects.as_ref(),
-            index: world.index.as_ref(),
+            objects,
+            index,
             keys: &self.keys,
             layout: &world.layout,
             erasure: &self.erasure,
@@ -417,4 +427,108 @@ async fn a_locked_segment_written_before_shredding_was_on_is_named_and_never_cou
             .any(|left| left.contains(&plain_key)),
         "{verification:?}"
     );
+}
+
+#[tokio::test]
+async fn a_crash_at_any_change_of_a_shredded_erasure_then_a_retry_loses_nothing_and_leaves_nothing_readable()
+ {
+    use super::tests::{Crash, Index, Objects};
+    let wanted: Vec<Record> = (0..100)
+        .filter(|offset| offset % 7 != 3)
+        .map(record)
+        .collect();
+    let mut crash_at = 0;
+    loop {
+        let world = world();
+        let writer = world.keys(true);
+        for first in (0..100).step_by(10) {
+            world.write(&writer, first, first % 20 == 0).await;
+        }
+        let backup_id = world.partition.backup_id.clone();
+        let key_id = writer
+            .shredding()
+            .unwrap()
+            .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
+            .await
+            .unwrap()[0];
+        let retired = world
+            .index
+            .retire_data_keys(&backup_id, &key_id)
+            .await
+            .unwrap();
+        let erasure = KeyErasure::new(&world, key_id, retired.clone());
+
+        let crash = Crash::at(crash_at);
+        let objects = Objects {
+            inner: world.objects.clone(),
+            crash: crash.clone(),
+        };
+        let index = Index {
+            inner: world.index.clone(),
+            crash,
+        };
+        let crashing = erasure.eraser_on(&world, &objects, &index);
+        let crashed = match crashing
+            .erase(&world.partition, 100, &ObjectTags::new(), NOW)
+            .await
+        {
+            Ok(_) => crashing.purge(&world.partition, NOW).await.is_err(),
+            Err(_) => true,
+        };
+        // Whatever the crash left, every record that stays is still restorable.
+        let restored = world.restored().await;
+        assert!(
+            wanted.iter().all(|record| restored.contains(record)),
+            "crash at change {crash_at}: a record was lost"
+        );
+
+        let eraser = erasure.eraser(&world);
+        eraser
+            .erase(&world.partition, 100, &ObjectTags::new(), NOW)
+            .await
+            .unwrap();
+        eraser.purge(&world.partition, NOW).await.unwrap();
+        world
+            .index
+            .destroy_data_keys(&backup_id, &key_id, &retired)
+            .await
+            .unwrap();
+        let verification = eraser.verify(&world.partition, 100, NOW).await.unwrap();
+        assert!(
+            verification.remaining.is_empty(),
+            "crash at change {crash_at}: {verification:?}"
+        );
+        assert_eq!(world.restored().await, wanted, "crash at change {crash_at}");
+        // No stored object, indexed or kept, lets anyone read a record of the key.
+        let reader = world.keys(false);
+        for key in world
+            .objects
+            .list(&world.layout.partition_prefix(&world.partition))
+            .await
+            .unwrap()
+        {
+            let stored = world.objects.get(&key).await.unwrap().unwrap();
+            match reader.clear(&backup_id, stored).await {
+                Ok(clear) => {
+                    let mut records = SegmentReader::open(clear.as_ref()).unwrap();
+                    while let Some(record) = records.next_record().unwrap() {
+                        assert_ne!(
+                            record.key.as_deref(),
+                            Some(ERASED_KEY),
+                            "crash at change {crash_at}: {key} still holds the key readable"
+                        );
+                    }
+                }
+                Err(error) => assert!(
+                    error.to_string().contains("no longer exists"),
+                    "crash at change {crash_at}: {key}: {error}"
+                ),
+            }
+        }
+        if !crashed {
+            break;
+        }
+        crash_at += 1;
+    }
+    assert!(crash_at > 10, "the erasure made {crash_at} changes");
 }

@@ -18,13 +18,13 @@ use crate::stores::{MemoryIndexStore, MemoryObjectStore};
 /// Fails the `fail_at`-th change either store is asked to make (0 = the first), as a function
 /// that crashes there would: nothing of that change happens.
 #[derive(Default)]
-struct Crash {
+pub(super) struct Crash {
     fail_at: Option<usize>,
     changes: AtomicUsize,
 }
 
 impl Crash {
-    fn at(fail_at: usize) -> Arc<Self> {
+    pub(super) fn at(fail_at: usize) -> Arc<Self> {
         Arc::new(Crash {
             fail_at: Some(fail_at),
             changes: AtomicUsize::new(0),
@@ -42,9 +42,9 @@ impl Crash {
     }
 }
 
-struct Objects {
-    inner: Arc<MemoryObjectStore>,
-    crash: Arc<Crash>,
+pub(super) struct Objects {
+    pub(super) inner: Arc<MemoryObjectStore>,
+    pub(super) crash: Arc<Crash>,
 }
 
 #[async_trait]
@@ -83,9 +83,9 @@ impl ObjectStore for Objects {
     }
 }
 
-struct Index {
-    inner: Arc<MemoryIndexStore>,
-    crash: Arc<Crash>,
+pub(super) struct Index {
+    pub(super) inner: Arc<MemoryIndexStore>,
+    pub(super) crash: Arc<Crash>,
 }
 
 #[async_trait]
