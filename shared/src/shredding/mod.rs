@@ -16,14 +16,14 @@
 //!   retired versions. Copies that remain (locked object versions) can never be opened again.
 
 pub mod record;
+mod root;
+mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use aws_lc_rs::aead::{AES_256_GCM, Aad, Nonce, RandomizedNonceKey};
-use aws_lc_rs::hmac;
+use aws_lc_rs::aead::RandomizedNonceKey;
 use bytes::Bytes;
 use zeroize::Zeroizing;
 
@@ -32,6 +32,8 @@ use crate::keys::{EncryptionContext, KeyService};
 use crate::layout::{BackupId, PartitionId};
 use crate::segment::{EncodedSegment, Record, SegmentEncoder, SegmentReader};
 use record::Place;
+use root::Root;
+pub use store::{ShreddingStore, StoredDataKey, key_id_hex, parse_key_id_hex};
 
 /// Bytes of a key id.
 pub const KEY_ID_LEN: usize = 16;
@@ -52,157 +54,6 @@ const ROOT_PURPOSE: &str = "shredding-root";
 const OPENED_KEYS_KEPT: usize = 65_536;
 /// Current versions a writer keeps.
 const CURRENT_KEYS_KEPT: usize = 65_536;
-
-/// One version of a key id's data key, wrapped under the backup's root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredDataKey {
-    pub key_id: KeyId,
-    pub version: u32,
-    pub wrapped: Vec<u8>,
-}
-
-/// Where roots and data keys live: the index table (DynamoDB), an in-memory twin in tests.
-#[async_trait]
-pub trait ShreddingStore: Send + Sync {
-    /// The backup's wrapped root, once created.
-    async fn shredding_root(&self, backup_id: &BackupId) -> Result<Option<Vec<u8>>>;
-    /// Stores `wrapped` as the backup's root unless one exists; returns the root that stands.
-    async fn create_shredding_root(&self, backup_id: &BackupId, wrapped: &[u8]) -> Result<Vec<u8>>;
-    /// The current version of each of `key_ids` that has one.
-    async fn current_data_keys(
-        &self,
-        backup_id: &BackupId,
-        key_ids: &[KeyId],
-    ) -> Result<Vec<StoredDataKey>>;
-    /// Makes `key` the current version of its key id unless one is current (or the version
-    /// exists); returns the current version that stands.
-    async fn create_data_key(
-        &self,
-        backup_id: &BackupId,
-        key: &StoredDataKey,
-    ) -> Result<StoredDataKey>;
-    /// Those of the `wanted` versions that still exist, current or retired.
-    async fn data_keys(
-        &self,
-        backup_id: &BackupId,
-        wanted: &[(KeyId, u32)],
-    ) -> Result<Vec<StoredDataKey>>;
-    /// Takes away the key id's current version in one step and returns every version stored
-    /// at that moment (all retired now). Writers create a new version for later records.
-    async fn retire_data_keys(&self, backup_id: &BackupId, key_id: &KeyId) -> Result<Vec<u32>>;
-    /// Deletes these versions of the key id (none of them current).
-    async fn destroy_data_keys(
-        &self,
-        backup_id: &BackupId,
-        key_id: &KeyId,
-        versions: &[u32],
-    ) -> Result<()>;
-}
-
-/// A key id as text: lower-case hex.
-pub fn key_id_hex(key_id: &KeyId) -> String {
-    key_id.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Parses [`key_id_hex`]'s text.
-pub fn parse_key_id_hex(text: &str) -> Option<KeyId> {
-    if text.len() != 2 * KEY_ID_LEN || !text.is_ascii() {
-        return None;
-    }
-    let mut key_id = [0u8; KEY_ID_LEN];
-    for (index, byte) in key_id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
-    }
-    Some(key_id)
-}
-
-/// The backup's root, unwrapped: the key-id secret and the data-key wrapping key.
-struct Root {
-    key_ids: hmac::Key,
-    wrapping: RandomizedNonceKey,
-}
-
-impl Root {
-    fn new(plaintext: &[u8]) -> Result<Self> {
-        let derive = |label: &[u8]| {
-            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, plaintext), label)
-                .as_ref()
-                .to_vec()
-        };
-        let wrapping = Zeroizing::new(derive(b"tidemark shredding: data key wrapping"));
-        let key_ids = Zeroizing::new(derive(b"tidemark shredding: key ids"));
-        Ok(Root {
-            key_ids: hmac::Key::new(hmac::HMAC_SHA256, &key_ids),
-            wrapping: RandomizedNonceKey::new(&AES_256_GCM, &wrapping)
-                .map_err(|_| Error::Encryption("AES-256-GCM refused the wrapping key".into()))?,
-        })
-    }
-
-    fn key_id(&self, key: &[u8]) -> KeyId {
-        hmac::sign(&self.key_ids, key).as_ref()[..KEY_ID_LEN]
-            .try_into()
-            .expect("16 of 32 bytes")
-    }
-
-    fn aad(backup_id: &BackupId, key_id: &KeyId, version: u32) -> Vec<u8> {
-        let mut aad = b"tidemark data key\0".to_vec();
-        aad.extend_from_slice(backup_id.as_str().as_bytes());
-        aad.push(0);
-        aad.extend_from_slice(key_id);
-        aad.extend_from_slice(&version.to_be_bytes());
-        aad
-    }
-
-    fn wrap(
-        &self,
-        backup_id: &BackupId,
-        key_id: &KeyId,
-        version: u32,
-        key: &[u8],
-    ) -> Result<Vec<u8>> {
-        let mut body = key.to_vec();
-        let nonce = self
-            .wrapping
-            .seal_in_place_append_tag(
-                Aad::from(Self::aad(backup_id, key_id, version).as_slice()),
-                &mut body,
-            )
-            .map_err(|_| Error::Encryption("failed to wrap a data key".into()))?;
-        let mut wrapped = nonce.as_ref().to_vec();
-        wrapped.extend_from_slice(&body);
-        Ok(wrapped)
-    }
-
-    fn unwrap(
-        &self,
-        backup_id: &BackupId,
-        stored: &StoredDataKey,
-    ) -> Result<Arc<RandomizedNonceKey>> {
-        let refused = || {
-            Error::Encryption(format!(
-                "version {} of key id {} does not unwrap under backup {backup_id}'s root",
-                stored.version,
-                key_id_hex(&stored.key_id)
-            ))
-        };
-        if stored.wrapped.len() < 12 {
-            return Err(refused());
-        }
-        let (nonce, sealed) = stored.wrapped.split_at(12);
-        let mut body = Zeroizing::new(sealed.to_vec());
-        let plain = self
-            .wrapping
-            .open_in_place(
-                Nonce::try_assume_unique_for_key(nonce).map_err(|_| refused())?,
-                Aad::from(Self::aad(backup_id, &stored.key_id, stored.version).as_slice()),
-                &mut body,
-            )
-            .map_err(|_| refused())?;
-        RandomizedNonceKey::new(&AES_256_GCM, plain)
-            .map(Arc::new)
-            .map_err(|_| refused())
-    }
-}
 
 /// A shredded segment and when the oldest data key it is sealed with was read: the batch must
 /// be committed within [`COMMIT_LEASE`] of that.
