@@ -8,24 +8,12 @@ use crate::index::record_segment;
 use crate::keys::{KeyService, MemoryKeyService};
 use crate::layout::BackupId;
 use crate::object_store::{ObjectRetention, segment_metadata};
-use crate::segment::TimestampType;
 use crate::shredding::{KeyId, Shredding, ShreddingStore};
 use crate::stores::{MemoryIndexStore, MemoryObjectStore};
 
-const NOW: i64 = 1_800_000_000_000;
-const ERASED_KEY: &[u8] = b"customer-7";
-
-fn record(offset: i64) -> Record {
-    let customer = if offset % 7 == 3 { 7 } else { offset % 5 };
-    Record {
-        offset,
-        timestamp: 5_000 + offset,
-        timestamp_type: TimestampType::CreateTime,
-        key: Some(format!("customer-{customer}").into_bytes()),
-        value: Some(format!("{{\"amount\":{}}}", offset * 7).into_bytes()),
-        headers: vec![],
-    }
-}
+// The plain erasure tests' backup: every seventh record is the erased customer's.
+use super::tests::{NOW, record};
+const ERASED_KEY: &[u8] = super::tests::ERASED_KEY.as_bytes();
 
 struct World {
     objects: Arc<MemoryObjectStore>,

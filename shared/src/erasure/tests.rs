@@ -162,10 +162,10 @@ impl IndexStore for Index {
 }
 
 /// The customer whose records are erased: every seventh record is theirs.
-const ERASED_KEY: &str = "customer-7";
-const NOW: i64 = 1_800_000_000_000;
+pub(super) const ERASED_KEY: &str = "customer-7";
+pub(super) const NOW: i64 = 1_800_000_000_000;
 
-fn record(offset: i64) -> Record {
+pub(super) fn record(offset: i64) -> Record {
     let customer = if offset % 7 == 3 { 7 } else { offset % 5 };
     Record {
         offset,
