@@ -35,20 +35,25 @@ impl World {
         SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))
     }
 
-    /// Backs up offsets `first..first + 10` as the writer does (shredded), locked when `lock`.
-    async fn write(&self, keys: &SegmentKeys, first: i64, lock: bool) {
+    /// Backs up offsets `first..first + 10` as the writer does: shredded by `writer`'s keys, or
+    /// plain (shredding off) without; under compliance retention when `lock`.
+    async fn write(&self, writer: Option<&SegmentKeys>, first: i64, lock: bool) {
         let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
         for offset in first..first + 10 {
             encoder.push(&record(offset)).unwrap();
         }
         let plain = encoder.finish().unwrap();
-        let segment = keys
-            .shredding()
-            .unwrap()
-            .seal_segment(&self.partition, &plain, 3)
-            .await
-            .unwrap()
-            .segment;
+        let segment = match writer {
+            Some(keys) => {
+                keys.shredding()
+                    .unwrap()
+                    .seal_segment(&self.partition, &plain, 3)
+                    .await
+                    .unwrap()
+                    .segment
+            }
+            None => plain,
+        };
         let key = self.layout.segment_key(&self.partition, first, first + 9);
         self.objects
             .put_if_absent(
@@ -79,6 +84,25 @@ impl World {
         )
         .await
         .unwrap();
+    }
+
+    /// What an erasure's prepare step does for [`ERASED_KEY`]: retires its current version.
+    /// Returns its key id and the retired versions.
+    async fn retire_erased_key(&self) -> (KeyId, Vec<u32>) {
+        let backup_id = &self.partition.backup_id;
+        let key_id = self
+            .keys(false)
+            .shredding()
+            .unwrap()
+            .key_ids(backup_id, &[ERASED_KEY.to_vec()])
+            .await
+            .unwrap()[0];
+        let retired = self
+            .index
+            .retire_data_keys(backup_id, &key_id)
+            .await
+            .unwrap();
+        (key_id, retired)
     }
 
     /// Every record a restore reads, opened by a reader process.
@@ -167,7 +191,7 @@ async fn compaction_merges_shredded_segments_sealed_and_never_with_plain_ones() 
     let world = world();
     let writer = world.keys(true);
     for first in (0..40).step_by(10) {
-        world.write(&writer, first, false).await;
+        world.write(Some(&writer), first, false).await;
     }
     let compactor = Compactor {
         objects: world.objects.as_ref(),
@@ -205,29 +229,7 @@ async fn compaction_merges_shredded_segments_sealed_and_never_with_plain_ones() 
     );
 
     // A plain segment after the shredded ones (shredding turned off) is not merged with them.
-    let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
-    for offset in 40..50 {
-        encoder.push(&record(offset)).unwrap();
-    }
-    let plain = encoder.finish().unwrap();
-    let key = world.layout.segment_key(&world.partition, 40, 49);
-    world
-        .objects
-        .put_if_absent(&key, plain.bytes.clone(), &segment_metadata(&plain.header))
-        .await
-        .unwrap();
-    let entry = SegmentEntry::new(key, &plain.header, plain.bytes.len() as u64, 40);
-    let observed = world.index.checkpoint(&world.partition).await.unwrap();
-    record_segment(
-        world.index.as_ref(),
-        &world.partition,
-        &entry,
-        49,
-        observed,
-        40,
-    )
-    .await
-    .unwrap();
+    world.write(None, 40, false).await;
     let report = compactor
         .compact_partition(&world.partition, &ObjectTags::new(), NOW)
         .await
@@ -249,27 +251,17 @@ async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_lat
     let writer = world.keys(true);
     // Every other segment is under compliance retention.
     for first in (0..100).step_by(10) {
-        world.write(&writer, first, first % 20 == 0).await;
+        world.write(Some(&writer), first, first % 20 == 0).await;
     }
     let backup_id = world.partition.backup_id.clone();
-    let shredding = writer.shredding().unwrap().clone();
-    let key_id: KeyId = shredding
-        .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
-        .await
-        .unwrap()[0];
-
     // Prepare: the current version is retired.
-    let retired = world
-        .index
-        .retire_data_keys(&backup_id, &key_id)
-        .await
-        .unwrap();
+    let (key_id, retired) = world.retire_erased_key().await;
     assert_eq!(retired.len(), 1);
     // A writer that reads the keys afresh seals later records under a new version: kept.
-    world.write(&world.keys(true), 100, false).await;
+    world.write(Some(&world.keys(true)), 100, false).await;
     // One that read them before the retirement seals under the retired version until its cache
     // time (and commits within its lease): those records are indexed before the find, and go.
-    world.write(&writer, 110, false).await;
+    world.write(Some(&writer), 110, false).await;
 
     let erasure = KeyErasure::new(&world, key_id, retired.clone());
     let eraser = erasure.eraser(&world);
@@ -329,49 +321,12 @@ async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_lat
 async fn a_locked_segment_written_before_shredding_was_on_is_named_and_never_counted_as_erased() {
     let world = world();
     // Offsets 0..=9 stored plain (shredding off), 10..=19 shredded; both locked.
-    let mut encoder = SegmentEncoder::new("payments", 0, 3).unwrap();
-    for offset in 0..10 {
-        encoder.push(&record(offset)).unwrap();
-    }
-    let plain = encoder.finish().unwrap();
+    world.write(None, 0, true).await;
     let plain_key = world.layout.segment_key(&world.partition, 0, 9);
-    world
-        .objects
-        .put_if_absent(
-            &plain_key,
-            plain.bytes.clone(),
-            &segment_metadata(&plain.header),
-        )
-        .await
-        .unwrap();
-    let retention = ObjectRetention {
-        mode: RetentionMode::Compliance,
-        retain_until_ms: NOW + 86_400_000,
-    };
-    world.objects.lock(&plain_key, retention);
-    let entry = SegmentEntry::new(
-        plain_key.clone(),
-        &plain.header,
-        plain.bytes.len() as u64,
-        0,
-    );
-    record_segment(world.index.as_ref(), &world.partition, &entry, 9, None, 0)
-        .await
-        .unwrap();
     let writer = world.keys(true);
-    world.write(&writer, 10, true).await;
+    world.write(Some(&writer), 10, true).await;
 
-    let backup_id = world.partition.backup_id.clone();
-    let shredding = writer.shredding().unwrap().clone();
-    let key_id = shredding
-        .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
-        .await
-        .unwrap()[0];
-    let retired = world
-        .index
-        .retire_data_keys(&backup_id, &key_id)
-        .await
-        .unwrap();
+    let (key_id, retired) = world.retire_erased_key().await;
     let erasure = KeyErasure::new(&world, key_id, retired);
     let eraser = erasure.eraser(&world);
     let findings = eraser.find(&world.partition, 20, NOW).await.unwrap();
@@ -430,20 +385,10 @@ async fn a_crash_at_any_change_of_a_shredded_erasure_then_a_retry_loses_nothing_
         let world = world();
         let writer = world.keys(true);
         for first in (0..100).step_by(10) {
-            world.write(&writer, first, first % 20 == 0).await;
+            world.write(Some(&writer), first, first % 20 == 0).await;
         }
         let backup_id = world.partition.backup_id.clone();
-        let key_id = writer
-            .shredding()
-            .unwrap()
-            .key_ids(&backup_id, &[ERASED_KEY.to_vec()])
-            .await
-            .unwrap()[0];
-        let retired = world
-            .index
-            .retire_data_keys(&backup_id, &key_id)
-            .await
-            .unwrap();
+        let (key_id, retired) = world.retire_erased_key().await;
         let erasure = KeyErasure::new(&world, key_id, retired.clone());
 
         let crash = Crash::at(crash_at);
