@@ -1,8 +1,9 @@
 //! The writer's CPU phase: an event's JSON in, one encoded segment per partition out.
 //!
 //! Records go from the JSON straight into their partition's segment encoder in one pass over
-//! the invocation body. When a partition's records are all read, its segment is checksummed
-//! and compressed on a thread of its own while the next partition is read. In the Lambda
+//! the invocation body. Each partition's framed records are checksummed and compressed on a
+//! thread of its own as they are read, and its segment is finished there while the next
+//! partition is read. In the Lambda
 //! runtime this pass is the runtime's own deserialization of the payload ([`InvocationEvent`]):
 //! the body is read once.
 
@@ -24,7 +25,8 @@ pub struct Encoding {
     /// Segments finished in the background at once (each holds its framed records and a
     /// thread): the bound on memory and threads of an event with many partitions.
     pub open_partitions: usize,
-    /// Finish each partition's segment on a thread of its own while the next is read.
+    /// Compress each partition's records on a thread of its own while they are read, and
+    /// finish its segment there while the next is read.
     pub compress_in_background: bool,
     /// A masked backup's masking, applied to every record before it is framed.
     pub masking: Option<Arc<Masking>>,
@@ -198,10 +200,14 @@ impl RecordSink for EncodingSink<'_> {
             self.skipped_topics.insert(topic.to_owned());
             return Ok(false);
         }
+        let mut encoder = SegmentEncoder::new(topic, partition, self.encoding.compression_level)?;
+        if self.encoding.compress_in_background {
+            encoder = encoder.compressing_beside()?;
+        }
         self.open = Some(OpenPartition {
             topic: topic.to_owned(),
             partition,
-            encoder: SegmentEncoder::new(topic, partition, self.encoding.compression_level)?,
+            encoder,
             payload_bytes: 0,
         });
         Ok(true)

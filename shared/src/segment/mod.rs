@@ -1,5 +1,6 @@
 //! Segment format (version 2; version 1 still read): one immutable object per partition batch. Spec: `docs/segment-format.md`.
 
+mod compressor;
 pub mod encryption;
 mod frame;
 mod header;

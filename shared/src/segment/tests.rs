@@ -224,7 +224,41 @@ fn buffered_streamed_and_background_segments_hold_the_same_records() {
             background.bytes, segment.bytes,
             "the same bytes on any thread"
         );
+
+        // Compressed beside the framing, in chunks as they fill (tens of them here): one
+        // stream whose frame does not record the content size, so the bytes differ, but the
+        // records, their checksum and every header field but the body's are the same.
+        let mut encoder = SegmentEncoder::new("payments.captured", 3, 3)
+            .unwrap()
+            .compressing_beside()
+            .unwrap();
+        for record in &records[..count] {
+            encoder.push(record).unwrap();
+        }
+        let beside = encoder.finish_in_background().wait().unwrap();
+        let (beside_header, beside_records) = decode(&beside.bytes).unwrap();
+        assert_eq!(beside_records, records[..count], "{count} records beside");
+        assert_eq!(verify_stored_segment(&beside.bytes).unwrap(), beside_header);
+        assert_eq!(
+            SegmentHeader {
+                body_len: header.body_len,
+                body_crc32c: header.body_crc32c,
+                ..beside_header
+            },
+            header
+        );
+        assert_eq!(beside.max_record_bytes, segment.max_record_bytes);
     }
+}
+
+#[test]
+fn compression_moves_beside_the_framing_only_before_the_first_record() {
+    let mut encoder = SegmentEncoder::new("t", 0, 3).unwrap();
+    encoder.push(&record(0)).unwrap();
+    assert!(matches!(
+        encoder.compressing_beside(),
+        Err(Error::InvalidRecords(_))
+    ));
 }
 
 #[test]

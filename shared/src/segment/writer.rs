@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::compressor::{BackgroundCompressor, CHUNK_BYTES, CompressedBody};
 use super::frame::{self, Previous};
 use super::header::{
     Compression, FORMAT_VERSION, KEY_FILTER_SECTION_LEN, KeyFilterSection, MAX_WRITE_MARKS,
@@ -26,6 +27,11 @@ enum Body {
     /// A zstd stream, fed a chunk at a time; `pending` holds the chunk being filled.
     Streaming {
         encoder: zstd::stream::write::Encoder<'static, Vec<u8>>,
+        pending: Vec<u8>,
+    },
+    /// Chunks compressed on a thread of their own as they fill; `pending` is being filled.
+    Beside {
+        compressor: BackgroundCompressor,
         pending: Vec<u8>,
     },
 }
@@ -55,7 +61,8 @@ impl PendingSegment {
 ///
 /// Records are framed into a buffer, checksummed and compressed with zstd in one call when the
 /// segment is finished; a segment larger than [`BUFFERED_BYTES`] is compressed as a stream
-/// instead. Both give one zstd frame with its checksum.
+/// instead, and [`SegmentEncoder::compressing_beside`] streams it to a thread of its own as it
+/// is framed. Each gives one zstd frame with its checksum.
 pub struct SegmentEncoder {
     topic: String,
     partition: i32,
@@ -146,6 +153,22 @@ impl SegmentEncoder {
         })
     }
 
+    /// Compresses the records on a thread of its own while later ones are pushed, instead of
+    /// all at [`Self::finish`]: for a caller whose pushing (reading an event) takes as long
+    /// as compressing. Call before the first push.
+    pub fn compressing_beside(mut self) -> Result<Self> {
+        if self.record_count > 0 {
+            return Err(Error::InvalidRecords(
+                "compression moves beside the framing before the first record".into(),
+            ));
+        }
+        self.body = Body::Beside {
+            compressor: BackgroundCompressor::start(self.header_len, self.level)?,
+            pending: Vec::with_capacity(CHUNK_BYTES + 4096),
+        };
+        Ok(self)
+    }
+
     /// Marks the segment as holding shredded records (sealed by [`crate::shredding`]); the
     /// caller pushes them sealed.
     pub fn shredded(self, shredded: bool) -> Self {
@@ -181,7 +204,7 @@ impl SegmentEncoder {
         };
         let out = match &mut self.body {
             Body::Buffered(buffer) => buffer,
-            Body::Streaming { pending, .. } => pending,
+            Body::Streaming { pending, .. } | Body::Beside { pending, .. } => pending,
         };
         let framed = match self.format_version {
             #[cfg(test)]
@@ -198,6 +221,13 @@ impl SegmentEncoder {
             Body::Streaming { pending, .. } if pending.len() >= STREAM_CHUNK_BYTES => {
                 let chunk = std::mem::take(pending);
                 self.stream(chunk)?;
+            }
+            Body::Beside {
+                compressor,
+                pending,
+            } if pending.len() >= CHUNK_BYTES => {
+                let chunk = std::mem::take(pending);
+                *pending = compressor.send(chunk)?;
             }
             _ => {}
         }
@@ -257,17 +287,19 @@ impl SegmentEncoder {
                 "a segment needs at least one record".into(),
             ));
         }
-        let mut bytes = match std::mem::replace(&mut self.body, Body::Buffered(Vec::new())) {
+        let body = match std::mem::replace(&mut self.body, Body::Buffered(Vec::new())) {
             Body::Buffered(framed) => {
-                self.records_crc32c = crc32c::crc32c(&framed);
-                self.uncompressed_len = framed.len() as u64;
                 let mut compressor = zstd::bulk::Compressor::new(self.level)?;
                 compressor.set_parameter(zstd::stream::raw::CParameter::ChecksumFlag(true))?;
                 let compressed = compressor.compress(&framed)?;
                 let mut bytes = Vec::with_capacity(self.header_len + compressed.len());
                 bytes.resize(self.header_len, 0);
                 bytes.extend_from_slice(&compressed);
-                bytes
+                CompressedBody {
+                    bytes,
+                    records_crc32c: crc32c::crc32c(&framed),
+                    uncompressed_len: framed.len() as u64,
+                }
             }
             Body::Streaming {
                 mut encoder,
@@ -276,9 +308,24 @@ impl SegmentEncoder {
                 self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &pending);
                 self.uncompressed_len += pending.len() as u64;
                 encoder.write_all(&pending)?;
-                encoder.finish()?
+                CompressedBody {
+                    bytes: encoder.finish()?,
+                    records_crc32c: self.records_crc32c,
+                    uncompressed_len: self.uncompressed_len,
+                }
             }
+            Body::Beside {
+                compressor,
+                pending,
+            } => compressor.finish(pending)?,
         };
+        let CompressedBody {
+            mut bytes,
+            records_crc32c,
+            uncompressed_len,
+        } = body;
+        self.records_crc32c = records_crc32c;
+        self.uncompressed_len = uncompressed_len;
         let body_crc32c = crc32c::crc32c(&bytes[self.header_len..]);
         let body_len = (bytes.len() - self.header_len) as u64;
         let filter = KeyFilter::build(&mut self.key_hashes)?.encode();
