@@ -71,9 +71,9 @@ fn build_event() -> (Vec<u8>, Vec<u8>, usize) {
     (json, raw, n as usize)
 }
 
-/// Plain zstd-3 of the record bytes split into one part per core, compressed at once: what
-/// this machine's cores give together in this run (a VM's second core is not always a whole
-/// one), the ceiling of any path that uses them all.
+/// Plain zstd-3 of the record bytes split into one part per core, each compressed on a thread
+/// started for it: what the cores give together in this run, with the thread and context
+/// start-up the handler path also pays (a VM's second core is not always a whole one).
 fn plain_zstd3_on_every_core(raw: &[u8], cores: usize) -> usize {
     std::thread::scope(|scope| {
         let parts: Vec<_> = raw

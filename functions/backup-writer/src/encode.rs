@@ -168,7 +168,7 @@ impl<'a> EncodingSink<'a> {
         self.finishing.push_back(FinishingPartition {
             topic: open.topic,
             partition: open.partition,
-            segment: open.encoder.finish_in_background(),
+            segment: open.encoder.finish_in_background()?,
             payload_bytes: open.payload_bytes,
         });
         Ok(())

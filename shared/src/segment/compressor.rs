@@ -3,7 +3,9 @@
 //! The writer reads an event's JSON on one core; compressing each partition only once its
 //! records were all read left the second core idle for the first partition and the reading
 //! idle for the last one. Here framed records go to the compressing thread in chunks as they
-//! are framed, so reading and compressing overlap from the first chunk.
+//! are framed, so reading and compressing overlap from the first chunk. That thread also
+//! finishes the frame once the records are all pushed, so a partition being finished holds
+//! one thread, not two.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -25,7 +27,8 @@ pub(super) struct CompressedBody {
 }
 
 pub(super) struct BackgroundCompressor {
-    chunks: SyncSender<Vec<u8>>,
+    /// `None` once closed: the thread then finishes the frame.
+    chunks: Option<SyncSender<Vec<u8>>>,
     /// Emptied chunks coming back, so framing reuses their memory.
     spent: Receiver<Vec<u8>>,
     /// Taken when the thread is joined.
@@ -58,7 +61,7 @@ impl BackgroundCompressor {
                 })
             })?;
         Ok(BackgroundCompressor {
-            chunks,
+            chunks: Some(chunks),
             spent,
             thread: Some(thread),
         })
@@ -66,11 +69,13 @@ impl BackgroundCompressor {
 
     /// Hands `chunk` over and returns an empty buffer to frame the next one into.
     pub(super) fn send(&mut self, chunk: Vec<u8>) -> Result<Vec<u8>> {
-        if self.chunks.send(chunk).is_err() {
+        let sent = match &self.chunks {
+            Some(chunks) => chunks.send(chunk).is_ok(),
+            None => false,
+        };
+        if !sent {
             // Only an error stops the thread early: joining it gives the reason.
-            return Err(join(self.thread.take()).err().unwrap_or_else(|| {
-                Error::InvalidRecords("the segment's compressing thread stopped".into())
-            }));
+            return Err(self.stopped());
         }
         Ok(self
             .spent
@@ -78,23 +83,39 @@ impl BackgroundCompressor {
             .unwrap_or_else(|_| Vec::with_capacity(CHUNK_BYTES + 4096)))
     }
 
-    /// Hands the last chunk over and waits for the body.
-    pub(super) fn finish(self, last: Vec<u8>) -> Result<CompressedBody> {
-        let BackgroundCompressor { chunks, thread, .. } = self;
+    /// Hands the last chunk over: the thread finishes the frame while the caller goes on.
+    pub(super) fn close(&mut self, last: Vec<u8>) -> Result<()> {
         if !last.is_empty() {
-            // A refused send means the thread failed; joining it gives the reason.
-            let _ = chunks.send(last);
+            self.send(last)?;
         }
-        drop(chunks);
-        join(thread)
+        self.chunks = None;
+        Ok(())
     }
-}
 
-fn join(thread: Option<JoinHandle<Result<CompressedBody>>>) -> Result<CompressedBody> {
-    thread
-        .ok_or_else(|| {
-            Error::InvalidRecords("the segment's compressing thread was already joined".into())
-        })?
-        .join()
-        .map_err(|_| Error::InvalidRecords("compressing a segment panicked".into()))?
+    /// Waits for the body of a closed compressor.
+    pub(super) fn finish(mut self) -> Result<CompressedBody> {
+        if self.chunks.is_some() {
+            return Err(Error::InvalidRecords(
+                "a segment's compression was waited for before its last chunk".into(),
+            ));
+        }
+        self.join()
+    }
+
+    fn stopped(&mut self) -> Error {
+        self.chunks = None;
+        self.join().err().unwrap_or_else(|| {
+            Error::InvalidRecords("the segment's compressing thread stopped".into())
+        })
+    }
+
+    fn join(&mut self) -> Result<CompressedBody> {
+        self.thread
+            .take()
+            .ok_or_else(|| {
+                Error::InvalidRecords("the segment's compressing thread was already joined".into())
+            })?
+            .join()
+            .map_err(|_| Error::InvalidRecords("compressing a segment panicked".into()))?
+    }
 }

@@ -219,7 +219,7 @@ fn buffered_streamed_and_background_segments_hold_the_same_records() {
         for record in &records[..count] {
             encoder.push(record).unwrap();
         }
-        let background = encoder.finish_in_background().wait().unwrap();
+        let background = encoder.finish_in_background().unwrap().wait().unwrap();
         assert_eq!(
             background.bytes, segment.bytes,
             "the same bytes on any thread"
@@ -235,7 +235,7 @@ fn buffered_streamed_and_background_segments_hold_the_same_records() {
         for record in &records[..count] {
             encoder.push(record).unwrap();
         }
-        let beside = encoder.finish_in_background().wait().unwrap();
+        let beside = encoder.finish_in_background().unwrap().wait().unwrap();
         let (beside_header, beside_records) = decode(&beside.bytes).unwrap();
         assert_eq!(beside_records, records[..count], "{count} records beside");
         assert_eq!(verify_stored_segment(&beside.bytes).unwrap(), beside_header);

@@ -46,14 +46,25 @@ pub struct EncodedSegment {
     pub max_record_bytes: u64,
 }
 
-/// A segment being finished on a thread of its own.
-pub struct PendingSegment(std::thread::JoinHandle<Result<EncodedSegment>>);
+/// A segment being finished while its encoder's caller goes on.
+pub struct PendingSegment(Pending);
+
+enum Pending {
+    /// Checksummed and compressed on a thread started for it.
+    Thread(std::thread::JoinHandle<Result<EncodedSegment>>),
+    /// Its last chunk handed to the thread compressing beside the framing; what is left
+    /// (the key filter and the header) is done when waited for.
+    Compressing(Box<SegmentEncoder>),
+}
 
 impl PendingSegment {
     pub fn wait(self) -> Result<EncodedSegment> {
-        self.0
-            .join()
-            .map_err(|_| Error::InvalidRecords("finishing a segment panicked".into()))?
+        match self.0 {
+            Pending::Thread(thread) => thread
+                .join()
+                .map_err(|_| Error::InvalidRecords("finishing a segment panicked".into()))?,
+            Pending::Compressing(encoder) => encoder.finish(),
+        }
     }
 }
 
@@ -276,8 +287,20 @@ impl SegmentEncoder {
 
     /// [`Self::finish`] on a thread of its own, so the caller can go on framing other records
     /// (an event's next partition) while this one is checksummed and compressed.
-    pub fn finish_in_background(self) -> PendingSegment {
-        PendingSegment(std::thread::spawn(move || self.finish()))
+    /// An encoder compressing beside the framing needs no other thread: its compressing
+    /// thread is told that the records are all pushed.
+    pub fn finish_in_background(mut self) -> Result<PendingSegment> {
+        if let Body::Beside {
+            compressor,
+            pending,
+        } = &mut self.body
+        {
+            compressor.close(std::mem::take(pending))?;
+            return Ok(PendingSegment(Pending::Compressing(Box::new(self))));
+        }
+        Ok(PendingSegment(Pending::Thread(std::thread::spawn(
+            move || self.finish(),
+        ))))
     }
 
     /// Closes the zstd frame and writes the header. A segment must hold at least one record.
@@ -315,9 +338,12 @@ impl SegmentEncoder {
                 }
             }
             Body::Beside {
-                compressor,
+                mut compressor,
                 pending,
-            } => compressor.finish(pending)?,
+            } => {
+                compressor.close(pending)?;
+                compressor.finish()?
+            }
         };
         let CompressedBody {
             mut bytes,
