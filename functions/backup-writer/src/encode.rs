@@ -3,9 +3,8 @@
 //! Records go from the JSON straight into their partition's segment encoder in one pass over
 //! the invocation body. Each partition's framed records are checksummed and compressed on a
 //! thread of its own as they are read, and its segment is finished there while the next
-//! partition is read. In the Lambda
-//! runtime this pass is the runtime's own deserialization of the payload ([`InvocationEvent`]):
-//! the body is read once.
+//! partition is read. In the Lambda runtime this pass is the runtime's own deserialization of
+//! the payload ([`InvocationEvent`]): the body is read once.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -22,8 +21,9 @@ use tidemark_core::{Error, Result};
 pub struct Encoding {
     pub topics: NameFilter,
     pub compression_level: i32,
-    /// Segments finished in the background at once (each holds its framed records and a
-    /// thread): the bound on memory and threads of an event with many partitions.
+    /// Segments finished in the background at once (each holds its compressing thread and
+    /// the chunks queued for it): the bound on memory and threads of an event with many
+    /// partitions.
     pub open_partitions: usize,
     /// Compress each partition's records on a thread of its own while they are read, and
     /// finish its segment there while the next is read.

@@ -287,6 +287,7 @@ impl SegmentEncoder {
 
     /// [`Self::finish`] on a thread of its own, so the caller can go on framing other records
     /// (an event's next partition) while this one is checksummed and compressed.
+    ///
     /// An encoder compressing beside the framing needs no other thread: its compressing
     /// thread is told that the records are all pushed.
     pub fn finish_in_background(mut self) -> Result<PendingSegment> {
