@@ -86,6 +86,13 @@ impl World {
         .unwrap();
     }
 
+    /// Offsets 0..100 in ten shredded segments, every other one under compliance retention.
+    async fn write_ten_every_other_locked(&self, writer: &SegmentKeys) {
+        for first in (0..100).step_by(10) {
+            self.write(Some(writer), first, first % 20 == 0).await;
+        }
+    }
+
     /// What an erasure's prepare step does for [`ERASED_KEY`]: retires its current version.
     /// Returns its key id and the retired versions.
     async fn retire_erased_key(&self) -> (KeyId, Vec<u32>) {
@@ -249,10 +256,7 @@ async fn compaction_merges_shredded_segments_sealed_and_never_with_plain_ones() 
 async fn a_shredded_erasure_keeps_locked_objects_destroys_the_keys_and_keeps_later_records() {
     let world = world();
     let writer = world.keys(true);
-    // Every other segment is under compliance retention.
-    for first in (0..100).step_by(10) {
-        world.write(Some(&writer), first, first % 20 == 0).await;
-    }
+    world.write_ten_every_other_locked(&writer).await;
     let backup_id = world.partition.backup_id.clone();
     // Prepare: the current version is retired.
     let (key_id, retired) = world.retire_erased_key().await;
@@ -384,9 +388,7 @@ async fn a_crash_at_any_change_of_a_shredded_erasure_then_a_retry_loses_nothing_
     loop {
         let world = world();
         let writer = world.keys(true);
-        for first in (0..100).step_by(10) {
-            world.write(Some(&writer), first, first % 20 == 0).await;
-        }
+        world.write_ten_every_other_locked(&writer).await;
         let backup_id = world.partition.backup_id.clone();
         let (key_id, retired) = world.retire_erased_key().await;
         let erasure = KeyErasure::new(&world, key_id, retired.clone());

@@ -92,13 +92,9 @@ impl BackgroundCompressor {
         Ok(())
     }
 
-    /// Waits for the body of a closed compressor.
-    pub(super) fn finish(mut self) -> Result<CompressedBody> {
-        if self.chunks.is_some() {
-            return Err(Error::InvalidRecords(
-                "a segment's compression was waited for before its last chunk".into(),
-            ));
-        }
+    /// Hands the last chunk over (if not closed already) and waits for the body.
+    pub(super) fn finish(mut self, last: Vec<u8>) -> Result<CompressedBody> {
+        self.close(last)?;
         self.join()
     }
 

@@ -339,12 +339,9 @@ impl SegmentEncoder {
                 }
             }
             Body::Beside {
-                mut compressor,
+                compressor,
                 pending,
-            } => {
-                compressor.close(pending)?;
-                compressor.finish()?
-            }
+            } => compressor.finish(pending)?,
         };
         let CompressedBody {
             mut bytes,
