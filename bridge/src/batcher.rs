@@ -83,6 +83,9 @@ pub struct BatchBuilder {
     /// Partition buffers of earlier batches, kept with their capacity: growing fresh ones
     /// for every batch was a tenth of the gathering thread's time (perf).
     spare_buffers: Vec<Vec<u8>>,
+    /// Payloads of delivered batches, to be written into again: a fresh 6 MB buffer per batch
+    /// leaves freed ones in the allocator's arenas, resident (the bridge's peak RSS).
+    spare_payloads: Vec<Vec<u8>>,
 }
 
 pub enum Added {
@@ -103,7 +106,14 @@ impl BatchBuilder {
             payload_bytes: empty_event.len(),
             empty_event,
             spare_buffers: Vec::new(),
+            spare_payloads: Vec::new(),
         }
+    }
+
+    /// Gives back the payload of a delivered batch, to be written into again.
+    pub fn recycle(&mut self, mut payload: Vec<u8>) {
+        payload.clear();
+        self.spare_payloads.push(payload);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,7 +237,8 @@ impl BatchBuilder {
         let mut partitions = std::mem::take(&mut self.partitions);
         // The event's records are an object keyed by group, in the order a JSON map keeps.
         partitions.sort_by(|a, b| a.group.cmp(&b.group));
-        let mut payload = Vec::with_capacity(self.payload_bytes);
+        let mut payload = self.spare_payloads.pop().unwrap_or_default();
+        payload.reserve(self.payload_bytes);
         // The empty event ends with `{}}`: the records go between those braces.
         payload.extend_from_slice(&self.empty_event[..self.empty_event.len() - 2]);
         for (n, records) in partitions.iter().enumerate() {
@@ -368,6 +379,31 @@ mod tests {
         assert_eq!(batch.last_offsets.len(), 12);
         assert!(batch.last_offsets.contains(&("bb".into(), 1, 25)));
         assert!(builder.is_empty());
+    }
+
+    #[test]
+    fn a_given_back_payload_is_written_into_again_holding_only_the_new_batch() {
+        let mut builder = BatchBuilder::new(envelope(), 1000, 1 << 20);
+        add_read(&mut builder, "t", 0, 0, 5000);
+        let first = builder.take();
+        let first_buffer = first.payload.as_ptr();
+        builder.recycle(first.payload);
+
+        add_read(&mut builder, "t", 1, 7, 10);
+        let second = builder.take();
+        assert_eq!(
+            second.payload.as_ptr(),
+            first_buffer,
+            "the same buffer, no new one"
+        );
+        let event: KafkaEvent = serde_json::from_slice(&second.payload).unwrap();
+        assert_eq!(event.records.len(), 1);
+        assert_eq!(event.records["t-1"][0].offset, 7);
+        assert_eq!(
+            second.payload,
+            serde_json::to_vec(&event).unwrap(),
+            "nothing of the first batch is left"
+        );
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //!
 //! Gathering runs on a thread of its own, one batch ahead: the next batch is read and
 //! serialised while the previous one is being invoked. Batches are still delivered and
-//! committed one at a time, in the order they were read.
+//! committed one at a time, in the order they were read. A delivered batch's payload goes
+//! back to the gathering thread to be written into again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::BorrowedMessage;
@@ -87,14 +90,30 @@ pub async fn run(
     // One batch waits while another is delivered: two in memory at most, besides the one
     // being gathered.
     let (hand_over, mut gathered) = mpsc::channel(1);
+    let (give_back, given_back) = std_mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let gatherer = {
         let (consumer, settings, stop) = (consumer.clone(), settings.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {
-            gather_batches(&consumer, envelope, &settings, &stop, &hand_over)
+            gather_batches(
+                &consumer,
+                envelope,
+                &settings,
+                &stop,
+                &hand_over,
+                &given_back,
+            )
         })
     };
-    let delivered = deliver_batches(&consumer, invoker, &mut gathered, settings, shutdown).await;
+    let delivered = deliver_batches(
+        &consumer,
+        invoker,
+        &mut gathered,
+        &give_back,
+        settings,
+        shutdown,
+    )
+    .await;
     // A gatherer waiting to hand over a batch sees the channel closed; one reading sees `stop`.
     stop.store(true, Ordering::SeqCst);
     drop(gathered);
@@ -107,11 +126,15 @@ async fn deliver_batches(
     consumer: &BridgeConsumer,
     invoker: &dyn FunctionInvoker,
     gathered: &mut mpsc::Receiver<Gathered>,
+    give_back: &std_mpsc::Sender<Vec<u8>>,
     settings: &BridgeSettings,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     loop {
-        let Gathered { batch, generation } = tokio::select! {
+        let Gathered {
+            mut batch,
+            generation,
+        } = tokio::select! {
             next = gathered.recv() => match next {
                 Some(next) => next,
                 None => return Ok(()),
@@ -127,7 +150,14 @@ async fn deliver_batches(
             );
             continue;
         }
-        if !deliver(invoker, &batch, settings, &mut shutdown).await? {
+        let payload = Bytes::from(std::mem::take(&mut batch.payload));
+        let delivered = deliver(invoker, &payload, &batch, settings, &mut shutdown).await?;
+        // Once an invocation has returned, the client holds no more of the payload's handles.
+        if let Ok(buffer) = payload.try_into_mut() {
+            // The gathering thread may have stopped: the buffer is then simply freed.
+            let _ = give_back.send(buffer.into());
+        }
+        if !delivered {
             return Ok(());
         }
         if let Err(error) = commit(consumer, &batch) {
@@ -148,15 +178,21 @@ fn gather_batches(
     settings: &BridgeSettings,
     stop: &AtomicBool,
     hand_over: &mpsc::Sender<Gathered>,
+    given_back: &std_mpsc::Receiver<Vec<u8>>,
 ) -> Result<()> {
     let mut builder = BatchBuilder::new(envelope, settings.batch_size, settings.max_payload_bytes);
     let mut carried = None;
-    while let Some(gathered) = gather(consumer, &mut builder, &mut carried, settings, stop)? {
+    loop {
+        for payload in given_back.try_iter() {
+            builder.recycle(payload);
+        }
+        let Some(gathered) = gather(consumer, &mut builder, &mut carried, settings, stop)? else {
+            return Ok(());
+        };
         if hand_over.blocking_send(gathered).is_err() {
-            break; // delivery has stopped
+            return Ok(()); // delivery has stopped
         }
     }
-    Ok(())
 }
 
 /// Gathers one batch as the event source mapping does: from its first record until it is full
@@ -252,6 +288,7 @@ fn next_message(consumer: &BridgeConsumer, timeout: Duration) -> Option<Borrowed
 /// Invokes until success. Returns false if shutdown was asked for while retrying.
 async fn deliver(
     invoker: &dyn FunctionInvoker,
+    payload: &Bytes,
     batch: &Batch,
     settings: &BridgeSettings,
     shutdown: &mut watch::Receiver<bool>,
@@ -260,12 +297,12 @@ async fn deliver(
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let error = match invoker.invoke(batch.payload.clone()).await {
+        let error = match invoker.invoke(payload.clone()).await {
             Ok(InvokeOutcome::Success) => {
                 info!(
                     records = batch.record_count,
                     partitions = batch.last_offsets.len(),
-                    payload_bytes = batch.payload.len(),
+                    payload_bytes = payload.len(),
                     attempt,
                     "batch delivered"
                 );
