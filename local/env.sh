@@ -7,7 +7,7 @@ TIDEMARK_VENV=$TIDEMARK_CACHE/venv
 # The deployment checkers (SAM CLI, cfn-lint, checkov) pin their own boto3: a venv of their own.
 TIDEMARK_IAC_VENV=$TIDEMARK_CACHE/venv-iac
 TIDEMARK_TOOLS=$TIDEMARK_CACHE/tools
-TIDEMARK_STATE=${TIDEMARK_STATE:-$TIDEMARK_REPO/.local-stack}
+export TIDEMARK_STATE=${TIDEMARK_STATE:-$TIDEMARK_REPO/.local-stack}
 TIDEMARK_MOTO_PORT=${TIDEMARK_MOTO_PORT:-14566}
 TIDEMARK_KAFKA_PORT=${TIDEMARK_KAFKA_PORT:-19092}
 # Two more brokers for the secure connection paths: TLS only, and SASL/SCRAM over TLS.

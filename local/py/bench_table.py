@@ -12,6 +12,46 @@ def verdict(value, target, higher_is_better=True):
     return "**met**" if met else "**missed**"
 
 
+CPU_ROWS = [
+    ("raw consume", "raw_consume"),
+    ("bridge alone", "bridge_instant_function"),
+    ("backup end to end", "backup_end_to_end"),
+    ("backup end to end, one poller per partition", "backup_end_to_end_poller_per_partition"),
+    ("produce from memory, 4 partitions", "produce_from_memory_4_partitions"),
+    ("restore state machine", "restore_state_machine"),
+    ("produce from memory, 1 partition", "produce_from_memory_1_partition"),
+    ("restore-partition binary", "restore_partition_binary"),
+    ("emulator alone: store every segment", "emulator_writes_alone"),
+    ("emulator alone: GET every segment", "emulator_reads_alone"),
+]
+
+
+def cpu_table(paths, cores):
+    """Where each path's core-seconds went: the lines of a table, none for runs before it."""
+    rows = [(name, paths[key]["cpu_core_seconds"]) for name, key in CPU_ROWS
+            if paths.get(key, {}).get("cpu_core_seconds")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"Where the CPU went during each path, in core-seconds ({cores} cores × its seconds are "
+        "available; *Tidemark and other* is every other process: functions, bridges, Lambda "
+        "host, Step Functions gateway; *bench* is the bench binary's own producers, consumer "
+        "and instant function; *steal* is time the hypervisor gave to other machines):",
+        "",
+        "| path | available | Tidemark and other | emulator | broker | bench | steal | idle |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, cpu in rows:
+        idle = max(cpu["available"] - cpu["busy"] - cpu["steal"], 0.0)
+        lines.append(
+            f"| {name} | {cpu['available']:.2f} | {cpu['tidemark_and_other']:.2f} | "
+            f"{cpu['emulator']:.2f} | {cpu['broker']:.2f} | {cpu['bench']:.2f} | "
+            f"{cpu['steal']:.2f} | {idle:.2f} |"
+        )
+    return lines
+
+
 def table(handler, run):
     facts = run["run"]
     machine = facts["machine"]
@@ -70,6 +110,7 @@ def table(handler, run):
         "emulator_writes_alone", ratios["emulator_writes_vs_raw_consume"])
     row("emulator alone: GET every segment, 2 at a time", "emulator_reads_alone",
         shown="(no baseline)")
+    lines.extend(cpu_table(paths, machine["cores"]))
     lines.append("")
     lines.append(
         f"Compression: {data['record_bytes']:,} record bytes in {run['stored_bytes']:,} stored "

@@ -12,8 +12,8 @@
 //! (keys, values, header names and values; MB = 10^6 bytes).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::DefaultBodyLimit;
@@ -31,7 +31,7 @@ use tidemark_core::object_store::{ObjectInfo, ObjectStore, segment_metadata};
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
-use tidemark_tests::measure::{peak_rss_kib, run_facts};
+use tidemark_tests::measure::{CpuSample, peak_rss_kib, run_facts, stack_server_pid};
 use tidemark_tests::stepfunctions::{Machines, whole_partition_task};
 use tidemark_tests::{ChildProcess, Stack, Storage, bench_args, unique, write_bench_json};
 
@@ -95,18 +95,55 @@ struct Measured {
     peak_rss_kib: BTreeMap<&'static str, u64>,
     /// Of `seconds`, the time until the first record arrived (process start, group join).
     startup_seconds: Option<f64>,
+    /// Where the machine's core-seconds went meanwhile ([`CpuSample::since`]).
+    cpu_core_seconds: Value,
 }
 
-impl Measured {
-    fn new(elapsed: Duration, bytes: u64) -> Self {
-        Measured {
-            seconds: elapsed.as_secs_f64(),
-            bytes,
-            peak_rss_kib: BTreeMap::new(),
-            startup_seconds: None,
+/// The wall clock and the CPU account of one path, started together.
+struct Clock {
+    started: Instant,
+    cpu: CpuSample,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            cpu: CpuSample::take(accounted_apart()),
+            started: Instant::now(),
         }
     }
 
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The path's measurement: `bytes` over the time since the start, and where the CPU went.
+    fn stop(&self, bytes: u64) -> Measured {
+        let seconds = self.started.elapsed().as_secs_f64();
+        Measured {
+            seconds,
+            bytes,
+            peak_rss_kib: BTreeMap::new(),
+            startup_seconds: None,
+            cpu_core_seconds: CpuSample::take(accounted_apart()).since(&self.cpu, seconds),
+        }
+    }
+}
+
+/// The processes whose CPU every path accounts apart from Tidemark's: the emulated AWS, the
+/// broker, and the bench itself (its producers, consumer and instant function).
+fn accounted_apart() -> &'static [(&'static str, u32)] {
+    static PROCESSES: OnceLock<Vec<(&'static str, u32)>> = OnceLock::new();
+    PROCESSES.get_or_init(|| {
+        vec![
+            ("emulator", stack_server_pid("moto")),
+            ("broker", stack_server_pid("kafka")),
+            ("bench", std::process::id()),
+        ]
+    })
+}
+
+impl Measured {
     fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.seconds
     }
@@ -117,6 +154,7 @@ impl Measured {
             "record_bytes": self.bytes,
             "mb_per_s": self.mb_per_s(),
             "startup_seconds": self.startup_seconds,
+            "cpu_core_seconds": self.cpu_core_seconds,
             "peak_rss_mib": self.peak_rss_kib.iter()
                 .map(|(process, kib)| (process.to_string(), json!(*kib as f64 / 1024.0)))
                 .collect::<serde_json::Map<_, _>>(),
@@ -232,11 +270,12 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
 
 fn report(name: &str, measured: &Measured) {
     eprintln!(
-        "{name}: {:.2} s (startup {:?} s), {:.1} MB/s, peak RSS {:?} KiB",
+        "{name}: {:.2} s (startup {:?} s), {:.1} MB/s, peak RSS {:?} KiB, core-seconds {}",
         measured.seconds,
         measured.startup_seconds,
         measured.mb_per_s(),
-        measured.peak_rss_kib
+        measured.peak_rss_kib,
+        measured.cpu_core_seconds
     );
 }
 
@@ -257,7 +296,7 @@ async fn produce_from_memory(
                 .unwrap()
         })
         .collect();
-    let started = Instant::now();
+    let clock = Clock::start();
     futures::future::join_all(writers.iter().enumerate().map(|(partition, writer)| {
         let records = &data.partitions[partition];
         async move {
@@ -268,7 +307,7 @@ async fn produce_from_memory(
         }
     }))
     .await;
-    let elapsed = started.elapsed();
+    let measured = clock.stop(data.bytes[..partitions as usize].iter().sum());
     for (partition, writer) in writers.iter().enumerate() {
         assert_eq!(
             writer.end_offset(topic, partition as i32).await.unwrap(),
@@ -276,7 +315,7 @@ async fn produce_from_memory(
             "every record produced"
         );
     }
-    Measured::new(elapsed, data.bytes[..partitions as usize].iter().sum())
+    measured
 }
 
 /// librdkafka reading every partition from the start with the bridge's consumer settings,
@@ -285,7 +324,7 @@ async fn raw_consume(stack: &Stack, data: &DataSet) -> Measured {
     let bootstrap = stack.kafka_bootstrap.clone();
     let topic = data.topic.clone();
     let ends = data.end_offsets();
-    let (elapsed, bytes) = tokio::task::spawn_blocking(move || {
+    let measured = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", unique("raw-consume"))
@@ -299,12 +338,12 @@ async fn raw_consume(stack: &Stack, data: &DataSet) -> Measured {
                 .add_partition_offset(&topic, partition, Offset::Beginning)
                 .unwrap();
         }
-        let started = Instant::now();
+        let clock = Clock::start();
         consumer.assign(&assignment).unwrap();
         let mut next = vec![0i64; PARTITIONS as usize];
         let mut bytes = 0u64;
         while next != ends {
-            assert!(started.elapsed() < LIMIT, "raw consume stalled at {next:?}");
+            assert!(clock.elapsed() < LIMIT, "raw consume stalled at {next:?}");
             let Some(message) = consumer.poll(Duration::from_secs(1)) else {
                 continue;
             };
@@ -319,16 +358,16 @@ async fn raw_consume(stack: &Stack, data: &DataSet) -> Measured {
                 })) as u64;
             next[message.partition() as usize] = message.offset() + 1;
         }
-        (started.elapsed(), bytes)
+        clock.stop(bytes)
     })
     .await
     .unwrap();
     assert_eq!(
-        bytes,
+        measured.bytes,
         data.total_bytes(),
         "raw consume read every record once"
     );
-    Measured::new(elapsed, bytes)
+    measured
 }
 
 /// The bridge's flags in every run: the largest batch the ESM allows, so the 6 MB payload
@@ -370,7 +409,7 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
             partition,
         })
         .collect();
-    let started = Instant::now();
+    let clock = Clock::start();
     let mut bridge = stack.start_bridge(&endpoint, &data.topic, "instant", &flags);
     let ends = data.end_offsets();
     let mut peak = 0;
@@ -388,10 +427,10 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
             break;
         }
         assert!(bridge.is_running(), "the bridge exited:\n{}", bridge.log());
-        assert!(started.elapsed() < LIMIT, "the bridge stalled at {next:?}");
+        assert!(clock.elapsed() < LIMIT, "the bridge stalled at {next:?}");
         tokio::time::sleep(POLL).await;
     }
-    let elapsed = started.elapsed();
+    let mut measured = clock.stop(data.total_bytes());
     peak = peak.max(peak_rss_kib(bridge.id()));
     bridge.terminate();
     server.abort();
@@ -400,12 +439,11 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
         received.load(Ordering::Relaxed) as f64 / 1e6,
         data.total_bytes() as f64 / 1e6
     );
-    let mut measured = Measured::new(elapsed, data.total_bytes());
     measured.peak_rss_kib.insert("bridge", peak);
     let startup = first_event
         .get()
         .expect("events came")
-        .duration_since(started);
+        .duration_since(clock.started);
     measured.startup_seconds = Some(startup.as_secs_f64());
     measured
 }
@@ -458,7 +496,7 @@ async fn backup_end_to_end(
     let group = unique("bench-backup");
     let mut flags = BRIDGE_FLAGS.to_vec();
     flags.extend(["--group-id", &group]);
-    let started = Instant::now();
+    let clock = Clock::start();
     let mut bridges: Vec<ChildProcess> = (0..pollers)
         .map(|_| stack.start_bridge(&writer.endpoint, &data.topic, "backup-writer", &flags))
         .collect();
@@ -485,13 +523,13 @@ async fn backup_end_to_end(
             assert!(bridge.is_running(), "a bridge exited:\n{}", bridge.log());
         }
         assert!(
-            started.elapsed() < LIMIT,
+            clock.elapsed() < LIMIT,
             "the backup stalled at {next:?} of {ends:?}; first bridge's log:\n{}",
             bridges[0].log()
         );
         tokio::time::sleep(POLL).await;
     }
-    let elapsed = started.elapsed();
+    let mut measured = clock.stop(data.total_bytes());
     bridge_peak = bridge_peak.max(bridges_peak(&bridges));
     writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
     for bridge in &mut bridges {
@@ -503,7 +541,6 @@ async fn backup_end_to_end(
         .iter()
         .map(|object| object.size)
         .sum();
-    let mut measured = Measured::new(elapsed, data.total_bytes());
     measured.peak_rss_kib.insert("bridge", bridge_peak);
     measured.peak_rss_kib.insert("backup-writer", writer_peak);
     (measured, stored)
@@ -531,7 +568,7 @@ async fn restore_partition_binary(
         .unwrap(),
         task: whole_partition_task(&data.topic, &target, 0, data.partitions[0].len()),
     };
-    let started = Instant::now();
+    let clock = Clock::start();
     let invocation = functions
         .host
         .invoke(
@@ -539,11 +576,10 @@ async fn restore_partition_binary(
             &serde_json::to_value(&request).unwrap(),
         )
         .await;
-    let elapsed = started.elapsed();
+    let mut measured = clock.stop(data.bytes[0]);
     assert_eq!(invocation.function_error, None, "{}", invocation.payload);
     assert_eq!(invocation.payload["done"], true, "{}", invocation.payload);
     assert_eq!(invocation.payload["produced"], data.partitions[0].len());
-    let mut measured = Measured::new(elapsed, data.bytes[0]);
     measured.peak_rss_kib.insert(
         "restore-partition",
         functions.host.function_peak_rss_kib("restore-partition"),
@@ -572,9 +608,9 @@ async fn restore_state_machine(
         "groups": [],
         "topic_creation": "create",
     });
-    let started = Instant::now();
+    let clock = Clock::start();
     let execution = machines.restore.run(&input, LIMIT).await;
-    let elapsed = started.elapsed();
+    let mut measured = clock.stop(data.total_bytes());
     assert!(
         execution.status == aws_sdk_sfn::types::ExecutionStatus::Succeeded,
         "the restore failed: {}\n{}",
@@ -591,7 +627,6 @@ async fn restore_state_machine(
             "partition {partition} restored whole"
         );
     }
-    let mut measured = Measured::new(elapsed, data.total_bytes());
     measured.peak_rss_kib.insert(
         "restore-partition",
         functions.host.function_peak_rss_kib("restore-partition"),
@@ -627,7 +662,7 @@ async fn storage_alone(
         .into_iter()
         .map(|object| object.key)
         .collect();
-    let started = Instant::now();
+    let clock = Clock::start();
     let bodies: Vec<bytes::Bytes> = futures::stream::iter(&keys)
         .map(|key| {
             let objects = &objects;
@@ -636,7 +671,7 @@ async fn storage_alone(
         .buffered(2)
         .collect()
         .await;
-    let reads = started.elapsed();
+    let reads = clock.stop(record_bytes);
 
     // Each partition's segments in offset order; event n held segment n of every partition.
     let copy = BackupId::parse(&format!("{backup_id}-copy")).unwrap();
@@ -652,7 +687,7 @@ async fn storage_alone(
         segments.sort_by_key(|(header, _)| header.first_offset);
     }
     let events = by_partition.values().map(Vec::len).max().unwrap_or(0);
-    let started = Instant::now();
+    let clock = Clock::start();
     for event in 0..events {
         futures::future::join_all(by_partition.iter().filter_map(|(partition, segments)| {
             let (header, body) = segments.get(event)?;
@@ -678,9 +713,5 @@ async fn storage_alone(
         }))
         .await;
     }
-    let writes = started.elapsed();
-    (
-        Measured::new(reads, record_bytes),
-        Measured::new(writes, record_bytes),
-    )
+    (reads, clock.stop(record_bytes))
 }

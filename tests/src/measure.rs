@@ -96,3 +96,113 @@ pub fn run_facts() -> Value {
         },
     })
 }
+
+/// /proc counts CPU time in USER_HZ ticks, 100 a second on Linux.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The CPU time the machine and some of its processes had used at one moment: bracketing a
+/// path with two samples says where its core-seconds went (Tidemark's processes, the emulator,
+/// the broker, the bench itself) and how many the hypervisor took (steal).
+#[derive(Debug, Clone)]
+pub struct CpuSample {
+    busy: f64,
+    steal: f64,
+    processes: Vec<(&'static str, f64)>,
+}
+
+impl CpuSample {
+    /// `processes`: a name and a pid each; a process that is gone counts as no time.
+    pub fn take(processes: &[(&'static str, u32)]) -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat is readable");
+        // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("cpu "))
+            .expect("/proc/stat starts with the machine's cpu line")
+            .split_whitespace()
+            .map(|field| field.parse().expect("/proc/stat counts ticks"))
+            .collect();
+        let busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6];
+        CpuSample {
+            busy: busy / TICKS_PER_SECOND,
+            steal: ticks.get(7).copied().unwrap_or(0.0) / TICKS_PER_SECOND,
+            processes: processes
+                .iter()
+                .map(|&(name, pid)| (name, process_cpu_seconds(pid)))
+                .collect(),
+        }
+    }
+
+    /// Core-seconds used since `earlier`, over `seconds` of wall time: by each named process,
+    /// by everything else (`tidemark_and_other`: the functions, bridges, Lambda host), the
+    /// hypervisor's steal, and what the machine's cores could have given.
+    pub fn since(&self, earlier: &CpuSample, seconds: f64) -> Value {
+        let mut account = serde_json::Map::new();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        account.insert("available".into(), json!(cores as f64 * seconds));
+        let busy = self.busy - earlier.busy;
+        account.insert("busy".into(), json!(busy));
+        account.insert("steal".into(), json!(self.steal - earlier.steal));
+        let mut named = 0.0;
+        for ((name, now), (_, before)) in self.processes.iter().zip(&earlier.processes) {
+            let used = (now - before).max(0.0);
+            named += used;
+            account.insert((*name).into(), json!(used));
+        }
+        account.insert("tidemark_and_other".into(), json!((busy - named).max(0.0)));
+        Value::Object(account)
+    }
+}
+
+/// User and system CPU seconds of process `pid`, all its threads; 0 once it is gone.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The command name may hold spaces: fields are counted after its closing ')'.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / TICKS_PER_SECOND)
+        })
+        .unwrap_or(0.0)
+}
+
+/// The pid a local stack script recorded for `server` (`moto`, `kafka`) in `$TIDEMARK_STATE`.
+pub fn stack_server_pid(server: &str) -> u32 {
+    let state = std::env::var("TIDEMARK_STATE")
+        .expect("TIDEMARK_STATE names the local stack's state directory (local/env.sh sets it)");
+    let path = format!("{state}/{server}.pid");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{path}: {error}; is the local stack up (local/up.sh)?"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|error| panic!("{path} holds no pid: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_busy_on_the_cpu_is_accounted_its_core_seconds_and_no_more_than_the_machine_used()
+    {
+        let me = [("me", std::process::id())];
+        let before = CpuSample::take(&me);
+        let spin_from = process_cpu_seconds(std::process::id());
+        let mut x = 0u64;
+        while process_cpu_seconds(std::process::id()) - spin_from < 0.3 {
+            for n in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(n));
+            }
+        }
+        let account = CpuSample::take(&me).since(&before, 1.0);
+        let mine = account["me"].as_f64().unwrap();
+        assert!(mine >= 0.3, "{account}");
+        // The machine's busy time holds this process's (ticks are counted apart: one each way).
+        assert!(account["busy"].as_f64().unwrap() >= mine - 0.05, "{account}");
+        let gone = CpuSample::take(&[("gone", u32::MAX)]);
+        assert_eq!(gone.since(&gone, 1.0)["gone"], 0.0);
+    }
+}
