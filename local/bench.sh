@@ -32,15 +32,16 @@ local/down.sh >/dev/null 2>&1 || true
 trap 'local/down.sh' EXIT
 local/up.sh
 
-date=$(date -u +%Y-%m-%d)
+# Date and commit in the names: a later run, even on the same day, keeps the earlier results.
+run=$(date -u +%Y-%m-%d)-$(git rev-parse --short=7 HEAD)
 results=benches/results
 mkdir -p "$results"
 log "handler CPU path on one 6 MB event"
-cargo bench --locked --quiet --workspace --bench handler_cpu -- --json "$PWD/$results/$date-handler-cpu.json"
+cargo bench --locked --quiet --workspace --bench handler_cpu -- --json "$PWD/$results/$run-handler-cpu.json"
 log "end to end: $MEGABYTES MB, seed $SEED"
-cargo bench --locked --quiet --workspace --bench throughput -- "$MEGABYTES" "$SEED" --json "$PWD/$results/$date-throughput.json" >/dev/null
+cargo bench --locked --quiet --workspace --bench throughput -- "$MEGABYTES" "$SEED" --json "$PWD/$results/$run-throughput.json" >/dev/null
 
 log "writing the table into docs/benchmarks.md"
-"$TIDEMARK_PYTHON" local/py/bench_table.py --handler "$results/$date-handler-cpu.json" \
-  --throughput "$results/$date-throughput.json" --doc docs/benchmarks.md
-log "results: $results/$date-handler-cpu.json, $results/$date-throughput.json"
+"$TIDEMARK_PYTHON" local/py/bench_table.py --handler "$results/$run-handler-cpu.json" \
+  --throughput "$results/$run-throughput.json" --doc docs/benchmarks.md
+log "results: $results/$run-handler-cpu.json, $results/$run-throughput.json"
