@@ -186,8 +186,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_process_busy_on_the_cpu_is_accounted_its_core_seconds_and_no_more_than_the_machine_used()
-    {
+    fn a_busy_process_is_accounted_its_core_seconds_within_the_machines_busy_time() {
         let me = [("me", std::process::id())];
         let before = CpuSample::take(&me);
         let spin_from = process_cpu_seconds(std::process::id());
@@ -201,7 +200,10 @@ mod tests {
         let mine = account["me"].as_f64().unwrap();
         assert!(mine >= 0.3, "{account}");
         // The machine's busy time holds this process's (ticks are counted apart: one each way).
-        assert!(account["busy"].as_f64().unwrap() >= mine - 0.05, "{account}");
+        assert!(
+            account["busy"].as_f64().unwrap() >= mine - 0.05,
+            "{account}"
+        );
         let gone = CpuSample::take(&[("gone", u32::MAX)]);
         assert_eq!(gone.since(&gone, 1.0)["gone"], 0.0);
     }
