@@ -87,8 +87,7 @@ pub async fn run(
     settings: &BridgeSettings,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    // One batch waits while another is delivered: two in memory at most, besides the one
-    // being gathered.
+    // Two batches at most: one being delivered, the next being gathered or waiting.
     let (hand_over, mut gathered) = mpsc::channel(1);
     let (give_back, given_back) = std_mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -171,7 +170,9 @@ async fn deliver_batches(
     }
 }
 
-/// The gathering thread: batch after batch, each handed over when the previous one was taken.
+/// The gathering thread: batch after batch, each gathered once the previous one was taken for
+/// delivery. Gathering a third while one waits and one is delivered would only hold another
+/// 6 MB payload (and keep the allocator's arenas larger): delivery cannot take it sooner.
 fn gather_batches(
     consumer: &BridgeConsumer,
     envelope: EventEnvelope,
@@ -182,16 +183,19 @@ fn gather_batches(
 ) -> Result<()> {
     let mut builder = BatchBuilder::new(envelope, settings.batch_size, settings.max_payload_bytes);
     let mut carried = None;
+    let runtime = tokio::runtime::Handle::current();
     loop {
+        let Ok(slot) = runtime.block_on(hand_over.reserve()) else {
+            return Ok(()); // delivery has stopped
+        };
+        // The batch delivered before the one just taken has given its payload back.
         for payload in given_back.try_iter() {
             builder.recycle(payload);
         }
         let Some(gathered) = gather(consumer, &mut builder, &mut carried, settings, stop)? else {
             return Ok(());
         };
-        if hand_over.blocking_send(gathered).is_err() {
-            return Ok(()); // delivery has stopped
-        }
+        slot.send(gathered);
     }
 }
 
