@@ -9,7 +9,9 @@
 //!
 //! The data set: MEGABYTES (default 1000) of payment records (~365 bytes of key, value and two
 //! headers) generated from SEED over 4 partitions. Every figure is MB/s of record bytes
-//! (keys, values, header names and values; MB = 10^6 bytes).
+//! (keys, values, header names and values; MB = 10^6 bytes). Each path also records where the
+//! machine's core-seconds went meanwhile: the emulator, the broker, the bench itself and
+//! everything else (Tidemark's processes), with steal; the stack's pid files name the first two.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
