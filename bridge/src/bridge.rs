@@ -147,6 +147,7 @@ async fn deliver_batches(
                 records = batch.record_count,
                 "consumer group rebalanced before the batch was delivered; dropped, to be read again"
             );
+            let _ = give_back.send(batch.payload);
             continue;
         }
         let payload = Bytes::from(std::mem::take(&mut batch.payload));
@@ -271,6 +272,7 @@ fn gather(
                 records = batch.record_count,
                 "consumer group rebalanced while gathering a batch; dropped, to be read again"
             );
+            builder.recycle(batch.payload);
             continue;
         }
         return Ok(Some(Gathered { batch, generation }));

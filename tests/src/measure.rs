@@ -1,6 +1,6 @@
 //! What bench binaries read off processes and the machine: peak memory of a process and of a
-//! Lambda host's function processes, and the facts a published run records (commit, machine,
-//! date).
+//! Lambda host's function processes, CPU time of the machine and of named processes, and the
+//! facts a published run records (commit, machine, date).
 
 use std::process::Command;
 
