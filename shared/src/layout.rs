@@ -385,6 +385,72 @@ impl StorageLayout {
         format!("{}/restores/{restore_id}/", self.root(backup_id))
     }
 
+    /// Where a restore records how far each partition got, ending in `/`.
+    pub fn restore_progress_prefix(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
+        format!("{}progress/", self.restore_prefix(backup_id, restore_id))
+    }
+
+    /// One partition's progress objects under [`Self::restore_progress_prefix`], ending in `/`.
+    pub fn partition_progress_prefix(
+        &self,
+        backup_id: &BackupId,
+        restore_id: &RestoreId,
+        topic: &str,
+        partition: i32,
+    ) -> String {
+        format!(
+            "{}{topic}/{partition}/",
+            self.restore_progress_prefix(backup_id, restore_id)
+        )
+    }
+
+    /// The progress object of `progress`'s partition: `{produced:020}-1-partial.json` or
+    /// `{produced:020}-2-done.json`. Names sort by records produced, then partial before done,
+    /// so the last one listed is the latest.
+    pub fn progress_key(
+        &self,
+        backup_id: &BackupId,
+        restore_id: &RestoreId,
+        progress: &ProgressKey,
+    ) -> String {
+        let state = if progress.done { DONE } else { PARTIAL };
+        format!(
+            "{}{:020}-{state}{PROGRESS_SUFFIX}",
+            self.partition_progress_prefix(
+                backup_id,
+                restore_id,
+                &progress.topic,
+                progress.partition
+            ),
+            progress.produced
+        )
+    }
+
+    /// Inverse of [`Self::progress_key`]: what a progress object's key says, if it is one.
+    pub fn parse_progress_key(key: &str) -> Option<ProgressKey> {
+        let mut parts = key.rsplit('/');
+        let name = parts.next()?.strip_suffix(PROGRESS_SUFFIX)?;
+        let partition = parts.next()?.parse().ok()?;
+        let topic = parts.next()?;
+        if parts.next()? != "progress" || validate_topic_name(topic).is_err() {
+            return None;
+        }
+        let (produced, state) = name.split_once('-')?;
+        if produced.len() != 20 {
+            return None;
+        }
+        Some(ProgressKey {
+            topic: topic.to_owned(),
+            partition,
+            produced: produced.parse().ok()?,
+            done: match state {
+                DONE => true,
+                PARTIAL => false,
+                _ => return None,
+            },
+        })
+    }
+
     /// The generation a folder directly under a topic's prefix names, if it names one
     /// (`generation=3/`).
     pub fn parse_generation_folder(folder: &str) -> Option<u32> {
@@ -408,6 +474,20 @@ impl StorageLayout {
         Some((first.parse().ok()?, last.parse().ok()?))
     }
 }
+
+/// What a restore's progress object's key records of one partition (its body holds the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressKey {
+    pub topic: String,
+    pub partition: i32,
+    /// Records the restore has put on the target partition.
+    pub produced: u64,
+    pub done: bool,
+}
+
+const PROGRESS_SUFFIX: &str = ".json";
+const PARTIAL: &str = "1-partial";
+const DONE: &str = "2-done";
 
 #[cfg(test)]
 mod tests {
@@ -503,6 +583,59 @@ mod tests {
             StorageLayout::parse_segment_file_name("p/x/report.json"),
             None
         );
+    }
+
+    #[test]
+    fn progress_keys_parse_back_and_sort_with_the_latest_last() {
+        let layout = StorageLayout::new("tidemark").unwrap();
+        let backup = BackupId::parse("prod").unwrap();
+        let restore = RestoreId::parse("r-1").unwrap();
+        let progress = |produced, done| ProgressKey {
+            topic: "payments.captured".into(),
+            partition: 3,
+            produced,
+            done,
+        };
+        let in_order = [
+            progress(0, true),
+            progress(9, false),
+            progress(10, false),
+            progress(10, true),
+            progress(u64::MAX, true),
+        ];
+        let keys: Vec<String> = in_order
+            .iter()
+            .map(|progress| layout.progress_key(&backup, &restore, progress))
+            .collect();
+        assert_eq!(
+            keys[3],
+            "tidemark/prod/restores/r-1/progress/payments.captured/3/00000000000000000010-2-done.json"
+        );
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(sorted, keys, "names sort as (produced, done)");
+        for (key, progress) in keys.iter().zip(&in_order) {
+            assert!(key.starts_with(&layout.partition_progress_prefix(
+                &backup,
+                &restore,
+                "payments.captured",
+                3
+            )));
+            assert_eq!(
+                StorageLayout::parse_progress_key(key).as_ref(),
+                Some(progress)
+            );
+        }
+        for other in [
+            "tidemark/prod/restores/r-1/plan.json",
+            "tidemark/prod/restores/r-1/progress/t/3/10-2-done.json",
+            "tidemark/prod/restores/r-1/progress/t/x/00000000000000000010-2-done.json",
+            "tidemark/prod/restores/r-1/progress/t/3/00000000000000000010-3-lost.json",
+            "tidemark/prod/restores/r-1/lease/t/3/00000000000000000010-2-done.json",
+            "tidemark/prod/restores/r-1/progress/t/3/00000000000000000010-2-done.txt",
+        ] {
+            assert_eq!(StorageLayout::parse_progress_key(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Serialize;
 use serde_json::Value;
 
-use tidemark_core::layout::{BackupId, RestoreId};
+use tidemark_core::layout::{BackupId, ProgressKey, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 
 use super::Deployment;
@@ -129,22 +129,20 @@ impl RestoreProgress {
 }
 
 /// Reads a restore's progress: the plan's partitions (read once, into `planned`), and per
-/// partition its latest progress object, whose name carries the records produced and whether it
-/// is done (`{produced:020}-{1-partial|2-done}.json`). `None` before the plan exists.
+/// partition its latest progress object, whose key tells the records produced and whether the
+/// partition is done. `None` before the plan exists.
 pub async fn restore_progress(
-    deployment: &Deployment,
+    objects: &dyn ObjectStore,
+    layout: &StorageLayout,
     backup_id: &BackupId,
     restore_id: &RestoreId,
     planned: &mut Option<usize>,
 ) -> Result<Option<RestoreProgress>> {
-    let prefix = deployment.layout.restore_prefix(backup_id, restore_id);
     let partitions = match *planned {
         Some(partitions) => partitions,
         None => {
-            let plan_key = format!("{prefix}plan.json");
-            let Some(plan) =
-                object_store::get_json::<Value>(&deployment.objects, &plan_key).await?
-            else {
+            let plan_key = format!("{}plan.json", layout.restore_prefix(backup_id, restore_id));
+            let Some(plan) = object_store::get_json::<Value>(objects, &plan_key).await? else {
                 return Ok(None);
             };
             let partitions = plan["partitions"].as_array().map_or(0, Vec::len);
@@ -152,30 +150,26 @@ pub async fn restore_progress(
             partitions
         }
     };
-    let mut latest = std::collections::BTreeMap::<String, String>::new();
-    for key in deployment
-        .objects
-        .list(&format!("{prefix}progress/"))
+    let mut latest = std::collections::BTreeMap::<(String, i32), ProgressKey>::new();
+    for key in objects
+        .list(&layout.restore_progress_prefix(backup_id, restore_id))
         .await?
     {
-        if let Some((folder, name)) = key.rsplit_once('/') {
-            // Names sort by count, then partial before done: the last is the latest.
-            let entry = latest.entry(folder.to_owned()).or_default();
-            if name > entry.as_str() {
-                *entry = name.to_owned();
+        let Some(progress) = StorageLayout::parse_progress_key(&key) else {
+            continue;
+        };
+        let partition = (progress.topic.clone(), progress.partition);
+        match latest.get(&partition) {
+            Some(known) if (known.produced, known.done) >= (progress.produced, progress.done) => {}
+            _ => {
+                latest.insert(partition, progress);
             }
         }
     }
     Ok(Some(RestoreProgress {
         partitions,
-        partitions_done: latest
-            .values()
-            .filter(|name| name.ends_with("-2-done.json"))
-            .count(),
-        records_produced: latest
-            .values()
-            .filter_map(|name| name.split('-').next()?.parse::<u64>().ok())
-            .sum(),
+        partitions_done: latest.values().filter(|progress| progress.done).count(),
+        records_produced: latest.values().map(|progress| progress.produced).sum(),
     }))
 }
 
@@ -207,8 +201,14 @@ pub async fn watch(
                 .zip(RestoreId::parse(described.name().unwrap_or_default()).ok());
             match ids {
                 Some((backup_id, restore_id)) => {
-                    if let Some(now) =
-                        restore_progress(deployment, &backup_id, &restore_id, &mut planned).await?
+                    if let Some(now) = restore_progress(
+                        &deployment.objects,
+                        &deployment.layout,
+                        &backup_id,
+                        &restore_id,
+                        &mut planned,
+                    )
+                    .await?
                     {
                         let bar = now.bar();
                         if bar != last_bar {
@@ -312,5 +312,69 @@ pub struct Snapshot(pub Value);
 impl Render for Snapshot {
     fn text(&self) -> String {
         serde_json::to_string_pretty(&self.0).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidemark_core::stores::MemoryObjectStore;
+
+    #[tokio::test]
+    async fn progress_counts_each_partitions_latest_object_only() {
+        let objects = MemoryObjectStore::new();
+        let layout = StorageLayout::new("tidemark").unwrap();
+        let backup = BackupId::parse("prod").unwrap();
+        let restore = RestoreId::parse("r-1").unwrap();
+        let mut planned = None;
+        assert_eq!(
+            restore_progress(&objects, &layout, &backup, &restore, &mut planned)
+                .await
+                .unwrap(),
+            None,
+            "no plan yet"
+        );
+        let plan = serde_json::json!({"partitions": [{}, {}, {}]});
+        let plan_key = format!("{}plan.json", layout.restore_prefix(&backup, &restore));
+        object_store::put_json_once(&objects, &plan_key, &plan)
+            .await
+            .unwrap();
+        let progress = |partition, produced, done| ProgressKey {
+            topic: "payments.captured".into(),
+            partition,
+            produced,
+            done,
+        };
+        for written in [
+            progress(0, 5_000, false),
+            progress(0, 12_000, true),
+            progress(1, 5_000, false),
+            progress(1, 10_000, false),
+        ] {
+            let key = layout.progress_key(&backup, &restore, &written);
+            object_store::put_json_once(&objects, &key, &serde_json::json!({}))
+                .await
+                .unwrap();
+        }
+        let lease = format!(
+            "{}payments.captured/2/lease.json",
+            layout.restore_progress_prefix(&backup, &restore)
+        );
+        object_store::put_json_once(&objects, &lease, &serde_json::json!({}))
+            .await
+            .unwrap();
+
+        let read = restore_progress(&objects, &layout, &backup, &restore, &mut planned)
+            .await
+            .unwrap();
+        assert_eq!(
+            read,
+            Some(RestoreProgress {
+                partitions_done: 1,
+                partitions: 3,
+                records_produced: 22_000,
+            })
+        );
+        assert_eq!(planned, Some(3), "the plan is read once");
     }
 }

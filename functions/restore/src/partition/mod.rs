@@ -1,9 +1,9 @@
 //! The restore-partition function: copies one partition's selected records to the target,
 //! resumable at the next record (invariant 9).
 //!
-//! Durable state is the target partition itself plus a progress object per clean stop:
-//! `progress/{topic}/{partition}/{produced:020}-{n}-{state}.json` under the restore's prefix,
-//! holding the offset map so far. An invocation starts from the latest progress object,
+//! Durable state is the target partition itself plus a progress object per clean stop
+//! (`StorageLayout::progress_key`: its name tells the records produced and whether the
+//! partition is done), holding the offset map so far. An invocation starts from the latest progress object,
 //! reads the target's end, and treats records past `target_base + produced` as produced by an
 //! invocation that died before it could record them: it checks the last one against the
 //! source, maps them, and carries on after them. No record is produced twice or skipped.
@@ -15,7 +15,7 @@ pub mod target;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
+use tidemark_core::layout::{BackupId, PartitionId, ProgressKey, RestoreId};
 use tidemark_core::offset_map::OffsetMap;
 use tidemark_core::segment::Record;
 
@@ -115,20 +115,6 @@ impl Default for Pacing {
     }
 }
 
-pub fn progress_prefix(
-    backup: &Backup,
-    backup_id: &BackupId,
-    restore_id: &RestoreId,
-    task_topic: &str,
-    partition: i32,
-) -> String {
-    backup.restore_key(
-        backup_id,
-        restore_id,
-        &format!("progress/{task_topic}/{partition}/"),
-    )
-}
-
 /// The latest recorded progress of a partition, if any.
 pub async fn latest_progress(
     backup: &Backup,
@@ -137,7 +123,10 @@ pub async fn latest_progress(
     source_topic: &str,
     partition: i32,
 ) -> Result<Option<PartitionProgress>> {
-    let prefix = progress_prefix(backup, backup_id, restore_id, source_topic, partition);
+    let prefix =
+        backup
+            .layout
+            .partition_progress_prefix(backup_id, restore_id, source_topic, partition);
     match backup.objects.list(&prefix).await?.last() {
         Some(key) => backup.get_json(key).await,
         None => Ok(None),
@@ -340,12 +329,15 @@ async fn restore_leased(
     progress.done = done;
     progress.updated_at_ms = now_ms();
     progress.invocations += 1;
-    // `-1-partial` sorts before `-2-done` for the same count, so the last key is the latest.
-    let state = if done { "2-done" } else { "1-partial" };
-    let key = format!(
-        "{}{:020}-{state}.json",
-        progress_prefix(backup, backup_id, restore_id, &task.source_topic, partition),
-        progress.produced
+    let key = backup.layout.progress_key(
+        backup_id,
+        restore_id,
+        &ProgressKey {
+            topic: task.source_topic.clone(),
+            partition,
+            produced: progress.produced,
+            done,
+        },
     );
     backup.put_json_once(&key, &progress).await?;
     Ok(report(&progress, produced_now, recovered))
