@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs, pinned, into $TIDEMARK_CACHE (default ~/.cache/tidemark):
 # a Python venv with the AWS emulator (moto) and independent clients, one with the deployment
-# checkers (SAM CLI, cfn-lint, checkov), and the nisshi
+# checkers (SAM CLI, cfn-lint, checkov), cargo-machete, and the nisshi
 # Kafka-protocol broker (built from crates.io once, ~14 min on 2 cores, then cached).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -35,5 +35,10 @@ if [ "$(cat "$TIDEMARK_TOOLS/nisshi.build" 2>/dev/null)" != "$nisshi_build" ] ||
   CARGO_TARGET_DIR=$TIDEMARK_CACHE/build-nisshi cargo install nisshi --version "$NISSHI_VERSION" \
     --no-default-features --features dynostore,libsql --locked --ignore-rust-version --root "$TIDEMARK_TOOLS" --quiet --force
   echo "$nisshi_build" >"$TIDEMARK_TOOLS/nisshi.build"
+fi
+if [ "$("$TIDEMARK_TOOLS/bin/cargo-machete" --version 2>/dev/null)" != "$CARGO_MACHETE_VERSION" ]; then
+  log "installing cargo-machete $CARGO_MACHETE_VERSION (finds unused dependencies)"
+  CARGO_TARGET_DIR=$TIDEMARK_CACHE/build-tools cargo install cargo-machete --version "$CARGO_MACHETE_VERSION" \
+    --locked --root "$TIDEMARK_TOOLS" --quiet --force
 fi
 log "tools ready in $TIDEMARK_CACHE"

@@ -10,6 +10,8 @@ local/install.sh
 log "checking formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+log "checking that every crate uses each dependency it declares"
+"$TIDEMARK_TOOLS/bin/cargo-machete"
 
 log "checking the deployment descriptions: SAM and Terraform agree; cfn-lint, sam validate, checkov, HCL, terraform fmt"
 "$TIDEMARK_IAC_PYTHON" local/py/check_deploy.py
