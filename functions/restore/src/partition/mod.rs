@@ -3,10 +3,11 @@
 //!
 //! Durable state is the target partition itself plus a progress object per clean stop
 //! (`StorageLayout::progress_key`: its name tells the records produced and whether the
-//! partition is done), holding the offset map so far. An invocation starts from the latest progress object,
-//! reads the target's end, and treats records past `target_base + produced` as produced by an
-//! invocation that died before it could record them: it checks the last one against the
-//! source, maps them, and carries on after them. No record is produced twice or skipped.
+//! partition is done), holding the offset map so far. An invocation starts from the latest
+//! progress object, reads the target's end, and treats records past `target_base + produced`
+//! as produced by an invocation that died before it could record them: it checks the last one
+//! against the source, maps them, and carries on after them. No record is produced twice or
+//! skipped.
 
 pub mod lease;
 pub mod scan;
