@@ -95,14 +95,10 @@ impl NameFilter {
 /// `docs/configuration.md` and `example.env`.
 #[derive(Debug, Clone)]
 pub struct BackupWriterConfig {
-    /// `TIDEMARK_BUCKET`: where segments are written.
-    pub bucket: String,
-    /// `TIDEMARK_TABLE`: the DynamoDB index and checkpoint table.
-    pub table: String,
+    /// Where segments are written and indexed.
+    pub store: StoreLocation,
     /// `TIDEMARK_BACKUP_ID`: names this backup lineage.
     pub backup_id: BackupId,
-    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
-    pub layout: StorageLayout,
     /// `TIDEMARK_TOPICS_INCLUDE` / `TIDEMARK_TOPICS_EXCLUDE`.
     pub topics: NameFilter,
     /// `TIDEMARK_COMPRESSION_LEVEL`: zstd level 1-19 (default 3).
@@ -218,11 +214,8 @@ impl BackupWriterConfig {
         let backup_id = BackupId::parse(&env.required("TIDEMARK_BACKUP_ID")?)
             .map_err(|error| Error::Config(format!("TIDEMARK_BACKUP_ID: {error}")))?;
         Ok(BackupWriterConfig {
-            bucket: env.required("TIDEMARK_BUCKET")?,
-            table: env.required("TIDEMARK_TABLE")?,
+            store: StoreLocation::from_env(env)?,
             backup_id,
-            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
-                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
             topics: env.name_filter("TIDEMARK_TOPICS")?,
             compression_level,
             metrics_namespace: env
@@ -238,6 +231,31 @@ impl BackupWriterConfig {
             masking_hash_secret_arn: env.optional("TIDEMARK_MASKING_HASH_SECRET_ARN"),
             shredding_kms_key: env.optional("TIDEMARK_SHREDDING_KMS_KEY_ID"),
             shredding_commit_lease: shredding_commit_lease(env)?,
+        })
+    }
+}
+
+/// Where a backup's objects and index are, and how to reach S3: every function finds its
+/// stores the same way (`docs/configuration.md`).
+#[derive(Debug, Clone)]
+pub struct StoreLocation {
+    /// `TIDEMARK_BUCKET`: the bucket holding the backups.
+    pub bucket: String,
+    /// `TIDEMARK_TABLE`: the index, checkpoint and snapshot catalog table.
+    pub table: String,
+    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
+    pub layout: StorageLayout,
+    pub s3: S3Settings,
+}
+
+impl StoreLocation {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self> {
+        Ok(StoreLocation {
+            bucket: env.required("TIDEMARK_BUCKET")?,
+            table: env.required("TIDEMARK_TABLE")?,
+            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
+                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            s3: S3Settings::from_env(env)?,
         })
     }
 }
@@ -325,6 +343,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("TIDEMARK_BACKUP_ID is required"), "{error}");
+    }
+
+    #[test]
+    fn the_store_location_reads_its_four_variables_and_names_a_missing_one() {
+        let location = StoreLocation::from_env(&env(&[
+            BASE[0],
+            BASE[1],
+            ("TIDEMARK_PREFIX", "tidemark"),
+            ("TIDEMARK_S3_FORCE_PATH_STYLE", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (location.bucket.as_str(), location.table.as_str()),
+            ("b", "t")
+        );
+        assert_eq!(location.layout, StorageLayout::new("tidemark").unwrap());
+        assert!(location.s3.force_path_style);
+        for missing in ["TIDEMARK_BUCKET", "TIDEMARK_TABLE"] {
+            let pairs: Vec<_> = BASE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let error = StoreLocation::from_env(&env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("{missing} is required")), "{error}");
+        }
     }
 
     #[test]

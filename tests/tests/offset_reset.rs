@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
-use tidemark_core::config::S3Settings;
+use tidemark_core::config::{S3Settings, StoreLocation};
 use tidemark_core::kafka::{CommittedOffset, GroupDescription};
 use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
@@ -258,15 +258,15 @@ async fn write_snapshot(
         .unwrap()
         .snapshot_key(&backup_id, taken_at_ms);
     let sdk = world.stack.sdk_config().await;
-    let settings = S3Settings {
-        force_path_style: true,
-    };
-    let (objects, catalog) = tidemark_core::stores::aws_stores(
-        &sdk,
-        &settings,
-        &world.storage.bucket,
-        &world.storage.table,
-    );
+    let (objects, catalog) = StoreLocation {
+        bucket: world.storage.bucket.clone(),
+        table: world.storage.table.clone(),
+        layout: StorageLayout::new(PREFIX).unwrap(),
+        s3: S3Settings {
+            force_path_style: true,
+        },
+    }
+    .connect(&sdk);
     let body = snapshot.encode(3).unwrap();
     let stored_bytes = body.len() as u64;
     objects

@@ -10,11 +10,11 @@ pub mod validate;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::{Env, S3Settings, StoreLocation};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, StorageLayout};
 use tidemark_core::shredding::Shredding;
-use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore, aws_stores};
+use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 
 use crate::args::{
     AuditCommand, BackupsCommand, Cli, Command, DrillCommand, DrillStart, IndexCommand,
@@ -38,19 +38,22 @@ async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment
             CliError::Input("no bucket: pass --bucket or set TIDEMARK_BUCKET".into())
         })?;
     // Listing backups needs no table; the others say so when it is missing.
-    let table = cli.target.table.clone().unwrap_or_default();
-    let layout = StorageLayout::new(&cli.target.prefix)
-        .map_err(|error| CliError::Input(format!("--prefix: {error}")))?;
-    let s3_settings = S3Settings::from_env(&Env::process())?;
-    let (objects, index) = aws_stores(aws, &s3_settings, &bucket, &table);
+    let location = StoreLocation {
+        bucket,
+        table: cli.target.table.clone().unwrap_or_default(),
+        layout: StorageLayout::new(&cli.target.prefix)
+            .map_err(|error| CliError::Input(format!("--prefix: {error}")))?,
+        s3: S3Settings::from_env(&Env::process())?,
+    };
+    let (objects, index) = location.connect(aws);
     let kms = Arc::new(KmsKeyService::new(aws));
     let shredding = Shredding::new(Arc::new(index.clone()), kms.clone(), None);
     Ok(Deployment {
         objects,
         index,
-        layout,
+        layout: location.layout,
         keys: SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding)),
-        bucket,
+        bucket: location.bucket,
     })
 }
 

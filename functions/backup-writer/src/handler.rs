@@ -255,10 +255,11 @@ impl BackupWriter {
             }
             None => (std::borrow::Cow::Borrowed(segment), None),
         };
-        let key =
-            self.config
-                .layout
-                .segment_key(partition, header.first_offset, header.last_offset);
+        let key = self.config.store.layout.segment_key(
+            partition,
+            header.first_offset,
+            header.last_offset,
+        );
         let (key, created, entry) = self
             .store_segment(partition, key, segment, &to_store)
             .await?;
@@ -357,7 +358,7 @@ impl BackupWriter {
                 // current (an erasure retired them, or shredding was turned off since): that
                 // object is never indexed, and this batch goes under a name of its own.
                 let header = &to_store.header;
-                let resealed = self.config.layout.resealed_segment_key(
+                let resealed = self.config.store.layout.resealed_segment_key(
                     partition,
                     header.first_offset,
                     header.last_offset,

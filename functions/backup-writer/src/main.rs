@@ -4,21 +4,19 @@ use backup_writer::{
     BackupWriter, InvocationEvent, TopicGenerations, encode::set_process_encoding,
 };
 use lambda_runtime::{LambdaEvent, service_fn};
-use tidemark_core::config::{BackupWriterConfig, Env, S3Settings};
+use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, ClusterReader};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::masking;
 use tidemark_core::shredding::Shredding;
-use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = BackupWriterConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let (objects, index) = config.store.connect(&aws);
     let index = Arc::new(index);
     let kms = Arc::new(KmsKeyService::new(&aws));
     let shredding = Shredding::new(index.clone(), kms.clone(), config.shredding_kms_key.clone())

@@ -114,7 +114,7 @@ impl Maintainer {
                 let partitions = partitions_to_validate(
                     self.objects.as_ref(),
                     self.index.as_ref(),
-                    &self.config.layout,
+                    &self.config.store.layout,
                     &self.config.backup_id,
                 )
                 .await?;
@@ -154,7 +154,7 @@ impl Maintainer {
                 record_audit(
                     self.objects.as_ref(),
                     self.operations.as_ref(),
-                    &self.config.layout,
+                    &self.config.store.layout,
                     &record,
                 )
                 .await?;
@@ -167,6 +167,7 @@ impl Maintainer {
         partition.run_result_key(
             &self
                 .config
+                .store
                 .layout
                 .maintenance_prefix(&self.config.backup_id, run),
         )
@@ -197,7 +198,7 @@ impl Maintainer {
         let retention: RetentionReport = expire_partition(
             self.objects.as_ref(),
             self.index.as_ref(),
-            &self.config.layout,
+            &self.config.store.layout,
             partition,
             policy,
             now_ms,
@@ -213,7 +214,7 @@ impl Maintainer {
                 objects: self.objects.as_ref(),
                 index: self.index.as_ref(),
                 keys: &self.keys,
-                layout: &self.config.layout,
+                layout: &self.config.store.layout,
                 settings: CompactionSettings {
                     target_bytes: self.settings.compaction_target_mb << 20,
                     grace_ms: self.settings.compaction_grace_hours * 3_600_000,
@@ -241,6 +242,7 @@ impl Maintainer {
     async fn summarize(&self, run: &RunId) -> Result<MaintenanceReport> {
         let prefix = self
             .config
+            .store
             .layout
             .maintenance_prefix(&self.config.backup_id, run);
         let mut report = MaintenanceReport {

@@ -153,7 +153,7 @@ impl Validator {
                 record_audit(
                     self.objects.as_ref(),
                     self.operations.as_ref(),
-                    &self.config.layout,
+                    &self.config.store.layout,
                     &record,
                 )
                 .await?;
@@ -167,7 +167,7 @@ impl Validator {
         let all = partitions_to_validate(
             self.objects.as_ref(),
             self.index.as_ref(),
-            &self.config.layout,
+            &self.config.store.layout,
             &self.config.backup_id,
         )
         .await?;
@@ -183,6 +183,7 @@ impl Validator {
         partition.run_result_key(
             &self
                 .config
+                .store
                 .layout
                 .validation_prefix(&self.config.backup_id, run),
         )
@@ -203,7 +204,7 @@ impl Validator {
                     self.objects.as_ref(),
                     self.index.as_ref(),
                     &self.keys,
-                    &self.config.layout,
+                    &self.config.store.layout,
                     &partition,
                     request.depth,
                 )
@@ -223,6 +224,7 @@ impl Validator {
     ) -> Result<ValidationReport> {
         let prefix = self
             .config
+            .store
             .layout
             .validation_prefix(&self.config.backup_id, run);
         let mut report = ValidationReport {

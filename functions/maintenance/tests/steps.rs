@@ -8,6 +8,7 @@ use maintenance::{
     MaintenanceStep, ValidationResponse, ValidationStep, Validator,
 };
 use serde_json::json;
+use tidemark_core::config::StoreLocation;
 use tidemark_core::index::{SegmentEntry, record_segment};
 use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
@@ -40,10 +41,13 @@ async fn harness() -> Harness {
         store_ten_records(&objects, &index, &layout, &id).await;
     }
     let config = BackupConfig {
-        bucket: "b".into(),
-        table: "t".into(),
+        store: StoreLocation {
+            bucket: "b".into(),
+            table: "t".into(),
+            layout: layout.clone(),
+            s3: Default::default(),
+        },
         backup_id: BackupId::parse("prod").unwrap(),
-        layout: layout.clone(),
         metrics_namespace: "Tidemark".into(),
     };
     let keys = SegmentKeys::new(Arc::new(MemoryKeyService::default()), None);

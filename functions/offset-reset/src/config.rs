@@ -1,17 +1,13 @@
 //! The offset-reset function's environment (`docs/configuration.md`).
 
-use tidemark_core::config::Env;
-use tidemark_core::layout::StorageLayout;
+use tidemark_core::config::{Env, StoreLocation};
 use tidemark_core::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct ResetConfig {
-    /// `TIDEMARK_BUCKET`: where resets keep their plans and snapshots, and backups live.
-    pub bucket: String,
-    /// `TIDEMARK_TABLE`: the snapshot catalog (for the `snapshot` strategy).
-    pub table: String,
-    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
-    pub layout: StorageLayout,
+    /// Where resets keep their plans and snapshots and backups live; the table is the
+    /// snapshot catalog (for the `snapshot` strategy).
+    pub store: StoreLocation,
     /// `TIDEMARK_OFFSET_RESET_CONCURRENCY` (default 32, 1-256): groups committed or read at
     /// once.
     pub concurrency: usize,
@@ -32,10 +28,7 @@ impl ResetConfig {
             )));
         }
         Ok(ResetConfig {
-            bucket: env.required("TIDEMARK_BUCKET")?,
-            table: env.required("TIDEMARK_TABLE")?,
-            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
-                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            store: StoreLocation::from_env(env)?,
             concurrency,
         })
     }

@@ -26,20 +26,15 @@ pub const PLAN: &str = "plan.json";
 pub const OFFSETS_BEFORE: &str = "offsets-before.json";
 
 impl ResetRecords {
-    pub fn from_config(
-        aws: &aws_config::SdkConfig,
-        config: &crate::config::ResetConfig,
-        s3_settings: &tidemark_core::config::S3Settings,
-    ) -> Self {
-        let (objects, index) =
-            tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
+    pub fn from_config(aws: &aws_config::SdkConfig, config: &crate::config::ResetConfig) -> Self {
+        let (objects, index) = config.store.connect(aws);
         let index = Arc::new(index);
         ResetRecords {
             objects: Arc::new(objects),
             catalog: index.clone(),
             operations: index,
-            layout: config.layout.clone(),
-            bucket: config.bucket.clone(),
+            layout: config.store.layout.clone(),
+            bucket: config.store.bucket.clone(),
             concurrency: config.concurrency,
         }
     }

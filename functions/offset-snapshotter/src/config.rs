@@ -2,20 +2,18 @@
 
 use std::time::Duration;
 
-use tidemark_core::config::{Env, NameFilter};
+use tidemark_core::config::{Env, NameFilter, StoreLocation};
 use tidemark_core::kafka::KafkaSettings;
-use tidemark_core::layout::{BackupId, StorageLayout};
+use tidemark_core::layout::BackupId;
 use tidemark_core::{Error, Result};
 
 /// Every variable is listed in `docs/configuration.md` and `example.env`.
 #[derive(Debug, Clone)]
 pub struct SnapshotterConfig {
-    /// `TIDEMARK_BUCKET`, `TIDEMARK_TABLE`, `TIDEMARK_BACKUP_ID`, `TIDEMARK_PREFIX`: as for the
-    /// backup writer; snapshots live under the same backup id.
-    pub bucket: String,
-    pub table: String,
+    /// The store and `TIDEMARK_BACKUP_ID`: as for the backup writer; snapshots live under the
+    /// same backup id.
+    pub store: StoreLocation,
     pub backup_id: BackupId,
-    pub layout: StorageLayout,
     /// `TIDEMARK_TOPICS_INCLUDE` / `_EXCLUDE`: the backed-up topics (the writer's filter).
     pub topics: NameFilter,
     /// `TIDEMARK_GROUPS_INCLUDE` / `_EXCLUDE`: which consumer groups to capture.
@@ -66,12 +64,9 @@ impl SnapshotterConfig {
         let drill_hours: u64 =
             env.parsed("TIDEMARK_DRILL_INTERVAL_HOURS", 0, "hours, 0 (off) or more")?;
         Ok(SnapshotterConfig {
-            bucket: env.required("TIDEMARK_BUCKET")?,
-            table: env.required("TIDEMARK_TABLE")?,
+            store: StoreLocation::from_env(env)?,
             backup_id: BackupId::parse(&env.required("TIDEMARK_BACKUP_ID")?)
                 .map_err(|error| Error::Config(format!("TIDEMARK_BACKUP_ID: {error}")))?,
-            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
-                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
             topics: env.name_filter("TIDEMARK_TOPICS")?,
             groups: env.name_filter("TIDEMARK_GROUPS")?,
             samples: in_range("TIDEMARK_SNAPSHOT_SAMPLES", samples, 1, 60, SAMPLES)?,

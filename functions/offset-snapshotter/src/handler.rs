@@ -316,6 +316,7 @@ impl Snapshotter {
         for _ in 0..1_000 {
             let key = self
                 .config
+                .store
                 .layout
                 .snapshot_key(&self.config.backup_id, snapshot.taken_at_ms);
             let body = Bytes::from(snapshot.encode(self.config.compression_level)?);
@@ -337,7 +338,11 @@ impl Snapshotter {
         }
         Err(SnapshotterError::Core(tidemark_core::Error::ObjectStore {
             operation: "PutObject",
-            key: self.config.layout.snapshots_prefix(&self.config.backup_id),
+            key: self
+                .config
+                .store
+                .layout
+                .snapshots_prefix(&self.config.backup_id),
             message: "no free snapshot key within a second of the snapshot time".into(),
             retryable: true,
         }))

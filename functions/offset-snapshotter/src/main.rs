@@ -2,17 +2,15 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use offset_snapshotter::{SnapshotRequest, Snapshotter, SnapshotterConfig};
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 use tidemark_core::kafka::iam::MskIamTokenProvider;
 use tidemark_core::kafka::{AuthMethod, KafkaCluster, KafkaConnection};
-use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = SnapshotterConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
 
     let iam = match config.kafka.auth {
@@ -31,7 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         connection,
         "tidemark-offset-snapshotter",
     )?);
-    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let (objects, index) = config.store.connect(&aws);
     let index = Arc::new(index);
     let snapshotter = Arc::new(Snapshotter::new(
         config,

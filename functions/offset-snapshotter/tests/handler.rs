@@ -175,6 +175,7 @@ async fn groups_topics_and_configs_are_captured_exactly() {
         response.snapshots[0].key,
         fixture
             .config
+            .store
             .layout
             .snapshot_key(&fixture.config.backup_id, snapshot.taken_at_ms)
     );

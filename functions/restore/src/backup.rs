@@ -206,13 +206,8 @@ impl Backup {
     }
 
     /// The stores named by the functions' environment, through one SDK config.
-    pub fn from_config(
-        aws: &aws_config::SdkConfig,
-        config: &crate::config::RestoreConfig,
-        s3_settings: &tidemark_core::config::S3Settings,
-    ) -> Self {
-        let (objects, index) =
-            tidemark_core::stores::aws_stores(aws, s3_settings, &config.bucket, &config.table);
+    pub fn from_config(aws: &aws_config::SdkConfig, config: &crate::config::RestoreConfig) -> Self {
+        let (objects, index) = config.store.connect(aws);
         let index = Arc::new(index);
         let kms = Arc::new(KmsKeyService::new(aws));
         // Reading needs no key id: each sealed segment names its wrapped data key, and a
@@ -223,8 +218,8 @@ impl Backup {
             index: index.clone(),
             catalog: index.clone(),
             operations: index,
-            layout: config.layout.clone(),
-            bucket: config.bucket.clone(),
+            layout: config.store.layout.clone(),
+            bucket: config.store.bucket.clone(),
             keys: Arc::new(SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))),
         }
     }

@@ -2,20 +2,15 @@
 
 use std::time::Duration;
 
-use tidemark_core::config::Env;
-use tidemark_core::layout::StorageLayout;
+use tidemark_core::config::{Env, StoreLocation};
 use tidemark_core::{Error, Result};
 
 use crate::partition::Pacing;
 
 #[derive(Debug, Clone)]
 pub struct RestoreConfig {
-    /// `TIDEMARK_BUCKET`: the bucket holding the backups.
-    pub bucket: String,
-    /// `TIDEMARK_TABLE`: the index, checkpoint and snapshot catalog table.
-    pub table: String,
-    /// `TIDEMARK_PREFIX`: key prefix inside the bucket (default: none).
-    pub layout: StorageLayout,
+    /// The backups' bucket, index table and prefix.
+    pub store: StoreLocation,
     /// `TIDEMARK_RESTORE_BATCH_RECORDS` (default 5000),
     /// `TIDEMARK_RESTORE_DEADLINE_RESERVE_MS` (default 5000) and
     /// `TIDEMARK_RESTORE_PREFETCH_SEGMENTS` (default 2): see [`Pacing`].
@@ -51,10 +46,7 @@ impl RestoreConfig {
             )));
         }
         Ok(RestoreConfig {
-            bucket: env.required("TIDEMARK_BUCKET")?,
-            table: env.required("TIDEMARK_TABLE")?,
-            layout: StorageLayout::new(&env.optional("TIDEMARK_PREFIX").unwrap_or_default())
-                .map_err(|error| Error::Config(format!("TIDEMARK_PREFIX: {error}")))?,
+            store: StoreLocation::from_env(env)?,
             pacing: Pacing {
                 batch_records,
                 deadline_reserve: Duration::from_millis(reserve_ms),

@@ -13,24 +13,21 @@ pub use s3::S3ObjectStore;
 
 use aws_sdk_s3::error::SdkError;
 
-use crate::config::S3Settings;
+use crate::config::StoreLocation;
 
-/// The S3 object store and the DynamoDB index every function works on, from one SDK config.
-pub fn aws_stores(
-    aws: &aws_config::SdkConfig,
-    s3_settings: &S3Settings,
-    bucket: &str,
-    table: &str,
-) -> (S3ObjectStore, DynamoIndexStore) {
-    let s3 = aws_sdk_s3::Client::from_conf(
-        s3_settings
-            .apply(aws_sdk_s3::config::Builder::from(aws))
-            .build(),
-    );
-    (
-        S3ObjectStore::new(s3, bucket),
-        DynamoIndexStore::new(aws_sdk_dynamodb::Client::new(aws), table),
-    )
+impl StoreLocation {
+    /// The S3 object store and the DynamoDB index at this location, from one SDK config.
+    pub fn connect(&self, aws: &aws_config::SdkConfig) -> (S3ObjectStore, DynamoIndexStore) {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            self.s3
+                .apply(aws_sdk_s3::config::Builder::from(aws))
+                .build(),
+        );
+        (
+            S3ObjectStore::new(s3, &self.bucket),
+            DynamoIndexStore::new(aws_sdk_dynamodb::Client::new(aws), &self.table),
+        )
+    }
 }
 
 /// Maps a failed AWS call on `subject` (a cluster, a secret, a key) to an error naming both.

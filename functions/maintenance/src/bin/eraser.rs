@@ -2,10 +2,9 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use maintenance::{BackupConfig, ErasureStep, ErasureSteps, MaintenanceSettings};
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
 use tidemark_core::shredding::Shredding;
-use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -13,9 +12,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = Env::process();
     let config = BackupConfig::from_env(&env)?;
     let settings = MaintenanceSettings::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let (objects, index) = config.store.connect(&aws);
     let index = Arc::new(index);
     // Rewritten segments are sealed as the writer seals them; a shredded backup's keys are
     // retired and destroyed through the index table.

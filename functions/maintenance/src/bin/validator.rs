@@ -2,18 +2,16 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use maintenance::{BackupConfig, ValidationStep, Validator};
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
-use tidemark_core::stores::aws_stores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = BackupConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let (objects, index) = aws_stores(&aws, &s3_settings, &config.bucket, &config.table);
+    let (objects, index) = config.store.connect(&aws);
     let index = Arc::new(index);
     // Reading needs no key id: each sealed segment names its wrapped data key.
     let keys = SegmentKeys::new(Arc::new(KmsKeyService::new(&aws)), None);

@@ -405,7 +405,7 @@ impl ErasureSteps {
             objects: self.objects.as_ref(),
             index: self.index.as_ref(),
             keys: &self.keys,
-            layout: &self.config.layout,
+            layout: &self.config.store.layout,
             erasure: run,
             matchers,
             shredded,
@@ -415,6 +415,7 @@ impl ErasureSteps {
 
     fn prefix(&self, run: &RunId) -> String {
         self.config
+            .store
             .layout
             .erasure_prefix(&self.config.backup_id, run)
     }
@@ -508,7 +509,7 @@ impl ErasureSteps {
                     .flat_map(|m| m.offsets.clone())
                     .collect();
             } else {
-                let prefix = self.config.layout.partition_prefix(&PartitionId {
+                let prefix = self.config.store.layout.partition_prefix(&PartitionId {
                     generation: found.generation,
                     ..PartitionId::new(self.config.backup_id.clone(), &found.topic, found.partition)
                 });
@@ -593,7 +594,7 @@ impl ErasureSteps {
         record_audit(
             self.objects.as_ref(),
             self.operations.as_ref(),
-            &self.config.layout,
+            &self.config.store.layout,
             &record,
         )
         .await?;

@@ -4,7 +4,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use offset_reset::config::ResetConfig;
 use offset_reset::handler::{Handler, StepInput};
 use offset_reset::records::ResetRecords;
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 use tidemark_core::kafka::AwsClusterConnector;
 
 #[tokio::main]
@@ -12,9 +12,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = ResetConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let records = ResetRecords::from_config(&aws, &config, &s3_settings);
+    let records = ResetRecords::from_config(&aws, &config);
     let connector = Arc::new(AwsClusterConnector::new(aws, "tidemark-offset-reset"));
     let handler = Arc::new(Handler::new(records, connector));
 

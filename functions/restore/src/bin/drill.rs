@@ -5,7 +5,7 @@ use restore::backup::Backup;
 use restore::config::RestoreConfig;
 use restore::drill::{Drill, DrillStep};
 use restore::target::AwsTargetConnector;
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 use tidemark_core::request::TargetSpec;
 
 #[tokio::main]
@@ -13,10 +13,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = RestoreConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let drill = Arc::new(Drill {
-        backup: Backup::from_config(&aws, &config, &s3_settings),
+        backup: Backup::from_config(&aws, &config),
         connector: Arc::new(AwsTargetConnector::new(aws, "tidemark-drill")),
         default_target: TargetSpec::from_env(&env),
         metrics_namespace: env

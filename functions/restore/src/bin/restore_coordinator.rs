@@ -5,16 +5,15 @@ use restore::backup::Backup;
 use restore::config::RestoreConfig;
 use restore::coordinator::{Coordinator, StepInput};
 use restore::target::AwsTargetConnector;
-use tidemark_core::config::{Env, S3Settings};
+use tidemark_core::config::Env;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidemark_core::telemetry::init_tracing();
     let env = Env::process();
     let config = RestoreConfig::from_env(&env)?;
-    let s3_settings = S3Settings::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let backup = Backup::from_config(&aws, &config, &s3_settings);
+    let backup = Backup::from_config(&aws, &config);
     let connector = Arc::new(AwsTargetConnector::new(aws, "tidemark-restore-coordinator"));
     let coordinator = Arc::new(Coordinator::new(backup, connector));
 
