@@ -152,6 +152,18 @@ impl SegmentKeys {
         }
     }
 
+    /// Keys that open whatever a backup holds, through KMS: sealed segments name their wrapped
+    /// data key and a shredded backup's root is in `shredding_store` (the index table), so
+    /// reading needs no key id. They seal nothing.
+    pub fn for_reading(
+        aws: &aws_config::SdkConfig,
+        shredding_store: Arc<dyn crate::shredding::ShreddingStore>,
+    ) -> Self {
+        let kms: Arc<dyn KeyService> = Arc::new(KmsKeyService::new(aws));
+        let shredding = Shredding::new(shredding_store, kms.clone(), None);
+        SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))
+    }
+
     /// These keys with crypto-shredding's data keys, to open shredded records (and, when
     /// `shredding` has a root KMS key, to shred new ones).
     pub fn with_shredding(self, shredding: Arc<Shredding>) -> Self {

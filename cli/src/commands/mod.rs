@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use tidemark_core::config::{Env, S3Settings, StoreLocation};
-use tidemark_core::keys::{KmsKeyService, SegmentKeys};
+use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{BackupId, StorageLayout};
-use tidemark_core::shredding::Shredding;
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 
 use crate::args::{
@@ -46,13 +45,11 @@ async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment
         s3: S3Settings::from_env(&Env::process())?,
     };
     let (objects, index) = location.connect(aws);
-    let kms = Arc::new(KmsKeyService::new(aws));
-    let shredding = Shredding::new(Arc::new(index.clone()), kms.clone(), None);
     Ok(Deployment {
+        keys: SegmentKeys::for_reading(aws, Arc::new(index.clone())),
         objects,
         index,
         layout: location.layout,
-        keys: SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding)),
         bucket: location.bucket,
     })
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tidemark_core::config::StoreLocation;
 use tidemark_core::index::IndexStore;
-use tidemark_core::keys::{KmsKeyService, SegmentKeys};
+use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 use tidemark_core::operations::OperationsBook;
 use tidemark_core::segment::WriteMark;
-use tidemark_core::shredding::Shredding;
 use tidemark_core::snapshot::SnapshotCatalog;
 
 use crate::error::Result;
@@ -205,22 +205,18 @@ impl Backup {
         Ok(self.restore_key(&backup_id, &restore_id, name))
     }
 
-    /// The stores named by the functions' environment, through one SDK config.
-    pub fn from_config(aws: &aws_config::SdkConfig, config: &crate::config::RestoreConfig) -> Self {
-        let (objects, index) = config.store.connect(aws);
+    /// The stores at `location`, through one SDK config.
+    pub fn connect(aws: &aws_config::SdkConfig, location: &StoreLocation) -> Self {
+        let (objects, index) = location.connect(aws);
         let index = Arc::new(index);
-        let kms = Arc::new(KmsKeyService::new(aws));
-        // Reading needs no key id: each sealed segment names its wrapped data key, and a
-        // shredded backup's root is in the index table.
-        let shredding = Shredding::new(index.clone(), kms.clone(), None);
         Backup {
             objects: Arc::new(objects),
+            keys: Arc::new(SegmentKeys::for_reading(aws, index.clone())),
             index: index.clone(),
             catalog: index.clone(),
             operations: index,
-            layout: config.store.layout.clone(),
-            bucket: config.store.bucket.clone(),
-            keys: Arc::new(SegmentKeys::new(kms, None).with_shredding(Arc::new(shredding))),
+            layout: location.layout.clone(),
+            bucket: location.bucket.clone(),
         }
     }
 

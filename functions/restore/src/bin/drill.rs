@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = RestoreConfig::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let drill = Arc::new(Drill {
-        backup: Backup::from_config(&aws, &config),
+        backup: Backup::connect(&aws, &config.store),
         connector: Arc::new(AwsTargetConnector::new(aws, "tidemark-drill")),
         default_target: TargetSpec::from_env(&env),
         metrics_namespace: env

@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = Env::process();
     let config = RestoreConfig::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let backup = Backup::from_config(&aws, &config);
+    let backup = Backup::connect(&aws, &config.store);
     let connector = Arc::new(AwsTargetConnector::new(aws, "tidemark-restore-partition"));
     let pacing = config.pacing;
 
