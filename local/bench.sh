@@ -19,6 +19,13 @@ source "$(dirname "$0")/env.sh"
 cd "$TIDEMARK_REPO"
 
 local/install.sh
+# A faster S3-compatible store (s3s-fs, in a crate of the bench's own, outside the workspace):
+# the backup and restore paths are measured again with S3 on it, to show how much of their
+# time is the emulator's.
+log "building the benchmark's S3-compatible store"
+CARGO_TARGET_DIR=$TIDEMARK_CACHE/build-tools cargo build --release --locked --quiet \
+  --manifest-path benches/fast-s3/Cargo.toml
+export TIDEMARK_FAST_S3=$TIDEMARK_CACHE/build-tools/release/tidemark-bench-fast-s3
 
 log "building the release binaries and the bench binaries"
 # Every binary: the test stack checks for each function it may start, and the restore state

@@ -23,6 +23,12 @@ CPU_ROWS = [
     ("restore-partition binary", "restore_partition_binary"),
     ("emulator alone: store every segment", "emulator_writes_alone"),
     ("emulator alone: GET every segment", "emulator_reads_alone"),
+    ("backup end to end, S3 on s3s-fs", "backup_end_to_end_fast_s3"),
+    ("backup end to end, one poller per partition, S3 on s3s-fs",
+     "backup_end_to_end_poller_per_partition_fast_s3"),
+    ("restore-partition binary, S3 on s3s-fs", "restore_partition_binary_fast_s3"),
+    ("s3s-fs and emulated DynamoDB alone: store every segment", "fast_s3_writes_alone"),
+    ("s3s-fs alone: GET every segment", "fast_s3_reads_alone"),
 ]
 
 
@@ -32,6 +38,8 @@ def cpu_table(paths, cores):
             if paths.get(key, {}).get("cpu_core_seconds")]
     if not rows:
         return []
+    # Runs before the s3s-fs paths had no such process.
+    fast_s3 = any("fast_s3" in cpu for _, cpu in rows)
     lines = [
         "",
         f"Where the CPU went during each path, in core-seconds ({cores} cores × its seconds are "
@@ -39,14 +47,16 @@ def cpu_table(paths, cores):
         "host, Step Functions gateway; *bench* is the bench binary's own producers, consumer "
         "and instant function; *steal* is time the hypervisor gave to other machines):",
         "",
-        "| path | available | Tidemark and other | emulator | broker | bench | steal | idle |",
-        "|---|---|---|---|---|---|---|---|",
+        "| path | available | Tidemark and other | emulator | " + ("s3s-fs | " if fast_s3 else "")
+        + "broker | bench | steal | idle |",
+        "|---|---|---|---|" + ("---|" if fast_s3 else "") + "---|---|---|---|",
     ]
     for name, cpu in rows:
         idle = max(cpu["available"] - cpu["busy"] - cpu["steal"], 0.0)
+        fast = f"{cpu.get('fast_s3', 0.0):.2f} | " if fast_s3 else ""
         lines.append(
             f"| {name} | {cpu['available']:.2f} | {cpu['tidemark_and_other']:.2f} | "
-            f"{cpu['emulator']:.2f} | {cpu['broker']:.2f} | {cpu['bench']:.2f} | "
+            f"{cpu['emulator']:.2f} | {fast}{cpu['broker']:.2f} | {cpu['bench']:.2f} | "
             f"{cpu['steal']:.2f} | {idle:.2f} |"
         )
     return lines
@@ -110,6 +120,18 @@ def table(handler, run):
         "emulator_writes_alone", ratios["emulator_writes_vs_raw_consume"])
     row("emulator alone: GET every segment, 2 at a time", "emulator_reads_alone",
         shown="(no baseline)")
+    if "backup_end_to_end_fast_s3" in paths:
+        row("**backup end to end, S3 on s3s-fs** (DynamoDB still emulated)",
+            "backup_end_to_end_fast_s3", ratios["backup_fast_s3_vs_raw_consume"])
+        row("**backup end to end, one poller per partition, S3 on s3s-fs**",
+            "backup_end_to_end_poller_per_partition_fast_s3",
+            ratios["backup_poller_per_partition_fast_s3_vs_raw_consume"])
+        row("**restore-partition binary, 1 partition, S3 on s3s-fs**",
+            "restore_partition_binary_fast_s3", ratios["restore_partition_fast_s3_vs_produce"])
+        row("s3s-fs and emulated DynamoDB alone: the writer's storage calls for every segment",
+            "fast_s3_writes_alone", ratios["fast_s3_writes_vs_raw_consume"])
+        row("s3s-fs alone: GET every segment, 2 at a time", "fast_s3_reads_alone",
+            shown="(no baseline)")
     lines.extend(cpu_table(paths, machine["cores"]))
     lines.append("")
     lines.append(
@@ -165,12 +187,23 @@ def table(handler, run):
                    ratios["backup_poller_per_partition_vs_raw_consume"], 0.9)
     target_row("restore-partition binary vs produce", ratios["restore_partition_vs_produce"], 0.9)
     target_row("restore state machine vs produce", ratios["restore_state_machine_vs_produce"], 0.9)
+    if "backup_end_to_end_fast_s3" in paths:
+        target_row("backup end to end vs raw consume, S3 on s3s-fs",
+                   ratios["backup_fast_s3_vs_raw_consume"], 0.9)
+        target_row("backup end to end, one poller per partition, vs raw consume, S3 on s3s-fs",
+                   ratios["backup_poller_per_partition_fast_s3_vs_raw_consume"], 0.9)
+        target_row("restore-partition binary vs produce, S3 on s3s-fs",
+                   ratios["restore_partition_fast_s3_vs_produce"], 0.9)
     backup_paths = [paths[key] for key in
-                    ("backup_end_to_end", "backup_end_to_end_poller_per_partition") if key in paths]
+                    ("backup_end_to_end", "backup_end_to_end_poller_per_partition",
+                     "backup_end_to_end_fast_s3", "backup_end_to_end_poller_per_partition_fast_s3")
+                    if key in paths]
     peak = lambda process: max(path["peak_rss_mib"].get(process, 0) for path in backup_paths)
     target_row("backup-writer peak RSS", peak("backup-writer"), 64, " MiB", False)
     target_row("bridge peak RSS", peak("bridge"), 128, " MiB", False)
-    restore_rss = paths["restore_partition_binary"]["peak_rss_mib"].get("restore-partition", 0)
+    restore_rss = max(paths[key]["peak_rss_mib"].get("restore-partition", 0) for key in
+                      ("restore_partition_binary", "restore_partition_binary_fast_s3")
+                      if key in paths)
     target_row("restore-partition peak RSS", restore_rss, 128, " MiB", False)
     target_row("compression (record bytes / stored bytes)", compression, 5.08)
     return "\n".join(lines)

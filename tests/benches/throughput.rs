@@ -12,6 +12,12 @@
 //! (keys, values, header names and values; MB = 10^6 bytes). Each path also records where the
 //! machine's core-seconds went meanwhile: the emulator, the broker, the bench itself and
 //! everything else (Tidemark's processes), with steal; the stack's pid files name the first two.
+//!
+//! The emulator serves S3 from one Python process on the same cores. The backup paths, the
+//! restore-partition binary and the storage calls alone are measured again with S3 on s3s-fs
+//! ([`FastS3`], files on local disk; DynamoDB stays emulated), to show how much of their time
+//! is the emulator's. The restore state machine is not: its map reads the plan through the
+//! emulated Step Functions' own S3.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,7 @@ use tidemark_core::object_store::{ObjectInfo, ObjectStore, segment_metadata};
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
+use tidemark_tests::fast_s3::FastS3;
 use tidemark_tests::measure::{CpuSample, peak_rss_kib, run_facts, stack_server_pid};
 use tidemark_tests::stepfunctions::{Machines, whole_partition_task};
 use tidemark_tests::{ChildProcess, Stack, Storage, bench_args, unique, write_bench_json};
@@ -133,16 +140,24 @@ impl Clock {
 }
 
 /// The processes whose CPU every path accounts apart from Tidemark's: the emulated AWS, the
-/// broker, and the bench itself (its producers, consumer and instant function).
+/// faster S3 store, the broker, and the bench itself (its producers, consumer and instant
+/// function). Set once, before the first path.
+static ACCOUNTED_APART: OnceLock<Vec<(&'static str, u32)>> = OnceLock::new();
+
+fn account_apart(fast_s3: &FastS3) {
+    let processes = vec![
+        ("emulator", stack_server_pid("moto")),
+        ("fast_s3", fast_s3.process.id()),
+        ("broker", stack_server_pid("kafka")),
+        ("bench", std::process::id()),
+    ];
+    assert!(ACCOUNTED_APART.set(processes).is_ok(), "set once");
+}
+
 fn accounted_apart() -> &'static [(&'static str, u32)] {
-    static PROCESSES: OnceLock<Vec<(&'static str, u32)>> = OnceLock::new();
-    PROCESSES.get_or_init(|| {
-        vec![
-            ("emulator", stack_server_pid("moto")),
-            ("broker", stack_server_pid("kafka")),
-            ("bench", std::process::id()),
-        ]
-    })
+    ACCOUNTED_APART
+        .get()
+        .expect("the processes to account apart are named before the first path")
 }
 
 impl Measured {
@@ -180,6 +195,8 @@ fn main() {
 
 async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: bool) {
     let stack = Stack::from_env();
+    let fast_s3 = FastS3::start();
+    account_apart(&fast_s3);
     let started = Instant::now();
     let data = DataSet::generate(megabytes, seed);
     eprintln!(
@@ -201,7 +218,8 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     report("bridge alone, instant function", &bridge_alone);
     let storage = stack.create_storage().await;
     let backup_id = unique("bench");
-    let (backup, stored_bytes) = backup_end_to_end(&stack, &data, &storage, &backup_id, 1).await;
+    let (backup, stored_bytes) =
+        backup_end_to_end(&stack, &data, &storage, &backup_id, 1, &[]).await;
     report("backup end to end", &backup);
     let (backup_scaled, _) = backup_end_to_end(
         &stack,
@@ -209,6 +227,7 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
         &storage,
         &unique("bench-scaled"),
         PARTITIONS as usize,
+        &[],
     )
     .await;
     report(
@@ -220,7 +239,7 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     }
     let produce_one = produce_from_memory(&stack, &data, &unique("bench-produce-one"), 1).await;
     report("produce from memory, 1 partition", &produce_one);
-    let restore_one = restore_partition_binary(&stack, &data, &storage, &backup_id).await;
+    let restore_one = restore_partition_binary(&stack, &data, &storage, &backup_id, &[]).await;
     report("restore-partition binary, 1 partition", &restore_one);
     let restore_all = restore_state_machine(&stack, &data, &storage, &backup_id).await;
     report("restore state machine, 4 partitions", &restore_all);
@@ -230,6 +249,44 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     report(
         "emulator alone: store every segment as the writer does",
         &emulator_writes,
+    );
+
+    // Again with S3 on s3s-fs: the same paths, the same data set, another bucket.
+    let fast_storage = fast_s3.create_storage(&stack).await;
+    let fast_env = [fast_s3.function_env()];
+    let fast_backup_id = unique("bench-fast");
+    let (backup_fast, fast_stored_bytes) =
+        backup_end_to_end(&stack, &data, &fast_storage, &fast_backup_id, 1, &fast_env).await;
+    report("backup end to end, S3 on s3s-fs", &backup_fast);
+    assert_eq!(
+        fast_stored_bytes, stored_bytes,
+        "the same segments, whichever store holds them"
+    );
+    let (backup_fast_scaled, _) = backup_end_to_end(
+        &stack,
+        &data,
+        &fast_storage,
+        &unique("bench-fast-scaled"),
+        PARTITIONS as usize,
+        &fast_env,
+    )
+    .await;
+    report(
+        "backup end to end, one poller per partition, S3 on s3s-fs",
+        &backup_fast_scaled,
+    );
+    let restore_one_fast =
+        restore_partition_binary(&stack, &data, &fast_storage, &fast_backup_id, &fast_env).await;
+    report(
+        "restore-partition binary, 1 partition, S3 on s3s-fs",
+        &restore_one_fast,
+    );
+    let (fast_reads, fast_writes) =
+        storage_alone(&fast_storage, &fast_backup_id, data.total_bytes()).await;
+    report("s3s-fs alone: read every segment", &fast_reads);
+    report(
+        "s3s-fs and emulated DynamoDB alone: store every segment",
+        &fast_writes,
     );
 
     let compression = data.total_bytes() as f64 / stored_bytes as f64;
@@ -254,6 +311,11 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
             "restore_partition_binary": restore_one.json(),
             "emulator_reads_alone": emulator_reads.json(),
             "emulator_writes_alone": emulator_writes.json(),
+            "backup_end_to_end_fast_s3": backup_fast.json(),
+            "backup_end_to_end_poller_per_partition_fast_s3": backup_fast_scaled.json(),
+            "restore_partition_binary_fast_s3": restore_one_fast.json(),
+            "fast_s3_reads_alone": fast_reads.json(),
+            "fast_s3_writes_alone": fast_writes.json(),
         },
         "stored_bytes": stored_bytes,
         "compression_ratio": compression,
@@ -264,6 +326,10 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
             "restore_state_machine_vs_produce": ratio(&restore_all, &produce_all),
             "restore_partition_vs_produce": ratio(&restore_one, &produce_one),
             "emulator_writes_vs_raw_consume": ratio(&emulator_writes, &consume),
+            "backup_fast_s3_vs_raw_consume": ratio(&backup_fast, &consume),
+            "backup_poller_per_partition_fast_s3_vs_raw_consume": ratio(&backup_fast_scaled, &consume),
+            "restore_partition_fast_s3_vs_produce": ratio(&restore_one_fast, &produce_one),
+            "fast_s3_writes_vs_raw_consume": ratio(&fast_writes, &consume),
         },
     });
     println!("{}", serde_json::to_string_pretty(&results).unwrap());
@@ -463,24 +529,27 @@ async fn backup_end_to_end(
     storage: &Storage,
     backup_id: &str,
     pollers: usize,
+    extra_env: &[(&str, &str)],
 ) -> (Measured, u64) {
+    let mut env = vec![
+        ("TIDEMARK_BUCKET", storage.bucket.as_str()),
+        ("TIDEMARK_TABLE", storage.table.as_str()),
+        ("TIDEMARK_BACKUP_ID", backup_id),
+        ("TIDEMARK_PREFIX", PREFIX),
+        // As deployed by default: the writer reads each batch's topic ids.
+        (
+            "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
+            stack.kafka_bootstrap.as_str(),
+        ),
+        ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+    ];
+    env.extend_from_slice(extra_env);
     let writer = stack.start_lambda_host_scaled(
         &[format!(
             "backup-writer={}",
             stack.binary("backup-writer").display()
         )],
-        &[
-            ("TIDEMARK_BUCKET", storage.bucket.as_str()),
-            ("TIDEMARK_TABLE", storage.table.as_str()),
-            ("TIDEMARK_BACKUP_ID", backup_id),
-            ("TIDEMARK_PREFIX", PREFIX),
-            // As deployed by default: the writer reads each batch's topic ids.
-            (
-                "TIDEMARK_KAFKA_BOOTSTRAP_SERVERS",
-                stack.kafka_bootstrap.as_str(),
-            ),
-            ("TIDEMARK_KAFKA_AUTH", "plaintext"),
-        ],
+        &env,
         60,
         pollers,
     );
@@ -549,15 +618,17 @@ async fn backup_end_to_end(
 }
 
 /// The release restore-partition binary behind the Lambda host, given partition 0 alone:
-/// index from the emulated DynamoDB, segments from the emulated S3, records into the broker.
+/// index from the emulated DynamoDB, segments from S3 (`extra_env` may name another store),
+/// records into the broker.
 async fn restore_partition_binary(
     stack: &Stack,
     data: &DataSet,
     storage: &Storage,
     backup_id: &str,
+    extra_env: &[(&str, &str)],
 ) -> Measured {
     let functions = stack
-        .start_restore_functions_scaled(storage, PREFIX, &[], 900, 1)
+        .start_restore_functions_scaled(storage, PREFIX, extra_env, 900, 1)
         .await;
     let target = unique("bench-restore-one");
     stack.create_topic(&target, 1, &[]);

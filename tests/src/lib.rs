@@ -3,6 +3,7 @@
 //! starts its own Lambda host and bridge processes, so tests run in parallel and leave nothing
 //! that affects the next run.
 
+pub mod fast_s3;
 pub mod fault_proxy;
 pub mod kafka_proxy;
 pub mod librdkafka_groups;
