@@ -255,13 +255,11 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     let fast_storage = fast_s3.create_storage(&stack).await;
     let fast_env = [fast_s3.function_env()];
     let fast_backup_id = unique("bench-fast");
-    let (backup_fast, fast_stored_bytes) =
+    // Batches close by size or by the batching window, so the segments (and the stored
+    // bytes) can differ from the first backup's by a few boundaries.
+    let (backup_fast, _) =
         backup_end_to_end(&stack, &data, &fast_storage, &fast_backup_id, 1, &fast_env).await;
     report("backup end to end, S3 on s3s-fs", &backup_fast);
-    assert_eq!(
-        fast_stored_bytes, stored_bytes,
-        "the same segments, whichever store holds them"
-    );
     let (backup_fast_scaled, _) = backup_end_to_end(
         &stack,
         &data,
