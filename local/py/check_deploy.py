@@ -120,7 +120,7 @@ def terraform_system():
             text = json.dumps(expression)
         else:
             names, text = set(), str(expression)
-        names |= set(re.findall(r"\b(TIDEMARK_[A-Z0-9_]+)\b", text))
+        names |= set(re.findall(r"\b((?:TIDEMARK|MALLOC)_[A-Z0-9_]+)\b", text))
         for local in re.findall(r"local\.(\w+)", text):
             names |= env_names(local_values.get(local, {}))
         return {name for name in names if not name.startswith("${")}

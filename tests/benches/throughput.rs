@@ -540,6 +540,8 @@ async fn backup_end_to_end(
             stack.kafka_bootstrap.as_str(),
         ),
         ("TIDEMARK_KAFKA_AUTH", "plaintext"),
+        // As template.yaml and infra/backup.tf deploy it.
+        ("MALLOC_ARENA_MAX", "1"),
     ];
     env.extend_from_slice(extra_env);
     let writer = stack.start_lambda_host_scaled(
