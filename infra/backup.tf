@@ -25,7 +25,7 @@ resource "aws_lambda_function" "backup_writer" {
       TIDEMARK_MASKING_RULES           = var.masking_rules
       TIDEMARK_MASKING_HASH_SECRET_ARN = var.masking_hash_secret_arn
       # One malloc arena: each event's compressing threads otherwise keep arenas of their
-      # own resident (docs/benchmarks.md: peak RSS 56-60 MiB, 38 MiB with one).
+      # own resident (docs/benchmarks.md: peak RSS 54-59 MiB, 37-38 MiB with one).
       MALLOC_ARENA_MAX = "1"
       # Topic ids for each batch: a recreated topic becomes a new generation at once.
     }, var.writer_reads_topic_ids ? local.source_cluster_environment : {})

@@ -1,8 +1,8 @@
 //! Throughput of the whole backup and restore paths on one data set, each against its limit
 //! measured in the same run: raw consume for backup, produce from memory for restore.
 //!
-//! Needs a freshly started local stack and release binaries; `local/bench.sh` does both and
-//! publishes the results. By hand:
+//! Needs a freshly started local stack, release binaries and `TIDEMARK_FAST_S3` naming the
+//! `benches/fast-s3` binary; `local/bench.sh` does all three and publishes the results. By hand:
 //!   cargo bench -p tidemark-tests --bench throughput -- [MEGABYTES] [SEED] --json FILE
 //! `--only-backup` stops after the backup paths (produce, raw consume, bridge, backup end to
 //! end) and writes no results: for profiling the backup side without the restores.
