@@ -218,22 +218,8 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     report("bridge alone, instant function", &bridge_alone);
     let storage = stack.create_storage().await;
     let backup_id = unique("bench");
-    let (backup, stored_bytes) =
-        backup_end_to_end(&stack, &data, &storage, &backup_id, 1, &[]).await;
-    report("backup end to end", &backup);
-    let (backup_scaled, _) = backup_end_to_end(
-        &stack,
-        &data,
-        &storage,
-        &unique("bench-scaled"),
-        PARTITIONS as usize,
-        &[],
-    )
-    .await;
-    report(
-        "backup end to end, one poller per partition",
-        &backup_scaled,
-    );
+    let (backup, backup_scaled, stored_bytes) =
+        both_backups(&stack, &data, &storage, &backup_id, &[], "").await;
     if only_backup {
         return;
     }
@@ -257,22 +243,15 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     let fast_backup_id = unique("bench-fast");
     // Batches close by size or by the batching window, so the segments (and the stored
     // bytes) can differ from the first backup's by a few boundaries.
-    let (backup_fast, _) =
-        backup_end_to_end(&stack, &data, &fast_storage, &fast_backup_id, 1, &fast_env).await;
-    report("backup end to end, S3 on s3s-fs", &backup_fast);
-    let (backup_fast_scaled, _) = backup_end_to_end(
+    let (backup_fast, backup_fast_scaled, _) = both_backups(
         &stack,
         &data,
         &fast_storage,
-        &unique("bench-fast-scaled"),
-        PARTITIONS as usize,
+        &fast_backup_id,
         &fast_env,
+        ", S3 on s3s-fs",
     )
     .await;
-    report(
-        "backup end to end, one poller per partition, S3 on s3s-fs",
-        &backup_fast_scaled,
-    );
     let restore_one_fast =
         restore_partition_binary(&stack, &data, &fast_storage, &fast_backup_id, &fast_env).await;
     report(
@@ -512,6 +491,36 @@ async fn bridge_with_instant_function(stack: &Stack, data: &DataSet) -> Measured
         .duration_since(clock.started);
     measured.startup_seconds = Some(startup.as_secs_f64());
     measured
+}
+
+/// The data set backed up into `storage` twice: as `backup_id` with one poller, then with one
+/// poller per partition. Returns both measurements and the stored bytes of the first.
+async fn both_backups(
+    stack: &Stack,
+    data: &DataSet,
+    storage: &Storage,
+    backup_id: &str,
+    extra_env: &[(&str, &str)],
+    label: &str,
+) -> (Measured, Measured, u64) {
+    let (one, stored_bytes) =
+        backup_end_to_end(stack, data, storage, backup_id, 1, extra_env).await;
+    report(&format!("backup end to end{label}"), &one);
+    let scaled_id = format!("{backup_id}-scaled");
+    let (scaled, _) = backup_end_to_end(
+        stack,
+        data,
+        storage,
+        &scaled_id,
+        PARTITIONS as usize,
+        extra_env,
+    )
+    .await;
+    report(
+        &format!("backup end to end, one poller per partition{label}"),
+        &scaled,
+    );
+    (one, scaled, stored_bytes)
 }
 
 /// The bridge, the real backup-writer behind the Lambda host, the emulated S3 and DynamoDB:
