@@ -40,7 +40,9 @@ use tidemark_core::sample::Payments;
 use tidemark_core::segment::{Record, SegmentHeader, verify_stored_segment};
 use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
 use tidemark_tests::fast_s3::FastS3;
-use tidemark_tests::measure::{CpuSample, peak_rss_kib, run_facts, stack_server_pid};
+use tidemark_tests::measure::{
+    CpuSample, children_running, peak_rss_kib, process_cpu_seconds, run_facts, stack_server_pid,
+};
 use tidemark_tests::stepfunctions::{Machines, whole_partition_task};
 use tidemark_tests::{ChildProcess, Stack, Storage, bench_args, unique, write_bench_json};
 
@@ -576,6 +578,16 @@ async fn backup_end_to_end(
     let group = unique("bench-backup");
     let mut flags = BRIDGE_FLAGS.to_vec();
     flags.extend(["--group-id", &group]);
+    // Tidemark's share of the CPU, split by process: the host and its writer environments may
+    // have started before the clock, so what they used until then is taken off.
+    let host = writer.process.id();
+    let writers_cpu = || -> f64 {
+        children_running(host, "backup-writer")
+            .into_iter()
+            .map(process_cpu_seconds)
+            .sum()
+    };
+    let (host_before, writers_before) = (process_cpu_seconds(host), writers_cpu());
     let clock = Clock::start();
     let mut bridges: Vec<ChildProcess> = (0..pollers)
         .map(|_| stack.start_bridge(&writer.endpoint, &data.topic, "backup-writer", &flags))
@@ -610,6 +622,11 @@ async fn backup_end_to_end(
         tokio::time::sleep(POLL).await;
     }
     let mut measured = clock.stop(data.total_bytes());
+    measured.cpu_core_seconds["tidemark_by_process"] = json!({
+        "bridges": bridges.iter().map(|bridge| process_cpu_seconds(bridge.id())).sum::<f64>(),
+        "lambda_host": process_cpu_seconds(host) - host_before,
+        "backup_writers": writers_cpu() - writers_before,
+    });
     bridge_peak = bridge_peak.max(bridges_peak(&bridges));
     writer_peak = writer_peak.max(writer.function_peak_rss_kib("backup-writer"));
     for bridge in &mut bridges {
