@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::process::ChildProcess;
-use crate::{Stack, Storage, free_port, unique};
+use crate::{Stack, Storage, unique};
 
 /// Names the store's binary; `local/bench.sh` builds it and sets it.
 pub const BINARY_VARIABLE: &str = "TIDEMARK_FAST_S3";
@@ -30,31 +29,16 @@ impl FastS3 {
         });
         let root = std::env::temp_dir().join(unique("s3s-fs"));
         std::fs::create_dir_all(&root).expect("creating the store's directory");
-        // As with the Lambda host: a port found free can be taken before the server binds it.
-        for attempt in 1..=5 {
-            let port = free_port();
+        let (process, listen) = ChildProcess::spawn_listening("fast-s3", |listen| {
             let mut command = Command::new(&binary);
-            command.arg(format!("127.0.0.1:{port}")).arg(&root);
-            let mut process = ChildProcess::spawn("fast-s3", command);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while process.is_running() {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return FastS3 {
-                        process,
-                        endpoint: format!("http://127.0.0.1:{port}"),
-                        root,
-                    };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the S3 store did not listen on {port} within 30 s:\n{}",
-                    process.log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(attempt < 5, "the S3 store exited:\n{}", process.log());
+            command.arg(listen).arg(&root);
+            command
+        });
+        FastS3 {
+            process,
+            endpoint: format!("http://{listen}"),
+            root,
         }
-        unreachable!("the last attempt either returns or fails its assertion")
     }
 
     /// A new bucket in this store and a new index table in the emulator, named alike.

@@ -429,34 +429,13 @@ impl Stack {
         timeout_seconds: u32,
         concurrency: usize,
     ) -> LambdaHost {
-        // A port found free can be taken (by any client's outgoing connection) before the
-        // host binds it: the host then exits at once, and another port is tried.
-        for attempt in 1..=5 {
-            let listen = format!("127.0.0.1:{}", free_port());
-            let mut process = ChildProcess::spawn(
-                "lambda-host",
-                self.lambda_host_command(functions, env, timeout_seconds, concurrency, &listen),
-            );
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while process.is_running() {
-                if std::net::TcpStream::connect(&listen).is_ok() {
-                    let endpoint = format!("http://{listen}");
-                    return LambdaHost { process, endpoint };
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "lambda host did not listen on {listen} within 30 s:\n{}",
-                    process.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let log = process.log();
-            assert!(
-                log.contains("Address already in use") && attempt < 5,
-                "lambda host exited (attempt {attempt}):\n{log}"
-            );
+        let (process, listen) = ChildProcess::spawn_listening("lambda-host", |listen| {
+            self.lambda_host_command(functions, env, timeout_seconds, concurrency, listen)
+        });
+        LambdaHost {
+            process,
+            endpoint: format!("http://{listen}"),
         }
-        unreachable!("the last attempt either returns or fails its assertion")
     }
 
     fn lambda_host_command(

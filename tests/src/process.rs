@@ -1,6 +1,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A child process whose output goes to a log file, killed when dropped so a failing test
 /// leaves nothing running.
@@ -20,6 +21,38 @@ impl ChildProcess {
             .spawn()
             .unwrap_or_else(|error| panic!("starting {name}: {error}"));
         ChildProcess { child, log_path }
+    }
+
+    /// Starts a server on a port found free (`command_for` gets its `127.0.0.1:PORT`) and
+    /// returns once it accepts connections, with that address. The port can be taken (by any
+    /// client's outgoing connection) before the server binds it: the server then exits at once,
+    /// saying the address is in use, and another port is tried.
+    pub fn spawn_listening(
+        name: &str,
+        command_for: impl Fn(&str) -> Command,
+    ) -> (ChildProcess, String) {
+        for attempt in 1..=5 {
+            let listen = format!("127.0.0.1:{}", crate::free_port());
+            let mut process = ChildProcess::spawn(name, command_for(&listen));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while process.is_running() {
+                if std::net::TcpStream::connect(&listen).is_ok() {
+                    return (process, listen);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} did not listen on {listen} within 30 s:\n{}",
+                    process.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let log = process.log();
+            assert!(
+                log.contains("Address already in use") && attempt < 5,
+                "{name} exited (attempt {attempt}):\n{log}"
+            );
+        }
+        unreachable!("the last attempt either returns or fails its assertion")
     }
 
     /// Everything the process printed so far.
