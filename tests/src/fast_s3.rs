@@ -41,7 +41,8 @@ impl FastS3 {
         }
     }
 
-    /// A new bucket in this store and a new index table in the emulator, named alike.
+    /// A new bucket in this store and a new index table in the emulator, named alike (the
+    /// stack's storage helper also makes an emulator bucket of that name, which stays empty).
     pub async fn create_storage(&self, stack: &Stack) -> Storage {
         let mut storage = stack.create_storage().await;
         let sdk = stack.sdk_config().await;

@@ -329,7 +329,6 @@ impl Stack {
         )
     }
 
-    /// Starts the real offset-snapshotter binary behind a Lambda host, configured by `env`.
     /// The offset-snapshotter's variables for backup `backup_id` (in `storage`, under
     /// `prefix`) of the topics `topics_include` matches, on this stack's plaintext broker.
     pub fn snapshotter_env<'a>(
@@ -353,6 +352,7 @@ impl Stack {
         ]
     }
 
+    /// Starts the real offset-snapshotter binary behind a Lambda host, configured by `env`.
     pub fn start_offset_snapshotter(
         &self,
         env: &[(&str, &str)],
