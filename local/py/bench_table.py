@@ -168,6 +168,13 @@ def table(handler, run):
         f"| — one thread: JSON + base64 {b['json_and_base64']:.2f} ms, framing + CRC32C + "
         f"zstd-3 {b['framing_crc_zstd']:.2f} ms | | | |"
     )
+    through_runtime = b.get("json_and_base64_through_the_runtimes_deserializer")
+    if through_runtime is not None:
+        lines.append(
+            f"| — JSON + base64 through the Lambda runtime's own deserializer "
+            f"(serde_path_to_error, which the writer's layer bypasses): {through_runtime:.2f} ms "
+            "| | | |"
+        )
     lines.append("")
 
     lines.append("| target | measured | target | |")

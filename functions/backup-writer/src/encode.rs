@@ -3,15 +3,14 @@
 //! Records go from the JSON straight into their partition's segment encoder in one pass over
 //! the invocation body. Each partition's framed records are checksummed and compressed on a
 //! thread of its own as they are read, and its segment is finished there while the next
-//! partition is read. In the Lambda runtime this pass is the runtime's own deserialization of
-//! the payload ([`InvocationEvent`]): the body is read once.
+//! partition is read. In the Lambda runtime this pass runs on the invocation body as it comes
+//! ([`crate::invocation`]): the body is read once.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer};
 use tidemark_core::config::{BackupWriterConfig, NameFilter};
-use tidemark_core::event::{DecodeFailure, RecordSink, decode_event, decode_event_from};
+use tidemark_core::event::{RecordSink, decode_event};
 use tidemark_core::masking::Masking;
 use tidemark_core::segment::{EncodedSegment, PendingSegment, Record, SegmentEncoder};
 use tidemark_core::{Error, Result};
@@ -66,34 +65,6 @@ pub fn encode_event(body: &[u8], encoding: &Encoding) -> Result<EncodedEvent> {
     let mut sink = EncodingSink::new(encoding);
     decode_event(body, &mut sink)?;
     sink.finish()
-}
-
-/// The writer's Lambda payload: the event, decoded and encoded while the runtime reads the
-/// invocation body. The runtime's deserialization takes no arguments, so the encoding comes
-/// from [`set_process_encoding`]. Errors in the event are kept, to be returned by the handler
-/// as `Tidemark.InvalidEvent`.
-pub struct InvocationEvent(pub Result<EncodedEvent>);
-
-static PROCESS_ENCODING: OnceLock<Encoding> = OnceLock::new();
-
-/// Sets how [`InvocationEvent`]s are encoded in this process; the first call wins.
-pub fn set_process_encoding(encoding: Encoding) {
-    let _ = PROCESS_ENCODING.set(encoding);
-}
-
-impl<'de> Deserialize<'de> for InvocationEvent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let Some(encoding) = PROCESS_ENCODING.get() else {
-            return Ok(InvocationEvent(Err(Error::Config(
-                "the writer's encoding was not set before the first event".into(),
-            ))));
-        };
-        let mut sink = EncodingSink::new(encoding);
-        let decoded = decode_event_from(deserializer, &mut sink)
-            .map_err(DecodeFailure::into_error)
-            .and_then(|envelope| envelope.check_source());
-        Ok(InvocationEvent(decoded.and_then(|()| sink.finish())))
-    }
 }
 
 /// The partition whose records are being read.

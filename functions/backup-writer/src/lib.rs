@@ -4,9 +4,10 @@ pub mod encode;
 pub mod error;
 pub mod generations;
 pub mod handler;
+pub mod invocation;
 pub mod overlap;
 
-pub use encode::{EncodedEvent, EncodedPartition, Encoding, InvocationEvent, encode_event};
+pub use encode::{EncodedEvent, EncodedPartition, Encoding, encode_event};
 pub use error::{Result, WriterError};
 pub use generations::TopicGenerations;
 pub use handler::{BackupWriter, BatchReport, PartitionReport};

@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
-use backup_writer::{
-    BackupWriter, InvocationEvent, TopicGenerations, encode::set_process_encoding,
-};
-use lambda_runtime::{LambdaEvent, service_fn};
+use backup_writer::{BackupWriter, TopicGenerations};
 use tidemark_core::config::{BackupWriterConfig, Env};
 use tidemark_core::kafka::{AwsClusterConnector, ClusterConnector, ClusterReader};
 use tidemark_core::keys::{KmsKeyService, SegmentKeys};
@@ -46,12 +43,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .masking(masking),
     );
 
-    // The runtime decodes and encodes each event as it reads the invocation body.
-    set_process_encoding(writer.encoding());
-
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<InvocationEvent>| {
-        let writer = Arc::clone(&writer);
-        async move { writer.handle(event.payload.0).await }
-    }))
-    .await
+    backup_writer::invocation::run(writer).await
 }

@@ -5,8 +5,9 @@
 //! decoding it cost more than compressing the records. Here the JSON is read once, strings are
 //! borrowed from the body, base64 is decoded into the record's reused buffers, and each
 //! record goes to a [`RecordSink`] as soon as it is read: nothing is allocated per record.
-//! The decoder works on any serde deserializer, so it can run inside the Lambda runtime's own
-//! pass over the invocation body.
+//! The decoder works on any serde deserializer. The writer runs it on plain serde_json over the
+//! invocation body, not inside the Lambda runtime's deserializer: that one keeps every map key
+//! as an owned string to name the path of an error, which doubled the decoding's time.
 
 use std::borrow::Cow;
 use std::fmt;
