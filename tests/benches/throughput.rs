@@ -196,6 +196,8 @@ fn main() {
 }
 
 async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: bool) {
+    // The commit and tree as the binaries were built, before a run of many minutes.
+    let facts = run_facts();
     let stack = Stack::from_env();
     let fast_s3 = FastS3::start();
     account_apart(&fast_s3);
@@ -271,7 +273,7 @@ async fn run(megabytes: u64, seed: u64, json_path: Option<String>, only_backup: 
     let compression = data.total_bytes() as f64 / stored_bytes as f64;
     let ratio = |path: &Measured, baseline: &Measured| path.mb_per_s() / baseline.mb_per_s();
     let results = json!({
-        "run": run_facts(),
+        "run": facts,
         "data_set": {
             "records": data.records(),
             "record_bytes": data.total_bytes(),
