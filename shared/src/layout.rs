@@ -385,6 +385,11 @@ impl StorageLayout {
         format!("{}/restores/{restore_id}/", self.root(backup_id))
     }
 
+    /// A restore's plan: written once by the coordinator, read by its steps and the CLI.
+    pub fn restore_plan_key(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
+        format!("{}plan.json", self.restore_prefix(backup_id, restore_id))
+    }
+
     /// Where a restore records how far each partition got, ending in `/`.
     pub fn restore_progress_prefix(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
         format!("{}progress/", self.restore_prefix(backup_id, restore_id))

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 
-use restore::backup::Backup;
 use restore::partition::target::{KafkaTargetWriter, TargetWriter};
 use restore::partition::{Pacing, PartitionRequest, restore_partition};
 use restore::plan::PartitionTask;
@@ -22,6 +21,7 @@ use tidemark_core::kafka::KafkaConnection;
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
 use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{EncodedSegment, Header, Record, SegmentEncoder, TimestampType};
+use tidemark_core::stores::BackupStores;
 use tidemark_core::stores::{DynamoIndexStore, MemoryIndexStore, MemoryObjectStore, S3ObjectStore};
 use tidemark_tests::stepfunctions::whole_partition_task;
 use tidemark_tests::{Stack, unique};
@@ -212,7 +212,7 @@ async fn run(count: usize) {
     let layout = StorageLayout::new("bench").unwrap();
     let partition = PartitionId::new(backup_id.clone(), TOPIC, 0);
     let memory_index = Arc::new(MemoryIndexStore::new());
-    let memory = Backup {
+    let memory = BackupStores {
         objects: Arc::new(MemoryObjectStore::new()),
         index: memory_index.clone(),
         catalog: memory_index.clone(),
@@ -237,7 +237,7 @@ async fn run(count: usize) {
             .unwrap();
     let pacing = Pacing::default();
 
-    let latent = Backup {
+    let latent = BackupStores {
         objects: Arc::new(Latent {
             inner: memory.objects.clone(),
             latency: GET_LATENCY,

@@ -432,7 +432,7 @@ pub fn whole_partition_task(
         generation: 0,
         target_topic: target_topic.into(),
         partition,
-        segment_source: restore::backup::SegmentSource::Index,
+        segment_source: tidemark_core::stores::SegmentSource::Index,
         first_offset: 0,
         end_offset: records as i64,
         cut: restore::request::Cut {

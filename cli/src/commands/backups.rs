@@ -4,15 +4,13 @@ use serde::Serialize;
 use tidemark_core::checkpoint::GapKind;
 use tidemark_core::index::IndexStore;
 use tidemark_core::layout::{BackupId, PartitionId};
-use tidemark_core::object_store::ObjectStore;
 use tidemark_core::operations::health::assess;
-use tidemark_core::operations::{Assessment, BackupHealth, HealthPolicy, OperationsBook};
-use tidemark_core::snapshot::SnapshotCatalog;
+use tidemark_core::operations::{Assessment, BackupHealth, HealthPolicy};
 use tidemark_core::validation::partitions_to_validate;
 
-use super::Deployment;
 use crate::error::Result;
 use crate::output::{Render, size, time};
+use tidemark_core::stores::BackupStores;
 
 #[derive(Debug, Serialize)]
 pub struct BackupList {
@@ -30,7 +28,7 @@ impl Render for BackupList {
 }
 
 /// Backup ids: the folders under the prefix that hold a `topics/` folder.
-pub async fn list(deployment: &Deployment) -> Result<BackupList> {
+pub async fn list(deployment: &BackupStores) -> Result<BackupList> {
     let root = deployment.layout.topics_prefix(&BackupId::parse("x")?);
     // `{prefix}/x/topics/` → `{prefix}/`
     let prefix = root.trim_end_matches("x/topics/").to_owned();
@@ -172,10 +170,13 @@ impl Render for BackupDescription {
     }
 }
 
-pub async fn describe(deployment: &Deployment, backup_id: &BackupId) -> Result<BackupDescription> {
+pub async fn describe(
+    deployment: &BackupStores,
+    backup_id: &BackupId,
+) -> Result<BackupDescription> {
     let partitions = partitions_to_validate(
-        &deployment.objects,
-        &deployment.index,
+        deployment.objects.as_ref(),
+        deployment.index.as_ref(),
         &deployment.layout,
         backup_id,
     )
@@ -189,14 +190,14 @@ pub async fn describe(deployment: &Deployment, backup_id: &BackupId) -> Result<B
     }
     let mut described = Vec::with_capacity(partitions.len());
     for partition in &partitions {
-        described.push(describe_partition(&deployment.index, partition).await?);
+        described.push(describe_partition(deployment.index.as_ref(), partition).await?);
     }
     let latest_snapshot = deployment
-        .index
+        .catalog
         .snapshot_at_or_before(backup_id, i64::MAX)
         .await?
         .map(|snapshot| time(snapshot.taken_at_ms));
-    let health = deployment.index.health(backup_id).await?;
+    let health = deployment.operations.health(backup_id).await?;
     let stored_bytes: u64 = described.iter().map(|p| p.stored_bytes).sum();
     let uncompressed_bytes: u64 = described.iter().map(|p| p.uncompressed_bytes).sum();
     Ok(BackupDescription {

@@ -11,9 +11,9 @@ use serde_json::Value;
 use tidemark_core::layout::{BackupId, ProgressKey, RestoreId, StorageLayout};
 use tidemark_core::object_store::{self, ObjectStore};
 
-use super::Deployment;
 use crate::error::{CliError, Result};
 use crate::output::Render;
+use tidemark_core::stores::BackupStores;
 
 /// How often a followed execution is polled.
 const POLL: Duration = Duration::from_millis(500);
@@ -141,7 +141,7 @@ pub async fn restore_progress(
     let partitions = match *planned {
         Some(partitions) => partitions,
         None => {
-            let plan_key = format!("{}plan.json", layout.restore_prefix(backup_id, restore_id));
+            let plan_key = layout.restore_plan_key(backup_id, restore_id);
             let Some(plan) = object_store::get_json::<Value>(objects, &plan_key).await? else {
                 return Ok(None);
             };
@@ -180,7 +180,7 @@ pub async fn watch(
     sfn: &aws_sdk_sfn::Client,
     execution_arn: &str,
     progress: bool,
-    restore: Option<&Deployment>,
+    restore: Option<&BackupStores>,
 ) -> Result<Outcome> {
     let mut steps: Vec<String> = Vec::new();
     let mut seen_event = 0;
@@ -202,7 +202,7 @@ pub async fn watch(
             match ids {
                 Some((backup_id, restore_id)) => {
                     if let Some(now) = restore_progress(
-                        &deployment.objects,
+                        deployment.objects.as_ref(),
                         &deployment.layout,
                         &backup_id,
                         &restore_id,
@@ -335,7 +335,7 @@ mod tests {
             "no plan yet"
         );
         let plan = serde_json::json!({"partitions": [{}, {}, {}]});
-        let plan_key = format!("{}plan.json", layout.restore_prefix(&backup, &restore));
+        let plan_key = layout.restore_plan_key(&backup, &restore);
         object_store::put_json_once(&objects, &plan_key, &plan)
             .await
             .unwrap();

@@ -5,9 +5,9 @@ use tidemark_core::layout::BackupId;
 use tidemark_core::operations::{AuditRecord, Caller, Operation, Outcome, record_audit};
 use tidemark_core::validation::{RebuildReport, backed_up_partitions, rebuild_partition};
 
-use super::Deployment;
 use crate::error::{CliError, Result};
 use crate::output::{Render, count};
+use tidemark_core::stores::BackupStores;
 
 #[derive(Debug, Serialize)]
 pub struct Rebuilt {
@@ -50,11 +50,12 @@ impl Render for Rebuilt {
 
 /// Rebuilds the index and writes the audit record (`identity`: who ran it, per STS).
 pub async fn rebuild(
-    deployment: &Deployment,
+    deployment: &BackupStores,
     backup_id: &BackupId,
     identity: Option<String>,
 ) -> Result<Rebuilt> {
-    let topics = backed_up_partitions(&deployment.objects, &deployment.layout, backup_id).await?;
+    let topics =
+        backed_up_partitions(deployment.objects.as_ref(), &deployment.layout, backup_id).await?;
     if topics.is_empty() {
         return Err(CliError::Input(format!(
             "backup {backup_id} has no segments in s3://{}/{}",
@@ -67,8 +68,8 @@ pub async fn rebuild(
     for id in topics {
         partitions.push(
             rebuild_partition(
-                &deployment.objects,
-                &deployment.index,
+                deployment.objects.as_ref(),
+                deployment.index.as_ref(),
                 &deployment.layout,
                 &id,
                 now_ms,
@@ -79,8 +80,8 @@ pub async fn rebuild(
     let segments: usize = partitions.iter().map(|p| p.segments).sum();
     let finished = chrono::Utc::now().timestamp_millis();
     record_audit(
-        &deployment.objects,
-        &deployment.index,
+        deployment.objects.as_ref(),
+        deployment.operations.as_ref(),
         &deployment.layout,
         &AuditRecord {
             operation: Operation::IndexRebuild,

@@ -8,12 +8,10 @@ pub mod segment;
 pub mod validate;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use tidemark_core::config::{Env, S3Settings, StoreLocation};
-use tidemark_core::keys::SegmentKeys;
 use tidemark_core::layout::{BackupId, StorageLayout};
-use tidemark_core::stores::{DynamoIndexStore, S3ObjectStore};
+use tidemark_core::stores::BackupStores;
 
 use crate::args::{
     AuditCommand, BackupsCommand, Cli, Command, DrillCommand, DrillStart, IndexCommand,
@@ -23,15 +21,7 @@ use crate::error::{CliError, EXIT_FINDINGS, Result};
 use crate::output::print;
 
 /// The stores of one deployment, from the command line and the AWS environment.
-pub struct Deployment {
-    pub objects: S3ObjectStore,
-    pub index: DynamoIndexStore,
-    pub layout: StorageLayout,
-    pub keys: SegmentKeys,
-    pub bucket: String,
-}
-
-async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment> {
+async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<BackupStores> {
     let bucket =
         cli.target.bucket.clone().ok_or_else(|| {
             CliError::Input("no bucket: pass --bucket or set TIDEMARK_BUCKET".into())
@@ -44,14 +34,7 @@ async fn deployment(cli: &Cli, aws: &aws_config::SdkConfig) -> Result<Deployment
             .map_err(|error| CliError::Input(format!("--prefix: {error}")))?,
         s3: S3Settings::from_env(&Env::process())?,
     };
-    let (objects, index) = location.connect(aws);
-    Ok(Deployment {
-        keys: SegmentKeys::for_reading(aws, Arc::new(index.clone())),
-        objects,
-        index,
-        layout: location.layout,
-        bucket: location.bucket,
-    })
+    Ok(BackupStores::for_reading(aws, &location))
 }
 
 fn needs_table(cli: &Cli) -> Result<()> {
@@ -68,7 +51,7 @@ pub fn backup_id(value: &str) -> Result<BackupId> {
 }
 
 /// The stores a restore's progress bar reads, when the bucket is known; why not, otherwise.
-async fn progress_stores(cli: &Cli, aws: &aws_config::SdkConfig) -> Option<Deployment> {
+async fn progress_stores(cli: &Cli, aws: &aws_config::SdkConfig) -> Option<BackupStores> {
     match deployment(cli, aws).await {
         Ok(deployment) => Some(deployment),
         Err(error) => {

@@ -4,15 +4,15 @@
 use serde::Serialize;
 use serde_json::Value;
 use tidemark_core::layout::BackupId;
-use tidemark_core::object_store::{self, ObjectStore};
+use tidemark_core::object_store;
 use tidemark_core::operations::health::assess;
 use tidemark_core::operations::{
-    Assessment, AuditRecord, BackupHealth, HealthPolicy, Level, Operation, OperationsBook,
+    Assessment, AuditRecord, BackupHealth, HealthPolicy, Level, Operation,
 };
 
-use super::Deployment;
 use crate::error::{CliError, Result};
 use crate::output::{Render, time};
+use tidemark_core::stores::BackupStores;
 
 /// Who runs this CLI, as STS names them: recorded in the requests it starts and in the audit
 /// records it writes. `None` (with a warning) when STS cannot say.
@@ -120,12 +120,12 @@ impl Render for Status {
 }
 
 /// Every backup's health, judged by `policy`.
-pub async fn status(deployment: &Deployment, policy: &HealthPolicy) -> Result<Status> {
+pub async fn status(deployment: &BackupStores, policy: &HealthPolicy) -> Result<Status> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut backups = Vec::new();
     for listed in super::backups::list(deployment).await?.backups {
         let backup_id = super::backup_id(&listed)?;
-        let health = deployment.index.health(&backup_id).await?;
+        let health = deployment.operations.health(&backup_id).await?;
         backups.push(BackupStatus {
             backup_id: listed,
             assessment: assess(&health, now, policy),
@@ -170,13 +170,13 @@ impl Render for AuditList {
 }
 
 pub async fn audit_list(
-    deployment: &Deployment,
+    deployment: &BackupStores,
     since_ms: i64,
     kind: Option<Operation>,
 ) -> Result<AuditList> {
     let now = chrono::Utc::now().timestamp_millis();
     let records = deployment
-        .index
+        .operations
         .audit_records(since_ms, now)
         .await?
         .into_iter()
@@ -255,12 +255,13 @@ impl Render for DrillList {
 }
 
 /// The backup's drill reports, oldest first (the evidence without per-partition detail).
-pub async fn drill_list(deployment: &Deployment, backup_id: &BackupId) -> Result<DrillList> {
+pub async fn drill_list(deployment: &BackupStores, backup_id: &BackupId) -> Result<DrillList> {
     let prefix = deployment.layout.drills_prefix(backup_id);
     let mut drills = Vec::new();
     for folder in deployment.objects.list_prefixes(&prefix).await? {
         let key = format!("{folder}report.json");
-        if let Some(mut report) = object_store::get_json::<Value>(&deployment.objects, &key).await?
+        if let Some(mut report) =
+            object_store::get_json::<Value>(deployment.objects.as_ref(), &key).await?
         {
             if let Some(fields) = report.as_object_mut() {
                 fields.remove("partitions");

@@ -5,13 +5,13 @@ use std::io::Write;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
-use tidemark_core::object_store::ObjectStore;
 use tidemark_core::segment::{SegmentReader, TimestampType};
 
-use super::{Deployment, backup_id};
+use super::backup_id;
 use crate::error::{CliError, Result};
+use tidemark_core::stores::BackupStores;
 
-pub async fn cat(deployment: &Deployment, key: &str) -> Result<()> {
+pub async fn cat(deployment: &BackupStores, key: &str) -> Result<()> {
     // Keys are `{prefix}/{backup}/topics/...`: a sealed segment's data key is bound to the backup.
     let backup = key
         .split_once("/topics/")

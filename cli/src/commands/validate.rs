@@ -6,9 +6,9 @@ use tidemark_core::validation::{
     Depth, Severity, Tally, partitions_to_validate, select_topics, validate_partition,
 };
 
-use super::Deployment;
 use crate::error::{CliError, Result};
 use crate::output::{Render, count};
+use tidemark_core::stores::BackupStores;
 
 #[derive(Debug, Serialize)]
 pub struct Validation {
@@ -53,14 +53,14 @@ impl Render for Validation {
 }
 
 pub async fn validate(
-    deployment: &Deployment,
+    deployment: &BackupStores,
     backup_id: &BackupId,
     deep: bool,
     topics: &[String],
 ) -> Result<Validation> {
     let all = partitions_to_validate(
-        &deployment.objects,
-        &deployment.index,
+        deployment.objects.as_ref(),
+        deployment.index.as_ref(),
         &deployment.layout,
         backup_id,
     )
@@ -80,8 +80,8 @@ pub async fn validate(
     };
     for partition in &selected {
         let check = validate_partition(
-            &deployment.objects,
-            &deployment.index,
+            deployment.objects.as_ref(),
+            deployment.index.as_ref(),
             &deployment.keys,
             &deployment.layout,
             partition,

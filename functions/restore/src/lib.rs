@@ -9,7 +9,6 @@
 //! Consumer groups are moved by the offset-reset state machine (`functions/offset-reset`), which
 //! the restore machine runs as a child execution with the plan's request.
 
-pub mod backup;
 pub mod config;
 pub mod coordinator;
 pub mod drill;

@@ -268,10 +268,9 @@ impl World {
     }
 
     async fn plan(&self) -> RestorePlan {
-        let key = self.fixture.backup.restore_key(
+        let key = self.fixture.backup.layout.restore_plan_key(
             &self.fixture.backup_id,
             &tidemark_core::layout::RestoreId::parse("run-1").unwrap(),
-            "plan.json",
         );
         self.fixture.backup.get_json(&key).await.unwrap().unwrap()
     }
@@ -429,7 +428,7 @@ async fn without_index_entries_the_plan_comes_from_the_s3_listing() {
         .unwrap();
     assert_eq!(
         third.segment_source,
-        restore::backup::SegmentSource::S3Listing
+        tidemark_core::stores::SegmentSource::S3Listing
     );
     assert_eq!((third.first_offset, third.end_offset), (0, 10));
     assert!(
@@ -590,10 +589,10 @@ async fn write_like_the_writer(
 /// partition 2's task range (first, end) and where its segments were listed from.
 async fn consistent_range(
     world: &World,
-    backup: &restore::backup::Backup,
+    backup: &tidemark_core::stores::BackupStores,
     restore_id: &str,
     at: i64,
-) -> (i64, i64, restore::backup::SegmentSource) {
+) -> (i64, i64, tidemark_core::stores::SegmentSource) {
     let coordinator = Coordinator::new(backup.clone(), world.twins.clone());
     coordinator
         .handle(StepInput {
@@ -608,10 +607,9 @@ async fn consistent_range(
         })
         .await
         .unwrap();
-    let key = backup.restore_key(
+    let key = backup.layout.restore_plan_key(
         &world.fixture.backup_id,
         &tidemark_core::layout::RestoreId::parse(restore_id).unwrap(),
-        "plan.json",
     );
     let plan: RestorePlan = backup.get_json(&key).await.unwrap().unwrap();
     let task = plan
@@ -638,7 +636,7 @@ async fn a_consistent_cut_stays_exact_through_compaction_retention_and_an_index_
         write_like_the_writer(&world, 2, range, at).await;
     }
     let backup = world.fixture.backup.clone();
-    let source = restore::backup::SegmentSource::Index;
+    let source = tidemark_core::stores::SegmentSource::Index;
     assert_eq!(
         consistent_range(&world, &backup, "before-compaction", CUT).await,
         (0, 100, source)
@@ -698,7 +696,7 @@ async fn a_consistent_cut_stays_exact_through_compaction_retention_and_an_index_
     without_index.index = Arc::new(MemoryIndexStore::new());
     assert_eq!(
         consistent_range(&world, &without_index, "from-listing", CUT).await,
-        (0, 100, restore::backup::SegmentSource::S3Listing)
+        (0, 100, tidemark_core::stores::SegmentSource::S3Listing)
     );
     let rebuilt = Arc::new(MemoryIndexStore::new());
     for partition in 0..3 {
@@ -747,7 +745,7 @@ async fn a_consistent_cut_after_retention_starts_at_the_new_start_and_ends_where
     assert_eq!(report.segments_expired, 1, "{report:?}");
     assert_eq!(
         consistent_range(&world, &backup, "after-retention", CUT).await,
-        (50, 100, restore::backup::SegmentSource::Index)
+        (50, 100, tidemark_core::stores::SegmentSource::Index)
     );
 }
 

@@ -1,5 +1,6 @@
 //! Adapters for the storage seams: real AWS services and in-memory twins.
 
+mod backup;
 mod dynamodb;
 mod memory;
 mod s3;
@@ -7,6 +8,7 @@ mod s3;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use backup::{BackedUpTopic, BackupStores, SegmentRef, SegmentSource};
 pub use dynamodb::DynamoIndexStore;
 pub use memory::{MemoryIndexStore, MemoryObjectStore};
 pub use s3::S3ObjectStore;

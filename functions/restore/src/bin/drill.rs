@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use restore::backup::Backup;
 use restore::config::RestoreConfig;
 use restore::drill::{Drill, DrillStep};
 use restore::target::AwsTargetConnector;
 use tidemark_core::config::Env;
 use tidemark_core::request::TargetSpec;
+use tidemark_core::stores::BackupStores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = RestoreConfig::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let drill = Arc::new(Drill {
-        backup: Backup::connect(&aws, &config.store),
+        backup: BackupStores::for_reading(&aws, &config.store),
         connector: Arc::new(AwsTargetConnector::new(aws, "tidemark-drill")),
         default_target: TargetSpec::from_env(&env),
         metrics_namespace: env

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use restore::backup::Backup;
 use restore::config::RestoreConfig;
 use restore::partition::PartitionRequest;
 use restore::target::AwsTargetConnector;
 use tidemark_core::config::Env;
+use tidemark_core::stores::BackupStores;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = Env::process();
     let config = RestoreConfig::from_env(&env)?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let backup = Backup::connect(&aws, &config.store);
+    let backup = BackupStores::for_reading(&aws, &config.store);
     let connector = Arc::new(AwsTargetConnector::new(aws, "tidemark-restore-partition"));
     let pacing = config.pacing;
 

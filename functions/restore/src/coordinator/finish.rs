@@ -4,12 +4,12 @@
 use serde::{Deserialize, Serialize};
 use tidemark_core::kafka::TopicPartition;
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::partition::{PartitionProgress, finished_partitions};
 use crate::plan::PartitionTask;
 use crate::plan::RestorePlan;
 use crate::target::Cluster;
+use tidemark_core::stores::BackupStores;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validation {
@@ -44,7 +44,7 @@ pub struct ReportSummary {
 /// Every planned partition with its finished progress; a partition that has not finished is
 /// a count mismatch. Read once per step and shared by what the step derives from it.
 pub async fn finished<'a>(
-    backup: &Backup,
+    backup: &BackupStores,
     plan: &'a RestorePlan,
 ) -> Result<Vec<(&'a PartitionTask, PartitionProgress)>> {
     finished_partitions(backup, plan)
@@ -120,7 +120,7 @@ pub async fn validate(
 /// Writes `report.json` under the restore's prefix: the plan, each partition's outcome and
 /// the earlier steps' results. A dry run reports the plan alone.
 pub async fn report(
-    backup: &Backup,
+    backup: &BackupStores,
     plan: &RestorePlan,
     results: &serde_json::Value,
 ) -> Result<ReportSummary> {
@@ -155,7 +155,7 @@ pub async fn report(
         "results": results,
         "warnings": plan.warnings,
     });
-    let key = backup.plan_key(plan, "report.json")?;
+    let key = plan.object_key(backup, "report.json")?;
     backup.put_json_once(&key, &report).await?;
     Ok(ReportSummary {
         report_key: key,

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, RestoreId};
 use tidemark_core::operations::{AuditRecord, Operation, Outcome, record_audit};
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::plan::{RestorePlan, make_plan};
 use crate::request::{RestoreRequest, ValidRequest};
 use crate::target::TargetConnector;
+use tidemark_core::stores::BackupStores;
 
 /// One step's input. Every step gets the original request and the execution's restore id.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,12 +94,12 @@ pub struct ValidateOutcome {
 }
 
 pub struct Coordinator {
-    backup: Backup,
+    backup: BackupStores,
     connector: Arc<dyn TargetConnector>,
 }
 
 impl Coordinator {
-    pub fn new(backup: Backup, connector: Arc<dyn TargetConnector>) -> Self {
+    pub fn new(backup: BackupStores, connector: Arc<dyn TargetConnector>) -> Self {
         Coordinator { backup, connector }
     }
 
@@ -210,7 +210,8 @@ impl Coordinator {
             Some(request) => {
                 let key = self
                     .backup
-                    .restore_key(&request.backup_id, restore_id, "plan.json");
+                    .layout
+                    .restore_plan_key(&request.backup_id, restore_id);
                 self.backup.get_json::<RestorePlan>(&key).await?
             }
             None => None,
@@ -246,7 +247,8 @@ impl Coordinator {
     ) -> Result<PlanSummary> {
         let plan_key = self
             .backup
-            .restore_key(&request.backup_id, restore_id, "plan.json");
+            .layout
+            .restore_plan_key(&request.backup_id, restore_id);
         let partitions_key =
             self.backup
                 .restore_key(&request.backup_id, restore_id, "partitions.json");
@@ -298,7 +300,7 @@ impl Coordinator {
     }
 
     async fn load_plan(&self, backup_id: &BackupId, restore_id: &RestoreId) -> Result<RestorePlan> {
-        let key = self.backup.restore_key(backup_id, restore_id, "plan.json");
+        let key = self.backup.layout.restore_plan_key(backup_id, restore_id);
         self.backup.get_json(&key).await?.ok_or_else(|| {
             RestoreError::Refused(format!("restore {restore_id} has no plan at {key}"))
         })

@@ -5,10 +5,10 @@
 
 use tidemark_core::offset_map::{MappedPartition, RestoreOffsetMapping};
 
-use crate::backup::Backup;
 use crate::error::Result;
 use crate::partition::PartitionProgress;
 use crate::plan::{PartitionTask, RestorePlan};
+use tidemark_core::stores::BackupStores;
 
 /// The offset-reset request that puts the plan's groups where they stood at the cut, on the
 /// restored topics; `None` when the plan moves no group (a group with no offset on the
@@ -45,7 +45,7 @@ pub fn offset_reset_request(
 /// Writes the restore's offset mapping from every partition's finished progress: its
 /// source→target offset runs and the target's end.
 pub async fn write_offset_mapping(
-    backup: &Backup,
+    backup: &BackupStores,
     plan: &RestorePlan,
     finished: &[(&PartitionTask, PartitionProgress)],
 ) -> Result<RestoreOffsetMapping> {
@@ -67,5 +67,5 @@ pub async fn write_offset_mapping(
         restore_id: plan.restore_id.clone(),
         partitions,
     };
-    backup.put_json_once(&key, &mapping).await
+    Ok(backup.put_json_once(&key, &mapping).await?)
 }

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Failure;
 use super::topics::created_topics;
-use crate::backup::Backup;
 use crate::error::Result;
 use crate::plan::RestorePlan;
 use crate::target::Cluster;
+use tidemark_core::stores::BackupStores;
 
 /// The Fail state's error and cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ fn offset_reset_outcome(failure: &Failure) -> (String, bool) {
 }
 
 /// Whether the restore created topics that a rollback may delete.
-pub async fn has_changes(backup: &Backup, plan: &RestorePlan) -> Result<bool> {
+pub async fn has_changes(backup: &BackupStores, plan: &RestorePlan) -> Result<bool> {
     Ok(!created_topics(backup, plan).await?.is_empty())
 }
 
@@ -62,7 +62,7 @@ pub async fn has_changes(backup: &Backup, plan: &RestorePlan) -> Result<bool> {
 /// something to undo. `offsets_undone`: what the offset reset's rollback reported, when the
 /// restore failed after the groups were moved.
 pub async fn rollback(
-    backup: &Backup,
+    backup: &BackupStores,
     changed: Option<(&RestorePlan, &dyn Cluster)>,
     failed_step: &str,
     failure: &Failure,

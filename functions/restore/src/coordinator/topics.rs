@@ -8,10 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::plan::RestorePlan;
 use crate::target::Cluster;
+use tidemark_core::stores::BackupStores;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedTopics {
@@ -19,12 +19,15 @@ pub struct CreatedTopics {
 }
 
 /// Marks `created-topics/{topic}` are written right before each creation.
-fn created_prefix(backup: &Backup, plan: &RestorePlan) -> Result<String> {
-    backup.plan_key(plan, "created-topics/")
+fn created_prefix(backup: &BackupStores, plan: &RestorePlan) -> Result<String> {
+    plan.object_key(backup, "created-topics/")
 }
 
 /// The topics this restore created so far, from their marks.
-pub(crate) async fn created_topics(backup: &Backup, plan: &RestorePlan) -> Result<Vec<String>> {
+pub(crate) async fn created_topics(
+    backup: &BackupStores,
+    plan: &RestorePlan,
+) -> Result<Vec<String>> {
     let prefix = created_prefix(backup, plan)?;
     Ok(backup
         .objects
@@ -36,7 +39,7 @@ pub(crate) async fn created_topics(backup: &Backup, plan: &RestorePlan) -> Resul
 }
 
 pub async fn create(
-    backup: &Backup,
+    backup: &BackupStores,
     plan: &RestorePlan,
     cluster: &dyn Cluster,
 ) -> Result<CreatedTopics> {

@@ -18,12 +18,12 @@ use tidemark_core::kafka::TopicPartition;
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
 use tidemark_core::offset_map::RestoreOffsetMapping;
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::plan::{PartitionTask, RestorePlan};
 use crate::request::{CutMode, RestoreRequest};
 use crate::target::TargetConnector;
 pub use request::{DrillPlan, DrillRequest, DrillTopics, Prepared, TargetSpec, Tier};
+use tidemark_core::stores::BackupStores;
 use verify::PartitionEvidence;
 
 /// One step's input; the state machine passes the execution's name as `drill_id`.
@@ -65,7 +65,7 @@ pub struct Cleaned {
 }
 
 pub struct Drill {
-    pub backup: Backup,
+    pub backup: BackupStores,
     pub connector: Arc<dyn TargetConnector>,
     /// The function's own cluster, the target when a request names none.
     pub default_target: Option<TargetSpec>,
@@ -152,9 +152,10 @@ impl Drill {
         backup_id: &BackupId,
         drill_id: &RestoreId,
     ) -> Result<Option<DrillPlan>> {
-        self.backup
+        Ok(self
+            .backup
             .get_json(&self.key(backup_id, drill_id, "drill.json"))
-            .await
+            .await?)
     }
 
     async fn prepare(
@@ -253,9 +254,10 @@ impl Drill {
         backup_id: &BackupId,
         drill_id: &RestoreId,
     ) -> Result<Option<RestorePlan>> {
-        self.backup
-            .get_json(&self.backup.restore_key(backup_id, drill_id, "plan.json"))
-            .await
+        Ok(self
+            .backup
+            .get_json(&self.backup.layout.restore_plan_key(backup_id, drill_id))
+            .await?)
     }
 
     async fn verify(
@@ -342,7 +344,7 @@ impl Drill {
         )
         .await?;
         tracing::info!(topic = %task.source_topic, partition = task.partition, records = evidence.records, passed = evidence.passed(), "partition verified");
-        self.backup.put_json_once(&key, &evidence).await
+        Ok(self.backup.put_json_once(&key, &evidence).await?)
     }
 
     /// Deletes the scratch topics the drill's restore created (its intent marks say which),

@@ -10,10 +10,10 @@ use tidemark_core::offset_map::RestoreOffsetMapping;
 use tidemark_core::segment::Record;
 
 use super::read::RestoredReader;
-use crate::backup::Backup;
 use crate::error::Result;
 use crate::partition::scan::{ScanStart, Scanner};
 use crate::plan::PartitionTask;
+use tidemark_core::stores::BackupStores;
 
 /// How a restored partition first differs from the backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ fn digest_record(digest: &mut Sha256, record: &Record) {
 /// partition; `mapping`: the restore's offset mapping, when it got that far.
 #[allow(clippy::too_many_arguments)]
 pub async fn verify_partition(
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     restored: &dyn RestoredReader,
     task: &PartitionTask,

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, RestoreId};
 use tidemark_core::object_store::{ObjectMetadata, PutOutcome};
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
+use tidemark_core::stores::BackupStores;
 
 /// Clocks of two Lambda invocations agree within this (both NTP-synchronised).
 const CLOCK_SKEW_MS: i64 = 5_000;
@@ -46,7 +46,7 @@ fn release_key(prefix: &str, seq: u64) -> String {
 /// Takes the partition's lease until `deadline_ms`, or fails with
 /// [`RestoreError::PartitionBusy`] while another invocation may hold it.
 pub async fn acquire(
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     restore_id: &RestoreId,
     source_topic: &str,
@@ -106,7 +106,7 @@ pub async fn acquire(
 
 impl Lease {
     /// Ends the lease: the next invocation may start at once.
-    pub async fn release(self, backup: &Backup) -> Result<()> {
+    pub async fn release(self, backup: &BackupStores) -> Result<()> {
         backup
             .objects
             .put_if_absent(

@@ -20,12 +20,12 @@ use tidemark_core::layout::{BackupId, PartitionId, ProgressKey, RestoreId};
 use tidemark_core::offset_map::OffsetMap;
 use tidemark_core::segment::Record;
 
-use crate::backup::Backup;
 use crate::error::{RestoreError, Result};
 use crate::plan::PartitionTask;
 use crate::request::TargetSpec;
 use scan::Scanner;
 use target::TargetWriter;
+use tidemark_core::stores::BackupStores;
 
 /// The function's input: one Map item plus what every item shares.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ impl Default for Pacing {
 
 /// The latest recorded progress of a partition, if any.
 pub async fn latest_progress(
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     restore_id: &RestoreId,
     source_topic: &str,
@@ -129,14 +129,14 @@ pub async fn latest_progress(
             .layout
             .partition_progress_prefix(backup_id, restore_id, source_topic, partition);
     match backup.objects.list(&prefix).await?.last() {
-        Some(key) => backup.get_json(key).await,
+        Some(key) => Ok(backup.get_json(key).await?),
         None => Ok(None),
     }
 }
 
 /// Each planned partition with its final progress, or `None` if it has not finished.
 pub async fn finished_partitions<'a>(
-    backup: &Backup,
+    backup: &BackupStores,
     plan: &'a crate::plan::RestorePlan,
 ) -> Result<Vec<(&'a PartitionTask, Option<PartitionProgress>)>> {
     let (backup_id, restore_id) = plan.ids()?;
@@ -159,7 +159,7 @@ pub async fn finished_partitions<'a>(
 /// Restores records of `task` until it is done or `deadline_ms` (epoch ms) draws near, holding
 /// the partition's lease meanwhile (see [`lease`]): never two invocations producing at once.
 pub async fn restore_partition(
-    backup: &Backup,
+    backup: &BackupStores,
     target: &dyn TargetWriter,
     backup_id: &BackupId,
     restore_id: &RestoreId,
@@ -194,7 +194,7 @@ pub async fn restore_partition(
 }
 
 async fn restore_leased(
-    backup: &Backup,
+    backup: &BackupStores,
     target: &dyn TargetWriter,
     backup_id: &BackupId,
     restore_id: &RestoreId,
@@ -400,12 +400,12 @@ fn now_ms() -> i64 {
 /// where the backup starts now; a restore that still needs offsets below it fails loudly.
 /// (Planned from the S3 listing there is no checkpoint to ask.)
 async fn check_not_expired(
-    backup: &Backup,
+    backup: &BackupStores,
     id: &PartitionId,
     task: &PartitionTask,
     next_source_offset: i64,
 ) -> Result<()> {
-    if task.segment_source != crate::backup::SegmentSource::Index
+    if task.segment_source != tidemark_core::stores::SegmentSource::Index
         || next_source_offset >= task.end_offset
     {
         return Ok(());
@@ -425,7 +425,7 @@ async fn check_not_expired(
 
 /// The function's entry: checks the request, connects to the target, restores.
 pub async fn handle(
-    backup: &Backup,
+    backup: &BackupStores,
     connector: &dyn crate::target::TargetConnector,
     request: PartitionRequest,
     deadline_ms: i64,

@@ -7,10 +7,10 @@ use tidemark_core::layout::BackupId;
 use tidemark_core::segment::{Record, SegmentReader, verify_stored_segment};
 use tokio::sync::mpsc;
 
-use crate::backup::{Backup, SegmentRef};
 use crate::error::{RestoreError, Result};
 use crate::plan::PartitionTask;
 use crate::request::CutMode;
+use tidemark_core::stores::{BackupStores, SegmentRef};
 
 /// Which records of the scanned offset range a task restores (invariant 6).
 #[derive(Debug, Clone)]
@@ -81,7 +81,7 @@ pub struct ScanStart {
 
 impl Scanner {
     pub fn start(
-        backup: Backup,
+        backup: BackupStores,
         backup_id: BackupId,
         task: PartitionTask,
         segments: Vec<SegmentRef>,
@@ -183,7 +183,7 @@ impl Output<'_> {
 
 fn scan(
     runtime: &tokio::runtime::Handle,
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     task: &PartitionTask,
     segments: &[SegmentRef],
@@ -297,7 +297,7 @@ struct Prefetch<'a> {
 impl<'a> Prefetch<'a> {
     fn new(
         runtime: &'a tokio::runtime::Handle,
-        backup: &Backup,
+        backup: &BackupStores,
         backup_id: &BackupId,
         segments: &[&SegmentRef],
         depth: usize,

@@ -9,14 +9,14 @@ use tidemark_core::layout::{BackupId, PartitionId};
 use tidemark_core::snapshot::TopicGeneration;
 use tidemark_core::snapshot::generations::{generation_alive_at, generation_ended_at};
 
-use crate::backup::{BackedUpTopic, Backup, SegmentRef, SegmentSource};
 use crate::error::{RestoreError, Result};
 use crate::request::{Cut, CutMode, ValidRequest};
+use tidemark_core::stores::{BackedUpTopic, BackupStores, SegmentRef, SegmentSource};
 
 /// Where a partition's restore ends: after its last backed-up record at the cut (its first
 /// offset when it holds none).
 pub(super) async fn end_at_cut(
-    backup: &Backup,
+    backup: &BackupStores,
     segments: &[SegmentRef],
     source: SegmentSource,
     cut: Cut,
@@ -40,7 +40,7 @@ pub(super) type ReadSegments = HashMap<PartitionId, (Vec<SegmentRef>, SegmentSou
 /// the snapshot at the cut describes) are left out unless they hold records at the cut, which
 /// shows the snapshot predates their creation. The segment lists it reads go to `read`.
 pub(super) async fn partitions_alive_at_cut(
-    backup: &Backup,
+    backup: &BackupStores,
     id: &PartitionId,
     partitions: &[i32],
     described_count: i32,
@@ -106,7 +106,7 @@ fn listed(partitions: &[i32]) -> String {
 /// the cut) and the partitions the backup holds of it. Two generations are never mixed: each
 /// is a topic of its own under the same name.
 pub(super) async fn choose_generation(
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     topic: &BackedUpTopic,
     request: &ValidRequest,
@@ -158,7 +158,7 @@ pub(super) async fn choose_generation(
 /// `generation`'s backup. A cut past that snapshot is refused rather than trusted. Topic ids
 /// leave no such window: the writer starts the new generation at its first batch.
 async fn check_unmixed(
-    backup: &Backup,
+    backup: &BackupStores,
     backup_id: &BackupId,
     topic: &str,
     recorded: &[TopicGeneration],

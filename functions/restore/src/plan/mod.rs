@@ -8,9 +8,9 @@ use tidemark_core::kafka::{ClusterReader, CommittedOffset, TopicConfigs, TopicPa
 use tidemark_core::layout::{BackupId, PartitionId, RestoreId};
 use tidemark_core::snapshot::ClusterSnapshot;
 
-use crate::backup::{BackedUpTopic, Backup, SegmentSource};
 use crate::error::{RestoreError, Result};
 use crate::request::{Cut, TopicCreation, ValidRequest};
+use tidemark_core::stores::{BackedUpTopic, BackupStores, SegmentSource};
 
 mod alive_at_cut;
 pub mod target_fit;
@@ -105,6 +105,12 @@ impl RestorePlan {
         ))
     }
 
+    /// `name` under this restore's prefix in `backup` (its report, its created-topic marks).
+    pub fn object_key(&self, backup: &BackupStores, name: &str) -> Result<String> {
+        let (backup_id, restore_id) = self.ids()?;
+        Ok(backup.restore_key(&backup_id, &restore_id, name))
+    }
+
     pub fn target_of(&self, source_topic: &str) -> Option<&str> {
         self.topics
             .iter()
@@ -119,7 +125,7 @@ fn yes() -> bool {
 
 /// Plans a restore. Reads the backup and the target; writes nothing.
 pub async fn make_plan(
-    backup: &Backup,
+    backup: &BackupStores,
     target: &dyn ClusterReader,
     restore_id: &RestoreId,
     request: &ValidRequest,

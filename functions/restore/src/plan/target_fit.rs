@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 
 use tidemark_core::kafka::{ClusterReader, TopicConfigs};
 
-use crate::backup::SegmentRef;
 use crate::error::{RestoreError, Result};
+use tidemark_core::stores::SegmentRef;
 
 /// Bytes a Kafka record batch adds around one record (batch header, record framing, headers'
 /// varints): room left above the largest framed record.

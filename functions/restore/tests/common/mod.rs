@@ -5,18 +5,18 @@ use std::sync::Arc;
 use tidemark_core::keys::{MemoryKeyService, SegmentKeys};
 
 use bytes::Bytes;
-use restore::backup::Backup;
 use restore::plan::PartitionTask;
 use restore::request::{Cut, CutMode};
 use tidemark_core::index::{IndexStore, SegmentCommit, SegmentEntry};
 use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
 use tidemark_core::segment::{Header, Record, SegmentEncoder, TimestampType};
+use tidemark_core::stores::BackupStores;
 use tidemark_core::stores::{MemoryIndexStore, MemoryObjectStore};
 
 pub const TOPIC: &str = "payments";
 
 pub struct Fixture {
-    pub backup: Backup,
+    pub backup: BackupStores,
     pub index: Arc<MemoryIndexStore>,
     pub backup_id: BackupId,
 }
@@ -38,7 +38,7 @@ pub fn record(offset: i64, timestamp: i64) -> Record {
 impl Fixture {
     pub fn new() -> Fixture {
         let index = Arc::new(MemoryIndexStore::new());
-        let backup = Backup {
+        let backup = BackupStores {
             objects: Arc::new(MemoryObjectStore::new()),
             index: index.clone(),
             catalog: index.clone(),
@@ -146,7 +146,7 @@ impl Fixture {
             generation: 0,
             target_topic: format!("{TOPIC}.restored"),
             partition,
-            segment_source: restore::backup::SegmentSource::Index,
+            segment_source: tidemark_core::stores::SegmentSource::Index,
             first_offset: first,
             end_offset: end,
             cut,

@@ -1,22 +1,22 @@
-//! What a restore reads from the backup: the stores, where each partition's segments are
-//! (the index, or the S3 listing when the index is gone: invariant 5), and the restore's own
-//! JSON objects under `{prefix}/{backup}/restores/{restore_id}/`.
+//! A backup's stores as its readers hold them, and what reading a backup needs beyond one
+//! store: where each partition's segments are (the index, or the S3 listing when the index is
+//! gone: invariant 5), the consistent cut at a time, and the backed-up topics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tidemark_core::config::StoreLocation;
-use tidemark_core::index::IndexStore;
-use tidemark_core::keys::SegmentKeys;
-use tidemark_core::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
-use tidemark_core::object_store::{self, ObjectStore};
-use tidemark_core::operations::OperationsBook;
-use tidemark_core::segment::WriteMark;
-use tidemark_core::snapshot::SnapshotCatalog;
 
-use crate::error::Result;
+use crate::config::StoreLocation;
+use crate::error::{Error, Result};
+use crate::index::IndexStore;
+use crate::keys::SegmentKeys;
+use crate::layout::{BackupId, PartitionId, RestoreId, StorageLayout};
+use crate::object_store::{self, ObjectStore};
+use crate::operations::OperationsBook;
+use crate::segment::WriteMark;
+use crate::snapshot::SnapshotCatalog;
 
 /// One backed-up topic: generation → the partitions the backup holds of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,9 +25,10 @@ pub struct BackedUpTopic {
     pub generations: BTreeMap<u32, Vec<i32>>,
 }
 
-/// The backup's stores and where its objects live.
+/// A backup's stores and where its objects live, as everything that reads a backup holds them
+/// (restore, drills, the CLI): the one type built from a [`StoreLocation`].
 #[derive(Clone)]
-pub struct Backup {
+pub struct BackupStores {
     pub objects: Arc<dyn ObjectStore>,
     pub index: Arc<dyn IndexStore>,
     pub catalog: Arc<dyn SnapshotCatalog>,
@@ -48,7 +49,7 @@ pub enum SegmentSource {
     S3Listing,
 }
 
-/// One stored segment as a restore sees it. Fields the S3 listing cannot tell are `None`.
+/// One stored segment as a reader of the backup sees it. Fields the S3 listing cannot tell are `None`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRef {
     pub key: String,
@@ -66,7 +67,23 @@ pub struct SegmentRef {
     pub uncompressed_bytes: Option<u64>,
 }
 
-impl Backup {
+impl BackupStores {
+    /// The stores at `location`, through one SDK config; sealed segments are opened with the
+    /// keys the index names.
+    pub fn for_reading(aws: &aws_config::SdkConfig, location: &StoreLocation) -> Self {
+        let (objects, index) = location.connect(aws);
+        let index = Arc::new(index);
+        BackupStores {
+            objects: Arc::new(objects),
+            keys: Arc::new(SegmentKeys::for_reading(aws, index.clone())),
+            index: index.clone(),
+            catalog: index.clone(),
+            operations: index,
+            layout: location.layout.clone(),
+            bucket: location.bucket.clone(),
+        }
+    }
+
     /// Every segment of the partition, ordered by first then last offset. Overlapping
     /// segments (re-batched retries) are all listed; readers de-duplicate by offset.
     pub async fn segments(
@@ -96,7 +113,7 @@ impl Backup {
                 }
                 Ok(_) => {}
                 Err(error) if error.is_retryable() || source == Some(SegmentSource::Index) => {
-                    return Err(error.into());
+                    return Err(error);
                 }
                 Err(error) => {
                     tracing::warn!(%partition, %error, "index unreadable; listing S3 instead");
@@ -145,7 +162,7 @@ impl Backup {
             let reached = if source == SegmentSource::S3Listing && segment.written_at_ms > at_ms {
                 let header = object_store::segment_header(self.objects.as_ref(), &segment.key)
                     .await?
-                    .ok_or_else(|| tidemark_core::Error::ObjectStore {
+                    .ok_or_else(|| Error::ObjectStore {
                         operation: "GetObject",
                         key: segment.key.clone(),
                         message: "the segment was listed but is gone; plan again".into(),
@@ -153,7 +170,7 @@ impl Backup {
                     })?;
                 WriteMark::reached_at(&header.write_marks, at_ms)
             } else {
-                tidemark_core::index::reached_at(
+                crate::index::reached_at(
                     &segment.write_marks,
                     segment.last_offset,
                     segment.written_at_ms,
@@ -169,12 +186,9 @@ impl Backup {
     /// layout (segments describe themselves, so S3 is the authority on what exists).
     pub async fn topics(&self, backup_id: &BackupId) -> Result<Vec<BackedUpTopic>> {
         let mut topics: Vec<BackedUpTopic> = Vec::new();
-        for id in tidemark_core::validation::backed_up_partitions(
-            self.objects.as_ref(),
-            &self.layout,
-            backup_id,
-        )
-        .await?
+        for id in
+            crate::validation::backed_up_partitions(self.objects.as_ref(), &self.layout, backup_id)
+                .await?
         {
             if topics.last().is_none_or(|topic| topic.name != id.topic) {
                 topics.push(BackedUpTopic {
@@ -192,32 +206,12 @@ impl Backup {
         Ok(topics)
     }
 
+    /// `name` under the restore's prefix (its plan, partitions, report).
     pub fn restore_key(&self, backup_id: &BackupId, restore_id: &RestoreId, name: &str) -> String {
         format!(
             "{}{name}",
             self.layout.restore_prefix(backup_id, restore_id)
         )
-    }
-
-    /// `name` under the planned restore's prefix.
-    pub fn plan_key(&self, plan: &crate::plan::RestorePlan, name: &str) -> Result<String> {
-        let (backup_id, restore_id) = plan.ids()?;
-        Ok(self.restore_key(&backup_id, &restore_id, name))
-    }
-
-    /// The stores at `location`, through one SDK config.
-    pub fn connect(aws: &aws_config::SdkConfig, location: &StoreLocation) -> Self {
-        let (objects, index) = location.connect(aws);
-        let index = Arc::new(index);
-        Backup {
-            objects: Arc::new(objects),
-            keys: Arc::new(SegmentKeys::for_reading(aws, index.clone())),
-            index: index.clone(),
-            catalog: index.clone(),
-            operations: index,
-            layout: location.layout.clone(),
-            bucket: location.bucket.clone(),
-        }
     }
 
     /// Writes a restore object once; a retried step gets the first write back.
@@ -226,10 +220,10 @@ impl Backup {
         key: &str,
         value: &T,
     ) -> Result<T> {
-        Ok(object_store::put_json_once(self.objects.as_ref(), key, value).await?)
+        object_store::put_json_once(self.objects.as_ref(), key, value).await
     }
 
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        Ok(object_store::get_json(self.objects.as_ref(), key).await?)
+        object_store::get_json(self.objects.as_ref(), key).await
     }
 }
