@@ -86,6 +86,7 @@ impl<S> Layer<S> for DecodeEvents {
     }
 }
 
+/// The runtime's services behind [`DecodeEvents`].
 pub struct DecodingService<S> {
     inner: S,
     encoding: Arc<Encoding>,
