@@ -390,6 +390,14 @@ impl StorageLayout {
         format!("{}plan.json", self.restore_prefix(backup_id, restore_id))
     }
 
+    /// A restore's partition tasks, the input of its distributed map (a drill reads them back).
+    pub fn restore_partitions_key(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
+        format!(
+            "{}partitions.json",
+            self.restore_prefix(backup_id, restore_id)
+        )
+    }
+
     /// Where a restore records how far each partition got, ending in `/`.
     pub fn restore_progress_prefix(&self, backup_id: &BackupId, restore_id: &RestoreId) -> String {
         format!("{}progress/", self.restore_prefix(backup_id, restore_id))

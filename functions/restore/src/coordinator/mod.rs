@@ -249,9 +249,10 @@ impl Coordinator {
             .backup
             .layout
             .restore_plan_key(&request.backup_id, restore_id);
-        let partitions_key =
-            self.backup
-                .restore_key(&request.backup_id, restore_id, "partitions.json");
+        let partitions_key = self
+            .backup
+            .layout
+            .restore_partitions_key(&request.backup_id, restore_id);
         let plan = match self.backup.get_json::<RestorePlan>(&plan_key).await? {
             // A retried plan step returns the plan made the first time.
             Some(plan) => plan,

@@ -244,7 +244,8 @@ impl Drill {
             bucket: self.backup.bucket.clone(),
             partitions_key: self
                 .backup
-                .restore_key(&backup_id, &restore_id, "partitions.json"),
+                .layout
+                .restore_partitions_key(&backup_id, &restore_id),
         })
     }
 

@@ -154,7 +154,8 @@ pub async fn report(
             .get_json(
                 &drill
                     .backup
-                    .restore_key(backup, drill_key, "partitions.json"),
+                    .layout
+                    .restore_partitions_key(backup, drill_key),
             )
             .await?
             .unwrap_or_default();
