@@ -108,6 +108,9 @@ struct Measured {
     startup_seconds: Option<f64>,
     /// Where the machine's core-seconds went meanwhile ([`CpuSample::since`]).
     cpu_core_seconds: Value,
+    /// A restore-partition invocation's own account: how long it waited for the backup's
+    /// records and for the target's acknowledgements.
+    waited: Option<Value>,
 }
 
 /// The wall clock and the CPU account of one path, started together.
@@ -137,6 +140,7 @@ impl Clock {
             peak_rss_kib: BTreeMap::new(),
             startup_seconds: None,
             cpu_core_seconds: CpuSample::take(accounted_apart()).since(&self.cpu, seconds),
+            waited: None,
         }
     }
 }
@@ -174,6 +178,7 @@ impl Measured {
             "mb_per_s": self.mb_per_s(),
             "startup_seconds": self.startup_seconds,
             "cpu_core_seconds": self.cpu_core_seconds,
+            "waited": self.waited,
             "peak_rss_mib": self.peak_rss_kib.iter()
                 .map(|(process, kib)| (process.to_string(), json!(*kib as f64 / 1024.0)))
                 .collect::<serde_json::Map<_, _>>(),
@@ -681,6 +686,7 @@ async fn restore_partition_binary(
     assert_eq!(invocation.function_error, None, "{}", invocation.payload);
     assert_eq!(invocation.payload["done"], true, "{}", invocation.payload);
     assert_eq!(invocation.payload["produced"], data.partitions[0].len());
+    measured.waited = Some(invocation.payload["waited"].clone());
     measured.peak_rss_kib.insert(
         "restore-partition",
         functions.host.function_peak_rss_kib("restore-partition"),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::{Fixture, TOPIC, record, time_cut};
 use restore::RestoreError;
-use restore::partition::target::MemoryTargetWriter;
+use restore::partition::target::{MemoryTargetWriter, TargetWriter};
 use restore::partition::{
-    Pacing, PartitionProgress, PartitionReport, latest_progress, restore_partition,
+    Pacing, PartitionProgress, PartitionReport, Waited, latest_progress, restore_partition,
 };
 use restore::plan::PartitionTask;
 use restore::request::{Cut, CutMode};
@@ -356,4 +356,82 @@ async fn a_second_invocation_produces_nothing_while_the_first_holds_the_partitio
         "a lease past its holder's deadline does not block"
     );
     assert_eq!(restored(&target).len(), 100);
+}
+
+/// A target that takes `delay` to accept each batch, as a slow cluster does.
+struct SlowTarget {
+    records: MemoryTargetWriter,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl TargetWriter for SlowTarget {
+    async fn end_offset(&self, topic: &str, partition: i32) -> restore::Result<i64> {
+        self.records.end_offset(topic, partition).await
+    }
+
+    async fn read_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> restore::Result<Option<Record>> {
+        self.records.read_record(topic, partition, offset).await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        partition: i32,
+        records: &[Record],
+    ) -> restore::Result<Vec<i64>> {
+        tokio::time::sleep(self.delay).await;
+        self.records.send(topic, partition, records).await
+    }
+
+    async fn flush(&self) -> restore::Result<Vec<i64>> {
+        self.records.flush().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_says_how_long_the_restore_waited_for_the_target_and_for_the_backup() {
+    let fixture = Fixture::new();
+    let all: Vec<Record> = (0..100).map(|o| record(o, 1_000 + o)).collect();
+    fixture.segment(0, &all, 1, true).await;
+    let task = fixture.task(0, 0, 100, time_cut(FAR));
+    let target = SlowTarget {
+        records: MemoryTargetWriter::new(),
+        delay: Duration::from_millis(40),
+    };
+    let restore_id = RestoreId::parse("r1").unwrap();
+    let restore = || {
+        restore_partition(
+            &fixture.backup,
+            &target,
+            &fixture.backup_id,
+            &restore_id,
+            &task,
+            FAR,
+            pacing(25),
+        )
+    };
+    let report = restore().await.unwrap();
+    assert!(report.done);
+    assert!(
+        report.waited.for_target_ms >= 4 * 40,
+        "four batches, each accepted after 40 ms: {:?}",
+        report.waited
+    );
+    assert!(
+        report.waited.for_backup_ms < report.waited.for_target_ms,
+        "the records were ready long before the target took them: {:?}",
+        report.waited
+    );
+    let again = restore().await.unwrap();
+    assert_eq!(
+        again.waited,
+        Waited::default(),
+        "a finished partition produces nothing and waits for nothing"
+    );
 }

@@ -13,7 +13,7 @@ pub mod lease;
 pub mod scan;
 pub mod target;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tidemark_core::layout::{BackupId, PartitionId, ProgressKey, RestoreId};
@@ -90,6 +90,18 @@ pub struct PartitionReport {
     /// Records found on the target that an earlier, interrupted invocation had produced.
     pub recovered: u64,
     pub next_source_offset: i64,
+    /// Where this invocation's time went while it produced: waiting for the backup's records
+    /// (segment reads and decoding) and for the target's acknowledgements. A slow restore is
+    /// the slower side's.
+    #[serde(default)]
+    pub waited: Waited,
+}
+
+/// Milliseconds a partition restore spent waiting on each side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waited {
+    pub for_backup_ms: u64,
+    pub for_target_ms: u64,
 }
 
 /// How an invocation paces itself.
@@ -212,7 +224,7 @@ async fn restore_leased(
     .await?
     .unwrap_or_else(|| PartitionProgress::initial(task));
     if progress.done {
-        return Ok(report(&progress, 0, 0));
+        return Ok(report(&progress, 0, 0, Waited::default()));
     }
     let topic = &task.target_topic;
     let partition = task.partition;
@@ -281,6 +293,7 @@ async fn restore_leased(
     let mut batch = Vec::with_capacity(pacing.batch_records);
     let reserve_ms = pacing.deadline_reserve.as_millis() as i64;
     let mut batches = 0u64;
+    let (mut for_backup, mut for_target) = (Duration::ZERO, Duration::ZERO);
     let done = loop {
         // At least one batch per invocation, so every invocation makes progress.
         if batches > 0 && now_ms() + reserve_ms >= deadline_ms {
@@ -289,6 +302,7 @@ async fn restore_leased(
         batches += 1;
         batch.clear();
         let mut exhausted = false;
+        let reading = Instant::now();
         while batch.len() < pacing.batch_records {
             match scanner.next().await? {
                 Some(record) => batch.push(record),
@@ -298,9 +312,12 @@ async fn restore_leased(
                 }
             }
         }
+        for_backup += reading.elapsed();
         if !batch.is_empty() {
             unacknowledged.extend(batch.iter().map(|record| record.offset));
+            let sending = Instant::now();
             let acknowledged = target.send(topic, partition, &batch).await?;
+            for_target += sending.elapsed();
             // The producer copied them: their buffers are decoded into again.
             scanner.recycle(std::mem::replace(
                 &mut batch,
@@ -319,7 +336,9 @@ async fn restore_leased(
         }
     };
     // Only acknowledged records count: the progress never runs ahead of the target.
+    let flushing = Instant::now();
     let acknowledged = target.flush().await?;
+    for_target += flushing.elapsed();
     produced_now += acknowledge(
         &mut progress,
         &mut unacknowledged,
@@ -341,7 +360,11 @@ async fn restore_leased(
         },
     );
     backup.put_json_once(&key, &progress).await?;
-    Ok(report(&progress, produced_now, recovered))
+    let waited = Waited {
+        for_backup_ms: for_backup.as_millis() as u64,
+        for_target_ms: for_target.as_millis() as u64,
+    };
+    Ok(report(&progress, produced_now, recovered, waited))
 }
 
 /// Maps acknowledged records to their target offsets, in order, checking each landed right
@@ -371,13 +394,19 @@ fn acknowledge(
     Ok(acknowledged.len() as u64)
 }
 
-fn report(progress: &PartitionProgress, produced_now: u64, recovered: u64) -> PartitionReport {
+fn report(
+    progress: &PartitionProgress,
+    produced_now: u64,
+    recovered: u64,
+    waited: Waited,
+) -> PartitionReport {
     PartitionReport {
         done: progress.done,
         produced: progress.produced,
         produced_now,
         recovered,
         next_source_offset: progress.next_source_offset,
+        waited,
     }
 }
 
@@ -458,6 +487,8 @@ pub async fn handle(
         produced_now = report.produced_now,
         recovered = report.recovered,
         done = report.done,
+        waited_for_backup_ms = report.waited.for_backup_ms,
+        waited_for_target_ms = report.waited.for_target_ms,
         "partition restore step"
     );
     Ok(report)
