@@ -350,6 +350,11 @@ async fn produce_from_memory(
                 .unwrap()
         })
         .collect();
+    // As a restore does before it produces: reading the partition's end also connects the
+    // producer, which then gets its producer id without waiting for its 500 ms retry.
+    for (partition, writer) in writers.iter().enumerate() {
+        writer.end_offset(topic, partition as i32).await.unwrap();
+    }
     let clock = Clock::start();
     futures::future::join_all(writers.iter().enumerate().map(|(partition, writer)| {
         let records = &data.partitions[partition];

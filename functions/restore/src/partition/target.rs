@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_core::kafka::KafkaConnection;
@@ -98,7 +98,14 @@ impl TargetWriter for KafkaTargetWriter {
     async fn end_offset(&self, topic: &str, partition: i32) -> Result<i64> {
         let connection = self.connection.clone();
         let topic = topic.to_owned();
+        let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
+            // The idempotent producer asks for its producer id only from a broker it is already
+            // connected to, and retries every 500 ms: created idle, it sent nothing for 0.5-1 s.
+            // A metadata request connects it now; its errors are the watermarks' to report.
+            let _ = producer
+                .client()
+                .fetch_metadata(Some(&topic), connection.request_timeout);
             let consumer = client::consumer(&connection, "tidemark-restore-partition", None)?;
             let (_, high) = consumer
                 .fetch_watermarks(&topic, partition, connection.request_timeout)
