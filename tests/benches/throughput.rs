@@ -351,7 +351,8 @@ async fn produce_from_memory(
         })
         .collect();
     // As a restore does before it produces: reading the partition's end also connects the
-    // producer, which then gets its producer id without waiting for its 500 ms retry.
+    // producer, which then gets its producer id at librdkafka's first 500 ms retry, not a
+    // later one. Both paths include that one wait.
     for (partition, writer) in writers.iter().enumerate() {
         writer.end_offset(topic, partition as i32).await.unwrap();
     }
