@@ -100,9 +100,11 @@ async fn main() -> anyhow::Result<()> {
         .set("isolation.level", "read_committed")
         // librdkafka's default 1 s fetch-queue backoff caps throughput far below the broker's.
         .set("fetch.queue.backoff.ms", "10")
-        // The prefetch queue: librdkafka's default (64 MiB) is memory the bridge does not need;
-        // 16 MiB kept the bench's throughput, 8 MiB lost a fifth of it.
-        .set("queued.max.messages.kbytes", "16384")
+        // The prefetch queue: librdkafka's default (64 MiB) is memory the bridge does not need.
+        // It counts record bytes only; each queued MiB held 3.5-4 MiB of the bridge's RSS, and
+        // 8 MiB kept the throughput of 16 MiB
+        // (benches/results/2026-12-06-bridge-prefetch-queue-ab.txt).
+        .set("queued.max.messages.kbytes", "8192")
         // A batch may be retried for a long time; staying in the group meanwhile keeps order.
         .set("max.poll.interval.ms", "86400000");
     for property in &args.consumer_properties {
