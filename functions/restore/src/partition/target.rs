@@ -100,18 +100,22 @@ impl TargetWriter for KafkaTargetWriter {
         let topic = topic.to_owned();
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
-            // The idempotent producer asks for its producer id only from a broker it is already
-            // connected to, and retries every 500 ms: created idle, it sent nothing for 0.5-1 s.
-            // A metadata request connects it now; its errors are the watermarks' to report.
-            let _ = producer
-                .client()
-                .fetch_metadata(Some(&topic), connection.request_timeout);
+            // Not the producer's own client: librdkafka lists offsets at the client's isolation
+            // level, a consumer-only setting a producer leaves at read_committed, which would
+            // give the last stable offset rather than the log's end.
             let consumer = client::consumer(&connection, "tidemark-restore-partition", None)?;
             let (_, high) = consumer
                 .fetch_watermarks(&topic, partition, connection.request_timeout)
                 .map_err(|error| {
                     client::describe_failure("read watermarks", &connection, Some(&consumer), error)
                 })?;
+            // The idempotent producer asks for its producer id only from a broker it is already
+            // connected to, and retries every 500 ms: created idle, it sent nothing for 0.5-1 s.
+            // A metadata request connects it now. The cluster has just answered the consumer,
+            // so an error here is left to the first send to report.
+            let _ = producer
+                .client()
+                .fetch_metadata(Some(&topic), connection.request_timeout);
             Ok(high)
         })
         .await
