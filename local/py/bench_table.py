@@ -90,6 +90,9 @@ def table(handler, run):
         path = paths[key]
         if shown is None:
             shown = "1.00× (baseline)" if ratio is None else f"{ratio:.2f}×"
+        runs = path.get("runs_mb_per_s")
+        if runs:
+            name += f" (median of {len(runs)} runs: " + ", ".join(f"{r:.1f}" for r in runs) + " MB/s)"
         lines.append(
             f"| {name} | {path['seconds']:.2f} | {path['mb_per_s']:.1f} | {shown} | {rss(path)} |"
         )
