@@ -111,8 +111,10 @@ impl TargetWriter for KafkaTargetWriter {
                 })?;
             // The idempotent producer asks for its producer id only from a broker it is already
             // connected to, and retries every 500 ms: created idle, it sent nothing for 0.5-1 s.
-            // A metadata request connects it now. The cluster has just answered the consumer,
-            // so an error here is left to the first send to report.
+            // A metadata request connects it; answered once the connection is up (after the
+            // consumer's query, not before it), it also makes librdkafka ask for the id at once
+            // (benches/results/2026-12-06-restore-producer-id-order.txt). The cluster has just
+            // answered the consumer, so an error here is left to the first send to report.
             let _ = producer
                 .client()
                 .fetch_metadata(Some(&topic), connection.request_timeout);
