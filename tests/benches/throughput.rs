@@ -55,9 +55,9 @@ const PRODUCE_BATCH: usize = 5_000;
 /// How often progress is read while a path runs (checkpoints, committed offsets).
 const POLL: Duration = Duration::from_millis(50);
 const LIMIT: Duration = Duration::from_secs(600);
-/// Runs of each short path: the restore-partition binary and its baseline take a few seconds,
-/// half a second of it the producer id's wait, and a single run of each was decided by the VM's
-/// jitter (0.63x to 1.14x of the same binaries). Their medians are compared.
+/// Runs of each short path: the restore-partition binary and its baseline take a few seconds
+/// each, and a single run of each was decided by the VM's jitter (0.63x to 1.14x of the same
+/// binaries). Their medians are compared.
 const SHORT_PATH_RUNS: usize = 3;
 
 struct DataSet {
@@ -396,8 +396,8 @@ async fn produce_from_memory(
         })
         .collect();
     // As a restore does before it produces: reading the partition's end also connects the
-    // producer, which then gets its producer id at librdkafka's first 500 ms retry, not a
-    // later one. Both paths include that one wait.
+    // producer, which then asks for its producer id on the metadata answer rather than at
+    // librdkafka's 500 ms retry (benches/results/2026-12-06-restore-producer-id-order.txt).
     for (partition, writer) in writers.iter().enumerate() {
         writer.end_offset(topic, partition as i32).await.unwrap();
     }
