@@ -2,7 +2,8 @@
 //! CRC32C, zstd-3) against plain zstd-3 of the same record bytes, in the same run, plus the
 //! peak RSS of a process that does only the handler's work, and the cost of sealing the
 //! segments (client-side AES-256-GCM) and of shredding them (crypto-shredding: each keyed record
-//! sealed under its key's data key), in time, stored bytes and key-service calls.
+//! sealed under its key's data key), in time, stored bytes and key-service calls; and the
+//! restore's side, decoding the same segments, against plain zstd decompression of their bodies.
 //!
 //! `cargo bench -p backup-writer --bench handler_cpu` (see docs/benchmarks.md).
 
@@ -19,7 +20,7 @@ use tidemark_core::event::{
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::Record;
 use tidemark_core::segment::encryption::{DATA_KEY_LEN, DataKey, seal};
-use tidemark_core::segment::{EncodedSegment, SegmentReader};
+use tidemark_core::segment::{EncodedSegment, SegmentReader, verify_stored_segment};
 
 const EVENT_BYTES: usize = 6 * 1024 * 1024;
 const PARTITIONS: i32 = 4;
@@ -260,6 +261,7 @@ fn main() {
     };
 
     let shredding = shredding_cost(iterations, &segments);
+    let reading = reading_cost(iterations, &segments, raw.len());
 
     let mb_per_s = |duration: Duration| raw.len() as f64 / duration.as_secs_f64() / 1e6;
     let ms = |duration: Duration| duration.as_secs_f64() * 1e3;
@@ -300,6 +302,7 @@ fn main() {
             "segments_without_key_filters":
                 raw.len() as f64 / (single_bytes as u64 - key_filter_bytes) as f64,
         },
+        "reading": reading,
         "shredding": {
             "median_ms": ms(shredding.median),
             "vs_plain_zstd3": plain.as_secs_f64() / shredding.median.as_secs_f64(),
@@ -323,6 +326,72 @@ fn main() {
         )
         .expect("writing the results");
     }
+}
+
+/// The restore's read path on the event's segments: each stored segment checked whole, then
+/// decoded record by record into one reused record, against plain zstd decompression of the
+/// same bodies into a buffer of their declared size (the least any reader must do).
+fn reading_cost(
+    iterations: usize,
+    segments: &[EncodedSegment],
+    raw_len: usize,
+) -> serde_json::Value {
+    let bodies: Vec<(&[u8], usize)> = segments
+        .iter()
+        .map(|segment| {
+            let start = segment.header.header_len();
+            let end = start + segment.header.body_len as usize;
+            (
+                &segment.bytes[start..end],
+                segment.header.uncompressed_len as usize,
+            )
+        })
+        .collect();
+    let mut decompressor = zstd::bulk::Decompressor::new().unwrap();
+    let mut plain = Vec::new();
+    let mut record = Record::empty();
+    let measured = measure_interleaved(
+        iterations,
+        &mut [
+            &mut || {
+                bodies
+                    .iter()
+                    .map(|(body, len)| {
+                        plain.clear();
+                        plain.reserve(*len);
+                        decompressor.decompress_to_buffer(body, &mut plain).unwrap()
+                    })
+                    .sum()
+            },
+            &mut || {
+                let mut records = 0;
+                for segment in segments {
+                    verify_stored_segment(&segment.bytes).unwrap();
+                    let mut reader = SegmentReader::open(segment.bytes.as_ref()).unwrap();
+                    while reader.next_record_into(&mut record).unwrap() {
+                        records += 1;
+                    }
+                }
+                records
+            },
+        ],
+    );
+    let [(plain_decompress, _), (segment_read, _)] = measured[..] else {
+        unreachable!("two paths measured")
+    };
+    let mb_per_s = |duration: Duration| raw_len as f64 / duration.as_secs_f64() / 1e6;
+    json!({
+        "plain_zstd_decompress": {
+            "median_ms": plain_decompress.as_secs_f64() * 1e3,
+            "mb_per_s": mb_per_s(plain_decompress),
+        },
+        "segment_reader": {
+            "median_ms": segment_read.as_secs_f64() * 1e3,
+            "mb_per_s": mb_per_s(segment_read),
+            "vs_plain_zstd_decompress":
+                plain_decompress.as_secs_f64() / segment_read.as_secs_f64(),
+        },
+    })
 }
 
 struct ShreddingCost {
