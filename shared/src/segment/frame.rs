@@ -185,6 +185,14 @@ pub(super) fn read_length_prefix(
     Ok(Cursor { bytes: prefix }.uvarint("length").ok())
 }
 
+/// A compact frame's length prefix at the start of `bytes`: the frame's length and the
+/// prefix's. `None` when the varint is invalid or cut short.
+pub(super) fn split_length_prefix(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut cursor = Cursor { bytes };
+    let frame_len = cursor.uvarint("length").ok()?;
+    Some((frame_len, bytes.len() - cursor.bytes.len()))
+}
+
 /// Parses one version 1 frame (without its length prefix) into `record`, reusing its buffers.
 /// Errors are short reasons for the caller.
 pub(super) fn parse_fixed(frame: &[u8], record: &mut Record) -> std::result::Result<(), String> {
@@ -199,9 +207,9 @@ pub(super) fn parse_fixed(frame: &[u8], record: &mut Record) -> std::result::Res
     cursor.headers_fit(header_count, 8)?;
     for position in 0..header_count as usize {
         let key_len = u32::from_be_bytes(cursor.array("header key length")?) as usize;
-        let key = cursor.utf8(key_len)?;
+        let key = cursor.take(key_len, "header key")?;
         let value = cursor.fixed_nullable("header value")?;
-        set_header(record, position, key, value);
+        set_header(record, position, key, value)?;
     }
     record.headers.truncate(header_count as usize);
     cursor.end()
@@ -230,26 +238,41 @@ pub(super) fn parse_compact(
     cursor.headers_fit(header_count, 2)?;
     for position in 0..header_count as usize {
         let key_len = cursor.uvarint("header key length")?;
-        let key = cursor.utf8(usize::try_from(key_len).unwrap_or(usize::MAX))?;
+        let key = cursor.take(usize::try_from(key_len).unwrap_or(usize::MAX), "header key")?;
         let value = cursor.compact_nullable("header value")?;
-        set_header(record, position, key, value);
+        set_header(record, position, key, value)?;
     }
     record.headers.truncate(header_count as usize);
     cursor.end()
 }
 
-fn set_header(record: &mut Record, position: usize, key: &str, value: Option<&[u8]>) {
+/// Header key `key` (checked to be UTF-8) and `value` into the record's header at `position`.
+/// A record mostly carries the keys of the record decoded before into the same buffers: an
+/// equal key is already known to be UTF-8 and is neither checked nor copied again.
+fn set_header(
+    record: &mut Record,
+    position: usize,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> std::result::Result<(), String> {
     match record.headers.get_mut(position) {
         Some(header) => {
-            header.key.clear();
-            header.key.push_str(key);
+            if header.key.as_bytes() != key {
+                header.key.clear();
+                header.key.push_str(utf8_key(key)?);
+            }
             set_nullable(&mut header.value, value);
         }
         None => record.headers.push(Header {
-            key: key.to_owned(),
+            key: utf8_key(key)?.to_owned(),
             value: value.map(<[u8]>::to_vec),
         }),
     }
+    Ok(())
+}
+
+fn utf8_key(key: &[u8]) -> std::result::Result<&str, String> {
+    std::str::from_utf8(key).map_err(|_| "header key is not valid UTF-8".to_owned())
 }
 
 /// Copies `bytes` into `target`, keeping its buffer; `None` is null.
@@ -285,11 +308,6 @@ impl<'a> Cursor<'a> {
     fn timestamp_type(&mut self) -> std::result::Result<TimestampType, String> {
         let [code] = self.array("timestamp type")?;
         TimestampType::from_code(code).ok_or_else(|| format!("unknown timestamp type {code}"))
-    }
-
-    fn utf8(&mut self, len: usize) -> std::result::Result<&'a str, String> {
-        std::str::from_utf8(self.take(len, "header key")?)
-            .map_err(|_| "header key is not valid UTF-8".to_owned())
     }
 
     fn headers_fit(&self, count: u64, min_len: u64) -> std::result::Result<(), String> {

@@ -25,11 +25,23 @@ fn encode(records: &[Record]) -> EncodedSegment {
     encoder.finish().unwrap()
 }
 
+/// Decodes `bytes` with the body read whole and streamed: both must give the same records, or
+/// both refuse the segment.
 fn decode(bytes: &[u8]) -> crate::Result<(SegmentHeader, Vec<Record>)> {
-    let reader = SegmentReader::open(bytes)?;
-    let header = reader.header().clone();
-    let records = reader.collect::<crate::Result<Vec<_>>>()?;
-    Ok((header, records))
+    let read_all = |reader: crate::Result<SegmentReader<&[u8]>>| {
+        let reader = reader?;
+        let header = reader.header().clone();
+        let records = reader.collect::<crate::Result<Vec<_>>>()?;
+        Ok::<_, Error>((header, records))
+    };
+    let whole = read_all(SegmentReader::open(bytes));
+    let streamed = read_all(SegmentReader::open_streamed(bytes));
+    match (&whole, &streamed) {
+        (Ok(whole), Ok(streamed)) => assert_eq!(whole, streamed, "read whole and streamed"),
+        (Err(_), Err(_)) => {}
+        _ => panic!("read whole: {whole:?}\nstreamed: {streamed:?}"),
+    }
+    whole
 }
 
 #[test]
@@ -285,10 +297,12 @@ fn reading_streams_without_holding_the_decompressed_body() {
     while let Some(record) = reader.next_record().unwrap() {
         assert_eq!(record.value.as_deref(), Some(value.as_slice()));
         count += 1;
+        let frame_capacity = reader
+            .frame_capacity()
+            .expect("a body this large is streamed");
         assert!(
-            reader.frame_capacity() < 2 * 65 * 1024,
-            "frame buffer grew to {}",
-            reader.frame_capacity()
+            frame_capacity < 2 * 65 * 1024,
+            "frame buffer grew to {frame_capacity}"
         );
     }
     assert_eq!(count, 1024);
@@ -380,6 +394,64 @@ fn stored_segment_check_catches_body_damage_before_decoding() {
         verify_stored_segment(&longer),
         Err(Error::CorruptSegment(_))
     ));
+}
+
+#[test]
+fn a_batch_sized_body_is_read_whole_and_a_larger_one_streamed() {
+    let value = vec![3u8; 1024];
+    let segment_of = |records: i64| {
+        let mut encoder = SegmentEncoder::new("sizes", 0, 1).unwrap();
+        for offset in 0..records {
+            encoder
+                .push(&Record {
+                    value: Some(value.clone()),
+                    ..record(offset)
+                })
+                .unwrap();
+        }
+        encoder.finish().unwrap()
+    };
+    let batch = segment_of(4 * 1024);
+    let reader = SegmentReader::open(batch.bytes.as_ref()).unwrap();
+    assert_eq!(reader.frame_capacity(), None, "read whole");
+    let large = segment_of(16 * 1024);
+    assert!(large.header.uncompressed_len > reader::WHOLE_BODY_MAX);
+    let reader = SegmentReader::open(large.bytes.as_ref()).unwrap();
+    assert!(reader.frame_capacity().is_some(), "streamed");
+    for segment in [batch, large] {
+        let records = SegmentReader::open(segment.bytes.as_ref())
+            .unwrap()
+            .collect::<crate::Result<Vec<_>>>()
+            .unwrap();
+        assert_eq!(records.len() as u32, segment.header.record_count);
+    }
+}
+
+#[test]
+fn a_body_holding_more_than_its_one_zstd_frame_is_refused() {
+    // A skippable frame after the records' frame, the header's body length and checksum made
+    // to match: the stored-object check passes, decoding must not.
+    let encoded = encode(&(0..20).map(record).collect::<Vec<_>>());
+    let body_start = encoded.header.header_len();
+    let body_end = encoded.header.body_end() as usize;
+    let mut body = encoded.bytes[body_start..body_end].to_vec();
+    body.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    body.extend_from_slice(&4u32.to_le_bytes());
+    body.extend_from_slice(b"junk");
+    let header = SegmentHeader {
+        body_len: body.len() as u64,
+        body_crc32c: crc32c::crc32c(&body),
+        ..encoded.header.clone()
+    };
+    let mut bytes = header.encode().unwrap();
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&encoded.bytes[body_end..]);
+    verify_stored_segment(&bytes).unwrap();
+    let error = decode(&bytes).unwrap_err();
+    assert!(
+        error.to_string().contains("12 stored body bytes follow"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -228,7 +228,27 @@ async fn restore_leased(
     }
     let topic = &task.target_topic;
     let partition = task.partition;
-    let end = target.end_offset(topic, partition).await?;
+    let id = PartitionId::new(backup_id.clone(), task.source_topic.clone(), partition)
+        .in_generation(task.generation);
+    // The target's end and the backup's segments come from different services: asked at
+    // once, and the first segments fetched while the target answers. Nothing is produced
+    // before both are known.
+    let start_scan = async {
+        let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
+        check_not_expired(backup, &id, task, progress.next_source_offset).await?;
+        Ok(Scanner::start(
+            backup.clone(),
+            id.backup_id.clone(),
+            task.clone(),
+            segments,
+            scan::ScanStart {
+                from: progress.next_source_offset,
+                started: progress.produced > 0,
+                prefetch_segments: pacing.prefetch_segments,
+            },
+        ))
+    };
+    let (end, mut scanner) = tokio::try_join!(target.end_offset(topic, partition), start_scan)?;
     let expected_end = progress.target_end();
     if end < expected_end {
         return Err(RestoreError::TargetChanged(format!(
@@ -236,22 +256,6 @@ async fn restore_leased(
              {expected_end}: records were deleted or the topic was recreated"
         )));
     }
-
-    let id = PartitionId::new(backup_id.clone(), task.source_topic.clone(), partition)
-        .in_generation(task.generation);
-    let (segments, _) = backup.segments(&id, Some(task.segment_source)).await?;
-    check_not_expired(backup, &id, task, progress.next_source_offset).await?;
-    let mut scanner = Scanner::start(
-        backup.clone(),
-        id.backup_id.clone(),
-        task.clone(),
-        segments,
-        scan::ScanStart {
-            from: progress.next_source_offset,
-            started: progress.produced > 0,
-            prefetch_segments: pacing.prefetch_segments,
-        },
-    );
 
     // Records past what the progress says were produced by an invocation that died first.
     let recovered = (end - expected_end) as u64;

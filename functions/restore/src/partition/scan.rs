@@ -1,7 +1,8 @@
 //! The source side of a partition restore: the backed-up records a task selects, in offset
 //! order, each once. Segments are read one at a time on a blocking thread: the stored object
 //! is checked whole (header, length, body CRC32C) before any of its records is let through,
-//! then decoded record by record, never the whole decompressed segment at once.
+//! then decoded record by record (a batch's segment decompressed whole, a larger one
+//! streamed: `tidemark_core::segment::SegmentReader`).
 
 use tidemark_core::layout::BackupId;
 use tidemark_core::segment::{Record, SegmentReader, verify_stored_segment};

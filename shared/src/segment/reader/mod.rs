@@ -1,38 +1,27 @@
-//! Streaming segment decoding: one record in memory at a time, every claim of the header checked.
+//! Segment decoding, every claim of the header checked. A body of up to [`WHOLE_BODY_MAX`]
+//! decompressed bytes (every batch's segment) is decompressed in one call and its records
+//! parsed where they lie; a larger one (compaction's) is streamed, one record in memory at a
+//! time.
 
-use std::io::{BufReader, Read, Take};
+mod streamed;
+mod whole;
+
+use std::io::Read;
 
 use super::frame::{self, Framing, Previous};
-use super::header::{Compression, SegmentHeader};
+use super::header::SegmentHeader;
 use super::record::Record;
 use crate::error::{Error, Result};
+use streamed::StreamedBody;
+use whole::WholeBody;
 
-/// The stored body bytes, folded into a CRC32C as they are read.
-struct ChecksummedBody<R: Read> {
-    inner: Take<R>,
-    crc32c: u32,
-}
+/// Largest declared decompressed body read whole: four times a 6 MB event's records, well
+/// inside a 128 MB function beside the segments fetched ahead.
+pub(super) const WHOLE_BODY_MAX: u64 = 16 * 1024 * 1024;
 
-impl<R: Read> Read for ChecksummedBody<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.crc32c = crc32c::crc32c_append(self.crc32c, &buf[..read]);
-        Ok(read)
-    }
-}
-
-enum Body<R: Read> {
-    Zstd(zstd::stream::read::Decoder<'static, BufReader<ChecksummedBody<R>>>),
-    Plain(ChecksummedBody<R>),
-}
-
-impl<R: Read> Read for Body<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Body::Zstd(decoder) => decoder.read(buf),
-            Body::Plain(take) => take.read(buf),
-        }
-    }
+enum Frames<R: Read> {
+    Whole(WholeBody<R>),
+    Streamed(StreamedBody<R>),
 }
 
 /// Reads a segment record by record from any byte source (a file, an S3 body, a slice).
@@ -43,51 +32,43 @@ impl<R: Read> Read for Body<R> {
 pub struct SegmentReader<R: Read> {
     header: SegmentHeader,
     framing: Framing,
-    /// Decompressed in large reads, so the small reads of frame lengths cost little.
-    body: BufReader<Body<R>>,
-    records_crc32c: u32,
-    consumed: u64,
+    frames: Frames<R>,
     records_read: u32,
     previous: Option<Previous>,
-    frame: Vec<u8>,
-    length_prefix: Vec<u8>,
     done: bool,
 }
 
-/// Decompressed bytes read ahead of the frame being parsed.
-const DECOMPRESSED_READ_AHEAD: usize = 64 * 1024;
-
 impl<R: Read> SegmentReader<R> {
-    /// Reads and checks the header; records are decoded lazily by [`Self::next_record`].
-    pub fn open(mut source: R) -> Result<Self> {
+    /// Reads and checks the header, and a body read whole; records are decoded lazily by
+    /// [`Self::next_record`].
+    pub fn open(source: R) -> Result<Self> {
+        Self::open_reading_whole_up_to(source, WHOLE_BODY_MAX)
+    }
+
+    /// [`Self::open`], streaming every body: tests read each segment both ways.
+    #[cfg(test)]
+    pub(super) fn open_streamed(source: R) -> Result<Self> {
+        Self::open_reading_whole_up_to(source, 0)
+    }
+
+    fn open_reading_whole_up_to(mut source: R, whole_body_max: u64) -> Result<Self> {
         let header = SegmentHeader::read_from(&mut source)?;
         if header.encryption.is_some() {
             return Err(Error::Encryption(
                 "the segment body is sealed: open it with its data key first".into(),
             ));
         }
-        let body = ChecksummedBody {
-            inner: source.take(header.body_len),
-            crc32c: 0,
-        };
-        let body = match header.compression {
-            Compression::Zstd => {
-                let mut decoder = zstd::stream::read::Decoder::new(body).map_err(map_body_error)?;
-                decoder = decoder.single_frame();
-                Body::Zstd(decoder)
-            }
-            Compression::None => Body::Plain(body),
+        let frames = if header.uncompressed_len <= whole_body_max {
+            Frames::Whole(WholeBody::open(source, &header)?)
+        } else {
+            Frames::Streamed(StreamedBody::open(source, &header)?)
         };
         Ok(SegmentReader {
             framing: Framing::of_version(header.format_version),
             header,
-            body: BufReader::with_capacity(DECOMPRESSED_READ_AHEAD, body),
-            records_crc32c: 0,
-            consumed: 0,
+            frames,
             records_read: 0,
             previous: None,
-            frame: Vec::new(),
-            length_prefix: Vec::with_capacity(10),
             done: false,
         })
     }
@@ -96,9 +77,13 @@ impl<R: Read> SegmentReader<R> {
         &self.header
     }
 
+    /// The streamed body's frame buffer; `None` for a body read whole.
     #[cfg(test)]
-    pub(super) fn frame_capacity(&self) -> usize {
-        self.frame.capacity()
+    pub(super) fn frame_capacity(&self) -> Option<usize> {
+        match &self.frames {
+            Frames::Whole(_) => None,
+            Frames::Streamed(body) => Some(body.frame_capacity()),
+        }
     }
 
     /// The next record, or `None` after the last one once the whole segment checked out.
@@ -126,76 +111,22 @@ impl<R: Read> SegmentReader<R> {
     }
 
     fn read_frame_into(&mut self, record: &mut Record) -> Result<()> {
-        let remaining = self.header.uncompressed_len - self.consumed;
-        let ends_early = || {
-            Error::CorruptSegment(format!(
-                "body ends after {} of {} declared records",
-                self.records_read, self.header.record_count
-            ))
+        let (header, records_read) = (&self.header, self.records_read);
+        let frame = match &mut self.frames {
+            Frames::Whole(body) => body.next_frame(self.framing, header, records_read)?,
+            Frames::Streamed(body) => body.next_frame(self.framing, header, records_read)?,
         };
-        self.length_prefix.clear();
-        let frame_len = match self.framing {
-            Framing::Fixed => {
-                if remaining < 4 {
-                    return Err(ends_early());
-                }
-                let mut length = [0u8; 4];
-                self.body.read_exact(&mut length).map_err(map_body_error)?;
-                self.length_prefix.extend_from_slice(&length);
-                u64::from(u32::from_be_bytes(length))
-            }
-            Framing::Compact => {
-                if remaining == 0 {
-                    return Err(ends_early());
-                }
-                frame::read_length_prefix(&mut self.body, &mut self.length_prefix)
-                    .map_err(map_body_error)?
-                    .ok_or_else(|| {
-                        Error::CorruptSegment(format!(
-                            "record {} has an invalid length",
-                            self.records_read
-                        ))
-                    })?
-            }
-        };
-        let prefix_len = self.length_prefix.len() as u64;
-        if prefix_len > remaining || frame_len > remaining - prefix_len {
-            return Err(Error::CorruptSegment(format!(
-                "record {} claims {frame_len} bytes but only {} remain in the body",
-                self.records_read,
-                remaining.saturating_sub(prefix_len)
-            )));
-        }
-        self.frame.clear();
-        // `take` + `read_to_end` grows the buffer only as bytes arrive, so a lying length
-        // cannot make us allocate more than the body really holds.
-        let read = (&mut self.body)
-            .take(frame_len)
-            .read_to_end(&mut self.frame)
-            .map_err(map_body_error)?;
-        if read as u64 != frame_len {
-            return Err(Error::TruncatedSegment(format!(
-                "body ends inside record {}",
-                self.records_read
-            )));
-        }
-        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.length_prefix);
-        self.records_crc32c = crc32c::crc32c_append(self.records_crc32c, &self.frame);
-        self.consumed += prefix_len + frame_len;
         let parsed = match self.framing {
-            Framing::Fixed => frame::parse_fixed(&self.frame, record),
+            Framing::Fixed => frame::parse_fixed(frame, record),
             Framing::Compact => {
                 let previous = self
                     .previous
-                    .unwrap_or(Previous::before_first(self.header.first_offset));
-                frame::parse_compact(&self.frame, previous, record)
+                    .unwrap_or(Previous::before_first(header.first_offset));
+                frame::parse_compact(frame, previous, record)
             }
         };
         parsed.map_err(|reason| {
-            Error::CorruptSegment(format!(
-                "record {} is malformed: {reason}",
-                self.records_read
-            ))
+            Error::CorruptSegment(format!("record {records_read} is malformed: {reason}"))
         })
     }
 
@@ -230,7 +161,8 @@ impl<R: Read> SegmentReader<R> {
         Ok(())
     }
 
-    /// Called after the last declared record: the body must end exactly here and match its CRC.
+    /// Called after the last declared record: the body must end exactly here and match its
+    /// checksums, and the key filter after it its own.
     fn finish(&mut self) -> Result<()> {
         let last_offset = self.previous.map(|previous| previous.offset);
         if last_offset != Some(self.header.last_offset) {
@@ -239,53 +171,10 @@ impl<R: Read> SegmentReader<R> {
                 self.header.last_offset
             )));
         }
-        if self.consumed != self.header.uncompressed_len {
-            return Err(Error::CorruptSegment(format!(
-                "records take {} bytes, header says {}",
-                self.consumed, self.header.uncompressed_len
-            )));
-        }
-        let mut probe = [0u8; 1];
-        if self.body.read(&mut probe).map_err(map_body_error)? != 0 {
-            return Err(Error::CorruptSegment(
-                "body holds bytes after the last record".into(),
-            ));
-        }
-        if self.records_crc32c != self.header.records_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "records checksum mismatch: stored {:#010x}, computed {:#010x}",
-                self.header.records_crc32c, self.records_crc32c
-            )));
-        }
-        let stored_body = match self.body.get_mut() {
-            Body::Zstd(decoder) => {
-                let buffered = decoder.get_mut().buffer().len() as u64;
-                let body = decoder.get_mut().get_mut();
-                // Stored bytes the decoder has not needed are still part of the body.
-                let mut rest = Vec::new();
-                body.read_to_end(&mut rest)?;
-                if buffered + rest.len() as u64 != 0 {
-                    return Err(Error::CorruptSegment(format!(
-                        "{} stored body bytes follow the compressed records",
-                        buffered + rest.len() as u64
-                    )));
-                }
-                body
-            }
-            Body::Plain(body) => body,
+        let source = match &mut self.frames {
+            Frames::Whole(body) => body.finish(&self.header)?,
+            Frames::Streamed(body) => body.finish(&self.header)?,
         };
-        if stored_body.inner.limit() != 0 {
-            return Err(Error::TruncatedSegment(
-                "the body is shorter than its declared length".into(),
-            ));
-        }
-        if stored_body.crc32c != self.header.body_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "body checksum mismatch: stored {:#010x}, computed {:#010x}",
-                self.header.body_crc32c, stored_body.crc32c
-            )));
-        }
-        let source = stored_body.inner.get_mut();
         if let Some(filter) = self
             .header
             .key_filter
@@ -308,7 +197,7 @@ impl<R: Read> SegmentReader<R> {
                 )));
             }
         }
-        if source.read(&mut probe)? != 0 {
+        if source.read(&mut [0u8; 1])? != 0 {
             return Err(Error::CorruptSegment(
                 "bytes follow the declared end of the segment".into(),
             ));

@@ -1,0 +1,136 @@
+//! A body decompressed in one call and checked whole before its first record is read: for
+//! the segments a batch writes (a few MB), where streaming cost more than the decompression
+//! itself (a copy into a read-ahead buffer and another into a frame buffer per record).
+
+use std::io::Read;
+
+use super::map_body_error;
+use crate::error::{Error, Result};
+use crate::segment::frame::{self, Framing};
+use crate::segment::header::{Compression, SegmentHeader};
+
+pub(super) struct WholeBody<R> {
+    /// Every record's frame, length prefixes included.
+    frames: Vec<u8>,
+    consumed: usize,
+    /// The source after the body.
+    rest: R,
+}
+
+impl<R: Read> WholeBody<R> {
+    /// `source` is positioned at the body; the header declares at most
+    /// [`super::WHOLE_BODY_MAX`] decompressed bytes, which bounds what this allocates.
+    pub(super) fn open(mut source: R, header: &SegmentHeader) -> Result<Self> {
+        let mut stored = Vec::new();
+        // Grows only as bytes arrive: a lying body length allocates no more than is there.
+        (&mut source)
+            .take(header.body_len)
+            .read_to_end(&mut stored)
+            .map_err(map_body_error)?;
+        if stored.len() as u64 != header.body_len {
+            return Err(Error::TruncatedSegment(
+                "the body is shorter than its declared length".into(),
+            ));
+        }
+        let computed = crc32c::crc32c(&stored);
+        if computed != header.body_crc32c {
+            return Err(Error::CorruptSegment(format!(
+                "body checksum mismatch: stored {:#010x}, computed {computed:#010x}",
+                header.body_crc32c
+            )));
+        }
+        let frames = match header.compression {
+            Compression::Zstd => decompress(&stored, header.uncompressed_len as usize)?,
+            Compression::None => stored,
+        };
+        if frames.len() as u64 != header.uncompressed_len {
+            return Err(Error::CorruptSegment(format!(
+                "the body holds {} bytes of records, header says {}",
+                frames.len(),
+                header.uncompressed_len
+            )));
+        }
+        let computed = crc32c::crc32c(&frames);
+        if computed != header.records_crc32c {
+            return Err(Error::CorruptSegment(format!(
+                "records checksum mismatch: stored {:#010x}, computed {computed:#010x}",
+                header.records_crc32c
+            )));
+        }
+        Ok(WholeBody {
+            frames,
+            consumed: 0,
+            rest: source,
+        })
+    }
+
+    /// The frame of record number `records_read`, where it lies in the body.
+    pub(super) fn next_frame(
+        &mut self,
+        framing: Framing,
+        header: &SegmentHeader,
+        records_read: u32,
+    ) -> Result<&[u8]> {
+        let remaining = &self.frames[self.consumed..];
+        if remaining.is_empty() {
+            return Err(Error::CorruptSegment(format!(
+                "body ends after {records_read} of {} declared records",
+                header.record_count
+            )));
+        }
+        let invalid_length =
+            || Error::CorruptSegment(format!("record {records_read} has an invalid length"));
+        let (frame_len, prefix_len) = match framing {
+            Framing::Fixed => {
+                let length = remaining.first_chunk::<4>().ok_or_else(invalid_length)?;
+                (u64::from(u32::from_be_bytes(*length)), 4)
+            }
+            Framing::Compact => frame::split_length_prefix(remaining).ok_or_else(invalid_length)?,
+        };
+        let available = remaining.len() - prefix_len;
+        if frame_len > available as u64 {
+            return Err(Error::CorruptSegment(format!(
+                "record {records_read} claims {frame_len} bytes but only {available} remain in \
+                 the body"
+            )));
+        }
+        let start = self.consumed + prefix_len;
+        self.consumed = start + frame_len as usize;
+        Ok(&self.frames[start..self.consumed])
+    }
+
+    /// After the last declared record: the records must fill the body exactly (its checksums
+    /// were checked on opening). Returns the source after the body.
+    pub(super) fn finish(&mut self, header: &SegmentHeader) -> Result<&mut R> {
+        if self.consumed != self.frames.len() {
+            return Err(Error::CorruptSegment(format!(
+                "records take {} bytes, header says {}",
+                self.consumed, header.uncompressed_len
+            )));
+        }
+        Ok(&mut self.rest)
+    }
+}
+
+/// One zstd frame, exactly `stored`, into a buffer of the declared size: a body that
+/// decompresses to more is refused, as are bytes after the frame (a second frame, a skippable
+/// one) that a streaming reader would never have looked at.
+fn decompress(stored: &[u8], declared_len: usize) -> Result<Vec<u8>> {
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(stored).map_err(|code| {
+        Error::CorruptSegment(format!(
+            "body does not decompress: {}",
+            zstd::zstd_safe::get_error_name(code)
+        ))
+    })?;
+    if frame_len != stored.len() {
+        return Err(Error::CorruptSegment(format!(
+            "{} stored body bytes follow the compressed records",
+            stored.len() - frame_len
+        )));
+    }
+    let mut frames = Vec::with_capacity(declared_len);
+    zstd::bulk::Decompressor::new()
+        .and_then(|mut decompressor| decompressor.decompress_to_buffer(stored, &mut frames))
+        .map_err(map_body_error)?;
+    Ok(frames)
+}
