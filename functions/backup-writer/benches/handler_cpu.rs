@@ -20,7 +20,7 @@ use tidemark_core::event::{
 use tidemark_core::sample::Payments;
 use tidemark_core::segment::Record;
 use tidemark_core::segment::encryption::{DATA_KEY_LEN, DataKey, seal};
-use tidemark_core::segment::{EncodedSegment, SegmentReader, verify_stored_segment};
+use tidemark_core::segment::{BodyBuffers, EncodedSegment, SegmentReader, verify_stored_segment};
 
 const EVENT_BYTES: usize = 6 * 1024 * 1024;
 const PARTITIONS: i32 = 4;
@@ -329,7 +329,7 @@ fn main() {
 }
 
 /// The restore's read path on the event's segments: each stored segment checked whole, then
-/// decoded record by record into one reused record, against plain zstd decompression of the
+/// decoded record by record into one reused record (and body buffers), against plain zstd decompression of the
 /// same bodies into a buffer of their declared size (the least any reader must do).
 fn reading_cost(
     iterations: usize,
@@ -350,6 +350,7 @@ fn reading_cost(
     let mut decompressor = zstd::bulk::Decompressor::new().unwrap();
     let mut plain = Vec::new();
     let mut record = Record::empty();
+    let mut buffers = BodyBuffers::default();
     let measured = measure_interleaved(
         iterations,
         &mut [
@@ -367,10 +368,15 @@ fn reading_cost(
                 let mut records = 0;
                 for segment in segments {
                     verify_stored_segment(&segment.bytes).unwrap();
-                    let mut reader = SegmentReader::open(segment.bytes.as_ref()).unwrap();
+                    let mut reader = SegmentReader::open_reusing(
+                        segment.bytes.as_ref(),
+                        std::mem::take(&mut buffers),
+                    )
+                    .unwrap();
                     while reader.next_record_into(&mut record).unwrap() {
                         records += 1;
                     }
+                    buffers = reader.into_buffers();
                 }
                 records
             },

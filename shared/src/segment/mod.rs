@@ -14,7 +14,7 @@ pub use header::{
     WriteMark,
 };
 pub use key_filter::{KeyFilter, key_hash};
-pub use reader::{SegmentReader, verify_stored_segment};
+pub use reader::{BodyBuffers, SegmentReader, verify_stored_segment};
 pub use record::{Header, Record, TimestampType};
 pub use writer::{EncodedSegment, PendingSegment, SegmentEncoder};
 

@@ -428,6 +428,38 @@ fn a_batch_sized_body_is_read_whole_and_a_larger_one_streamed() {
 }
 
 #[test]
+fn reused_buffers_read_the_next_segment_and_still_bound_its_body() {
+    let big = encode(&(0..200).map(record).collect::<Vec<_>>());
+    let small = encode(&(0..3).map(record).collect::<Vec<_>>());
+    let read_all = |bytes: &[u8], buffers| {
+        let mut reader = SegmentReader::open_reusing(bytes, buffers)?;
+        let mut records = Vec::new();
+        while let Some(record) = reader.next_record()? {
+            records.push(record);
+        }
+        Ok::<_, Error>((records, reader.into_buffers()))
+    };
+    let (_, buffers) = read_all(&big.bytes, BodyBuffers::default()).unwrap();
+    let (records, buffers) = read_all(&small.bytes, buffers).unwrap();
+    assert_eq!(records, (0..3).map(record).collect::<Vec<_>>());
+
+    // A header declaring one byte less than its body holds: refused whether the buffer is
+    // new (sized to the declaration) or reused (larger than it).
+    let header = SegmentHeader {
+        uncompressed_len: small.header.uncompressed_len - 1,
+        ..small.header.clone()
+    };
+    let mut lying = header.encode().unwrap();
+    lying.extend_from_slice(&small.bytes[small.header.header_len()..]);
+    for buffers in [BodyBuffers::default(), buffers] {
+        assert!(matches!(
+            read_all(&lying, buffers),
+            Err(Error::CorruptSegment(_))
+        ));
+    }
+}
+
+#[test]
 fn a_body_holding_more_than_its_one_zstd_frame_is_refused() {
     // A skippable frame after the records' frame, the header's body length and checksum made
     // to match: the stored-object check passes, decoding must not.

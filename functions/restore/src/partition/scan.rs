@@ -5,7 +5,7 @@
 //! streamed: `tidemark_core::segment::SegmentReader`).
 
 use tidemark_core::layout::BackupId;
-use tidemark_core::segment::{Record, SegmentReader, verify_stored_segment};
+use tidemark_core::segment::{BodyBuffers, Record, SegmentReader, verify_stored_segment};
 use tokio::sync::mpsc;
 
 use crate::error::{RestoreError, Result};
@@ -66,9 +66,10 @@ pub struct Scanner {
 }
 
 /// Records decoded ahead of the producer: enough to keep it busy, little memory.
-const READ_AHEAD: usize = 4096;
-/// Records per chunk: one channel hand-over for this many records.
-const CHUNK_RECORDS: usize = 256;
+const READ_AHEAD: usize = 8192;
+/// Records per chunk: one channel hand-over (and, when the producer waits, one wake-up of it)
+/// for this many records.
+const CHUNK_RECORDS: usize = 1024;
 
 /// Where a scan starts: the source offset, and whether a record was already restored (a
 /// resumed task).
@@ -212,6 +213,7 @@ fn scan(
         &to_read,
         start.prefetch_segments,
     );
+    let mut buffers = BodyBuffers::default();
     for segment in &to_read {
         let stored = fetches.next()?;
         if segment.last_offset < next_offset {
@@ -250,8 +252,8 @@ fn scan(
         if !filter.may_select(header.min_timestamp, header.max_timestamp) {
             continue;
         }
-        let mut reader =
-            SegmentReader::open(&stored[..]).map_err(|error| in_segment(&segment.key, error))?;
+        let mut reader = SegmentReader::open_reusing(&stored[..], std::mem::take(&mut buffers))
+            .map_err(|error| in_segment(&segment.key, error))?;
         loop {
             let mut record = output.record();
             if !reader
@@ -276,6 +278,7 @@ fn scan(
                 return Ok(());
             }
         }
+        buffers = reader.into_buffers();
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use super::header::SegmentHeader;
 use super::record::Record;
 use crate::error::{Error, Result};
 use streamed::StreamedBody;
+pub use whole::BodyBuffers;
 use whole::WholeBody;
 
 /// Largest declared decompressed body read whole: four times a 6 MB event's records, well
@@ -42,16 +43,35 @@ impl<R: Read> SegmentReader<R> {
     /// Reads and checks the header, and a body read whole; records are decoded lazily by
     /// [`Self::next_record`].
     pub fn open(source: R) -> Result<Self> {
-        Self::open_reading_whole_up_to(source, WHOLE_BODY_MAX)
+        Self::open_reusing(source, BodyBuffers::default())
+    }
+
+    /// [`Self::open`], reading a whole body into `buffers` (those of a segment read before,
+    /// handed back by [`Self::into_buffers`]).
+    pub fn open_reusing(source: R, buffers: BodyBuffers) -> Result<Self> {
+        Self::open_reading_whole_up_to(source, WHOLE_BODY_MAX, buffers)
     }
 
     /// [`Self::open`], streaming every body: tests read each segment both ways.
     #[cfg(test)]
     pub(super) fn open_streamed(source: R) -> Result<Self> {
-        Self::open_reading_whole_up_to(source, 0)
+        Self::open_reading_whole_up_to(source, 0, BodyBuffers::default())
     }
 
-    fn open_reading_whole_up_to(mut source: R, whole_body_max: u64) -> Result<Self> {
+    /// The buffers a whole body was read into, for the next segment (empty ones if it was
+    /// streamed).
+    pub fn into_buffers(self) -> BodyBuffers {
+        match self.frames {
+            Frames::Whole(body) => body.into_buffers(),
+            Frames::Streamed(_) => BodyBuffers::default(),
+        }
+    }
+
+    fn open_reading_whole_up_to(
+        mut source: R,
+        whole_body_max: u64,
+        buffers: BodyBuffers,
+    ) -> Result<Self> {
         let header = SegmentHeader::read_from(&mut source)?;
         if header.encryption.is_some() {
             return Err(Error::Encryption(
@@ -59,7 +79,7 @@ impl<R: Read> SegmentReader<R> {
             ));
         }
         let frames = if header.uncompressed_len <= whole_body_max {
-            Frames::Whole(WholeBody::open(source, &header)?)
+            Frames::Whole(WholeBody::open(source, &header, buffers)?)
         } else {
             Frames::Streamed(StreamedBody::open(source, &header)?)
         };
