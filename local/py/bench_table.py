@@ -189,6 +189,16 @@ def table(handler, run):
             "| | | |"
         )
     lines.append("")
+    reading = handler.get("reading")
+    if reading is not None:
+        plain, reader = reading["plain_zstd_decompress"], reading["segment_reader"]
+        lines.append(
+            "The restore's side of the same segments (each checked whole, then decoded record by "
+            f"record): **{reader['median_ms']:.2f} ms, {reader['mb_per_s']:.1f} MB/s**, "
+            f"{reader['vs_plain_zstd_decompress']:.2f}× of plain zstd decompression of their "
+            f"bodies ({plain['median_ms']:.2f} ms, {plain['mb_per_s']:.1f} MB/s)."
+        )
+        lines.append("")
 
     lines.append("| target | measured | target | |")
     lines.append("|---|---|---|---|")
