@@ -209,13 +209,7 @@ impl<R: Read> SegmentReader<R> {
                     }
                     _ => Error::Io(error),
                 })?;
-            let computed = crc32c::crc32c(&trailer);
-            if computed != filter.crc32c {
-                return Err(Error::CorruptSegment(format!(
-                    "key filter checksum mismatch: stored {:#010x}, computed {computed:#010x}",
-                    filter.crc32c
-                )));
-            }
+            check_checksum("key filter", filter.crc32c, crc32c::crc32c(&trailer))?;
         }
         if source.read(&mut [0u8; 1])? != 0 {
             return Err(Error::CorruptSegment(
@@ -238,6 +232,16 @@ impl<R: Read> Iterator for SegmentReader<R> {
             }
         }
     }
+}
+
+/// A CorruptSegment error naming `what` unless its stored and computed CRC32C agree.
+fn check_checksum(what: &str, stored: u32, computed: u32) -> Result<()> {
+    if stored == computed {
+        return Ok(());
+    }
+    Err(Error::CorruptSegment(format!(
+        "{what} checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+    )))
 }
 
 fn map_body_error(error: std::io::Error) -> Error {
@@ -272,21 +276,9 @@ pub fn verify_stored_segment(stored: &[u8]) -> Result<SegmentHeader> {
         )));
     }
     let (body, trailer) = source.split_at(header.body_len as usize);
-    let computed = crc32c::crc32c(body);
-    if computed != header.body_crc32c {
-        return Err(Error::CorruptSegment(format!(
-            "stored body checksum mismatch: stored {:#010x}, computed {computed:#010x}",
-            header.body_crc32c
-        )));
-    }
+    check_checksum("stored body", header.body_crc32c, crc32c::crc32c(body))?;
     if let Some(filter) = header.key_filter.filter(|_| !trailer.is_empty()) {
-        let computed = crc32c::crc32c(trailer);
-        if computed != filter.crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "key filter checksum mismatch: stored {:#010x}, computed {computed:#010x}",
-                filter.crc32c
-            )));
-        }
+        check_checksum("key filter", filter.crc32c, crc32c::crc32c(trailer))?;
     }
     Ok(header)
 }

@@ -3,7 +3,7 @@
 
 use std::io::{BufReader, Read, Take};
 
-use super::map_body_error;
+use super::{check_checksum, map_body_error};
 use crate::error::{Error, Result};
 use crate::segment::frame::{self, Framing};
 use crate::segment::header::{Compression, SegmentHeader};
@@ -154,12 +154,7 @@ impl<R: Read> StreamedBody<R> {
                 "body holds bytes after the last record".into(),
             ));
         }
-        if self.records_crc32c != header.records_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "records checksum mismatch: stored {:#010x}, computed {:#010x}",
-                header.records_crc32c, self.records_crc32c
-            )));
-        }
+        check_checksum("records", header.records_crc32c, self.records_crc32c)?;
         let stored_body = match self.body.get_mut() {
             Body::Zstd(decoder) => {
                 let buffered = decoder.get_mut().buffer().len() as u64;
@@ -182,12 +177,7 @@ impl<R: Read> StreamedBody<R> {
                 "the body is shorter than its declared length".into(),
             ));
         }
-        if stored_body.crc32c != header.body_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "body checksum mismatch: stored {:#010x}, computed {:#010x}",
-                header.body_crc32c, stored_body.crc32c
-            )));
-        }
+        check_checksum("body", header.body_crc32c, stored_body.crc32c)?;
         Ok(stored_body.inner.get_mut())
     }
 }

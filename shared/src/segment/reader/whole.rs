@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use super::map_body_error;
+use super::{check_checksum, map_body_error};
 use crate::error::{Error, Result};
 use crate::segment::frame::{self, Framing};
 use crate::segment::header::{Compression, SegmentHeader};
@@ -48,13 +48,7 @@ impl<R: Read> WholeBody<R> {
                 "the body is shorter than its declared length".into(),
             ));
         }
-        let computed = crc32c::crc32c(stored);
-        if computed != header.body_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "body checksum mismatch: stored {:#010x}, computed {computed:#010x}",
-                header.body_crc32c
-            )));
-        }
+        check_checksum("body", header.body_crc32c, crc32c::crc32c(stored))?;
         match header.compression {
             Compression::Zstd => decompress(stored, header.uncompressed_len as usize, frames)?,
             Compression::None => std::mem::swap(stored, frames),
@@ -66,13 +60,7 @@ impl<R: Read> WholeBody<R> {
                 header.uncompressed_len
             )));
         }
-        let computed = crc32c::crc32c(frames);
-        if computed != header.records_crc32c {
-            return Err(Error::CorruptSegment(format!(
-                "records checksum mismatch: stored {:#010x}, computed {computed:#010x}",
-                header.records_crc32c
-            )));
-        }
+        check_checksum("records", header.records_crc32c, crc32c::crc32c(frames))?;
         Ok(WholeBody {
             buffers,
             consumed: 0,
