@@ -16,8 +16,9 @@ use streamed::StreamedBody;
 pub use whole::BodyBuffers;
 use whole::WholeBody;
 
-/// Largest declared decompressed body read whole: four times a 6 MB event's records, well
-/// inside a 128 MB function beside the segments fetched ahead.
+/// Largest declared decompressed body read whole: more than a 6 MB event can carry in one
+/// partition (its records are at most about 4.5 MB once out of base64), and well inside a
+/// 128 MB function beside the segments fetched ahead.
 pub(super) const WHOLE_BODY_MAX: u64 = 16 * 1024 * 1024;
 
 enum Frames<R: Read> {
