@@ -79,6 +79,24 @@ impl KafkaTargetWriter {
             pending: tokio::sync::Mutex::new(VecDeque::new()),
         })
     }
+
+    /// The producer's fatal error (an idempotence failure such as a sequence number the
+    /// broker refused): this producer sends nothing more, but the restore is not lost. A new
+    /// invocation has a new producer and resumes from what the target holds (records past the
+    /// progress are checked and adopted, never produced twice), so the state machine retries.
+    fn fatal_error(&self) -> RestoreError {
+        let reason = self.producer.client().fatal_error().map_or_else(
+            || "unknown".to_owned(),
+            |(code, reason)| format!("{code:?}: {reason}"),
+        );
+        RestoreError::Core(tidemark_core::Error::Kafka {
+            operation: "produce",
+            message: format!(
+                "the producer failed for good ({reason}); a new invocation resumes with a new one"
+            ),
+            retryable: true,
+        })
+    }
 }
 
 pub(crate) fn kafka_error(
@@ -220,6 +238,9 @@ impl TargetWriter for KafkaTargetWriter {
                             None => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
                     }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => {
+                        return Err(self.fatal_error());
+                    }
                     Err((error, _)) => return Err(kafka_error("produce", &error, false)),
                 }
             }
@@ -348,5 +369,58 @@ impl TargetWriter for MemoryTargetWriter {
 
     async fn flush(&self) -> Result<Vec<i64>> {
         Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use tidemark_core::segment::{Record, TimestampType};
+
+    use super::*;
+
+    fn records(count: i64) -> Vec<Record> {
+        (0..count)
+            .map(|offset| Record {
+                offset,
+                timestamp: 1_700_000_000_000 + offset,
+                timestamp_type: TimestampType::CreateTime,
+                key: Some(format!("key-{offset}").into_bytes()),
+                value: Some(vec![b'v'; 100]),
+                headers: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// A broker that refuses a batch's sequence number (the local broker did once under load;
+    /// a cluster can after losing acknowledged records) leaves librdkafka's idempotent producer
+    /// fatal: it sends nothing more. A new invocation, with a new producer, resumes from what
+    /// the target holds, so every error from then on must let the state machine retry.
+    #[tokio::test]
+    async fn a_producer_the_broker_made_fatal_fails_retryably() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("restored", 1, 1).unwrap();
+        let writer =
+            KafkaTargetWriter::connect(KafkaConnection::plaintext(cluster.bootstrap_servers()), 0)
+                .unwrap();
+        let records = records(30);
+        writer.send("restored", 0, &records[..10]).await.unwrap();
+        assert_eq!(writer.flush().await.unwrap(), (0..10).collect::<Vec<i64>>());
+
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+        );
+        let refused = match writer.send("restored", 0, &records[10..20]).await {
+            Ok(_) => writer.flush().await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert_eq!(refused.error_type(), "Tidemark.Retryable", "{refused}");
+        let after = match writer.send("restored", 0, &records[20..]).await {
+            Ok(_) => writer.flush().await.unwrap_err(),
+            Err(error) => error,
+        };
+        assert_eq!(after.error_type(), "Tidemark.Retryable", "{after}");
     }
 }
