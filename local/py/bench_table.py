@@ -105,6 +105,14 @@ def table(handler, run):
         return (f" (it waited {account['for_target_ms'] / 1000:.2f} s for the target's "
                 f"acknowledgements, {account['for_backup_ms'] / 1000:.2f} s for the backup's records)")
 
+    def by_state(key):
+        """Where a state machine's time went, each state of 10 ms or more (the Pass and
+        Choice states take less), when the run has it."""
+        states = [s for s in paths[key].get("seconds_by_state") or [] if s["seconds"] >= 0.01]
+        if not states:
+            return ""
+        return " (" + ", ".join(f"{s['state']} {s['seconds']:.2f} s" for s in states) + ")"
+
     row("raw consume, librdkafka with the bridge's settings (backup baseline)", "raw_consume")
     bridge = paths["bridge_instant_function"]
     startup = bridge.get("startup_seconds")
@@ -120,8 +128,8 @@ def table(handler, run):
             ratios["backup_poller_per_partition_vs_raw_consume"])
     row("produce from memory, 4 partitions at once (restore baseline)",
         "produce_from_memory_4_partitions")
-    row("**restore state machine**, 4 partitions in parallel", "restore_state_machine",
-        ratios["restore_state_machine_vs_produce"])
+    row(f"**restore state machine**, 4 partitions in parallel{by_state('restore_state_machine')}",
+        "restore_state_machine", ratios["restore_state_machine_vs_produce"])
     row("produce from memory, 1 partition (restore-partition baseline)",
         "produce_from_memory_1_partition")
     row(f"**restore-partition binary**, 1 partition{waited('restore_partition_binary')}",

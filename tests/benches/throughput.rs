@@ -119,6 +119,8 @@ struct Measured {
     waited: Option<Value>,
     /// For the median of several runs ([`median_run`]): every run's rate, in run order.
     runs_mb_per_s: Option<Vec<f64>>,
+    /// For a state machine: seconds in each state it entered once, in order.
+    seconds_by_state: Option<Vec<(String, f64)>>,
 }
 
 /// The wall clock and the CPU account of one path, started together.
@@ -150,6 +152,7 @@ impl Clock {
             cpu_core_seconds: CpuSample::take(accounted_apart()).since(&self.cpu, seconds),
             waited: None,
             runs_mb_per_s: None,
+            seconds_by_state: None,
         }
     }
 }
@@ -189,6 +192,11 @@ impl Measured {
             "cpu_core_seconds": self.cpu_core_seconds,
             "waited": self.waited,
             "runs_mb_per_s": self.runs_mb_per_s,
+            "seconds_by_state": self.seconds_by_state.as_ref().map(|states| {
+                states.iter()
+                    .map(|(state, seconds)| json!({"state": state, "seconds": seconds}))
+                    .collect::<Vec<_>>()
+            }),
             "peak_rss_mib": self.peak_rss_kib.iter()
                 .map(|(process, kib)| (process.to_string(), json!(*kib as f64 / 1024.0)))
                 .collect::<serde_json::Map<_, _>>(),
@@ -351,8 +359,13 @@ fn report(name: &str, measured: &Measured) {
         .as_ref()
         .map(|runs| format!(" (median of {runs:.1?} MB/s)"))
         .unwrap_or_default();
+    let states = measured
+        .seconds_by_state
+        .as_ref()
+        .map(|states| format!(", seconds by state {states:.2?}"))
+        .unwrap_or_default();
     eprintln!(
-        "{name}: {:.2} s (startup {:?} s), {:.1} MB/s{runs}, peak RSS {:?} KiB, core-seconds {}",
+        "{name}: {:.2} s (startup {:?} s), {:.1} MB/s{runs}, peak RSS {:?} KiB, core-seconds {}{states}",
         measured.seconds,
         measured.startup_seconds,
         measured.mb_per_s(),
@@ -769,6 +782,7 @@ async fn restore_state_machine(
     let clock = Clock::start();
     let execution = machines.restore.run(&input, LIMIT).await;
     let mut measured = clock.stop(data.total_bytes());
+    measured.seconds_by_state = Some(execution.seconds_by_state());
     assert!(
         execution.status == aws_sdk_sfn::types::ExecutionStatus::Succeeded,
         "the restore failed: {}\n{}",

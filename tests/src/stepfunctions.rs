@@ -285,6 +285,34 @@ impl Execution {
             .collect()
     }
 
+    /// Seconds spent in each state entered once (a Map's iterations are inside their Map),
+    /// in the order entered, from the history's timestamps: where an execution's time went.
+    pub fn seconds_by_state(&self) -> Vec<(String, f64)> {
+        let entered: Vec<(&str, f64)> = self
+            .events
+            .iter()
+            .filter_map(|event| {
+                let details = event.state_entered_event_details()?;
+                Some((details.name(), event.timestamp().as_secs_f64()))
+            })
+            .collect();
+        let entered_once = |name: &str| {
+            let mut times = entered.iter().filter(|(entered, _)| *entered == name);
+            match (times.next(), times.next()) {
+                (Some((_, at)), None) => Some(*at),
+                _ => None,
+            }
+        };
+        self.events
+            .iter()
+            .filter_map(|event| {
+                let name = event.state_exited_event_details()?.name();
+                let since = entered_once(name)?;
+                Some((name.to_owned(), event.timestamp().as_secs_f64() - since))
+            })
+            .collect()
+    }
+
     /// Errors of failed Lambda tasks, in order.
     pub fn task_errors(&self) -> Vec<String> {
         self.events
