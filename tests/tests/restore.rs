@@ -589,6 +589,90 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
     assert_eq!(report["records"], 60_000);
 }
 
+/// A partition that cannot be restored (one of its segments damaged in S3) fails the restore
+/// and rolls it back, whichever way the Map reports it: the service fails the Map when an
+/// iteration fails; the emulator's distributed Map has been seen to succeed regardless, and
+/// then the count validation must catch the unfinished partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_segment_fails_the_restore_and_rolls_it_back() {
+    use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
+    let mut backup = Backup::start("settlements", 2).await;
+    let start = now_ms() - 60_000;
+    backup.produce_and_back_up(
+        (0..400)
+            .map(|n| payment(n % 2, n, start + n, "s"))
+            .collect(),
+    );
+    let partition = PartitionId::new(
+        BackupId::parse(&backup.backup_id).unwrap(),
+        backup.topic.clone(),
+        1,
+    );
+    let listed = backup
+        .storage
+        .s3
+        .list_objects_v2()
+        .bucket(&backup.storage.bucket)
+        .prefix(
+            StorageLayout::new(PREFIX)
+                .unwrap()
+                .partition_prefix(&partition),
+        )
+        .send()
+        .await
+        .unwrap();
+    let damaged = listed.contents()[0].key().unwrap().to_owned();
+    let object = backup
+        .storage
+        .s3
+        .get_object()
+        .bucket(&backup.storage.bucket)
+        .key(&damaged)
+        .send()
+        .await
+        .unwrap();
+    let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    backup
+        .storage
+        .s3
+        .put_object()
+        .bucket(&backup.storage.bucket)
+        .key(&damaged)
+        .body(bytes.into())
+        .send()
+        .await
+        .unwrap();
+
+    let (_functions, machine) = backup.restore_machine(&[], 60).await;
+    let target = format!("{}.restored", backup.topic);
+    let execution = machine
+        .run(
+            &backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
+            Duration::from_secs(180),
+        )
+        .await;
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Failed,
+        "{}",
+        execution.describe()
+    );
+    assert_eq!(execution.error.as_deref(), Some("Tidemark.RestoreFailed"));
+    let states = execution.entered_states();
+    assert!(states.iter().any(|state| state == "Rollback"), "{states:?}");
+    assert!(
+        !states.iter().any(|state| state == "Report"),
+        "a failed restore is not reported as restored: {states:?}"
+    );
+    let cause = execution.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("{}/1", backup.topic)) || cause.contains(&damaged),
+        "the cause names the partition or the segment: {cause}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_plans_and_reports_but_changes_nothing() {
     let mut backup = Backup::start("refunds", 2).await;
