@@ -1,7 +1,9 @@
-"""The emulator patch's own test: with local/moto_server.py's journal in place of moto's
+"""The emulator patches' own tests: with local/moto_server.py's journal in place of moto's
 table copies, a DynamoDB transaction is still all or nothing, on a table with a sort key (as
-Tidemark's index) and on one without."""
+Tidemark's index) and on one without; and DynamoDB's answers written as JSON directly are the
+answers moto's serializer writes, binary values included."""
 
+import json
 import os
 import sys
 
@@ -10,7 +12,8 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-import moto_server  # noqa: E402,F401 - applies the patch
+import moto_server  # noqa: E402 - applies the patches
+from moto.dynamodb import responses as dynamodb_responses  # noqa: E402
 
 # In process, against moto's mock: an endpoint from local/env.sh would send the calls elsewhere.
 for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
@@ -74,7 +77,67 @@ def check(sort_key):
     assert items(client, table) == [("checkpoint", "2"), ("segment", "5")], items(client, table)
 
 
+@mock_aws
+def answers_match_the_serializer():
+    """Every DynamoDB answer the index uses, written both ways: the same JSON, and only the
+    table description (timestamps) left to the serializer."""
+    direct = dynamodb_responses.DynamoResult.execute_result
+    with_model = moto_server._serialize_with_model
+    compared, left_to_model = [], []
+
+    def counted(self, context):
+        left_to_model.append(context.operation_model.name)
+        return with_model(self, context)
+
+    def both(self, context):
+        answer = direct(self, context)
+        status, _, body = with_model(self, context)
+        assert answer[0] == status, (context.operation_model.name, answer[0], status)
+        assert json.loads(answer[2]) == json.loads(body), (context.operation_model.name,
+                                                            answer[2], body)
+        compared.append(context.operation_model.name)
+        return answer
+
+    moto_server._serialize_with_model = counted
+    dynamodb_responses.DynamoResult.execute_result = both
+    try:
+        client = boto3.client("dynamodb")
+        create(client, "index", sort_key=True)
+        client.describe_table(TableName="index")
+        every_type = {"b": {"B": b"\x00\xff"}, "bs": {"BS": [b"\x01"]}, "n": {"N": "1.50"},
+                      "ns": {"NS": ["1", "2"]}, "ss": {"SS": ["q"]}, "t": {"S": "\u00e9\"\n"},
+                      "l": {"L": [{"NULL": True}, {"BOOL": False}]},
+                      "m": {"M": {"x": {"N": "-3"}}}}
+        for n in range(3):
+            client.put_item(TableName="index",
+                            Item={"pk": {"S": "p"}, "sk": {"S": f"segment#{n}"}, **every_type})
+        client.get_item(TableName="index", Key={"pk": {"S": "p"}, "sk": {"S": "segment#0"}},
+                        ConsistentRead=True)
+        page = client.query(TableName="index", ConsistentRead=True, Limit=2,
+                            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                            ExpressionAttributeValues={":pk": {"S": "p"},
+                                                       ":prefix": {"S": "segment#"}})
+        assert "LastEvaluatedKey" in page and len(page["Items"]) == 2, page
+        assert page["Items"][0]["b"] == {"B": b"\x00\xff"}, page["Items"][0]
+        client.scan(TableName="index")
+        client.update_item(TableName="index", Key={"pk": {"S": "p"}, "sk": {"S": "segment#1"}},
+                           UpdateExpression="SET n = :n", ReturnValues="ALL_NEW",
+                           ExpressionAttributeValues={":n": {"N": "2"}})
+        client.transact_write_items(TransactItems=[
+            {"Delete": {"TableName": "index",
+                        "Key": {"pk": {"S": "p"}, "sk": {"S": "segment#2"}}}}])
+    finally:
+        dynamodb_responses.DynamoResult.execute_result = direct
+        moto_server._serialize_with_model = with_model
+    for operation in ("PutItem", "GetItem", "Query", "Scan", "UpdateItem"):
+        assert operation in compared, (operation, compared)
+        assert operation not in left_to_model, (operation, left_to_model)
+    assert "DescribeTable" in left_to_model, left_to_model
+
+
 if __name__ == "__main__":
     for sort_key in (True, False):
         check(sort_key)
     print("moto_server: transactions stay all or nothing")
+    answers_match_the_serializer()
+    print("moto_server: DynamoDB answers written directly match the serializer's")
