@@ -785,8 +785,29 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// Turns versioning on, as deployed: a replaced or deleted object's earlier versions stay
-    /// readable.
+    /// Replaces `key` with its bytes as `damage` leaves them, through the S3 API: how tests
+    /// corrupt a stored segment.
+    pub async fn rewrite_object(&self, key: &str, damage: impl FnOnce(&mut Vec<u8>)) {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("reading {key}: {error:?}"));
+        let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
+        damage(&mut bytes);
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("rewriting {key}: {error:?}"));
+    }
+
     /// Turns Object Lock on for the (still empty) bucket, with no default retention: tests put
     /// retention on the objects they lock ([`Self::lock_object`]).
     pub async fn enable_object_lock(&self) {
@@ -822,6 +843,8 @@ impl Storage {
             .unwrap_or_else(|error| panic!("locking {key}: {error:?}"));
     }
 
+    /// Turns versioning on, as deployed: a replaced or deleted object's earlier versions stay
+    /// readable.
     pub async fn enable_versioning(&self) {
         self.s3
             .put_bucket_versioning()

@@ -175,28 +175,13 @@ async fn a_drill_of_a_tampered_segment_fails_naming_the_partition_and_first_offs
     let tampered = segments.last().expect("partition 1 has segments").clone();
     let first_offset: i64 = tampered.rsplit('/').next().unwrap()[..20].parse().unwrap();
     assert!(first_offset > 0, "the tampered segment is not the first");
-    let object = backup
-        .storage
-        .s3
-        .get_object()
-        .bucket(&backup.storage.bucket)
-        .key(&tampered)
-        .send()
-        .await
-        .unwrap();
-    let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x5a;
     backup
         .storage
-        .s3
-        .put_object()
-        .bucket(&backup.storage.bucket)
-        .key(&tampered)
-        .body(bytes.into())
-        .send()
-        .await
-        .unwrap();
+        .rewrite_object(&tampered, |bytes| {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x5a;
+        })
+        .await;
 
     let (_functions, machines) = backup.restore_machines(&[], 60).await;
     let (drill_id, execution) = run_drill(&machines, &drill_request(&backup, &group)).await;

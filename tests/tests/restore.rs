@@ -622,28 +622,13 @@ async fn a_damaged_segment_fails_the_restore_and_rolls_it_back() {
         .await
         .unwrap();
     let damaged = listed.contents()[0].key().unwrap().to_owned();
-    let object = backup
-        .storage
-        .s3
-        .get_object()
-        .bucket(&backup.storage.bucket)
-        .key(&damaged)
-        .send()
-        .await
-        .unwrap();
-    let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
     backup
         .storage
-        .s3
-        .put_object()
-        .bucket(&backup.storage.bucket)
-        .key(&damaged)
-        .body(bytes.into())
-        .send()
-        .await
-        .unwrap();
+        .rewrite_object(&damaged, |bytes| {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0x01;
+        })
+        .await;
 
     let (_functions, machine) = backup.restore_machine(&[], 60).await;
     let target = format!("{}.restored", backup.topic);

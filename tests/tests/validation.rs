@@ -148,26 +148,12 @@ async fn validation_finds_a_flipped_byte_and_a_missing_segment_and_the_index_reb
 
 /// Flips one byte in the middle of `flipped` and deletes `deleted`, through the S3 API.
 async fn damage(storage: &Storage, flipped: &str, deleted: &str) {
-    let object = storage
-        .s3
-        .get_object()
-        .bucket(&storage.bucket)
-        .key(flipped)
-        .send()
-        .await
-        .unwrap();
-    let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
     storage
-        .s3
-        .put_object()
-        .bucket(&storage.bucket)
-        .key(flipped)
-        .body(bytes.into())
-        .send()
-        .await
-        .unwrap();
+        .rewrite_object(flipped, |bytes| {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+        })
+        .await;
     storage
         .s3
         .delete_object()
