@@ -788,15 +788,7 @@ impl Storage {
     /// Replaces `key` with its bytes as `damage` leaves them, through the S3 API: how tests
     /// corrupt a stored segment.
     pub async fn rewrite_object(&self, key: &str, damage: impl FnOnce(&mut Vec<u8>)) {
-        let object = self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("reading {key}: {error:?}"));
-        let mut bytes = object.body.collect().await.unwrap().into_bytes().to_vec();
+        let mut bytes = self.read_object(key).await;
         damage(&mut bytes);
         self.s3
             .put_object()
@@ -859,8 +851,8 @@ impl Storage {
             .unwrap();
     }
 
-    /// A JSON object of the bucket.
-    pub async fn read_json(&self, key: &str) -> serde_json::Value {
+    /// An object of the bucket, whole.
+    pub async fn read_object(&self, key: &str) -> Vec<u8> {
         let object = self
             .s3
             .get_object()
@@ -869,7 +861,12 @@ impl Storage {
             .send()
             .await
             .unwrap_or_else(|error| panic!("reading {key}: {error:?}"));
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes())
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// A JSON object of the bucket.
+    pub async fn read_json(&self, key: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.read_object(key).await)
             .unwrap_or_else(|error| panic!("{key} is not JSON: {error}"))
     }
 

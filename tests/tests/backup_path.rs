@@ -136,16 +136,8 @@ async fn check_rust_reader_agrees(storage: &Storage, segments: &[Value]) -> Vec<
     let mut keys = Vec::new();
     for segment in segments {
         let key = segment["key"].as_str().unwrap();
-        let object = storage
-            .s3
-            .get_object()
-            .bucket(&storage.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        let bytes = object.body.collect().await.unwrap().into_bytes();
-        let records: Vec<_> = SegmentReader::open(bytes.as_ref())
+        let bytes = storage.read_object(key).await;
+        let records: Vec<_> = SegmentReader::open(bytes.as_slice())
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

@@ -140,16 +140,7 @@ async fn client_side_encrypted_segments_hide_the_records_at_rest_and_restore_exa
         .collect();
     assert!(!segment_keys.is_empty());
     for key in &segment_keys {
-        let object = backup
-            .storage
-            .s3
-            .get_object()
-            .bucket(&backup.storage.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .unwrap();
-        let bytes = object.body.collect().await.unwrap().into_bytes();
+        let bytes = backup.storage.read_object(key).await;
         assert_eq!(bytes[9] & 0x01, 0x01, "{key} is not sealed");
         assert!(
             !bytes.windows(card.len()).any(|w| w == card.as_bytes()),
@@ -982,20 +973,13 @@ async fn segments_in_s3_alone_restore_exactly_with_overlaps_read_once_and_null_h
     );
     assert_eq!(restored.iter().map(content).collect::<Vec<_>>(), expected);
 
-    let object = storage
-        .s3
-        .get_object()
-        .bucket(&storage.bucket)
-        .key(
+    let report = storage
+        .read_json(
             execution.output.as_ref().unwrap()["report_key"]
                 .as_str()
                 .unwrap(),
         )
-        .send()
-        .await
-        .unwrap();
-    let report: Value =
-        serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+        .await;
     assert_eq!(
         report["planned_partitions"][0]["segment_source"],
         "s3-listing"

@@ -111,16 +111,7 @@ impl Scenario {
             .entry_at_or_before(i64::MAX)
             .await
             .expect("an indexed snapshot");
-        let object = self
-            .storage
-            .s3
-            .get_object()
-            .bucket(&self.storage.bucket)
-            .key(&entry.key)
-            .send()
-            .await
-            .expect("the indexed snapshot object exists");
-        let bytes = object.body.collect().await.unwrap().into_bytes();
+        let bytes = self.storage.read_object(&entry.key).await;
         ClusterSnapshot::decode(&bytes, &entry.key).unwrap()
     }
 
