@@ -213,6 +213,18 @@ impl Backup {
         env: &[(&str, &str)],
         timeout_seconds: u32,
     ) -> (String, RestoreFunctions) {
+        let (target, functions, execution) =
+            self.try_restore_all_to_now(env, timeout_seconds).await;
+        assert_succeeded(&execution, &functions);
+        (target, functions)
+    }
+
+    /// As [`Self::restore_all_to_now`], for an execution that may fail: returns it too.
+    pub async fn try_restore_all_to_now(
+        &self,
+        env: &[(&str, &str)],
+        timeout_seconds: u32,
+    ) -> (String, RestoreFunctions, Execution) {
         let (functions, machine) = self.restore_machine(env, timeout_seconds).await;
         let target = format!("{}.restored", self.topic);
         let execution = machine
@@ -221,8 +233,7 @@ impl Backup {
                 Duration::from_secs(180),
             )
             .await;
-        assert_succeeded(&execution, &functions);
-        (target, functions)
+        (target, functions, execution)
     }
 
     /// The restore functions (with `env`) and the restore state machine over them.

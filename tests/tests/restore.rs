@@ -586,7 +586,6 @@ async fn a_restore_killed_mid_partition_resumes_with_no_duplicate_and_no_gap() {
 /// then the count validation must catch the unfinished partition.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_segment_fails_the_restore_and_rolls_it_back() {
-    use tidemark_core::layout::{BackupId, PartitionId, StorageLayout};
     let mut backup = Backup::start("settlements", 2).await;
     let start = now_ms() - 60_000;
     backup.produce_and_back_up(
@@ -594,25 +593,13 @@ async fn a_damaged_segment_fails_the_restore_and_rolls_it_back() {
             .map(|n| payment(n % 2, n, start + n, "s"))
             .collect(),
     );
-    let partition = PartitionId::new(
-        BackupId::parse(&backup.backup_id).unwrap(),
-        backup.topic.clone(),
-        1,
-    );
-    let listed = backup
+    let damaged = backup
         .storage
-        .s3
-        .list_objects_v2()
-        .bucket(&backup.storage.bucket)
-        .prefix(
-            StorageLayout::new(PREFIX)
-                .unwrap()
-                .partition_prefix(&partition),
-        )
-        .send()
+        .object_keys()
         .await
-        .unwrap();
-    let damaged = listed.contents()[0].key().unwrap().to_owned();
+        .into_iter()
+        .find(|key| key.contains("/partition=1/") && key.ends_with(".seg.zst"))
+        .expect("partition 1 has segments");
     backup
         .storage
         .rewrite_object(&damaged, |bytes| {
@@ -621,14 +608,7 @@ async fn a_damaged_segment_fails_the_restore_and_rolls_it_back() {
         })
         .await;
 
-    let (_functions, machine) = backup.restore_machine(&[], 60).await;
-    let target = format!("{}.restored", backup.topic);
-    let execution = machine
-        .run(
-            &backup.request(&target, json!({"mode": "time", "at": now_ms()}), &[]),
-            Duration::from_secs(180),
-        )
-        .await;
+    let (_target, _functions, execution) = backup.try_restore_all_to_now(&[], 60).await;
     assert_eq!(
         execution.status,
         ExecutionStatus::Failed,
