@@ -245,6 +245,14 @@ fn check_checksum(what: &str, stored: u32, computed: u32) -> Result<()> {
     )))
 }
 
+/// The body ran out before record number `records_read` of the declared ones.
+fn body_ends_early(records_read: u32, header: &SegmentHeader) -> Error {
+    Error::CorruptSegment(format!(
+        "body ends after {records_read} of {} declared records",
+        header.record_count
+    ))
+}
+
 fn map_body_error(error: std::io::Error) -> Error {
     match error.kind() {
         std::io::ErrorKind::UnexpectedEof => Error::TruncatedSegment("body ends early".into()),

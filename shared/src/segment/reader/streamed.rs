@@ -3,7 +3,7 @@
 
 use std::io::{BufReader, Read, Take};
 
-use super::{check_checksum, map_body_error};
+use super::{body_ends_early, check_checksum, map_body_error};
 use crate::error::{Error, Result};
 use crate::segment::frame::{self, Framing};
 use crate::segment::header::{Compression, SegmentHeader};
@@ -84,17 +84,11 @@ impl<R: Read> StreamedBody<R> {
         records_read: u32,
     ) -> Result<&[u8]> {
         let remaining = header.uncompressed_len - self.consumed;
-        let ends_early = || {
-            Error::CorruptSegment(format!(
-                "body ends after {records_read} of {} declared records",
-                header.record_count
-            ))
-        };
         self.length_prefix.clear();
         let frame_len = match framing {
             Framing::Fixed => {
                 if remaining < 4 {
-                    return Err(ends_early());
+                    return Err(body_ends_early(records_read, header));
                 }
                 let mut length = [0u8; 4];
                 self.body.read_exact(&mut length).map_err(map_body_error)?;
@@ -103,7 +97,7 @@ impl<R: Read> StreamedBody<R> {
             }
             Framing::Compact => {
                 if remaining == 0 {
-                    return Err(ends_early());
+                    return Err(body_ends_early(records_read, header));
                 }
                 frame::read_length_prefix(&mut self.body, &mut self.length_prefix)
                     .map_err(map_body_error)?

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 
-use super::{check_checksum, map_body_error};
+use super::{body_ends_early, check_checksum, map_body_error};
 use crate::error::{Error, Result};
 use crate::segment::frame::{self, Framing};
 use crate::segment::header::{Compression, SegmentHeader};
@@ -81,10 +81,7 @@ impl<R: Read> WholeBody<R> {
     ) -> Result<&[u8]> {
         let remaining = &self.buffers.frames[self.consumed..];
         if remaining.is_empty() {
-            return Err(Error::CorruptSegment(format!(
-                "body ends after {records_read} of {} declared records",
-                header.record_count
-            )));
+            return Err(body_ends_early(records_read, header));
         }
         let invalid_length =
             || Error::CorruptSegment(format!("record {records_read} has an invalid length"));
